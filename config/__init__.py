@@ -1,0 +1,17 @@
+"""Lab configuration: the TOML schema, its loader, the shipped labs and reference sets.
+
+Every other treadlab package may read this one; it depends on none of them.
+"""
+from treadlab.config.errors import ConfigError, DeviceError, InputError, TreadlabError
+
+__all__ = ["ConfigError", "DeviceError", "InputError", "TreadlabError", "software_version"]
+
+
+def software_version() -> str:
+    """``"treadlab X.Y.Z"`` as installed (stored in every archive's ``software`` attribute)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"treadlab {version('treadlab')}"
+    except PackageNotFoundError:  # running from a checkout without an install
+        return "treadlab 0+unknown"
