@@ -21,16 +21,25 @@ log = logging.getLogger("treadlab")
 # --- handlers: one library call each -------------------------------------------------------
 
 def _cmd_demo(args) -> int:
-    from treadlab.acquisition.capture import run_demo
+    from treadlab.pipeline.demo import run_demo
 
     return run_demo(out_dir=args.out, seconds=args.seconds)
 
 
 def _cmd_capture(args) -> int:
+    # acquisition records; processing the finished session is the pipeline's job (DESIGN §2:
+    # pipeline -> acquisition, never the other way round).
     from treadlab.acquisition.capture import run_capture
 
-    return run_capture(config_path=args.config, subject=args.subject, body_mass_kg=args.body_mass,
-                       duration_s=args.duration, out_dir=args.out, process=not args.no_process)
+    path = run_capture(config_path=args.config, subject=args.subject,
+                       body_mass_kg=args.body_mass, duration_s=args.duration, out_dir=args.out)
+    print(path)
+    if args.no_process:
+        return 0
+    from treadlab.pipeline.graph import process_session
+
+    _print_summary(process_session(path, config_path=args.config))
+    return 0
 
 
 def _cmd_simulate_lab(args) -> int:
