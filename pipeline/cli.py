@@ -43,16 +43,18 @@ def _cmd_capture(args) -> int:
 
 
 def _cmd_simulate_lab(args) -> int:
+    params = _params(args.param)
     from treadlab.acquisition.simulated import serve_lab
 
     return serve_lab(config_path=args.config, replay=args.replay, duration_s=args.duration,
-                     params=_params(args.param))
+                     params=params)
 
 
 def _cmd_simulate_session(args) -> int:
+    params = _params(args.param)
     from treadlab.acquisition.synthetic import simulate_session_file
 
-    path = simulate_session_file(args.output, params=_params(args.param))
+    path = simulate_session_file(args.output, params=params)
     print(path)
     return 0
 
