@@ -1,0 +1,469 @@
+"""The force-plate treadmill over a serial port (DESIGN §3 wire format).
+
+:class:`ForcePlateSerial` reads the port in its own thread (the recorder is never blocked),
+decodes frames with :class:`treadlab.acquisition.wire.ForceFrameDecoder`, converts ADC counts →
+volts → the lab-frame wrench of each plate with the plate's 6×6 calibration (zero offset
+subtracted), and survives the port disappearing: a ``SerialException`` closes the port and it
+is reopened with back-off (each loss logged as ``disconnect``, each return as ``reconnect``);
+frames lost meanwhile are counted as drops from the sequence gap.
+
+Tare: with ``tare_seconds > 0`` the first ``tare_seconds`` of frames after :meth:`open` (belt
+unloaded) are averaged into the zero offset before any block is released; those frames are then
+converted with the new zero and released, so nothing is lost. :meth:`ForcePlateSerial.tare`
+measures a new zero on demand. The zero is part of :attr:`ForcePlateSerial.calibration`, which the
+recorder stores with the raw counts.
+
+Serial ports are opened through ``serial.serial_for_url``: a device path, a pty, ``loop://`` or
+``socket://`` all work. The link budget (rate × frame size vs. baud) is checked by the config.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import serial
+
+from treadlab.acquisition.base import Block, Source, StreamInfo
+from treadlab.acquisition.wire import SAMPLE_TYPES, ForceFrameDecoder, frame_size
+from treadlab.config.errors import ConfigError, DeviceError
+
+log = logging.getLogger(__name__)
+
+
+# --- settings -------------------------------------------------------------------------------
+
+def _table_values(table, names) -> dict:
+    """Attributes (dataclass / namespace) or keys (dict) of a config table that are present."""
+    out = {}
+    for name in names:
+        if isinstance(table, dict):
+            if name in table:
+                out[name] = table[name]
+        elif hasattr(table, name):
+            out[name] = getattr(table, name)
+    return out
+
+
+@dataclass
+class ForcePlateSettings:
+    """The ``[forceplate]`` table of the lab config.
+
+    Attributes
+    ----------
+    driver : ``"forceplate_serial"``, ``"forceplate_lsl"`` or ``"simulated"``.
+    port : pyserial URL or device path; ``"auto"`` = the simulated lab's pty.
+    baud : bits per second (the config checks rate × frame size fits).
+    rate_hz : frames per second, Hz.
+    channels : ADC values per frame.
+    sample_type : ``"int16"`` or ``"int32"``.
+    volts_per_count : V per ADC count.
+    tare_seconds : s of unloaded belt averaged into the zero at open (0 = no automatic tare).
+    stream_name : LSL stream name (``forceplate_lsl``).
+    """
+
+    driver: str = "forceplate_serial"
+    port: str = "auto"
+    baud: int = 1_000_000
+    rate_hz: float = 1000.0
+    channels: int = 12
+    sample_type: str = "int16"
+    volts_per_count: float = 10.0 / 32768
+    tare_seconds: float = 1.0
+    stream_name: str = "treadlab-force"
+
+    @classmethod
+    def from_table(cls, table) -> "ForcePlateSettings":
+        """From the config's ``forceplate`` table (dataclass, namespace or dict)."""
+        return cls(**_table_values(table, [f.name for f in fields(cls)]))
+
+    def __post_init__(self):
+        if self.sample_type not in SAMPLE_TYPES:
+            raise ConfigError(None, "forceplate.sample_type",
+                              f"{self.sample_type!r} is not one of {sorted(SAMPLE_TYPES)}")
+        if int(self.channels) < 1:
+            raise ConfigError(None, "forceplate.channels", f"{self.channels} < 1")
+        if not float(self.rate_hz) > 0:
+            raise ConfigError(None, "forceplate.rate_hz", f"{self.rate_hz} is not > 0")
+
+    @property
+    def frame_size(self) -> int:
+        """Bytes per frame on the wire."""
+        return frame_size(int(self.channels), self.sample_type)
+
+
+@dataclass
+class PlateCalibration:
+    """One ``[[plates]]`` entry: which device channels feed the plate and how.
+
+    Attributes
+    ----------
+    name : plate name.
+    channels : 6 indices into the device channel list.
+    calibration : (6, 6) float64, volts → ``[Fx, Fy, Fz, Mx, My, Mz]`` in N and N·m, lab frame
+        (``wrench = calibration @ volts``).
+    origin : (3,) float64 mm, lab frame: the point moments are taken about.
+    corners : (4, 3) float64 mm, lab frame.
+    """
+
+    name: str
+    channels: list[int]
+    calibration: np.ndarray
+    origin: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    corners: np.ndarray = field(default_factory=lambda: np.zeros((4, 3)))
+
+    @classmethod
+    def from_table(cls, table) -> "PlateCalibration":
+        v = _table_values(table, ["name", "channels", "calibration", "origin", "corners"])
+        return cls(**v)
+
+    def __post_init__(self):
+        self.channels = [int(c) for c in self.channels]
+        self.calibration = np.asarray(self.calibration, dtype=np.float64)
+        self.origin = np.asarray(self.origin, dtype=np.float64).reshape(3)
+        self.corners = np.asarray(self.corners, dtype=np.float64).reshape(4, 3)
+        if len(self.channels) != 6:
+            raise ConfigError(None, f"plates.{self.name}.channels",
+                              f"needs 6 channel indices, got {len(self.channels)}")
+        if self.calibration.shape != (6, 6):
+            raise ConfigError(None, f"plates.{self.name}.calibration",
+                              f"needs a 6×6 matrix, got shape {self.calibration.shape}")
+
+
+class ForceCalibration:
+    """Counts → volts → lab-frame wrench, and back (for the virtual treadmill).
+
+    Parameters
+    ----------
+    plates : the plates, each with 6 channel indices and a 6×6 volts → N/N·m matrix.
+    channels : ADC channels per frame.
+    volts_per_count : V per count.
+    zero : (channels,) float64 counts subtracted before scaling (the tare); default 0.
+    """
+
+    def __init__(self, plates: list[PlateCalibration], channels: int, volts_per_count: float,
+                 zero=None):
+        self.plates = list(plates)
+        self.n_channels = int(channels)
+        self.volts_per_count = float(volts_per_count)
+        for i, p in enumerate(self.plates):
+            bad = [c for c in p.channels if not 0 <= c < self.n_channels]
+            if bad:
+                raise ConfigError(None, f"plates[{i}].channels",
+                                  f"{bad} outside the {self.n_channels} device channels")
+        self.index = np.array([p.channels for p in self.plates], dtype=np.intp).reshape(-1, 6)
+        self.matrix = np.array([p.calibration for p in self.plates],
+                               dtype=np.float64).reshape(-1, 6, 6)
+        self.zero = (np.zeros(self.n_channels) if zero is None
+                     else np.asarray(zero, dtype=np.float64).reshape(self.n_channels))
+
+    @property
+    def plate_names(self) -> list[str]:
+        return [p.name for p in self.plates]
+
+    def wrench(self, counts: np.ndarray) -> np.ndarray:
+        """Lab-frame wrench of every plate.
+
+        Parameters
+        ----------
+        counts : (n, c) integer ADC counts.
+
+        Returns
+        -------
+        (n, p, 6) float32 ``[Fx, Fy, Fz, Mx, My, Mz]``, N and N·m.
+        """
+        volts = (np.asarray(counts, dtype=np.float64) - self.zero) * self.volts_per_count
+        per_plate = volts[:, self.index]                        # (n, p, 6)
+        return np.einsum("pij,npj->npi", self.matrix, per_plate).astype(np.float32)
+
+    def counts(self, wrench: np.ndarray, zero=None, dtype="int16") -> tuple[np.ndarray, int]:
+        """ADC counts that produce ``wrench`` (the inverse calibration, for simulators).
+
+        Parameters
+        ----------
+        wrench : (n, p, 6) float, N and N·m, lab frame.
+        zero : (c,) counts added (the amplifier offset); default the current zero.
+        dtype : ``"int16"`` or ``"int32"``.
+
+        Returns
+        -------
+        counts : (n, c) int16/int32 (rounded, clipped to the type's range).
+        clipped : how many values saturated.
+        """
+        wrench = np.asarray(wrench, dtype=np.float64)
+        volts = np.zeros((wrench.shape[0], self.n_channels))
+        for k in range(self.matrix.shape[0]):
+            volts[:, self.index[k]] = np.linalg.solve(self.matrix[k], wrench[:, k, :].T).T
+        z = self.zero if zero is None else np.asarray(zero, dtype=np.float64)
+        c = np.rint(volts / self.volts_per_count + z)
+        info = np.iinfo(SAMPLE_TYPES[dtype])
+        clipped = int(np.count_nonzero((c < info.min) | (c > info.max)))
+        return np.clip(c, info.min, info.max).astype(SAMPLE_TYPES[dtype]), clipped
+
+    def as_dict(self) -> dict:
+        """The archive's ``ForceData.calibration``: volts_per_count, zero, channels, matrix."""
+        return {"volts_per_count": self.volts_per_count, "zero": self.zero.copy(),
+                "channels": self.index.copy(), "matrix": self.matrix.copy()}
+
+
+# --- the force source (shared with the LSL force inlet) ---------------------------------------
+
+class ForceSourceBase(Source):
+    """A force source: calibration, tare and block building shared by serial and LSL drivers.
+
+    A driver calls :meth:`_deliver` with each run of decoded frames; the base class holds them
+    while a tare is being measured and releases them converted with the new zero.
+    """
+
+    kind = "force"
+
+    def __init__(self, name: str, settings: ForcePlateSettings, plates, zero=None,
+                 auto_tare: bool | None = None):
+        super().__init__(name)
+        self.settings = settings
+        plates = [p if isinstance(p, PlateCalibration) else PlateCalibration.from_table(p)
+                  for p in plates]
+        if not plates:
+            raise ConfigError(None, "plates", "no force plates configured")
+        self.cal = ForceCalibration(plates, settings.channels, settings.volts_per_count, zero)
+        self.info = StreamInfo(stream="force", rate_hz=float(settings.rate_hz),
+                               labels=self.cal.plate_names, channels=int(settings.channels),
+                               sample_type=settings.sample_type, plates=self.cal.plate_names)
+        self._auto_tare = (settings.tare_seconds > 0) if auto_tare is None else auto_tare
+        self._tare_lock = threading.Lock()
+        self._tare_need = 0               # frames still to collect (0 = no tare running)
+        self._tare_sum: np.ndarray | None = None
+        self._tare_n = 0
+        self._tare_held: list[tuple] = []
+        self._tare_done = threading.Event()
+        self._tare_done.set()
+
+    @property
+    def calibration(self) -> dict:
+        """The calibration in use, with the tare zero (stored in the archive)."""
+        return self.cal.as_dict()
+
+    @property
+    def zero(self) -> np.ndarray:
+        """(c,) float64 counts: the zero offset subtracted before scaling."""
+        return self.cal.zero.copy()
+
+    def _start_tare(self, seconds: float) -> None:
+        with self._tare_lock:
+            if self._tare_need:
+                return
+            self._tare_need = max(1, int(round(seconds * self.info.rate_hz)))
+            self._tare_sum = np.zeros(self.info.channels)
+            self._tare_n = 0
+            self._tare_done.clear()
+
+    def open(self) -> None:
+        if self._auto_tare and not self.is_open:
+            self._start_tare(self.settings.tare_seconds)
+        super().open()
+
+    def tare(self, seconds: float | None = None, timeout: float | None = None) -> np.ndarray:
+        """Measure the zero offset over ``seconds`` of frames (belt unloaded) and keep it.
+
+        If a tare is already running (the automatic one after :meth:`open`), waits for it
+        instead of starting another. Frames arriving meanwhile are held and released converted
+        with the new zero.
+
+        Returns
+        -------
+        (c,) float64 counts: the new zero.
+
+        Raises
+        ------
+        DeviceError when too few frames arrive within ``timeout`` (default 2 × seconds + 5 s).
+        """
+        seconds = self.settings.tare_seconds if seconds is None else float(seconds)
+        if not self.is_open:
+            raise DeviceError(f"{self.name}: tare needs an open source")
+        self._start_tare(max(seconds, 1.0 / self.info.rate_hz))
+        timeout = 2 * seconds + 5.0 if timeout is None else timeout
+        if not self._tare_done.wait(timeout):
+            with self._tare_lock:
+                n, need = self._tare_n, self._tare_need
+            self._finish_tare(force=True)
+            raise DeviceError(f"{self.name}: tare got {n} of {n + need} frames in "
+                              f"{timeout:.1f} s from {self._where()}")
+        return self.zero
+
+    def wait_tare(self, timeout: float) -> bool:
+        """Wait for a running tare; True when none is running any more."""
+        return self._tare_done.wait(timeout)
+
+    def _where(self) -> str:
+        return self.settings.port
+
+    def _finish_tare(self, force: bool = False) -> None:
+        """Set the zero from what was collected; release the held frames. Under _tare_lock."""
+        with self._tare_lock:
+            if self._tare_n and not force:
+                self.cal.zero = self._tare_sum / self._tare_n
+                self._event("tare", f"zero offset from {self._tare_n} frames (belt unloaded): "
+                            + " ".join(f"{z:.1f}" for z in self.cal.zero))
+            elif force:
+                self._event("tare", f"only {self._tare_n} frames during the tare: zero offset "
+                            "unchanged", level=logging.WARNING)
+            held, self._tare_held = self._tare_held, []
+            self._tare_need = 0
+            self._tare_sum = None
+            for args in held:
+                self._push(self._block(*args))
+            self._tare_done.set()
+
+    def _block(self, counts, seq, device_time, host_time) -> Block:
+        return Block(stream="force", device_time=device_time, host_time=host_time,
+                     data=self.cal.wrench(counts), raw=counts, seq=seq)
+
+    def _deliver(self, counts: np.ndarray, seq: np.ndarray, device_time: np.ndarray,
+                 host_time: np.ndarray) -> None:
+        """Push decoded frames (reader thread): (n, c) counts, (n,) seq, (n,) s, (n,) s."""
+        if not len(seq):
+            return
+        finish = False
+        with self._tare_lock:
+            if self._tare_need:
+                take = min(self._tare_need, len(seq))
+                self._tare_sum += counts[:take].sum(axis=0, dtype=np.float64)
+                self._tare_n += take
+                self._tare_need -= take
+                self._tare_held.append((counts, seq, device_time, host_time))
+                finish = self._tare_need == 0
+                if not finish:
+                    return
+        if finish:
+            self._finish_tare()
+            return
+        self._push(self._block(counts, seq, device_time, host_time))
+
+
+class ForcePlateSerial(ForceSourceBase):
+    """The force-plate treadmill on a serial port.
+
+    Parameters
+    ----------
+    settings : :class:`ForcePlateSettings` (the ``[forceplate]`` table).
+    plates : the ``[[plates]]`` entries (:class:`PlateCalibration` or config tables).
+    name : source name in events.
+    zero : (c,) counts, a known zero offset (default 0 until the tare).
+    auto_tare : tare over ``settings.tare_seconds`` at open (default: when tare_seconds > 0).
+    max_backoff : s, longest wait between attempts to reopen a vanished port.
+    """
+
+    def __init__(self, settings: ForcePlateSettings, plates, name: str = "force", zero=None,
+                 auto_tare: bool | None = None, max_backoff: float = 1.0):
+        if not isinstance(settings, ForcePlateSettings):
+            settings = ForcePlateSettings.from_table(settings)
+        super().__init__(name, settings, plates, zero=zero, auto_tare=auto_tare)
+        if settings.port in (None, "", "auto"):
+            raise ConfigError(None, "forceplate.port",
+                              "'auto' needs the simulated lab's pty (start_lab) or a real port")
+        self.port = str(settings.port)
+        self.decoder = ForceFrameDecoder(settings.channels, settings.sample_type,
+                                         settings.rate_hz)
+        self._ser: serial.SerialBase | None = None
+        self._max_backoff = float(max_backoff)
+        self._backoff = 0.05
+        self._retry_at = 0.0
+        self._lost_at: float | None = None
+        self._chunk = settings.frame_size * max(1, int(settings.rate_hz * 0.03))
+
+    @classmethod
+    def from_config(cls, cfg, lab=None, **kw) -> "ForcePlateSerial":
+        """From a ``LabConfig``; ``port = "auto"`` takes ``lab.force_port``."""
+        settings = ForcePlateSettings.from_table(cfg.forceplate)
+        if settings.port in (None, "", "auto"):
+            if lab is None:
+                raise ConfigError(getattr(cfg, "path", None), "forceplate.port",
+                                  "'auto' is the simulated lab's pty: start it first")
+            settings.port = lab.force_port
+        return cls(settings, cfg.plates, **kw)
+
+    def _open_port(self):
+        return serial.serial_for_url(self.port, baudrate=int(self.settings.baud),
+                                     timeout=0.05, write_timeout=0.5)
+
+    def _open(self) -> None:
+        try:
+            self._ser = self._open_port()
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise DeviceError(f"{self.port}: cannot open the force-plate port: {exc}") from None
+        self._backoff = 0.05
+
+    def _close(self) -> None:
+        ser, self._ser = self._ser, None
+        if ser is not None:
+            try:
+                ser.close()
+            except (serial.SerialException, OSError):
+                pass
+        self._wire_events(self.decoder.flush())
+
+    def _where(self) -> str:
+        return self.port
+
+    def _lost(self, exc: Exception) -> None:
+        ser, self._ser = self._ser, None
+        try:
+            ser.close()
+        except (serial.SerialException, OSError, AttributeError):
+            pass
+        self._lost_at = time.monotonic()
+        self._retry_at = self._lost_at + self._backoff
+        self._event("disconnect", f"{self.port}: {exc}; reopening with back-off",
+                    level=logging.WARNING)
+        self._wire_events(self.decoder.reset())
+
+    def _reconnect(self, timeout: float) -> None:
+        now = time.monotonic()
+        if now < self._retry_at:
+            self._stop.wait(min(timeout, self._retry_at - now))
+            return
+        try:
+            self._ser = self._open_port()
+        except (serial.SerialException, OSError, ValueError):
+            self._backoff = min(self._backoff * 2, self._max_backoff)
+            self._retry_at = time.monotonic() + self._backoff
+            return
+        gone = time.monotonic() - (self._lost_at or now)
+        self._backoff = 0.05
+        self._event("reconnect", f"{self.port} reopened after {gone:.2f} s",
+                    counter="reconnects", level=logging.WARNING)
+
+    def _acquire(self, timeout: float) -> None:
+        if self._ser is None:
+            self._reconnect(timeout)
+            return
+        try:
+            if self._ser.timeout != timeout:
+                self._ser.timeout = timeout
+            want = max(self._ser.in_waiting, self._chunk)
+            data = self._ser.read(want)
+        except (serial.SerialException, OSError) as exc:
+            self._lost(exc)
+            return
+        if not data:
+            return
+        host = time.monotonic()
+        frames = self.decoder.feed(data)
+        self._wire_events(frames.events)
+        n = len(frames)
+        if n:
+            self._deliver(frames.values, frames.seq, frames.device_time, np.full(n, host))
+
+    _COUNTER = {"resync": "resyncs", "crc_error": "crc_errors", "drop": "drops",
+                "duplicate": "duplicates"}
+
+    def _wire_events(self, events) -> None:
+        for ev in events:
+            if ev.kind in ("sync", "resync", "crc_error", "truncated"):
+                self._count("discarded_bytes", ev.count)
+            counter = self._COUNTER.get(ev.kind)
+            n = ev.count if ev.kind == "drop" else 1
+            level = logging.DEBUG if ev.kind == "sync" else logging.INFO
+            self._event(ev.kind, f"{self.port}: {ev.detail}", counter=counter, n=n, level=level)
