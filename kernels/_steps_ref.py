@@ -1,0 +1,156 @@
+"""NumPy reference for :func:`treadlab.kernels.steps.step_metrics` (the specification).
+
+Per foot contact ``i`` (side 0 = left, 1 = right; stance from ``t_strike[i]`` to ``t_off[i]``),
+with *stance frames* the angle samples whose time lies in ``[t_strike, t_off]`` (both ends
+included) and *valid* meaning finite:
+
+* ``pelvic_drop`` (deg): contralateral pelvic drop, the largest drop of the swing side during
+  stance. Obliquity is zeroed on ``static_obliquity_deg`` when given, else on the mean over the
+  stride containing the stance (this strike to the next strike of the same foot; for the last
+  contact of a foot, the previous strike of that foot to this one). Left stance:
+  ``max(obliquity - zero)``; right stance: ``max(-(obliquity - zero))``.
+* ``trunk_lean`` (deg): mean trunk lean over stance; ``trunk_lean_midstance``: trunk lean
+  interpolated at midstance ``(t_strike + t_off) / 2``.
+* ``pelvis_tilt_mean`` (deg): mean pelvis tilt over stance (METRICS §4, cause 4 context).
+* ``overstride`` (mm): heel lead of the striking foot interpolated at ``t_strike``.
+* ``shank_angle_ic`` (deg): shank angle of the striking foot interpolated at ``t_strike``.
+* ``peak_hip_extension`` (deg): ``-min(hip_flexion_<side>)`` over the frames in
+  ``[midstance, t_off]``; when that is NaN, ``-min(thigh_angle_<side>)`` instead, and
+  ``peak_hip_extension_source`` says which was used (0 hip angle, 1 thigh angle, -1 none).
+
+A window statistic is NaN when the window holds no frame or fewer than ``min_valid_fraction`` of
+its frames are valid (``static``/stride zero included). Interpolation is linear between the two
+samples bracketing ``t`` and NaN when either is NaN or ``t`` lies outside the sampled time range.
+A column missing from ``angle_names`` gives NaN.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["OUTPUTS", "COLUMNS", "prepare", "step_metrics"]
+
+#: Per-contact outputs (all float64 except the int8 source flag).
+OUTPUTS = ("pelvic_drop", "trunk_lean", "trunk_lean_midstance", "pelvis_tilt_mean", "overstride",
+           "shank_angle_ic", "peak_hip_extension", "peak_hip_extension_source")
+
+#: Angle columns used, in the order of the column table handed to the kernel.
+COLUMNS = ("pelvis_obliquity", "trunk_lean", "pelvis_tilt",
+           "heel_lead_left", "heel_lead_right", "shank_angle_left", "shank_angle_right",
+           "hip_flexion_left", "hip_flexion_right", "thigh_angle_left", "thigh_angle_right")
+
+
+def prepare(t_strike, t_off, side, angle_time, angle_values, angle_names, static_obliquity_deg,
+            min_valid_fraction):
+    """Validate and normalise the inputs shared by both implementations.
+
+    Returns ``(t_strike, t_off, side, time, values, columns, stride_lo, stride_hi, static,
+    min_valid_fraction)``: float64/int64 contiguous arrays, ``columns`` (len(COLUMNS),) int64
+    index into ``values`` or -1, and the stride bounds (s,) float64 (NaN when no stride).
+    """
+    t_strike = np.ascontiguousarray(t_strike, dtype=np.float64).reshape(-1)
+    t_off = np.ascontiguousarray(t_off, dtype=np.float64).reshape(-1)
+    side = np.ascontiguousarray(side).reshape(-1)
+    if not (len(t_strike) == len(t_off) == len(side)):
+        raise ValueError(f"t_strike, t_off and side differ in length: {len(t_strike)}, "
+                         f"{len(t_off)}, {len(side)}")
+    if side.size and not np.isin(side, (0, 1)).all():
+        raise ValueError("side must hold 0 (left) or 1 (right)")
+    side = side.astype(np.int64)
+    time = np.ascontiguousarray(angle_time, dtype=np.float64).reshape(-1)
+    values = np.asarray(angle_values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] != len(time):
+        raise ValueError(f"angle_values must have shape (m, a) with m = len(angle_time) = "
+                         f"{len(time)}, got {values.shape}")
+    names = [str(n) for n in angle_names]
+    if len(names) != values.shape[1]:
+        raise ValueError(f"{len(names)} angle_names for {values.shape[1]} columns")
+    if len(time) > 1 and np.any(np.diff(time) < 0):
+        raise ValueError("angle_time must be non-decreasing")
+    if not 0.0 <= float(min_valid_fraction) <= 1.0:
+        raise ValueError(f"min_valid_fraction must be in [0, 1], got {min_valid_fraction}")
+    values = np.ascontiguousarray(values)
+    columns = np.array([names.index(n) if n in names else -1 for n in COLUMNS], dtype=np.int64)
+    static = np.nan if static_obliquity_deg is None else float(static_obliquity_deg)
+
+    s = len(t_strike)
+    stride_lo = np.full(s, np.nan)
+    stride_hi = np.full(s, np.nan)
+    for foot in (0, 1):
+        idx = np.flatnonzero(side == foot)
+        idx = idx[np.argsort(t_strike[idx], kind="stable")]
+        for n, i in enumerate(idx):
+            if n + 1 < len(idx):
+                stride_lo[i], stride_hi[i] = t_strike[i], t_strike[idx[n + 1]]
+            elif n > 0:
+                stride_lo[i], stride_hi[i] = t_strike[idx[n - 1]], t_strike[i]
+    return (t_strike, t_off, side, time, values, columns, stride_lo, stride_hi, static,
+            float(min_valid_fraction))
+
+
+def _window(time, lo, hi):
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return slice(0, 0)
+    return slice(int(np.searchsorted(time, lo, "left")), int(np.searchsorted(time, hi, "right")))
+
+
+def _enough(x, frac):
+    return x.size > 0 and np.isfinite(x).sum() >= frac * x.size and np.isfinite(x).any()
+
+
+def _interp(time, v, t):
+    m = len(time)
+    if m == 0 or not np.isfinite(t):
+        return np.nan
+    if m >= 1 and t == time[-1]:
+        return v[-1]
+    j = int(np.searchsorted(time, t, "right")) - 1
+    if j < 0 or j >= m - 1:
+        return np.nan
+    w = (t - time[j]) / (time[j + 1] - time[j])
+    return v[j] + w * (v[j + 1] - v[j])
+
+
+def step_metrics(t_strike, t_off, side, angle_time, angle_values, angle_names, *,
+                 static_obliquity_deg=None, min_valid_fraction=0.5):
+    """Reference implementation; same signature and result as ``steps.step_metrics``."""
+    (t_strike, t_off, side, time, values, columns, stride_lo, stride_hi, static,
+     frac) = prepare(t_strike, t_off, side, angle_time, angle_values, angle_names,
+                     static_obliquity_deg, min_valid_fraction)
+    s = len(t_strike)
+    out = {name: np.full(s, np.nan) for name in OUTPUTS}
+    out["peak_hip_extension_source"] = np.full(s, -1, dtype=np.int8)
+    nan_col = np.full(len(time), np.nan)
+    col = {name: (values[:, j] if j >= 0 else nan_col) for name, j in zip(COLUMNS, columns)}
+
+    for i in range(s):
+        ts, to, foot = t_strike[i], t_off[i], side[i]
+        lr = "left" if foot == 0 else "right"
+        tm = 0.5 * (ts + to)
+        stance = _window(time, ts, to)
+
+        obl = col["pelvis_obliquity"][stance]
+        if np.isfinite(static):
+            zero = static
+        else:
+            stride = col["pelvis_obliquity"][_window(time, stride_lo[i], stride_hi[i])]
+            zero = np.nanmean(stride) if _enough(stride, frac) else np.nan
+        if _enough(obl, frac) and np.isfinite(zero):
+            sign = 1.0 if foot == 0 else -1.0
+            out["pelvic_drop"][i] = np.nanmax(sign * (obl - zero))
+
+        for name, key in (("trunk_lean", "trunk_lean"), ("pelvis_tilt_mean", "pelvis_tilt")):
+            x = col[key][stance]
+            if _enough(x, frac):
+                out[name][i] = np.nanmean(x)
+        out["trunk_lean_midstance"][i] = _interp(time, col["trunk_lean"], tm)
+        out["overstride"][i] = _interp(time, col[f"heel_lead_{lr}"], ts)
+        out["shank_angle_ic"][i] = _interp(time, col[f"shank_angle_{lr}"], ts)
+
+        late = _window(time, tm, to)
+        for source, key in ((0, f"hip_flexion_{lr}"), (1, f"thigh_angle_{lr}")):
+            x = col[key][late]
+            if _enough(x, frac):
+                out["peak_hip_extension"][i] = -np.nanmin(x)
+                out["peak_hip_extension_source"][i] = source
+                break
+    return out

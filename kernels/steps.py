@@ -1,0 +1,72 @@
+"""Per-step running metrics joining foot contacts and joint angles (METRICS §4).
+
+:func:`step_metrics` validates its input and runs the per-contact windows in the compiled kernel
+:mod:`treadlab.kernels._steps_cy`; :func:`treadlab.kernels._steps_ref.step_metrics` is the NumPy
+reference with the same signature and result, and its module docstring is the specification.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from treadlab.kernels._steps_ref import COLUMNS, OUTPUTS, prepare
+
+__all__ = ["OUTPUTS", "step_metrics"]
+
+try:
+    from treadlab.kernels import _steps_cy
+except ImportError as exc:  # pragma: no cover - exercised only in a broken install
+    _steps_cy = None
+    _IMPORT_ERROR = exc
+
+
+def step_metrics(t_strike, t_off, side, angle_time, angle_values, angle_names, *,
+                 static_obliquity_deg=None, min_valid_fraction=0.5):
+    """Per-contact metrics for the four causes of running-related low back pain.
+
+    Parameters
+    ----------
+    t_strike, t_off : array_like, shape (s,), float64
+        Foot-strike and toe-off times of each contact, s, session clock.
+    side : array_like, shape (s,), int
+        0 = left foot, 1 = right foot.
+    angle_time : array_like, shape (m,), float64
+        Time of each angle frame, s, session clock, non-decreasing.
+    angle_values : array_like, shape (m, a), float64
+        Angles as returned by :func:`treadlab.kernels.angles.joint_angles` (degrees; heel lead
+        in mm), NaN where unknown.
+    angle_names : sequence of str, length a
+        Column names; used: ``pelvis_obliquity``, ``pelvis_tilt``, ``trunk_lean``,
+        ``heel_lead_*``, ``shank_angle_*``, ``hip_flexion_*``, ``thigh_angle_*``. Missing
+        columns give NaN metrics.
+    static_obliquity_deg : float, optional
+        Pelvic obliquity of a static trial, degrees; zeroes obliquity instead of the stride mean.
+    min_valid_fraction : float, default 0.5
+        A window statistic needs at least this fraction of its frames finite, else it is NaN.
+
+    Returns
+    -------
+    dict of str to ndarray, each shape (s,)
+        ``pelvic_drop`` (deg, contralateral pelvic drop, + = swing side lower),
+        ``trunk_lean`` (deg, mean over stance, + forward), ``trunk_lean_midstance`` (deg),
+        ``pelvis_tilt_mean`` (deg, mean over stance, + anterior), ``overstride`` (mm, heel lead
+        of the striking foot at strike), ``shank_angle_ic`` (deg, + ankle ahead of knee),
+        ``peak_hip_extension`` (deg, from midstance to toe off, + extension) — all float64, NaN
+        where the inputs are missing — and ``peak_hip_extension_source`` (int8: 0 = 3-D hip
+        angle, 1 = 2-D thigh angle fallback, -1 = none).
+    """
+    (t_strike, t_off, side, time, values, columns, stride_lo, stride_hi, static,
+     frac) = prepare(t_strike, t_off, side, angle_time, angle_values, angle_names,
+                     static_obliquity_deg, min_valid_fraction)
+    if _steps_cy is None:
+        raise ImportError("treadlab.kernels._steps_cy is not built; run "
+                          "`python setup.py build_ext --inplace` in the treadlab checkout"
+                          ) from _IMPORT_ERROR
+    s = len(t_strike)
+    out = np.full((len(OUTPUTS) - 1, s), np.nan)
+    source = np.full(s, -1, dtype=np.int8)
+    assert len(columns) == len(COLUMNS)
+    _steps_cy.step_metrics_cy(t_strike, t_off, side, time, values, columns, stride_lo,
+                              stride_hi, static, frac, out, source)
+    result = {name: out[k].copy() for k, name in enumerate(OUTPUTS[:-1])}
+    result["peak_hip_extension_source"] = source
+    return result
