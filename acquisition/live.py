@@ -373,7 +373,12 @@ class LiveProcessor:
                 mid = 0.5 * (t_strike + t_off)
                 late = (tt >= mid) & (tt <= t_off)
                 if late.any():
-                    out["hip_extension"] = float(np.nanmax(-ang[f"hip_flexion_{name}"][late]))
+                    # 3-D hip angle; the 2-D thigh angle when no hip centre (as step_metrics)
+                    for col in (f"hip_flexion_{name}", f"thigh_angle_{name}"):
+                        v = float(np.nanmax(-ang[col][late])) if col in ang.names else math.nan
+                        if np.isfinite(v):
+                            out["hip_extension"] = v
+                            break
         return {k: (v if np.isfinite(v) else math.nan) for k, v in out.items()}
 
     def _joint_angles(self, positions):

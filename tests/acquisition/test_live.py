@@ -99,3 +99,29 @@ def test_single_belt_sides_from_centre_of_pressure():
     live.process_pending()
     sides = [s.side for s in seen][2:]
     assert sides == [0, 1] * (len(sides) // 2) + [0] * (len(sides) % 2)
+
+
+@pytest.mark.timeout(60)
+def test_cause_values_from_synthetic_runner_markers():
+    from treadlab.acquisition.synthetic import RunnerParams, SyntheticRunner
+
+    p = RunnerParams.clean(pelvic_drop_deg=7.0, trunk_lean_deg=5.0, overstride_mm=180.0,
+                           hip_extension_deg=20.0, cadence_spm=165.0, contact_time_s=0.26)
+    runner = SyntheticRunner(p)
+    live = LiveProcessor(runner.plates, p.force_rate_hz, runner.labels, p.marker_rate_hz,
+                         params=ContactParams.from_bw(runner.body_weight_n, min_peak_bw=1.0),
+                         subject=runner.subject, window=9)
+    for k in range(80):               # 8 s in 100 ms blocks, markers arriving with the force
+        t_f = np.arange(k * 100, (k + 1) * 100) / p.force_rate_hz
+        t_m = np.arange(k * 20, (k + 1) * 20) / p.marker_rate_hz
+        live.put_markers(t_m, runner.markers(t_m))
+        live.put_force(t_f, runner.force(t_f))
+        live.process_pending()
+    st = live.status()
+    assert st["n_steps"] >= 18
+    assert st["cadence_spm"] == pytest.approx(165.0, rel=0.02)
+    assert st["contact_time_s"] == pytest.approx(0.26, abs=0.02)
+    assert st["pelvic_drop_deg"] == pytest.approx(7.0, abs=1.5)
+    assert st["trunk_lean_deg"] == pytest.approx(5.0, abs=1.5)
+    assert st["heel_lead_mm"] == pytest.approx(180.0, abs=25.0)
+    assert st["hip_extension_deg"] == pytest.approx(20.0, abs=2.5)
