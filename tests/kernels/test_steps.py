@@ -1,0 +1,140 @@
+"""step_metrics: analytic ground truth, fallbacks, compiled vs reference, synthetic runner."""
+import numpy as np
+import pytest
+
+from treadlab.kernels import _steps_ref, steps
+from treadlab.kernels._angles_ref import NAMES
+
+IMPLS = [pytest.param(steps.step_metrics, id="cython"),
+         pytest.param(_steps_ref.step_metrics, id="numpy")]
+pytestmark = pytest.mark.timeout(60)
+
+RATE = 200.0
+STEP = 0.35            # s between consecutive contacts (left, right, left, ...)
+CONTACT = 0.25         # s
+DROP = 5.0             # deg
+
+
+def _gait(n_steps=24, seconds=10.0):
+    """Contacts and an angle table whose per-step metrics are known in closed form."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    t_strike = 0.5 + STEP * np.arange(n_steps)
+    t_off = t_strike + CONTACT
+    side = np.arange(n_steps) % 2
+    mid_left = t_strike[0] + CONTACT / 2
+    values = np.full((len(t), len(NAMES)), np.nan)
+    col = {n: j for j, n in enumerate(NAMES)}
+    # obliquity: +DROP at left midstance, -DROP at right midstance, offset 1.5 deg
+    values[:, col["pelvis_obliquity"]] = 1.5 + DROP * np.cos(np.pi * (t - mid_left) / STEP)
+    values[:, col["pelvis_tilt"]] = 12.0
+    values[:, col["trunk_lean"]] = 8.0 + 3.0 * (t - 5.0) / 5.0        # linear drift
+    values[:, col["heel_lead_left"]] = 100.0 + 10.0 * t
+    values[:, col["heel_lead_right"]] = 200.0 - 10.0 * t
+    values[:, col["shank_angle_left"]] = 5.0
+    values[:, col["shank_angle_right"]] = -2.0
+    # hip flexion: 15 deg at its highest, reaching -10 deg (left) / -14 deg (right) at 0.9 of
+    # stance, once per stride
+    for s_, name, peak in ((0, "hip_flexion_left", 10.0), (1, "hip_flexion_right", 14.0)):
+        t_ext = t_strike[s_] + 0.9 * CONTACT
+        values[:, col[name]] = 15.0 - (15.0 + peak) * np.cos(np.pi * (t - t_ext) / (2 * STEP)) ** 2
+    values[:, col["thigh_angle_left"]] = values[:, col["hip_flexion_left"]] + 12.0
+    values[:, col["thigh_angle_right"]] = values[:, col["hip_flexion_right"]] + 12.0
+    return t_strike, t_off, side, t, values
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_analytic_ground_truth(impl):
+    t_strike, t_off, side, t, values = _gait()
+    out = impl(t_strike, t_off, side, t, values, NAMES)
+    assert set(out) == set(_steps_ref.OUTPUTS)
+    for name in _steps_ref.OUTPUTS:
+        assert out[name].shape == t_strike.shape
+    # contralateral pelvic drop: DROP on both sides, independent of the 1.5 deg offset
+    np.testing.assert_allclose(out["pelvic_drop"], DROP, atol=0.1)
+    mid = 0.5 * (t_strike + t_off)
+    np.testing.assert_allclose(out["trunk_lean_midstance"], 8.0 + 3.0 * (mid - 5.0) / 5.0,
+                               atol=1e-9)
+    np.testing.assert_allclose(out["trunk_lean"], 8.0 + 3.0 * (mid - 5.0) / 5.0, atol=0.01)
+    np.testing.assert_allclose(out["pelvis_tilt_mean"], 12.0)
+    expected = np.where(side == 0, 100.0 + 10.0 * t_strike, 200.0 - 10.0 * t_strike)
+    np.testing.assert_allclose(out["overstride"], expected, atol=1e-9)
+    np.testing.assert_allclose(out["shank_angle_ic"], np.where(side == 0, 5.0, -2.0))
+    np.testing.assert_allclose(out["peak_hip_extension"], np.where(side == 0, 10.0, 14.0),
+                               atol=0.05)
+    assert (out["peak_hip_extension_source"] == 0).all()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_static_zero_and_thigh_fallback(impl):
+    t_strike, t_off, side, t, values = _gait()
+    values[:, NAMES.index("hip_flexion_left")] = np.nan
+    out = impl(t_strike, t_off, side, t, values, NAMES, static_obliquity_deg=0.0)
+    # zeroed on 0 instead of the stride mean (1.5): the left drop grows, the right shrinks
+    np.testing.assert_allclose(out["pelvic_drop"], np.where(side == 0, DROP + 1.5, DROP - 1.5),
+                               atol=0.1)
+    left = side == 0
+    assert (out["peak_hip_extension_source"][left] == 1).all()
+    assert (out["peak_hip_extension_source"][~left] == 0).all()
+    np.testing.assert_allclose(out["peak_hip_extension"][left], 10.0 - 12.0, atol=0.05)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_missing_inputs_give_nan(impl):
+    t_strike, t_off, side, t, values = _gait()
+    keep = [j for j, n in enumerate(NAMES) if n not in ("trunk_lean", "heel_lead_right")]
+    out = impl(t_strike, t_off, side, t, values[:, keep], [NAMES[j] for j in keep])
+    assert np.isnan(out["trunk_lean"]).all() and np.isnan(out["trunk_lean_midstance"]).all()
+    assert np.isnan(out["overstride"][side == 1]).all()
+    assert np.isfinite(out["overstride"][side == 0]).all()
+    # a stance mostly occluded (more than half its frames NaN) gives NaN, a short gap does not
+    obl = values[:, NAMES.index("pelvis_obliquity")]
+    in_first = (t >= t_strike[2]) & (t <= t_off[2])
+    obl[np.flatnonzero(in_first)[:35]] = np.nan
+    in_second = (t >= t_strike[4]) & (t <= t_off[4])
+    obl[np.flatnonzero(in_second)[:5]] = np.nan
+    out = impl(t_strike, t_off, side, t, values, NAMES)
+    assert np.isnan(out["pelvic_drop"][2]) and np.isfinite(out["pelvic_drop"][4])
+    # contacts outside the angle recording
+    out = impl([20.0], [20.2], [0], t, values, NAMES)
+    assert all(np.isnan(out[n]).all() for n in _steps_ref.OUTPUTS[:-1])
+    assert out["peak_hip_extension_source"][0] == -1
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_empty(impl):
+    _, _, _, t, values = _gait()
+    out = impl([], [], [], t, values, NAMES)
+    assert all(out[n].shape == (0,) for n in _steps_ref.OUTPUTS)
+    out = impl([1.0, 1.3], [1.2, 1.5], [0, 1], np.zeros(0), np.zeros((0, len(NAMES))), NAMES)
+    assert np.isnan(out["pelvic_drop"]).all() and np.isnan(out["overstride"]).all()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bad_arguments(impl):
+    _, _, _, t, values = _gait()
+    with pytest.raises(ValueError):
+        impl([1.0], [1.2, 1.4], [0], t, values, NAMES)
+    with pytest.raises(ValueError):
+        impl([1.0], [1.2], [2], t, values, NAMES)
+    with pytest.raises(ValueError):
+        impl([1.0], [1.2], [0], t[::-1], values, NAMES)
+    with pytest.raises(ValueError):
+        impl([1.0], [1.2], [0], t, values, NAMES[:-1])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_compiled_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    t = np.cumsum(rng.uniform(0.004, 0.006, 3000))
+    values = rng.normal(scale=10.0, size=(3000, len(NAMES)))
+    values[rng.random(values.shape) < 0.3] = np.nan
+    t_strike = np.sort(rng.uniform(-0.5, t[-1] + 0.5, 60))
+    t_off = t_strike + rng.uniform(-0.05, 0.35, 60)      # a few inverted contacts too
+    side = rng.integers(0, 2, 60)
+    for kwargs in ({}, {"static_obliquity_deg": 0.7}, {"min_valid_fraction": 0.0}):
+        a = steps.step_metrics(t_strike, t_off, side, t, values, NAMES, **kwargs)
+        b = _steps_ref.step_metrics(t_strike, t_off, side, t, values, NAMES, **kwargs)
+        for name in _steps_ref.OUTPUTS:
+            np.testing.assert_array_equal(np.isnan(a[name].astype(float)),
+                                          np.isnan(b[name].astype(float)), err_msg=name)
+            np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-9, err_msg=name)
