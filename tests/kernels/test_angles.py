@@ -326,3 +326,14 @@ def test_through_the_c3d_importer():
     points = session.reference["points"]
     assert _rms(result["pelvis_tilt"], np.asarray(points["LPelvisAngles"])[:, 0]) < 0.5
     assert _rms(result["hip_flexion_left"], np.asarray(points["LHipAngles"])[:, 0]) < 3.0
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_frozen_model_makes_blocks_equal_whole(impl):
+    """With a previous result's attrs as the subject, block-by-block equals whole-array."""
+    pos = _pose(_truth(30)).astype(np.float32)
+    model = impl(pos[:10], CGM, {}).attrs          # estimated from the first block
+    whole = impl(pos, CGM, model)
+    blocks = np.concatenate([impl(pos[a:a + 7], CGM, model).values for a in range(0, 30, 7)])
+    np.testing.assert_array_equal(blocks, whole.values)
+    assert whole.attrs["leg_length_left_mm"] == model["leg_length_left_mm"]
