@@ -1,0 +1,452 @@
+"""The pure task functions of the session graph: arrays in, arrays and dicts out.
+
+``force_task``
+    force → zero-lag Butterworth low-pass → re-zero on flight phases → contacts per plate →
+    left/right → force metrics per contact (METRICS §2-3).
+``marker_task``
+    markers → gap fill → zero-lag Butterworth low-pass → joint angles (CGM / Plug-in Gait).
+``step_task``
+    both → the per-contact table of ``/derived/contacts`` (DESIGN §4): events, force metrics and
+    the kinematics at each stance (pelvic drop, trunk lean, over-stride, shank angle, hip
+    extension).
+
+Nothing here opens files or knows about dask; :mod:`treadlab.pipeline.graph` wires these into a
+graph. Every filter setting actually used is returned in ``attrs`` so it is stored with the
+derived data (loading rates depend on the filter, Abolins 2019).
+
+Body weight is ``body_mass_kg × 9.81`` N. An archive without a body mass gets an estimate: the
+mean total vertical force over whole strides (over a whole number of strides at steady speed the
+mean vertical ground reaction equals body weight), recorded in ``attrs["body_weight_source"]``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import butter, sosfiltfilt
+
+log = logging.getLogger(__name__)
+
+G = 9.81  #: m/s², body weight = mass × G (METRICS §3)
+
+#: Columns of ``/derived/contacts`` (DESIGN §4), in order; extra columns follow them.
+CONTACT_COLUMNS = ("side", "t_strike", "t_off", "contact_time", "flight_time", "peak_vgrf",
+                   "loading_rate", "peak_braking", "braking_impulse", "propulsive_impulse",
+                   "pelvic_drop", "trunk_lean", "overstride", "shank_angle_ic",
+                   "peak_hip_extension", "valid")
+#: Angle columns stored in ``/derived/angles`` (all in degrees).
+STORED_ANGLES = ("pelvis_tilt", "pelvis_obliquity", "pelvis_rotation", "trunk_lean",
+                 "hip_flexion_left", "hip_flexion_right", "hip_adduction_left",
+                 "hip_adduction_right", "knee_flexion_left", "knee_flexion_right",
+                 "ankle_dorsiflexion_left", "ankle_dorsiflexion_right", "shank_angle_left",
+                 "shank_angle_right", "thigh_angle_left", "thigh_angle_right")
+#: Which angle a cause metric is built from (its reason is the metric's reason when missing).
+METRIC_SOURCE = {"pelvic_drop": "pelvis_obliquity", "trunk_lean": "trunk_lean",
+                 "overstride": "heel_lead_left", "shank_angle_ic": "shank_angle_left",
+                 "peak_hip_extension": "hip_flexion_left"}
+
+
+@dataclass(frozen=True)
+class DeriveSettings:
+    """The lab-config values the derivation uses (``[lab] belt``, ``[contacts]``, ``[filters]``).
+
+    strike_n, off_n : N. Contact thresholds (METRICS §2).
+    min_contact_s, min_flight_s : s. min_peak_bw : body weights.
+    force_lowpass_hz, marker_lowpass_hz : Hz, Butterworth cut-off (0 or None = no filter).
+    force_order, marker_order : Butterworth order of one pass (applied forward and backward:
+        zero lag, twice the attenuation).
+    max_gap_s : s. Longest marker gap filled.
+    belt : ``"split"`` (one plate per foot) or ``"single"``.
+    """
+
+    belt: str = "split"
+    strike_n: float = 50.0
+    off_n: float = 20.0
+    min_contact_s: float = 0.1
+    min_peak_bw: float = 1.0
+    min_flight_s: float = 0.02
+    force_lowpass_hz: float | None = 50.0
+    force_order: int = 4
+    marker_lowpass_hz: float | None = 12.0
+    marker_order: int = 4
+    max_gap_s: float = 0.1
+
+    @classmethod
+    def from_config(cls, cfg) -> "DeriveSettings":
+        """From a ``LabConfig`` (``cfg.lab.belt``, ``cfg.contacts.*``, ``cfg.filters.*``);
+        absent tables keep the defaults."""
+        kw = {}
+        lab = getattr(cfg, "lab", None)
+        if lab is not None and getattr(lab, "belt", None):
+            kw["belt"] = str(lab.belt)
+        for table in ("contacts", "filters"):
+            t = getattr(cfg, table, None)
+            if t is None:
+                continue
+            for name in cls.__dataclass_fields__:
+                if name != "belt" and hasattr(t, name):
+                    kw[name] = getattr(t, name)
+        return cls(**kw)
+
+    def filter_attrs(self) -> dict:
+        """The filter settings as ``/derived`` attributes."""
+        return {
+            "force_filter": "Butterworth low-pass, zero lag (scipy.signal.sosfiltfilt)",
+            "force_lowpass_hz": float(self.force_lowpass_hz or 0.0),
+            "force_order": int(self.force_order),
+            "marker_filter": "Butterworth low-pass, zero lag (scipy.signal.sosfiltfilt)",
+            "marker_lowpass_hz": float(self.marker_lowpass_hz or 0.0),
+            "marker_order": int(self.marker_order),
+            "max_gap_s": float(self.max_gap_s),
+        }
+
+
+# --- filtering ---------------------------------------------------------------------------------
+
+def _sos(rate_hz: float, cutoff_hz, order: int):
+    if not cutoff_hz or cutoff_hz <= 0:
+        return None
+    if cutoff_hz >= 0.5 * rate_hz:
+        log.warning("low-pass %.1f Hz is not below Nyquist (%.1f Hz): not filtered",
+                    cutoff_hz, 0.5 * rate_hz)
+        return None
+    return butter(int(order), cutoff_hz / (0.5 * rate_hz), output="sos")
+
+
+def lowpass(x: np.ndarray, rate_hz: float, cutoff_hz, order: int) -> np.ndarray:
+    """Zero-lag Butterworth low-pass along axis 0, NaN-aware.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, ...), float
+        Signal (any unit); NaN marks missing samples.
+    rate_hz : float, Hz. cutoff_hz : float, Hz (0/None: return a float64 copy).
+    order : int. Order of each pass (forward and backward).
+
+    Returns
+    -------
+    ndarray, shape (n, ...), float64
+        Filtered. Columns without NaN are filtered whole; otherwise each finite run is filtered
+        on its own (runs too short for the filter's padding are kept unfiltered) and NaN stays NaN.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    sos = _sos(rate_hz, cutoff_hz, order)
+    if sos is None or x.shape[0] == 0:
+        return x.copy()
+    flat = x.reshape(x.shape[0], -1)
+    out = np.empty_like(flat)
+    finite = np.isfinite(flat)
+    whole = finite.all(axis=0)
+    padlen = 3 * (2 * sos.shape[0] + 1)
+    if whole.any() and flat.shape[0] > padlen:
+        out[:, whole] = sosfiltfilt(sos, flat[:, whole], axis=0)
+    elif whole.any():
+        out[:, whole] = flat[:, whole]
+    for j in np.flatnonzero(~whole):
+        col, ok = flat[:, j], finite[:, j]
+        out[:, j] = np.nan
+        if not ok.any():
+            continue
+        edges = np.diff(np.concatenate(([0], ok.view(np.int8), [0])))
+        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            seg = col[a:b]
+            out[a:b, j] = sosfiltfilt(sos, seg) if seg.size > padlen else seg
+    return out.reshape(x.shape)
+
+
+# --- force ---------------------------------------------------------------------------------------
+
+def estimate_body_weight(fz_total: np.ndarray, rate_hz: float, t_strike: np.ndarray,
+                         t0: float = 0.0) -> tuple[float, int]:
+    """Body weight from the mean total vertical force over whole strides.
+
+    Parameters
+    ----------
+    fz_total : (n,) float64, N. Sum of the plates' vertical force.
+    rate_hz : Hz. t_strike : (c,) float64 s, strike times of all contacts, sorted.
+    t0 : s, time of sample 0.
+
+    Returns
+    -------
+    (body_weight_n, n_strides)
+        ``(nan, 0)`` when fewer than three contacts (one whole stride) were seen.
+    """
+    t_strike = np.sort(np.asarray(t_strike, np.float64))
+    if t_strike.size < 3:
+        return float("nan"), 0
+    last = (t_strike.size - 1) // 2 * 2  # an even number of steps = whole strides
+    a = int(np.ceil((t_strike[0] - t0) * rate_hz))
+    b = int(np.floor((t_strike[last] - t0) * rate_hz))
+    seg = fz_total[max(a, 0):max(b, a + 1)]
+    return float(np.nanmean(seg)) if seg.size else float("nan"), last // 2
+
+
+def _left_right(force) -> tuple[int, int]:
+    """Plate indices (left, right) of a split belt: by name, else by origin Y (Y = left)."""
+    names = [str(n).lower() for n in force.plates]
+    left = [i for i, n in enumerate(names) if "left" in n or n in ("l", "fp_l", "belt_l")]
+    right = [i for i, n in enumerate(names) if "right" in n or n in ("r", "fp_r", "belt_r")]
+    if len(left) == 1 and len(right) == 1 and left != right:
+        return left[0], right[0]
+    y = np.asarray(force.origin, np.float64)[:, 1]
+    return (0, 1) if y[0] >= y[1] else (1, 0)
+
+
+def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> dict:
+    """Contacts and force metrics from the force stream.
+
+    Parameters
+    ----------
+    force : treadlab.acquisition.archive.ForceData
+        ``wrench`` (n, p, 6) float32 N / N·m, ``time`` (n,) float64 s. One plate (single belt)
+        or two (split belt: one per foot).
+    body_mass_kg : float or None
+        None: body weight estimated from the force (``attrs['body_weight_source']``).
+    settings : DeriveSettings
+
+    Returns
+    -------
+    dict
+        ``contacts``: {name: (c,) array} sorted by strike — ``side`` int8 (0 left, 1 right;
+        -1 on a single belt until :func:`step_task` assigns it with the foot markers),
+        ``t_strike``, ``t_off``, ``contact_time``, ``flight_time`` (s), ``i_strike``,
+        ``i_off`` (sample index), ``peak_vgrf`` (BW), ``loading_rate`` (BW/s),
+        ``loading_rate_fallback`` bool, ``peak_braking`` (BW), ``braking_impulse``,
+        ``propulsive_impulse`` (BW·s), ``flags`` int32 (``treadlab.kernels.contacts`` bits),
+        ``plate`` int16; ``cop_y``: (n,) float64 mm per sample (single belt) or None;
+        ``attrs``: body weight and its source, filter and contact settings, re-zero offsets.
+    """
+    from treadlab.config.errors import InputError
+    from treadlab.kernels import contacts as kc
+    from treadlab.kernels.forces import force_metrics
+
+    s = settings
+    rate = float(force.rate_hz)
+    t = np.asarray(force.time, np.float64)
+    t0 = float(t[0]) if t.size else 0.0
+    w = force.wrench
+    p = w.shape[1]
+    if p not in (1, 2):
+        raise InputError("force", "/raw/force/wrench",
+                         f"{p} plates: only single-belt (1 plate) and split-belt (2 plates) "
+                         f"treadmills are supported")
+    # single belt: every channel (the centre of pressure needs the moments); split: Fx and Fz
+    chans = [0, 1, 2, 3, 4, 5] if p == 1 else [0, 2]
+    kz, kx = chans.index(2), chans.index(0)
+    params0 = kc.ContactParams(strike_n=s.strike_n, off_n=s.off_n, min_contact_s=s.min_contact_s,
+                               min_peak_n=0.0, min_flight_s=s.min_flight_s)
+    plates, found, offsets = [], [], []
+    for j in range(p):
+        x = lowpass(w[:, j, chans], rate, s.force_lowpass_hz, s.force_order)
+        # re-zero on this plate's flight phases (treadmill plates drift, Sinitski 2015), then
+        # detect again on the corrected trace
+        c, _ = kc.detect_contacts(x[:, kz], rate, params0, t0=t0)
+        x, off = kc.rezero_flight(x, c.i_strike, c.i_off, rate)
+        offsets.append(float(np.mean(off[:, kz])) if off.size else 0.0)
+        c, _ = kc.detect_contacts(x[:, kz], rate, params0, t0=t0)
+        plates.append(x)
+        found.append(c)
+
+    # body weight
+    if body_mass_kg:
+        bw = float(body_mass_kg) * G
+        bw_source = f"body_mass_kg {float(body_mass_kg):g} x {G} m/s2"
+    else:
+        strikes = np.concatenate([c.t_strike[c.valid] for c in found])
+        fz_total = plates[0][:, kz] if p == 1 else plates[0][:, kz] + plates[1][:, kz]
+        bw, strides = estimate_body_weight(fz_total, rate, strikes, t0)
+        if not np.isfinite(bw) or bw <= 0:
+            raise InputError("force", "/raw/force/wrench",
+                             "no body_mass_kg and too few contacts to estimate body weight")
+        bw_source = f"estimated: mean total Fz over {strides} whole strides"
+    for c in found:
+        c.flags[c.peak_n < s.min_peak_bw * bw] |= kc.FLAG_LOW_PEAK
+
+    cop_y = None
+    if p == 2:
+        li, ri = _left_right(force)
+        params = kc.ContactParams(strike_n=s.strike_n, off_n=s.off_n,
+                                  min_contact_s=s.min_contact_s, min_peak_n=s.min_peak_bw * bw,
+                                  min_flight_s=s.min_flight_s)
+        for c, j in ((found[li], li), (found[ri], ri)):
+            c.i_peak = np.full(len(c), j, np.int64)  # carries the plate through the merge
+        merged = kc.assign_sides_split(found[li], found[ri], plates[li][:, kz],
+                                       plates[ri][:, kz], params)
+        plate = merged.i_peak.astype(np.int16)
+    else:
+        merged = found[0]
+        plate = np.zeros(len(merged), np.int16)
+        wr = np.zeros((plates[0].shape[0], 6))
+        wr[:, chans] = plates[0]
+        cop_y = kc.centre_of_pressure(wr, force.origin[0])[:, 1]
+
+    out = {"t_strike": merged.t_strike, "t_off": merged.t_off, "i_strike": merged.i_strike,
+           "i_off": merged.i_off, "flags": merged.flags.astype(np.int32), "plate": plate,
+           "side": merged.side.astype(np.int8) if p == 2 else np.full(len(merged), -1, np.int8)}
+    metrics = {k: np.full(len(merged), np.nan) for k in
+               ("peak_vgrf", "loading_rate", "peak_braking", "braking_impulse",
+                "propulsive_impulse")}
+    metrics["loading_rate_fallback"] = np.zeros(len(merged), bool)
+    for j in range(p):
+        sel = plate == j
+        if not sel.any():
+            continue
+        m = force_metrics(plates[j][:, kx], plates[j][:, kz], rate, out["i_strike"][sel],
+                          out["i_off"][sel], bw)
+        for k in metrics:
+            metrics[k][sel] = m[k]
+    out.update(metrics)
+    out["contact_time"] = out["t_off"] - out["t_strike"]
+    # flight before each contact, from the latest toe off of either foot; a contact with no
+    # flight before it (walking, double support) is flagged and not scored (METRICS §2)
+    prev_off = np.maximum.accumulate(out["t_off"])[:-1] if out["t_off"].size else np.zeros(0)
+    flight = out["t_strike"] - np.concatenate(([np.nan], prev_off))
+    out["flight_time"] = flight
+    out["flags"][np.isfinite(flight) & (flight < s.min_flight_s)] |= kc.FLAG_NO_FLIGHT
+    attrs = {"body_weight_n": bw, "body_weight_source": bw_source,
+             "force_rezero": "flight phases (Sinitski 2015), kernels.contacts.rezero_flight",
+             "force_rezero_mean_offset_n": np.asarray(offsets, np.float64),
+             **s.filter_attrs(),
+             "contacts_strike_n": float(s.strike_n), "contacts_off_n": float(s.off_n),
+             "contacts_min_contact_s": float(s.min_contact_s),
+             "contacts_min_peak_bw": float(s.min_peak_bw),
+             "contacts_min_flight_s": float(s.min_flight_s),
+             "belt": "single" if p == 1 else "split"}
+    return {"contacts": out, "cop_y": cop_y, "attrs": attrs, "rate_hz": rate, "t0": t0,
+            "n_plates": p}
+
+
+# --- markers ------------------------------------------------------------------------------------
+
+def marker_task(markers, subject: dict, settings: DeriveSettings) -> dict:
+    """Joint angles from the marker stream.
+
+    Parameters
+    ----------
+    markers : treadlab.acquisition.archive.MarkerData
+        ``positions`` (m, k, 3) float32 mm, NaN = occluded; ``labels`` CGM names.
+    subject : dict
+        Anthropometrics (``/subject`` attrs, mm); missing values use the model's stated defaults.
+    settings : DeriveSettings
+
+    Returns
+    -------
+    dict
+        ``angles``: ``{"time": (m,) s, "values": (m, a) float32 deg, "names", "reasons"}`` for
+        ``/derived/angles``; ``all_names``, ``all_values`` (m, a) float64: every kernel column
+        (incl. ``heel_lead_*`` mm); ``time``, ``rate_hz``; ``metric_reasons``: ``{metric: why}`` for
+        cause metrics that cannot be measured; ``attrs``: model and gap-fill settings.
+    """
+    from treadlab.kernels.angles import joint_angles
+    from treadlab.kernels.gaps import fill_gaps
+
+    s = settings
+    rate = float(markers.rate_hz)
+    labels = list(markers.labels)
+    try:
+        from treadlab.kernels._angles_ref import MARKERS as model_markers
+    except ImportError:  # pragma: no cover
+        model_markers = labels
+    keep = [i for i, name in enumerate(labels) if name in set(model_markers)]
+    pos = np.asarray(markers.positions)[:, keep, :]
+    used = [labels[i] for i in keep]
+    max_gap = int(round(s.max_gap_s * rate))
+    filled, longest = fill_gaps(pos, max_gap)
+    smooth = lowpass(filled, rate, s.marker_lowpass_hz, s.marker_order)
+    ang = joint_angles(smooth, used, subject or {})
+    names = list(ang.names)
+    values = np.asarray(ang.values, np.float64)
+    columns = {n: values[:, i] for i, n in enumerate(names)}
+    stored = [n for n in STORED_ANGLES if n in columns]
+    reasons = {k: str(v) for k, v in dict(ang.reasons).items()}
+    metric_reasons = {}
+    for metric, source in METRIC_SOURCE.items():
+        other = source.replace("_left", "_right")
+        if source in reasons and (other == source or other in reasons):
+            metric_reasons[metric] = reasons[source]
+    if "trunk_lean" in reasons and not any(x in labels for x in ("C7", "T10", "CLAV", "STRN")):
+        metric_reasons["trunk_lean"] = "no trunk markers"
+    attrs = {f"angles_{k}": v for k, v in dict(getattr(ang, "attrs", {}) or {}).items()
+             if isinstance(v, (str, int, float, bool, np.generic))}
+    attrs["marker_longest_gap_filled_s"] = longest / rate if rate > 0 else 0.0
+    return {
+        "angles": {"time": np.asarray(markers.time, np.float64),
+                   "values": np.stack([columns[n] for n in stored], axis=1).astype(np.float32)
+                   if stored else np.zeros((len(markers.time), 0), np.float32),
+                   "names": stored, "reasons": {n: reasons[n] for n in stored if n in reasons}},
+        "all_names": names, "all_values": values,
+        "time": np.asarray(markers.time, np.float64), "rate_hz": rate,
+        "reasons": reasons, "metric_reasons": metric_reasons, "attrs": attrs,
+        "foot_z": {side: _lowest_foot_z(smooth, used, side) for side in ("L", "R")},
+    }
+
+
+def _lowest_foot_z(pos, labels, side) -> np.ndarray:
+    """(m,) float64 mm: height of the lowest of the HEE/TOE markers of one side (NaN if none)."""
+    idx = [labels.index(side + n) for n in ("HEE", "TOE") if side + n in labels]
+    if not idx:
+        return np.full(pos.shape[0], np.nan)
+    with np.errstate(all="ignore"):
+        return np.nanmin(pos[:, idx, 2], axis=1) if len(idx) > 1 else pos[:, idx[0], 2]
+
+
+# --- steps -----------------------------------------------------------------------------------------
+
+def step_task(force_out: dict, marker_out: dict, settings: DeriveSettings) -> dict:
+    """The ``/derived/contacts`` table: events, force metrics and per-stance kinematics.
+
+    Returns
+    -------
+    dict
+        {name: (c,) array} with :data:`CONTACT_COLUMNS` first (DESIGN §4 units: s, BW, BW/s,
+        BW·s, deg, mm; ``valid`` bool), then ``flags``, ``plate``, ``loading_rate_fallback``,
+        ``trunk_lean_midstance``.
+    """
+    from treadlab.kernels import contacts as kc
+    from treadlab.kernels.steps import step_metrics
+
+    c = dict(force_out["contacts"])
+    if force_out.get("cop_y") is not None and c["t_strike"].size:
+        # single belt: centre of pressure, confirmed by the lowest foot markers at midstance
+        mid = 0.5 * (c["t_strike"] + c["t_off"])
+        mt = marker_out["time"]
+        feet = np.stack([np.interp(mid, mt, marker_out["foot_z"][k], left=np.nan, right=np.nan)
+                         for k in ("L", "R")], axis=1)
+        have = np.isfinite(feet).all(axis=1).any()
+        table = kc.Contacts(i_strike=c["i_strike"], i_off=c["i_off"], t_strike=c["t_strike"],
+                            t_off=c["t_off"], peak_n=np.zeros(c["t_strike"].size),
+                            flags=c["flags"])
+        sided_table = kc.assign_sides_single(table, force_out["cop_y"],
+                                             foot_marker_z=feet if have else None)
+        c["side"], c["flags"] = sided_table.side, sided_table.flags
+    sided = c["side"] >= 0
+    kin = {k: np.full(c["t_strike"].size, np.nan) for k in CONTACT_COLUMNS}
+    if sided.any():
+        got = step_metrics(c["t_strike"][sided], c["t_off"][sided], c["side"][sided],
+                           marker_out["time"], marker_out["all_values"], marker_out["all_names"])
+        for k, v in got.items():
+            full = np.full(c["t_strike"].size, -1 if k.endswith("_source") else np.nan,
+                           dtype=np.asarray(v).dtype)
+            full[sided] = v
+            kin[k] = full
+    out = {}
+    for name in CONTACT_COLUMNS:
+        if name == "valid":
+            out[name] = (c["flags"] == 0) & (c["side"] >= 0)
+        elif name in c:
+            out[name] = c[name]
+        else:
+            out[name] = np.asarray(kin[name], np.float64)
+    out["side"] = out["side"].astype(np.int8)
+    out["flags"] = c["flags"].astype(np.int32)
+    out["plate"] = c["plate"]
+    out["loading_rate_fallback"] = c["loading_rate_fallback"]
+    for extra in ("trunk_lean_midstance", "pelvis_tilt_mean", "peak_hip_extension_source"):
+        if extra in kin:
+            out[extra] = kin[extra]
+    return out
+
+
+__all__ = ["DeriveSettings", "CONTACT_COLUMNS", "STORED_ANGLES", "lowpass",
+           "estimate_body_weight", "force_task", "marker_task", "step_task"]
