@@ -42,7 +42,7 @@ PHASE_ARMED = 1     # idle, an unloaded sample seen: the next loaded sample is a
 PHASE_CONTACT = 2   # in contact, waiting for an unloaded sample
 
 __all__ = ["ContactParams", "Contacts", "ContactState", "detect_contacts", "rezero_flight",
-           "assign_sides_split", "assign_sides_single", "FLAG_SHORT", "FLAG_LOW_PEAK",
+           "centre_of_pressure", "assign_sides_split", "assign_sides_single", "FLAG_SHORT", "FLAG_LOW_PEAK",
            "FLAG_NO_FLIGHT", "FLAG_DROPOUT", "FLAG_CROSS_STEP", "FLAG_SIDE", "FLAG_NAMES"]
 
 
@@ -298,3 +298,258 @@ def detect_contacts(fz, rate_hz, params: ContactParams, t0=0.0, state: ContactSt
             break
     out = parts[0] if len(parts) == 1 else Contacts.concat(parts)
     return out, state._from_arrays(sf, si)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole-trace helpers. These are vectorised NumPy with one step per contact (not per sample),
+# so there is no compiled version: Cython would not pay here.
+
+
+def _intervals_check(name_a, a, name_b, b, n):
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"{name_a} and {name_b} must be 1-D arrays of one length, got "
+                         f"{a.shape} and {b.shape}")
+    a = a.astype(np.int64)
+    b = b.astype(np.int64)
+    if a.size and (a.min() < 0 or b.max() > n or np.any(b < a)):
+        raise ValueError(f"contact indices out of range: need 0 <= {name_a} <= {name_b} <= {n}")
+    return a, b
+
+
+def rezero_flight(wrench, i_strike, i_off, rate_hz, *, guard_s=0.01, min_samples=5):
+    """Remove force-plate zero drift using the flight phases (Sinitski 2015).
+
+    Between consecutive contacts of this plate the plate is unloaded: the mean of each channel
+    over that flight (leaving ``guard_s`` after the toe off and before the next strike) is the
+    zero offset at the flight's centre. Offsets are linearly interpolated between flights, held
+    constant before the first and after the last, and subtracted. The stretches before the first
+    and after the last contact are not used (a contact under way there is not in the table).
+
+    Parameters
+    ----------
+    wrench : (n, k) or (n,) float array, one plate's channels (typically (n, 6)
+        ``[Fx, Fy, Fz, Mx, My, Mz]`` in N and N·m); NaN samples are ignored.
+    i_strike, i_off : (c,) integer arrays, the plate's contacts (``Contacts`` convention),
+        sorted by time.
+    rate_hz : float, Hz.
+    guard_s : float, s. Margin kept clear of each contact (default 0.01).
+    min_samples : int. Flights with fewer valid samples in the window are not used.
+
+    Returns
+    -------
+    corrected : float64 array, the shape of ``wrench``: ``wrench - offsets``.
+    offsets : float64 array, the shape of ``wrench``: the estimated zero offset at every sample
+        (all zero when no flight was usable: there is nothing to estimate from).
+    """
+    w = np.asarray(wrench, dtype=np.float64)
+    squeeze = w.ndim == 1
+    if squeeze:
+        w = w[:, None]
+    if w.ndim != 2:
+        raise ValueError(f"wrench: expected shape (n,) or (n, k), got {np.shape(wrench)}")
+    rate_hz = _check_rate(rate_hz)
+    n = w.shape[0]
+    a, b = _intervals_check("i_strike", i_strike, "i_off", i_off, n)
+    guard = int(np.ceil(guard_s * rate_hz))
+    lo = b[:-1] + guard               # flight k: after contact k, before contact k+1
+    hi = a[1:] - guard
+    centres, values = [], []
+    for s, e in zip(lo, hi):
+        if e - s < min_samples:
+            continue
+        seg = w[s:e]
+        good = ~np.isnan(seg)
+        cnt = good.sum(axis=0)
+        if cnt.min() < min_samples:
+            continue
+        centres.append(0.5 * (s + e - 1))
+        values.append(np.where(good, seg, 0.0).sum(axis=0) / cnt)
+    offsets = np.zeros_like(w)
+    if centres:
+        centres = np.asarray(centres)
+        values = np.asarray(values)
+        idx = np.arange(n, dtype=np.float64)
+        for ch in range(w.shape[1]):
+            offsets[:, ch] = np.interp(idx, centres, values[:, ch])
+    corrected = w - offsets
+    if squeeze:
+        return corrected[:, 0], offsets[:, 0]
+    return corrected, offsets
+
+
+def centre_of_pressure(wrench, origin, surface_z=None):
+    """Centre of pressure of one plate in the lab frame.
+
+    Parameters
+    ----------
+    wrench : (n, 6) float array ``[Fx, Fy, Fz, Mx, My, Mz]``, N and N·m, lab frame, moments
+        about ``origin``.
+    origin : (3,) float, mm, lab frame: the point the moments are taken about.
+    surface_z : float, mm, height of the plate surface (default: ``origin[2]``, i.e. moments
+        about a point on the surface).
+
+    Returns
+    -------
+    (n, 2) float64, mm: COP x and y in the lab frame; NaN where Fz <= 0 or a channel is NaN.
+    """
+    w = np.asarray(wrench, dtype=np.float64)
+    if w.ndim != 2 or w.shape[1] != 6:
+        raise ValueError(f"wrench: expected shape (n, 6), got {w.shape}")
+    o = np.asarray(origin, dtype=np.float64).reshape(3)
+    dz = 0.0 if surface_z is None else float(surface_z) - o[2]   # mm
+    fx, fy, fz, mx, my = (w[:, i] for i in range(5))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fzs = np.where(fz > 0, fz, np.nan)
+        # M = (p - o) x F with p on the surface: Mx = dy Fz - dz Fy, My = dz Fx - dx Fz
+        x = o[0] + (dz * fx - 1000.0 * my) / fzs
+        y = o[1] + (1000.0 * mx + dz * fy) / fzs
+    return np.stack([x, y], axis=1)
+
+
+def assign_sides_split(left: Contacts, right: Contacts, fz_left, fz_right, params: ContactParams,
+                       *, cross_fraction=0.25) -> Contacts:
+    """One contact table from the two belts of a split-belt treadmill (each belt = one foot).
+
+    Parameters
+    ----------
+    left, right : Contacts detected on the left and right belts (one sample clock).
+    fz_left, fz_right : (n,) float arrays, N: the two belts' vertical force over the same
+        samples the contacts index.
+    params : ContactParams: ``strike_n`` is the load that counts on the other belt and
+        ``min_flight_s`` the shortest flight between consecutive contacts of either foot.
+    cross_fraction : float. A contact during which the *other* belt carries at least
+        ``strike_n`` for more than this fraction of its valid samples is a cross-step (one foot
+        on both belts) and gets ``FLAG_CROSS_STEP`` (default 0.25, a treadlab choice).
+
+    Returns
+    -------
+    Contacts sorted by ``t_strike`` with ``side`` 0 (left belt) / 1 (right belt). A contact
+    starting less than ``min_flight_s`` after the previous toe off of either foot (double
+    support, walking) gets ``FLAG_NO_FLIGHT``.
+    """
+    fl = _as_1d("fz_left", fz_left)
+    fr = _as_1d("fz_right", fz_right)
+    if fl.shape != fr.shape:
+        raise ValueError(f"fz_left and fz_right differ in length: {fl.size} vs {fr.size}")
+    out = []
+    for side, tab, other in ((0, left, fr), (1, right, fl)):
+        a, b = _intervals_check("i_strike", tab.i_strike, "i_off", tab.i_off, fl.size)
+        flags = tab.flags.copy()
+        loaded = np.concatenate(([0], np.cumsum(other >= params.strike_n)))
+        valid = np.concatenate(([0], np.cumsum(~np.isnan(other))))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = (loaded[b] - loaded[a]) / (valid[b] - valid[a])
+        flags[frac > cross_fraction] |= FLAG_CROSS_STEP
+        out.append(replace(tab, flags=flags, side=np.full(len(tab), side, np.int8)))
+    merged = Contacts.concat(out)
+    merged = merged.take(np.argsort(merged.t_strike, kind="stable"))
+    if len(merged) > 1:
+        prev_off = np.maximum.accumulate(merged.t_off)[:-1]
+        short = np.concatenate(([False], merged.t_strike[1:] - prev_off < params.min_flight_s))
+        merged.flags[short] |= FLAG_NO_FLIGHT
+    return merged
+
+
+def assign_sides_single(contacts: Contacts, cop_y, *, foot_marker_z=None, window=10,
+                        gap_factor=1.5, stance_window=(0.05, 0.3)) -> Contacts:
+    """Left/right on a single-belt treadmill from the medio-lateral centre of pressure.
+
+    Each contact's COP y (mean over the early stance ``stance_window``, where the heel or
+    forefoot lands and the two feet are furthest apart medio-laterally; over mid-stance they
+    overlapped on the Fukuchi treadmill runs) is compared with the running median of its
+    neighbours' (``window`` steps, centred): left of it (Y > median) is the left foot. When ``foot_marker_z`` is given, the foot whose lowest marker is lower adds its
+    vote. Sides are then made to alternate within each run of consecutive steps: the
+    alternating pattern that agrees best with the evidence wins. A new run starts where a step
+    is missing (strike-to-strike interval > ``gap_factor`` × the median interval). Contacts
+    flagged ``FLAG_SHORT`` or ``FLAG_LOW_PEAK`` are not steps: they keep their own evidence's
+    side and do not take part in alternation.
+
+    ``FLAG_SIDE`` marks contacts whose assigned side is contradicted by their own evidence (COP,
+    plus markers when given) by more than its median magnitude, or contradicted by the markers,
+    or that have no evidence at all.
+
+    Parameters
+    ----------
+    contacts : Contacts of the single plate.
+    cop_y : (n,) float array, mm: COP y in the lab frame (Y left) per force sample, NaN when
+        unknown (see :func:`centre_of_pressure`).
+    foot_marker_z : (c, 2) float array, mm, optional: height of the lowest left-foot and the
+        lowest right-foot marker at each contact's mid-stance (NaN when occluded).
+    window : int, steps in the running median (default 10: even, so that it holds as many left
+        as right feet and the median falls between them).
+    gap_factor : float (default 1.5).
+    stance_window : (float, float), fractions of stance over which COP y is averaged
+        (default 5–30 %, a treadlab choice checked on the Fukuchi runs).
+
+    Returns
+    -------
+    Contacts with ``side`` 0 left / 1 right and ``FLAG_SIDE`` where doubtful.
+    """
+    cop = _as_1d("cop_y", cop_y)
+    a, b = _intervals_check("i_strike", contacts.i_strike, "i_off", contacts.i_off, cop.size)
+    c = len(contacts)
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    if c == 0:
+        return replace(contacts, side=np.zeros(0, np.int8))
+    # per-contact COP y over the early stance
+    f0, f1 = (float(v) for v in stance_window)
+    if not 0 <= f0 < f1 <= 1:
+        raise ValueError(f"stance_window must satisfy 0 <= start < end <= 1, got {stance_window!r}")
+    lo = a + np.floor(f0 * (b - a)).astype(np.int64)
+    hi = np.minimum(np.maximum(a + np.ceil(f1 * (b - a)).astype(np.int64), lo + 1), cop.size)
+    lo = np.minimum(lo, hi)
+    good = ~np.isnan(cop)
+    csum = np.concatenate(([0.0], np.cumsum(np.where(good, cop, 0.0))))
+    ccnt = np.concatenate(([0], np.cumsum(good)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = (csum[hi] - csum[lo]) / (ccnt[hi] - ccnt[lo])
+    # running median over `window` steps (an even count holds as many left as right feet, so
+    # the median falls between the two feet); the window is shifted, not shrunk, at the ends
+    is_step = (contacts.flags & (FLAG_SHORT | FLAG_LOW_PEAK)) == 0
+    steps = np.flatnonzero(is_step)
+    ref = steps if steps.size else np.arange(c)
+    y_ref = y[ref]
+    w = min(window, ref.size)
+    starts = np.clip(np.arange(ref.size) - w // 2, 0, ref.size - w)
+    med_ref = np.array([np.nanmedian(y_ref[s0:s0 + w]) if np.isfinite(y_ref[s0:s0 + w]).any()
+                        else np.nan for s0 in starts])
+    nearest = np.clip(np.searchsorted(ref, np.arange(c)), 0, ref.size - 1)
+    med = med_ref[nearest]
+    e = y - med                                      # > 0: left of the median: left foot
+    votes = _normalised(e)
+    m = None
+    if foot_marker_z is not None:
+        fm = np.asarray(foot_marker_z, dtype=np.float64)
+        if fm.shape != (c, 2):
+            raise ValueError(f"foot_marker_z: expected shape ({c}, 2), got {fm.shape}")
+        m = fm[:, 1] - fm[:, 0]                       # > 0: left foot lower: left foot
+        votes = votes + _normalised(m)
+    side = np.where(votes >= 0, 0, 1).astype(np.int8)
+    if steps.size:
+        ts = contacts.t_strike[steps]
+        dt = np.diff(ts)
+        typical = np.median(dt) if dt.size else np.inf
+        run_id = np.concatenate(([0], np.cumsum(dt > gap_factor * typical)))
+        for r in np.unique(run_id):
+            idx = steps[run_id == r]
+            alt = np.arange(idx.size) % 2                        # 0, 1, 0, 1, ...
+            score = np.sum(np.where(alt == 0, 1.0, -1.0) * votes[idx])   # even = left
+            side[idx] = np.where(score >= 0, alt, 1 - alt)
+    sign = np.where(side == 0, 1.0, -1.0)
+    doubtful = (votes * sign <= -1.0) | (votes == 0)             # contradicted or no evidence
+    if m is not None:
+        doubtful |= m * sign < 0
+    flags = contacts.flags.copy()
+    flags[doubtful] |= FLAG_SIDE
+    return replace(contacts, side=side, flags=flags)
+
+
+def _normalised(v):
+    """``v`` divided by its median magnitude and clipped to ±3; NaN → 0 (no vote)."""
+    scale = np.nanmedian(np.abs(v)) if np.isfinite(v).any() else np.nan
+    if not np.isfinite(scale) or scale == 0:
+        scale = 1.0
+    return np.nan_to_num(np.clip(v / scale, -3, 3), nan=0.0)
