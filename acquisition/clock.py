@@ -190,13 +190,26 @@ class ClockFit:
         """
         d = np.asarray(device_time, dtype=np.float64).ravel()
         h = np.broadcast_to(np.asarray(host_time, dtype=np.float64), d.shape)
-        ok = np.isfinite(d) & np.isfinite(h)
-        d, h = d[ok], h[ok]
         if d.size == 0:
             return
+        r = h - d
+        if not np.isfinite(r).all():
+            ok = np.isfinite(r)
+            d, h, r = d[ok], h[ok], r[ok]
+            if d.size == 0:
+                return
         if self.origin is None:
             self.origin = float(d[0])
-        bins, x, r = lower_envelope(d, h, self.window_s, self.origin)
+        b0 = (d[0] - self.origin) // self.window_s
+        b1 = (d[-1] - self.origin) // self.window_s
+        if b0 == b1 and d[-1] >= d[0]:
+            # fast path (the usual block): one window, one minimum
+            j = int(np.argmin(r))
+            bins = np.array([int(b0)], dtype=np.int64)
+            x = np.array([d[j] - self.origin])
+            r = np.array([r[j]])
+        else:
+            bins, x, r = lower_envelope(d, h, self.window_s, self.origin)
         for b, xi, ri in zip(bins.tolist(), x.tolist(), r.tolist()):
             if self._bins and b == self._bins[-1]:
                 if ri < self._r[-1]:
@@ -216,9 +229,11 @@ class ClockFit:
         self.n += int(d.size)
         if self._params is None:
             self._refit()
-        elif self._r and r.min() < self._params[0] + self._params[1] * x[np.argmin(r)] - 5e-3:
-            # a much earlier receipt than the fit allows: the fit is stale, redo it now
-            self._refit()
+        else:
+            j = int(np.argmin(r))
+            if r[j] < self._params[0] + self._params[1] * x[j] - 5e-3:
+                # a much earlier receipt than the fit allows: the fit is stale, redo it now
+                self._refit()
 
     @property
     def ready(self) -> bool:

@@ -229,20 +229,28 @@ class LiveProcessor:
         with self._cond:
             items = list(self._pending)
             self._pending.clear()
-        new = 0
-        # markers first, so a toe off found in this batch sees the markers that came with it
-        for kind, t, data, seq in items:
-            if kind == "markers":
-                self._add_markers(t, data)
-        for kind, t, data, seq in items:
-            if kind == "force":
-                try:
-                    new += self._add_force(t, data, seq)
-                except Exception as exc:  # never let a bad block kill live feedback
-                    self.errors += 1
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    log.exception("live: processing a force block failed")
-        return new
+        if not items:
+            return 0
+        # one batch per stream (fewer kernel calls when the thread fell behind); markers first,
+        # so a toe off found in this batch sees the markers that came with it
+        marks = [it for it in items if it[0] == "markers"]
+        if marks:
+            self._add_markers(np.concatenate([it[1] for it in marks]),
+                              np.concatenate([it[2] for it in marks]))
+        forces = [it for it in items if it[0] == "force"]
+        if not forces:
+            return 0
+        try:
+            seqs = None
+            if all(it[3] is not None for it in forces):
+                seqs = np.concatenate([it[3] for it in forces])
+            return self._add_force(np.concatenate([it[1] for it in forces]),
+                                   np.concatenate([it[2] for it in forces]), seqs)
+        except Exception as exc:  # never let a bad block kill live feedback
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("live: processing a force block failed")
+            return 0
 
     # --- processing ------------------------------------------------------------------------
 

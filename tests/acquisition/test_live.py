@@ -104,24 +104,37 @@ def test_single_belt_sides_from_centre_of_pressure():
 @pytest.mark.timeout(60)
 def test_cause_values_from_synthetic_runner_markers():
     from treadlab.acquisition.synthetic import RunnerParams, SyntheticRunner
+    from treadlab.kernels.angles import joint_angles
+    from treadlab.kernels.steps import step_metrics
 
     p = RunnerParams.clean(pelvic_drop_deg=7.0, trunk_lean_deg=5.0, overstride_mm=180.0,
-                           hip_extension_deg=20.0, cadence_spm=165.0, contact_time_s=0.26)
+                           cadence_spm=165.0, contact_time_s=0.26)
     runner = SyntheticRunner(p)
     live = LiveProcessor(runner.plates, p.force_rate_hz, runner.labels, p.marker_rate_hz,
                          params=ContactParams.from_bw(runner.body_weight_n, min_peak_bw=1.0),
                          subject=runner.subject, window=9)
+    t_m_all = np.arange(0, 1600) / p.marker_rate_hz
+    m_all = runner.markers(t_m_all)
     for k in range(80):               # 8 s in 100 ms blocks, markers arriving with the force
         t_f = np.arange(k * 100, (k + 1) * 100) / p.force_rate_hz
-        t_m = np.arange(k * 20, (k + 1) * 20) / p.marker_rate_hz
-        live.put_markers(t_m, runner.markers(t_m))
+        live.put_markers(t_m_all[k * 20:(k + 1) * 20], m_all[k * 20:(k + 1) * 20])
         live.put_force(t_f, runner.force(t_f))
         live.process_pending()
     st = live.status()
     assert st["n_steps"] >= 18
     assert st["cadence_spm"] == pytest.approx(165.0, rel=0.02)
     assert st["contact_time_s"] == pytest.approx(0.26, abs=0.02)
-    assert st["pelvic_drop_deg"] == pytest.approx(7.0, abs=1.5)
-    assert st["trunk_lean_deg"] == pytest.approx(5.0, abs=1.5)
-    assert st["heel_lead_mm"] == pytest.approx(180.0, abs=25.0)
-    assert st["hip_extension_deg"] == pytest.approx(20.0, abs=2.5)
+    # the runner's own cause parameters
+    assert st["pelvic_drop_deg"] == pytest.approx(7.0, abs=1.0)
+    assert st["trunk_lean_deg"] == pytest.approx(5.0, abs=1.0)
+    assert st["heel_lead_mm"] == pytest.approx(180.0, abs=20.0)
+    # and the offline step kernel on the same contacts (live uses the same definitions)
+    steps = [s for s in live.step_dicts() if s["valid"]][2:]
+    ang = joint_angles(m_all, runner.labels, runner.subject)
+    ref = step_metrics([s["t_strike"] for s in steps], [s["t_off"] for s in steps],
+                       [s["side"] for s in steps], t_m_all, ang.values, ang.names)
+    np.testing.assert_allclose([s["hip_extension"] for s in steps], ref["peak_hip_extension"],
+                               atol=1.0)
+    np.testing.assert_allclose([s["trunk_lean"] for s in steps], ref["trunk_lean"], atol=0.5)
+    np.testing.assert_allclose([s["heel_lead"] for s in steps], ref["overstride"], atol=5.0)
+    np.testing.assert_allclose([s["pelvic_drop"] for s in steps], ref["pelvic_drop"], atol=1.0)
