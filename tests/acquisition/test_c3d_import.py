@@ -1,0 +1,375 @@
+"""C3D import (acquisition/c3d_import.py) against the real recordings in ../shared/data.
+
+Every comparison with ezc3d goes through the documented axis mapping ``attrs["c3d_axes"]``
+(``lab = A @ file``). Tolerances: markers and force are the same numbers rotated (float32
+rounding, 1e-3 mm / 1e-2 N / 1e-4 N·m); event times to 1 µs.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from tests.conftest import SHARED_DATA, shared_file
+from treadlab.acquisition.c3d_import import estimate_body_mass, import_c3d, read_c3d
+from treadlab.config.errors import InputError
+
+pytestmark = pytest.mark.timeout(60)
+
+ezc3d = pytest.importorskip("ezc3d")
+
+RUNNING_PIG = sorted(
+    [("running", p.name) for p in (SHARED_DATA / "running").glob("*.c3d")]
+    + [("pig", p.name) for p in (SHARED_DATA / "pig").glob("*.c3d")]
+) or [("running", "RBDS001runT35.c3d")]  # skips cleanly when the data folder is absent
+#: RBDS001static.c3d has no analog data: a force stream with zero plates, which the archive
+#: writer cannot store yet (h5py chunk shape (…, 1, 6) for a (0, 0, 6) dataset).
+_NO_FORCE = pytest.mark.xfail(reason="archive writer: zero-plate force stream", strict=False)
+RUNNING_PIG = [pytest.param(*fn, marks=_NO_FORCE) if fn[1] == "RBDS001static.c3d" else fn
+               for fn in RUNNING_PIG]
+
+
+@functools.lru_cache(maxsize=None)
+def _read(folder: str, name: str, **kw):
+    return read_c3d(shared_file(folder, name), **kw)
+
+
+@functools.lru_cache(maxsize=None)
+def _ez(folder: str, name: str, forceplat: bool = False):
+    return ezc3d.c3d(str(shared_file(folder, name)), extract_forceplat_data=forceplat)
+
+
+# --- every file imports ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("folder,name", RUNNING_PIG)
+def test_every_running_and_pig_file_imports_and_validates(folder, name, tmp_path):
+    s = _read(folder, name)
+    m, f = s.markers, s.force
+    assert m.positions.dtype == np.float32 and m.positions.ndim == 3
+    assert m.positions.shape == (m.time.size, len(m.labels), 3)
+    assert m.time[0] == 0.0 and np.all(np.diff(m.time) > 0)
+    assert len(set(m.labels)) == len(m.labels)
+    assert f.wrench.dtype == np.float32 and f.wrench.shape == (f.time.size, len(f.plates), 6)
+    if f.time.size:
+        assert f.time[0] == 0.0
+        # force and markers cover the same span (analog samples = frames × ratio)
+        assert f.time.size / f.rate_hz == pytest.approx(m.time.size / m.rate_hz)
+    a = s.attrs["c3d_axes"]
+    assert np.allclose(a @ a.T, np.eye(3)) and np.linalg.det(a) == pytest.approx(1.0)
+
+    # an archive needs a body mass: static trials without force or PROCESSING get one given
+    mass = None if s.attrs["body_mass_kg"] > 0 else 60.0
+    out = import_c3d(shared_file(folder, name), tmp_path / "s.h5", body_mass_kg=mass)
+    from treadlab.acquisition.archive import read_session, validate_session
+
+    assert validate_session(out) == []
+    back = read_session(out)
+    np.testing.assert_array_equal(back.markers.positions, m.positions)
+    np.testing.assert_array_equal(back.force.wrench, f.wrench)
+
+
+# --- markers and force equal ezc3d's reading after the axis mapping ---------------------------
+
+EZ_FILES = [("running", "RBDS001runT35.c3d"), ("running", "JA1Gait21.c3d"),
+            ("pig", "PiG_Motion-FlatFoot-Full.c3d"), ("importer", "Qualisys.c3d"),
+            ("importer", "MotionAnalysis_Walk1.c3d"), ("importer", "gait-pig-nz.c3d")]
+
+
+@pytest.mark.parametrize("folder,name", EZ_FILES)
+def test_markers_equal_ezc3d_after_axis_mapping(folder, name):
+    s = _read(folder, name)
+    c = _ez(folder, name)
+    a = s.attrs["c3d_axes"]
+    labels = c["parameters"]["POINT"]["LABELS"]["value"]
+    pts = c["data"]["points"][:3]
+    kept = 0
+    for lab, j in zip(s.markers.labels, s.attrs["c3d_marker_index"]):
+        xyz = pts[:, j, :]
+        expect = (a @ xyz).T
+        expect[np.all(xyz == 0, axis=0)] = np.nan
+        got = s.markers.positions[:, s.markers.labels.index(lab), :]
+        np.testing.assert_allclose(got, expect, atol=1e-3, rtol=1e-6, equal_nan=True)
+        kept += 1
+    assert kept == len(s.markers.labels) > 0
+
+
+@pytest.mark.parametrize("folder,name", EZ_FILES)
+def test_force_equals_ezc3d_platform_extraction(folder, name):
+    s = _read(folder, name)
+    c = _ez(folder, name, forceplat=True)
+    a = s.attrs["c3d_axes"]
+    for i, pf in enumerate(c["data"]["platform"]):
+        assert pf["unit_moment"].lower() in ("nmm", "n.mm")
+        w = s.force.wrench[:, i, :].astype(np.float64)
+        np.testing.assert_allclose(w[:, :3], (a @ pf["force"]).T, atol=1e-2)
+        np.testing.assert_allclose(w[:, 3:], (a @ pf["moment"]).T / 1000.0, atol=1e-4)
+        # moments are about the centre of the working surface, as ezc3d's
+        np.testing.assert_allclose(s.force.origin[i], a @ np.mean(pf["corners"], axis=1),
+                                   atol=1e-6)
+
+
+def test_fukuchi_axes_y_up_treadmill():
+    s = _read("running", "RBDS001runT35.c3d")
+    # Y-up file, travel along +X: lab X = +X, lab Y = -Z, lab Z = +Y
+    np.testing.assert_array_equal(s.attrs["c3d_axes"], [[1, 0, 0], [0, 0, -1], [0, 1, 0]])
+    assert s.attrs["c3d_recording"] == "treadmill"
+    assert s.attrs["c3d_axes_check"] > 0.9  # toe ahead of heel while on the ground
+    # the left markers are on the left (+Y) of the right ones
+    lab = s.markers.labels
+    y = np.nanmean(s.markers.positions[:, :, 1], axis=0)
+    left = [y[k] for k, n in enumerate(lab) if n.upper().startswith("L")]
+    right = [y[k] for k, n in enumerate(lab) if n.upper().startswith("R")]
+    assert np.mean(left) > np.mean(right) + 100
+    assert s.attrs["belt_speed_m_s"] == pytest.approx(3.5, rel=0.05)
+
+
+def _stance_slices(fz, rate):
+    from treadlab.acquisition.c3d_import import _contacts
+
+    st, off = _contacts(fz, 50.0, 20.0)
+    pairs = []
+    for a in st:
+        later = off[off > a]
+        if later.size and (later[0] - a) / rate > 0.1:
+            pairs.append((a, later[0]))
+    return pairs
+
+
+@pytest.mark.parametrize("name", ["RBDS001runT25.c3d", "RBDS001runT35.c3d",
+                                  "RBDS001runT45.c3d", "RBDS002runT35.c3d", "JA1Gait21.c3d"])
+def test_ground_reaction_signs_in_stance(name):
+    s = _read("running", name)
+    w = s.force.wrench.astype(np.float64)
+    fz, fx = w[:, :, 2].sum(axis=1), w[:, :, 0].sum(axis=1)
+    pairs = _stance_slices(fz, s.force.rate_hz)
+    assert len(pairs) >= 4
+    early = [fx[a:a + (b - a) // 3].mean() for a, b in pairs]
+    late = [fx[b - (b - a) // 3:b].mean() for a, b in pairs]
+    assert np.median(early) < 0 < np.median(late)  # braking then propulsion
+    assert min(fz[a:b].min() for a, b in pairs) > 0
+    assert s.attrs["c3d_axes_check"] > 0.9
+
+
+def test_fukuchi_contact_times_fall_with_speed():
+    times = []
+    for name in ("RBDS001runT25.c3d", "RBDS001runT35.c3d", "RBDS001runT45.c3d"):
+        s = _read("running", name)
+        pairs = _stance_slices(s.force.wrench[:, 0, 2].astype(np.float64), s.force.rate_hz)
+        times.append(1000 * np.median([(b - a) for a, b in pairs]) / s.force.rate_hz)
+    assert times[0] > times[1] > times[2]
+    np.testing.assert_allclose(times, [290, 234, 202], atol=12)  # data/README.md
+
+
+# --- body mass -------------------------------------------------------------------------------
+
+def test_body_mass_agrees_across_speeds_within_2_percent():
+    masses = [_read("running", f"RBDS001runT{v}.c3d").attrs["body_mass_kg"] for v in (25, 35, 45)]
+    for name, m in zip(("T25", "T35", "T45"), masses):
+        assert 40 < m < 100, name
+    assert (max(masses) - min(masses)) / np.mean(masses) < 0.02
+    s = _read("running", "RBDS001runT35.c3d")
+    assert s.attrs["body_mass_source"].startswith("force: mean vertical force over whole strides")
+    assert s.attrs["body_mass_strides"] >= 10
+
+
+def test_body_mass_sources():
+    assert _read("pig", "PiG_Motion-FlatFoot-Full.c3d").attrs["body_mass_kg"] == 47.5
+    assert "PROCESSING" in _read("pig", "PiG_Motion-FlatFoot-Full.c3d").attrs["body_mass_source"]
+    s = read_c3d(shared_file("pig", "PiG_Motion-FlatFoot-Full.c3d"), body_mass_kg=50.5)
+    assert s.attrs["body_mass_kg"] == 50.5 and s.attrs["body_mass_source"] == "argument"
+    # overground running over a row of plates: whole strides on the plates
+    run = _read("running", "JA1Gait21.c3d").attrs
+    stand = _read("running", "JA1Static05.c3d").attrs
+    assert run["body_mass_source"].startswith("force")
+    assert run["body_mass_kg"] == pytest.approx(stand["body_mass_kg"], rel=0.02)
+
+
+def test_body_mass_estimate_needs_whole_strides():
+    s = _read("importer", "Qualisys.c3d")  # walking over two plates
+    assert estimate_body_mass(s.force) is None
+    assert s.attrs["body_mass_source"] == "unknown" and np.isnan(s.attrs["body_mass_kg"])
+
+
+def test_import_without_any_body_mass_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="--body-mass"):
+        import_c3d(shared_file("importer", "Qualisys.c3d"), tmp_path / "q.h5")
+
+
+# --- events, clock -----------------------------------------------------------------------------
+
+def test_vicon_events_match_force_threshold():
+    s = _read("running", "JA1Gait21.c3d")
+    ev = s.reference["events"]
+    assert len(ev["time"]) == 12
+    assert set(ev["kind"]) == {"foot_strike", "foot_off"} and set(ev["side"]) == {0, 1}
+    fz = s.force.wrench[:, :, 2].astype(np.float64).sum(axis=1)
+    pairs = _stance_slices(fz, s.force.rate_hz)
+    t = s.force.time
+    for time, kind in zip(ev["time"], ev["kind"]):
+        if not 0 < time < t[-1]:
+            continue
+        marks = [t[a] for a, _ in pairs] if kind == "foot_strike" else [t[b] for _, b in pairs]
+        if marks:
+            d = np.min(np.abs(np.asarray(marks) - time))
+            if d < 0.05:  # events off the plates have no force to compare with
+                assert d <= 0.008
+
+
+def test_flat_event_times_pig():
+    s = _read("pig", "PiG_Motion-FlatFoot-Full.c3d")
+    ev = s.reference["events"]
+    assert len(ev["time"]) == 12
+    assert np.all(ev["time"] >= 0)  # a naive reader finds bogus events at t = 0 - offset
+    assert ev["time"][0] == pytest.approx(1.53 - 147 / 100, abs=1e-5)
+    assert ev["kind"].count("foot_strike") == 7 and ev["kind"].count("foot_off") == 5
+    assert ev["source"][0] == "Right:Foot Strike" and ev["side"][0] == 1
+
+
+def test_qualisys_labels_without_contexts():
+    s = _read("importer", "Qualisys.c3d")
+    ev = s.reference["events"]
+    first = 704 / 200.0
+    np.testing.assert_allclose(ev["time"],
+                               np.array([3.59, 3.685, 4.05, 4.16, 4.535, 4.65, 5.03]) - first,
+                               atol=1e-5)
+    assert ev["source"] == ["LHS", "RTO", "RHS", "LTO", "LHS", "RTO", "RHS"]
+    assert list(ev["side"]) == [0, 1, 1, 0, 0, 1, 1]
+    assert ev["kind"] == ["foot_strike", "foot_off", "foot_strike", "foot_off", "foot_strike",
+                          "foot_off", "foot_strike"]
+
+
+def test_motion_analysis_codes_in_contexts():
+    s = _read("importer", "MotionAnalysis_Walk1.c3d")
+    ev = s.reference["events"]
+    assert len(ev["time"]) == 8
+    by = {(int(side), kind) for side, kind in zip(ev["side"], ev["kind"])}
+    assert by == {(0, "foot_strike"), (1, "foot_strike"), (0, "foot_off"), (1, "foot_off")}
+    lhs = [t for t, sd, k in zip(ev["time"], ev["side"], ev["kind"])
+           if sd == 0 and k == "foot_strike"]
+    np.testing.assert_allclose(lhs, [0.567, 1.75], atol=1e-3)
+
+
+def test_first_frame_offset_gait_pig_nz():
+    s = _read("importer", "gait-pig-nz.c3d")
+    assert s.attrs["c3d_first_frame"] == 300
+    assert s.markers.time[0] == 0.0 and s.force.time[0] == 0.0
+    ev = s.reference["events"]
+    # right foot strike stored at 3.1333 s on the file clock = frame 377 (1-based)
+    assert ev["time"][0] == pytest.approx(3.133333 - 299 / 120, abs=1e-5)
+    # and the force on the plate it lands on rises within a frame of it
+    fz = s.force.wrench[:, :, 2].astype(np.float64)
+    k = int(np.argmax(fz.max(axis=0)))
+    onset = s.force.time[np.argmax(fz[:, k] > 20.0)]
+    assert abs(onset - ev["time"][0]) < 1.0 / 120 + 1e-3
+
+
+# --- markers ---------------------------------------------------------------------------------
+
+def test_exact_zero_markers_become_nan():
+    c = _ez("importer", "gait-pig-nz.c3d")
+    pts = c["data"]["points"][:3]
+    s = _read("importer", "gait-pig-nz.c3d")
+    n_zero = 0
+    for k, j in enumerate(s.attrs["c3d_marker_index"]):
+        zeros = np.all(pts[:, j, :] == 0, axis=0)
+        got = s.markers.positions[:, k, :]
+        assert np.all(np.isnan(got[zeros]))
+        assert not np.any(np.all(got == 0, axis=1))
+        n_zero += int(zeros.sum())
+    assert n_zero == 602  # the unlabelled *5 and *10 stored as zeros throughout
+    assert np.isnan(s.markers.positions[:, :, 0]).sum() == n_zero
+
+
+def test_model_outputs_go_to_reference_points():
+    s = _read("pig", "PiG_Motion-FlatFoot-Full.c3d")
+    pts = s.reference["points"]
+    for name in ("LPelvisAngles", "RHipAngles", "LKneeAngles", "PELO", "LFEO", "LThoraxAngles"):
+        assert name in pts and name not in s.markers.labels
+    for name in ("LASI", "RPSI", "LHEE", "RTOE", "C7"):
+        assert name in s.markers.labels and name not in pts
+    c = _ez("pig", "PiG_Motion-FlatFoot-Full.c3d")
+    labels = c["parameters"]["POINT"]["LABELS"]["value"]
+    raw = c["data"]["points"][:3, labels.index("LPelvisAngles"), :].T
+    np.testing.assert_allclose(pts["LPelvisAngles"], raw, atol=1e-4)  # not rotated
+    assert s.reference["point_units"]["LPelvisAngles"] == "deg"
+    pelo = c["data"]["points"][:3, labels.index("PELO"), :]
+    np.testing.assert_allclose(pts["PELO"], (s.attrs["c3d_axes"] @ pelo).T, atol=1e-3)
+
+
+def test_cgm24_outputs():
+    s = _read("pig", "CGM24_Walking01.c3d")
+    pts = s.reference["points"]
+    for name in ("LHipAngles_CGM_2.4", "LHJC_CGM_2.4", "PELVIS_CGM_2.4O", "LHipAngles"):
+        assert name in pts
+    assert all("_CGM" not in lab for lab in s.markers.labels)
+
+
+def test_subject_measurements():
+    s = _read("pig", "PiG_Motion-FlatFoot-Full.c3d")
+    assert s.subject["leg_length_left_mm"] == 800.0
+    assert s.subject["inter_asis_mm"] == pytest.approx(199.902, abs=1e-3)
+    assert s.subject["knee_width_right_mm"] == 105.0
+    assert s.subject["ankle_width_left_mm"] == 55.0
+    assert s.subject["height_mm"] == 1505.0
+    # zeros in PROCESSING mean "not measured"
+    assert "inter_asis_mm" not in _read("pig", "PiG_Calibration-FlatFoot-Hole.c3d").subject
+
+
+def test_dec_and_intel_files_read_the_same():
+    a = _read("importer", "Eb015pr.c3d")
+    b = _read("importer", "Eb015vi.c3d")
+    np.testing.assert_allclose(a.markers.positions, b.markers.positions, atol=0.2,
+                               equal_nan=True)
+    np.testing.assert_allclose(a.force.wrench, b.force.wrench, atol=1.0)
+
+
+# --- malformed files -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,what", [("Empty.c3d", "empty"),
+                                       ("bad_parameter_section.c3d", "parameter section"),
+                                       ("Eb015si.c3d", "MIPS")])
+def test_malformed_files_fail_cleanly(name, what):
+    path = shared_file("importer", name)
+    with pytest.raises(InputError, match=what) as exc:
+        read_c3d(path)
+    assert str(exc.value).startswith(str(path))
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["Empty.c3d", "bad_parameter_section.c3d", "Eb015si.c3d"])
+def test_malformed_files_through_the_cli(name, tmp_path, capsys):
+    from treadlab.pipeline.cli import main
+
+    path = shared_file("importer", name)
+    rc = main(["import", str(path), "-o", str(tmp_path / "x.h5")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1
+    assert len(err) == 1 and err[0].startswith("treadlab: ") and name in err[0]
+    assert "Traceback" not in err[0]
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_missing_and_non_c3d_files(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_c3d(tmp_path / "nope.c3d")
+    bad = tmp_path / "bad.c3d"
+    bad.write_bytes(b"\x02\x51" + bytes(1022))
+    with pytest.raises(InputError, match="not a C3D file"):
+        read_c3d(bad)
+
+
+def test_cli_import_treadmill_run(tmp_path, capsys):
+    from treadlab.acquisition.archive import read_session, validate_session
+    from treadlab.pipeline.cli import main
+
+    out = tmp_path / "s.h5"
+    rc = main(["import", str(shared_file("running", "RBDS001runT35.c3d")), "-o", str(out),
+               "--subject", "RBDS001"])
+    assert rc == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip() == str(out)
+    assert validate_session(out) == []
+    s = read_session(out)
+    assert s.attrs["subject_id"] == "RBDS001"
+    assert s.attrs["body_mass_kg"] == pytest.approx(60.4, abs=1.0)
+    assert s.force.wrench.shape == (9000, 1, 6) and s.markers.positions.shape[0] == 4500
