@@ -25,6 +25,7 @@ the clock mapping and sets ``status="interrupted"``.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import os
@@ -46,7 +47,7 @@ from treadlab.config.errors import InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Recorder", "recover", "clear_status_flags", "G"]
+__all__ = ["Recorder", "recover", "clear_status_flags", "lock_path", "G"]
 
 #: Standard gravity (m/s²), for body weight = mass · g.
 G = 9.80665
@@ -58,6 +59,42 @@ _LOG_STREAM = ("time", "source", "kind", "detail")
 
 def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def lock_path(path) -> Path:
+    """The lock file a recording holds beside its archive (``<name>.h5.lock``)."""
+    path = Path(path)
+    return path.with_name(path.name + ".lock")
+
+
+def _hold_lock(path) -> int:
+    """Create and ``flock`` the lock file; the kernel releases it if the process dies."""
+    fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise InputError(path, None, "another capture is recording this session") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _writer_alive(path) -> bool:
+    """True while some process holds the recording lock of ``path``."""
+    lp = lock_path(path)
+    if not lp.exists():
+        return False
+    fd = os.open(lp, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 class Recorder:
@@ -124,6 +161,7 @@ class Recorder:
         self.last_flush_host: float | None = None
         self._fz_sum = 0.0
         self._fz_n = 0
+        self._lock_fd: int | None = None
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -134,6 +172,7 @@ class Recorder:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.t0_host is None:
             self.t0_host = time.monotonic()
+        self._lock_fd = _hold_lock(self.path)
         f = h5py.File(self.path, "w", libver=archive.LIBVER)
         try:
             attrs = dict(self._attrs)
@@ -162,6 +201,7 @@ class Recorder:
             f.swmr_mode = True
         except BaseException:
             f.close()
+            self._release_lock()
             raise
         self._file, self._ds = f, ds
         self._thread = threading.Thread(target=self._run, name="treadlab-recorder", daemon=True)
@@ -235,8 +275,17 @@ class Recorder:
             for key, value in final.items():
                 f.attrs[key] = archive._to_attr(value)
             _finish(f, status, note=f"recording {status}")
+        self._release_lock()
         log.info("%s: %s", self.path, status)
         return self.path
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            try:
+                lock_path(self.path).unlink(missing_ok=True)
+            finally:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     # --- the writer thread ----------------------------------------------------------------
 
@@ -523,10 +572,15 @@ def recover(path) -> str:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "no such file")
+    if _writer_alive(path):
+        raise InputError(path, None, "a capture is still recording it (lock held); stop it first")
     cleared = False
     try:
         f = h5py.File(path, "r+", libver=archive.LIBVER)
     except OSError as exc:
+        if "lock" in str(exc).lower() and "flags" not in str(exc):
+            raise InputError(path, None, "locked by another process (is the capture still "
+                                         "running?)") from None
         if "open for write" not in str(exc) and "consistency flags" not in str(exc):
             raise InputError(path, None, f"not readable as HDF5 ({exc})") from None
         cleared = clear_status_flags(path)
@@ -542,6 +596,7 @@ def recover(path) -> str:
         counts = _finish(f, status, note=f"recovered by treadlab recover (was {old!r}"
                                          f"{', flags cleared' if cleared else ''})")
         rate = float(f["raw/force"].attrs.get("rate_hz", 0) or 0) if "raw/force" in f else 0.0
+    lock_path(path).unlink(missing_ok=True)   # stale lock of the killed capture
     secs = counts.get("force", 0) / rate if rate else math.nan
     return (f"{path}: status {status} (was {old}); force {counts.get('force', 0)} frames "
             f"({secs:.1f} s), markers {counts.get('markers', 0)} frames")

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from treadlab.acquisition.base import Block
-from treadlab.acquisition.recorder import Recorder, clear_status_flags, recover
+from treadlab.acquisition.recorder import Recorder, clear_status_flags, lock_path, recover
+from treadlab.config.errors import InputError
 
 FORCE_HZ = 1000.0
 MARKER_HZ = 100.0
@@ -74,6 +75,9 @@ def test_sigkill_mid_capture_then_recover(tmp_path):
                 break
             _, s, _, fl = line.split()
             sent, flushed = int(s), int(fl)
+        # while the writer lives, recover refuses to touch the file
+        with pytest.raises(InputError, match="still recording"):
+            recover(path)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
@@ -82,8 +86,10 @@ def test_sigkill_mid_capture_then_recover(tmp_path):
     # a killed SWMR writer leaves the file refused by ordinary opens
     with pytest.raises(OSError):
         h5py.File(path, "r")
+    assert lock_path(path).exists()          # left behind by the killed writer
     msg = recover(path)
     assert "interrupted" in msg
+    assert not lock_path(path).exists()
     assert _validate(path) == []
     with h5py.File(path, "r") as f:
         assert f.attrs["status"] == "interrupted"
@@ -131,6 +137,7 @@ def test_clean_close_refits_clock_and_sets_status(tmp_path):
     rec.event(150.0, "markers", "reconnect", "test")
     out = rec.close()
     assert out == path
+    assert not lock_path(path).exists()
     assert _validate(path) == []
     with h5py.File(path, "r") as f:
         assert f.attrs["status"] == "complete"
