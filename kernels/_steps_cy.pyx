@@ -48,8 +48,9 @@ cdef struct Stats:
 
 
 cdef inline Stats window(const double[::1] t, const double[:, ::1] v, long long col, double lo,
-                         double hi, double scale, double shift) noexcept nogil:
-    """Statistics of scale * (v[:, col] - shift) over frames with lo <= t <= hi."""
+                         double hi, double scale, double shift, bint closed) noexcept nogil:
+    """Statistics of scale * (v[:, col] - shift) over frames with lo <= t <= hi (closed) or
+    lo <= t < hi."""
     cdef Stats st
     cdef Py_ssize_t a, b, i
     cdef double x
@@ -61,7 +62,7 @@ cdef inline Stats window(const double[::1] t, const double[:, ::1] v, long long 
     if not (isfinite(lo) and isfinite(hi)):
         return st
     a = lower_bound(t, lo)
-    b = upper_bound(t, hi)
+    b = upper_bound(t, hi) if closed else lower_bound(t, hi)
     if b <= a:
         return st
     st.n = b - a
@@ -123,29 +124,30 @@ def step_metrics_cy(const double[::1] t_strike, const double[::1] t_off,
             if isfinite(static):
                 zero = static
             else:
-                st = window(time, values, c[OBLIQUITY], stride_lo[i], stride_hi[i], 1.0, 0.0)
+                st = window(time, values, c[OBLIQUITY], stride_lo[i], stride_hi[i], 1.0, 0.0,
+                            False)
                 zero = st.total / st.valid if enough(st, frac) else NAN
             if isfinite(zero):
-                st = window(time, values, c[OBLIQUITY], ts, to, sign, zero)
+                st = window(time, values, c[OBLIQUITY], ts, to, sign, zero, True)
                 if enough(st, frac):
                     out[PELVIC_DROP, i] = st.highest
 
-            st = window(time, values, c[TRUNK], ts, to, 1.0, 0.0)
+            st = window(time, values, c[TRUNK], ts, to, 1.0, 0.0, True)
             if enough(st, frac):
                 out[TRUNK_LEAN, i] = st.total / st.valid
-            st = window(time, values, c[TILT], ts, to, 1.0, 0.0)
+            st = window(time, values, c[TILT], ts, to, 1.0, 0.0, True)
             if enough(st, frac):
                 out[TILT_MEAN, i] = st.total / st.valid
             out[TRUNK_MID, i] = interp(time, values, c[TRUNK], tm)
             out[OVERSTRIDE, i] = interp(time, values, c[HEEL_L + foot], ts)
             out[SHANK_IC, i] = interp(time, values, c[SHANK_L + foot], ts)
 
-            st = window(time, values, c[HIP_L + foot], tm, to, 1.0, 0.0)
+            st = window(time, values, c[HIP_L + foot], tm, to, 1.0, 0.0, True)
             if enough(st, frac):
                 out[PEAK_HIP_EXT, i] = -st.lowest
                 source[i] = 0
             else:
-                st = window(time, values, c[THIGH_L + foot], tm, to, 1.0, 0.0)
+                st = window(time, values, c[THIGH_L + foot], tm, to, 1.0, 0.0, True)
                 if enough(st, frac):
                     out[PEAK_HIP_EXT, i] = -st.lowest
                     source[i] = 1

@@ -87,10 +87,12 @@ def prepare(t_strike, t_off, side, angle_time, angle_values, angle_names, static
             float(min_valid_fraction))
 
 
-def _window(time, lo, hi):
+def _window(time, lo, hi, closed=True):
+    """Frames with lo <= t <= hi (closed) or lo <= t < hi."""
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return slice(0, 0)
-    return slice(int(np.searchsorted(time, lo, "left")), int(np.searchsorted(time, hi, "right")))
+    end = np.searchsorted(time, hi, "right" if closed else "left")
+    return slice(int(np.searchsorted(time, lo, "left")), int(end))
 
 
 def _enough(x, frac):
@@ -132,7 +134,7 @@ def step_metrics(t_strike, t_off, side, angle_time, angle_values, angle_names, *
         if np.isfinite(static):
             zero = static
         else:
-            stride = col["pelvis_obliquity"][_window(time, stride_lo[i], stride_hi[i])]
+            stride = col["pelvis_obliquity"][_window(time, stride_lo[i], stride_hi[i], closed=False)]
             zero = np.nanmean(stride) if _enough(stride, frac) else np.nan
         if _enough(obl, frac) and np.isfinite(zero):
             sign = 1.0 if foot == 0 else -1.0

@@ -138,3 +138,50 @@ def test_compiled_matches_reference(seed):
             np.testing.assert_array_equal(np.isnan(a[name].astype(float)),
                                           np.isnan(b[name].astype(float)), err_msg=name)
             np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-9, err_msg=name)
+
+
+# ------------------------------------------------------------ synthetic runner ground truth
+
+def _synthetic(**changes):
+    synthetic = pytest.importorskip("treadlab.acquisition.synthetic")
+    from treadlab.kernels.angles import joint_angles
+    from treadlab.kernels.gaps import fill_gaps
+
+    clean = changes.pop("clean", False)
+    params = (synthetic.RunnerParams.clean(duration_s=12.0, **changes) if clean
+              else synthetic.RunnerParams(duration_s=12.0, **changes))
+    session = synthetic.simulate_session(params)
+    truth = session.truth["steps"]
+    filled, _ = fill_gaps(session.markers.positions, 20)
+    ang = joint_angles(filled, session.markers.labels, session.subject)
+    assert ang.reasons == {}
+    out = steps.step_metrics(truth["t_strike"], truth["t_off"], truth["side"],
+                             session.markers.time, ang.values, ang.names)
+    assert len(truth["t_strike"]) >= 20
+    return {k: out[k] - truth[k]
+            for k in ("pelvic_drop", "trunk_lean", "overstride", "peak_hip_extension")}
+
+
+def test_synthetic_runner_noise_free():
+    """Noise-free: pelvic drop and trunk lean within 0.5 deg, heel lead within 5 mm per step
+    (measured: 0.013 deg, 1e-6 deg, 3.4 mm — linear interpolation of the heel at strike)."""
+    err = _synthetic(clean=True)
+    assert np.abs(err["pelvic_drop"]).max() < 0.5
+    assert np.abs(err["trunk_lean"]).max() < 0.5
+    assert np.abs(err["overstride"]).max() < 5.0
+    assert np.abs(err["peak_hip_extension"]).max() < 0.5
+
+
+def test_synthetic_runner_with_noise_and_dropouts():
+    """1 mm marker noise and 2 % dropouts, gap-filled, not low-pass filtered: per-step errors
+    stay bounded and the medians (what the scores use) stay close. Measured (seed 3): pelvic
+    drop +0.50 deg median (a maximum of noisy samples reads high), max 0.82; trunk lean max
+    0.07 deg; heel lead median -2.2 mm, max 4.5 mm; peak hip extension median -0.2, max 3.3 deg."""
+    err = _synthetic(marker_noise_mm=1.0, dropout_rate=0.02, seed=3)
+    assert np.isfinite(err["pelvic_drop"]).mean() > 0.9
+    bounds = {"pelvic_drop": (1.0, 1.5), "trunk_lean": (0.2, 0.5), "overstride": (5.0, 12.0),
+              "peak_hip_extension": (1.0, 5.0)}
+    for name, (median_bound, max_bound) in bounds.items():
+        e = err[name][np.isfinite(err[name])]
+        assert abs(np.median(e)) < median_bound, (name, np.median(e))
+        assert np.abs(e).max() < max_bound, (name, np.abs(e).max())
