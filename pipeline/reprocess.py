@@ -1,0 +1,160 @@
+"""Overnight reprocessing of a whole archive folder (DESIGN §5, ``treadlab reprocess``).
+
+Every ``*.h5`` session under the folder goes through the same graph as ``treadlab process``
+(:func:`treadlab.pipeline.graph.session_graph`), on a ``distributed.LocalCluster`` of process
+workers by default, or on an existing cluster given by ``--scheduler tcp://HOST:PORT`` or the
+``DASK_SCHEDULER_ADDRESS`` environment variable. Workers receive paths, never open files.
+
+- Idempotent and resumable: a session whose ``/derived`` already carries the same
+  ``pipeline_version``, ``config_hash`` and reference set is skipped unless ``force``.
+- One failing session is reported by name on stderr and never stops the batch (exit code 1).
+- Every write goes through the atomic ``write_derived``: a ``kill -9`` at any point leaves each
+  archive either as it was or fully processed. Leftover temporary copies are hidden files
+  (``.NAME.h5.XXXX.tmp``) that are never picked up as sessions.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from treadlab.config.errors import InputError, TreadlabError
+
+log = logging.getLogger(__name__)
+
+
+def find_sessions(archive_dir) -> list[Path]:
+    """Every ``*.h5`` under ``archive_dir`` (recursively), skipping hidden files and folders
+    (temporary copies of an interrupted write are hidden)."""
+    root = Path(archive_dir)
+    if not root.is_dir():
+        raise InputError(root, None, "not a folder")
+    out = []
+    for p in root.rglob("*.h5"):
+        rel = p.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
+            continue
+        out.append(p)
+    return sorted(out)
+
+
+def _client(scheduler: str | None, workers: int | None):
+    """(client, cluster or None): an existing scheduler, or a LocalCluster of process workers
+    on 127.0.0.1 (the HDF5 library lock makes threads useless for reading, NOTES.md)."""
+    from distributed import Client, LocalCluster
+
+    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    if address:
+        try:
+            return Client(address, timeout="30s"), None
+        except OSError as exc:
+            raise InputError(address, None, f"cannot reach dask scheduler ({exc})") from None
+    n = workers or os.cpu_count() or 1
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                           host="127.0.0.1", dashboard_address=None)
+    return Client(cluster), cluster
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_path=None,
+              progress: bool = True, out=None) -> int:
+    """Process every session in ``archive_dir`` on a dask cluster.
+
+    Parameters
+    ----------
+    archive_dir : str or os.PathLike
+        Folder searched recursively for ``*.h5`` archives.
+    scheduler : str, optional
+        ``tcp://HOST:PORT`` of an existing scheduler (else ``DASK_SCHEDULER_ADDRESS``, else a
+        ``LocalCluster``).
+    workers : int, optional
+        Worker processes of the LocalCluster (default: the number of cores).
+    force : bool
+        Reprocess sessions that are already up to date.
+    config_path : str, optional
+        Lab TOML (``None`` = the shipped simulated lab).
+    progress : bool
+        Show ``distributed.progress`` while the batch runs.
+    out : file, optional
+        Where the final table goes (default stdout); failures go to stderr.
+
+    Returns
+    -------
+    int
+        0 when every session was processed or skipped, 1 when any failed.
+    """
+    from treadlab.pipeline.graph import derived_fingerprint, load_settings, session_graph
+
+    out = out or sys.stdout
+    t0 = time.perf_counter()
+    settings = load_settings(config_path)  # a config error stops here, before any session
+    want = settings.fingerprint()
+    sessions = find_sessions(archive_dir)
+    skipped, failed, todo = [], [], []
+    for path in sessions:
+        try:
+            have = derived_fingerprint(path)
+        except (TreadlabError, OSError) as exc:
+            failed.append((path, _one_line(exc)))
+            continue
+        if not force and have == want:
+            skipped.append(path)
+        else:
+            todo.append(path)
+    log.info("%d sessions: %d to process, %d up to date, %d unreadable",
+             len(sessions), len(todo), len(skipped), len(failed))
+
+    processed = []
+    if todo:
+        client, cluster = _client(scheduler, workers)
+        try:
+            graphs = [session_graph(str(p), settings, name=f"{p.stem}-{i}")
+                      for i, p in enumerate(todo)]
+            futures = client.compute(graphs)
+            if progress:
+                from distributed import progress as progress_bar
+
+                progress_bar(futures)
+                print(file=sys.stdout, flush=True)
+            from distributed import wait
+
+            wait(futures)
+            for path, fut in zip(todo, futures):
+                if fut.status == "finished":
+                    processed.append((path, fut.result()))
+                else:
+                    try:
+                        exc = fut.exception()
+                    except Exception as err:  # cancelled, lost worker
+                        exc = err
+                    failed.append((path, _one_line(exc) if exc else fut.status))
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+    for path, why in failed:
+        msg = why if str(path) in why else f"{path}: {why}"
+        print(f"treadlab: failed: {msg}", file=sys.stderr)
+    elapsed = time.perf_counter() - t0
+    print(format_batch(len(processed), len(skipped), len(failed), elapsed,
+                      sum(p.stat().st_size for p, _ in processed)), file=out)
+    return 1 if failed else 0
+
+
+def format_batch(n_processed: int, n_skipped: int, n_failed: int, elapsed_s: float,
+                 bytes_processed: int) -> str:
+    """The final table: counts, wall time and throughput (sessions/s, MB/s of archives)."""
+    rate = n_processed / elapsed_s if elapsed_s > 0 else 0.0
+    mb = bytes_processed / 1e6
+    rows = [("processed", str(n_processed)), ("skipped (up to date)", str(n_skipped)),
+            ("failed", str(n_failed)), ("time", f"{elapsed_s:.1f} s"),
+            ("throughput", f"{rate:.2f} sessions/s, {mb / elapsed_s if elapsed_s > 0 else 0:.1f} MB/s")]
+    w = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(w)}  {v}" for k, v in rows)

@@ -1,0 +1,155 @@
+"""Overnight reprocessing on real dask clusters: LocalCluster, an external scheduler started by
+the test, a corrupt archive in the batch, idempotence, kill -9 in the middle."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+
+from treadlab.acquisition.archive import validate_session, write_session
+from treadlab.acquisition.synthetic import RunnerParams, simulate_session
+from treadlab.pipeline.reprocess import find_sessions, reprocess
+
+PY = sys.executable
+DASK = str(Path(sys.executable).with_name("dask"))
+
+
+def _write(path: Path, seed: int, seconds: float = 12.0) -> Path:
+    session = simulate_session(RunnerParams(duration_s=seconds, seed=seed))
+    write_session(path, session)
+    return path
+
+
+@pytest.fixture(scope="module")
+def archive_template(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("archive_template")
+    for i in range(4):
+        sub = root / ("subject_a" if i < 2 else "subject_b")
+        sub.mkdir(exist_ok=True)
+        _write(sub / f"run{i}.h5", seed=10 + i)
+    return root
+
+
+@pytest.fixture
+def archive(archive_template, tmp_path) -> Path:
+    dest = tmp_path / "archive"
+    shutil.copytree(archive_template, dest)
+    return dest
+
+
+def _processed(path: Path) -> bool:
+    with h5py.File(path, "r") as f:
+        return "derived/contacts" in f and "pipeline_version" in f["derived"].attrs
+
+
+@pytest.mark.timeout(240)
+def test_local_cluster_reports_a_corrupt_file_and_processes_the_rest(archive, capsys):
+    corrupt = archive / "subject_b" / "corrupt.h5"
+    corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + b"garbage" * 100)
+    broken = archive / "subject_a" / "no_force.h5"  # HDF5, but fails inside the worker
+    with h5py.File(broken, "w") as f:
+        f.attrs["format"] = "treadlab.session"
+        f.create_group("raw/markers")
+    (archive / ".hidden.h5.abc.tmp").write_bytes(b"leftover")  # never a session
+    rc = reprocess(archive, workers=2, progress=True)
+    out, err = capsys.readouterr()
+    assert rc == 1
+    assert "corrupt.h5" in err and "no_force.h5: /raw/force/time: missing" in err
+    assert err.count("treadlab: failed") == 2
+    good = [p for p in find_sessions(archive) if p not in (corrupt, broken)]
+    assert len(good) == 4
+    assert all(_processed(p) for p in good)
+    assert all(validate_session(p) == [] for p in good)
+    assert "processed" in out and "failed" in out
+    # the second run skips every processed session and starts no cluster
+    corrupt.unlink()
+    broken.unlink()
+    t = time.perf_counter()
+    assert reprocess(archive, progress=False) == 0
+    out, _ = capsys.readouterr()
+    assert "skipped (up to date)  4" in out and "processed             0" in out
+    assert time.perf_counter() - t < 60  # generous: no cluster was started
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.mark.timeout(240)
+def test_existing_scheduler_and_worker_via_cli(archive, tmp_path):
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    sched = subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                              "--no-dashboard"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=env)
+    worker = None
+    try:
+        worker = subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--nworkers", "1",
+                                   "--no-dashboard", "--host", "127.0.0.1"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        from distributed import Client
+
+        with Client(address, timeout="60s") as c:
+            c.wait_for_workers(1, timeout=90)
+        out = subprocess.run([PY, "-m", "treadlab.pipeline.cli", "reprocess", str(archive),
+                              "--scheduler", address], capture_output=True, text=True,
+                             timeout=180)
+        assert out.returncode == 0, out.stderr
+        assert all(_processed(p) for p in find_sessions(archive))
+        assert "processed             4" in out.stdout
+        # DASK_SCHEDULER_ADDRESS is honoured the same way (and --force redoes everything)
+        out = subprocess.run([PY, "-m", "treadlab.pipeline.cli", "reprocess", str(archive),
+                              "--force"], capture_output=True, text=True, timeout=180,
+                             env=dict(os.environ, DASK_SCHEDULER_ADDRESS=address))
+        assert out.returncode == 0, out.stderr
+        assert "processed             4" in out.stdout
+    finally:
+        if worker is not None:
+            _stop(worker)
+        _stop(sched)
+
+
+@pytest.mark.timeout(300)
+def test_kill_9_leaves_every_archive_valid(archive):
+    before = {p: p.stat().st_mtime_ns for p in find_sessions(archive)}
+    proc = subprocess.Popen([PY, "-m", "treadlab.pipeline.cli", "reprocess", str(archive),
+                             "--workers", "1"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        # kill as soon as the first archive has been replaced (mid-batch), or after 60 s
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(p.stat().st_mtime_ns != m for p, m in before.items()):
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its cluster: one process group
+        proc.wait(timeout=30)
+    for p in before:
+        assert validate_session(p) == [], p
+    # resumable: the next run finishes the job
+    assert reprocess(archive, workers=1, progress=False) == 0
+    assert all(_processed(p) for p in find_sessions(archive))
