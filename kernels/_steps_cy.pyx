@@ -105,7 +105,8 @@ def step_metrics_cy(const double[::1] t_strike, const double[::1] t_off,
                     const double[:, ::1] values, const long long[::1] columns,
                     const double[::1] stride_lo, const double[::1] stride_hi,
                     double static, double frac, double[:, ::1] out, signed char[::1] source):
-    """Fill ``out`` (7, s) float64 (pre-filled with NaN) and ``source`` (s,) int8 (pre-filled -1)."""
+    """Fill ``out`` (7, s) float64 (pre-filled with NaN) and ``source`` (s,) int8 (pre-filled
+    with -1)."""
     cdef Py_ssize_t s = t_strike.shape[0], i
     cdef long long c[11]
     cdef int j, foot

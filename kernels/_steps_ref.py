@@ -134,7 +134,8 @@ def step_metrics(t_strike, t_off, side, angle_time, angle_values, angle_names, *
         if np.isfinite(static):
             zero = static
         else:
-            stride = col["pelvis_obliquity"][_window(time, stride_lo[i], stride_hi[i], closed=False)]
+            stride = col["pelvis_obliquity"][_window(time, stride_lo[i], stride_hi[i],
+                                                     closed=False)]
             zero = np.nanmean(stride) if _enough(stride, frac) else np.nan
         if _enough(obl, frac) and np.isfinite(zero):
             sign = 1.0 if foot == 0 else -1.0

@@ -247,9 +247,11 @@ def _rms(a, b):
 
 PIG_FILES = ["PiG_Motion-FlatFoot-Full.c3d", "PiG_Motion-FlatFoot-Hole.c3d",
              "CGM24_Walking01.c3d"]
-PIG_COLUMNS = {"pelvis_tilt": ("LPelvisAngles", 0, 0.5), "pelvis_obliquity": ("LPelvisAngles", 1, 0.5),
+PIG_COLUMNS = {"pelvis_tilt": ("LPelvisAngles", 0, 0.5),
+               "pelvis_obliquity": ("LPelvisAngles", 1, 0.5),
                "pelvis_rotation": ("LPelvisAngles", 2, 0.5),
-               "hip_flexion_left": ("LHipAngles", 0, 3.0), "hip_flexion_right": ("RHipAngles", 0, 3.0),
+               "hip_flexion_left": ("LHipAngles", 0, 3.0),
+               "hip_flexion_right": ("RHipAngles", 0, 3.0),
                "hip_adduction_left": ("LHipAngles", 1, 3.0),
                "hip_adduction_right": ("RHipAngles", 1, 3.0),
                # knee/ankle: regression guards (PiG's static thigh-rotation, tibial-torsion and
@@ -314,7 +316,7 @@ def test_hole_variant_with_marker_gaps():
 
 
 def test_through_the_c3d_importer():
-    """The same validation through treadlab.acquisition.c3d_import.read_c3d (lab frame, CGM names)."""
+    """The same validation through acquisition.c3d_import.read_c3d (lab frame, CGM names)."""
     path = shared_file("pig", "PiG_Motion-FlatFoot-Full.c3d")
     try:
         from treadlab.acquisition.c3d_import import read_c3d
