@@ -13,6 +13,8 @@ are not modelled).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from treadlab.kernels._angles_ref import (MARKERS, NAMES, PARAMS, UNITS, Angles,
@@ -39,7 +41,7 @@ def joint_angles(positions, labels, subject=None):
     labels : sequence of str, length k
         Marker names; CGM names (``LASI RASI LPSI RPSI SACR LTHI LKNE LTIB LANK LHEE LTOE``,
         ``R…``, ``C7 T10 CLAV STRN``) are used, others ignored.
-    subject : dict, optional
+    subject : mapping, optional
         Measurements in mm, each optional: ``leg_length_left_mm``, ``leg_length_right_mm``,
         ``inter_asis_mm``, ``asis_trochanter_left_mm``, ``asis_trochanter_right_mm``,
         ``knee_width_left_mm``, ``knee_width_right_mm``, ``ankle_width_left_mm``,
@@ -68,8 +70,8 @@ def joint_angles(positions, labels, subject=None):
     labels = [str(s) for s in labels]
     if pos.shape[1] != len(labels):
         raise ValueError(f"{len(labels)} labels for {pos.shape[1]} markers")
-    if subject is not None and not isinstance(subject, dict):
-        raise TypeError(f"subject must be a dict or None, got {type(subject).__name__}")
+    if subject is not None and not isinstance(subject, Mapping):
+        raise TypeError(f"subject must be a mapping or None, got {type(subject).__name__}")
     if _angles_cy is None:
         raise ImportError("treadlab.kernels._angles_cy is not built; run "
                           "`python setup.py build_ext --inplace` in the treadlab checkout"
