@@ -373,3 +373,148 @@ def test_cli_import_treadmill_run(tmp_path, capsys):
     assert s.attrs["subject_id"] == "RBDS001"
     assert s.attrs["body_mass_kg"] == pytest.approx(60.4, abs=1.0)
     assert s.force.wrench.shape == (9000, 1, 6) and s.markers.positions.shape[0] == 4500
+
+
+# --- plate types 1, 3, 4 and polarity: the Qualisys type-2 plates rewritten ---------------------
+
+def _rewrite_plates(tmp_path, kind: str):
+    """Qualisys.c3d with its two type-2 plates re-encoded as ``kind`` (same physical wrench)."""
+    src = shared_file("importer", "Qualisys.c3d")
+    c = ezc3d.c3d(str(src))
+    fp = c["parameters"]["FORCE_PLATFORM"]
+    an = np.array(c["data"]["analogs"], dtype=np.float64)
+    ch = np.asarray(fp["CHANNEL"]["value"]) - 1
+    origin = np.asarray(fp["ORIGIN"]["value"], dtype=np.float64)
+    f_all = [an[0, ch[:3, i]] for i in range(2)]
+    m_all = [an[0, ch[3:6, i]] for i in range(2)]
+    if kind == "type4":
+        cal = np.diag([500.0, 500.0, 1000.0, 800.0, 250.0, 400.0])
+        cal = cal + 0.02 * np.arange(36).reshape(6, 6) % 7  # some cross-talk, invertible
+        inv = np.linalg.inv(cal)
+        for i in range(2):
+            an[0, ch[:, i]] = inv @ np.vstack([f_all[i], m_all[i]])
+        fp["TYPE"]["value"] = np.array([4, 4])
+        fp["CAL_MATRIX"]["value"] = np.stack([cal, cal], axis=2)
+    elif kind == "type1":
+        for i in range(2):
+            f, m = f_all[i], m_all[i]
+            o = -origin[:, i] if origin[2, i] > 0 else origin[:, i]
+            mc = m + np.cross(f.T, o).T
+            loaded = np.abs(f[2]) > 1.0
+            px = np.where(loaded, -mc[1] / np.where(loaded, f[2], 1), 0.0)
+            py = np.where(loaded, mc[0] / np.where(loaded, f[2], 1), 0.0)
+            tz = np.where(loaded, mc[2] - (px * f[1] - py * f[0]), 0.0)
+            an[0, ch[:, i]] = np.vstack([f, px, py, tz])
+        fp["TYPE"]["value"] = np.array([1, 1])
+    elif kind == "type3":
+        a, b, az0 = 210.0, 160.0, -45.0
+        new_ch = np.arange(16).reshape(2, 8).T  # 0-based analog channels 0..15
+        for i in range(2):
+            f, m = f_all[i], m_all[i]
+            o = -origin[:, i] if origin[2, i] > 0 else origin[:, i]
+            mk = m + np.cross(f.T, o).T - np.cross(f.T, np.array([0, 0, az0])).T
+            d = mk[2] / (2 * b)
+            lhs = np.array([[1, 1, 1, 1], [b, b, -b, -b], [-a, a, a, -a], [1, -1, 1, -1]])
+            fz = np.linalg.solve(lhs, np.vstack([f[2], mk[0], mk[1], np.zeros_like(f[2])]))
+            an[0, new_ch[:, i]] = np.vstack([f[0] / 2 - d, f[0] / 2 + d, f[1] / 2, f[1] / 2, fz])
+        fp["TYPE"]["value"] = np.array([3, 3])
+        fp["CHANNEL"]["value"] = new_ch + 1
+        fp["ORIGIN"]["value"] = np.array([[a, a], [b, b], [az0, az0]])
+    elif kind == "inverted":
+        for i in range(2):
+            an[0, ch[:, i]] = -an[0, ch[:, i]]
+    else:
+        raise ValueError(kind)
+    c["data"]["analogs"] = an
+    out = tmp_path / f"qualisys_{kind}.c3d"
+    c.write(str(out))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["type4", "type3", "type1", "inverted"])
+def test_plate_types_give_the_same_wrench(kind, tmp_path):
+    base = _read("importer", "Qualisys.c3d")
+    s = read_c3d(_rewrite_plates(tmp_path, kind))
+    w0 = base.force.wrench.astype(np.float64)
+    w = s.force.wrench.astype(np.float64)
+    np.testing.assert_allclose(w[..., :3], w0[..., :3], atol=2e-2)
+    loaded = np.abs(w0[..., 2]) > 50.0 if kind == "type1" else np.ones(w0.shape[:2], bool)
+    np.testing.assert_allclose(w[..., 3:][loaded], w0[..., 3:][loaded], atol=2e-3)
+    np.testing.assert_allclose(s.force.origin, base.force.origin)
+    expect_type = 2 if kind == "inverted" else int(kind[-1])
+    assert list(s.attrs["force_plate_types"]) == [expect_type] * 2
+    assert loaded.sum() > 500
+    assert list(s.attrs["force_polarity_flipped"]) == ([1, 2] if kind == "inverted" else [])
+
+
+@pytest.mark.parametrize("kind", ["type4", "type3"])
+def test_plate_types_3_and_4_agree_with_ezc3d(kind, tmp_path):
+    path = _rewrite_plates(tmp_path, kind)
+    s = read_c3d(path)
+    c = ezc3d.c3d(str(path), extract_forceplat_data=True)
+    a = s.attrs["c3d_axes"]
+    for i, pf in enumerate(c["data"]["platform"]):
+        w = s.force.wrench[:, i, :].astype(np.float64)
+        np.testing.assert_allclose(w[:, :3], (a @ pf["force"]).T, atol=2e-2)
+        np.testing.assert_allclose(w[:, 3:], (a @ pf["moment"]).T / 1000.0, atol=2e-3)
+
+
+def test_plate_type1_centre_of_pressure_agrees_with_ezc3d(tmp_path):
+    # ezc3d's type-1 moment has the opposite sign to its type-2 moment; its centre of pressure
+    # is the unambiguous check.
+    path = _rewrite_plates(tmp_path, "type1")
+    s = read_c3d(path)
+    c = ezc3d.c3d(str(path), extract_forceplat_data=True)
+    a = s.attrs["c3d_axes"]
+    for i, pf in enumerate(c["data"]["platform"]):
+        w = s.force.wrench[:, i, :].astype(np.float64)
+        ok = w[:, 2] > 50.0
+        cop_x = s.force.origin[i, 0] - 1000.0 * w[ok, 4] / w[ok, 2]
+        cop_y = s.force.origin[i, 1] + 1000.0 * w[ok, 3] / w[ok, 2]
+        expect = (a @ pf["center_of_pressure"])[:, ok]
+        np.testing.assert_allclose(cop_x, expect[0], atol=0.05)
+        np.testing.assert_allclose(cop_y, expect[1], atol=0.05)
+
+
+def test_metre_files_are_converted_to_mm(tmp_path):
+    src = shared_file("importer", "Qualisys.c3d")
+    base = _read("importer", "Qualisys.c3d")
+    c = ezc3d.c3d(str(src))
+    c["parameters"]["POINT"]["UNITS"]["value"] = ["m"]
+    pts = np.array(c["data"]["points"])
+    pts[:3] /= 1000.0
+    c["data"]["points"] = pts
+    fp = c["parameters"]["FORCE_PLATFORM"]
+    fp["CORNERS"]["value"] = np.asarray(fp["CORNERS"]["value"]) / 1000.0
+    fp["ORIGIN"]["value"] = np.asarray(fp["ORIGIN"]["value"]) / 1000.0
+    an = np.array(c["data"]["analogs"], dtype=np.float64)
+    ch = np.asarray(fp["CHANNEL"]["value"]) - 1
+    units = list(c["parameters"]["ANALOG"]["UNITS"]["value"])
+    for i in range(ch.shape[1]):
+        an[0, ch[3:6, i]] /= 1000.0  # N·mm → N·m, the C3D convention N × POINT:UNITS
+        for j in ch[3:6, i]:
+            units[j] = "Nm"
+    c["parameters"]["ANALOG"]["UNITS"]["value"] = units
+    c["data"]["analogs"] = an
+    out = tmp_path / "metres.c3d"
+    c.write(str(out))
+    s = read_c3d(out)
+    np.testing.assert_allclose(s.markers.positions, base.markers.positions, atol=0.05,
+                               equal_nan=True)
+    np.testing.assert_allclose(s.force.origin, base.force.origin, atol=1e-3)
+    np.testing.assert_allclose(s.force.corners, base.force.corners, atol=1e-3)
+    np.testing.assert_allclose(s.force.wrench, base.force.wrench, atol=2e-3)
+
+
+def test_moment_units_mislabelled_nm_are_caught():
+    # gait-pig-nz labels its N·mm moment channels "Nm": read as N·m the centre of pressure
+    # would lie metres off the plate
+    s = _read("importer", "gait-pig-nz.c3d")
+    assert "centre-of-pressure check" in s.attrs["force_moment_units"]
+    w = s.force.wrench.astype(np.float64)
+    k = int(np.argmax(w[:, :, 2].max(axis=0)))
+    ok = w[:, k, 2] > 200
+    cop = s.force.origin[k, :2] + 1000 * np.column_stack([-w[ok, k, 4], w[ok, k, 3]]) \
+        / w[ok, k, 2:3]
+    lo, hi = s.force.corners[k, :, :2].min(axis=0), s.force.corners[k, :, :2].max(axis=0)
+    assert np.all((cop > lo - 10) & (cop < hi + 10))
