@@ -239,6 +239,7 @@ class ForceSourceBase(Source):
         self._tare_held: list[tuple] = []
         self._tare_done = threading.Event()
         self._tare_done.set()
+        self._tared = False               # a zero was measured since open()
 
     @property
     def calibration(self) -> dict:
@@ -260,16 +261,20 @@ class ForceSourceBase(Source):
             self._tare_done.clear()
 
     def open(self) -> None:
-        if self._auto_tare and not self.is_open:
-            self._start_tare(self.settings.tare_seconds)
+        if not self.is_open:
+            self._tared = False
+            if self._auto_tare:
+                self._start_tare(self.settings.tare_seconds)
         super().open()
 
     def tare(self, seconds: float | None = None, timeout: float | None = None) -> np.ndarray:
         """Measure the zero offset over ``seconds`` of frames (belt unloaded) and keep it.
 
         If a tare is already running (the automatic one after :meth:`open`), waits for it
-        instead of starting another. Frames arriving meanwhile are held and released converted
-        with the new zero.
+        instead of starting another; with ``seconds=None`` a zero already measured since
+        :meth:`open` is returned as is (so the capture can call ``tare()`` after an automatic
+        tare without re-taring a loaded belt). Frames arriving meanwhile are held and released
+        converted with the new zero.
 
         Returns
         -------
@@ -279,10 +284,12 @@ class ForceSourceBase(Source):
         ------
         DeviceError when too few frames arrive within ``timeout`` (default 2 × seconds + 5 s).
         """
-        seconds = self.settings.tare_seconds if seconds is None else float(seconds)
         if not self.is_open:
-            raise DeviceError(f"{self.name}: tare needs an open source")
-        self._start_tare(max(seconds, 1.0 / self.info.rate_hz))
+            raise DeviceError(f"{self._where()}: tare needs an open source")
+        again = seconds is not None or not (self._tared or self._tare_need)
+        seconds = self.settings.tare_seconds if seconds is None else float(seconds)
+        if again:
+            self._start_tare(max(seconds, 1.0 / self.info.rate_hz))
         timeout = 2 * seconds + 5.0 if timeout is None else timeout
         if not self._tare_done.wait(timeout):
             with self._tare_lock:
@@ -304,6 +311,7 @@ class ForceSourceBase(Source):
         with self._tare_lock:
             if self._tare_n and not force:
                 self.cal.zero = self._tare_sum / self._tare_n
+                self._tared = True
                 self._event("tare", f"zero offset from {self._tare_n} frames (belt unloaded): "
                             + " ".join(f"{z:.1f}" for z in self.cal.zero))
             elif force:

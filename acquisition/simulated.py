@@ -1,20 +1,57 @@
 """Virtual devices: a treadmill on a pseudo-terminal and a mocap system on loopback UDP / LSL.
 
-Building blocks (usable in-process by tests):
+:func:`start_lab` runs the virtual devices of a lab config in a separate process (so they never
+compete with the capture for its GIL) and returns a :class:`SimulatedLab` with the endpoints:
+``force_port`` (a stable symlink to a raw-mode pty) or ``force_stream`` (LSL), and
+``marker_address`` (UDP host, port) or ``marker_stream`` (LSL). :func:`serve_lab` is
+``treadlab simulate lab``.
 
-- :class:`PtyPort` — a pseudo-terminal in raw mode behind a stable symlink (like a udev
-  ``/dev/serial/by-id`` name), which can vanish and return on a new pty.
+The devices are driven by a signal: the synthetic runner
+(:class:`treadlab.acquisition.synthetic.SyntheticRunner`) or a C3D replay
+(:class:`treadlab.acquisition.replay.ReplaySignal`). Both are functions of absolute time; the
+devices sample them in real time:
+
+- the **treadmill** sends one DESIGN §3 frame per sample at ``forceplate.rate_hz``: the wrench
+  is turned into ADC counts through the inverse of the lab calibration plus a fixed per-channel
+  zero offset (the amplifier's, which the reader's tare removes). The belt stays unloaded for
+  ``tare_seconds + 1`` s after a reader first opens the port; then the runner steps on. While
+  nobody has the port open, frames are counted but not written (a UART talking to nobody);
+- the **mocap** sends one TLMK datagram per frame at ``markers.rate_hz`` in the configured
+  label order (NaN for a label the signal lacks, and for everything before the runner steps on).
+
+Fault injection (:class:`Faults`, for tests): garbage bytes, torn frames, bad CRCs, the port
+vanishing and returning, UDP loss / reordering / duplicates, device clock drift and offset.
+Injections are deterministic (every N-th frame, never two within 3 frames of each other) and
+counted; :meth:`SimulatedLab.stop` returns the counts so tests can check that the readers
+counted every one.
+
+Building block usable in-process: :class:`PtyPort`, a pseudo-terminal in raw mode behind a
+stable symlink (like a udev ``/dev/serial/by-id`` name) that can vanish and return.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
+import fcntl
 import logging
+import math
 import os
 import select
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import termios
 import time
 import tty
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+
+import numpy as np
+
+from treadlab.config.errors import ConfigError, DeviceError, TreadlabError
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +154,30 @@ class PtyPort:
                 time.sleep(0.002)
         return not self._pending
 
+    def unread(self) -> int:
+        """Bytes written to the pty that the reader has not taken yet (−1 if unknown)."""
+        if self.master is None:
+            return -1
+        try:
+            fd = os.open(self.device, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            return -1
+        try:
+            buf = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+            return int.from_bytes(buf, sys.byteorder)
+        finally:
+            os.close(fd)
+
+    def wait_read(self, timeout: float) -> bool:
+        """Push queued bytes and wait until the reader took everything (or ``timeout`` s)."""
+        deadline = time.monotonic() + timeout
+        self.drain(timeout)
+        while time.monotonic() < deadline:
+            if not self.has_reader() or self.unread() <= 0:
+                return self.unread() == 0
+            time.sleep(0.005)
+        return False
+
     def close(self) -> None:
         self.vanish()
         if self._own_dir:
@@ -127,3 +188,743 @@ class PtyPort:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# --- fault injection -------------------------------------------------------------------------
+
+@dataclass
+class Faults:
+    """What the virtual devices do wrong, for tests (everything off by default).
+
+    ``*_every = N`` injects at every N-th frame (0 = never); two injections are never closer
+    than 3 frames (a skipped one is not counted), so each is a separate incident for the reader.
+
+    Attributes
+    ----------
+    garbage_every, garbage_bytes : insert ``garbage_bytes`` bytes (never 0xA5) before a frame.
+    torn_every : send only the first half of a frame.
+    bad_crc_every : flip bits in one value byte of a frame (its CRC no longer matches).
+    vanish_at_s, vanish_for_s : the port disappears ``vanish_at_s`` s after the first reader
+        opened it, and returns ``vanish_for_s`` s later (on a new pty behind the same link).
+    udp_loss_every, udp_reorder_every, udp_duplicate_every : drop a datagram; send it after its
+        successor; send it twice.
+    force_drift_ppm, force_offset_s, marker_drift_ppm, marker_offset_s : device clocks run
+        ``(1 + ppm·1e-6)`` × real time, starting at the offset (s ≥ 0).
+    """
+
+    garbage_every: int = 0
+    garbage_bytes: int = 7
+    torn_every: int = 0
+    bad_crc_every: int = 0
+    vanish_at_s: float | None = None
+    vanish_for_s: float = 1.0
+    udp_loss_every: int = 0
+    udp_reorder_every: int = 0
+    udp_duplicate_every: int = 0
+    force_drift_ppm: float = 0.0
+    force_offset_s: float = 0.0
+    marker_drift_ppm: float = 0.0
+    marker_offset_s: float = 0.0
+
+
+# --- signals ---------------------------------------------------------------------------------
+
+def _plain(obj) -> dict:
+    """A config table (dataclass, namespace or dict) as a dict."""
+    if obj is None:
+        return {}
+    if isinstance(obj, dict):
+        return dict(obj)
+    if dataclasses.is_dataclass(obj):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+
+
+def label_map(wanted: list[str], have: list[str], extra: dict | None = None) -> np.ndarray:
+    """Index into ``have`` of every ``wanted`` label (−1 = absent), via CGM aliases if needed."""
+    pos = {h: i for i, h in enumerate(have)}
+    try:
+        from treadlab.config.markers import to_cgm
+        cgm_w = list(to_cgm(list(wanted), extra or None))
+        cgm_h = list(to_cgm(list(have), extra or None))
+    except ImportError:
+        cgm_w, cgm_h = list(wanted), list(have)
+    pos_cgm = {h: i for i, h in enumerate(cgm_h)}
+    return np.array([pos.get(w, pos_cgm.get(c, -1)) for w, c in zip(wanted, cgm_w)],
+                    dtype=np.intp)
+
+
+def plate_transfer(src_names, src_origin, dst_names, dst_origin):
+    """How source plates feed configured plates: ``(dst, src)`` index pairs.
+
+    By name; else by index when the counts match; else everything onto configured plate 0
+    (a single-plate recording replayed into a split-belt lab). Moments are re-referenced to
+    the configured plate origins by :func:`transfer_wrench`.
+    """
+    pairs = []
+    by_name = {n: i for i, n in enumerate(src_names)}
+    if all(n in by_name for n in dst_names):
+        pairs = [(j, by_name[n]) for j, n in enumerate(dst_names)]
+    elif len(src_names) == len(dst_names):
+        pairs = [(j, j) for j in range(len(dst_names))]
+    else:
+        pairs = [(0, i) for i in range(len(src_names))]
+    return pairs
+
+
+def transfer_wrench(wrench, pairs, src_origin, dst_origin, n_dst) -> np.ndarray:
+    """Wrench of the configured plates from the source plates.
+
+    Parameters
+    ----------
+    wrench : (n, ps, 6) float, N and N·m about ``src_origin``.
+    pairs : ``(dst, src)`` from :func:`plate_transfer`.
+    src_origin : (ps, 3) mm. dst_origin : (pd, 3) mm. n_dst : pd.
+
+    Returns
+    -------
+    (n, pd, 6) float64, moments about ``dst_origin`` (``M_B = M_A + (A − B) × F``, in m).
+    """
+    wrench = np.asarray(wrench, dtype=np.float64)
+    out = np.zeros((wrench.shape[0], n_dst, 6))
+    for j, i in pairs:
+        f = wrench[:, i, :3]
+        d = (np.asarray(src_origin[i], float) - np.asarray(dst_origin[j], float)) * 1e-3
+        out[:, j, :3] += f
+        out[:, j, 3:] += wrench[:, i, 3:] + np.cross(d, f)
+    return out
+
+
+class RunnerSignal:
+    """The synthetic runner, sampled onto the configured plates and marker labels.
+
+    Parameters
+    ----------
+    params : ``RunnerParams``.
+    plates : configured plates (name, origin). labels : configured marker labels (wire order).
+    marker_names : the lab's ``[marker_names]`` table.
+    """
+
+    def __init__(self, params, plates, labels, marker_names=None):
+        from treadlab.acquisition.synthetic import SyntheticRunner
+
+        self.runner = SyntheticRunner(params)
+        self.subject = dict(getattr(self.runner, "subject", {}) or {})
+        self.n_plates = len(plates)
+        self._origin = np.array([np.asarray(p.origin, float) for p in plates])
+        self._pairs = plate_transfer(self.runner.plates, self.runner.origin,
+                                     [p.name for p in plates], self._origin)
+        self._index = label_map(list(labels), list(self.runner.labels), marker_names)
+        self.duration_s = None
+
+    def force(self, t) -> np.ndarray:
+        """(n, p, 6) float64 N, N·m about the configured plate origins, at runner times ``t``."""
+        return transfer_wrench(self.runner.force(t), self._pairs, self.runner.origin,
+                               self._origin, self.n_plates)
+
+    def markers(self, t) -> np.ndarray:
+        """(m, k, 3) float32 mm in the configured label order (NaN = absent/occluded)."""
+        pos = self.runner.markers(t)
+        out = np.full((pos.shape[0], self._index.shape[0], 3), np.nan, np.float32)
+        ok = self._index >= 0
+        out[:, ok] = pos[:, self._index[ok]]
+        return out
+
+
+# --- the device process ----------------------------------------------------------------------
+
+class _Injector:
+    """Every-N-th-frame fault injection with a minimum spacing; counts what it injected."""
+
+    def __init__(self, spacing: int = 3):
+        self.spacing = spacing
+        self.last = -10**9
+
+    def due(self, i: int, every: int) -> bool:
+        if every <= 0 or i <= 0 or i % every or i - self.last < self.spacing:
+            return False
+        self.last = i
+        return True
+
+
+def _device_main(conn, spec: dict | None = None) -> None:
+    """Entry point of the device process: build the signal, serve until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # the parent decides when to stop
+    if spec is None:
+        spec = conn.recv()
+    logging.basicConfig(level=spec.get("log_level", logging.WARNING),
+                        format="simulated lab: %(message)s")   # own process, own logging
+    try:
+        lab = _DeviceLab(spec)
+    except BaseException as exc:  # report why the lab cannot start, then exit
+        conn.send({"error": f"{type(exc).__name__}: {exc}"
+                   if not isinstance(exc, TreadlabError) else str(exc)})
+        return
+    conn.send({"endpoints": lab.endpoints()})
+    try:
+        lab.run(conn)
+    finally:
+        lab.close()
+
+
+class _DeviceLab:
+    """The virtual treadmill and mocap, paced on the monotonic clock."""
+
+    AHEAD_S = 0.2           # signal generated this far ahead, in one call per device
+
+    def __init__(self, spec: dict):
+        from treadlab.acquisition.forceplate_serial import ForceCalibration
+        from treadlab.acquisition.wire import encode_force_frames, encode_marker_packet
+
+        self._encode_force = encode_force_frames
+        self._encode_marker = encode_marker_packet
+        self.spec = spec
+        self.fp = spec["forceplate"]
+        self.mk = spec["markers"]
+        self.faults: Faults = spec["faults"]
+        plates = spec["plates"]
+        self.cal = ForceCalibration(plates, self.fp.channels, self.fp.volts_per_count)
+        rng = np.random.default_rng(spec.get("seed", 0) + 12345)
+        self.zero = rng.integers(-400, 400, self.fp.channels).astype(np.float64)
+        if spec.get("replay"):
+            from treadlab.acquisition.replay import ReplaySignal
+
+            self.signal = ReplaySignal.from_c3d(spec["replay"], plates, self.mk.labels,
+                                                marker_names=spec.get("marker_names"),
+                                                loop=spec.get("loop", True))
+        else:
+            self.signal = RunnerSignal(spec["params"], plates, self.mk.labels,
+                                       spec.get("marker_names"))
+        self.stats = {k: 0 for k in (
+            "force_frames", "force_written", "force_unheard", "garbage", "torn", "bad_crc",
+            "vanished", "clipped", "marker_frames", "marker_sent", "udp_lost",
+            "udp_reordered", "udp_duplicated")}
+        self.unloaded_s = float(self.fp.tare_seconds or 0.0) + 1.0
+        self.on_time: float | None = None        # device time the runner steps on
+        self.attached_at: float | None = None
+        self._inj_force, self._inj_udp = _Injector(), _Injector()
+        self._held: bytes | None = None          # a datagram held back to be reordered
+        # force transport
+        self.pty = self.force_outlet = None
+        if self.fp.driver == "forceplate_lsl":
+            import pylsl
+
+            fmt = pylsl.cf_int16 if self.fp.sample_type == "int16" else pylsl.cf_int32
+            name = spec["force_stream"]
+            info = pylsl.StreamInfo(name, "Force", int(self.fp.channels), float(self.fp.rate_hz),
+                                    fmt, f"treadlab-sim-force-{os.getpid()}")
+            self.force_outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=60)
+        else:
+            self.pty = PtyPort(spec["directory"], name="treadmill")
+        # marker transport
+        self.sock = self.marker_outlet = None
+        if self.mk.driver == "markers_lsl":
+            import pylsl
+
+            labels = self.mk.labels
+            info = pylsl.StreamInfo(spec["marker_stream"], "Mocap", 3 * len(labels),
+                                    float(self.mk.rate_hz), pylsl.cf_float32,
+                                    f"treadlab-sim-mocap-{os.getpid()}")
+            chans = info.desc().append_child("channels")
+            for lab in labels:
+                for ax in "XYZ":
+                    c = chans.append_child("channel")
+                    c.append_child_value("label", f"{lab}_{ax}")
+                    c.append_child_value("unit", "millimeters")
+                    c.append_child_value("type", f"Position{ax}")
+            self.marker_outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=60)
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.dest = tuple(spec["marker_address"])
+        self.vanish_until: float | None = None
+        self.vanish_plan = self.faults.vanish_at_s
+        self._i_next = self._j_next = None
+        self._lsl_t0 = 0.0
+        self._heard = False              # a reader had the port open at the last write
+        self._quiet_until = 0            # no injected faults before this frame
+
+    def endpoints(self) -> dict:
+        return {"force_port": self.pty.path if self.pty else None,
+                "force_stream": self.spec.get("force_stream") if self.force_outlet else None,
+                "marker_address": self.dest if self.sock else None,
+                "marker_stream": self.spec.get("marker_stream") if self.marker_outlet else None,
+                "subject": getattr(self.signal, "subject", {}),
+                "pid": os.getpid()}
+
+    def close(self) -> None:
+        if self.pty is not None:
+            self.pty.close()
+        if self.sock is not None:
+            self.sock.close()
+        self.force_outlet = self.marker_outlet = None
+
+    # --- pacing ---------------------------------------------------------------------------
+
+    def run(self, conn) -> None:
+        start = time.monotonic()
+        if self.force_outlet is not None or self.marker_outlet is not None:
+            import pylsl
+
+            self._lsl_t0 = pylsl.local_clock()   # LSL time of device time 0
+        f_rate, m_rate = float(self.fp.rate_hz), float(self.mk.rate_hz)
+        i_next = j_next = 0              # next force / marker frame index
+        f_buf = m_buf = None             # generated ahead: (first index, array)
+        while True:
+            self._i_next, self._j_next = i_next, j_next
+            try:
+                if conn.poll(0):
+                    msg = conn.recv()
+                    if self._command(msg, conn, time.monotonic() - start):
+                        return
+            except (EOFError, OSError):
+                return                   # the parent went away
+            now = time.monotonic() - start
+            self._attach_check(now)
+            # force frames due
+            i_due = int(now * f_rate) + 1
+            if i_due > i_next:
+                if f_buf is None or f_buf[0] + len(f_buf[1]) < i_due:
+                    f_buf = self._gen_force(i_next, max(i_due, i_next + int(self.AHEAD_S * f_rate)),
+                                            f_rate)
+                lo = i_next - f_buf[0]
+                hi = i_due - f_buf[0]
+                self._send_force(i_next, f_buf[1][lo:hi], f_buf[2][lo:hi], now)
+                i_next = i_due
+            j_due = int(now * m_rate) + 1
+            if j_due > j_next:
+                if m_buf is None or m_buf[0] + len(m_buf[1]) < j_due:
+                    m_buf = self._gen_markers(j_next, max(j_due,
+                                                          j_next + int(self.AHEAD_S * m_rate)),
+                                              m_rate)
+                lo = j_next - m_buf[0]
+                hi = j_due - m_buf[0]
+                self._send_markers(j_next, m_buf[1][lo:hi], m_buf[2][lo:hi])
+                j_next = j_due
+            if self.pty is not None and self.pty.pending:
+                self.pty.write()
+            nxt = min(i_next / f_rate, j_next / m_rate)
+            time.sleep(min(0.01, max(0.0005, nxt - (time.monotonic() - start))))
+
+    def _command(self, msg, conn, now) -> bool:
+        kind = msg[0]
+        if kind == "stop":
+            self._finish()
+            conn.send({"stats": dict(self.stats)})
+            return True
+        if kind == "stats":
+            conn.send({"stats": dict(self.stats)})
+        elif kind == "vanish":
+            self._vanish(now, float(msg[1]))
+        return False
+
+    def _finish(self) -> None:
+        """Send a held datagram, then a few clean frames so every injected fault is followed by
+        good data (a reader can only tell a fault from the end of the stream by what follows)."""
+        f_rate, m_rate = float(self.fp.rate_hz), float(self.mk.rate_hz)
+        saved, self.faults = self.faults, Faults(
+            force_drift_ppm=self.faults.force_drift_ppm,
+            force_offset_s=self.faults.force_offset_s,
+            marker_drift_ppm=self.faults.marker_drift_ppm,
+            marker_offset_s=self.faults.marker_offset_s)
+        try:
+            if self._held is not None:
+                self._sendto(self._held)
+                self._held = None
+            if self._i_next is not None:
+                i0, counts, t_dev = self._gen_force(self._i_next, self._i_next + 3, f_rate)
+                self._send_force(i0, counts, t_dev, 0.0)
+                self._i_next += 3
+            if self._j_next is not None:
+                j0, pos, t_dev = self._gen_markers(self._j_next, self._j_next + 3, m_rate)
+                self._send_markers(j0, pos, t_dev)
+                self._j_next += 3
+            if self.pty is not None and self.pty.present:
+                self.pty.wait_read(2.0)
+        finally:
+            self.faults = saved
+
+    def _attach_check(self, now: float) -> None:
+        if self.vanish_until is not None and now >= self.vanish_until:
+            self.pty.restore()
+            self.vanish_until = None
+            log.warning("treadmill port %s is back", self.pty.path)
+        if self.attached_at is None:
+            if self.pty is not None:
+                attached = self.pty.has_reader()
+            else:
+                attached = self.force_outlet.have_consumers()
+            if attached:
+                self.attached_at = now
+                # snapped to a time on both devices' sample grids: runner sample k is then
+                # exactly frame on_frame + k (force) and on_marker_frame + k (markers)
+                fr, mr = float(self.fp.rate_hz), float(self.mk.rate_hz)
+                grid = (math.gcd(int(fr), int(mr)) if fr.is_integer() and mr.is_integer()
+                        else 1)
+                self.on_time = math.ceil((now + self.unloaded_s) * grid) / grid
+                # first loaded frames (runner time 0), for tests comparing with the signal
+                self.stats["on_frame"] = int(round(self.on_time * fr))
+                self.stats["on_marker_frame"] = int(round(self.on_time * mr))
+        elif (self.vanish_plan is not None and self.pty is not None
+              and now >= self.attached_at + self.vanish_plan):
+            self.vanish_plan = None
+            self._vanish(now, self.faults.vanish_for_s)
+
+    def _vanish(self, now: float, seconds: float) -> None:
+        if self.pty is None or not self.pty.present:
+            return
+        self.pty.vanish()
+        self.stats["vanished"] += 1
+        self.vanish_until = now + seconds
+        log.warning("treadmill port %s vanished for %.2f s", self.pty.path, seconds)
+
+    # --- force ----------------------------------------------------------------------------
+
+    def _runner_time(self, t: np.ndarray) -> np.ndarray:
+        return t - (self.on_time if self.on_time is not None else np.inf)
+
+    def _gen_force(self, i0: int, i1: int, rate: float):
+        idx = np.arange(i0, i1)
+        t = idx / rate
+        tr = self._runner_time(t)
+        wrench = np.zeros((len(idx), self.cal.matrix.shape[0], 6))
+        on = np.isfinite(tr) & (tr >= 0)
+        if on.any():
+            # the signal is sampled on its own grid: runner time in whole samples
+            wrench[on] = self.signal.force(np.round(tr[on] * rate) / rate)
+        counts, clipped = self.cal.counts(wrench, zero=self.zero, dtype=self.fp.sample_type)
+        self.stats["clipped"] += clipped
+        fl = self.faults
+        t_dev = np.rint((t * (1 + fl.force_drift_ppm * 1e-6) + fl.force_offset_s) * 1e6)
+        return (i0, counts, t_dev.astype(np.int64))
+
+    def _send_force(self, i0: int, counts, t_dev_us, now: float) -> None:
+        n = len(counts)
+        self.stats["force_frames"] += n
+        if self.force_outlet is not None:
+            if self.force_outlet.have_consumers():
+                # stamped on the device clock (the earlier samples are deduced from the rate)
+                self.force_outlet.push_chunk(counts.tolist(),
+                                             self._lsl_t0 + float(t_dev_us[-1]) * 1e-6)
+                self.stats["force_written"] += n
+            else:
+                self.stats["force_unheard"] += n
+            return
+        if not self.pty.present or not self.pty.has_reader():
+            self.stats["force_unheard"] += n
+            self._heard = False
+            return
+        if not self._heard:              # a reader just (re)attached: no faults while it locks
+            self._heard = True
+            self._quiet_until = i0 + 50
+        data = self._encode_force(np.arange(i0, i0 + n), t_dev_us, counts, self.fp.sample_type)
+        fl = self.faults
+        if not (fl.garbage_every or fl.torn_every or fl.bad_crc_every):
+            self.pty.write(data)
+            self.stats["force_written"] += n
+            return
+        size = len(data) // n
+        out = bytearray()
+        for k in range(n):
+            i = i0 + k
+            frame = data[k * size:(k + 1) * size]
+            inj = self._inj_force
+            quiet = i < self._quiet_until
+            if not quiet and inj.due(i, fl.torn_every):
+                out += frame[:size // 2]
+                self.stats["torn"] += 1
+                continue
+            if not quiet and inj.due(i, fl.bad_crc_every):
+                frame = bytearray(frame)
+                frame[8] ^= 0x5C
+                self.stats["bad_crc"] += 1
+            elif not quiet and inj.due(i, fl.garbage_every):
+                g = np.random.default_rng(i).integers(0, 256, fl.garbage_bytes, dtype=np.uint8)
+                g[g == 0xA5] = 0x11
+                out += g.tobytes()
+                self.stats["garbage"] += 1
+            out += frame
+            self.stats["force_written"] += 1
+        self.pty.write(bytes(out))
+
+    # --- markers --------------------------------------------------------------------------
+
+    def _gen_markers(self, j0: int, j1: int, rate: float):
+        idx = np.arange(j0, j1)
+        t = idx / rate
+        tr = self._runner_time(t)
+        k = len(self.mk.labels)
+        pos = np.full((len(idx), k, 3), np.nan, np.float32)
+        on = np.isfinite(tr) & (tr >= 0)
+        if on.any():
+            pos[on] = self.signal.markers(np.round(tr[on] * rate) / rate)
+        fl = self.faults
+        t_dev = np.rint((t * (1 + fl.marker_drift_ppm * 1e-6) + fl.marker_offset_s) * 1e6)
+        return (j0, pos, np.maximum(t_dev, 0).astype(np.int64))
+
+    def _sendto(self, data: bytes) -> None:
+        try:
+            self.sock.sendto(data, self.dest)
+            self.stats["marker_sent"] += 1
+        except OSError:
+            pass                         # nobody listening: a real mocap would not care
+
+    def _send_markers(self, j0: int, pos, t_dev_us) -> None:
+        n = len(pos)
+        self.stats["marker_frames"] += n
+        if self.marker_outlet is not None:
+            self.marker_outlet.push_chunk(pos.reshape(n, -1).tolist(),
+                                          self._lsl_t0 + float(t_dev_us[-1]) * 1e-6)
+            self.stats["marker_sent"] += n
+            return
+        fl = self.faults
+        for k in range(n):
+            j = j0 + k
+            pkt = self._encode_marker(j, int(t_dev_us[k]), pos[k])
+            inj = self._inj_udp
+            if inj.due(j, fl.udp_loss_every):
+                self.stats["udp_lost"] += 1
+                continue
+            if inj.due(j, fl.udp_reorder_every):
+                self._held = pkt         # sent after the next one
+                self.stats["udp_reordered"] += 1
+                continue
+            self._sendto(pkt)
+            if inj.due(j, fl.udp_duplicate_every):
+                self._sendto(pkt)
+                self.stats["udp_duplicated"] += 1
+            if self._held is not None and self._held is not pkt:
+                self._sendto(self._held)
+                self._held = None
+
+
+# --- the parent's handle -----------------------------------------------------------------------
+
+@dataclass
+class SimulatedLab:
+    """A running set of virtual devices (see :func:`start_lab`).
+
+    Attributes
+    ----------
+    force_port : path of the treadmill's pty link (serial), else None.
+    force_stream : LSL stream name of the force counts (``forceplate_lsl``), else None.
+    marker_address : (host, port) the mocap sends TLMK datagrams to (``markers_udp``), else None.
+    marker_stream : LSL stream name of the markers (``markers_lsl``), else None.
+    subject : anthropometrics of the simulated runner (the archive's ``/subject``).
+    stats : what the devices sent and injected (filled by :meth:`stop`).
+    """
+
+    force_port: str | None
+    force_stream: str | None
+    marker_address: tuple[str, int] | None
+    marker_stream: str | None
+    subject: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
+    _proc: object = None
+    _conn: object = None
+    _directory: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def vanish(self, seconds: float) -> None:
+        """Unplug the treadmill's port now for ``seconds`` s (it returns on a new pty)."""
+        self._conn.send(("vanish", float(seconds)))
+
+    def device_stats(self, timeout: float = 5.0) -> dict:
+        """What the devices sent and injected so far."""
+        self._conn.send(("stats",))
+        if self._conn.poll(timeout):
+            self.stats = self._conn.recv()["stats"]
+        return dict(self.stats)
+
+    def stop(self, timeout: float = 5.0) -> dict:
+        """Stop the devices (idempotent); returns :attr:`stats`."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return dict(self.stats)
+        try:
+            self._conn.send(("stop",))
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self._conn.poll(max(0.0, deadline
+                                                                      - time.monotonic())):
+                msg = self._conn.recv()
+                if "stats" in msg:
+                    self.stats = msg["stats"]
+                    break
+        except (EOFError, OSError, BrokenPipeError):
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(2.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(2.0)
+        self._conn.close()
+        if self._directory:
+            shutil.rmtree(self._directory, ignore_errors=True)
+        return dict(self.stats)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _free_udp_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _runner_params(cfg, params):
+    """RunnerParams from the config's ``[simulator]`` table overridden by ``params``."""
+    from treadlab.acquisition.synthetic import RunnerParams, parse_params
+
+    if isinstance(params, RunnerParams):
+        return params
+    values = {k: v for k, v in _plain(getattr(cfg, "simulator", None)).items() if v is not None}
+    values.update(params or {})
+    if "belt" not in values:
+        belt = getattr(getattr(cfg, "lab", None), "belt", None)
+        if belt in ("split", "single"):
+            values["belt"] = belt
+    return parse_params(values, source=getattr(cfg, "path", None))
+
+
+def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
+              marker_address: tuple[str, int] | None = None, unique_names: bool = True,
+              loop: bool = True, start_timeout: float = 60.0) -> SimulatedLab:
+    """Start the virtual devices of ``cfg`` in a separate process.
+
+    Parameters
+    ----------
+    cfg : ``LabConfig``: ``[forceplate]`` (serial pty or ``forceplate_lsl``), ``[[plates]]``
+        (the calibration the treadmill inverts), ``[markers]`` (``markers_udp`` or
+        ``markers_lsl``, labels), ``[simulator]``, ``[marker_names]``.
+    params : synthetic-runner parameters ``{"name": "value"}`` (or a ``RunnerParams``)
+        overriding ``[simulator]``.
+    replay : a C3D file to play back instead of the synthetic runner.
+    faults : fault injection (tests).
+    marker_address : where to send datagrams; default ``(markers.host, markers.port)``, a free
+        loopback port when ``markers.port`` is 0.
+    unique_names : suffix LSL stream names with this process id (tests running side by side).
+    loop : replay: start over at the end of the recording.
+    start_timeout : s to wait for the device process to come up.
+
+    Returns
+    -------
+    SimulatedLab with the endpoints; call ``stop()`` (or use it as a context manager).
+
+    Raises
+    ------
+    ConfigError for a config the simulator cannot serve; DeviceError when the process fails.
+    """
+    from treadlab.acquisition.forceplate_serial import ForcePlateSettings, PlateCalibration
+    from treadlab.acquisition.markers_udp import MarkerSettings
+
+    fp = ForcePlateSettings.from_table(cfg.forceplate)
+    mk = MarkerSettings.from_table(cfg.markers)
+    plates = [p if isinstance(p, PlateCalibration) else PlateCalibration.from_table(p)
+              for p in cfg.plates]
+    if fp.driver not in ("forceplate_serial", "simulated", "forceplate_lsl"):
+        raise ConfigError(getattr(cfg, "path", None), "forceplate.driver",
+                          f"the simulated lab cannot serve {fp.driver!r}")
+    if mk.driver not in ("markers_udp", "markers_lsl"):
+        raise ConfigError(getattr(cfg, "path", None), "markers.driver",
+                          f"the simulated lab cannot serve {mk.driver!r}")
+    spec = {"forceplate": fp, "markers": mk, "plates": plates,
+            "faults": faults or Faults(), "replay": str(replay) if replay else None,
+            "loop": loop, "marker_names": _plain(getattr(cfg, "marker_names", None)) or None,
+            "log_level": logging.getLogger("treadlab").getEffectiveLevel()}
+    if replay is None:
+        spec["params"] = _runner_params(cfg, params)
+        spec["seed"] = int(getattr(spec["params"], "seed", 0) or 0)
+    suffix = f"-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}" if unique_names else ""
+    spec["force_stream"] = f"{fp.stream_name}{suffix}"
+    spec["marker_stream"] = f"{mk.stream_name}{suffix}"
+    if mk.driver == "markers_udp":
+        if marker_address is None:
+            host = mk.host or "127.0.0.1"
+            marker_address = (host, int(mk.port) or _free_udp_port(host))
+        spec["marker_address"] = (str(marker_address[0]), int(marker_address[1]))
+    directory = tempfile.mkdtemp(prefix="treadlab-lab-")
+    spec["directory"] = directory
+    # a fresh interpreter (not multiprocessing's spawn, which re-imports the caller's __main__)
+    parent_sock, child_sock = socket.socketpair()
+    proc = subprocess.Popen([sys.executable, "-m", "treadlab.acquisition.simulated",
+                             str(child_sock.fileno())], pass_fds=[child_sock.fileno()],
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    child_sock.close()
+    conn = Connection(parent_sock.detach())
+    conn.send(spec)
+    msg = None
+    deadline = time.monotonic() + start_timeout
+    while msg is None and time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if conn.poll(0.1):
+                msg = conn.recv()
+        except (EOFError, OSError):
+            break
+    if not msg or "endpoints" not in msg:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(5.0)
+        conn.close()
+        shutil.rmtree(directory, ignore_errors=True)
+        why = (msg or {}).get("error") or (
+            f"the device process exited with code {proc.returncode}" if proc.returncode
+            else f"no answer within {start_timeout:.0f} s")
+        raise DeviceError(f"simulated lab: {why}")
+    ep = msg["endpoints"]
+    addr = tuple(ep["marker_address"]) if ep["marker_address"] else None
+    return SimulatedLab(force_port=ep["force_port"], force_stream=ep["force_stream"],
+                        marker_address=addr, marker_stream=ep["marker_stream"],
+                        subject=ep.get("subject") or {}, _proc=proc, _conn=conn,
+                        _directory=directory)
+
+
+def serve_lab(config_path=None, replay=None, duration_s=None, params=None) -> int:
+    """``treadlab simulate lab``: serve the virtual devices until Ctrl-C or ``duration_s``.
+
+    Prints the endpoints (pty path, UDP address or LSL stream names) to stdout. Returns 0.
+    """
+    from treadlab.config import load_lab
+
+    cfg = load_lab(config_path)
+    lab = start_lab(cfg, params=params, replay=replay, unique_names=False)
+    try:
+        if lab.force_port:
+            print(f"force plate (serial): {lab.force_port}")
+        if lab.force_stream:
+            print(f"force plate (LSL stream): {lab.force_stream}")
+        if lab.marker_address:
+            print(f"markers (UDP): {lab.marker_address[0]}:{lab.marker_address[1]}")
+        if lab.marker_stream:
+            print(f"markers (LSL stream): {lab.marker_stream}")
+        print("serving" + (f" for {duration_s:g} s" if duration_s else "; Ctrl-C to stop"),
+              flush=True)
+        deadline = None if duration_s is None else time.monotonic() + float(duration_s)
+        try:
+            while lab.running and (deadline is None or time.monotonic() < deadline):
+                time.sleep(0.1 if deadline is None else
+                           max(0.0, min(0.1, deadline - time.monotonic())))
+        except KeyboardInterrupt:
+            pass
+        if not lab.running and (deadline is None or time.monotonic() < deadline):
+            print("treadlab: simulated lab: the device process stopped", file=sys.stderr)
+            return 1
+    finally:
+        stats = lab.stop()
+    if stats:
+        print(f"sent {stats.get('force_written', 0)} force frames, "
+              f"{stats.get('marker_sent', 0)} marker frames")
+    return 0
+
+
+if __name__ == "__main__":          # the device process started by start_lab()
+    _device_main(Connection(int(sys.argv[1])))

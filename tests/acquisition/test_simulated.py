@@ -1,0 +1,200 @@
+"""The simulated lab in its own process, read by the real drivers over a pty, UDP and LSL.
+
+Every fault the devices inject is counted by the readers, one for one.
+"""
+from __future__ import annotations
+
+import time
+import types
+
+import numpy as np
+import pytest
+
+from treadlab.acquisition.forceplate_serial import (
+    ForcePlateSerial, ForcePlateSettings, PlateCalibration)
+from treadlab.acquisition.markers_lsl import ForceLSL, MarkersLSL
+from treadlab.acquisition.markers_udp import MarkersUDP, MarkerSettings
+from treadlab.acquisition.simulated import Faults, RunnerSignal, start_lab
+from treadlab.acquisition.synthetic import LABELS, parse_params
+
+pytestmark = pytest.mark.timeout(120)
+
+CAL = np.diag([2000.0, 2000.0, 4000.0, 800.0, 800.0, 400.0])   # N or N·m per volt
+SIM = {"preset": "realistic", "seed": "3", "cadence_spm": "180"}
+
+
+def lab_cfg(force_driver="simulated", marker_driver="markers_udp", rate=1000.0, tare=0.2):
+    """A small split-belt lab (the shipped config is exercised by the capture tests)."""
+    return types.SimpleNamespace(
+        path=None, lab=types.SimpleNamespace(name="test", belt="split"),
+        forceplate=ForcePlateSettings(driver=force_driver, port="auto", baud=1_000_000,
+                                      rate_hz=rate, channels=12, sample_type="int16",
+                                      volts_per_count=10.0 / 32768, tare_seconds=tare,
+                                      stream_name="treadlab-test-force"),
+        plates=[PlateCalibration("left", list(range(6)), CAL, origin=[-150.0, 135.0, 0.0]),
+                PlateCalibration("right", list(range(6, 12)), CAL, origin=[-150.0, -135.0, 0.0])],
+        markers=MarkerSettings(driver=marker_driver, host="127.0.0.1", port=0, rate_hz=200.0,
+                               labels=list(LABELS) + ["EXTRA"],
+                               stream_name="treadlab-test-markers"),
+        simulator=dict(SIM), marker_names={})
+
+
+def read_for(sources, seconds):
+    out = {s.name: [] for s in sources}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for s in sources:
+            out[s.name] += s.read(0.02)
+    return out
+
+
+def drain(sources, quiet=0.3, limit=10.0):
+    """Read until no source delivered anything for ``quiet`` s (bounded by ``limit``)."""
+    out = {s.name: [] for s in sources}
+    last = time.monotonic()
+    deadline = last + limit
+    while time.monotonic() - last < quiet and time.monotonic() < deadline:
+        for s in sources:
+            got = s.read(0.02)
+            if got:
+                out[s.name] += got
+                last = time.monotonic()
+    return out
+
+
+def cat(blocks, attr):
+    return np.concatenate([getattr(b, attr) for b in blocks])
+
+
+def test_serial_and_udp_faults_counted_one_for_one():
+    cfg = lab_cfg()
+    faults = Faults(garbage_every=173, torn_every=251, bad_crc_every=337,
+                    udp_loss_every=41, udp_reorder_every=53, udp_duplicate_every=67)
+    # the receiver is bound before the mocap starts sending, so it sees every datagram
+    markers = MarkersUDP(cfg.markers, max_wait=0.5)
+    markers.open()
+    lab = start_lab(cfg, faults=faults, marker_address=markers.address)
+    force = ForcePlateSerial.from_config(cfg, lab=lab)
+    try:
+        force.open()
+        zero = force.tare(timeout=20.0)
+        got = read_for([force, markers], 2.5)
+        stats = lab.stop()
+        more = drain([force, markers])
+    finally:
+        force.close()
+        markers.close()
+        lab.stop()
+    fb = got["force"] + more["force"] + force.read(0)
+    mb = got["markers"] + more["markers"] + markers.read(0)
+    fc, mc = force.counters, markers.counters
+    assert stats["garbage"] > 0 and stats["torn"] > 0 and stats["bad_crc"] > 0
+    assert fc["resyncs"] == stats["garbage"] + stats["torn"]
+    assert fc["crc_errors"] == stats["bad_crc"]
+    assert fc["drops"] == stats["torn"] + stats["bad_crc"]
+    assert fc["reconnects"] == 0
+    seq = cat(fb, "seq")
+    assert np.all(np.diff(seq) > 0)
+    assert len(seq) + fc["drops"] == seq[-1] - seq[0] + 1        # every frame accounted for
+    assert stats["udp_lost"] > 0 and stats["udp_reordered"] > 0 and stats["udp_duplicated"] > 0
+    assert (mc["drops"], mc["reordered"], mc["duplicates"], mc["late"]) == \
+        (stats["udp_lost"], stats["udp_reordered"], stats["udp_duplicated"], 0)
+    mseq = cat(mb, "seq")
+    assert np.all(np.diff(mseq) > 0)
+    assert len(mseq) + mc["drops"] == mseq[-1] - mseq[0] + 1
+
+    # the values are the runner's, through the inverse calibration, zero offset and tare
+    assert np.abs(zero).max() > 10                              # the amplifier's offset
+    sig = RunnerSignal(parse_params(SIM), cfg.plates, cfg.markers.labels)
+    wrench = cat(fb, "data")
+    on = stats["on_frame"]
+    assert np.abs(wrench[seq < on]).max() < 5.0                  # unloaded belt ≈ 0 N
+    loaded = seq >= on
+    assert loaded.sum() > 500
+    expect = sig.force((seq[loaded] - on) / cfg.forceplate.rate_hz)
+    lsb = 10.0 / 32768 * 4000.0                                 # N per count on Fz
+    assert np.abs(wrench[loaded] - expect).max() < 2 * lsb
+    assert wrench[loaded][:, :, 2].max() > 1000                  # running: peaks > 1.4 BW
+    pos = cat(mb, "data")
+    mon = stats["on_marker_frame"]
+    assert np.isnan(pos[mseq < mon]).all()                       # nobody on the treadmill yet
+    mloaded = mseq >= mon
+    exp_pos = sig.markers((mseq[mloaded] - mon) / cfg.markers.rate_hz)
+    assert np.array_equal(pos[mloaded], exp_pos, equal_nan=True)
+    assert np.isnan(pos[:, -1]).all()                            # "EXTRA": no such marker
+
+
+def test_port_vanishes_and_returns_nothing_silently_lost():
+    cfg = lab_cfg(tare=0.1)
+    lab = start_lab(cfg)
+    force = ForcePlateSerial.from_config(cfg, lab=lab, max_backoff=0.2)
+    try:
+        force.open()
+        force.tare(timeout=20.0)
+        got = read_for([force], 0.3)
+        lab.vanish(0.4)
+        deadline = time.monotonic() + 20
+        while force.counters["reconnects"] == 0 and time.monotonic() < deadline:
+            got["force"] += force.read(0.05)
+        got["force"] += read_for([force], 0.3)["force"]
+        stats = lab.stop()
+        got["force"] += drain([force])["force"]
+    finally:
+        force.close()
+        lab.stop()
+    c = force.counters
+    assert stats["vanished"] == 1 and c["reconnects"] == 1
+    kinds = [e[2] for e in force.drain_events()]
+    assert "disconnect" in kinds and "reconnect" in kinds
+    seq = cat(got["force"], "seq")
+    assert np.all(np.diff(seq) > 0)
+    assert c["drops"] > 0
+    assert len(seq) + c["drops"] == seq[-1] - seq[0] + 1
+
+
+def test_device_clock_drift_and_offset():
+    cfg = lab_cfg(tare=0.0)
+    lab = start_lab(cfg, faults=Faults(force_drift_ppm=800.0, force_offset_s=12.5,
+                                       marker_drift_ppm=-300.0, marker_offset_s=3.0))
+    force = ForcePlateSerial.from_config(cfg, lab=lab)
+    markers = MarkersUDP.from_config(cfg, lab=lab)
+    try:
+        force.open()
+        markers.open()
+        got = read_for([force, markers], 1.0)
+    finally:
+        force.close()
+        markers.close()
+        lab.stop()
+    seq, t = cat(got["force"], "seq"), cat(got["force"], "device_time")
+    slope, icpt = np.polyfit(seq / 1000.0, t, 1)
+    assert slope == pytest.approx(1 + 800e-6, abs=2e-6)
+    assert icpt == pytest.approx(12.5, abs=1e-5)
+    mseq, mt = cat(got["markers"], "seq"), cat(got["markers"], "device_time")
+    slope, icpt = np.polyfit(mseq / 200.0, mt, 1)
+    assert slope == pytest.approx(1 - 300e-6, abs=2e-6)
+    assert icpt == pytest.approx(3.0, abs=1e-5)
+
+
+def test_lsl_lab_force_and_markers():
+    cfg = lab_cfg(force_driver="forceplate_lsl", marker_driver="markers_lsl", tare=0.2)
+    lab = start_lab(cfg)
+    assert lab.force_port is None and lab.marker_address is None
+    force = ForceLSL.from_config(cfg, lab=lab)
+    markers = MarkersLSL.from_config(cfg, lab=lab)
+    try:
+        force.open()
+        markers.open()
+        force.tare(timeout=20.0)
+        got = read_for([force, markers], 2.0)
+    finally:
+        force.close()
+        markers.close()
+        lab.stop()
+    wrench = cat(got["force"], "data")
+    assert wrench.shape[1:] == (2, 6) and len(wrench) > 500
+    assert np.nanmax(wrench[:, :, 2]) > 1000                     # the runner stepped on
+    pos = cat(got["markers"], "data")
+    assert pos.shape[1:] == (len(cfg.markers.labels), 3)
+    assert np.isfinite(pos[:, :20]).any() and np.isnan(pos[:, 20]).all()
+    assert force.counters["drops"] == 0
