@@ -33,10 +33,12 @@ What the reader does, and the decisions it takes (each is recorded in the sessio
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +144,8 @@ def read_c3d(path, *, marker_names: dict | None = None, subject_id: str | None =
 
     attrs: dict = {
         "subject_id": subject_id if subject_id else path.stem,
-        "lab": _manufacturer(params) or "C3D import",
+        "lab": f"C3D import ({_manufacturer(params) or 'unknown system'})",
+        "c3d_manufacturer": _manufacturer(params),
         "status": "complete",
         "source_file": path.name,
         "source_format": "c3d",
@@ -403,22 +406,16 @@ def _parse_plate_corners(path: Path, params: dict) -> np.ndarray:
 
 
 def _nanmean_rows(x: np.ndarray, axis: int) -> np.ndarray:
-    with np.errstate(invalid="ignore"), _quiet():
+    with _quiet():
         return np.nanmean(x, axis=axis)
 
 
-class _quiet:
-    """Silence NumPy's 'Mean of empty slice' warnings inside the reader."""
-
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
+@contextlib.contextmanager
+def _quiet():
+    """Silence NumPy's 'Mean of empty slice' warnings inside the reader (all-NaN markers)."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
-
-    def __exit__(self, *exc):
-        self._w.__exit__(*exc)
+        yield
 
 
 def _group_track(labels, pts, is_marker, pattern) -> np.ndarray | None:
@@ -611,7 +608,7 @@ def _to_cgm(labels: list[str], extra: dict | None) -> list[str]:
 
 # --- force -----------------------------------------------------------------------------------
 
-def _int_param(path, params, group, name, default=None):
+def _int_param(params, group, name, default=None):
     v = _param(params, group, name)
     if v is None or np.size(v) == 0:
         return default
@@ -626,7 +623,7 @@ def _read_force(path: Path, c3d: dict, axes: np.ndarray, n_frames: int):
     analogs = analogs[0] if analogs.ndim == 3 else np.zeros((0, 0))
     arate = float(header["analogs"]["frame_rate"] or 0.0)
     n = analogs.shape[1] if analogs.ndim == 2 else 0
-    used = _int_param(path, params, "FORCE_PLATFORM", "USED", np.array([0]))
+    used = _int_param(params, "FORCE_PLATFORM", "USED", np.array([0]))
     p = int(used.ravel()[0]) if used.size else 0
     info: dict = {}
     if p == 0 or n == 0:
@@ -639,7 +636,7 @@ def _read_force(path: Path, c3d: dict, axes: np.ndarray, n_frames: int):
                           origin=np.zeros((0, 3)), corners=np.zeros((0, 4, 3)))
         return empty, info
 
-    types = _int_param(path, params, "FORCE_PLATFORM", "TYPE")
+    types = _int_param(params, "FORCE_PLATFORM", "TYPE")
     if types is None or types.size < p:
         raise InputError(path, "FORCE_PLATFORM:TYPE", f"needs {p} values, has "
                                                       f"{0 if types is None else types.size}")

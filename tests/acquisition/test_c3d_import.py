@@ -518,3 +518,23 @@ def test_moment_units_mislabelled_nm_are_caught():
         / w[ok, k, 2:3]
     lo, hi = s.force.corners[k, :, :2].min(axis=0), s.force.corners[k, :, :2].max(axis=0)
     assert np.all((cop > lo - 10) & (cop < hi + 10))
+
+
+@pytest.mark.parametrize("context,label,side,kind", [
+    ("Left", "Foot Strike", 0, "foot_strike"),
+    ("Right", "Foot Off", 1, "foot_off"),
+    ("", "LHS", 0, "foot_strike"),       # Qualisys: code in LABELS, no CONTEXTS
+    ("RTO", "", 1, "foot_off"),          # Motion Analysis: code in CONTEXTS, empty LABELS
+    ("", "Right Foot Strike", 1, "foot_strike"),
+    ("", "L_FS", 0, "foot_strike"),
+    ("General", "Event", -1, "event"),
+])
+def test_event_decoding(context, label, side, kind):
+    from treadlab.acquisition.c3d_import import _decode_event
+
+    assert _decode_event(context, label) == (side, kind)
+
+
+def test_bad_body_mass_argument():
+    with pytest.raises(InputError, match="positive"):
+        read_c3d(shared_file("running", "RBDS001static.c3d"), body_mass_kg=-3.0)
