@@ -127,32 +127,33 @@ def lowpass(x: np.ndarray, rate_hz: float, cutoff_hz, order: int) -> np.ndarray:
     Returns
     -------
     ndarray, shape (n, ...), float64
-        Filtered. Columns without NaN are filtered whole; otherwise each finite run is filtered
-        on its own (runs too short for the filter's padding are kept unfiltered) and NaN stays NaN.
+        Filtered; NaN where ``x`` is NaN. Inside a column, missing samples are bridged by
+        linear interpolation (held constant at the ends) for the filter only and set back to
+        NaN afterwards, so every column is filtered in one vectorised pass; samples next to a
+        long gap are therefore smoothed towards the bridge (within about one cut-off period).
+        A column with fewer finite samples than the filter's padding is returned unfiltered.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
     sos = _sos(rate_hz, cutoff_hz, order)
     if sos is None or x.shape[0] == 0:
-        return x.copy()
-    flat = x.reshape(x.shape[0], -1)
-    out = np.empty_like(flat)
-    finite = np.isfinite(flat)
-    whole = finite.all(axis=0)
+        return np.array(x, dtype=np.float64)
+    n = x.shape[0]
+    # one row per column, contiguous along time: the layout sosfilt works in
+    rows = np.ascontiguousarray(x.reshape(n, -1).T, dtype=np.float64)
+    finite = np.isfinite(rows)
     padlen = 3 * (2 * sos.shape[0] + 1)
-    if whole.any() and flat.shape[0] > padlen:
-        out[:, whole] = sosfiltfilt(sos, flat[:, whole], axis=0)
-    elif whole.any():
-        out[:, whole] = flat[:, whole]
-    for j in np.flatnonzero(~whole):
-        col, ok = flat[:, j], finite[:, j]
-        out[:, j] = np.nan
-        if not ok.any():
-            continue
-        edges = np.diff(np.concatenate(([0], ok.view(np.int8), [0])))
-        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
-            seg = col[a:b]
-            out[a:b, j] = sosfiltfilt(sos, seg) if seg.size > padlen else seg
-    return out.reshape(x.shape)
+    n_ok = finite.sum(axis=1)
+    ok = n_ok > padlen
+    idx = np.arange(n)
+    for j in np.flatnonzero(ok & (n_ok < n)):
+        good = finite[j]
+        rows[j, ~good] = np.interp(idx[~good], idx[good], rows[j, good])
+    if n > padlen and ok.all():
+        rows = sosfiltfilt(sos, rows, axis=1)
+    elif n > padlen and ok.any():
+        rows[ok] = sosfiltfilt(sos, rows[ok], axis=1)
+    rows[~finite] = np.nan
+    return rows.T.reshape(x.shape)
 
 
 # --- force ---------------------------------------------------------------------------------------
