@@ -371,6 +371,7 @@ class _DeviceLab:
     """The virtual treadmill and mocap, paced on the monotonic clock."""
 
     AHEAD_S = 0.2           # signal generated this far ahead, in one call per device
+    PACE_S = 0.002          # frames due are written in bursts at most this often
 
     def __init__(self, spec: dict):
         from treadlab.acquisition.forceplate_serial import ForceCalibration
@@ -503,7 +504,7 @@ class _DeviceLab:
             if self.pty is not None and self.pty.pending:
                 self.pty.write()
             nxt = min(i_next / f_rate, j_next / m_rate)
-            time.sleep(min(0.01, max(0.0005, nxt - (time.monotonic() - start))))
+            time.sleep(min(0.01, max(self.PACE_S, nxt - (time.monotonic() - start))))
 
     def _command(self, msg, conn, now) -> bool:
         kind = msg[0]

@@ -125,6 +125,19 @@ def test_automatic_tare_zeroes_the_offset_and_loses_nothing(pty):
     assert len(ev) == 1 and "200 frames" in ev[0][3]
 
 
+def test_tare_after_the_automatic_one_keeps_its_zero(pty):
+    """capture calls tare() after open(): it must not re-tare a belt the runner is on."""
+    src = ForcePlateSerial(settings(pty.path, tare_seconds=0.05), plates())
+    with src:
+        wait_reader(pty)
+        send(pty, np.arange(50), np.full((50, C), 7, np.int16))
+        first = src.tare(timeout=10.0)
+        send(pty, np.arange(50, 150), np.full((100, C), 900, np.int16))
+        again = src.tare(timeout=10.0)
+        collect(src, 150)
+    assert np.allclose(first, 7) and np.allclose(again, 7)
+
+
 def test_explicit_tare(pty):
     src = ForcePlateSerial(settings(pty.path), plates(), auto_tare=False)
     with src:
