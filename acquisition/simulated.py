@@ -387,12 +387,8 @@ class _DeviceLab:
         self.cal = ForceCalibration(plates, self.fp.channels, self.fp.volts_per_count)
         rng = np.random.default_rng(spec.get("seed", 0) + 12345)
         self.zero = rng.integers(-400, 400, self.fp.channels).astype(np.float64)
-        if spec.get("replay"):
-            from treadlab.acquisition.replay import ReplaySignal
-
-            self.signal = ReplaySignal.from_c3d(spec["replay"], plates, self.mk.labels,
-                                                marker_names=spec.get("marker_names"),
-                                                loop=spec.get("loop", True))
+        if spec.get("replay") is not None:
+            self.signal = spec["replay"]         # a ReplaySignal built (and checked) by start_lab
         else:
             self.signal = RunnerSignal(spec["params"], plates, self.mk.labels,
                                        spec.get("marker_names"))
@@ -838,11 +834,17 @@ def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
     if mk.driver not in ("markers_udp", "markers_lsl"):
         raise ConfigError(getattr(cfg, "path", None), "markers.driver",
                           f"the simulated lab cannot serve {mk.driver!r}")
+    marker_names = _plain(getattr(cfg, "marker_names", None)) or None
     spec = {"forceplate": fp, "markers": mk, "plates": plates,
-            "faults": faults or Faults(), "replay": str(replay) if replay else None,
-            "loop": loop, "marker_names": _plain(getattr(cfg, "marker_names", None)) or None,
+            "faults": faults or Faults(), "replay": None, "marker_names": marker_names,
             "log_level": logging.getLogger("treadlab").getEffectiveLevel()}
-    if replay is None:
+    if replay is not None:
+        # read here, so a bad file is an InputError before any device exists
+        from treadlab.acquisition.replay import ReplaySignal
+
+        spec["replay"] = ReplaySignal.from_c3d(replay, plates, mk.labels,
+                                               marker_names=marker_names, loop=loop)
+    else:
         spec["params"] = _runner_params(cfg, params)
         spec["seed"] = int(getattr(spec["params"], "seed", 0) or 0)
     suffix = f"-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}" if unique_names else ""

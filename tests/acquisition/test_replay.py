@@ -118,3 +118,16 @@ def test_replay_through_the_wire(recording):
     exp = sig.markers((mseq[ml] - mon) / 150.0)
     assert np.array_equal(pos[ml], exp, equal_nan=True)
     assert force.counters["drops"] == 0 and markers.counters["drops"] == 0
+
+
+def test_unreadable_recording_is_refused_before_any_device_starts(tmp_path):
+    from treadlab.acquisition.simulated import start_lab
+    from treadlab.config.errors import InputError
+
+    empty = shared_file("importer", "Empty.c3d")
+    cfg = types.SimpleNamespace(
+        path=None, forceplate=ForcePlateSettings(driver="simulated", channels=6),
+        plates=[PlateCalibration("treadmill", list(range(6)), CAL)],
+        markers=MarkerSettings(labels=["LASI"]), simulator={}, marker_names={})
+    with pytest.raises(InputError, match="Empty.c3d"):
+        start_lab(cfg, replay=empty)

@@ -198,3 +198,10 @@ def test_lsl_lab_force_and_markers():
     assert pos.shape[1:] == (len(cfg.markers.labels), 3)
     assert np.isfinite(pos[:, :20]).any() and np.isnan(pos[:, 20]).all()
     assert force.counters["drops"] == 0
+
+
+def test_bad_runner_parameter_is_a_config_error():
+    from treadlab.config.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no_such_param"):
+        start_lab(lab_cfg(), params={"no_such_param": "1"})
