@@ -39,12 +39,16 @@ def lab_cfg(force_driver="simulated", marker_driver="markers_udp", rate=1000.0, 
         simulator=dict(SIM), marker_names={})
 
 
-def read_for(sources, seconds):
+def read_until(sources, frames, limit=30.0):
+    """Read until each source delivered ``frames[name]`` frames (bounded by ``limit`` s)."""
     out = {s.name: [] for s in sources}
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    n = {s.name: 0 for s in sources}
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and any(n[k] < frames.get(k, 0) for k in n):
         for s in sources:
-            out[s.name] += s.read(0.02)
+            got = s.read(0.02)
+            out[s.name] += got
+            n[s.name] += sum(len(b) for b in got)
     return out
 
 
@@ -78,7 +82,7 @@ def test_serial_and_udp_faults_counted_one_for_one():
     try:
         force.open()
         zero = force.tare(timeout=20.0)
-        got = read_for([force, markers], 2.5)
+        got = read_until([force, markers], {"force": 2500, "markers": 450})
         stats = lab.stop()
         more = drain([force, markers])
     finally:
@@ -131,12 +135,12 @@ def test_port_vanishes_and_returns_nothing_silently_lost():
     try:
         force.open()
         force.tare(timeout=20.0)
-        got = read_for([force], 0.3)
+        got = read_until([force], {"force": 300})
         lab.vanish(0.4)
         deadline = time.monotonic() + 20
         while force.counters["reconnects"] == 0 and time.monotonic() < deadline:
             got["force"] += force.read(0.05)
-        got["force"] += read_for([force], 0.3)["force"]
+        got["force"] += read_until([force], {"force": 300})["force"]
         stats = lab.stop()
         got["force"] += drain([force])["force"]
     finally:
@@ -161,7 +165,7 @@ def test_device_clock_drift_and_offset():
     try:
         force.open()
         markers.open()
-        got = read_for([force, markers], 1.0)
+        got = read_until([force, markers], {"force": 1000, "markers": 200})
     finally:
         force.close()
         markers.close()
@@ -186,7 +190,7 @@ def test_lsl_lab_force_and_markers():
         force.open()
         markers.open()
         force.tare(timeout=20.0)
-        got = read_for([force, markers], 2.0)
+        got = read_until([force, markers], {"force": 2000, "markers": 300})
     finally:
         force.close()
         markers.close()
