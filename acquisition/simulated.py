@@ -589,6 +589,10 @@ class _DeviceLab:
             # the signal is sampled on its own grid: runner time in whole samples
             wrench[on] = self.signal.force(np.round(tr[on] * rate) / rate)
         counts, clipped = self.cal.counts(wrench, zero=self.zero, dtype=self.fp.sample_type)
+        if clipped and not self.stats["clipped"]:
+            log.warning("the force exceeds the %s ADC range with this calibration: counts "
+                        "saturate (check plates.calibration and forceplate.volts_per_count)",
+                        self.fp.sample_type)
         self.stats["clipped"] += clipped
         fl = self.faults
         t_dev = np.rint((t * (1 + fl.force_drift_ppm * 1e-6) + fl.force_offset_s) * 1e6)

@@ -128,3 +128,17 @@ def test_registry_lists_every_driver():
                             "markers_lsl"}
     for name in SOURCES:
         assert issubclass(SOURCES[name], Source)
+
+
+def test_sources_from_config_uses_the_lab_endpoints(serial_lab):
+    from treadlab.acquisition.base import sources_from_config
+    from treadlab.acquisition.forceplate_serial import ForcePlateSerial
+    from treadlab.acquisition.markers_udp import MarkersUDP
+    from treadlab.config.errors import ConfigError
+
+    cfg, lab = serial_lab
+    force, markers = sources_from_config(cfg, lab=lab)
+    assert isinstance(force, ForcePlateSerial) and force.port == lab.force_port
+    assert isinstance(markers, MarkersUDP) and markers.address == lab.marker_address
+    with pytest.raises(ConfigError, match="forceplate.port"):
+        sources_from_config(cfg)                        # "auto" without a simulated lab
