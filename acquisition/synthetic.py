@@ -1,0 +1,1247 @@
+"""The synthetic runner (DESIGN §7): treadmill running with known causes, as force and markers.
+
+A :class:`SyntheticRunner` turns :class:`RunnerParams` into
+
+* a force-plate wrench ``force(t) -> (n, p, 6) float32`` ``[Fx, Fy, Fz, Mx, My, Mz]`` in N and
+  N·m, lab frame, the ground reaction acting on the body, moments about each plate's origin;
+* marker trajectories ``markers(t) -> (m, 20, 3) float32`` mm in the lab frame for the
+  Conventional Gait Model / Plug-in Gait marker set (:data:`LABELS`), NaN where a marker drops
+  out;
+* the true per-step values (:meth:`SyntheticRunner.truth_steps`) computed from the noise-free
+  signals with the definitions of METRICS.md.
+
+Every quantity is a deterministic function of absolute time: noise and dropouts are drawn in
+fixed one-second chunks seeded by ``(seed, stream, chunk index)`` and the per-step timing
+jitter in fixed blocks of steps, so any window ``[a, b)`` is reproduced sample for sample no
+matter how a caller cuts the stream (a live virtual treadmill asks for it block by block).
+
+Model (lab frame X = direction of travel, Y = left, Z = up, mm; the pelvis centre stays near
+X = 0, the belt moves towards -X at ``speed_m_s``):
+
+* steps alternate left, right; step ``k`` (side ``k % 2``, 0 = left) starts at
+  ``t_first + k·60/cadence + jitter_k`` and lasts ``contact_time_s``; a flight phase separates
+  consecutive contacts;
+* vertical force: an impact half-sine (first 18 % of stance) on top of an active
+  ``sin(πu)**1.8`` hump (``u`` = fraction of stance), scaled so that each step's impulse is
+  body weight × the step period: the mean vertical force over any stride is body weight;
+* anterior-posterior force: braking half-sine (first 45 % of stance, peak growing with
+  ``overstride_mm``) then a propulsive half-sine with the same impulse, so the net impulse of
+  each step is zero; a small medially directed medio-lateral force; a small free moment;
+* centre of pressure under the foot: from just ahead of the heel towards the metatarsal heads
+  while the foot travels backwards with the belt; moments follow from ``M = r × F + [0,0,Tz]``;
+* kinematics: pelvis pose from tilt / obliquity / rotation (Plug-in Gait YXZ order), hip joint
+  centres from the Davis et al. 1991 regression as in pyCGM2, feet that ride the belt during
+  stance (heel rocker, foot flat, toe rocker) and swing forward during flight, knees from
+  two-link inverse kinematics, a thorax leaning forward by ``trunk_lean_deg``.  The free
+  geometric constants (pelvis height, heel rise at toe off) are solved at construction so
+  that the four cause parameters hold as METRICS.md measures them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from treadlab.config.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+G = 9.81
+"""Standard gravity used for body weight (m/s²)."""
+
+LABELS = ["LASI", "RASI", "LPSI", "RPSI",
+          "LTHI", "LKNE", "LTIB", "LANK", "LHEE", "LTOE",
+          "RTHI", "RKNE", "RTIB", "RANK", "RHEE", "RTOE",
+          "C7", "T10", "CLAV", "STRN"]
+"""The CGM / Plug-in Gait markers the runner wears, in the order of ``markers()``."""
+
+_IDX = {name: i for i, name in enumerate(LABELS)}
+
+# Stream identifiers for the chunk seeds (never change them: they define the reproducible noise).
+_S_FORCE_NOISE, _S_MARKER_NOISE, _S_DROPOUT, _S_JITTER = 1, 2, 3, 4
+_CHUNK_OFFSET = 1 << 40          # keeps seed entries non-negative for negative chunk indices
+_JITTER_BLOCK = 256              # steps per jitter block
+
+# Vertical force template (fractions of stance).
+_IMPACT_U, _IMPACT_GAIN, _ACTIVE_POWER = 0.18, 0.55, 1.8
+# AP force: braking occupies the first _BRAKE_U of stance.
+_BRAKE_U = 0.45
+
+# Foot geometry in the foot frame (x forward along the sole, z up; mm, relative to the ankle
+# joint centre AJC).
+_HEEL_CONTACT = np.array([-55.0, -70.0])     # heel rocker pivot
+_TOE_PIVOT = np.array([175.0, -70.0])        # toe rocker pivot (toe tip region)
+_HEE_LOCAL = np.array([-75.0, -40.0])        # heel marker
+_TOE_LOCAL = np.array([135.0, -38.0])        # toe marker (second metatarsal head, dorsum)
+_HEEL_ROCKER_END, _HEEL_OFF = 0.15, 0.60     # fractions of stance
+_STRIKE_PITCH_DEG = 12.0                     # foot pitch at foot strike (toe up)
+_KNEE_STRIKE_DEG = 20.0                      # knee flexion at foot strike
+_PELVIS_LOW_AT, _PELVIS_AMP_MM = 0.6, 35.0   # pelvis lowest at 60 % of stance, ±35 mm
+_PELVIC_TILT_DEG = 14.0                      # mean anterior pelvic tilt
+# Swing keyframes (fraction of swing, value): knee flexion peak, hip flexion beyond strike,
+# foot pitch.
+_SWING_KNEE = (0.40, 100.0)
+_SWING_HIP = (0.80, 8.0)
+_SWING_PITCH = (0.50, -10.0)
+
+# Thorax markers in the thorax frame (origin midBottom, X forward, Z along the long axis).
+_THORAX_LOCAL = {"T10": (-95.0, 0.0, -10.0), "STRN": (95.0, 0.0, 10.0),
+                 "C7": (-60.0, 0.0, 300.0), "CLAV": (60.0, 0.0, 260.0)}
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunnerParams:
+    """Inputs of the synthetic runner.  Defaults are a realistic runner with small noise;
+    :meth:`clean` gives the same runner with no noise, dropouts, drift or timing jitter.
+
+    Attributes
+    ----------
+    duration_s : float
+        Session length (s) used by :func:`simulate_session`.
+    speed_m_s : float
+        Belt speed (m/s); the feet travel backwards at this speed during stance.
+    cadence_spm : float
+        Step rate (steps/min); one step = one foot contact.
+    body_mass_kg : float
+        Body mass (kg); body weight BW = m·9.81 N.
+    contact_time_s : float
+        Duration of each foot contact (s), force onset to force end.
+    pelvic_drop_deg : float
+        Contralateral pelvic drop per stance (degrees): the largest rise of the stance side
+        over the swing side (Plug-in Gait obliquity about its stride mean).
+    trunk_lean_deg : float
+        Forward lean of the CGM thorax long axis from the vertical in the sagittal plane,
+        mean over stance (degrees, + forward).
+    overstride_mm : float
+        Heel lead at foot strike: heel marker X minus pelvis centre X (mm, + heel ahead).
+    hip_extension_deg : float
+        Peak hip extension in late stance (degrees): the CGM hip flexion reaches
+        ``-hip_extension_deg`` between midstance and toe off.
+    force_noise_n : float
+        Standard deviation of white noise on each force channel (N); the moments get
+        ``force_noise_n × 0.05 m`` (N·m).
+    marker_noise_mm : float
+        Standard deviation of white noise on each marker coordinate (mm).
+    dropout_rate : float
+        Fraction of marker samples lost, in short runs of 3–17 frames (0–0.5).
+    drift_n_per_s : float
+        Force-plate zero drift of Fz (N/s), linear from t = 0 on every plate.
+    belt : str
+        ``"split"`` (plates ``left`` (Y > 0) and ``right``, one per foot) or ``"single"``
+        (one plate ``treadmill``).
+    force_rate_hz : float
+        Force sample rate (Hz, integer valued).
+    marker_rate_hz : float
+        Marker frame rate (Hz, integer valued).
+    leg_length_mm : float
+        Leg length ASIS to medial malleolus (mm), both sides; drives the Davis hip regression.
+    inter_asis_mm : float
+        Distance between the ASIS markers (mm).
+    step_time_sd_s : float
+        Standard deviation of the step-to-step jitter of foot-strike times (s), clipped at 3 SD.
+    seed : int
+        Seed of every random draw (noise, dropouts, jitter).
+    """
+
+    duration_s: float = 60.0
+    speed_m_s: float = 3.5
+    cadence_spm: float = 170.0
+    body_mass_kg: float = 70.0
+    contact_time_s: float = 0.25
+    pelvic_drop_deg: float = 4.0
+    trunk_lean_deg: float = 8.0
+    overstride_mm: float = 150.0
+    hip_extension_deg: float = 10.0
+    force_noise_n: float = 2.0
+    marker_noise_mm: float = 0.5
+    dropout_rate: float = 0.005
+    drift_n_per_s: float = 0.05
+    belt: str = "split"
+    force_rate_hz: float = 1000.0
+    marker_rate_hz: float = 200.0
+    leg_length_mm: float = 920.0
+    inter_asis_mm: float = 250.0
+    step_time_sd_s: float = 0.003
+    seed: int = 0
+
+    @classmethod
+    def clean(cls, **changes) -> "RunnerParams":
+        """The noise-free preset: no noise, dropouts, drift or timing jitter."""
+        return cls(**{**PRESETS["clean"], **changes})
+
+    def replace(self, **changes) -> "RunnerParams":
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def __post_init__(self):
+        _validate(self)
+
+    def as_dict(self) -> dict:
+        """The fields as a plain ``{name: value}`` dict (stored as ``/truth`` attributes)."""
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict] = {
+    "realistic": {},
+    "clean": {"force_noise_n": 0.0, "marker_noise_mm": 0.0, "dropout_rate": 0.0,
+              "drift_n_per_s": 0.0, "step_time_sd_s": 0.0},
+}
+"""Named parameter sets; ``parse_params({"preset": "clean", ...})`` starts from one."""
+
+_FIELDS = {f.name: f for f in dataclasses.fields(RunnerParams)}
+
+
+def _validate(p: RunnerParams, source=None) -> None:
+    def bad(key, msg):
+        raise ConfigError(source, key, msg)
+
+    positive = ["duration_s", "speed_m_s", "cadence_spm", "body_mass_kg", "contact_time_s",
+                "force_rate_hz", "marker_rate_hz", "leg_length_mm", "inter_asis_mm"]
+    for key in positive:
+        v = getattr(p, key)
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            bad(key, f"must be a positive number, got {v!r}")
+    for key in ["force_noise_n", "marker_noise_mm", "dropout_rate", "step_time_sd_s",
+                "overstride_mm", "hip_extension_deg"]:
+        v = getattr(p, key)
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            bad(key, f"must be a number >= 0, got {v!r}")
+    for key in ["pelvic_drop_deg", "trunk_lean_deg", "drift_n_per_s"]:
+        v = getattr(p, key)
+        if not (isinstance(v, (int, float)) and math.isfinite(v)):
+            bad(key, f"must be a finite number, got {v!r}")
+    if p.belt not in ("split", "single"):
+        bad("belt", f"must be 'split' or 'single', got {p.belt!r}")
+    for key in ("force_rate_hz", "marker_rate_hz"):
+        v = getattr(p, key)
+        if abs(v - round(v)) > 1e-9 or v > 100000:
+            bad(key, f"must be a whole number of Hz up to 100000, got {v!r}")
+    if p.dropout_rate > 0.5:
+        bad("dropout_rate", f"must be at most 0.5, got {p.dropout_rate!r}")
+    if not (0 <= p.pelvic_drop_deg <= 20):
+        bad("pelvic_drop_deg", f"must be within 0..20 degrees, got {p.pelvic_drop_deg!r}")
+    if not (-10 <= p.trunk_lean_deg <= 45):
+        bad("trunk_lean_deg", f"must be within -10..45 degrees, got {p.trunk_lean_deg!r}")
+    if not (p.overstride_mm <= 450):
+        bad("overstride_mm", f"must be within 0..450 mm, got {p.overstride_mm!r}")
+    if not (p.hip_extension_deg <= 30):
+        bad("hip_extension_deg", f"must be within 0..30 degrees, got {p.hip_extension_deg!r}")
+    if not (1 <= p.speed_m_s <= 8):
+        bad("speed_m_s", f"must be within 1..8 m/s, got {p.speed_m_s!r}")
+    if not (600 <= p.leg_length_mm <= 1200):
+        bad("leg_length_mm", f"must be within 600..1200 mm, got {p.leg_length_mm!r}")
+    if not (150 <= p.inter_asis_mm <= 400):
+        bad("inter_asis_mm", f"must be within 150..400 mm, got {p.inter_asis_mm!r}")
+    if not (0.1 <= p.contact_time_s <= 0.6):
+        bad("contact_time_s", f"must be within 0.1..0.6 s, got {p.contact_time_s!r}")
+    step = 60.0 / p.cadence_spm
+    flight = step - p.contact_time_s - 6 * p.step_time_sd_s
+    if flight < 0.02:
+        bad("contact_time_s", f"{p.contact_time_s} s leaves no flight phase at "
+            f"{p.cadence_spm} steps/min (step {step:.3f} s, jitter ±{3 * p.step_time_sd_s:.3f} s);"
+            " running needs >= 20 ms of flight")
+    if not isinstance(p.seed, int) or isinstance(p.seed, bool) or p.seed < 0:
+        bad("seed", f"must be a non-negative integer, got {p.seed!r}")
+
+
+def parse_params(values: dict[str, str] | None, source=None) -> RunnerParams:
+    """Build :class:`RunnerParams` from ``{"name": "text"}`` pairs (CLI ``--param``, TOML).
+
+    Parameters
+    ----------
+    values : dict of str to str (or already typed values)
+        Field names of :class:`RunnerParams`, plus ``preset`` (``"realistic"`` (default) or
+        ``"clean"``), applied first.
+    source : str or path, optional
+        Named in errors (e.g. the lab TOML file).
+
+    Raises
+    ------
+    ConfigError
+        Naming the unknown key or the bad value.
+    """
+    values = dict(values or {})
+    preset = str(values.pop("preset", "realistic")).strip()
+    if preset not in PRESETS:
+        raise ConfigError(source, "preset", f"unknown preset {preset!r}; "
+                          f"known: {', '.join(PRESETS)}")
+    kwargs = dict(PRESETS[preset])
+    for key, text in values.items():
+        f = _FIELDS.get(key)
+        if f is None:
+            raise ConfigError(source, key, "unknown synthetic-runner parameter; known: "
+                              + ", ".join(_FIELDS))
+        kwargs[key] = _convert(source, key, f.type, text)
+    p = object.__new__(RunnerParams)
+    for name, fld in _FIELDS.items():
+        object.__setattr__(p, name, kwargs.get(name, fld.default))
+    _validate(p, source)
+    return p
+
+
+def _convert(source, key, typ, text):
+    if not isinstance(text, str):
+        return text
+    s = text.strip()
+    if typ in ("str", str):
+        return s
+    try:
+        if typ in ("int", int):
+            return int(s)
+        return float(s)
+    except ValueError:
+        kind = "an integer" if typ in ("int", int) else "a number"
+        raise ConfigError(source, key, f"must be {kind}, got {text!r}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Small geometry helpers (vectorised over the leading axis)
+# --------------------------------------------------------------------------------------------
+
+def _rot_y(a):
+    c, s = np.cos(a), np.sin(a)
+    z, o = np.zeros_like(a), np.ones_like(a)
+    return np.stack([np.stack([c, z, s], -1), np.stack([z, o, z], -1),
+                     np.stack([-s, z, c], -1)], -2)
+
+
+def _rot_x(a):
+    c, s = np.cos(a), np.sin(a)
+    z, o = np.zeros_like(a), np.ones_like(a)
+    return np.stack([np.stack([o, z, z], -1), np.stack([z, c, -s], -1),
+                     np.stack([z, s, c], -1)], -2)
+
+
+def _rot_z(a):
+    c, s = np.cos(a), np.sin(a)
+    z, o = np.zeros_like(a), np.ones_like(a)
+    return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1),
+                     np.stack([z, z, o], -1)], -2)
+
+
+def _unit(v):
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _apply(R, v):
+    """R (n,3,3) @ v (3,) -> (n,3)."""
+    return R[:, :, 0] * v[0] + R[:, :, 1] * v[1] + R[:, :, 2] * v[2]
+
+
+def _smoothstep(x):
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _quintic(s, p0, v0, p1, v1, dur):
+    """Quintic Hermite with zero end accelerations; s in [0,1], velocities per second."""
+    s2, s3 = s * s, s * s * s
+    s4, s5 = s3 * s, s3 * s2
+    h00 = 1 - 10 * s3 + 15 * s4 - 6 * s5
+    h10 = s - 6 * s3 + 8 * s4 - 3 * s5
+    h01 = 10 * s3 - 15 * s4 + 6 * s5
+    h11 = -4 * s3 + 7 * s4 - 3 * s5
+    return h00 * p0 + h10 * v0 * dur + h01 * p1 + h11 * v1 * dur
+
+
+def davis_hjc(leg_length_mm: float, inter_asis_mm: float, marker_diameter_mm: float = 14.0):
+    """Hip joint centres in the CGM pelvis frame (Davis et al. 1991, as pyCGM2 computes them).
+
+    Returns
+    -------
+    (left, right) : two (3,) float64 arrays, mm, pelvis frame (origin mid-ASIS, X forward,
+        Y left, Z up).
+    """
+    c = leg_length_mm * 0.115 - 15.3
+    atd = 0.1288 * leg_length_mm - 48.56 + marker_diameter_mm / 2.0
+    x = c * math.cos(0.5) * math.sin(0.314) - atd * math.cos(0.314)
+    y = -(c * math.sin(0.5) - inter_asis_mm / 2.0)
+    z = -c * math.cos(0.5) * math.cos(0.314) - atd * math.sin(0.314)
+    return np.array([x, y, z]), np.array([x, -y, z])
+
+
+def _euler_yxz(R):
+    """Angles (a, b, c) of R = Ry(a) Rx(b) Rz(c), radians, vectorised over R (..., 3, 3)."""
+    a = np.arctan2(R[..., 0, 2], R[..., 2, 2])
+    b = np.arcsin(np.clip(-R[..., 1, 2], -1.0, 1.0))
+    c = np.arctan2(R[..., 1, 0], R[..., 1, 1])
+    return a, b, c
+
+
+def pelvis_angles_from_markers(pos, labels=LABELS):
+    """Plug-in Gait pelvis angles against the lab (YXZ order) from marker positions.
+
+    Parameters
+    ----------
+    pos : (m, k, 3) float array, mm, lab frame.
+
+    Returns
+    -------
+    (tilt, obliquity, rotation) : three (m,) float64 arrays, degrees; tilt + anterior,
+        obliquity + left side up, rotation + left side forward.
+    """
+    ix = {n: i for i, n in enumerate(labels)}
+    lasi, rasi = pos[:, ix["LASI"]].astype(float), pos[:, ix["RASI"]].astype(float)
+    sacr = 0.5 * (pos[:, ix["LPSI"]] + pos[:, ix["RPSI"]]).astype(float)
+    R = _frame_from_markers(lasi, rasi, sacr)
+    a, b, c = _euler_yxz(R)
+    return np.degrees(a), np.degrees(b), -np.degrees(c)
+
+
+def _frame_from_markers(lasi, rasi, sacr):
+    y = _unit(lasi - rasi)
+    z = _unit(np.cross(y, sacr - rasi))
+    x = np.cross(y, z)
+    return np.stack([x, y, z], axis=-1)
+
+
+def trunk_lean_from_markers(pos, labels=LABELS):
+    """CGM thorax long-axis lean from the vertical in the sagittal plane (degrees, + forward).
+
+    pos : (m, k, 3) float array, mm, lab frame.  Returns (m,) float64 degrees.
+    """
+    ix = {n: i for i, n in enumerate(labels)}
+    top = 0.5 * (pos[:, ix["C7"]] + pos[:, ix["CLAV"]]).astype(float)
+    bottom = 0.5 * (pos[:, ix["T10"]] + pos[:, ix["STRN"]]).astype(float)
+    a = top - bottom
+    return np.degrees(np.arctan2(a[:, 0], a[:, 2]))
+
+
+# --------------------------------------------------------------------------------------------
+# The runner
+# --------------------------------------------------------------------------------------------
+_POOL = 1 << 20
+_BLOCK = 1 << 15                 # samples per vectorised block (keeps temporaries in cache)
+
+
+def _splitmix64(x):
+    """The splitmix64 finaliser, vectorised over a uint64 array (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _runs(sorted_keys):
+    """(start, stop) of the runs of equal values in a sorted 1-D array."""
+    n = len(sorted_keys)
+    if n == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(sorted_keys)) + 1
+    return zip(np.concatenate([[0], cuts]).tolist(), np.concatenate([cuts, [n]]).tolist())
+
+
+def _keys(s, v0, s1, v1, v2):
+    """Piecewise quintic 'smootherstep' through (0, v0), (s1, v1), (1, v2), at rest at each key."""
+    first = s < s1
+    x = np.where(first, s / s1, (s - s1) / (1 - s1))
+    x = np.clip(x, 0.0, 1.0)
+    w = x * x * x * (x * (6 * x - 15) + 10)
+    return np.where(first, v0 + (v1 - v0) * w, v1 + (v2 - v1) * w)
+
+
+def _pelvis_matrix(a, b, c):
+    """R = Ry(a) Rx(b) Rz(c), vectorised: (n, 3, 3)."""
+    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
+    R = np.empty(np.shape(a) + (3, 3))
+    R[..., 0, 0] = ca * cc + sa * sb * sc
+    R[..., 0, 1] = -ca * sc + sa * sb * cc
+    R[..., 0, 2] = sa * cb
+    R[..., 1, 0] = cb * sc
+    R[..., 1, 1] = cb * cc
+    R[..., 1, 2] = -sb
+    R[..., 2, 0] = -sa * cc + ca * sb * sc
+    R[..., 2, 1] = sa * sc + ca * sb * cc
+    R[..., 2, 2] = ca * cb
+    return R
+
+
+
+class SyntheticRunner:
+    """Deterministic synthetic treadmill runner (DESIGN §7).
+
+    Parameters
+    ----------
+    params : RunnerParams, optional (default: the realistic runner).
+
+    Attributes
+    ----------
+    params : RunnerParams
+    plates : list of str
+        ``["left", "right"]`` (split belt; the left plate at Y > 0) or ``["treadmill"]``.
+    origin : (p, 3) float64, mm, lab frame
+        Each plate's moment reference point: the centre of its top (belt) surface.
+    corners : (p, 4, 3) float64, mm, lab frame
+        Plate corners counter-clockwise seen from above, starting at +X +Y.
+    labels : list of str
+        Marker names (:data:`LABELS`).
+    subject : dict
+        Anthropometrics for the archive's ``/subject`` (mm): leg lengths, inter-ASIS
+        distance, knee and ankle widths, marker diameter, height.
+    body_weight_n : float
+        Body weight (N).
+    step_period_s : float
+        Nominal step period (s).
+    force_rate_hz, marker_rate_hz : float
+        Sample rates (Hz).
+    """
+
+    def __init__(self, params: RunnerParams | None = None):
+        self.params = p = params if params is not None else RunnerParams()
+        self.body_weight_n = p.body_mass_kg * G
+        self.step_period_s = 60.0 / p.cadence_spm
+        self.force_rate_hz = float(round(p.force_rate_hz))
+        self.marker_rate_hz = float(round(p.marker_rate_hz))
+        self.labels = list(LABELS)
+        self._pools: dict[int, np.ndarray] = {}
+        self._t_first = 0.1
+        self._v = p.speed_m_s * 1000.0          # belt speed, mm/s
+
+        # Plates: the feet land near X = overstride and leave near X = -600.
+        if p.belt == "split":
+            self.plates = ["left", "right"]
+            self.origin = np.array([[-150.0, 135.0, 0.0], [-150.0, -135.0, 0.0]])
+            half = (900.0, 125.0)
+        else:
+            self.plates = ["treadmill"]
+            self.origin = np.array([[-150.0, 0.0, 0.0]])
+            half = (900.0, 260.0)
+        sx = np.array([1.0, -1.0, -1.0, 1.0]) * half[0]
+        sy = np.array([1.0, 1.0, -1.0, -1.0]) * half[1]
+        self.corners = np.stack([np.stack([o[0] + sx, o[1] + sy, np.full(4, o[2])], -1)
+                                 for o in self.origin])
+
+        # Anthropometrics.
+        L = float(p.leg_length_mm)
+        self.marker_diameter_mm = 14.0
+        self.knee_width_mm = round(0.114 * L, 1)
+        self.ankle_width_mm = round(0.076 * L, 1)
+        self.subject = {
+            "leg_length_left_mm": L, "leg_length_right_mm": L,
+            "inter_asis_mm": float(p.inter_asis_mm),
+            "knee_width_left_mm": self.knee_width_mm, "knee_width_right_mm": self.knee_width_mm,
+            "ankle_width_left_mm": self.ankle_width_mm,
+            "ankle_width_right_mm": self.ankle_width_mm,
+            "marker_diameter_mm": self.marker_diameter_mm,
+            "height_mm": round(L / 0.52, 1),
+        }
+        self._lt = 0.475 * L                    # thigh: HJC to KJC
+        self._ls = 0.475 * L                    # shank: KJC to AJC
+        self._psis_depth = 0.64 * p.inter_asis_mm
+        self._psis_half = 45.0
+        self._hjc = davis_hjc(L, p.inter_asis_mm, self.marker_diameter_mm)
+        self._foot_y = abs(self._hjc[0][1]) - 10.0
+
+        # Vertical force template and the force-onset-to-end duration whose 20 N contact time
+        # is contact_time_s.
+        u = np.linspace(0.0, 1.0, 20001)
+        f = self._fz_shape(u)
+        self._fz_integral = float(np.trapezoid(f, u))
+        self._tpl_u, self._tpl_f = u, f
+        d = np.diff(f)
+        self._tpl_i_imp = int(np.nonzero((d[:-1] > 0) & (d[1:] <= 0))[0][0] + 1)
+        self._tpl_i_max = int(np.argmax(f))
+        self._tc = p.contact_time_s
+        for _ in range(30):
+            d_on, d_off = self._crossings_u(self._fz_scale(self.step_period_s))
+            self._tc = p.contact_time_s / (d_off - d_on)
+        self._d_on = float(d_on * self._tc)        # onset to the 20 N crossing (s)
+
+        # AP force: braking peak (BW) grows with the heel lead (Wille 2014: heel-COM distance
+        # predicts braking impulse).
+        self._brake_bw = 0.18 + 0.0008 * p.overstride_mm
+        self._prop_bw = self._brake_bw * _BRAKE_U / (1.0 - _BRAKE_U)
+
+        # Kinematic constants, solved so the causes hold as measured.
+        self._tilt0 = math.radians(_PELVIC_TILT_DEG)
+        self._pelvis_z0 = 0.0
+        self._theta_to = -math.radians(p.hip_extension_deg + _PELVIC_TILT_DEG)
+        self._solve_geometry()
+
+    # ---------------------------------------------------------------- steps and timing
+    def _jitter(self, k: np.ndarray) -> np.ndarray:
+        """Foot-strike time jitter (s) of steps k (sorted), drawn in fixed blocks of steps."""
+        sd = self.params.step_time_sd_s
+        if sd <= 0:
+            return np.zeros(k.shape)
+        out = np.empty(k.shape)
+        blocks = np.floor_divide(k, _JITTER_BLOCK)
+        for a, b in _runs(blocks):
+            blk = int(blocks[a])
+            rng = np.random.default_rng([self.params.seed, _S_JITTER, blk + _CHUNK_OFFSET])
+            draws = np.clip(rng.standard_normal(_JITTER_BLOCK), -3, 3) * sd
+            out[a:b] = draws[k[a:b] - blk * _JITTER_BLOCK]
+        return out
+
+    def _step_table(self, t_lo: float, t_hi: float, jitter: bool = True) -> dict:
+        """Steps around [t_lo, t_hi]: index k, side, onset (s), period to the next onset (s)."""
+        T = self.step_period_s
+        k0 = int(math.floor((t_lo - self._t_first) / T)) - 4
+        k1 = int(math.ceil((t_hi - self._t_first) / T)) + 5
+        k = np.arange(k0, k1 + 1, dtype=np.int64)
+        on = self._t_first + k * T + (self._jitter(k) if jitter else 0.0)
+        return {"k": k[:-1], "side": (k[:-1] % 2).astype(np.int8), "on": on[:-1],
+                "period": np.diff(on)}
+
+    @staticmethod
+    def _locate(tab, t):
+        """Index into the step table of the last onset <= t."""
+        return np.searchsorted(tab["on"], t, side="right") - 1
+
+    # ---------------------------------------------------------------- force
+    @staticmethod
+    def _fz_shape(u):
+        u = np.asarray(u, dtype=float)
+        inside = (u >= 0) & (u <= 1)
+        uc = np.clip(u, 0.0, 1.0)
+        imp = np.where(uc < _IMPACT_U, np.sin(np.pi * np.minimum(uc / _IMPACT_U, 1.0)), 0.0)
+        act = np.sin(np.pi * uc) ** _ACTIVE_POWER
+        return np.where(inside, _IMPACT_GAIN * imp + act, 0.0)
+
+    def _fz_scale(self, period):
+        """Per-step amplitude (N) so that the step impulse is BW × the step period."""
+        return self.body_weight_n * period / (self._tc * self._fz_integral)
+
+    def _crossings_u(self, scale):
+        """Fractions of the contact at which the vertical force crosses 20 N (rise, fall)."""
+        u, f = self._tpl_u, self._tpl_f
+        i_imp, i_max = self._tpl_i_imp, self._tpl_i_max
+        return (np.interp(20.0 / scale, f[: i_imp + 1], u[: i_imp + 1]),
+                np.interp(20.0 / scale, f[i_max:][::-1], u[i_max:][::-1]))
+
+    def _heel_contact_x0(self, t_on):
+        """Lab X (mm) of the heel contact point at onset, placed so that the heel marker leads
+        the pelvis centre by overstride_mm at foot strike."""
+        d_on = self._d_on
+        u = d_on / self._tc
+        phi = math.radians(_STRIKE_PITCH_DEG) * (1 - float(_smoothstep(u / _HEEL_ROCKER_END)))
+        d = _HEE_LOCAL - _HEEL_CONTACT
+        dx = d[0] * math.cos(phi) - d[1] * math.sin(phi)
+        return self._pelvis_x(t_on + d_on) + self.params.overstride_mm - dx + self._v * d_on
+
+    def _pelvis_x(self, t):
+        """Pelvis centre X (mm): near 0, with a small speed fluctuation at step frequency."""
+        return 4.0 * np.sin(2 * np.pi * (np.asarray(t, float) - self._t_first)
+                            / self.step_period_s)
+
+    def force_clean(self, t) -> np.ndarray:
+        """Noise- and drift-free wrench at absolute times ``t``.
+
+        Parameters
+        ----------
+        t : (n,) float64, s.
+
+        Returns
+        -------
+        (n, p, 6) float64 ``[Fx, Fy, Fz, Mx, My, Mz]``, N and N·m, lab frame, ground reaction
+        on the body, moments about each plate's origin.
+        """
+        t = np.asarray(t, dtype=float)
+        if len(t) > _BLOCK:
+            return np.concatenate([self.force_clean(t[i:i + _BLOCK])
+                                   for i in range(0, len(t), _BLOCK)])
+        n = t.shape[0]
+        out = np.zeros((n, len(self.plates), 6))
+        if n == 0:
+            return out
+        tab = self._step_table(float(t.min()), float(t.max()))
+        j = self._locate(tab, t)
+        on = tab["on"][j]
+        tau = t - on
+        tc = self._tc
+        inside = (tau >= 0) & (tau < tc)
+        u = np.clip(tau / tc, 0.0, 1.0)
+        left = tab["side"][j] == 0
+        sigma = np.where(left, 1.0, -1.0)
+        bw = self.body_weight_n
+        sin_u = np.sin(np.pi * u)
+        imp = np.sin(np.pi * np.minimum(u / _IMPACT_U, 1.0))
+        fz = self._fz_scale(tab["period"][j]) * (_IMPACT_GAIN * imp + sin_u ** _ACTIVE_POWER)
+        ub = _BRAKE_U
+        fx = bw * np.where(u < ub, -self._brake_bw * np.sin(np.pi * np.minimum(u / ub, 1.0)),
+                           self._prop_bw * np.sin(np.pi * np.clip((u - ub) / (1 - ub), 0, 1)))
+        fy = (-0.05 * bw) * sigma * sin_u                    # medially directed on the body
+        tz = (0.004 * bw) * sigma * np.sin(2 * np.pi * u)     # free moment (N·m)
+        cop_x = (self._heel_contact_x0(on) - self._v * tau + 15.0
+                 + 200.0 * (0.5 - 0.5 * np.cos(np.pi * u)))
+        cop_y = sigma * (self._foot_y + 8.0 - 16.0 * u)
+        w = np.empty((n, 6))
+        w[:, 0], w[:, 1], w[:, 2] = fx, fy, fz
+        w *= inside[:, None]
+        fx, fy, fz = w[:, 0], w[:, 1], w[:, 2]
+        tz = tz * inside
+        if len(self.plates) == 2:
+            masks = (left, ~left)
+        else:
+            masks = (np.ones(n, bool),)
+        for k, mask in enumerate(masks):
+            o = self.origin[k]
+            rx = (cop_x - o[0]) / 1000.0
+            ry = (cop_y - o[1]) / 1000.0
+            rz = (0.0 - o[2]) / 1000.0
+            out[:, k, :3] = w[:, :3]
+            out[:, k, 3] = ry * fz - rz * fy
+            out[:, k, 4] = rz * fx - rx * fz
+            out[:, k, 5] = rx * fy - ry * fx + tz
+            if len(masks) > 1:
+                out[:, k, :] *= mask[:, None]
+        return out
+
+    def force(self, t) -> np.ndarray:
+        """Measured wrench at absolute times ``t``: the clean signal, Fz drift and noise.
+
+        Parameters
+        ----------
+        t : (n,) float64, s, on the sample grid ``i / force_rate_hz`` (noise belongs to the
+            nearest sample index, so a sample always gets the same noise).
+
+        Returns
+        -------
+        (n, p, 6) float32 ``[Fx, Fy, Fz, Mx, My, Mz]`` in N and N·m, lab frame, the ground
+        reaction on the body, moments about each plate's ``origin``.
+        """
+        t = np.asarray(t, dtype=float)
+        w = self.force_clean(t)
+        p = self.params
+        if p.drift_n_per_s:
+            w[:, :, 2] += p.drift_n_per_s * t[:, None]
+        if p.force_noise_n > 0 and len(t):
+            noise = self._sample_noise(t, self.force_rate_hz, _S_FORCE_NOISE,
+                                      (len(self.plates), 6))
+            w += noise * (np.array([1.0, 1.0, 1.0, 0.05, 0.05, 0.05], np.float32)
+                          * np.float32(p.force_noise_n))
+        return w.astype(np.float32)
+
+    def _sample_noise(self, t, rate, stream, shape):
+        """Standard normal noise, a deterministic function of (seed, stream, sample index).
+
+        Each sample index ``i = round(t · rate)`` is hashed (splitmix64) to an offset into a
+        fixed pool of 2**20 normals drawn from ``(seed, stream)``; the sample's components are
+        consecutive pool entries.  Any window of samples therefore gets the same noise however
+        the stream is cut, at the cost of one gather.  Returns (n,) + shape float32.
+        """
+        pool = self._pools.get(stream)
+        if pool is None:
+            rng = np.random.default_rng([self.params.seed, stream, 0x5EED])
+            pool = self._pools[stream] = rng.standard_normal(_POOL, dtype=np.float32)
+        idx = np.rint(np.asarray(t, float) * rate).astype(np.int64)
+        key = _splitmix64(idx.view(np.uint64) ^ _splitmix64(
+            np.array([self.params.seed * 1000003 + stream], np.uint64)))
+        size = int(np.prod(shape))
+        start = np.minimum((key & np.uint64(_POOL - 1)).astype(np.intp), _POOL - size)
+        rows = np.lib.stride_tricks.sliding_window_view(pool, size)
+        return rows[start].reshape((len(idx),) + tuple(shape))
+
+    # ---------------------------------------------------------------- pelvis and thorax
+    def _pelvis_state(self, t, tab, j):
+        """Pelvis pose at times t (step table rows j).
+
+        Returns R (n,3,3) lab-from-pelvis, centre (n,3) mm (mean of ASIS and PSIS), and the
+        angles (tilt, obliquity, rotation) in radians (Plug-in Gait signs)."""
+        p = self.params
+        per = tab["period"][j]
+        ph = (t - tab["on"][j]) / per                 # step phase 0..1
+        sgn = np.where(tab["side"][j] == 0, 1.0, -1.0)
+        mid = 0.5 * self._tc / per
+        # Obliquity +D at left mid-stance, -D at right mid-stance: one cosine per stride,
+        # written per step (the sign flips with the side, so it is continuous).
+        obl = math.radians(p.pelvic_drop_deg) * sgn * np.cos(np.pi * (ph - mid))
+        rot = math.radians(5.0) * sgn * np.cos(np.pi * ph)    # left forward at left strike
+        tilt = self._tilt0 + math.radians(2.0) * np.cos(2 * np.pi * (ph - 0.9))
+        R = _pelvis_matrix(tilt, obl, -rot)
+        low = _PELVIS_LOW_AT * self._tc / per
+        centre = np.stack([self._pelvis_x(t),
+                           12.0 * sgn * np.cos(np.pi * (ph - mid)),
+                           self._pelvis_z0 - _PELVIS_AMP_MM * np.cos(2 * np.pi * (ph - low))],
+                          -1)
+        return R, centre, (tilt, obl, rot)
+
+    def _pelvis_origin(self, R, centre):
+        """Mid-ASIS (pelvis frame origin) from the pelvis centre (mean of ASIS and PSIS)."""
+        return centre + R[:, :, 0] * (self._psis_depth / 2)
+
+    def _hjc_at(self, t, tab, side):
+        j = self._locate(tab, t)
+        R, centre, _ = self._pelvis_state(t, tab, j)
+        return self._pelvis_origin(R, centre) + _apply(R, self._hjc[side])
+
+    def _lean(self, t, tab, j):
+        """Thorax lean (rad): mean over stance = trunk_lean_deg, ±1° at step frequency."""
+        per = tab["period"][j]
+        ph = (t - tab["on"][j]) / per
+        amp = math.radians(1.0)
+        w = 2 * np.pi * self._tc / per
+        mean_cos = (np.sin(w - 2 * np.pi * 0.3) - np.sin(-2 * np.pi * 0.3)) / w
+        return (math.radians(self.params.trunk_lean_deg) - amp * mean_cos
+                + amp * np.cos(2 * np.pi * (ph - 0.3)))
+
+    # ---------------------------------------------------------------- legs
+    def _ik(self, hx, hz, ax, az):
+        """Two-link inverse kinematics in the X–Z plane: knee ahead of the hip–ankle line.
+        Returns knee (kx, kz), the (possibly pulled-in) ankle (ax, az) and the clamp mask."""
+        lt, ls = self._lt, self._ls
+        dx, dz = ax - hx, az - hz
+        d = np.hypot(dx, dz)
+        dc = np.clip(d, abs(lt - ls) + 1.0, (lt + ls) * 0.9999)
+        ex, ez = dx / d, dz / d
+        a = (lt * lt - ls * ls + dc * dc) / (2 * dc)
+        h = np.sqrt(np.maximum(lt * lt - a * a, 0.0))
+        return (hx + a * ex - h * ez, hz + a * ez + h * ex, hx + ex * dc, hz + ez * dc,
+                dc != d)
+
+    def _foot_early(self, tau, heel_x0):
+        """Stance before heel off: AJC x, z (mm) and pitch (rad, toe up +); the heel contact
+        point rides the belt."""
+        u = tau / self._tc
+        phi0 = math.radians(_STRIKE_PITCH_DEG)
+        pitch = phi0 * (1 - _smoothstep(u / _HEEL_ROCKER_END))
+        hx = heel_x0 - self._v * tau
+        c, s = np.cos(pitch), np.sin(pitch)
+        hc = _HEEL_CONTACT
+        return hx - (c * hc[0] - s * hc[1]), -(s * hc[0] + c * hc[1]), pitch
+
+    def _thigh_early(self, t, tau, heel_x0, tab, side):
+        """Thigh angle (rad, knee forward +) in the heel/flat phase, from IK."""
+        h = self._hjc_at(t, tab, side)
+        ax, az, _ = self._foot_early(tau, heel_x0)
+        kx, kz, _, _, _ = self._ik(h[:, 0], h[:, 2], ax, az)
+        return np.arctan2(kx - h[:, 0], h[:, 2] - kz)
+
+    def _step_states(self, tab, side):
+        """Per-step constants of one leg for every row of the step table (NaN for the other
+        side's rows): thigh angle and rate at heel off, the toe-off pose and the strike pose."""
+        cache = tab.setdefault("_legs", {})
+        if side in cache:
+            return cache[side]
+        tc = self._tc
+        tb = _HEEL_OFF * tc
+        dt = 1e-3
+        on = tab["on"]
+        m = len(on)
+        x0 = self._heel_contact_x0(on)
+        st = {"x0": x0}
+        # Heel off: thigh angle and its rate from the heel/flat-phase IK.
+        th_b = self._thigh_early(on + tb, np.full(m, tb), x0, tab, side)
+        th_b0 = self._thigh_early(on + tb - dt, np.full(m, tb - dt), x0, tab, side)
+        st["th_b"], st["w_b"] = th_b, (th_b - th_b0) / dt
+        # Toe off pose.
+        h = self._hjc_at(on + tc, tab, side)
+        kx, kz, ax, az, p0, _ = self._late_stance(np.full(m, tc), x0, th_b, st["w_b"],
+                                                  h[:, 0], h[:, 2])
+        st["kn_to"] = self._theta_to - np.arctan2(ax - kx, kz - az)
+        st["p_to"] = p0
+        # Strike pose.
+        h = self._hjc_at(on, tab, side)
+        ax, az, p1 = self._foot_early(np.zeros(m), x0)
+        kx, kz, _, _, _ = self._ik(h[:, 0], h[:, 2], ax, az)
+        th1 = np.arctan2(kx - h[:, 0], h[:, 2] - kz)
+        st["th_ic"], st["kn_ic"], st["p_ic"] = th1, th1 - np.arctan2(ax - kx, kz - az), p1
+        cache[side] = st
+        return st
+
+    def _leg(self, t, tab, side, hjc):
+        """Knee and ankle joint centres (n,3) mm, foot pitch (n,) rad, clamped count."""
+        tc = self._tc
+        n = len(t)
+        j = self._locate(tab, t)
+        j = np.where(tab["side"][j] == side, j, j - 1)     # last onset of this side
+        on = tab["on"][j]
+        tau = t - on
+        st = self._step_states(tab, side)
+        kx, kz, ax, az, pitch = (np.empty(n) for _ in range(5))
+        clamped = np.zeros(n, bool)
+        hx, hz = hjc[:, 0], hjc[:, 2]
+        tb = _HEEL_OFF * tc
+
+        ea = np.nonzero(tau < tb)[0]                      # heel rocker and foot flat
+        if len(ea):
+            x, z, ph = self._foot_early(tau[ea], st["x0"][j[ea]])
+            kx[ea], kz[ea], ax[ea], az[ea], clamped[ea] = self._ik(hx[ea], hz[ea], x, z)
+            pitch[ea] = ph
+        la = np.nonzero((tau >= tb) & (tau < tc))[0]       # toe rocker
+        if len(la):
+            jl = j[la]
+            r = self._late_stance(tau[la], st["x0"][jl], st["th_b"][jl], st["w_b"][jl],
+                                  hx[la], hz[la])
+            kx[la], kz[la], ax[la], az[la], pitch[la], clamped[la] = r
+        sw = np.nonzero(tau >= tc)[0]                      # swing
+        if len(sw):
+            js, j2 = j[sw], j[sw] + 2
+            s = (tau[sw] - tc) / (tab["on"][j2] - on[sw] - tc)
+            th1 = st["th_ic"][j2]
+            th = _keys(s, np.full(len(sw), self._theta_to), _SWING_HIP[0],
+                       th1 + math.radians(_SWING_HIP[1]), th1)
+            kn = _keys(s, st["kn_to"][js], _SWING_KNEE[0],
+                       np.full(len(sw), math.radians(_SWING_KNEE[1])), st["kn_ic"][j2])
+            pitch[sw] = _keys(s, st["p_to"][js], _SWING_PITCH[0],
+                              np.full(len(sw), math.radians(_SWING_PITCH[1])), st["p_ic"][j2])
+            kx[sw] = hx[sw] + self._lt * np.sin(th)
+            kz[sw] = hz[sw] - self._lt * np.cos(th)
+            psi = th - kn
+            ax[sw] = kx[sw] + self._ls * np.sin(psi)
+            az[sw] = kz[sw] - self._ls * np.cos(psi)
+        sigma = 1.0 if side == 0 else -1.0
+        ay = np.full(n, sigma * self._foot_y)
+        hy = hjc[:, 1]
+        # The knee lies in the plane through hip and ankle containing the lab X axis.
+        ky = hy + (ay - hy) * (kz - hz) / (az - hz)
+        return (np.stack([kx, ky, kz], -1), np.stack([ax, ay, az], -1), pitch,
+                int(clamped.sum()))
+
+    def _late_stance(self, tau, heel_x0, th_b, w_b, hx, hz):
+        """Toe rocker: the thigh angle follows a cubic from its heel-off value and rate
+        (th_b, w_b) to ``_theta_to`` (at rest) at toe off; the foot pivots about the toe,
+        which rides the belt; the ankle closes the loop (circle–circle intersection)."""
+        tc = self._tc
+        tb = _HEEL_OFF * tc
+        dur = tc - tb
+        s = (tau - tb) / dur
+        s2, s3 = s * s, s * s * s
+        th = (2 * s3 - 3 * s2 + 1) * th_b + (s3 - 2 * s2 + s) * w_b * dur \
+            + (-2 * s3 + 3 * s2) * self._theta_to
+        kx = hx + self._lt * np.sin(th)
+        kz = hz - self._lt * np.cos(th)
+        px = heel_x0 - self._v * tau + (_TOE_PIVOT[0] - _HEEL_CONTACT[0])
+        rf = float(np.hypot(*_TOE_PIVOT))
+        ls = self._ls
+        dx, dz = px - kx, -kz
+        d = np.hypot(dx, dz)
+        dc = np.clip(d, abs(ls - rf) + 1e-6, (ls + rf) * 0.9999)
+        ux, uz = dx / d, dz / d
+        a = (ls * ls - rf * rf + dc * dc) / (2 * dc)
+        h = np.sqrt(np.maximum(ls * ls - a * a, 0.0))
+        # the solution behind the knee-toe line (heel up)
+        ax = kx + a * ux + h * uz
+        az = kz + a * uz - h * ux
+        pitch = np.arctan2(-az, px - ax) - math.atan2(_TOE_PIVOT[1], _TOE_PIVOT[0])
+        return kx, kz, ax, az, pitch, dc != d
+
+    # ---------------------------------------------------------------- markers
+    def _kinematics(self, t, jitter: bool = True):
+        """Noise-free poses and markers at times ``t`` ((n,) s): a dict with ``pos``
+        (n, 20, 3) mm, ``R_pelvis``, ``centre``, ``tilt``/``obliquity``/``rotation``/``lean``
+        (rad) and per side ``legs[s]`` = hjc, kjc, ajc (n,3) mm, ``R_thigh`` (n,3,3)."""
+        t = np.asarray(t, dtype=float)
+        n = len(t)
+        tab = self._step_table(float(t.min()), float(t.max()), jitter)
+        j = self._locate(tab, t)
+        R, centre, (tilt, obl, rot) = self._pelvis_state(t, tab, j)
+        origin = self._pelvis_origin(R, centre)
+        pos = np.empty((n, len(LABELS), 3))
+        half = self.params.inter_asis_mm / 2
+        pelvis_local = {"LASI": (0.0, half, 0.0), "RASI": (0.0, -half, 0.0),
+                        "LPSI": (-self._psis_depth, self._psis_half, 0.0),
+                        "RPSI": (-self._psis_depth, -self._psis_half, 0.0)}
+        for name, v in pelvis_local.items():
+            pos[:, _IDX[name]] = origin + _apply(R, np.array(v))
+        mr = self.marker_diameter_mm / 2
+        legs = {}
+        clamped = 0
+        fwd = np.array([1.0, 0.0, 0.0])
+        for side, pre in ((0, "L"), (1, "R")):
+            sigma = 1.0 if side == 0 else -1.0
+            hjc = origin + _apply(R, self._hjc[side])
+            kjc, ajc, pitch, nc = self._leg(t, tab, side, hjc)
+            clamped += nc
+            yleg = _unit(np.cross(fwd, ajc - hjc))          # knee axis, pointing left
+            zt = _unit(hjc - kjc)
+            zs = _unit(kjc - ajc)
+            pos[:, _IDX[pre + "KNE"]] = kjc + sigma * (self.knee_width_mm / 2 + mr) * yleg
+            pos[:, _IDX[pre + "THI"]] = kjc + 0.45 * self._lt * zt + sigma * 75.0 * yleg
+            pos[:, _IDX[pre + "ANK"]] = ajc + sigma * (self.ankle_width_mm / 2 + mr) * yleg
+            pos[:, _IDX[pre + "TIB"]] = ajc + 0.45 * self._ls * zs + sigma * 55.0 * yleg
+            c, s = np.cos(pitch), np.sin(pitch)
+            for name, loc in (("HEE", _HEE_LOCAL), ("TOE", _TOE_LOCAL)):
+                q = pos[:, _IDX[pre + name]]
+                q[:, 0] = ajc[:, 0] + c * loc[0] - s * loc[1]
+                q[:, 1] = ajc[:, 1]
+                q[:, 2] = ajc[:, 2] + s * loc[0] + c * loc[1]
+            R_thigh = np.stack([np.cross(yleg, zt), yleg, zt], axis=-1)
+            legs[side] = {"hjc": hjc, "kjc": kjc, "ajc": ajc, "pitch": pitch,
+                          "R_thigh": R_thigh}
+        if clamped:
+            log.debug("synthetic runner: leg geometry clamped on %d samples", clamped)
+        lean = self._lean(t, tab, j)
+        Rt = _pelvis_matrix(lean, np.zeros(n), 0.6 * rot)   # thorax counter-rotates
+        bottom = centre + np.array([0.0, 0.0, 60.0]) + Rt[:, :, 2] * 250.0
+        for name, v in _THORAX_LOCAL.items():
+            pos[:, _IDX[name]] = bottom + _apply(Rt, np.array(v))
+        return {"pos": pos, "R_pelvis": R, "centre": centre, "tilt": tilt, "obliquity": obl,
+                "rotation": rot, "lean": lean, "legs": legs, "clamped": clamped}
+
+    @staticmethod
+    def hip_flexion(R_pelvis, R_thigh):
+        """CGM hip flexion (degrees, + flexion) from pelvis and thigh frames.
+
+        R_pelvis, R_thigh : (n, 3, 3) float, columns = segment X, Y, Z axes in the lab.
+        Returns (n,) float64 degrees (YXZ Euler sequence of the thigh in the pelvis frame).
+        """
+        rel = np.einsum("nji,njk->nik", R_pelvis, R_thigh)
+        a, _, _ = _euler_yxz(rel)
+        return -np.degrees(a)
+
+    def markers_clean(self, t) -> np.ndarray:
+        """Noise-free marker positions at times ``t`` ((n,) s): (n, 20, 3) float64 mm."""
+        t = np.asarray(t, dtype=float)
+        if len(t) == 0:
+            return np.zeros((0, len(LABELS), 3))
+        return self._kinematics(t)["pos"]
+
+    def markers(self, t) -> np.ndarray:
+        """Measured marker positions at times ``t``: clean + noise, NaN in dropout runs.
+
+        Parameters
+        ----------
+        t : (m,) float64 s, on the frame grid ``i / marker_rate_hz``.
+
+        Returns
+        -------
+        (m, 20, 3) float32 mm, lab frame, markers in the order of :attr:`labels`.
+        """
+        t = np.asarray(t, dtype=float)
+        return self._measure_markers(t, self.markers_clean(t))
+
+    def _measure_markers(self, t, pos):
+        p = self.params
+        pos = np.array(pos, dtype=float, copy=True)
+        if len(t) == 0:
+            return pos.astype(np.float32)
+        if p.marker_noise_mm > 0:
+            pos += p.marker_noise_mm * self._sample_noise(t, self.marker_rate_hz,
+                                                         _S_MARKER_NOISE, (len(LABELS), 3))
+        if p.dropout_rate > 0:
+            pos[self._dropouts(t)] = np.nan
+        return pos.astype(np.float32)
+
+    def _dropouts(self, t) -> np.ndarray:
+        """(m, k) bool: frames lost, in runs of 3..17 frames inside fixed 1-s chunks."""
+        r = int(self.marker_rate_hz)
+        k = len(LABELS)
+        idx = np.rint(t * self.marker_rate_hz).astype(np.int64)
+        chunk = np.floor_divide(idx, r)
+        off = idx - chunk * r
+        out = np.zeros((len(t), k), bool)
+        lam = self.params.dropout_rate * r / 10.0          # runs per marker per chunk
+        order = None if np.all(np.diff(chunk) >= 0) else np.argsort(chunk, kind="stable")
+        ch = chunk if order is None else chunk[order]
+        for a, b in _runs(ch):
+            rng = np.random.default_rng([self.params.seed, _S_DROPOUT,
+                                         int(ch[a]) + _CHUNK_OFFSET])
+            counts = rng.poisson(lam, size=k)
+            total = int(counts.sum())
+            if total == 0:
+                continue
+            starts = rng.integers(0, r, size=total)
+            lens = rng.integers(3, 18, size=total)
+            which = np.repeat(np.arange(k), counts)
+            diff = np.zeros((r + 20, k), np.int32)
+            np.add.at(diff, (starts, which), 1)
+            np.add.at(diff, (starts + lens, which), -1)
+            mask = np.cumsum(diff, axis=0)[:r] > 0
+            sel = slice(a, b) if order is None else order[a:b]
+            out[sel] = mask[off[sel]]
+        return out
+
+    # ---------------------------------------------------------------- geometry solution
+    def _solve_geometry(self):
+        """Solve the free constants so that the causes hold as METRICS.md measures them.
+
+        * pelvis height: the knee is flexed ``_KNEE_STRIKE_DEG`` at foot strike;
+        * thigh angle at toe off: the CGM hip flexion reaches ``-hip_extension_deg`` between
+          midstance and toe off (a few secant steps on the measured 3-D angle).
+        """
+        p = self.params
+        T = self.step_period_s
+        tc = self._tc
+        t_on = self._t_first + 2 * T          # a left onset of the jitter-free schedule
+        tab = self._step_table(t_on - 1, t_on + 1, jitter=False)
+        # 1. Pelvis height.
+        self._pelvis_z0 = 0.0
+        tt = np.array([t_on])
+        hjc = self._hjc_at(tt, tab, 0)
+        ax, az, _ = self._foot_early(np.zeros(1), self._heel_contact_x0(tt))
+        lt, ls = self._lt, self._ls
+        dist = math.sqrt(lt * lt + ls * ls + 2 * lt * ls * math.cos(math.radians(
+            _KNEE_STRIKE_DEG)))
+        dx = float(ax[0] - hjc[0, 0])
+        self._pelvis_z0 = float(az[0] + math.sqrt(max(dist * dist - dx * dx, 1.0)) - hjc[0, 2])
+        # 2. Thigh angle at toe off.
+        ts = np.arange(t_on + tc / 2, t_on + tc, 5e-4)
+        target = p.hip_extension_deg
+
+        def peak_ext():
+            kin = self._kinematics(ts, jitter=False)
+            return float(np.max(-self.hip_flexion(kin["R_pelvis"], kin["legs"][0]["R_thigh"])))
+
+        for _ in range(8):
+            err = peak_ext() - target
+            if abs(err) < 1e-4:
+                break
+            self._theta_to += math.radians(err)
+
+    # ---------------------------------------------------------------- truth
+    def _force_truth(self, period):
+        """Per-step force truth from the template: 20 N crossings (s after onset), peak
+        vertical force (N), loading rate 20–80 % of the impact peak (N/s)."""
+        tc = self._tc
+        u, f = self._tpl_u, self._tpl_f
+        s = self._fz_scale(period)
+        d_on, d_off = self._crossings_u(s)
+        i_imp = self._tpl_i_imp
+        rise_u, rise_f = u[: i_imp + 1], f[: i_imp + 1]
+        f_imp = f[i_imp]
+        u20 = np.interp(0.2 * f_imp, rise_f, rise_u)
+        u80 = np.interp(0.8 * f_imp, rise_f, rise_u)
+        rate = s * 0.6 * f_imp / ((u80 - u20) * tc)
+        return d_on * tc, d_off * tc, s * f[self._tpl_i_max], rate
+
+    def truth_steps(self, t_end: float, t_start: float = 0.0, _kin=None) -> dict:
+        """True per-step values of the contacts that lie within ``[t_start, t_end]``.
+
+        Computed from the noise-free signals with the definitions of METRICS.md: strike and
+        toe off at the 20 N crossings of the continuous vertical force; kinematic values from
+        the noise-free markers on the marker frame grid (stance = frames within
+        ``[t_strike, t_off]``; a stride = ``[t_strike, next same-side t_strike)``); the heel
+        lead is evaluated exactly at ``t_strike``.
+
+        Returns
+        -------
+        dict of (s,) arrays: ``side`` int8 (0 left, 1 right), ``t_strike``, ``t_off``,
+        ``contact_time``, ``flight_time`` (s), ``peak_vgrf`` (BW), ``loading_rate`` (BW/s),
+        ``peak_braking`` (BW, < 0), ``braking_impulse`` (BW·s, < 0), ``propulsive_impulse``
+        (BW·s), ``pelvic_drop``, ``trunk_lean``, ``peak_hip_extension`` (degrees),
+        ``overstride`` (mm).
+        """
+        tc = self._tc
+        bw = self.body_weight_n
+        tab = self._step_table(t_start, t_end + 1.0)
+        d_on, d_off, peak, rate = self._force_truth(tab["period"])
+        t_strike = tab["on"] + d_on
+        t_off = tab["on"] + d_off
+        keep = np.nonzero((tab["on"] >= t_start) & (tab["on"] + tc <= t_end))[0]
+        keep = keep[keep + 2 < len(tab["on"])]
+        out = {
+            "side": tab["side"][keep].astype(np.int8),
+            "t_strike": t_strike[keep], "t_off": t_off[keep],
+            "contact_time": (t_off - t_strike)[keep],
+            "flight_time": t_strike[keep + 1] - t_off[keep],
+            "peak_vgrf": peak[keep] / bw, "loading_rate": rate[keep] / bw,
+        }
+        ub = _BRAKE_U
+        n = len(keep)
+        out["peak_braking"] = np.full(n, -self._brake_bw)
+        out["braking_impulse"] = np.full(n, -self._brake_bw * ub * tc * 2 / np.pi)
+        out["propulsive_impulse"] = np.full(n, self._prop_bw * (1 - ub) * tc * 2 / np.pi)
+        if n == 0:
+            for name in ("pelvic_drop", "trunk_lean", "overstride", "peak_hip_extension"):
+                out[name] = np.zeros(0)
+            return out
+
+        # Kinematics on the marker frame grid up to the last needed stride end.
+        rate_m = self.marker_rate_hz
+        i0 = int(math.floor(t_strike[keep[0]] * rate_m)) - 1
+        i1 = int(math.ceil(t_strike[keep[-1] + 2] * rate_m)) + 1
+        if _kin is not None and _kin[0][0] <= i0 / rate_m and _kin[0][-1] >= i1 / rate_m:
+            tm, kin = _kin
+        else:
+            tm = np.arange(i0, i1 + 1) / rate_m
+            kin = self._kinematics(tm)
+        obl = np.degrees(kin["obliquity"])
+        lean = np.degrees(kin["lean"])
+        ext = {s: -self.hip_flexion(kin["R_pelvis"], kin["legs"][s]["R_thigh"]) for s in (0, 1)}
+        a = np.searchsorted(tm, t_strike[keep], side="left")
+        b = np.searchsorted(tm, t_off[keep], side="right")
+        c = np.searchsorted(tm, t_strike[keep + 2], side="left")
+        m = np.searchsorted(tm, 0.5 * (t_strike[keep] + t_off[keep]), side="left")
+        drop = np.empty(n)
+        lean_m = np.empty(n)
+        hip = np.empty(n)
+        for q in range(n):
+            sgn = 1.0 if out["side"][q] == 0 else -1.0
+            mean = obl[a[q]:c[q]].mean()
+            drop[q] = np.max(sgn * (obl[a[q]:b[q]] - mean))
+            lean_m[q] = lean[a[q]:b[q]].mean()
+            hip[q] = np.max(ext[int(out["side"][q])][m[q]:b[q]])
+        strike_kin = self._kinematics(t_strike[keep])
+        pos = strike_kin["pos"]
+        centre = pos[:, [_IDX["LASI"], _IDX["RASI"], _IDX["LPSI"], _IDX["RPSI"]], 0].mean(axis=1)
+        heel = np.where(out["side"] == 0, pos[:, _IDX["LHEE"], 0], pos[:, _IDX["RHEE"], 0])
+        out["pelvic_drop"] = drop
+        out["trunk_lean"] = lean_m
+        out["overstride"] = heel - centre
+        out["peak_hip_extension"] = hip
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Sessions
+# --------------------------------------------------------------------------------------------
+
+def simulate_session(params: RunnerParams | None = None):
+    """A complete synthetic session in memory, with ``/truth``.
+
+    Parameters
+    ----------
+    params : RunnerParams, optional (defaults: the realistic runner, 60 s).
+
+    Returns
+    -------
+    treadlab.acquisition.archive.Session
+        Force ``(n, p, 6)`` float32 at ``force_rate_hz`` and markers ``(m, 20, 3)`` float32 at
+        ``marker_rate_hz`` over ``[0, duration_s)``; attrs ``subject_id="SIM-<seed>"``,
+        ``body_mass_kg``, ``belt_speed_m_s``, ``lab``, ``status="complete"``; ``subject``
+        anthropometrics; ``truth = {"params": {...}, "steps": {...}}``.
+    """
+    from treadlab.acquisition.archive import ForceData, MarkerData, Session
+
+    p = params if params is not None else RunnerParams()
+    runner = SyntheticRunner(p)
+    n_f = int(round(p.duration_s * runner.force_rate_hz))
+    n_m = int(round(p.duration_s * runner.marker_rate_hz))
+    tf = np.arange(n_f) / runner.force_rate_hz
+    tm = np.arange(n_m) / runner.marker_rate_hz
+    wrench = runner.force(tf)
+    if n_m:
+        kin = runner._kinematics(tm)
+        positions = runner._measure_markers(tm, kin["pos"])
+    else:
+        kin, positions = None, np.zeros((0, len(LABELS), 3), np.float32)
+    steps = runner.truth_steps(p.duration_s, _kin=(tm, kin) if kin is not None else None)
+    attrs = {"subject_id": f"SIM-{p.seed}", "body_mass_kg": float(p.body_mass_kg),
+             "belt_speed_m_s": float(p.speed_m_s), "lab": "treadlab simulated lab",
+             "status": "complete"}
+    force = ForceData(time=tf, wrench=wrench, rate_hz=runner.force_rate_hz,
+                      plates=list(runner.plates), origin=runner.origin.copy(),
+                      corners=runner.corners.copy())
+    markers = MarkerData(time=tm, positions=positions, labels=list(runner.labels),
+                         rate_hz=runner.marker_rate_hz)
+    return Session(attrs=attrs, force=force, markers=markers, subject=dict(runner.subject),
+                   truth={"params": p.as_dict(), "steps": steps})
+
+
+def simulate_session_file(path, params: dict[str, str] | RunnerParams | None = None) -> Path:
+    """Write a synthetic session archive (``treadlab simulate session -o FILE.h5``).
+
+    Parameters
+    ----------
+    path : str or path of the ``.h5`` file to write.
+    params : ``{"name": "text"}`` pairs for :func:`parse_params` (``--param k=v``), or a
+        :class:`RunnerParams`.
+
+    Returns
+    -------
+    Path of the written file.
+    """
+    from treadlab.acquisition.archive import write_session
+
+    p = params if isinstance(params, RunnerParams) else parse_params(params, source="--param")
+    return Path(write_session(path, simulate_session(p)))
