@@ -208,3 +208,35 @@ def test_marker_packet_errors_name_the_byte(mutate, where):
     with pytest.raises(InputError) as err:
         decode_marker_packet(mutate(pkt), origin="udp://127.0.0.1:5000")
     assert str(err.value).startswith(f"udp://127.0.0.1:5000: {where}")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_corruption_nothing_unaccounted(seed):
+    """Random garbage, cuts and bit flips: every byte is a frame or counted as discarded,
+    every frame delivered is a frame that was sent, and chunking never changes the result."""
+    rng = np.random.default_rng(seed)
+    values, good = frames(600, rng=rng)
+    data = bytearray()
+    for i in range(600):
+        fr = bytearray(good[i * F:(i + 1) * F])
+        r = rng.random()
+        if r < 0.03:
+            data += rng.integers(0, 256, rng.integers(1, 40), dtype=np.uint8).tobytes()
+        elif r < 0.05:
+            fr = fr[:rng.integers(1, F)]
+        elif r < 0.07:
+            fr[rng.integers(2, F)] ^= 1 << rng.integers(0, 8)
+        data += fr
+    data = bytes(data)
+    dec = ForceFrameDecoder(C)
+    seq, t, vals, off, events = decode_all(dec, data)
+    tail = dec.flush()
+    assert np.all(np.diff(seq) > 0)
+    assert np.array_equal(vals, values[seq])                     # only frames that were sent
+    st = dec.stats
+    assert st["frames"] * F + st["discarded_bytes"] == len(data)
+    assert st["drops"] == seq[-1] - seq[0] + 1 - len(seq)
+    chunks = list(rng.integers(1, 200, len(data) // 50))
+    again = decode_all(ForceFrameDecoder(C), data, chunks=chunks)
+    assert np.array_equal(again[0], seq) and again[4] == events
+    assert tail == [] or tail[0].kind == "truncated"
