@@ -14,7 +14,7 @@ def _force_metrics_cy(const double[::1] fx, const double[::1] fz, double rate, d
     """Fill the per-contact output arrays (length = number of contacts)."""
     cdef Py_ssize_t c = i_strike.shape[0], j, k, a, b, k_max, last, lo, hi
     cdef double dt = 1.0 / rate, x, xmin, neg, pos, prev_neg, prev_pos, bi, pi
-    cdef double zmax, m, impact, t20, t80
+    cdef double zmax, z, m, impact, t20, t80
     cdef bint found
     with nogil:
         for j in range(c):
@@ -27,40 +27,43 @@ def _force_metrics_cy(const double[::1] fx, const double[::1] fz, double rate, d
             propulsive_impulse[j] = NAN
             impact_peak[j] = NAN
             fallback[j] = 0
-            # anterior-posterior: peak braking, trapezoid impulses over valid samples
+            # one pass over stance: peak braking, trapezoid sums (dt/2 applied after), Fz max
             last = -1
+            k_max = -1
             xmin = NAN
+            zmax = NAN
             bi = 0.0
             pi = 0.0
             prev_neg = 0.0
             prev_pos = 0.0
             for k in range(a, b):
+                z = fz[k]
+                if not isnan(z) and (k_max < 0 or z > zmax):
+                    zmax = z
+                    k_max = k
                 x = fx[k]
                 if isnan(x):
                     continue
                 neg = x if x < 0.0 else 0.0
-                pos = x if x > 0.0 else 0.0
+                pos = x - neg
                 if last < 0:
                     xmin = x
                 else:
                     if x < xmin:
                         xmin = x
-                    bi += (k - last) * dt * (prev_neg + neg) / 2
-                    pi += (k - last) * dt * (prev_pos + pos) / 2
+                    if k - last == 1:
+                        bi += prev_neg + neg
+                        pi += prev_pos + pos
+                    else:                      # bridge a NaN gap linearly
+                        bi += (k - last) * (prev_neg + neg)
+                        pi += (k - last) * (prev_pos + pos)
                 prev_neg = neg
                 prev_pos = pos
                 last = k
             if last >= 0:
                 peak_braking[j] = xmin / bw
-                braking_impulse[j] = bi / bw
-                propulsive_impulse[j] = pi / bw
-            # vertical: stance maximum (first one on ties)
-            k_max = -1
-            zmax = NAN
-            for k in range(a, b):
-                if not isnan(fz[k]) and (k_max < 0 or fz[k] > zmax):
-                    zmax = fz[k]
-                    k_max = k
+                braking_impulse[j] = bi * (0.5 * dt) / bw
+                propulsive_impulse[j] = pi * (0.5 * dt) / bw
             if k_max < 0:
                 continue
             peak_vgrf[j] = zmax / bw

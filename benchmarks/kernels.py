@@ -1,0 +1,190 @@
+"""Kernel benchmark: contact detection, force metrics and joint angles on one hour of synthetic
+split-belt running (1000 Hz force, 200 Hz markers).
+
+Prints what it measures; the last line is one JSON object of the figures:
+
+- ``contacts_vs_memory_pass``: contacts + force metrics (both belts) ÷ one NumPy ``sum`` over
+  the same four float64 columns (Fx, Fz of each belt) — how close the kernels run to the cost
+  of reading their input once (goal ≤ 3);
+- ``contacts_vs_numpy``: speed-up of the compiled contact detection over its NumPy reference
+  (goal ≥ 10); ``forces_vs_numpy`` the same for the force metrics;
+- ``contacts_vs_ktk``: speed-up over Kinetics Toolkit's ``cycles.detect_cycles`` (the same
+  hysteresis, 50 N / 20 N) on a 60-s excerpt — it slows super-linearly, so it is only timed on
+  an excerpt (goal ≥ 50);
+- ``angles_vs_numpy``: compiled ``treadlab.kernels.angles.joint_angles`` over its reference
+  ``treadlab.kernels._angles_ref.joint_angles`` on the hour of markers (goal ≥ 5).
+
+Every time is the best of several repeats (the machine is shared; the minimum is the least
+disturbed run). Usage: ``python benchmarks/kernels.py [--minutes 60] [--repeats 5]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+
+def best_of(fn, repeats):
+    """(best seconds, last result) of ``repeats`` calls."""
+    best, out = np.inf, None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def generate(minutes, with_markers=True):
+    from treadlab.acquisition.synthetic import RunnerParams, SyntheticRunner
+
+    # no zero drift: the runner's drift is linear from t = 0 (0.05 N/s by default), so after
+    # about 6 min the flight phases sit above the 20 N toe-off level and an hour-long trace
+    # would have to be re-zeroed first; the benchmark times the kernels, not the re-zeroing
+    params = RunnerParams(duration_s=minutes * 60.0, belt="split", drift_n_per_s=0.0)
+    runner = SyntheticRunner(params)
+    rate, mrate = runner.force_rate_hz, runner.marker_rate_hz
+    n = int(round(minutes * 60 * rate))
+    cols = np.empty((4, n))                     # Fx left, Fz left, Fx right, Fz right
+    chunk = int(60 * rate)
+    for a in range(0, n, chunk):
+        t = np.arange(a, min(a + chunk, n)) / rate
+        w = runner.force(t)
+        cols[0, a:a + t.size] = w[:, 0, 0]
+        cols[1, a:a + t.size] = w[:, 0, 2]
+        cols[2, a:a + t.size] = w[:, 1, 0]
+        cols[3, a:a + t.size] = w[:, 1, 2]
+    markers = None
+    if with_markers:
+        m = int(round(minutes * 60 * mrate))
+        markers = np.empty((m, len(runner.labels), 3), np.float32)
+        mchunk = int(60 * mrate)
+        for a in range(0, m, mchunk):
+            tm = np.arange(a, min(a + mchunk, m)) / mrate
+            markers[a:a + tm.size] = runner.markers(tm)
+    return runner, params, rate, cols, markers
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--ktk-seconds", type=float, default=60.0)
+    args = ap.parse_args(argv)
+
+    from treadlab.kernels import _contacts_ref, _forces_ref
+    from treadlab.kernels.contacts import ContactParams, detect_contacts
+    from treadlab.kernels.forces import force_metrics
+
+    t = time.perf_counter()
+    runner, params, rate, cols, markers = generate(args.minutes)
+    n = cols.shape[1]
+    print(f"generated {args.minutes:g} min: force {n} samples × 2 belts at {rate:g} Hz, "
+          f"markers {markers.shape[0]} frames × {markers.shape[1]} at "
+          f"{runner.marker_rate_hz:g} Hz ({time.perf_counter() - t:.1f} s)")
+    bw = params.body_mass_kg * 9.81
+    p = ContactParams.from_bw(bw)
+    fx_l, fz_l, fx_r, fz_r = cols
+
+    def memory_pass():
+        return sum(float(np.sum(c)) for c in cols)
+
+    def detect(fn, fz):
+        return fn(fz, rate, p)[0]
+
+    def kernels():
+        out = []
+        for fx, fz in ((fx_l, fz_l), (fx_r, fz_r)):
+            c = detect_contacts(fz, rate, p)[0]
+            out.append((c, force_metrics(fx, fz, rate, c.i_strike, c.i_off, bw)))
+        return out
+
+    t_sum, _ = best_of(memory_pass, args.repeats)
+    t_kern, res = best_of(kernels, args.repeats)
+    n_contacts = sum(len(c) for c, _ in res)
+    print(f"numpy sum over 4 float64 columns: {t_sum * 1e3:.1f} ms")
+    print(f"contacts + force metrics, both belts: {t_kern * 1e3:.1f} ms "
+          f"({n_contacts} contacts, {np.mean([c.valid.mean() for c, _ in res]) * 100:.1f} % valid)")
+
+    t_c, c_cy = best_of(lambda: detect(detect_contacts, fz_l), args.repeats)
+    t_c_ref, c_ref = best_of(lambda: detect(_contacts_ref.detect_contacts, fz_l),
+                             max(1, args.repeats // 2))
+    assert len(c_cy) == len(c_ref) and np.array_equal(c_cy.i_strike, c_ref.i_strike)
+    print(f"contacts, one belt: compiled {t_c * 1e3:.1f} ms, NumPy reference "
+          f"{t_c_ref * 1e3:.1f} ms")
+    t_f, _ = best_of(lambda: force_metrics(fx_l, fz_l, rate, c_cy.i_strike, c_cy.i_off, bw),
+                     args.repeats)
+    t_f_ref, _ = best_of(lambda: _forces_ref.force_metrics(fx_l, fz_l, rate, c_cy.i_strike,
+                                                           c_cy.i_off, bw),
+                         max(1, args.repeats // 2))
+    print(f"force metrics, one belt: compiled {t_f * 1e3:.1f} ms, NumPy reference "
+          f"{t_f_ref * 1e3:.1f} ms")
+
+    # Kinetics Toolkit on an excerpt
+    ktk_ratio = None
+    try:
+        import kineticstoolkit as ktk
+    except ImportError:
+        print("kineticstoolkit not installed: contacts_vs_ktk skipped "
+              "(pip install 'treadlab[bench]')")
+    else:
+        k = int(args.ktk_seconds * rate)
+        ex = np.ascontiguousarray(fz_l[:k])
+        ts = ktk.TimeSeries(time=np.arange(k) / rate)
+        ts.data["Fz"] = ex
+
+        def run_ktk():
+            return ktk.cycles.detect_cycles(ts, "Fz", event_names=("strike", "off"),
+                                            thresholds=(p.strike_n, p.off_n),
+                                            directions=("rising", "falling"))
+        t_ktk, out = best_of(run_ktk, 1)
+        t_ex, c_ex = best_of(lambda: detect(detect_contacts, ex), args.repeats)
+        n_ktk = sum(e.name == "strike" for e in out.events)
+        ktk_ratio = t_ktk / t_ex
+        print(f"{args.ktk_seconds:g}-s excerpt: kineticstoolkit detect_cycles "
+              f"{t_ktk * 1e3:.0f} ms ({n_ktk} cycles), treadlab {t_ex * 1e3:.2f} ms "
+              f"({len(c_ex)} contacts)")
+
+    # joint angles
+    angles_ratio = None
+    try:
+        from treadlab.kernels import _angles_ref, angles
+    except ImportError as exc:
+        print(f"angles kernels not available: angles_vs_numpy skipped ({exc})")
+    else:
+        subject = dict(runner.subject)
+        t_a, _ = best_of(lambda: angles.joint_angles(markers, runner.labels, subject),
+                         max(1, args.repeats // 2))
+        t_a_ref, _ = best_of(lambda: _angles_ref.joint_angles(markers, runner.labels, subject), 1)
+        angles_ratio = t_a_ref / t_a
+        print(f"joint angles, {markers.shape[0]} frames: compiled {t_a * 1e3:.0f} ms, "
+              f"NumPy reference {t_a_ref * 1e3:.0f} ms")
+
+    figures = {
+        "minutes": args.minutes,
+        "force_samples_per_belt": n,
+        "contacts": n_contacts,
+        "numpy_sum_ms": round(t_sum * 1e3, 2),
+        "contacts_and_metrics_ms": round(t_kern * 1e3, 2),
+        "contacts_vs_memory_pass": round(t_kern / t_sum, 2),
+        "contacts_vs_numpy": round(t_c_ref / t_c, 1),
+        "forces_vs_numpy": round(t_f_ref / t_f, 1),
+        "contacts_vs_ktk": None if ktk_ratio is None else round(ktk_ratio, 1),
+        "ktk_excerpt_s": args.ktk_seconds,
+        "angles_vs_numpy": None if angles_ratio is None else round(angles_ratio, 1),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or ''}"
+                   .strip(", "),
+        "python": platform.python_version(),
+        "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%MZ"),
+    }
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
