@@ -47,7 +47,7 @@ from treadlab.config.errors import InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Recorder", "recover", "clear_status_flags", "lock_path", "G"]
+__all__ = ["Recorder", "recover", "clear_status_flags", "estimate_body_mass", "lock_path", "G"]
 
 #: Standard gravity (m/s²), for body weight = mass · g.
 G = 9.80665
@@ -159,8 +159,6 @@ class Recorder:
         self.written = {"force": 0, "markers": 0, "log": 0}
         self.flushes = 0
         self.last_flush_host: float | None = None
-        self._fz_sum = 0.0
-        self._fz_n = 0
         self._lock_fd: int | None = None
 
     # --- life cycle ---------------------------------------------------------------------
@@ -231,11 +229,6 @@ class Recorder:
             self._queue.append(("event", (t, str(source), str(kind), str(detail)), None))
             self._cond.notify()
 
-    @property
-    def mean_total_fz(self) -> float:
-        """Mean vertical force summed over plates so far (N), NaN before any force."""
-        return self._fz_sum / self._fz_n if self._fz_n else float("nan")
-
     def close(self, status: str = "complete", attrs: dict | None = None) -> Path:
         """Write what is queued, finish the file and set its status.
 
@@ -265,14 +258,7 @@ class Recorder:
         if self.error is not None:
             log.error("%s: writer failed: %s", self.path, self.error)
         with h5py.File(self.path, "r+", libver=archive.LIBVER) as f:
-            final = dict(attrs or {})
-            bm = final.get("body_mass_kg", f.attrs.get("body_mass_kg", float("nan")))
-            if bm is None or not np.isfinite(float(bm)):
-                est = self.mean_total_fz / G
-                if np.isfinite(est) and est > 0:
-                    final["body_mass_kg"] = float(est)
-                    final["body_mass_source"] = "estimated from mean vertical force"
-            for key, value in final.items():
+            for key, value in (attrs or {}).items():
                 f.attrs[key] = archive._to_attr(value)
             _finish(f, status, note=f"recording {status}")
         self._release_lock()
@@ -337,8 +323,6 @@ class Recorder:
             if "force/counts" in ds:
                 c = ds["force/counts"]
                 _append(c, np.concatenate([b.raw for b in blocks]).astype(c.dtype, copy=False))
-            self._fz_sum += float(np.sum(wrench[:, :, 2], dtype=np.float64))
-            self._fz_n += n
             self.written["force"] += n
         if markers:
             blocks = [b for b, _ in markers]
@@ -389,6 +373,39 @@ def _create_acquisition_datasets(f: h5py.File) -> dict:
         sq.dims[0].attach_scale(g["time"])
         out[f"{group}/host_time"], out[f"{group}/{seq_name}"] = ht, sq
     return out
+
+
+def estimate_body_mass(fz_total: np.ndarray, strike_n: float = 50.0) -> tuple[float, str]:
+    """Body mass from the mean vertical force over whole steps.
+
+    Over whole strides of steady running the mean vertical ground reaction equals body weight.
+    The mean is taken from the first to the last rise of the summed vertical force through
+    ``strike_n`` (each running step starts from a flight phase), so unloaded time before the
+    runner steps on and partial steps at the ends do not bias it.
+
+    Parameters
+    ----------
+    fz_total : (n,) float64, N, vertical force summed over the plates.
+    strike_n : float, N, loading threshold.
+
+    Returns
+    -------
+    (mass_kg, how) : float (NaN when the belt was never loaded) and a description.
+    """
+    fz = np.asarray(fz_total, dtype=np.float64)
+    fz = fz[np.isfinite(fz)]
+    loaded = fz >= strike_n
+    if not loaded.any():
+        return float("nan"), "not estimated: the plates were never loaded"
+    rises = np.flatnonzero(loaded[1:] & ~loaded[:-1]) + 1
+    if len(rises) >= 3:
+        seg = fz[rises[0]:rises[-1]]
+        how = f"estimated from mean vertical force over {len(rises) - 1} whole steps"
+    else:
+        idx = np.flatnonzero(loaded)
+        seg = fz[idx[0]:idx[-1] + 1]
+        how = "estimated from mean vertical force while loaded (no flight phases found)"
+    return float(np.mean(seg)) / G, how
 
 
 # --- finishing and recovery --------------------------------------------------------------------
@@ -454,10 +471,10 @@ def _finish(f: h5py.File, status: str, note: str) -> dict:
     if "body_mass_kg" in f.attrs and not np.isfinite(float(f.attrs["body_mass_kg"])) \
             and counts.get("force"):
         fz = raw["force"]["wrench"][:, :, 2].astype(np.float64).sum(axis=1)
-        est = float(np.mean(fz)) / G
-        if est > 0:
+        est, how = estimate_body_mass(fz)
+        if np.isfinite(est):
             f.attrs["body_mass_kg"] = est
-            f.attrs["body_mass_source"] = "estimated from mean vertical force"
+            f.attrs["body_mass_source"] = how
     f.attrs["status"] = status
     f.flush()
     return counts

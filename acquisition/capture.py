@@ -1,0 +1,382 @@
+"""A capture session: devices → clock alignment → crash-safe recorder + live feedback.
+
+:func:`run_capture` is what ``treadlab capture`` (and ``treadlab demo``) runs:
+
+1. the lab config is loaded and checked (:func:`treadlab.config.load_lab`): a bad config is a
+   one-line :class:`ConfigError` before any device is touched;
+2. the default simulated lab starts its virtual devices (a pty treadmill and loopback mocap,
+   :func:`treadlab.acquisition.simulated.start_lab`);
+3. every device is opened and must deliver frames (and the force plate its tare) *before*
+   anything is recorded: a missing port or silent stream is a one-line :class:`DeviceError`
+   naming it, and no file is created;
+4. each source reads its device in its own daemon thread (``Source`` base); this function's loop
+   only moves blocks: it feeds the clock fit, maps device times onto the session clock and hands
+   each block to the :class:`~treadlab.acquisition.recorder.Recorder` (its own writer thread) and
+   the :class:`~treadlab.acquisition.live.LiveProcessor` (its own thread), so neither disk writes
+   nor processing ever stall a read;
+5. a status line (elapsed, cadence, contact time, the cause values, drops) is refreshed about
+   twice a second on a terminal;
+6. Ctrl-C, SIGTERM or the end of ``duration_s`` end the session cleanly: devices closed, the
+   queue drained, clocks refitted, ``status="complete"``. An error mid-capture closes the file as
+   ``"interrupted"`` and re-raises.
+
+The archive is ``<subject>_<UTC timestamp>.h5`` in ``out_dir``. Body mass is the given one or,
+when not given, estimated from the mean vertical force over the recording (mass = mean Fz / g).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import re
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from treadlab.acquisition.clock import SessionClock
+from treadlab.acquisition.live import LiveProcessor, format_status
+from treadlab.acquisition.recorder import G, Recorder
+from treadlab.config.errors import ConfigError, DeviceError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run_capture", "capture_session", "session_filename"]
+
+#: Seconds to wait for the first frames of every stream before giving up (DeviceError).
+FIRST_FRAMES_TIMEOUT_S = 5.0
+
+
+def session_filename(subject: str, when: datetime | None = None) -> str:
+    """``<subject>_<YYYYmmddTHHMMSSZ>.h5`` with the subject made file-name safe."""
+    when = when or datetime.now(timezone.utc)
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", str(subject)).strip("-.") or "subject"
+    return f"{safe}_{when.strftime('%Y%m%dT%H%M%SZ')}.h5"
+
+
+def _is_simulated(cfg) -> bool:
+    fp, mk = cfg.forceplate, cfg.markers
+    return (getattr(fp, "driver", "") == "simulated"
+            or str(getattr(fp, "port", "")) in ("auto", "")
+            or (getattr(mk, "driver", "") == "markers_udp" and int(getattr(mk, "port", 1)) == 0))
+
+
+def _cgm_labels(labels, cfg) -> list[str]:
+    try:
+        from treadlab.config.markers import to_cgm
+    except ImportError:  # the marker-name table is optional
+        return [str(x) for x in labels]
+    extra = getattr(cfg, "marker_names", None) or None
+    return list(to_cgm(list(labels), extra))
+
+
+def _belt_speed(cfg, simulated: bool, params) -> tuple[float, str]:
+    """Belt speed (m/s) and where it came from: the lab table, else the simulated runner."""
+    lab = getattr(cfg, "lab", None)
+    value = lab.get("belt_speed_m_s") if isinstance(lab, dict) else \
+        getattr(lab, "belt_speed_m_s", None)
+    if value is not None:
+        return float(value), "lab config"
+    if simulated:
+        from treadlab.acquisition.synthetic import parse_params
+
+        sim = getattr(cfg, "simulator", None) or {}
+        values = dict(sim) if isinstance(sim, dict) else dict(vars(sim))
+        values = {k: v for k, v in values.items() if v is not None}
+        values.update(params or {})
+        return float(parse_params(values).speed_m_s), "simulated runner"
+    return 0.0, "unknown (not in the lab config)"
+
+
+def _contact_params(cfg, body_mass_kg):
+    from treadlab.kernels.contacts import ContactParams
+
+    c = getattr(cfg, "contacts", None)
+    get = (lambda k, d: getattr(c, k, d)) if c is not None else (lambda k, d: d)
+    min_peak = 0.0
+    if body_mass_kg:
+        min_peak = float(get("min_peak_bw", 1.0)) * float(body_mass_kg) * G
+    return ContactParams(strike_n=float(get("strike_n", 50.0)), off_n=float(get("off_n", 20.0)),
+                         min_contact_s=float(get("min_contact_s", 0.1)), min_peak_n=min_peak,
+                         min_flight_s=float(get("min_flight_s", 0.02)))
+
+
+def _wait_first_frames(sources, timeout: float) -> None:
+    """Every source must deliver frames within ``timeout`` s; DeviceError names the silent one."""
+    deadline = time.monotonic() + timeout
+    for src in sources:
+        while src.counters.get("frames", 0) == 0:
+            if time.monotonic() > deadline:
+                where = getattr(src, "port", None) or getattr(src, "address", None) or src.name
+                raise DeviceError(f"{where}: no frames from the {src.name} stream within "
+                                  f"{timeout:.0f} s (device off or wrong port/stream?)")
+            time.sleep(0.02)
+
+
+class _Stopper:
+    """Ctrl-C / SIGTERM / duration / an external event → one flag; handlers restored on exit."""
+
+    def __init__(self, stop_event: threading.Event | None):
+        self.event = stop_event or threading.Event()
+        self.reason = None
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.reason = signal.Signals(signum).name
+        self.event.set()
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float | None = None,
+                duration_s: float | None = None, out_dir=".", *, params: dict | None = None,
+                status_stream=None, stop_event: threading.Event | None = None,
+                on_step=None) -> Path:
+    """Record one capture session into ``out_dir/<subject>_<UTC>.h5``.
+
+    Parameters
+    ----------
+    config_path : str or os.PathLike, optional
+        Lab TOML; None = the shipped simulated lab.
+    subject : str
+        Subject identifier (root attribute ``subject_id``; also names the file).
+    body_mass_kg : float, optional
+        kg; when None it is estimated from the mean vertical force of the recording.
+    duration_s : float, optional
+        Stop after this many seconds of recording (None: Ctrl-C / SIGTERM / ``stop_event``).
+    out_dir : str or os.PathLike
+        Folder for the archive (created if needed).
+    params : dict, optional
+        Synthetic-runner parameters for the simulated lab (``{"cadence_spm": "170"}``).
+    status_stream : file-like, optional
+        Where the live status line goes (default ``sys.stderr``); on a terminal it is redrawn
+        about twice a second, otherwise a line is printed every 5 s.
+    stop_event : threading.Event, optional
+        Set it to end the capture from another thread.
+    on_step : callable(LiveStep), optional
+        Called by the live processor at each toe off.
+
+    Returns
+    -------
+    pathlib.Path of the session archive (``status="complete"``).
+
+    Raises
+    ------
+    ConfigError before anything is opened; DeviceError naming the port/stream before anything is
+    recorded.
+    """
+    from treadlab.config import load_lab
+
+    cfg = load_lab(config_path)
+    return capture_session(cfg, subject=subject, body_mass_kg=body_mass_kg,
+                           duration_s=duration_s, out_dir=out_dir, params=params,
+                           status_stream=status_stream, stop_event=stop_event, on_step=on_step)
+
+
+def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = None,
+                    duration_s: float | None = None, out_dir=".", *, params: dict | None = None,
+                    status_stream=None, stop_event: threading.Event | None = None,
+                    on_step=None) -> Path:
+    """:func:`run_capture` for a lab configuration already loaded (``LabConfig``).
+
+    ``cfg`` needs the tables ``lab``, ``forceplate``, ``plates``, ``markers`` and optionally
+    ``contacts``, ``simulator``, ``marker_names`` (docs/architecture.md, Config).
+    """
+    from treadlab.acquisition.base import sources_from_config
+
+    if body_mass_kg is not None and not (math.isfinite(body_mass_kg) and body_mass_kg > 0):
+        raise ConfigError(None, "--body-mass", f"must be a positive number of kg, got "
+                                                f"{body_mass_kg}")
+    if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
+        raise ConfigError(None, "--duration", f"must be a positive number of s, got {duration_s}")
+    out_dir = Path(out_dir)
+    status_stream = sys.stderr if status_stream is None else status_stream
+
+    lab = None
+    force = markers = None
+    try:
+        if _is_simulated(cfg):
+            from treadlab.acquisition.simulated import start_lab
+
+            lab = start_lab(cfg, params=params)
+        force, markers = sources_from_config(cfg, lab=lab)
+        force.open()
+        markers.open()
+        # the force source tares itself over tare_seconds after open (belt unloaded)
+        tare_s = float(getattr(cfg.forceplate, "tare_seconds", 0.0) or 0.0)
+        if hasattr(force, "tare"):
+            force.tare(timeout=2 * tare_s + FIRST_FRAMES_TIMEOUT_S)
+        _wait_first_frames([force, markers], FIRST_FRAMES_TIMEOUT_S)
+        return _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir,
+                       status_stream, stop_event, on_step, params)
+    finally:
+        for src in (markers, force):
+            if src is not None:
+                try:
+                    src.close()
+                except Exception:  # closing must not hide the real error
+                    log.exception("closing %s failed", src)
+        if lab is not None:
+            lab.stop()
+
+
+def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir, status_stream,
+            stop_event, on_step, params=None) -> Path:
+    finfo, minfo = force.info, markers.info
+    plates = list(finfo.plates or finfo.labels)
+    labels = _cgm_labels(minfo.labels, cfg)
+    cal = getattr(force, "calibration", None)
+    origin = np.array([np.asarray(getattr(p, "origin", np.zeros(3)), float) for p in cfg.plates])
+    corners = np.array([np.asarray(getattr(p, "corners", np.zeros((4, 3))), float)
+                        for p in cfg.plates])
+    lab_name = str(getattr(getattr(cfg, "lab", None), "name", "") or "")
+    belt = str(getattr(getattr(cfg, "lab", None), "belt", "split") or "split")
+    speed, speed_source = _belt_speed(cfg, lab is not None, params)
+    attrs = {"subject_id": str(subject), "lab": lab_name, "belt": belt,
+             "belt_speed_m_s": speed, "belt_speed_source": speed_source,
+             "body_mass_kg": float(body_mass_kg) if body_mass_kg else float("nan"),
+             "config_path": str(getattr(cfg, "path", "") or "(default simulated lab)")}
+    if body_mass_kg:
+        attrs["body_mass_source"] = "given"
+    if hasattr(cfg, "hash"):
+        try:
+            attrs["config_hash"] = cfg.hash()
+        except Exception:  # the hash is informative only
+            pass
+    subject_attrs = {}
+    if lab is not None and getattr(lab, "subject", None):
+        subject_attrs = dict(lab.subject)
+
+    # forget what arrived before recording (tare period), keep the events
+    force.read(0)
+    markers.read(0)
+    t0 = time.monotonic()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / session_filename(subject)
+    rec = Recorder(path, attrs, plates=plates, origin=origin, corners=corners,
+                   force_rate_hz=finfo.rate_hz, labels=labels, marker_rate_hz=minfo.rate_hz,
+                   n_channels=finfo.channels or None,
+                   counts_dtype=np.dtype(finfo.sample_type) if finfo.channels else None,
+                   calibration=cal, t0_host=t0, subject=subject_attrs).start()
+    clock = SessionClock(t0)
+    live = LiveProcessor(plates, finfo.rate_hz, labels, minfo.rate_hz,
+                         params=_contact_params(cfg, body_mass_kg), belt=belt,
+                         subject=subject_attrs or None, on_step=on_step).start()
+    rec.event(t0, "capture", "start",
+              f"subject {subject}; force {finfo.rate_hz:g} Hz × {finfo.channels} ch "
+              f"({', '.join(plates)}), markers {minfo.rate_hz:g} Hz × {len(labels)}")
+    if cal is not None and "zero" in cal:
+        rec.event(t0, "force", "tare_zero",
+                  "counts " + " ".join(f"{z:.1f}" for z in np.ravel(cal["zero"])))
+
+    tty = bool(getattr(status_stream, "isatty", lambda: False)())
+    every = 0.5 if tty else 5.0
+    next_status = t0 + every
+    status = "interrupted"
+    reason = "error"
+    try:
+        with _Stopper(stop_event) as stopper:
+            end = None if duration_s is None else t0 + float(duration_s)
+            while not stopper.event.is_set():
+                now = time.monotonic()
+                if end is not None and now >= end:
+                    stopper.reason = "duration"
+                    break
+                _move(force.read(0.02), clock, rec, live)
+                _move(markers.read(0.0), clock, rec, live)
+                for src in (force, markers):
+                    for ev in src.drain_events():
+                        rec.event(*ev)
+                if now >= next_status:
+                    _show(status_stream, tty, now - t0, live, force, markers)
+                    next_status = now + every
+                if rec.error is not None:
+                    raise rec.error
+            reason = stopper.reason or "stop requested"
+        # stop the devices, then move what they still hold
+        for src in (force, markers):
+            src.close()
+            _move(src.read(0), clock, rec, live)
+            for ev in src.drain_events():
+                rec.event(*ev)
+        status = "complete"
+    finally:
+        live.stop()
+        end_t = time.monotonic()
+        counters = {src.name: src.counters for src in (force, markers)}
+        for name, c in counters.items():
+            rec.event(end_t, name, "counters",
+                      ", ".join(f"{k} {v}" for k, v in sorted(c.items()) if v))
+        st = live.status()
+        rec.event(end_t, "live", "summary",
+                  f"{st['n_steps']} steps, {st['live_drops']} blocks dropped by the live "
+                  f"processor, {st['errors']} errors")
+        rec.event(end_t, "capture", "stop", f"{reason} after {end_t - t0:.1f} s")
+        if tty:
+            status_stream.write("\n")
+        # without --body-mass, close() estimates it from the mean vertical force over whole steps
+        rec.close(status=status)
+    _show(status_stream, False, time.monotonic() - t0, live, force, markers)
+    log.info("%s: %s (%s)", path, status, reason)
+    return path
+
+
+def _merge(blocks):
+    """Consecutive blocks of one source as one block (less per-block work downstream)."""
+    if len(blocks) <= 1:
+        return blocks
+    from treadlab.acquisition.base import Block
+
+    first = blocks[0]
+
+    def cat(name):
+        parts = [getattr(b, name) for b in blocks]
+        if any(p is None for p in parts):
+            return None
+        return np.concatenate([np.broadcast_to(p, (len(b),) + np.shape(p)[1:])
+                               for p, b in zip(parts, blocks)])
+
+    return [Block(stream=first.stream, device_time=cat("device_time"),
+                  host_time=cat("host_time"), data=cat("data"), raw=cat("raw"), seq=cat("seq"))]
+
+
+def _move(blocks, clock: SessionClock, rec: Recorder, live: LiveProcessor) -> None:
+    for b in _merge(blocks):
+        clock.add(b.stream, b.device_time, b.host_time)
+        t = clock.to_session(b.stream, b.device_time)
+        rec.put(b, t)
+        if b.stream == "force":
+            live.put_force(t, b.data, b.seq)
+        elif b.stream == "markers":
+            live.put_markers(t, b.data)
+
+
+def _drops(*sources) -> int:
+    total = 0
+    for src in sources:
+        c = src.counters
+        total += int(c.get("drops", 0)) + int(c.get("overflow", 0))
+    return total
+
+
+def _show(stream, tty: bool, elapsed: float, live: LiveProcessor, *sources) -> None:
+    line = format_status(elapsed, live.status(), _drops(*sources))
+    try:
+        if tty:
+            stream.write("\r\033[K" + line)
+        else:
+            stream.write(line + "\n")
+        stream.flush()
+    except (OSError, ValueError):  # a closed terminal must not stop the capture
+        pass
