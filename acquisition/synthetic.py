@@ -10,17 +10,18 @@ A :class:`SyntheticRunner` turns :class:`RunnerParams` into
 * the true per-step values (:meth:`SyntheticRunner.truth_steps`) computed from the noise-free
   signals with the definitions of METRICS.md.
 
-Every quantity is a deterministic function of absolute time: noise and dropouts are drawn in
-fixed one-second chunks seeded by ``(seed, stream, chunk index)`` and the per-step timing
-jitter in fixed blocks of steps, so any window ``[a, b)`` is reproduced sample for sample no
-matter how a caller cuts the stream (a live virtual treadmill asks for it block by block).
+Every quantity is a deterministic function of absolute time: the noise of a sample is looked up
+in a fixed pool of normals at an offset hashed from ``(seed, stream, sample index)``, dropouts
+are drawn in fixed one-second chunks seeded by ``(seed, stream, chunk index)`` and the
+per-step timing jitter in fixed blocks of steps, so any window is reproduced sample for sample
+however a caller cuts the stream (a live virtual treadmill asks for it block by block).
 
 Model (lab frame X = direction of travel, Y = left, Z = up, mm; the pelvis centre stays near
 X = 0, the belt moves towards -X at ``speed_m_s``):
 
 * steps alternate left, right; step ``k`` (side ``k % 2``, 0 = left) starts at
-  ``t_first + k·60/cadence + jitter_k`` and lasts ``contact_time_s``; a flight phase separates
-  consecutive contacts;
+  ``t_first + k·60/cadence + jitter_k``; its vertical force stays at or above 20 N for
+  ``contact_time_s``; a flight phase separates consecutive contacts;
 * vertical force: an impact half-sine (first 18 % of stance) on top of an active
   ``sin(πu)**1.8`` hump (``u`` = fraction of stance), scaled so that each step's impulse is
   body weight × the step period: the mean vertical force over any stride is body weight;
@@ -31,10 +32,17 @@ X = 0, the belt moves towards -X at ``speed_m_s``):
   while the foot travels backwards with the belt; moments follow from ``M = r × F + [0,0,Tz]``;
 * kinematics: pelvis pose from tilt / obliquity / rotation (Plug-in Gait YXZ order), hip joint
   centres from the Davis et al. 1991 regression as in pyCGM2, feet that ride the belt during
-  stance (heel rocker, foot flat, toe rocker) and swing forward during flight, knees from
-  two-link inverse kinematics, a thorax leaning forward by ``trunk_lean_deg``.  The free
-  geometric constants (pelvis height, heel rise at toe off) are solved at construction so
-  that the four cause parameters hold as METRICS.md measures them.
+  stance (heel rocker, foot flat, then a toe rocker about the toe tip) and swing forward during
+  flight, knees from two-link inverse kinematics, knee and ankle markers placed so the CGM
+  chord function recovers the joint centres, a thorax leaning forward by ``trunk_lean_deg``.
+  Two free constants are solved at construction so the causes hold as METRICS.md measures
+  them: the pelvis height (knee flexed 20° at foot strike) and the thigh angle at toe off
+  (the 3-D CGM hip flexion reaches ``-hip_extension_deg`` between midstance and toe off).
+
+Known simplifications: the vertical force is not derived from the pelvis trajectory (the two
+are each plausible, not mutually consistent); the foot has no progression angle; the toe
+rocker pivot may slide or lift when the cause dials ask for a geometry the legs cannot reach
+(logged at debug level; ``truth_steps`` always reports what the markers actually show).
 """
 from __future__ import annotations
 
@@ -113,7 +121,8 @@ class RunnerParams:
     body_mass_kg : float
         Body mass (kg); body weight BW = m·9.81 N.
     contact_time_s : float
-        Duration of each foot contact (s), force onset to force end.
+        Contact time (s): how long the vertical force stays at or above 20 N (METRICS §2);
+        the force itself starts about 0.3 ms before and ends a few ms after.
     pelvic_drop_deg : float
         Contralateral pelvic drop per stance (degrees): the largest rise of the stance side
         over the swing side (Plug-in Gait obliquity about its stride mean).
@@ -133,7 +142,9 @@ class RunnerParams:
     dropout_rate : float
         Fraction of marker samples lost, in short runs of 3–17 frames (0–0.5).
     drift_n_per_s : float
-        Force-plate zero drift of Fz (N/s), linear from t = 0 on every plate.
+        Force-plate zero drift of Fz on every plate (N/s): the offset rises at this rate from
+        0 at t = 0 for 300 s, then falls back for 300 s (a 10-minute triangle), so it stays
+        within ``[0, 300 s × drift]`` however long the session.
     belt : str
         ``"split"`` (plates ``left`` (Y > 0) and ``right``, one per foot) or ``"single"``
         (one plate ``treadmill``).
@@ -163,7 +174,7 @@ class RunnerParams:
     force_noise_n: float = 2.0
     marker_noise_mm: float = 0.5
     dropout_rate: float = 0.005
-    drift_n_per_s: float = 0.05
+    drift_n_per_s: float = 0.02
     belt: str = "split"
     force_rate_hz: float = 1000.0
     marker_rate_hz: float = 200.0
@@ -418,6 +429,9 @@ def trunk_lean_from_markers(pos, labels=LABELS):
 # --------------------------------------------------------------------------------------------
 # The runner
 # --------------------------------------------------------------------------------------------
+DRIFT_HALF_PERIOD_S = 300.0
+"""The force-plate zero drift rises for this long, then falls back (s)."""
+
 _POOL = 1 << 20
 _BLOCK = 1 << 15                 # samples per vectorised block (keeps temporaries in cache)
 
@@ -713,13 +727,19 @@ class SyntheticRunner:
         w = self.force_clean(t)
         p = self.params
         if p.drift_n_per_s:
-            w[:, :, 2] += p.drift_n_per_s * t[:, None]
+            w[:, :, 2] += self.drift_offset(t)[:, None]
         if p.force_noise_n > 0 and len(t):
             noise = self._sample_noise(t, self.force_rate_hz, _S_FORCE_NOISE,
                                       (len(self.plates), 6))
             w += noise * (np.array([1.0, 1.0, 1.0, 0.05, 0.05, 0.05], np.float32)
                           * np.float32(p.force_noise_n))
         return w.astype(np.float32)
+
+    def drift_offset(self, t) -> np.ndarray:
+        """Fz zero offset (N) at times ``t`` ((n,) s): a triangle of slope ±drift_n_per_s and
+        half-period ``DRIFT_HALF_PERIOD_S``, starting at 0 at t = 0."""
+        x = np.mod(np.asarray(t, float), 2 * DRIFT_HALF_PERIOD_S)
+        return self.params.drift_n_per_s * np.minimum(x, 2 * DRIFT_HALF_PERIOD_S - x)
 
     def _sample_noise(self, t, rate, stream, shape):
         """Standard normal noise, a deterministic function of (seed, stream, sample index).
