@@ -24,7 +24,8 @@ the compiled per-sample state machine that the public functions call.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+import warnings
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -42,7 +43,9 @@ PHASE_ARMED = 1     # idle, an unloaded sample seen: the next loaded sample is a
 PHASE_CONTACT = 2   # in contact, waiting for an unloaded sample
 
 __all__ = ["ContactParams", "Contacts", "ContactState", "detect_contacts", "rezero_flight",
-           "centre_of_pressure", "assign_sides_split", "assign_sides_single", "FLAG_SHORT", "FLAG_LOW_PEAK",
+           "flight_baseline",
+           "centre_of_pressure", "assign_sides_split", "assign_sides_single", "FLAG_SHORT",
+           "FLAG_LOW_PEAK",
            "FLAG_NO_FLIGHT", "FLAG_DROPOUT", "FLAG_CROSS_STEP", "FLAG_SIDE", "FLAG_NAMES"]
 
 
@@ -379,6 +382,59 @@ def rezero_flight(wrench, i_strike, i_off, rate_hz, *, guard_s=0.01, min_samples
     return corrected, offsets
 
 
+def flight_baseline(fz, rate_hz, *, window_s=1.0, quantile=0.05):
+    """A first, contact-free estimate of the vertical zero offset, for traces whose drift is
+    large enough to hide the flight phases from the 20 N threshold.
+
+    In running every window longer than a stride holds unloaded samples (flight on a single
+    belt, swing on a split belt: at least about 20 % of the time), so a low quantile of Fz in
+    each window sits on the unloaded level. The quantiles are placed at the window centres and
+    linearly interpolated (constant beyond the first and last centre). Subtract it before a
+    first :func:`detect_contacts`, then refine every channel with :func:`rezero_flight`.
+
+    Parameters
+    ----------
+    fz : (n,) float array, N. Vertical force of one plate; NaN ignored.
+    rate_hz : float, Hz.
+    window_s : float, s. Window length: longer than one stride (default 1.0).
+    quantile : float in (0, 1). Default 0.05 (with ≥ 20 % unloaded samples per window it is the
+        unloaded level's lower quartile, about -0.7 sigma of the force noise).
+
+    Returns
+    -------
+    (n,) float64, N: the estimated offset at every sample (zeros when fz is empty; NaN only
+    if every window is all NaN).
+    """
+    fz = _as_1d("fz", fz)
+    rate_hz = _check_rate(rate_hz)
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
+    w = max(1, int(round(window_s * rate_hz)))
+    n = fz.size
+    if n == 0:
+        return np.zeros(0)
+    k = n // w
+    centres, levels = [], []
+    if k:
+        blocks = fz[: k * w].reshape(k, w)
+        with warnings.catch_warnings():              # all-NaN windows give NaN, skipped below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            q = np.nanquantile(blocks, quantile, axis=1)
+        centres.append(np.arange(k) * w + 0.5 * (w - 1))
+        levels.append(q)
+    if n - k * w >= max(1, w // 2) or k == 0:      # a last partial window, if long enough
+        tail = fz[k * w:]
+        if np.isfinite(tail).any():
+            centres.append(np.array([k * w + 0.5 * (tail.size - 1)]))
+            levels.append(np.array([np.nanquantile(tail, quantile)]))
+    centres = np.concatenate(centres) if centres else np.zeros(0)
+    levels = np.concatenate(levels) if levels else np.zeros(0)
+    good = np.isfinite(levels)
+    if not good.any():
+        return np.full(n, np.nan)
+    return np.interp(np.arange(n, dtype=np.float64), centres[good], levels[good])
+
+
 def centre_of_pressure(wrench, origin, surface_z=None):
     """Centre of pressure of one plate in the lab frame.
 
@@ -459,7 +515,8 @@ def assign_sides_single(contacts: Contacts, cop_y, *, foot_marker_z=None, window
     Each contact's COP y (mean over the early stance ``stance_window``, where the heel or
     forefoot lands and the two feet are furthest apart medio-laterally; over mid-stance they
     overlapped on the Fukuchi treadmill runs) is compared with the running median of its
-    neighbours' (``window`` steps, centred): left of it (Y > median) is the left foot. When ``foot_marker_z`` is given, the foot whose lowest marker is lower adds its
+    neighbours' (``window`` steps, centred): left of it (Y > median) is the left foot. When
+    ``foot_marker_z`` is given, the foot whose lowest marker is lower adds its
     vote. Sides are then made to alternate within each run of consecutive steps: the
     alternating pattern that agrees best with the evidence wins. A new run starts where a step
     is missing (strike-to-strike interval > ``gap_factor`` × the median interval). Contacts

@@ -128,7 +128,8 @@ def test_nan_inside_a_contact_flags_dropout(detect):
     c, _ = detect(fz, 100.0, P0)
     assert len(c) == 1 and c.flags[0] == FLAG_DROPOUT
     assert c.peak_n[0] == 900 and c.i_peak[0] == 6
-    assert c.i_off[0] == 9 and c.t_off[0] == pytest.approx(9 / 100)  # previous sample NaN: no interp.
+    # the sample before the toe off is NaN: no interpolation
+    assert c.i_off[0] == 9 and c.t_off[0] == pytest.approx(9 / 100)
 
 
 def test_empty_input(detect):
@@ -264,6 +265,32 @@ def test_rezero_flight_removes_drift():
     np.testing.assert_allclose(off1, offsets[:, 2])
     _, off0 = contacts.rezero_flight(measured, c.i_strike[:1], c.i_off[:1], rate)
     assert not off0.any()
+
+
+@pytest.mark.parametrize("belt", ["split", "single"])
+def test_flight_baseline_recovers_contacts_hidden_by_drift(belt):
+    syn = pytest.importorskip("treadlab.acquisition.synthetic")
+    runner = syn.SyntheticRunner(syn.RunnerParams(duration_s=60.0, belt=belt,
+                                                  drift_n_per_s=2.0))
+    rate = runner.force_rate_hz
+    t = np.arange(int(60 * rate)) / rate
+    w = np.asarray(runner.force(t)[:, 0], np.float64)       # 120 N of drift by the end
+    p = ContactParams()
+    lost, _ = contacts.detect_contacts(w[:, 2], rate, p)
+    base = contacts.flight_baseline(w[:, 2], rate)
+    inner = slice(int(rate), -int(rate))
+    # measured: 3.5 N (split) / 2.4 N (single) worst error; the runner has 2 N force noise
+    np.testing.assert_allclose(base[inner], 2.0 * t[inner], atol=6.0)
+    first, _ = contacts.detect_contacts(w[:, 2] - base, rate, p)
+    x, off = contacts.rezero_flight(w, first.i_strike, first.i_off, rate)
+    final, _ = contacts.detect_contacts(x[:, 2], rate, p)
+    expected = 85 if belt == "split" else 170
+    assert len(lost) < expected // 2 and len(first) == len(final) == expected
+    inner = slice(int(2 * rate), -int(2 * rate))
+    np.testing.assert_allclose(off[inner, 2], 2.0 * t[inner], atol=1.5)   # measured 0.25/0.66 N
+    assert contacts.flight_baseline(np.zeros(0), rate).shape == (0,)
+    with pytest.raises(ValueError, match="quantile"):
+        contacts.flight_baseline(w[:, 2], rate, quantile=1.5)
 
 
 def test_centre_of_pressure():
