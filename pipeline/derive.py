@@ -35,12 +35,13 @@ CONTACT_COLUMNS = ("side", "t_strike", "t_off", "contact_time", "flight_time", "
                    "loading_rate", "peak_braking", "braking_impulse", "propulsive_impulse",
                    "pelvic_drop", "trunk_lean", "overstride", "shank_angle_ic",
                    "peak_hip_extension", "valid")
-#: Angle columns stored in ``/derived/angles`` (all in degrees).
+#: Angle columns stored in ``/derived/angles`` (DESIGN §4, degrees). The kernel's 2-D shank and
+#: thigh angles and heel lead feed the per-step metrics but are not stored (archive size and
+#: write time: every stored column is another gzip-compressed float32 per marker frame).
 STORED_ANGLES = ("pelvis_tilt", "pelvis_obliquity", "pelvis_rotation", "trunk_lean",
                  "hip_flexion_left", "hip_flexion_right", "hip_adduction_left",
                  "hip_adduction_right", "knee_flexion_left", "knee_flexion_right",
-                 "ankle_dorsiflexion_left", "ankle_dorsiflexion_right", "shank_angle_left",
-                 "shank_angle_right", "thigh_angle_left", "thigh_angle_right")
+                 "ankle_dorsiflexion_left", "ankle_dorsiflexion_right")
 #: Which angle a cause metric is built from (its reason is the metric's reason when missing).
 METRIC_SOURCE = {"pelvic_drop": "pelvis_obliquity", "trunk_lean": "trunk_lean",
                  "overstride": "heel_lead_left", "shank_angle_ic": "shank_angle_left",
@@ -114,46 +115,53 @@ def _sos(rate_hz: float, cutoff_hz, order: int):
     return butter(int(order), cutoff_hz / (0.5 * rate_hz), output="sos")
 
 
-def lowpass(x: np.ndarray, rate_hz: float, cutoff_hz, order: int) -> np.ndarray:
+def lowpass(x: np.ndarray, rate_hz: float, cutoff_hz, order: int, dtype=np.float64,
+            block: int = 12) -> np.ndarray:
     """Zero-lag Butterworth low-pass along axis 0, NaN-aware.
 
     Parameters
     ----------
     x : ndarray, shape (n, ...), float
         Signal (any unit); NaN marks missing samples.
-    rate_hz : float, Hz. cutoff_hz : float, Hz (0/None: return a float64 copy).
+    rate_hz : float, Hz. cutoff_hz : float, Hz (0/None: no filtering, a copy is returned).
     order : int. Order of each pass (forward and backward).
+    dtype : output dtype (float64 default; float32 for marker positions halves the memory).
+    block : int. Columns filtered at a time (bounds the float64 temporaries).
 
     Returns
     -------
-    ndarray, shape (n, ...), float64
+    ndarray, shape (n, ...), ``dtype``
         Filtered; NaN where ``x`` is NaN. Inside a column, missing samples are bridged by
-        linear interpolation (held constant at the ends) for the filter only and set back to
-        NaN afterwards, so every column is filtered in one vectorised pass; samples next to a
-        long gap are therefore smoothed towards the bridge (within about one cut-off period).
-        A column with fewer finite samples than the filter's padding is returned unfiltered.
+        linear interpolation for the filter only and set back to NaN afterwards, so each
+        column is filtered in one vectorised pass; samples next to a long gap are therefore
+        smoothed towards the bridge (within about one cut-off period). A column with fewer
+        finite samples than the filter's padding is returned unfiltered.
     """
     x = np.asarray(x)
     sos = _sos(rate_hz, cutoff_hz, order)
     if sos is None or x.shape[0] == 0:
-        return np.array(x, dtype=np.float64)
+        return np.array(x, dtype=dtype)
     n = x.shape[0]
-    # one row per column, contiguous along time: the layout sosfilt works in
-    rows = np.ascontiguousarray(x.reshape(n, -1).T, dtype=np.float64)
-    finite = np.isfinite(rows)
+    flat = x.reshape(n, -1)
+    out = np.empty(flat.shape, dtype=dtype)
     padlen = 3 * (2 * sos.shape[0] + 1)
-    n_ok = finite.sum(axis=1)
-    ok = n_ok > padlen
     idx = np.arange(n)
-    for j in np.flatnonzero(ok & (n_ok < n)):
-        good = finite[j]
-        rows[j, ~good] = np.interp(idx[~good], idx[good], rows[j, good])
-    if n > padlen and ok.all():
-        rows = sosfiltfilt(sos, rows, axis=1)
-    elif n > padlen and ok.any():
-        rows[ok] = sosfiltfilt(sos, rows[ok], axis=1)
-    rows[~finite] = np.nan
-    return rows.T.reshape(x.shape)
+    for c0 in range(0, flat.shape[1], block):
+        # one row per column, contiguous along time: the layout sosfilt works in
+        rows = np.ascontiguousarray(flat[:, c0:c0 + block].T, dtype=np.float64)
+        finite = np.isfinite(rows)
+        n_ok = finite.sum(axis=1)
+        ok = n_ok > padlen
+        for j in np.flatnonzero(ok & (n_ok < n)):
+            good = finite[j]
+            rows[j, ~good] = np.interp(idx[~good], idx[good], rows[j, good])
+        if n > padlen and ok.all():
+            rows = sosfiltfilt(sos, rows, axis=1)
+        elif n > padlen and ok.any():
+            rows[ok] = sosfiltfilt(sos, rows[ok], axis=1)
+        rows[~finite] = np.nan
+        out[:, c0:c0 + block] = rows.T
+    return out.reshape(x.shape)
 
 
 # --- force ---------------------------------------------------------------------------------------
@@ -242,7 +250,10 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
         x = lowpass(w[:, j, chans], rate, s.force_lowpass_hz, s.force_order)
         # re-zero on this plate's flight phases (treadmill plates drift, Sinitski 2015), then
         # detect again on the corrected trace
-        c, _ = kc.detect_contacts(x[:, kz], rate, params0, t0=t0)
+        # a contact-free first zero (drift large enough to hide flights), then the flights
+        base = kc.flight_baseline(x[:, kz], rate)
+        c, _ = kc.detect_contacts(x[:, kz] - base, rate, params0, t0=t0)
+        del base
         x, off = kc.rezero_flight(x, c.i_strike, c.i_off, rate)
         offsets.append(float(np.mean(off[:, kz])) if off.size else 0.0)
         c, _ = kc.detect_contacts(x[:, kz], rate, params0, t0=t0)
@@ -350,14 +361,17 @@ def marker_task(markers, subject: dict, settings: DeriveSettings) -> dict:
     except ImportError:  # pragma: no cover
         model_markers = labels
     keep = [i for i, name in enumerate(labels) if name in set(model_markers)]
-    pos = np.asarray(markers.positions)[:, keep, :]
+    pos = np.asarray(markers.positions)
+    if len(keep) < len(labels):
+        pos = pos[:, keep, :]
     used = [labels[i] for i in keep]
     max_gap = int(round(s.max_gap_s * rate))
     filled, longest = fill_gaps(pos, max_gap)
-    smooth = lowpass(filled, rate, s.marker_lowpass_hz, s.marker_order)
-    ang = joint_angles(smooth, used, subject or {})
+    del pos
+    smooth = lowpass(filled, rate, s.marker_lowpass_hz, s.marker_order, dtype=np.float32)
+    del filled
+    ang, values = _angles_in_blocks(joint_angles, smooth, used, subject or {}, rate)
     names = list(ang.names)
-    values = np.asarray(ang.values, np.float64)
     columns = {n: values[:, i] for i, n in enumerate(names)}
     stored = [n for n in STORED_ANGLES if n in columns]
     reasons = {k: str(v) for k, v in dict(ang.reasons).items()}
@@ -381,6 +395,32 @@ def marker_task(markers, subject: dict, settings: DeriveSettings) -> dict:
         "reasons": reasons, "metric_reasons": metric_reasons, "attrs": attrs,
         "foot_z": {side: _lowest_foot_z(smooth, used, side) for side in ("L", "R")},
     }
+
+
+def _angles_in_blocks(joint_angles, pos, labels, subject, rate_hz, block_s=60.0):
+    """``joint_angles`` over blocks of ``block_s`` seconds with the model frozen once for the
+    whole recording (the first call's ``attrs`` passed as the subject), so memory stays bounded
+    and every block uses the same leg lengths and joint-centre offsets.
+
+    Returns ``(Angles of the first block, (m, a) float64 values of the whole recording)``.
+    """
+    m = pos.shape[0]
+    step = max(int(block_s * rate_hz), 1)
+    if m <= step:
+        ang = joint_angles(pos, labels, subject)
+        return ang, np.asarray(ang.values, np.float64)
+    # estimate the model on a decimated copy of the whole recording, then freeze it
+    model = dict(joint_angles(pos[::10], labels, subject).attrs)
+    first = None
+    values = None
+    for a in range(0, m, step):
+        part = joint_angles(pos[a:a + step], labels, model)
+        if first is None:
+            first = part
+            values = np.empty((m, len(part.names)), np.float64)
+        values[a:a + step] = part.values
+    first.attrs = model
+    return first, values
 
 
 def _lowest_foot_z(pos, labels, side) -> np.ndarray:

@@ -119,3 +119,16 @@ def test_single_belt_sides_from_centre_of_pressure_and_feet():
     assert v.sum() >= 0.85 * len(ts) - 2
     assert np.mean(np.asarray(truth["side"])[j] == steps["side"][v]) > 0.97
     assert fo["attrs"]["body_weight_n"] == pytest.approx(70.0 * 9.81, rel=0.03)
+
+
+def test_zero_drift_is_removed_on_flights():
+    session = simulate_session(RunnerParams(duration_s=20.0, seed=8, drift_n_per_s=4.0))
+    s = DeriveSettings()
+    fo = force_task(session.force, session.attrs["body_mass_kg"], s)
+    c = fo["contacts"]
+    ts = np.asarray(session.truth["steps"]["t_strike"])
+    v = (c["flags"] == 0) & (c["t_strike"] <= ts.max() + 0.05)
+    assert v.sum() >= len(ts) - 2
+    j = np.abs(ts[None, :] - c["t_strike"][v][:, None]).argmin(axis=1)
+    assert np.max(np.abs(ts[j] - c["t_strike"][v])) < 0.010
+    assert np.max(np.abs(fo["attrs"]["force_rezero_mean_offset_n"])) > 1.0
