@@ -157,3 +157,20 @@ def test_clear_status_flags_on_a_clean_file_is_a_no_op(tmp_path):
     with h5py.File(path, "r") as f:
         assert list(f["a"][()]) == [0, 1, 2]
     assert os.path.getsize(path) > 0
+
+
+def test_recover_reports_bad_input_in_one_line(tmp_path, capsys):
+    from treadlab.pipeline.cli import main
+
+    junk = tmp_path / "junk.h5"
+    junk.write_text("not hdf5")
+    with pytest.raises(InputError, match="junk.h5"):
+        recover(junk)
+    with pytest.raises(InputError, match="no such file"):
+        recover(tmp_path / "missing.h5")
+    plain = tmp_path / "plain.h5"
+    with h5py.File(plain, "w") as f:
+        f["x"] = 1
+    assert main(["recover", str(plain)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "plain.h5" in err and "treadlab.session" in err
