@@ -433,6 +433,7 @@ DRIFT_HALF_PERIOD_S = 300.0
 """The force-plate zero drift rises for this long, then falls back (s)."""
 
 _POOL = 1 << 20
+_MAX_RUN = 17                    # longest marker dropout run (frames)
 _BLOCK = 1 << 15                 # samples per vectorised block (keeps temporaries in cache)
 
 
@@ -669,45 +670,41 @@ class SyntheticRunner:
             return out
         tab = self._step_table(float(t.min()), float(t.max()))
         j = self._locate(tab, t)
-        on = tab["on"][j]
-        tau = t - on
+        tau = t - tab["on"][j]
         tc = self._tc
-        inside = (tau >= 0) & (tau < tc)
-        u = np.clip(tau / tc, 0.0, 1.0)
-        left = tab["side"][j] == 0
-        sigma = np.where(left, 1.0, -1.0)
+        ii = np.flatnonzero((tau >= 0) & (tau < tc))
+        if len(ii) == 0:
+            return out
+        j, tau = j[ii], tau[ii]
+        u = tau * (1.0 / tc)
+        side = tab["side"][j]
+        sigma = 1.0 - 2.0 * side
         bw = self.body_weight_n
         sin_u = np.sin(np.pi * u)
-        imp = np.sin(np.pi * np.minimum(u / _IMPACT_U, 1.0))
-        fz = self._fz_scale(tab["period"][j]) * (_IMPACT_GAIN * imp + sin_u ** _ACTIVE_POWER)
+        cos_u = np.cos(np.pi * u)
+        imp = np.sin(np.pi * np.minimum(u * (1.0 / _IMPACT_U), 1.0))
+        scale = self._fz_scale(tab["period"])[j]
         ub = _BRAKE_U
-        fx = bw * np.where(u < ub, -self._brake_bw * np.sin(np.pi * np.minimum(u / ub, 1.0)),
-                           self._prop_bw * np.sin(np.pi * np.clip((u - ub) / (1 - ub), 0, 1)))
-        fy = (-0.05 * bw) * sigma * sin_u                    # medially directed on the body
-        tz = (0.004 * bw) * sigma * np.sin(2 * np.pi * u)     # free moment (N·m)
-        cop_x = (self._heel_contact_x0(on) - self._v * tau + 15.0
-                 + 200.0 * (0.5 - 0.5 * np.cos(np.pi * u)))
-        cop_y = sigma * (self._foot_y + 8.0 - 16.0 * u)
-        w = np.empty((n, 6))
-        w[:, 0], w[:, 1], w[:, 2] = fx, fy, fz
-        w *= inside[:, None]
+        early = u < ub
+        ap = np.sin(np.pi * np.where(early, u * (1.0 / ub), (u - ub) * (1.0 / (1 - ub))))
+        w = np.empty((len(ii), 6))
         fx, fy, fz = w[:, 0], w[:, 1], w[:, 2]
-        tz = tz * inside
-        if len(self.plates) == 2:
-            masks = (left, ~left)
-        else:
-            masks = (np.ones(n, bool),)
-        for k, mask in enumerate(masks):
-            o = self.origin[k]
-            rx = (cop_x - o[0]) / 1000.0
-            ry = (cop_y - o[1]) / 1000.0
-            rz = (0.0 - o[2]) / 1000.0
-            out[:, k, :3] = w[:, :3]
-            out[:, k, 3] = ry * fz - rz * fy
-            out[:, k, 4] = rz * fx - rx * fz
-            out[:, k, 5] = rx * fy - ry * fx + tz
-            if len(masks) > 1:
-                out[:, k, :] *= mask[:, None]
+        np.multiply(bw * np.where(early, -self._brake_bw, self._prop_bw), ap, out=fx)
+        np.multiply((-0.05 * bw) * sigma, sin_u, out=fy)      # medially directed on the body
+        np.multiply(scale, _IMPACT_GAIN * imp + sin_u ** _ACTIVE_POWER, out=fz)
+        tz = (0.008 * bw) * sigma * sin_u * cos_u             # free moment (N·m)
+        x0 = self._heel_contact_x0(tab["on"])[j]
+        cop_x = x0 - self._v * tau + 115.0 - 100.0 * cos_u    # heel + 15 mm -> +215 mm
+        cop_y = sigma * (self._foot_y + 8.0 - 16.0 * u)
+        plate = side.astype(np.intp) if len(self.plates) == 2 else np.zeros(len(ii), np.intp)
+        o = self.origin[plate]
+        rx = (cop_x - o[:, 0]) * 1e-3
+        ry = (cop_y - o[:, 1]) * 1e-3
+        rz = -o[:, 2] * 1e-3
+        w[:, 3] = ry * fz - rz * fy
+        w[:, 4] = rz * fx - rx * fz
+        w[:, 5] = rx * fy - ry * fx + tz
+        out.reshape(-1, 6)[ii * len(self.plates) + plate] = w
         return out
 
     def force(self, t) -> np.ndarray:
@@ -724,6 +721,11 @@ class SyntheticRunner:
         reaction on the body, moments about each plate's ``origin``.
         """
         t = np.asarray(t, dtype=float)
+        if len(t) > _BLOCK:
+            out = np.empty((len(t), len(self.plates), 6), np.float32)
+            for i in range(0, len(t), _BLOCK):
+                out[i:i + _BLOCK] = self.force(t[i:i + _BLOCK])
+            return out
         w = self.force_clean(t)
         p = self.params
         if p.drift_n_per_s:
@@ -757,9 +759,9 @@ class SyntheticRunner:
         key = _splitmix64(idx.view(np.uint64) ^ _splitmix64(
             np.array([self.params.seed * 1000003 + stream], np.uint64)))
         size = int(np.prod(shape))
-        start = np.minimum((key & np.uint64(_POOL - 1)).astype(np.intp), _POOL - size)
-        rows = np.lib.stride_tricks.sliding_window_view(pool, size)
-        return rows[start].reshape((len(idx),) + tuple(shape))
+        rows = pool[: (_POOL // size) * size].reshape(-1, size)
+        start = (key % np.uint64(rows.shape[0])).astype(np.intp)
+        return np.take(rows, start, axis=0).reshape((len(idx),) + tuple(shape))
 
     # ---------------------------------------------------------------- pelvis and thorax
     def _pelvis_state(self, t, tab, j):
@@ -1014,7 +1016,34 @@ class SyntheticRunner:
         t = np.asarray(t, dtype=float)
         if len(t) == 0:
             return np.zeros((0, len(LABELS), 3))
+        if len(t) > _BLOCK // 4:
+            return np.concatenate([self._kinematics(t[i:i + _BLOCK // 4])["pos"]
+                                   for i in range(0, len(t), _BLOCK // 4)])
         return self._kinematics(t)["pos"]
+
+    def _series(self, t, n_measured: int = 0) -> dict:
+        """The angle series the truth needs, computed block by block on times ``t``:
+        ``obliquity``, ``lean``, ``ext0``, ``ext1`` (n,) degrees; and ``measured`` = the
+        measured markers (``n_measured``, 20, 3) float32 of the first ``n_measured`` times."""
+        keys = ("obliquity", "lean", "ext0", "ext1")
+        parts = {k: [] for k in keys}
+        measured = np.empty((n_measured, len(LABELS), 3), np.float32)
+        step = _BLOCK // 4
+        for i in range(0, len(t), step):
+            tb = t[i:i + step]
+            kin = self._kinematics(tb)
+            if i < n_measured:
+                m = min(n_measured - i, len(tb))
+                measured[i:i + m] = self._measure_markers(tb[:m], kin["pos"][:m])
+            parts["obliquity"].append(np.degrees(kin["obliquity"]))
+            parts["lean"].append(np.degrees(kin["lean"]))
+            for s in (0, 1):
+                parts[f"ext{s}"].append(-self.hip_flexion(kin["R_pelvis"],
+                                                          kin["legs"][s]["R_thigh"]))
+        out = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
+        out["t"] = np.asarray(t, float)
+        out["measured"] = measured
+        return out
 
     def markers(self, t) -> np.ndarray:
         """Measured marker positions at times ``t``: clean + noise, NaN in dropout runs.
@@ -1043,32 +1072,42 @@ class SyntheticRunner:
         return pos.astype(np.float32)
 
     def _dropouts(self, t) -> np.ndarray:
-        """(m, k) bool: frames lost, in runs of 3..17 frames inside fixed 1-s chunks."""
-        r = int(self.marker_rate_hz)
+        """(m, k) bool: frames lost, in runs of 3..17 frames.
+
+        At each frame ``i`` a run starts with probability ``k × dropout_rate / 10`` (k
+        markers), on one marker and for 3..17 frames, all decided by hashes of
+        ``(seed, i)``; so the lost fraction is about ``dropout_rate`` and every frame's fate
+        is fixed however the stream is cut."""
         k = len(LABELS)
-        idx = np.rint(t * self.marker_rate_hz).astype(np.int64)
-        chunk = np.floor_divide(idx, r)
-        off = idx - chunk * r
-        out = np.zeros((len(t), k), bool)
-        lam = self.params.dropout_rate * r / 10.0          # runs per marker per chunk
-        order = None if np.all(np.diff(chunk) >= 0) else np.argsort(chunk, kind="stable")
-        ch = chunk if order is None else chunk[order]
-        for a, b in _runs(ch):
-            rng = np.random.default_rng([self.params.seed, _S_DROPOUT,
-                                         int(ch[a]) + _CHUNK_OFFSET])
-            counts = rng.poisson(lam, size=k)
-            total = int(counts.sum())
-            if total == 0:
-                continue
-            starts = rng.integers(0, r, size=total)
-            lens = rng.integers(3, 18, size=total)
-            which = np.repeat(np.arange(k), counts)
-            diff = np.zeros((r + 20, k), np.int32)
-            np.add.at(diff, (starts, which), 1)
-            np.add.at(diff, (starts + lens, which), -1)
-            mask = np.cumsum(diff, axis=0)[:r] > 0
-            sel = slice(a, b) if order is None else order[a:b]
-            out[sel] = mask[off[sel]]
+        idx = np.rint(np.asarray(t, float) * self.marker_rate_hz).astype(np.int64)
+        out = np.zeros((len(idx), k), bool)
+        if len(idx) == 0:
+            return out
+        lo, hi = int(idx.min()) - _MAX_RUN, int(idx.max())
+        frames = np.arange(lo, hi + 1, dtype=np.int64)
+        seed = _splitmix64(np.array([self.params.seed * 1000003 + _S_DROPOUT], np.uint64))
+        key = _splitmix64(frames.view(np.uint64) ^ seed)
+        p = min(k * self.params.dropout_rate / 10.0, 0.999)
+        start = frames[key < np.uint64(int(p * 2.0 ** 64))]
+        if len(start) == 0:
+            return out
+        key2 = _splitmix64(start.view(np.uint64) ^ ~seed)
+        marker = ((key2 >> np.uint64(32)) % np.uint64(k)).astype(np.intp)
+        length = 3 + ((key2 & np.uint64(0xFFFFFFFF)) % np.uint64(15)).astype(np.int64)
+        fr = np.repeat(start, length) + (np.arange(length.sum())
+                                         - np.repeat(np.cumsum(length) - length, length))
+        mk = np.repeat(marker, length)
+        order = np.argsort(idx, kind="stable")
+        sidx = idx[order]
+        pos = np.searchsorted(sidx, fr)
+        hit = pos < len(sidx)
+        hit[hit] = sidx[pos[hit]] == fr[hit]
+        rows = order[pos[hit]]
+        out[rows, mk[hit]] = True
+        # repeated frame times in t (unusual) get the same fate
+        if np.any(np.diff(sidx) == 0):
+            first = np.flatnonzero(np.concatenate([[True], np.diff(sidx) != 0]))
+            out[order] = out[order][first[np.searchsorted(sidx[first], sidx)]]
         return out
 
     # ---------------------------------------------------------------- geometry solution
@@ -1124,7 +1163,7 @@ class SyntheticRunner:
         rate = s * 0.6 * f_imp / ((u80 - u20) * tc)
         return d_on * tc, d_off * tc, s * f[self._tpl_i_max], rate
 
-    def truth_steps(self, t_end: float, t_start: float = 0.0, _kin=None) -> dict:
+    def truth_steps(self, t_end: float, t_start: float = 0.0, _series=None) -> dict:
         """True per-step values of the contacts that lie within ``[t_start, t_end]``.
 
         Computed from the noise-free signals with the definitions of METRICS.md: strike and
@@ -1170,14 +1209,13 @@ class SyntheticRunner:
         rate_m = self.marker_rate_hz
         i0 = int(math.floor(t_strike[keep[0]] * rate_m)) - 1
         i1 = int(math.ceil(t_strike[keep[-1] + 2] * rate_m)) + 1
-        if _kin is not None and _kin[0][0] <= i0 / rate_m and _kin[0][-1] >= i1 / rate_m:
-            tm, kin = _kin
-        else:
-            tm = np.arange(i0, i1 + 1) / rate_m
-            kin = self._kinematics(tm)
-        obl = np.degrees(kin["obliquity"])
-        lean = np.degrees(kin["lean"])
-        ext = {s: -self.hip_flexion(kin["R_pelvis"], kin["legs"][s]["R_thigh"]) for s in (0, 1)}
+        tm = np.arange(i0, i1 + 1) / rate_m
+        ser = _series
+        if ser is None or len(ser["t"]) < 1 or ser["t"][0] > tm[0] or ser["t"][-1] < tm[-1]:
+            ser = self._series(tm)
+        tm = ser["t"]
+        obl, lean = ser["obliquity"], ser["lean"]
+        ext = {0: ser["ext0"], 1: ser["ext1"]}
         a = np.searchsorted(tm, t_strike[keep], side="left")
         b = np.searchsorted(tm, t_off[keep], side="right")
         c = np.searchsorted(tm, t_strike[keep + 2], side="left")
@@ -1230,12 +1268,11 @@ def simulate_session(params: RunnerParams | None = None):
     tf = np.arange(n_f) / runner.force_rate_hz
     tm = np.arange(n_m) / runner.marker_rate_hz
     wrench = runner.force(tf)
-    if n_m:
-        kin = runner._kinematics(tm)
-        positions = runner._measure_markers(tm, kin["pos"])
-    else:
-        kin, positions = None, np.zeros((0, len(LABELS), 3), np.float32)
-    steps = runner.truth_steps(p.duration_s, _kin=(tm, kin) if kin is not None else None)
+    # one pass of kinematics for the markers and the truth (which needs 1.5 s more)
+    ser = runner._series(np.arange(n_m + int(1.5 * runner.marker_rate_hz))
+                         / runner.marker_rate_hz, n_measured=n_m)
+    positions = ser.pop("measured")
+    steps = runner.truth_steps(p.duration_s, _series=ser)
     attrs = {"subject_id": f"SIM-{p.seed}", "body_mass_kg": float(p.body_mass_kg),
              "belt_speed_m_s": float(p.speed_m_s), "lab": "treadlab simulated lab",
              "status": "complete"}
