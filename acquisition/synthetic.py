@@ -432,7 +432,7 @@ def trunk_lean_from_markers(pos, labels=LABELS):
 DRIFT_HALF_PERIOD_S = 300.0
 """The force-plate zero drift rises for this long, then falls back (s)."""
 
-_POOL = 1 << 20
+_POOL = 1 << 16                  # noise pool size (fits in L2: random gathers stay fast)
 _MAX_RUN = 17                    # longest marker dropout run (frames)
 _BLOCK = 1 << 15                 # samples per vectorised block (keeps temporaries in cache)
 
@@ -746,22 +746,28 @@ class SyntheticRunner:
     def _sample_noise(self, t, rate, stream, shape):
         """Standard normal noise, a deterministic function of (seed, stream, sample index).
 
-        Each sample index ``i = round(t · rate)`` is hashed (splitmix64) to an offset into a
-        fixed pool of 2**20 normals drawn from ``(seed, stream)``; the sample's components are
-        consecutive pool entries.  Any window of samples therefore gets the same noise however
-        the stream is cut, at the cost of one gather.  Returns (n,) + shape float32.
+        Element ``e`` of sample ``i = round(t · rate)`` is the entry of a fixed pool of 2**16
+        normals (drawn from ``(seed, stream)``) at a position taken from 16 bits of a
+        splitmix64 hash of ``(i, e // 4)``.  Any window of samples therefore gets the same noise however the
+        stream is cut.  Returns (n,) + shape float32.
         """
         pool = self._pools.get(stream)
         if pool is None:
             rng = np.random.default_rng([self.params.seed, stream, 0x5EED])
             pool = self._pools[stream] = rng.standard_normal(_POOL, dtype=np.float32)
         idx = np.rint(np.asarray(t, float) * rate).astype(np.int64)
-        key = _splitmix64(idx.view(np.uint64) ^ _splitmix64(
-            np.array([self.params.seed * 1000003 + stream], np.uint64)))
         size = int(np.prod(shape))
-        rows = pool[: (_POOL // size) * size].reshape(-1, size)
-        start = (key % np.uint64(rows.shape[0])).astype(np.intp)
-        return np.take(rows, start, axis=0).reshape((len(idx),) + tuple(shape))
+        nh = -(-size // 4)                      # 64-bit hashes per sample: 4 indices each
+        salt = _splitmix64(np.array([self.params.seed * 1000003 + stream], np.uint64))
+        out = np.empty((len(idx), size), np.float32)
+        lanes = np.arange(nh, dtype=np.int64)
+        shifts = np.array([0, 16, 32, 48], np.uint64)
+        step = max(1, _BLOCK * 4 // size)
+        for a in range(0, len(idx), step):
+            key = _splitmix64((idx[a:a + step, None] * nh + lanes).view(np.uint64) ^ salt)
+            pos = ((key[:, :, None] >> shifts) & np.uint64(_POOL - 1)).view(np.int64)
+            np.take(pool, pos.reshape(len(key), nh * 4)[:, :size], out=out[a:a + step])
+        return out.reshape((len(idx),) + tuple(shape))
 
     # ---------------------------------------------------------------- pelvis and thorax
     def _pelvis_state(self, t, tab, j):
