@@ -74,7 +74,8 @@ def detect_contacts(fz, rate_hz, params: ContactParams, t0=0.0, state: ContactSt
             t_off = float(t0 + ((i_off - 1) + frac) / rate)
         parts.append(_finish(params, [st.i_strike], [i_off], [st.i_peak], [st.t_strike], [t_off],
                              [st.peak], [st.flags]))
-        st.phase, st.i_below, st.f_below, st.f_after = PHASE_ARMED, int(i_off), float(fz[stop]), np.nan
+        st.phase, st.i_below = PHASE_ARMED, int(i_off)
+        st.f_below, st.f_after = float(fz[stop]), np.nan
         st.t_unload = t_off
         st.i_strike, st.t_strike, st.peak, st.i_peak, st.flags = -1, np.nan, np.nan, -1, 0
         pos = stop + 1
