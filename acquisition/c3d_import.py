@@ -163,7 +163,7 @@ def read_c3d(path, *, marker_names: dict | None = None, subject_id: str | None =
     attrs["belt_speed_m_s"] = (_belt_speed(raw_labels, pts, is_marker, axes, rate, params)
                                if recording == "treadmill" else 0.0)
 
-    mass, source, mass_info = _body_mass(force, body_mass_kg, file_mass)
+    mass, source, mass_info = _body_mass(path, force, body_mass_kg, file_mass)
     attrs["body_mass_kg"] = mass
     attrs["body_mass_source"] = source
     attrs.update(mass_info)
@@ -695,6 +695,10 @@ def _read_force(path: Path, c3d: dict, axes: np.ndarray, n_frames: int):
             k, unit = _moment_units(a_units, cidx, pos_scale, data, o, c)
             data = np.vstack([data[:3], data[3:6] * k])
             moment_units.append(unit)
+            if "check" in unit:
+                log.warning("%s: plate %d: moment channels labelled %r put the centre of "
+                            "pressure off the plate; read as %s", path.name, i + 1,
+                            a_units[int(cidx[3])], unit.split()[0])
         elif t == 1:
             data = np.vstack([data[:3], data[3:5] * pos_scale, data[5:6] * pos_scale])
         f_plate, m_plate = _plate_wrench(t, data, o)  # (3, n) N and N·mm about the centre
@@ -803,8 +807,6 @@ def _moment_units(a_units, cidx, pos_scale, data, o, c):
         return first, label
     for name, k in (("Nmm", 1.0), ("Nm", 1000.0)):
         if k != first and radius(k) <= 1.2 * half_diag:
-            log.warning("moment channels labelled %r give a centre of pressure off the plate; "
-                        "read as %s", stated, name)
             return k, f"{name} (file says {stated or 'nothing'}; centre-of-pressure check)"
     return first, label
 
@@ -933,22 +935,41 @@ def _parse_subject(path: Path, params: dict) -> tuple[dict, float | None]:
     return subject, mass
 
 
-def _body_mass(force: ForceData, given, file_mass) -> tuple[float, str, dict]:
+def _body_mass(path: Path, force: ForceData, given, file_mass) -> tuple[float, str, dict]:
+    """(mass kg, source, attrs): the argument, else PROCESSING:Bodymass, else the force.
+
+    Whenever the force allows an estimate it is stored (``body_mass_force_estimate_kg``) and a
+    stated mass more than 10 % away from it is logged: a plausibility check of the plates'
+    calibration and sign as much as of the stated mass.
+    """
     if given is not None:
-        if not (math.isfinite(float(given)) and float(given) > 0):
-            raise InputError("--body-mass", None, f"body mass must be positive, got {given!r}")
-        return float(given), "argument", {}
-    if file_mass is not None:
-        return file_mass, "c3d PROCESSING:Bodymass", {}
+        try:
+            given = float(given)
+        except (TypeError, ValueError):
+            given = float("nan")
+        if not (math.isfinite(given) and given > 0):
+            raise InputError(path, "body mass", f"must be a positive number of kg, got {given!r}")
     est = estimate_body_mass(force)
+    info: dict = {}
+    method = None
+    if est is not None:
+        est_mass, info = est
+        method = info.pop("body_mass_method", "strides")
+        info["body_mass_force_estimate_kg"] = est_mass
+    if given is not None or file_mass is not None:
+        mass = given if given is not None else file_mass
+        source = "argument" if given is not None else "c3d PROCESSING:Bodymass"
+        if est is not None and abs(est_mass - mass) > 0.10 * mass:
+            log.warning("%s: body mass %.1f kg (%s) but the plates give %.1f kg", path.name,
+                        mass, source, est_mass)
+        return mass, source, info
     if est is None:
-        log.warning("body mass unknown: no --body-mass, no PROCESSING:Bodymass, and the force "
-                    "does not hold whole strides")
+        log.warning("%s: body mass unknown: no --body-mass, no PROCESSING:Bodymass, and the "
+                    "force holds neither whole strides nor standing", path.name)
         return float("nan"), "unknown", {}
-    mass, info = est
-    if info.pop("body_mass_method", None) == "standing":
-        return mass, "force: mean vertical force while standing / g", info
-    return mass, "force: mean vertical force over whole strides / g", info
+    if method == "standing":
+        return est_mass, "force: mean vertical force while standing / g", info
+    return est_mass, "force: mean vertical force over whole strides / g", info
 
 
 def estimate_body_mass(force: ForceData, strike_n: float = 50.0, off_n: float = 20.0):

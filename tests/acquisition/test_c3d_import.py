@@ -183,6 +183,10 @@ def test_body_mass_sources():
     stand = _read("running", "JA1Static05.c3d").attrs
     assert run["body_mass_source"].startswith("force")
     assert run["body_mass_kg"] == pytest.approx(stand["body_mass_kg"], rel=0.02)
+    # a stated mass is checked against the plates when they allow an estimate
+    cal = _read("pig", "PiG_Calibration-FlatFoot-Full.c3d").attrs
+    assert cal["body_mass_kg"] == 47.5
+    assert cal["body_mass_force_estimate_kg"] == pytest.approx(47.5, rel=0.05)
 
 
 def test_body_mass_estimate_needs_whole_strides():
