@@ -22,9 +22,10 @@ X = 0, the belt moves towards -X at ``speed_m_s``):
 * steps alternate left, right; step ``k`` (side ``k % 2``, 0 = left) starts at
   ``t_first + k·60/cadence + jitter_k``; its vertical force stays at or above 20 N for
   ``contact_time_s``; a flight phase separates consecutive contacts;
-* vertical force: an impact half-sine (first 18 % of stance) on top of an active
-  ``sin(πu)**1.8`` hump (``u`` = fraction of stance), scaled so that each step's impulse is
-  body weight × the step period: the mean vertical force over any stride is body weight;
+* vertical force: an impact transient (peak near 7–10 % of stance, rising linearly from the
+  onset so the 20 N crossing is ~0.3 ms after it) on top of an active ``u^1.1 (1-u)^1.5``
+  hump (``u`` = fraction of stance), scaled so that each step's impulse is body weight × the
+  step period: the mean vertical force over any stride is body weight;
 * anterior-posterior force: braking half-sine (first 45 % of stance, peak growing with
   ``overstride_mm``) then a propulsive half-sine with the same impulse, so the net impulse of
   each step is zero; a small medially directed medio-lateral force; a small free moment;
@@ -75,7 +76,11 @@ _CHUNK_OFFSET = 1 << 40          # keeps seed entries non-negative for negative 
 _JITTER_BLOCK = 256              # steps per jitter block
 
 # Vertical force template (fractions of stance).
-_IMPACT_U, _IMPACT_GAIN, _ACTIVE_POWER = 0.18, 0.55, 1.8
+# impact: g·x·exp((1 - x²)/2), x = u/_IMPACT_U (peak g at u = _IMPACT_U, linear start);
+# active: u^a (1-u)^b scaled to peak 1.
+_IMPACT_U, _IMPACT_GAIN, _ACTIVE_A, _ACTIVE_B = 0.07, 0.45, 1.1, 1.5
+_ACTIVE_NORM = 1.0 / ((_ACTIVE_A / (_ACTIVE_A + _ACTIVE_B)) ** _ACTIVE_A
+                      * (_ACTIVE_B / (_ACTIVE_A + _ACTIVE_B)) ** _ACTIVE_B)
 # AP force: braking occupies the first _BRAKE_U of stance.
 _BRAKE_U = 0.45
 
@@ -446,6 +451,14 @@ def _splitmix64(x):
         return z ^ (z >> np.uint64(31))
 
 
+def _fz_template(u):
+    """Vertical force shape over a contact, u in [0, 1] (fraction of the contact): impact
+    transient plus active hump, 0 at both ends."""
+    x = u * (1.0 / _IMPACT_U)
+    return (_IMPACT_GAIN * x * np.exp(0.5 * (1.0 - x * x))
+            + _ACTIVE_NORM * u ** _ACTIVE_A * (1.0 - u) ** _ACTIVE_B)
+
+
 def _runs(sorted_keys):
     """(start, stop) of the runs of equal values in a sorted 1-D array."""
     n = len(sorted_keys)
@@ -618,9 +631,7 @@ class SyntheticRunner:
         u = np.asarray(u, dtype=float)
         inside = (u >= 0) & (u <= 1)
         uc = np.clip(u, 0.0, 1.0)
-        imp = np.where(uc < _IMPACT_U, np.sin(np.pi * np.minimum(uc / _IMPACT_U, 1.0)), 0.0)
-        act = np.sin(np.pi * uc) ** _ACTIVE_POWER
-        return np.where(inside, _IMPACT_GAIN * imp + act, 0.0)
+        return np.where(inside, _fz_template(uc), 0.0)
 
     def _fz_scale(self, period):
         """Per-step amplitude (N) so that the step impulse is BW × the step period."""
@@ -682,7 +693,6 @@ class SyntheticRunner:
         bw = self.body_weight_n
         sin_u = np.sin(np.pi * u)
         cos_u = np.cos(np.pi * u)
-        imp = np.sin(np.pi * np.minimum(u * (1.0 / _IMPACT_U), 1.0))
         scale = self._fz_scale(tab["period"])[j]
         ub = _BRAKE_U
         early = u < ub
@@ -691,7 +701,7 @@ class SyntheticRunner:
         fx, fy, fz = w[:, 0], w[:, 1], w[:, 2]
         np.multiply(bw * np.where(early, -self._brake_bw, self._prop_bw), ap, out=fx)
         np.multiply((-0.05 * bw) * sigma, sin_u, out=fy)      # medially directed on the body
-        np.multiply(scale, _IMPACT_GAIN * imp + sin_u ** _ACTIVE_POWER, out=fz)
+        np.multiply(scale, _fz_template(u), out=fz)
         tz = (0.008 * bw) * sigma * sin_u * cos_u             # free moment (N·m)
         x0 = self._heel_contact_x0(tab["on"])[j]
         cop_x = x0 - self._v * tau + 115.0 - 100.0 * cos_u    # heel + 15 mm -> +215 mm
