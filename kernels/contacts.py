@@ -24,6 +24,7 @@ the compiled per-sample state machine that the public functions call.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, fields, replace
 
@@ -102,7 +103,7 @@ class Contacts:
         crossings.
     peak_n : (c,) float64 N, largest Fz in stance.
     flags : (c,) int32 bitmask (module docstring).
-    i_peak : (c,) int64, global index of the peak.
+    i_peak : (c,) int64, global index of the peak (-1 when not given).
     side : (c,) int8, 0 left, 1 right, -1 not assigned yet (``assign_sides_*``).
     """
 
@@ -118,7 +119,7 @@ class Contacts:
     def __post_init__(self):
         for name in _INT_FIELDS:
             v = getattr(self, name)
-            v = np.zeros(len(self.i_strike), np.int64) if v is None else v
+            v = np.full(len(self.i_strike), -1, np.int64) if v is None else v
             setattr(self, name, np.asarray(v, np.int64))
         for name in ("t_strike", "t_off", "peak_n"):
             setattr(self, name, np.asarray(getattr(self, name), np.float64))
@@ -133,6 +134,15 @@ class Contacts:
 
     def __len__(self) -> int:
         return len(self.i_strike)
+
+    @classmethod
+    def _trusted(cls, i_strike, i_off, t_strike, t_off, peak_n, flags, i_peak) -> "Contacts":
+        """Build from arrays already of the right dtypes and length (kernel output)."""
+        obj = cls.__new__(cls)
+        obj.__dict__.update(i_strike=i_strike, i_off=i_off, t_strike=t_strike, t_off=t_off,
+                            peak_n=peak_n, flags=flags, i_peak=i_peak,
+                            side=np.full(len(i_strike), -1, np.int8))
+        return obj
 
     @classmethod
     def empty(cls) -> "Contacts":
@@ -212,8 +222,10 @@ class ContactState:
                 np.array([getattr(self, k) for k in self._I], np.int64))
 
     def _from_arrays(self, sf, si) -> "ContactState":
-        return replace(self, **{k: float(v) for k, v in zip(self._F, sf)},
-                       **{k: int(v) for k, v in zip(self._I, si)})
+        new = ContactState(self.t0, self.rate_hz)
+        new.__dict__.update(zip(self._F, sf.tolist()))
+        new.__dict__.update(zip(self._I, si.tolist()))
+        return new
 
 
 def _load_cy():
@@ -236,7 +248,7 @@ def _as_1d(name, a, dtype=np.float64):
 
 def _check_rate(rate_hz):
     rate_hz = float(rate_hz)
-    if not np.isfinite(rate_hz) or rate_hz <= 0:
+    if not math.isfinite(rate_hz) or rate_hz <= 0:
         raise ValueError(f"rate_hz must be a positive number, got {rate_hz!r}")
     return rate_hz
 
@@ -295,8 +307,8 @@ def detect_contacts(fz, rate_hz, params: ContactParams, t0=0.0, state: ContactSt
         count, start = cy._detect_contacts_cy(
             fz, start, rate_hz, state.t0, params.strike_n, params.off_n, params.min_contact_s,
             params.min_peak_n, params.min_flight_s, sf, si, i_s, i_o, i_p, t_s, t_o, pk, fl)
-        parts.append(Contacts(i_s[:count], i_o[:count], t_s[:count], t_o[:count], pk[:count],
-                              fl[:count], i_p[:count]))
+        parts.append(Contacts._trusted(i_s[:count], i_o[:count], t_s[:count], t_o[:count],
+                                       pk[:count], fl[:count], i_p[:count]))
         if start >= fz.size:
             break
     out = parts[0] if len(parts) == 1 else Contacts.concat(parts)
