@@ -493,6 +493,8 @@ def _export_hdf5(src: Path, session, ident: _Identity, out: Path) -> Path:
     try:
         with h5py.File(tmp, "w", libver=ar.LIBVER) as f:
             ar._write_session_into(f, anon)
+            if "created_utc" not in anon.attrs and "created_utc" in f.attrs:
+                del f.attrs["created_utc"]  # the writer fills in now; the source had no date
             if derived:
                 ar._write_derived_into(f, derived, dattrs)
             f.attrs["exported_utc"] = (datetime.now(timezone.utc).isoformat(timespec="seconds")
