@@ -512,3 +512,12 @@ def test_synthetic_runner_contacts(belt, clean):
     np.testing.assert_allclose(table.t_strike[k], truth["t_strike"], rtol=0, atol=tol)
     np.testing.assert_allclose(table.t_off[k], truth["t_off"], rtol=0, atol=tol)
     np.testing.assert_array_equal(table.side[k], truth["side"])
+
+
+def test_missing_extension_fails_loudly(monkeypatch):
+    import sys
+    import treadlab.kernels
+    monkeypatch.setitem(sys.modules, "treadlab.kernels._contacts_cy", None)
+    monkeypatch.delattr(treadlab.kernels, "_contacts_cy", raising=False)
+    with pytest.raises(ImportError, match="build_ext"):
+        contacts.detect_contacts(np.zeros(3), 100.0, ContactParams())

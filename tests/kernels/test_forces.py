@@ -228,3 +228,12 @@ def test_synthetic_loading_rate_converges():
         out[rate] = m["loading_rate"]
     np.testing.assert_allclose(out[1000.0], out[100000.0], rtol=0.02)
     assert 40 < out[1000.0][0] < 150
+
+
+def test_missing_extension_fails_loudly(monkeypatch):
+    import sys
+    import treadlab.kernels
+    monkeypatch.setitem(sys.modules, "treadlab.kernels._forces_cy", None)
+    monkeypatch.delattr(treadlab.kernels, "_forces_cy", raising=False)
+    with pytest.raises(ImportError, match="build_ext"):
+        forces.force_metrics(np.zeros(3), np.zeros(3), RATE, [0], [3], BW)
