@@ -3,8 +3,11 @@
 Every other treadlab package may read this one; it depends on none of them.
 """
 from treadlab.config.errors import ConfigError, DeviceError, InputError, TreadlabError
+from treadlab.config.loader import load_lab, shipped_lab_path
+from treadlab.config.schema import LabConfig
 
-__all__ = ["ConfigError", "DeviceError", "InputError", "TreadlabError", "software_version"]
+__all__ = ["ConfigError", "DeviceError", "InputError", "LabConfig", "TreadlabError", "load_lab",
+           "shipped_lab_path", "software_version"]
 
 
 def software_version() -> str:
