@@ -135,8 +135,8 @@ def read_c3d(path, *, marker_names: dict | None = None, subject_id: str | None =
     corners_file = _parse_plate_corners(path, params)
     axes, axes_info = _detect_axes(path, params, raw_labels, pts, is_marker, corners_file)
 
-    markers = _markers_in_lab(path, params, raw_labels, pts, is_marker, axes, rate,
-                              marker_names)
+    markers, virtual = _markers_in_lab(path, params, raw_labels, pts, is_marker, axes, rate,
+                                       marker_names)
     force, force_info = _read_force(path, c3d, axes, n_frames)
     events = _parse_events(path, params, first_frame, rate)
     points = _reference_points(raw_labels, pts, kinds, units, axes, params)
@@ -152,9 +152,13 @@ def read_c3d(path, *, marker_names: dict | None = None, subject_id: str | None =
         "c3d_first_frame": first_frame + 1,
         "c3d_axes": axes,
         "c3d_axes_description": _describe_axes(axes),
-        # the file's POINT labels and 0-based indices, parallel to markers.labels
-        "c3d_marker_labels": [file_labels[j] for j in np.flatnonzero(is_marker)],
-        "c3d_marker_index": np.flatnonzero(is_marker).astype(np.int64),
+        # the file's POINT labels and 0-based indices, parallel to markers.labels; the
+        # virtual markers added at the end have label "" and index -1
+        "c3d_marker_labels": [file_labels[j] for j in np.flatnonzero(is_marker)]
+        + [""] * len(virtual),
+        "c3d_marker_index": np.concatenate([np.flatnonzero(is_marker),
+                                            np.full(len(virtual), -1)]).astype(np.int64),
+        "c3d_virtual_markers": virtual,
     }
     attrs.update(axes_info)
     attrs.update(force_info)
@@ -570,6 +574,14 @@ def _describe_axes(axes: np.ndarray) -> str:
 # --- markers ---------------------------------------------------------------------------------
 
 def _markers_in_lab(path, params, labels, pts, is_marker, axes, rate, marker_names):
+    """MarkerData in the lab frame with CGM names, plus the virtual markers added.
+
+    Exact zeros become NaN; names go through :func:`treadlab.config.markers.to_cgm` and the
+    documented virtual markers (``SACR`` from the PSIS, ``LTOE``/``RTOE`` from MT1/MT5) are
+    appended by :func:`treadlab.config.markers.virtual_markers`.
+    """
+    from treadlab.config.markers import to_cgm, virtual_markers
+
     units = (_strings(_param(params, "POINT", "UNITS", ["mm"])) or ["mm"])[0].lower()
     scale = _LENGTH_MM.get(units)
     if scale is None:
@@ -579,29 +591,25 @@ def _markers_in_lab(path, params, labels, pts, is_marker, axes, rate, marker_nam
     zero = np.all(xyz == 0.0, axis=0)
     xyz = np.where(zero[None], np.nan, xyz)
     lab = np.einsum("ij,jkm->mki", axes, xyz) * scale
-    original = [labels[j] for j in idx]
-    names = _to_cgm(original, marker_names)
+    names = _unique(list(to_cgm([labels[j] for j in idx], marker_names)))
+    positions, all_names = virtual_markers(lab.astype(np.float32), names)
     n = lab.shape[0]
     md = MarkerData(time=np.arange(n, dtype=np.float64) / rate if rate > 0 else np.zeros(n),
-                    positions=np.ascontiguousarray(lab, dtype=np.float32),
-                    labels=names, rate_hz=float(rate))
-    return md
+                    positions=np.ascontiguousarray(positions, dtype=np.float32),
+                    labels=list(all_names), rate_hz=float(rate))
+    return md, list(all_names[len(names):])
 
 
-def _to_cgm(labels: list[str], extra: dict | None) -> list[str]:
-    """CGM names via treadlab.config.markers when present; unique names either way."""
-    try:
-        from treadlab.config.markers import to_cgm
-    except ImportError:  # config/markers.py not landed yet: keep the file's names
-        names = [(extra or {}).get(x, x) for x in labels]
-    else:
-        names = list(to_cgm(labels, extra))
+def _unique(names: list[str]) -> list[str]:
+    """Suffix ``_2``, ``_3`` … to repeated names (a lab alias table mapping two onto one)."""
     seen: dict[str, int] = {}
     out = []
-    for name, orig in zip(names, labels):
-        if name in seen:  # two file markers mapped on one CGM name: keep the second's own name
-            name = orig if orig not in seen else f"{orig}_{seen[name] + 1}"
-        seen[name] = seen.get(name, 0) + 1
+    for name in names:
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}_{seen[name]}"
+        else:
+            seen[name] = 1
         out.append(name)
     return out
 

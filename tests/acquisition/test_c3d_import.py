@@ -85,13 +85,15 @@ def test_markers_equal_ezc3d_after_axis_mapping(folder, name):
     pts = c["data"]["points"][:3]
     kept = 0
     for lab, j in zip(s.markers.labels, s.attrs["c3d_marker_index"]):
+        if j < 0:  # virtual marker (config.markers.virtual_markers)
+            continue
         xyz = pts[:, j, :]
         expect = (a @ xyz).T
         expect[np.all(xyz == 0, axis=0)] = np.nan
         got = s.markers.positions[:, s.markers.labels.index(lab), :]
         np.testing.assert_allclose(got, expect, atol=1e-3, rtol=1e-6, equal_nan=True)
         kept += 1
-    assert kept == len(s.markers.labels) > 0
+    assert kept == len(s.markers.labels) - len(s.attrs["c3d_virtual_markers"]) > 0
 
 
 @pytest.mark.parametrize("folder,name", EZ_FILES)
@@ -276,6 +278,8 @@ def test_exact_zero_markers_become_nan():
     s = _read("importer", "gait-pig-nz.c3d")
     n_zero = 0
     for k, j in enumerate(s.attrs["c3d_marker_index"]):
+        if j < 0:
+            continue
         zeros = np.all(pts[:, j, :] == 0, axis=0)
         got = s.markers.positions[:, k, :]
         assert np.all(np.isnan(got[zeros]))
@@ -542,3 +546,35 @@ def test_event_decoding(context, label, side, kind):
 def test_bad_body_mass_argument():
     with pytest.raises(InputError, match="positive"):
         read_c3d(shared_file("running", "RBDS001static.c3d"), body_mass_kg=-3.0)
+
+
+def test_cgm_names_and_virtual_markers():
+    s = _read("running", "RBDS001runT35.c3d")
+    lab = s.markers.labels
+    for name in ("LASI", "RASI", "LPSI", "RPSI", "LHEE", "RHEE", "LMT1", "RMT5"):
+        assert name in lab
+    assert "L.Heel.Bottom" in lab  # unknown names are kept
+    assert s.attrs["c3d_virtual_markers"] == ["SACR", "LTOE", "RTOE"]
+    p = s.markers.positions
+    np.testing.assert_allclose(p[:, lab.index("LTOE")],
+                               (p[:, lab.index("LMT1")] + p[:, lab.index("LMT5")]) / 2,
+                               atol=1e-3, equal_nan=True)
+    assert list(s.attrs["c3d_marker_index"][-3:]) == [-1, -1, -1]
+
+
+def test_import_with_lab_config_marker_names(tmp_path):
+    from treadlab.acquisition.archive import read_session
+    from treadlab.config.loader import shipped_lab_path
+    from treadlab.pipeline.cli import main
+
+    cfg = tmp_path / "lab.toml"
+    cfg.write_text(shipped_lab_path("single_belt").read_text()
+                   + '\n[marker_names]\n"L.Heel.Bottom" = "LHEB"\n')
+    out = tmp_path / "s.h5"
+    rc = main(["import", str(shared_file("running", "RBDS001runT35.c3d")), "-o", str(out),
+               "--config", str(cfg), "--body-mass", "61.5"])
+    assert rc == 0
+    s = read_session(out)
+    assert "LHEB" in s.markers.labels and "L.Heel.Bottom" not in s.markers.labels
+    assert s.attrs["body_mass_kg"] == 61.5 and s.attrs["body_mass_source"] == "argument"
+    assert not s.attrs["lab"].startswith("C3D import")
