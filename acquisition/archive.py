@@ -653,14 +653,14 @@ def _open(path) -> h5py.File:
         raise InputError(path, None, "no such file")
     try:
         return h5py.File(path, "r")
-    except OSError as first:
+    except (OSError, RuntimeError, ValueError) as first:  # RuntimeError: corrupt superblocks
         msg = str(first).splitlines()[0] if str(first) else type(first).__name__
         # A capture killed in SWMR mode leaves the consistency flags set (NOTES.md); such a file
         # opens in SWMR-read mode. Only then: SWMR-read of a damaged file retries for minutes.
         if "h5clear" in msg or "already open for write" in msg:
             try:
                 return h5py.File(path, "r", swmr=True)
-            except OSError:
+            except (OSError, RuntimeError, ValueError):
                 pass
         raise InputError(path, None, f"not a readable HDF5 file ({msg})") from None
 
@@ -972,15 +972,14 @@ def _validate_into(f, problems: list[str]) -> None:
             datetime.fromisoformat(str(ra["created_utc"]).replace("Z", "+00:00"))
         except ValueError:
             add(f"/@created_utc: {ra['created_utc']!r} is not an ISO 8601 time")
-    for key, low in (("body_mass_kg", 0.0), ("belt_speed_m_s", None)):
-        if key in ra:
-            val = ra[key]
-            if not isinstance(val, (int, float)) or isinstance(val, bool) or not np.isfinite(val):
-                add(f"/@{key}: {val!r} is not a number")
-            elif low is not None and val <= low:
-                add(f"/@{key}: {val!r} must be > {low:g}")
-            elif val < 0:
-                add(f"/@{key}: {val!r} must be >= 0")
+    if "body_mass_kg" in ra:  # needed for body-weight normalisation
+        val = ra["body_mass_kg"]
+        if not _is_number(val) or not val > 0:
+            add(f"/@body_mass_kg: {val!r} must be a number > 0 (kg)")
+    if "belt_speed_m_s" in ra:  # NaN = unknown (e.g. overground recordings)
+        val = ra["belt_speed_m_s"]
+        if not _is_number(val) or val < 0:
+            add(f"/@belt_speed_m_s: {val!r} must be a number >= 0 (m/s) or NaN (unknown)")
 
     # every dataset: units, portable filters
     def visit(name, obj):
@@ -1011,7 +1010,11 @@ def _validate_into(f, problems: list[str]) -> None:
         _validate_derived(f["derived"], problems)
 
 
-def _check_time(ds, problems, rate_hz=None) -> None:
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_time(ds, problems) -> None:
     name = ds.name
     if ds.ndim != 1:
         problems.append(f"{name}: {ds.ndim}-D, expected 1-D")
@@ -1283,8 +1286,8 @@ def format_inspection(info: dict) -> str:
              f"status {info.get('status') or '?'}",
              f"  session    {a.get('session_id', '?')}   created {a.get('created_utc', '?')}",
              f"  subject    {a.get('subject_id', '?')}   body mass "
-             f"{_fmt_num(a.get('body_mass_kg'))} kg   belt {_fmt_num(a.get('belt_speed_m_s'), '.2f')}"
-             f" m/s   lab {a.get('lab', '?')}",
+             f"{_fmt_num(a.get('body_mass_kg'))} kg   belt "
+             f"{_fmt_num(a.get('belt_speed_m_s'), '.2f')} m/s   lab {a.get('lab', '?')}",
              f"  software   {a.get('software', '?')}"]
     for name, s in info.get("streams", {}).items():
         lines.append(f"  {name:<10} {_fmt_num(s.get('rate_hz'), 'g')} Hz  "

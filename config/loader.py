@@ -1,4 +1,5 @@
-"""Reading lab configuration files (TOML) into a checked :class:`~treadlab.config.schema.LabConfig`."""
+"""Reading lab configuration files (TOML) into a checked
+:class:`~treadlab.config.schema.LabConfig`."""
 from __future__ import annotations
 
 import logging

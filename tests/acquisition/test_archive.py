@@ -1,11 +1,10 @@
 """The treadlab.session v1 archive: writer, reader, validation, inspection, atomic derived."""
 from __future__ import annotations
 
-import os
+import math
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import h5py
@@ -70,7 +69,8 @@ def make_derived(m=400) -> dict:
     return {"contacts": contacts,
             "angles": {"time": np.arange(m) / 200.0, "values": values, "names": names,
                        "reasons": {"trunk_lean": "C7, T10, CLAV, STRN absent"}},
-            "scores": {"cause": np.array(CAUSES, dtype=object), "score": np.array([10.0, 0, 55, 80]),
+            "scores": {"cause": np.array(CAUSES, dtype=object),
+                       "score": np.array([10.0, 0, 55, 80]),
                        "value": np.array([4.2, np.nan, 120.0, 8.0]),
                        "value_left": np.array([4.0, np.nan, 118, 7.5]),
                        "value_right": np.array([4.4, np.nan, 122, 8.5]),
@@ -357,3 +357,45 @@ def test_create_raw_layout_swmr_append(tmp_path):
     assert s.markers.positions.shape == (0, len(LABELS), 3)
     assert [e[3] for e in s.log] == ["block 0", "block 1", "block 2"]
     np.testing.assert_array_equal(s.force.calibration["zero"], np.arange(12))
+
+
+_KILLED_RECORDER = """
+import sys, time, h5py, numpy as np
+from treadlab.acquisition.archive import LIBVER, create_raw_layout
+f = h5py.File(sys.argv[1], "w", libver=LIBVER)
+f.attrs.update({"format": "treadlab.session", "format_version": 1, "status": "recording",
+                "session_id": "0b6f4a58-3d5c-4a5e-9a53-1f1d9b2f3c11", "subject_id": "S",
+                "body_mass_kg": 70.0, "created_utc": "2026-01-01T00:00:00+00:00",
+                "software": "treadlab test", "lab": "test", "belt_speed_m_s": float("nan")})
+ds = create_raw_layout(f, plates=["treadmill"], origin=np.zeros((1, 3)),
+                       corners=np.zeros((1, 4, 3)), force_rate_hz=1000, labels=["LASI"],
+                       marker_rate_hz=200)
+f.swmr_mode = True
+for key, rows in (("force/time", np.arange(2000) / 1000),
+                  ("force/wrench", np.ones((2000, 1, 6), np.float32)),
+                  ("markers/time", np.arange(400) / 200),
+                  ("markers/positions", np.zeros((400, 1, 3), np.float32))):
+    ds[key].resize(len(rows), axis=0)
+    ds[key][:] = rows
+f.flush()
+print("flushed", flush=True)
+time.sleep(60)
+"""
+
+
+def test_killed_swmr_capture_still_reads(tmp_path):
+    path = tmp_path / "killed.h5"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_RECORDER, str(path)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "flushed"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    s = read_session(path)
+    assert s.attrs["status"] == "recording" and len(s.force.time) == 2000
+    assert len(s.markers.time) == 400 and math.isnan(s.attrs["belt_speed_m_s"])
+    problems = validate_session(path)
+    assert len(problems) == 1 and "recover" in problems[0]
+    info = inspect_session(path)
+    assert info["status"] == "recording" and info["streams"]["force"]["samples"] == 2000

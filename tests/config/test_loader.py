@@ -55,7 +55,8 @@ def test_example_labs():
 
 
 def test_frame_bytes_and_link_budget_message(tmp_path):
-    assert frame_bytes(12, "int16") == 34 and frame_bytes(12, "int32") == 58  # NOTES.md says 56: 2+2+4+48+2 = 58
+    # 2 + 2 + 4 + 12 × (2 | 4) + 2 (NOTES.md says 56 for int32; the wire format gives 58)
+    assert frame_bytes(12, "int16") == 34 and frame_bytes(12, "int32") == 58
     path = write(tmp_path, edit(forceplate={"rate_hz": 2000.0, "sample_type": "int32",
                                             "baud": 921_600}))
     with pytest.raises(ConfigError) as err:
