@@ -258,10 +258,10 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
     t0 = float(t[0]) if t.size else 0.0
     w = force.wrench
     p = w.shape[1]
-    if p not in (1, 2):
-        raise InputError("force", "/raw/force/wrench",
-                         f"{p} plates: only single-belt (1 plate) and split-belt (2 plates) "
-                         f"treadmills are supported")
+    # single belt: one plate, sides from the centre of pressure; split belt: two plates, one
+    # per foot; anything else (overground plates in a row): each plate's contacts, sides from
+    # the foot markers in step_task
+    mode = "single" if p == 1 else ("split" if p == 2 and s.belt == "split" else "plates")
     # single belt: every channel (the centre of pressure needs the moments); split: Fx and Fz
     chans = [0, 1, 2, 3, 4, 5] if p == 1 else [0, 2]
     kz, kx = chans.index(2), chans.index(0)
@@ -288,6 +288,10 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
         bw = float(body_mass_kg) * G
         bw_source = f"body_mass_kg {float(body_mass_kg):g} x {G} m/s2"
     else:
+        if mode == "plates":
+            raise InputError("force", "body_mass_kg",
+                             f"missing: needed with {p} separate plates (the runner is not on a "
+                             f"plate over whole strides, so body weight cannot be estimated)")
         strikes = np.concatenate([c.t_strike[c.valid] for c in found])
         fz_total = plates[0][:, kz] if p == 1 else plates[0][:, kz] + plates[1][:, kz]
         bw, strides = estimate_body_weight(fz_total, rate, strikes, t0)
@@ -299,7 +303,7 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
         c.flags[c.peak_n < s.min_peak_bw * bw] |= kc.FLAG_LOW_PEAK
 
     cop_y = None
-    if p == 2:
+    if mode == "split":
         li, ri = _left_right(force)
         params = kc.ContactParams(strike_n=s.strike_n, off_n=s.off_n,
                                   min_contact_s=s.min_contact_s, min_peak_n=s.min_peak_bw * bw,
@@ -309,16 +313,23 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
         merged = kc.assign_sides_split(found[li], found[ri], plates[li][:, kz],
                                        plates[ri][:, kz], params)
         plate = merged.i_peak.astype(np.int16)
-    else:
+    elif mode == "single":
         merged = found[0]
         plate = np.zeros(len(merged), np.int16)
         wr = np.zeros((plates[0].shape[0], 6))
         wr[:, chans] = plates[0]
         cop_y = kc.centre_of_pressure(wr, force.origin[0])[:, 1]
+    else:
+        for j, c in enumerate(found):
+            c.i_peak = np.full(len(c), j, np.int64)
+        merged = kc.Contacts.concat(found)
+        merged = merged.take(np.argsort(merged.t_strike, kind="stable"))
+        plate = merged.i_peak.astype(np.int16)
 
     out = {"t_strike": merged.t_strike, "t_off": merged.t_off, "i_strike": merged.i_strike,
            "i_off": merged.i_off, "flags": merged.flags.astype(np.int32), "plate": plate,
-           "side": merged.side.astype(np.int8) if p == 2 else np.full(len(merged), -1, np.int8)}
+           "side": merged.side.astype(np.int8) if mode == "split"
+           else np.full(len(merged), -1, np.int8)}
     metrics = {k: np.full(len(merged), np.nan) for k in
                ("peak_vgrf", "loading_rate", "peak_braking", "braking_impulse",
                 "propulsive_impulse")}
@@ -347,9 +358,9 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
              "contacts_min_contact_s": float(s.min_contact_s),
              "contacts_min_peak_bw": float(s.min_peak_bw),
              "contacts_min_flight_s": float(s.min_flight_s),
-             "belt": "single" if p == 1 else "split"}
+             "belt": mode}
     return {"contacts": out, "cop_y": cop_y, "attrs": attrs, "rate_hz": rate, "t0": t0,
-            "n_plates": p}
+            "n_plates": p, "mode": mode}
 
 
 # --- markers ------------------------------------------------------------------------------------
@@ -484,6 +495,16 @@ def step_task(force_out: dict, marker_out: dict, settings: DeriveSettings) -> di
         sided_table = kc.assign_sides_single(table, force_out["cop_y"],
                                              foot_marker_z=feet if have else None)
         c["side"], c["flags"] = sided_table.side, sided_table.flags
+    elif np.any(c["side"] < 0) and c["t_strike"].size:
+        # separate plates (overground): the stance foot is the lower one at midstance
+        mid = 0.5 * (c["t_strike"] + c["t_off"])
+        mt = marker_out["time"]
+        zl, zr = (np.interp(mid, mt, marker_out["foot_z"][k], left=np.nan, right=np.nan)
+                  for k in ("L", "R"))
+        known = np.isfinite(zl) & np.isfinite(zr)
+        c["side"] = np.where(known, np.where(zl <= zr, 0, 1), -1).astype(np.int8)
+        c["flags"] = c["flags"].copy()
+        c["flags"][~known] |= kc.FLAG_SIDE
     sided = c["side"] >= 0
     kin = {k: np.full(c["t_strike"].size, np.nan) for k in CONTACT_COLUMNS}
     if sided.any():
