@@ -209,3 +209,43 @@ def test_bad_runner_parameter_is_a_config_error():
 
     with pytest.raises(ConfigError, match="no_such_param"):
         start_lab(lab_cfg(), params={"no_such_param": "1"})
+
+
+def test_treadlab_simulate_lab_serves_the_printed_endpoints():
+    """``treadlab simulate lab``: the printed pty carries frames with the shipped calibration."""
+    import subprocess
+    import sys
+
+    from treadlab.config import load_lab
+
+    cfg = load_lab()
+    proc = subprocess.Popen([sys.executable, "-m", "treadlab.pipeline.cli", "simulate", "lab",
+                             "--duration", "3", "--param", "seed=2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line.strip())
+            if line.startswith("serving"):
+                break
+        port = [x.split(": ", 1)[1] for x in lines if x.startswith("force plate (serial)")]
+        udp = [x.split(": ", 1)[1] for x in lines if x.startswith("markers (UDP)")]
+        assert port and udp, lines
+        assert udp[0].startswith("127.0.0.1:")
+        force = ForcePlateSerial.from_config(cfg, lab=types.SimpleNamespace(force_port=port[0]))
+        with force:
+            force.tare(timeout=20.0)
+            got = read_until([force], {"force": 200})
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "sent" in out
+    assert sum(len(b) for b in got["force"]) >= 200
+    assert force.counters["crc_errors"] == 0 and force.counters["resyncs"] == 0
