@@ -90,7 +90,8 @@ _HEEL_CONTACT = np.array([-55.0, -70.0])     # heel rocker pivot
 _TOE_PIVOT = np.array([175.0, -70.0])        # toe rocker pivot (toe tip region)
 _HEE_LOCAL = np.array([-75.0, -40.0])        # heel marker
 _TOE_LOCAL = np.array([135.0, -38.0])        # toe marker (second metatarsal head, dorsum)
-_HEEL_ROCKER_END, _HEEL_OFF = 0.15, 0.60     # fractions of stance
+_HEEL_ROCKER_END = 0.15                      # foot flat from 15 % of stance
+_HEEL_OFFS = (0.60, 0.50, 0.40)              # heel off (fraction of stance), tried in order
 _STRIKE_PITCH_DEG = 12.0                     # foot pitch at foot strike (toe up)
 _KNEE_STRIKE_DEG = 20.0                      # knee flexion at foot strike
 _PELVIS_LOW_AT, _PELVIS_AMP_MM = 0.6, 35.0   # pelvis lowest at 60 % of stance, ±35 mm
@@ -250,10 +251,18 @@ def _validate(p: RunnerParams, source=None) -> None:
         bad("overstride_mm", f"must be within 0..450 mm, got {p.overstride_mm!r}")
     if not (p.hip_extension_deg <= 30):
         bad("hip_extension_deg", f"must be within 0..30 degrees, got {p.hip_extension_deg!r}")
-    if not (1 <= p.speed_m_s <= 8):
-        bad("speed_m_s", f"must be within 1..8 m/s, got {p.speed_m_s!r}")
-    if not (600 <= p.leg_length_mm <= 1200):
-        bad("leg_length_mm", f"must be within 600..1200 mm, got {p.leg_length_mm!r}")
+    if not (1.5 <= p.speed_m_s <= 7):
+        bad("speed_m_s", f"must be within 1.5..7 m/s, got {p.speed_m_s!r}")
+    if not (700 <= p.leg_length_mm <= 1100):
+        bad("leg_length_mm", f"must be within 700..1100 mm, got {p.leg_length_mm!r}")
+    if p.overstride_mm > 0.4 * p.leg_length_mm:
+        bad("overstride_mm", f"{p.overstride_mm} mm is more than 40 % of the leg length "
+            f"({p.leg_length_mm} mm)")
+    stance = p.speed_m_s * p.contact_time_s
+    if not (0.3 <= stance <= 1.0):
+        bad("contact_time_s", f"the foot would travel {stance:.2f} m with the belt during "
+            f"a contact of {p.contact_time_s} s at {p.speed_m_s} m/s; a runner's stance covers "
+            "0.3..1.0 m")
     if not (150 <= p.inter_asis_mm <= 400):
         bad("inter_asis_mm", f"must be within 150..400 mm, got {p.inter_asis_mm!r}")
     if not (0.1 <= p.contact_time_s <= 0.6):
@@ -583,6 +592,7 @@ class SyntheticRunner:
             d_on, d_off = self._crossings_u(self._fz_scale(self.step_period_s))
             self._tc = p.contact_time_s / (d_off - d_on)
         self._d_on = float(d_on * self._tc)        # onset to the 20 N crossing (s)
+        self._t_off = self._d_on + p.contact_time_s  # onset to the 20 N toe off (s)
 
         # AP force: braking peak (BW) grows with the heel lead (Wille 2014: heel-COM distance
         # predicts braking impulse).
@@ -593,6 +603,8 @@ class SyntheticRunner:
         self._tilt0 = math.radians(_PELVIC_TILT_DEG)
         self._pelvis_z0 = 0.0
         self._theta_to = -math.radians(p.hip_extension_deg + _PELVIC_TILT_DEG)
+        self._heel_off = _HEEL_OFFS[0]
+        self.geometry_note = ""
         self._solve_geometry()
 
     # ---------------------------------------------------------------- steps and timing
@@ -861,7 +873,7 @@ class SyntheticRunner:
         if side in cache:
             return cache[side]
         tc = self._tc
-        tb = _HEEL_OFF * tc
+        tb = self._heel_off * tc
         dt = 1e-3
         on = tab["on"]
         m = len(on)
@@ -898,7 +910,7 @@ class SyntheticRunner:
         kx, kz, ax, az, pitch = (np.empty(n) for _ in range(5))
         clamped = np.zeros(n, bool)
         hx, hz = hjc[:, 0], hjc[:, 2]
-        tb = _HEEL_OFF * tc
+        tb = self._heel_off * tc
 
         ea = np.nonzero(tau < tb)[0]                      # heel rocker and foot flat
         if len(ea):
@@ -937,12 +949,13 @@ class SyntheticRunner:
 
     def _late_stance(self, tau, heel_x0, th_b, w_b, hx, hz):
         """Toe rocker: the thigh angle follows a cubic from its heel-off value and rate
-        (th_b, w_b) to ``_theta_to`` (at rest) at toe off; the foot pivots about the toe,
+        (th_b, w_b) to ``_theta_to``, at rest from the 20 N toe off on (so the peak hip
+        extension is a plateau, not an edge); the foot pivots about the toe,
         which rides the belt; the ankle closes the loop (circle–circle intersection)."""
         tc = self._tc
-        tb = _HEEL_OFF * tc
-        dur = tc - tb
-        s = (tau - tb) / dur
+        tb = self._heel_off * tc
+        dur = self._t_off - tb                  # the thigh comes to rest at the 20 N toe off
+        s = np.minimum((tau - tb) / dur, 1.0)
         s2, s3 = s * s, s * s * s
         th = (2 * s3 - 3 * s2 + 1) * th_b + (s3 - 2 * s2 + s) * w_b * dur \
             + (-2 * s3 + 3 * s2) * self._theta_to
@@ -961,7 +974,17 @@ class SyntheticRunner:
         ax = kx + a * ux + h * uz
         az = kz + a * uz - h * ux
         pitch = np.arctan2(-az, px - ax) - math.atan2(_TOE_PIVOT[1], _TOE_PIVOT[0])
-        return kx, kz, ax, az, pitch, dc != d
+        clamped = dc != d
+        up = pitch > 0                        # the heel would go under the belt: keep it flat
+        if np.any(up):
+            pitch = np.where(up, 0.0, pitch)
+            ax = np.where(up, px - _TOE_PIVOT[0], ax)
+            az = np.where(up, -_TOE_PIVOT[1], az)
+            kx2, kz2, ax2, az2, _ = self._ik(hx, hz, ax, az)
+            kx, kz = np.where(up, kx2, kx), np.where(up, kz2, kz)
+            ax, az = np.where(up, ax2, ax), np.where(up, az2, az)
+            clamped = clamped | up
+        return kx, kz, ax, az, pitch, clamped
 
     # ---------------------------------------------------------------- markers
     def _kinematics(self, t, jitter: bool = True):
@@ -1132,7 +1155,10 @@ class SyntheticRunner:
 
         * pelvis height: the knee is flexed ``_KNEE_STRIKE_DEG`` at foot strike;
         * thigh angle at toe off: the CGM hip flexion reaches ``-hip_extension_deg`` between
-          midstance and toe off (a few secant steps on the measured 3-D angle).
+          midstance and toe off (secant steps on the measured 3-D angle, else a bracketed
+          bisection); when the flat-foot phase already extends the hip further, heel off
+          moves earlier (60 %, 50 %, 40 % of stance).  A target out of reach is logged and
+          noted in ``geometry_note``; ``truth_steps`` reports what the markers show.
         """
         p = self.params
         T = self.step_period_s
@@ -1149,19 +1175,47 @@ class SyntheticRunner:
             _KNEE_STRIKE_DEG)))
         dx = float(ax[0] - hjc[0, 0])
         self._pelvis_z0 = float(az[0] + math.sqrt(max(dist * dist - dx * dx, 1.0)) - hjc[0, 2])
-        # 2. Thigh angle at toe off.
-        ts = np.arange(t_on + tc / 2, t_on + tc, 5e-4)
+        # 2. Thigh angle at toe off (and heel off, if needed).
+        ts = np.arange(t_on + self._d_on + p.contact_time_s / 2, t_on + self._t_off, 5e-4)
         target = p.hip_extension_deg
 
-        def peak_ext():
+        def err(theta):
+            self._theta_to = theta
             kin = self._kinematics(ts, jitter=False)
-            return float(np.max(-self.hip_flexion(kin["R_pelvis"], kin["legs"][0]["R_thigh"])))
+            ext = -self.hip_flexion(kin["R_pelvis"], kin["legs"][0]["R_thigh"])
+            return float(np.max(ext)) - target, kin["clamped"]
 
-        for _ in range(8):
-            err = peak_ext() - target
-            if abs(err) < 1e-4:
-                break
-            self._theta_to += math.radians(err)
+        for _ in range(6):                                   # fast path: secant-like steps
+            e, clamped = err(self._theta_to)
+            if abs(e) < 1e-3 and not clamped:
+                return
+            self._theta_to += math.radians(e)
+        # Bracketed bisection: a sign change between grid neighbours that is a real root
+        # (not a jump where the leg geometry clamps).
+        best = (math.inf, self._heel_off, self._theta_to)          # (|err|, heel off, theta)
+        grid = np.radians(np.arange(-60.0, 20.1, 5.0))
+        for heel_off in _HEEL_OFFS:
+            self._heel_off = heel_off
+            res = [err(th)[0] for th in grid]
+            for th, e in zip(grid, res):
+                best = min(best, (abs(e), heel_off, th))
+            # more thigh extension at toe off (smaller theta) -> more hip extension
+            for i in range(len(grid) - 1):
+                if not (res[i] >= 0 > res[i + 1]):
+                    continue
+                lo, hi = grid[i], grid[i + 1]
+                for _ in range(30):
+                    mid = 0.5 * (lo + hi)
+                    lo, hi = (mid, hi) if err(mid)[0] >= 0 else (lo, mid)
+                e = err(0.5 * (lo + hi))[0]
+                if abs(e) < 0.05:
+                    return
+                best = min(best, (abs(e), heel_off, 0.5 * (lo + hi)))
+        _, self._heel_off, theta = best
+        got = err(theta)[0] + target
+        self.geometry_note = (f"peak hip extension {target:g} deg is out of reach with these "
+                              f"parameters; the runner shows {got:.1f} deg")
+        log.warning("synthetic runner: %s", self.geometry_note)
 
     # ---------------------------------------------------------------- truth
     def _force_truth(self, period):

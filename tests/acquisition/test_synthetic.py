@@ -399,7 +399,11 @@ def test_parse_params():
     with pytest.raises(ConfigError, match="seed"):
         parse_params({"seed": "1.5"})
     with pytest.raises(ConfigError, match="contact_time_s.*flight"):
-        parse_params({"contact_time_s": "0.4"})
+        parse_params({"contact_time_s": "0.4", "speed_m_s": "2"})
+    with pytest.raises(ConfigError, match="contact_time_s.*travel 1.40 m"):
+        parse_params({"contact_time_s": "0.2", "speed_m_s": "7"})
+    with pytest.raises(ConfigError, match="overstride_mm"):
+        parse_params({"overstride_mm": "400"})
     with pytest.raises(ConfigError, match="lab.toml: preset"):
         parse_params({"preset": "sloppy"}, source="lab.toml")
     with pytest.raises(ConfigError, match="force_rate_hz"):
@@ -455,3 +459,16 @@ def test_davis_regression_matches_pycgm2_numbers():
                                     - (atd + 7.0) * math.cos(0.314))
     assert left[1] == pytest.approx(-(c * math.sin(0.5) - 125.0)) and right[1] == -left[1]
     assert left[1] > 0 and left[2] < 0
+
+
+def test_unreachable_hip_extension_is_reported_not_faked(caplog):
+    """A nearly flat hip at toe off with the heel under the pelvis and a long stance: the legs
+    cannot do it; the runner says so and /truth reports what the markers show."""
+    p = RunnerParams.clean(speed_m_s=3.1, cadence_spm=188, contact_time_s=0.27,
+                           overstride_mm=10, hip_extension_deg=0.5, leg_length_mm=876)
+    with caplog.at_level("WARNING", logger="treadlab.acquisition.synthetic"):
+        r = SyntheticRunner(p)
+    assert "out of reach" in r.geometry_note and "out of reach" in caplog.text
+    ext = r.truth_steps(3.0)["peak_hip_extension"]
+    assert np.all(ext > 2.0) and f"{np.median(ext):.1f}" in r.geometry_note
+    assert SyntheticRunner(RunnerParams.clean()).geometry_note == ""
