@@ -122,7 +122,8 @@ CONTACT_FIELDS = ("side", "t_strike", "t_off", "contact_time", "flight_time", "p
                   "peak_hip_extension", "valid")
 SCORE_FIELDS = ("cause", "score", "value", "value_left", "value_right", "unit", "normal_low",
                 "normal_high", "n_steps")
-#: Units of the known per-row derived quantities; anything else is stored with units "1".
+#: Units of the known per-row derived quantities. Others are stored with units "1" unless the
+#: ``derived`` dict given to :func:`write_derived` carries ``"units": {name: unit}``.
 DERIVED_UNITS = {
     "side": "1", "t_strike": "s", "t_off": "s", "contact_time": "s", "flight_time": "s",
     "peak_vgrf": "BW", "loading_rate": "BW/s", "loading_rate_fallback": "BW/s",
@@ -132,7 +133,8 @@ DERIVED_UNITS = {
     "flags": "1", "i_strike": "sample", "i_off": "sample", "peak_n": "N",
     "score": "1", "value": "see unit", "value_left": "see unit", "value_right": "see unit",
     "unit": "", "cause": "", "normal_low": "see unit", "normal_high": "see unit",
-    "n_steps": "1",
+    "n_steps": "1", "z": "1", "status": "", "plate": "1", "pelvis_tilt_mean": "deg",
+    "peak_hip_extension_source": "", "heel_lead": "mm",
 }
 #: Index datasets written only to serve as netCDF dimensions; the reader drops them.
 _INDEX_SCALES = ("contact", "step", "row", "event")
@@ -552,7 +554,7 @@ def _write_rows(parent, name, columns: dict, dim: str, *, units: dict | None = N
     g = parent.create_group(name)
     lengths = {len(np.atleast_1d(v)) for v in columns.values() if v is not None}
     if len(lengths) > 1:
-        raise ValueError(f"/{g.name}: columns of different lengths {sorted(lengths)}")
+        raise ValueError(f"{g.name}: columns of different lengths {sorted(lengths)}")
     n = lengths.pop() if lengths else 0
     if index_name and index_name in columns:
         sc = _write_array(g, index_name, np.asarray(columns[index_name]),
@@ -609,19 +611,20 @@ def _write_derived_into(f, derived: dict, attrs: dict) -> None:
     for key, value in attrs.items():
         if value is not None:
             g.attrs[key] = _to_attr(value)
+    units = {**DERIVED_UNITS, **dict(derived.get("units") or {})}
     for key, value in derived.items():
-        if value is None:
+        if value is None or key in ("units", "attrs"):
             continue
         if key == "contacts":
-            _write_rows(g, "contacts", value, "contact")
+            _write_rows(g, "contacts", value, "contact", units=units)
         elif key == "scores":
-            _write_rows(g, "scores", value, "cause", index_name="cause")
+            _write_rows(g, "scores", value, "cause", index_name="cause", units=units)
         elif key == "angles":
             _write_angles(g, value)
         elif isinstance(value, dict):
-            _write_rows(g, key, value, "row")
+            _write_rows(g, key, value, "row", units=units)
         else:
-            _write_array(g, key, np.asarray(value), DERIVED_UNITS.get(key, "1"))
+            _write_array(g, key, np.asarray(value), units.get(key, "1"))
 
 
 def _write_angles(parent, angles: dict) -> None:
@@ -880,7 +883,9 @@ def write_derived(path, derived: dict, attrs: dict) -> Path:
     derived : dict
         ``{"contacts": {name: (s,) array}, "angles": {"time", "values", "names", "reasons"},
         "scores": {name: (4,) array}}`` (DESIGN §4 names; extra columns and extra groups of
-        parallel columns are kept).
+        parallel columns are kept). An optional ``"units": {column: unit}`` entry gives the
+        units of columns :data:`DERIVED_UNITS` does not know; ``"attrs"`` (as returned by
+        :func:`read_derived`) is ignored.
     attrs : dict
         ``/derived`` attributes: ``pipeline_version``, ``config_hash`` (``processed_utc`` is
         filled in when missing).
@@ -1212,8 +1217,9 @@ def inspect_session(path) -> dict:
             s.update(_time_summary(mg["time"][()], rate))
             if "positions" in mg and mg["positions"].ndim == 3 and \
                     mg["positions"].shape[1] == len(labels):
-                frac = _nan_fraction(mg["positions"])
+                frac, empty = _nan_fraction(mg["positions"], all_nan_rows=True)
                 s["nan_fraction"] = {lb: float(x) for lb, x in zip(labels, frac)}
+                s["frames_all_occluded"] = int(empty)
             streams["markers"] = s
         info["streams"] = streams
         kinds: dict = {}
@@ -1226,14 +1232,19 @@ def inspect_session(path) -> dict:
     return info
 
 
-def _nan_fraction(ds, rows: int = 100_000) -> np.ndarray:
-    """Fraction of rows where each column (axis 1) has any NaN, read block by block."""
+def _nan_fraction(ds, rows: int = 100_000, all_nan_rows: bool = False):
+    """Fraction of rows where each column (axis 1) has any NaN, read block by block; with
+    ``all_nan_rows`` also the number of rows where every column has a NaN."""
     n = ds.shape[0]
     count = np.zeros(ds.shape[1], dtype=np.int64)
+    empty = 0
     for i in range(0, n, rows):
         block = ds[i:i + rows]
-        count += np.isnan(block).reshape(block.shape[0], block.shape[1], -1).any(axis=2).sum(0)
-    return count / max(1, n)
+        nan = np.isnan(block).reshape(block.shape[0], block.shape[1], -1).any(axis=2)
+        count += nan.sum(0)
+        empty += int(nan.all(axis=1).sum()) if nan.shape[1] else 0
+    frac = count / max(1, n)
+    return (frac, empty) if all_nan_rows else frac
 
 
 def _derived_summary(f) -> dict:
@@ -1274,7 +1285,7 @@ def _fmt_num(v, spec=".1f") -> str:
     if v is None:
         return "-"
     if isinstance(v, float) and not math.isfinite(v):
-        return "nan"
+        return "-"
     return format(v, spec) if isinstance(v, (int, float)) else str(v)
 
 
@@ -1301,8 +1312,12 @@ def format_inspection(info: dict) -> str:
         nf = s.get("nan_fraction")
         if isinstance(nf, dict) and nf:
             occl = [f"{k} {v * 100:.1f}%" for k, v in nf.items() if v > 0]
-            lines.append(f"             {len(nf)} markers; occluded: "
-                         + (", ".join(occl) if occl else "none"))
+            head = f"             {len(nf)} markers"
+            if s.get("frames_all_occluded"):
+                head += f", {s['frames_all_occluded']} frames with none visible"
+            lines.append(head + ("; occluded:" if occl else "; occluded: none"))
+            for i in range(0, len(occl), 6):
+                lines.append("               " + ", ".join(occl[i:i + 6]))
     if info.get("log"):
         lines.append("  log        " + ", ".join(f"{k} {v}" for k, v in info["log"].items()))
     d = info.get("derived")
@@ -1319,9 +1334,10 @@ def format_inspection(info: dict) -> str:
                          f"{_fmt_num(c.get('contact_time_ms_left'), '.0f')} ms  R "
                          f"{_fmt_num(c.get('contact_time_ms_right'), '.0f')} ms")
         for row in d.get("scores", []):
+            status = f"   {row['status']}" if row.get("status") else ""
             lines.append(f"  score      {row['cause']:<22} {_fmt_num(row.get('score'), '5.1f')}"
                          f"   value {_fmt_num(row.get('value'), '.2f')} {row.get('unit', '')}"
-                         f"   steps {row.get('n_steps', '-')}")
+                         f"   steps {row.get('n_steps', '-')}{status}")
         ang = d.get("angles")
         if ang and ang.get("reasons"):
             for k, why in ang["reasons"].items():

@@ -185,7 +185,7 @@ def test_inspect_reports_gaps_nans_and_log(tmp_path):
     assert ms["nan_fraction"]["RASI"] == pytest.approx(20 / 400) and ms["nan_fraction"]["LASI"] == 0
     assert info["log"] == {"drop": 2, "reconnect": 1}
     text = format_inspection(info)
-    assert "RASI 5.0%" in text and "drop 2" in text and "valid      yes" in text
+    assert "RASI 5.0%" in text and "drop 2" in text and "none visible" not in text and "valid      yes" in text
 
 
 @pytest.mark.parametrize("content", [b"", b"not hdf5 at all" * 100, "truncated"])
