@@ -88,7 +88,7 @@ def _belt_speed(cfg, simulated: bool, params) -> tuple[float, str]:
         values = {k: v for k, v in values.items() if v is not None}
         values.update(params or {})
         return float(parse_params(values).speed_m_s), "simulated runner"
-    return 0.0, "unknown (not in the lab config)"
+    return float("nan"), "unknown (not in the lab config)"
 
 
 def _contact_params(cfg, body_mass_kg):
