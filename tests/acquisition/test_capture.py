@@ -191,3 +191,22 @@ def test_session_filename():
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     assert session_filename("P007", when) == "P007_20260102T030405Z.h5"
     assert session_filename("../x y", when) == "x-y_20260102T030405Z.h5"
+
+
+@pytest.mark.timeout(90)
+def test_cli_capture_on_the_shipped_default_lab(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "treadlab.pipeline.cli", "capture",
+                           "--subject", "P1", "--body-mass", "72.5", "--duration", "3",
+                           "--out", str(tmp_path), "--no-process"],
+                          capture_output=True, text=True, timeout=80)
+    assert proc.returncode == 0, proc.stderr
+    path = Path(proc.stdout.strip().splitlines()[-1])
+    assert path.parent == tmp_path and path.name.startswith("P1_")
+    assert validate_session(path) == []
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "complete"
+        assert f.attrs["body_mass_kg"] == pytest.approx(72.5)
+        assert f.attrs["body_mass_source"] == "given"
+        assert f.attrs["lab"] == "treadlab simulated lab"
+        assert f["raw/markers/positions"].shape[1] == 20
+    assert "cadence" in proc.stderr   # the final status line
