@@ -262,6 +262,22 @@ class Source(ABC):
                 self._stop.wait(0.5)
 
 
+def table_values(table, names) -> dict:
+    """The values of ``names`` present in a config table (dataclass, namespace or dict).
+
+    Drivers build their settings dataclass from the config's table with it, so a settings
+    class mirrors its TOML table without depending on how the config module stores it.
+    """
+    out = {}
+    for name in names:
+        if isinstance(table, dict):
+            if name in table:
+                out[name] = table[name]
+        elif hasattr(table, name):
+            out[name] = getattr(table, name)
+    return out
+
+
 # --- the registry ---------------------------------------------------------------------------
 
 class _Registry(dict):

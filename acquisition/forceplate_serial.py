@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import serial
 
-from treadlab.acquisition.base import Block, Source, StreamInfo
+from treadlab.acquisition.base import Block, Source, StreamInfo, table_values
 from treadlab.acquisition.wire import SAMPLE_TYPES, ForceFrameDecoder, frame_size
 from treadlab.config.errors import ConfigError, DeviceError
 
@@ -34,18 +34,6 @@ log = logging.getLogger(__name__)
 
 
 # --- settings -------------------------------------------------------------------------------
-
-def _table_values(table, names) -> dict:
-    """Attributes (dataclass / namespace) or keys (dict) of a config table that are present."""
-    out = {}
-    for name in names:
-        if isinstance(table, dict):
-            if name in table:
-                out[name] = table[name]
-        elif hasattr(table, name):
-            out[name] = getattr(table, name)
-    return out
-
 
 @dataclass
 class ForcePlateSettings:
@@ -77,7 +65,7 @@ class ForcePlateSettings:
     @classmethod
     def from_table(cls, table) -> "ForcePlateSettings":
         """From the config's ``forceplate`` table (dataclass, namespace or dict)."""
-        return cls(**_table_values(table, [f.name for f in fields(cls)]))
+        return cls(**table_values(table, [f.name for f in fields(cls)]))
 
     def __post_init__(self):
         if self.sample_type not in SAMPLE_TYPES:
@@ -116,7 +104,7 @@ class PlateCalibration:
 
     @classmethod
     def from_table(cls, table) -> "PlateCalibration":
-        v = _table_values(table, ["name", "channels", "calibration", "origin", "corners"])
+        v = table_values(table, ["name", "channels", "calibration", "origin", "corners"])
         return cls(**v)
 
     def __post_init__(self):

@@ -24,22 +24,11 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from treadlab.acquisition.base import Block, Source, StreamInfo
+from treadlab.acquisition.base import Block, Source, StreamInfo, table_values
 from treadlab.acquisition.wire import decode_marker_packet
 from treadlab.config.errors import ConfigError, DeviceError, InputError
 
 log = logging.getLogger(__name__)
-
-
-def _table_values(table, names) -> dict:
-    out = {}
-    for name in names:
-        if isinstance(table, dict):
-            if name in table:
-                out[name] = table[name]
-        elif hasattr(table, name):
-            out[name] = getattr(table, name)
-    return out
 
 
 @dataclass
@@ -66,7 +55,7 @@ class MarkerSettings:
     @classmethod
     def from_table(cls, table) -> "MarkerSettings":
         """From the config's ``markers`` table (dataclass, namespace or dict)."""
-        return cls(**_table_values(table, [f.name for f in fields(cls)]))
+        return cls(**table_values(table, [f.name for f in fields(cls)]))
 
     def __post_init__(self):
         self.labels = [str(x) for x in self.labels]
