@@ -220,20 +220,24 @@ def _validate(p: RunnerParams, source=None) -> None:
     def bad(key, msg):
         raise ConfigError(source, key, msg)
 
+    def number(v):
+        return (isinstance(v, (int, float, np.integer, np.floating))
+                and not isinstance(v, (bool, np.bool_)) and math.isfinite(v))
+
     positive = ["duration_s", "speed_m_s", "cadence_spm", "body_mass_kg", "contact_time_s",
                 "force_rate_hz", "marker_rate_hz", "leg_length_mm", "inter_asis_mm"]
     for key in positive:
         v = getattr(p, key)
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+        if not (number(v) and v > 0):
             bad(key, f"must be a positive number, got {v!r}")
     for key in ["force_noise_n", "marker_noise_mm", "dropout_rate", "step_time_sd_s",
                 "overstride_mm", "hip_extension_deg"]:
         v = getattr(p, key)
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+        if not (number(v) and v >= 0):
             bad(key, f"must be a number >= 0, got {v!r}")
     for key in ["pelvic_drop_deg", "trunk_lean_deg", "drift_n_per_s"]:
         v = getattr(p, key)
-        if not (isinstance(v, (int, float)) and math.isfinite(v)):
+        if not number(v):
             bad(key, f"must be a finite number, got {v!r}")
     if p.belt not in ("split", "single"):
         bad("belt", f"must be 'split' or 'single', got {p.belt!r}")
@@ -273,7 +277,8 @@ def _validate(p: RunnerParams, source=None) -> None:
         bad("contact_time_s", f"{p.contact_time_s} s leaves no flight phase at "
             f"{p.cadence_spm} steps/min (step {step:.3f} s, jitter ±{3 * p.step_time_sd_s:.3f} s);"
             " running needs >= 20 ms of flight")
-    if not isinstance(p.seed, int) or isinstance(p.seed, bool) or p.seed < 0:
+    if (not isinstance(p.seed, (int, np.integer)) or isinstance(p.seed, (bool, np.bool_))
+            or p.seed < 0):
         bad("seed", f"must be a non-negative integer, got {p.seed!r}")
 
 
