@@ -239,9 +239,9 @@ def _open_c3d(path: Path) -> dict:
         raise InputError(path, "byte 0", "empty file (0 bytes), not a C3D file")
     if size < 512:
         raise InputError(path, "header", f"file too short for a C3D header ({size} bytes)")
-    _check_parameter_section(path)
+    first, last = _check_parameter_section(path)
     try:
-        return ezc3d.c3d(os.fspath(path), extract_forceplat_data=False)
+        c3d = ezc3d.c3d(os.fspath(path), extract_forceplat_data=False)
     except Exception as exc:  # ezc3d raises RuntimeError/OSError/ValueError with C++ text
         msg = str(exc).replace("\n", " ").strip()
         if "MIPS" in msg:
@@ -249,18 +249,37 @@ def _open_c3d(path: Path) -> dict:
         elif "not standard" in msg:
             msg = "malformed parameter section (ezc3d: not a standard C3D layout)"
         raise InputError(path, "parameters", f"cannot read C3D: {msg}") from None
+    # ezc3d silently shortens a truncated file (and rewrites its header to match): compare
+    # with what the header declared (TRIAL:ACTUAL_*_FIELD when frames exceed 16 bits)
+    trial = c3d["parameters"].get("TRIAL") or {}
+    for key, idx in (("ACTUAL_START_FIELD", 0), ("ACTUAL_END_FIELD", 1)):
+        v = np.asarray(trial[key]["value"]).ravel() if key in trial else np.zeros(0)
+        if v.size >= 2 and v[0] > 0:
+            value = int(v[0]) + 65536 * int(v[1])
+            first, last = (value, last) if idx == 0 else (first, value)
+    declared = last - first + 1
+    points = np.asarray(c3d["data"]["points"])
+    held = int(points.shape[2])
+    if points.shape[1] > 0 and declared > 0 and held < declared:
+        raise InputError(path, "data", f"truncated: the header declares {declared} frames "
+                                       f"({first}-{last}), the file holds {held}")
+    return c3d
 
 
 _PROCESSORS = {84: "Intel", 85: "DEC", 86: "MIPS"}
 
 
-def _check_parameter_section(path: Path) -> None:
+def _check_parameter_section(path: Path) -> tuple[int, int]:
     """Walk the C3D header and parameter records before ezc3d sees the file.
 
     ezc3d spends many seconds (and much memory) on a corrupt parameter section before it
     fails, and cannot read MIPS files at all; this walk answers both in microseconds with the
     byte offset of the problem. It checks the key byte, the processor type and that every
     group/parameter record's link stays inside the parameter section.
+
+    Returns
+    -------
+    (first, last) : the 1-based first and last frame the header declares (words 4 and 5).
     """
     with open(path, "rb") as fh:
         head = fh.read(512)
@@ -271,6 +290,7 @@ def _check_parameter_section(path: Path) -> None:
         if first < 2:
             raise InputError(path, "byte 0", f"parameter section at block {first}, "
                                              "expected 2 or later")
+        frames = (int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little"))
         start = (first - 1) * 512
         fh.seek(start)
         sec_head = fh.read(4)
@@ -292,13 +312,13 @@ def _check_parameter_section(path: Path) -> None:
     while i + 2 <= end:
         nch = abs(int.from_bytes(sec[i:i + 1], "little", signed=True))
         if nch == 0:
-            return  # end of the parameter records
+            return frames  # end of the parameter records
         j = i + 2 + nch
         if j + 2 > end:
             break
         link = int.from_bytes(sec[j:j + 2], "little", signed=True)
         if link == 0:
-            return  # last record
+            return frames  # last record
         if link < 0 or j + link > end:
             name = sec[i + 2:j].decode("ascii", "replace")
             what = f"record {name}" if name.isidentifier() else f"the record at byte {start + i}"

@@ -578,3 +578,33 @@ def test_import_with_lab_config_marker_names(tmp_path):
     assert "LHEB" in s.markers.labels and "L.Heel.Bottom" not in s.markers.labels
     assert s.attrs["body_mass_kg"] == 61.5 and s.attrs["body_mass_source"] == "argument"
     assert not s.attrs["lab"].startswith("C3D import")
+
+
+def test_truncated_file_is_an_input_error(tmp_path):
+    # ezc3d reads a cut file silently (and rewrites its header); the importer compares with
+    # the frames the original header declared
+    cut = tmp_path / "cut.c3d"
+    cut.write_bytes(shared_file("running", "RBDS001runT35.c3d").read_bytes()[:100_000])
+    with pytest.raises(InputError, match="truncated: the header declares 4500 frames"):
+        read_c3d(cut)
+    head = tmp_path / "head.c3d"
+    head.write_bytes(shared_file("running", "RBDS001runT35.c3d").read_bytes()[:4000])
+    with pytest.raises(InputError, match="parameter section"):
+        read_c3d(head)
+
+
+def test_bad_force_platform_parameters(tmp_path):
+    src = shared_file("importer", "Qualisys.c3d")
+    c = ezc3d.c3d(str(src))
+    c["parameters"]["FORCE_PLATFORM"]["CHANNEL"]["value"] = np.array([[1, 2, 3, 4, 5, 6],
+                                                                      [7, 8, 9, 10, 11, 99]]).T
+    bad = tmp_path / "channel.c3d"
+    c.write(str(bad))
+    with pytest.raises(InputError, match=r"FORCE_PLATFORM:CHANNEL.*outside 1\.\.69"):
+        read_c3d(bad)
+    c = ezc3d.c3d(str(src))
+    c["parameters"]["FORCE_PLATFORM"]["TYPE"]["value"] = np.array([2, 7])
+    bad = tmp_path / "type.c3d"
+    c.write(str(bad))
+    with pytest.raises(InputError, match=r"FORCE_PLATFORM:TYPE\[2\].*type 7 is not supported"):
+        read_c3d(bad)
