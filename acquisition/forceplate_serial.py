@@ -359,6 +359,11 @@ class ForcePlateSerial(ForceSourceBase):
         if settings.port in (None, "", "auto"):
             raise ConfigError(None, "forceplate.port",
                               "'auto' needs the simulated lab's pty (start_lab) or a real port")
+        need = settings.rate_hz * settings.frame_size * 10          # 8N1: 10 bits per byte
+        if need > settings.baud:
+            raise ConfigError(None, "forceplate.baud",
+                              f"{settings.rate_hz:g} Hz × {settings.frame_size}-byte frames "
+                              f"needs {need:,.0f} baud > {settings.baud:,}")
         self.port = str(settings.port)
         self.decoder = ForceFrameDecoder(settings.channels, settings.sample_type,
                                          settings.rate_hz)

@@ -221,6 +221,10 @@ def test_settings_and_registry_errors():
     with pytest.raises(ConfigError, match="channels"):
         ForcePlateSerial(settings("loop://"), [PlateCalibration("x", [0, 1, 2, 3, 4, 99],
                                                                 np.eye(6))])
+    slow = settings("loop://")
+    slow.baud = 115200                                  # 1000 Hz × 34 bytes needs 340 kbaud
+    with pytest.raises(ConfigError, match="forceplate.baud"):
+        ForcePlateSerial(slow, plates())
     with pytest.raises(ConfigError, match="forceplate_serial"):
         SOURCES["forceplate_usb"]
     assert SOURCES["forceplate_serial"] is ForcePlateSerial
