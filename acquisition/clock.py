@@ -189,51 +189,60 @@ class ClockFit:
         host_time : (n,) float64, s, host receive time of each sample.
         """
         d = np.asarray(device_time, dtype=np.float64).ravel()
-        h = np.broadcast_to(np.asarray(host_time, dtype=np.float64), d.shape)
+        h = np.asarray(host_time, dtype=np.float64)
+        if h.shape != d.shape:
+            h = np.broadcast_to(h, d.shape)
         if d.size == 0:
             return
         r = h - d
-        if not np.isfinite(r).all():
+        j = int(np.argmin(r))           # NaN wins argmin: check it
+        rj = float(r[j])
+        if rj != rj or not np.isfinite(r).all():
             ok = np.isfinite(r)
             d, h, r = d[ok], h[ok], r[ok]
             if d.size == 0:
                 return
+            j = int(np.argmin(r))
+            rj = float(r[j])
         if self.origin is None:
             self.origin = float(d[0])
-        b0 = (d[0] - self.origin) // self.window_s
-        b1 = (d[-1] - self.origin) // self.window_s
-        if b0 == b1 and d[-1] >= d[0]:
+        w = self.window_s
+        d0, d1 = float(d[0]), float(d[-1])
+        b0 = int((d0 - self.origin) // w)
+        if b0 == int((d1 - self.origin) // w) and d1 >= d0:
             # fast path (the usual block): one window, one minimum
-            j = int(np.argmin(r))
-            bins = np.array([int(b0)], dtype=np.int64)
-            x = np.array([d[j] - self.origin])
-            r = np.array([r[j]])
+            self._merge(b0, float(d[j]) - self.origin, rj)
+            xmin = float(d[j]) - self.origin
         else:
-            bins, x, r = lower_envelope(d, h, self.window_s, self.origin)
-        for b, xi, ri in zip(bins.tolist(), x.tolist(), r.tolist()):
-            if self._bins and b == self._bins[-1]:
-                if ri < self._r[-1]:
-                    self._x[-1], self._r[-1] = xi, ri
-            elif self._bins and b < self._bins[-1]:
-                # out-of-order window (device clock reset): merge into its slot if present
-                try:
-                    k = self._bins.index(b)
-                except ValueError:
-                    continue
-                if ri < self._r[k]:
-                    self._x[k], self._r[k] = xi, ri
-            else:
-                self._bins.append(b)
-                self._x.append(xi)
-                self._r.append(ri)
+            bins, x, rr = lower_envelope(d, h, w, self.origin)
+            for b, xi, ri in zip(bins.tolist(), x.tolist(), rr.tolist()):
+                self._merge(b, xi, ri)
+            k = int(np.argmin(rr))
+            xmin, rj = float(x[k]), float(rr[k])
         self.n += int(d.size)
         if self._params is None:
             self._refit()
+        elif rj < self._params[0] + self._params[1] * xmin - 5e-3:
+            # a much earlier receipt than the fit allows: the fit is stale, redo it now
+            self._refit()
+
+    def _merge(self, b: int, xi: float, ri: float) -> None:
+        """Keep the least-delayed point of window ``b``."""
+        if self._bins and b == self._bins[-1]:
+            if ri < self._r[-1]:
+                self._x[-1], self._r[-1] = xi, ri
+        elif self._bins and b < self._bins[-1]:
+            # out-of-order window (device clock reset): merge into its slot if present
+            try:
+                k = self._bins.index(b)
+            except ValueError:
+                return
+            if ri < self._r[k]:
+                self._x[k], self._r[k] = xi, ri
         else:
-            j = int(np.argmin(r))
-            if r[j] < self._params[0] + self._params[1] * x[j] - 5e-3:
-                # a much earlier receipt than the fit allows: the fit is stale, redo it now
-                self._refit()
+            self._bins.append(b)
+            self._x.append(xi)
+            self._r.append(ri)
 
     @property
     def ready(self) -> bool:
@@ -268,7 +277,7 @@ class ClockFit:
         """
         origin, a, b = self.params()
         d = np.asarray(device_time, dtype=np.float64)
-        return d + a + b * (d - origin)
+        return d * (1.0 + b) + (a - b * origin)
 
 
 class SessionClock:

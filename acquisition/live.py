@@ -234,13 +234,17 @@ class LiveProcessor:
         # one batch per stream (fewer kernel calls when the thread fell behind); markers first,
         # so a toe off found in this batch sees the markers that came with it
         marks = [it for it in items if it[0] == "markers"]
-        if marks:
+        if len(marks) == 1:
+            self._add_markers(marks[0][1], marks[0][2])
+        elif marks:
             self._add_markers(np.concatenate([it[1] for it in marks]),
                               np.concatenate([it[2] for it in marks]))
         forces = [it for it in items if it[0] == "force"]
         if not forces:
             return 0
         try:
+            if len(forces) == 1:
+                return self._add_force(forces[0][1], forces[0][2], forces[0][3])
             seqs = None
             if all(it[3] is not None for it in forces):
                 seqs = np.concatenate([it[3] for it in forces])

@@ -49,7 +49,6 @@ def run_demo(out_dir="treadlab-demo", seconds: float = 30.0, *, params: dict | N
     summary = process_session(path)
     derived = read_derived(path) or {}
     scores = derived.get("scores")
-    print(f"session: {path}", file=out)
     n_contacts = summary.get("contacts", "?") if isinstance(summary, dict) else "?"
     valid = summary.get("valid_contacts", "?") if isinstance(summary, dict) else "?"
     print(f"contacts: {n_contacts} ({valid} valid)", file=out)
