@@ -229,7 +229,9 @@ def test_validate_finds_bad_shapes_and_times(session_file):
         f["raw/markers"].create_dataset("positions", data=np.zeros((5, 2, 3), np.float32))
         f["raw/markers/positions"].attrs["units"] = "mm"
         f.attrs["status"] = "recording"
+        f["raw/markers/positions"].attrs["units"] = "m"
     problems = validate_session(session_file)
+    assert "/raw/markers/positions: units 'm', expected 'mm'" in problems
     assert any(p.startswith("/raw/force/time: not increasing at sample 10") for p in problems)
     assert any(p.startswith("/raw/markers/positions: shape (5, 2, 3)") for p in problems)
     assert any("recover" in p for p in problems)
@@ -267,12 +269,17 @@ def test_write_derived_round_trip_and_replace(session_file):
     np.testing.assert_array_equal(r["angles"]["values"], d["angles"]["values"])
     assert list(r["scores"]["cause"]) == CAUSES
     np.testing.assert_array_equal(r["scores"]["value"], d["scores"]["value"])
-    # a second write replaces /derived; the raw data are untouched
+    # a second write replaces /derived; the raw data are untouched; extra columns keep units
     d["scores"]["score"] = np.array([1.0, 2, 3, 4])
+    d["contacts"]["heel_speed"] = np.ones(6)
+    d["units"] = {"heel_speed": "mm/s"}
     write_derived(session_file, d, {"pipeline_version": "0.2", "config_hash": "x"})
     s = read_session(session_file, derived=True)
     assert s.derived["attrs"]["pipeline_version"] == "0.2"
     np.testing.assert_array_equal(s.derived["scores"]["score"], [1, 2, 3, 4])
+    with h5py.File(session_file, "r") as f:
+        assert f["derived/contacts/heel_speed"].attrs["units"] == "mm/s"
+        assert f["derived/contacts/peak_vgrf"].attrs["units"] == "BW"
     np.testing.assert_array_equal(s.force.counts, make_session().force.counts)
     info = inspect_session(session_file)
     assert info["derived"]["contacts"]["valid"] == 5

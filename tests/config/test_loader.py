@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import re
-import tomllib
+import sys
 from pathlib import Path
 
 import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from treadlab.config import ConfigError, LabConfig, load_lab, shipped_lab_path
 from treadlab.config.schema import build_lab, frame_bytes
