@@ -376,13 +376,13 @@ class ForcePlateSerial(ForceSourceBase):
 
     @classmethod
     def from_config(cls, cfg, lab=None, **kw) -> "ForcePlateSerial":
-        """From a ``LabConfig``; ``port = "auto"`` takes ``lab.force_port``."""
+        """From a ``LabConfig``; with a simulated ``lab`` its pty replaces the port."""
         settings = ForcePlateSettings.from_table(cfg.forceplate)
-        if settings.port in (None, "", "auto"):
-            if lab is None:
-                raise ConfigError(getattr(cfg, "path", None), "forceplate.port",
-                                  "'auto' is the simulated lab's pty: start it first")
+        if lab is not None and getattr(lab, "force_port", None):
             settings.port = lab.force_port
+        elif settings.port in (None, "", "auto"):
+            raise ConfigError(getattr(cfg, "path", None), "forceplate.port",
+                              "'auto' is the simulated lab's pty: start it first")
         return cls(settings, cfg.plates, **kw)
 
     def _open_port(self):

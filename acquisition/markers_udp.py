@@ -96,13 +96,13 @@ class MarkersUDP(Source):
 
     @classmethod
     def from_config(cls, cfg, lab=None, **kw) -> "MarkersUDP":
-        """From a ``LabConfig``; ``port = 0`` takes ``lab.marker_address``."""
+        """From a ``LabConfig``; with a simulated ``lab`` its address replaces host/port."""
         s = MarkerSettings.from_table(cfg.markers)
-        if not s.port:
-            if lab is None or getattr(lab, "marker_address", None) is None:
-                raise ConfigError(getattr(cfg, "path", None), "markers.port",
-                                  "0 is the simulated lab's choice: start it first")
+        if lab is not None and getattr(lab, "marker_address", None):
             s.host, s.port = lab.marker_address
+        elif not s.port:
+            raise ConfigError(getattr(cfg, "path", None), "markers.port",
+                              "0 is the simulated lab's choice: start it first")
         return cls(s, **kw)
 
     def _reset_state(self) -> None:
