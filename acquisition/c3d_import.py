@@ -17,10 +17,11 @@ What the reader does, and the decisions it takes (each is recorded in the sessio
   (toe ahead of heel in +X while the foot is on the ground) is stored as ``c3d_axes_check``.
 * **Clock.** Session time 0 is the first stored frame, whatever POINT first frame the file
   declares; C3D event times (``(frame − 1)/rate`` with 1-based frames) are shifted onto it.
-* **Markers.** POINT labels renamed to CGM names where known (``treadlab.config.markers``; the
-  originals in ``original_labels``); model outputs are not markers and go to
-  ``reference["points"]``; a marker stored as exact zeros or with a negative residual is NaN;
-  float32 mm.
+* **Markers.** POINT labels renamed to CGM names where known (``treadlab.config.markers``;
+  the file's labels and indices in ``c3d_marker_labels``/``c3d_marker_index``), the virtual
+  ``SACR``/``LTOE``/``RTOE`` added where their sources exist (``c3d_virtual_markers``); model
+  outputs are not markers and go to ``reference["points"]``; a marker stored as exact zeros or
+  with a negative residual is NaN; float32 mm.
 * **Force.** Plates of types 1–4 become the lab-frame wrench ``[Fx,Fy,Fz,Mx,My,Mz]`` (N, N·m):
   the ground reaction on the body, moments about the centre of each plate's working surface
   (the mean of its corners, stored as ``origin``). Type 2/4 moments measured about the
@@ -28,8 +29,13 @@ What the reader does, and the decisions it takes (each is recorded in the sessio
   surface centre in the plate frame; a positive Z, as Vicon writes it, is negated, as in ezc3d
   and BTK). A plate whose loaded vertical force comes out negative has its whole wrench negated
   (``force_polarity_flipped``).
+  Moment channels whose stated unit puts the centre of pressure off the plate are read in the
+  other of N·mm / N·m (``force_moment_units``).
 * **Body mass.** ``body_mass_kg`` argument, else PROCESSING:Bodymass, else the mean vertical
   force over whole strides divided by g (``body_mass_source`` says which).
+* **Bad files.** Empty, truncated, corrupt parameter section, MIPS, inconsistent
+  FORCE_PLATFORM: an :class:`~treadlab.config.errors.InputError` naming the file and the byte
+  offset or parameter, checked before ezc3d sees the file where ezc3d would be slow or silent.
 """
 from __future__ import annotations
 
