@@ -357,6 +357,8 @@ def _device_main(conn, spec: dict | None = None) -> None:
     try:
         lab = _DeviceLab(spec)
     except BaseException as exc:  # report why the lab cannot start, then exit
+        if not isinstance(exc, TreadlabError):
+            log.exception("the simulated lab cannot start")
         conn.send({"error": f"{type(exc).__name__}: {exc}"
                    if not isinstance(exc, TreadlabError) else str(exc)})
         return
