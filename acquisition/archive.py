@@ -729,8 +729,8 @@ def read_session(path, derived: bool = False) -> Session:
             return _read_session_from(f, path, derived)
         except InputError:
             raise
-        except (KeyError, ValueError, TypeError, OSError) as exc:
-            raise InputError(path, None, f"cannot read session: {exc}") from None
+        except (KeyError, ValueError, TypeError, OSError, RuntimeError, AttributeError) as exc:
+            raise InputError(path, None, f"cannot read session: {_one_line(exc)}") from None
 
 
 def _read_session_from(f, path, derived) -> Session:
@@ -1208,43 +1208,55 @@ def inspect_session(path) -> dict:
     path = Path(path)
     info: dict = {"path": str(path), "size_bytes": path.stat().st_size if path.exists() else 0}
     with _open(path) as f:
-        info["attrs"] = _attrs(f)
-        info["status"] = info["attrs"].get("status")
-        info["groups"] = sorted(k for k in f.keys())
-        info["subject"] = _attrs(f["subject"]) if "subject" in f else {}
-        streams = {}
-        if "raw/force" in f and "time" in f["raw/force"]:
-            fg = f["raw/force"]
-            rate = _from_attr(fg.attrs.get("rate_hz"))
-            s = {"rate_hz": rate, "plates": _from_attr(fg.attrs.get("plates", []))}
-            s.update(_time_summary(fg["time"][()], rate))
-            s["has_counts"] = "counts" in fg
-            s["has_calibration"] = _read_calibration(fg) is not None
-            if "wrench" in fg and fg["wrench"].size:
-                s["nan_fraction"] = float(_nan_fraction(fg["wrench"]).mean())
-            streams["force"] = s
-        if "raw/markers" in f and "time" in f["raw/markers"]:
-            mg = f["raw/markers"]
-            rate = _from_attr(mg.attrs.get("rate_hz"))
-            labels = _from_attr(mg.attrs.get("labels", []))
-            labels = [labels] if isinstance(labels, str) else list(labels)
-            s = {"rate_hz": rate, "labels": labels}
-            s.update(_time_summary(mg["time"][()], rate))
-            if "positions" in mg and mg["positions"].ndim == 3 and \
-                    mg["positions"].shape[1] == len(labels):
-                frac, empty = _nan_fraction(mg["positions"], all_nan_rows=True)
-                s["nan_fraction"] = {lb: float(x) for lb, x in zip(labels, frac)}
-                s["frames_all_occluded"] = int(empty)
-            streams["markers"] = s
-        info["streams"] = streams
-        kinds: dict = {}
-        if "raw/log" in f and "kind" in f["raw/log"]:
-            for k in _read_array(f["raw/log/kind"]):
-                kinds[str(k)] = kinds.get(str(k), 0) + 1
-        info["log"] = dict(sorted(kinds.items()))
-        info["derived"] = _derived_summary(f) if "derived" in f else None
+        try:
+            _inspect_into(f, info)
+        except Exception as exc:  # a damaged layout: one line, never a traceback
+            raise InputError(path, None, f"cannot inspect: {_one_line(exc)}") from None
     info["problems"] = validate_session(path)
     return info
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _inspect_into(f, info: dict) -> None:
+    info["attrs"] = _attrs(f)
+    info["status"] = info["attrs"].get("status")
+    info["groups"] = sorted(k for k in f.keys())
+    info["subject"] = _attrs(f["subject"]) if "subject" in f else {}
+    streams = {}
+    if "raw/force" in f and "time" in f["raw/force"]:
+        fg = f["raw/force"]
+        rate = _from_attr(fg.attrs.get("rate_hz"))
+        s = {"rate_hz": rate, "plates": _from_attr(fg.attrs.get("plates", []))}
+        s.update(_time_summary(fg["time"][()], rate))
+        s["has_counts"] = "counts" in fg
+        s["has_calibration"] = _read_calibration(fg) is not None
+        if "wrench" in fg and fg["wrench"].size:
+            s["nan_fraction"] = float(_nan_fraction(fg["wrench"]).mean())
+        streams["force"] = s
+    if "raw/markers" in f and "time" in f["raw/markers"]:
+        mg = f["raw/markers"]
+        rate = _from_attr(mg.attrs.get("rate_hz"))
+        labels = _from_attr(mg.attrs.get("labels", []))
+        labels = [labels] if isinstance(labels, str) else list(labels)
+        s = {"rate_hz": rate, "labels": labels}
+        s.update(_time_summary(mg["time"][()], rate))
+        if "positions" in mg and mg["positions"].ndim == 3 and \
+                mg["positions"].shape[1] == len(labels):
+            frac, empty = _nan_fraction(mg["positions"], all_nan_rows=True)
+            s["nan_fraction"] = {lb: float(x) for lb, x in zip(labels, frac)}
+            s["frames_all_occluded"] = int(empty)
+        streams["markers"] = s
+    info["streams"] = streams
+    kinds: dict = {}
+    if "raw/log" in f and "kind" in f["raw/log"]:
+        for k in _read_array(f["raw/log/kind"]):
+            kinds[str(k)] = kinds.get(str(k), 0) + 1
+    info["log"] = dict(sorted(kinds.items()))
+    info["derived"] = _derived_summary(f) if "derived" in f else None
 
 
 def _nan_fraction(ds, rows: int = 100_000, all_nan_rows: bool = False):

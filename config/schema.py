@@ -496,9 +496,14 @@ def build_lab(data: dict, path=None) -> LabConfig:
     _check_scoring(scoring, path)
     export = _build(ExportConfig, data.get("export", {}), path, "export")
     _check_export(export, path)
+    simulator = _scalar_table(data.get("simulator", {}), path, "simulator")
+    if "belt" in simulator:
+        _range(simulator["belt"] == lab.belt, path, "simulator.belt",
+               f"{simulator['belt']!r} differs from lab.belt {lab.belt!r} (leave it out: the "
+               f"simulated runner follows lab.belt)")
     return LabConfig(
         lab=lab, plates=plates, forceplate=forceplate, markers=markers,
         marker_names=_string_table(data.get("marker_names", {}), path, "marker_names"),
         contacts=contacts, filters=filters, scoring=scoring, export=export,
-        simulator=_scalar_table(data.get("simulator", {}), path, "simulator"),
+        simulator=simulator,
         source_path=Path(path) if path is not None else None)

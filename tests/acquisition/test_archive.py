@@ -222,6 +222,21 @@ def test_missing_attrs_each_listed(session_file):
         read_session(session_file)
 
 
+def test_damaged_layout_is_one_line(tmp_path, session_file):
+    with h5py.File(session_file, "r+") as f:
+        del f["raw/force"]
+        f["raw"].create_dataset("force", data=np.zeros(3))
+    problems = validate_session(session_file)
+    assert problems and all("\n" not in p for p in problems)
+    assert any(p.startswith("/raw/force") for p in problems)
+    with pytest.raises(InputError) as err:
+        read_session(session_file)
+    assert "\n" not in str(err.value) and str(session_file) in str(err.value)
+    info = inspect_session(session_file)  # what can be shown is, plus the problems
+    assert "force" not in info["streams"] and "markers" in info["streams"]
+    assert info["problems"] == problems
+
+
 def test_validate_finds_bad_shapes_and_times(session_file):
     with h5py.File(session_file, "r+") as f:
         f["raw/force/time"][10] = 0.0

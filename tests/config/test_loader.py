@@ -158,6 +158,7 @@ BAD = [
     (edit(export={"secret_env": "not a name"}), "export.secret_env", "environment"),
     (edit(marker_names={"L.ASIS": 5}), "marker_names.L.ASIS", "marker name"),
     (edit(simulator={"speed_m_s": [1, 2]}), "simulator.speed_m_s", "expected a number"),
+    (edit(simulator={"belt": "single"}), "simulator.belt", "differs from lab.belt"),
 ]
 
 
