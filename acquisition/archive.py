@@ -162,11 +162,6 @@ def _str_dtype():
     return h5py.string_dtype("utf-8")
 
 
-def _is_str_array(arr) -> bool:
-    a = np.asarray(arr)
-    return a.dtype.kind in ("U", "S", "O")
-
-
 def _to_attr(value):
     """Python/NumPy value → something h5py stores portably as an attribute."""
     if isinstance(value, (bool, np.bool_)):
@@ -267,16 +262,9 @@ def _write_array(group, name, data, units, **attrs):
     return _new_dataset(group, name, arr.shape, arr.dtype, units, data=arr, **attrs)
 
 
-def _scale(group, name, values, units="", *, resizable_rows=None):
-    """Create a dimension-scale dataset ``name`` (netCDF dimension of the same name)."""
-    values = np.asarray(values)
-    if values.dtype.kind in ("U", "S", "O"):
-        ds = _write_array(group, name, values, units)
-    elif resizable_rows is not None:
-        ds = _new_dataset(group, name, values.shape, values.dtype, units,
-                          rows_per_chunk=resizable_rows, data=values)
-    else:
-        ds = _write_array(group, name, values, units)
+def _scale(group, name, values, units=""):
+    """Create a fixed dimension-scale dataset ``name`` (netCDF dimension of the same name)."""
+    ds = _write_array(group, name, np.asarray(values), units)
     ds.make_scale(name)
     return ds
 
