@@ -257,11 +257,13 @@ class Recorder:
                 self._file = None
         if self.error is not None:
             log.error("%s: writer failed: %s", self.path, self.error)
-        with h5py.File(self.path, "r+", libver=archive.LIBVER) as f:
-            for key, value in (attrs or {}).items():
-                f.attrs[key] = archive._to_attr(value)
-            _finish(f, status, note=f"recording {status}")
-        self._release_lock()
+        try:
+            with h5py.File(self.path, "r+", libver=archive.LIBVER) as f:
+                for key, value in (attrs or {}).items():
+                    f.attrs[key] = archive._to_attr(value)
+                _finish(f, status, note=f"recording {status}")
+        finally:
+            self._release_lock()
         log.info("%s: %s", self.path, status)
         return self.path
 
