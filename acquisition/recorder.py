@@ -155,7 +155,7 @@ class Recorder:
         self._file: h5py.File | None = None
         self._ds: dict[str, h5py.Dataset] = {}
         self.error: BaseException | None = None
-        #: rows written so far per stream (``force``, ``markers``, ``log``)
+        #: rows written and flushed so far per stream (``force``, ``markers``, ``log``)
         self.written = {"force": 0, "markers": 0, "log": 0}
         self.flushes = 0
         self.last_flush_host: float | None = None
@@ -311,6 +311,7 @@ class Recorder:
             elif payload.stream == "markers":
                 markers.append((payload, t))
         ds = self._ds
+        new = {}
         if force:
             blocks = [b for b, _ in force]
             wrench = np.concatenate([b.data for b in blocks]).astype(np.float32, copy=False)
@@ -325,7 +326,7 @@ class Recorder:
             if "force/counts" in ds:
                 c = ds["force/counts"]
                 _append(c, np.concatenate([b.raw for b in blocks]).astype(c.dtype, copy=False))
-            self.written["force"] += n
+            new["force"] = n
         if markers:
             blocks = [b for b, _ in markers]
             pos = np.concatenate([b.data for b in blocks]).astype(np.float32, copy=False)
@@ -336,13 +337,15 @@ class Recorder:
                 [np.broadcast_to(b.host_time, (len(b),)) for b in blocks]))
             _append(ds["markers/frame"], np.concatenate(
                 [b.seq if b.seq is not None else np.full(len(b), -1) for b in blocks]))
-            self.written["markers"] += pos.shape[0]
+            new["markers"] = pos.shape[0]
         if events:
             _append(ds["log/time"], np.array([e[0] for e in events], dtype=np.float64))
             for i, name in enumerate(("source", "kind", "detail"), start=1):
                 _append(ds[f"log/{name}"], np.array([e[i] for e in events], dtype=object))
-            self.written["log"] += len(events)
+            new["log"] = len(events)
         self._file.flush()
+        for key, n in new.items():      # counted once durable on disk
+            self.written[key] += n
         self.flushes += 1
         self.last_flush_host = time.monotonic()
 
