@@ -71,7 +71,7 @@ LABELS = ["LASI", "RASI", "LPSI", "RPSI",
 _IDX = {name: i for i, name in enumerate(LABELS)}
 
 # Stream identifiers for the chunk seeds (never change them: they define the reproducible noise).
-_S_FORCE_NOISE, _S_MARKER_NOISE, _S_DROPOUT, _S_JITTER = 1, 2, 3, 4
+_S_FORCE_NOISE, _S_MARKER_NOISE, _S_DROPOUT, _S_JITTER, _S_VARIABILITY = 1, 2, 3, 4, 5
 _CHUNK_OFFSET = 1 << 40          # keeps seed entries non-negative for negative chunk indices
 _JITTER_BLOCK = 256              # steps per jitter block
 
@@ -83,6 +83,7 @@ _ACTIVE_NORM = 1.0 / ((_ACTIVE_A / (_ACTIVE_A + _ACTIVE_B)) ** _ACTIVE_A
                       * (_ACTIVE_B / (_ACTIVE_A + _ACTIVE_B)) ** _ACTIVE_B)
 # AP force: braking occupies the first _BRAKE_U of stance.
 _BRAKE_U = 0.45
+_BRAKE_PER_MM = 0.0008           # peak braking force grows 0.08 BW per 100 mm of heel lead
 
 # Foot geometry in the foot frame (x forward along the sole, z up; mm, relative to the ankle
 # joint centre AJC).
@@ -164,6 +165,10 @@ class RunnerParams:
         Distance between the ASIS markers (mm).
     step_time_sd_s : float
         Standard deviation of the step-to-step jitter of foot-strike times (s), clipped at 3 SD.
+    step_variability : float
+        Step-to-step variability of the cause dials (fraction): each step's pelvic drop,
+        trunk lean, heel lead and peak hip extension deviate from the dial by a normal factor
+        of this SD (clipped at 3 SD); ``/truth`` reports each step's actual value.
     seed : int
         Seed of every random draw (noise, dropouts, jitter).
     """
@@ -187,6 +192,7 @@ class RunnerParams:
     leg_length_mm: float = 920.0
     inter_asis_mm: float = 250.0
     step_time_sd_s: float = 0.003
+    step_variability: float = 0.05
     seed: int = 0
 
     @classmethod
@@ -209,7 +215,7 @@ class RunnerParams:
 PRESETS: dict[str, dict] = {
     "realistic": {},
     "clean": {"force_noise_n": 0.0, "marker_noise_mm": 0.0, "dropout_rate": 0.0,
-              "drift_n_per_s": 0.0, "step_time_sd_s": 0.0},
+              "drift_n_per_s": 0.0, "step_time_sd_s": 0.0, "step_variability": 0.0},
 }
 """Named parameter sets; ``parse_params({"preset": "clean", ...})`` starts from one."""
 
@@ -231,6 +237,7 @@ def _validate(p: RunnerParams, source=None) -> None:
         if not (number(v) and v > 0):
             bad(key, f"must be a positive number, got {v!r}")
     for key in ["force_noise_n", "marker_noise_mm", "dropout_rate", "step_time_sd_s",
+                "step_variability",
                 "overstride_mm", "hip_extension_deg"]:
         v = getattr(p, key)
         if not (number(v) and v >= 0):
@@ -245,6 +252,8 @@ def _validate(p: RunnerParams, source=None) -> None:
         v = getattr(p, key)
         if abs(v - round(v)) > 1e-9 or v > 100000:
             bad(key, f"must be a whole number of Hz up to 100000, got {v!r}")
+    if p.step_variability > 0.3:
+        bad("step_variability", f"must be at most 0.3, got {p.step_variability!r}")
     if p.dropout_rate > 0.5:
         bad("dropout_rate", f"must be at most 0.5, got {p.dropout_rate!r}")
     if not (0 <= p.pelvic_drop_deg <= 20):
@@ -601,8 +610,7 @@ class SyntheticRunner:
 
         # AP force: braking peak (BW) grows with the heel lead (Wille 2014: heel-COM distance
         # predicts braking impulse).
-        self._brake_bw = 0.18 + 0.0008 * p.overstride_mm
-        self._prop_bw = self._brake_bw * _BRAKE_U / (1.0 - _BRAKE_U)
+        self._brake_bw = 0.18 + _BRAKE_PER_MM * p.overstride_mm
 
         # Kinematic constants, solved so the causes hold as measured.
         self._tilt0 = math.radians(_PELVIC_TILT_DEG)
@@ -613,19 +621,24 @@ class SyntheticRunner:
         self._solve_geometry()
 
     # ---------------------------------------------------------------- steps and timing
-    def _jitter(self, k: np.ndarray) -> np.ndarray:
-        """Foot-strike time jitter (s) of steps k (sorted), drawn in fixed blocks of steps."""
-        sd = self.params.step_time_sd_s
-        if sd <= 0:
-            return np.zeros(k.shape)
-        out = np.empty(k.shape)
+    def _step_normals(self, k: np.ndarray, stream: int, width: int) -> np.ndarray:
+        """(len(k), width) standard normals clipped at ±3 for steps k (sorted), drawn in
+        fixed blocks of steps seeded by (seed, stream, block index)."""
+        out = np.empty((len(k), width))
         blocks = np.floor_divide(k, _JITTER_BLOCK)
         for a, b in _runs(blocks):
             blk = int(blocks[a])
-            rng = np.random.default_rng([self.params.seed, _S_JITTER, blk + _CHUNK_OFFSET])
-            draws = np.clip(rng.standard_normal(_JITTER_BLOCK), -3, 3) * sd
+            rng = np.random.default_rng([self.params.seed, stream, blk + _CHUNK_OFFSET])
+            draws = np.clip(rng.standard_normal((_JITTER_BLOCK, width)), -3, 3)
             out[a:b] = draws[k[a:b] - blk * _JITTER_BLOCK]
         return out
+
+    def _jitter(self, k: np.ndarray) -> np.ndarray:
+        """Foot-strike time jitter (s) of steps k (sorted)."""
+        sd = self.params.step_time_sd_s
+        if sd <= 0:
+            return np.zeros(k.shape)
+        return self._step_normals(k, _S_JITTER, 1)[:, 0] * sd
 
     def _step_table(self, t_lo: float, t_hi: float, jitter: bool = True) -> dict:
         """Steps around [t_lo, t_hi]: index k, side, onset (s), period to the next onset (s)."""
@@ -634,8 +647,20 @@ class SyntheticRunner:
         k1 = int(math.ceil((t_hi - self._t_first) / T)) + 5
         k = np.arange(k0, k1 + 1, dtype=np.int64)
         on = self._t_first + k * T + (self._jitter(k) if jitter else 0.0)
-        return {"k": k[:-1], "side": (k[:-1] % 2).astype(np.int8), "on": on[:-1],
-                "period": np.diff(on)}
+        p = self.params
+        f = p.step_variability if jitter else 0.0
+        z = self._step_normals(k, _S_VARIABILITY, 4) * f if f > 0 else np.zeros((len(k), 4))
+        tab = {"k": k[:-1], "side": (k[:-1] % 2).astype(np.int8), "on": on[:-1],
+               "period": np.diff(on),
+               # per-step cause values: pelvic drop (rad), trunk lean (rad), heel lead
+               # offset (mm), thigh angle at toe off (rad)
+               "drop": math.radians(p.pelvic_drop_deg) * (1 + z[:-1, 0]),
+               "lean": math.radians(p.trunk_lean_deg) * (1 + z[:-1, 1]),
+               "dover": p.overstride_mm * z[:-1, 2],
+               "theta_to": self._theta_to - math.radians(p.hip_extension_deg) * z[:-1, 3]}
+        tab["x0"] = self._heel_contact_x0(tab["on"]) + tab["dover"]
+        tab["brake"] = self._brake_bw + _BRAKE_PER_MM * tab["dover"]   # BW
+        return tab
 
     @staticmethod
     def _locate(tab, t):
@@ -716,11 +741,12 @@ class SyntheticRunner:
         ap = np.sin(np.pi * np.where(early, u * (1.0 / ub), (u - ub) * (1.0 / (1 - ub))))
         w = np.empty((len(ii), 6))
         fx, fy, fz = w[:, 0], w[:, 1], w[:, 2]
-        np.multiply(bw * np.where(early, -self._brake_bw, self._prop_bw), ap, out=fx)
+        brake = tab["brake"][j]
+        np.multiply(bw * np.where(early, -brake, brake * (ub / (1 - ub))), ap, out=fx)
         np.multiply((-0.05 * bw) * sigma, sin_u, out=fy)      # medially directed on the body
         np.multiply(scale, _fz_template(u), out=fz)
         tz = (0.008 * bw) * sigma * sin_u * cos_u             # free moment (N·m)
-        x0 = self._heel_contact_x0(tab["on"])[j]
+        x0 = tab["x0"][j]
         cop_x = x0 - self._v * tau + 115.0 - 100.0 * cos_u    # heel + 15 mm -> +215 mm
         cop_y = sigma * (self._foot_y + 8.0 - 16.0 * u)
         plate = side.astype(np.intp) if len(self.plates) == 2 else np.zeros(len(ii), np.intp)
@@ -809,7 +835,10 @@ class SyntheticRunner:
         mid = 0.5 * self._tc / per
         # Obliquity +D at left mid-stance, -D at right mid-stance: one cosine per stride,
         # written per step (the sign flips with the side, so it is continuous).
-        obl = math.radians(p.pelvic_drop_deg) * sgn * np.cos(np.pi * (ph - mid))
+        blend = _smoothstep((ph - 2 * mid) / (1 - 2 * mid))     # during the flight only
+        j1 = np.minimum(j + 1, len(tab["on"]) - 1)
+        drop = tab["drop"][j] + (tab["drop"][j1] - tab["drop"][j]) * blend
+        obl = drop * sgn * np.cos(np.pi * (ph - mid))
         rot = math.radians(5.0) * sgn * np.cos(np.pi * ph)    # left forward at left strike
         tilt = self._tilt0 + math.radians(2.0) * np.cos(2 * np.pi * (ph - 0.9))
         R = _pelvis_matrix(tilt, obl, -rot)
@@ -830,14 +859,18 @@ class SyntheticRunner:
         return self._pelvis_origin(R, centre) + _apply(R, self._hjc[side])
 
     def _lean(self, t, tab, j):
-        """Thorax lean (rad): mean over stance = trunk_lean_deg, ±1° at step frequency."""
+        """Thorax lean (rad): mean over each stance = that step's lean, ±1° at step
+        frequency; the next step's lean is blended in during the flight."""
         per = tab["period"][j]
         ph = (t - tab["on"][j]) / per
         amp = math.radians(1.0)
-        w = 2 * np.pi * self._tc / per
+        c = self._tc / per
+        w = 2 * np.pi * c
         mean_cos = (np.sin(w - 2 * np.pi * 0.3) - np.sin(-2 * np.pi * 0.3)) / w
-        return (math.radians(self.params.trunk_lean_deg) - amp * mean_cos
-                + amp * np.cos(2 * np.pi * (ph - 0.3)))
+        blend = _smoothstep((ph - c) / (1 - c))
+        j1 = np.minimum(j + 1, len(tab["on"]) - 1)
+        lean = tab["lean"][j] + (tab["lean"][j1] - tab["lean"][j]) * blend
+        return lean - amp * mean_cos + amp * np.cos(2 * np.pi * (ph - 0.3))
 
     # ---------------------------------------------------------------- legs
     def _ik(self, hx, hz, ax, az):
@@ -882,17 +915,18 @@ class SyntheticRunner:
         dt = 1e-3
         on = tab["on"]
         m = len(on)
-        x0 = self._heel_contact_x0(on)
-        st = {"x0": x0}
+        x0 = tab["x0"]
+        th_to = tab["theta_to"]
+        st = {"x0": x0, "theta_to": th_to}
         # Heel off: thigh angle and its rate from the heel/flat-phase IK.
         th_b = self._thigh_early(on + tb, np.full(m, tb), x0, tab, side)
         th_b0 = self._thigh_early(on + tb - dt, np.full(m, tb - dt), x0, tab, side)
         st["th_b"], st["w_b"] = th_b, (th_b - th_b0) / dt
         # Toe off pose.
         h = self._hjc_at(on + tc, tab, side)
-        kx, kz, ax, az, p0, _ = self._late_stance(np.full(m, tc), x0, th_b, st["w_b"],
+        kx, kz, ax, az, p0, _ = self._late_stance(np.full(m, tc), x0, th_b, st["w_b"], th_to,
                                                   h[:, 0], h[:, 2])
-        st["kn_to"] = self._theta_to - np.arctan2(ax - kx, kz - az)
+        st["kn_to"] = th_to - np.arctan2(ax - kx, kz - az)
         st["p_to"] = p0
         # Strike pose.
         h = self._hjc_at(on, tab, side)
@@ -926,14 +960,14 @@ class SyntheticRunner:
         if len(la):
             jl = j[la]
             r = self._late_stance(tau[la], st["x0"][jl], st["th_b"][jl], st["w_b"][jl],
-                                  hx[la], hz[la])
+                                  st["theta_to"][jl], hx[la], hz[la])
             kx[la], kz[la], ax[la], az[la], pitch[la], clamped[la] = r
         sw = np.nonzero(tau >= tc)[0]                      # swing
         if len(sw):
             js, j2 = j[sw], j[sw] + 2
             s = (tau[sw] - tc) / (tab["on"][j2] - on[sw] - tc)
             th1 = st["th_ic"][j2]
-            th = _keys(s, np.full(len(sw), self._theta_to), _SWING_HIP[0],
+            th = _keys(s, st["theta_to"][js], _SWING_HIP[0],
                        th1 + math.radians(_SWING_HIP[1]), th1)
             kn = _keys(s, st["kn_to"][js], _SWING_KNEE[0],
                        np.full(len(sw), math.radians(_SWING_KNEE[1])), st["kn_ic"][j2])
@@ -952,9 +986,9 @@ class SyntheticRunner:
         return (np.stack([kx, ky, kz], -1), np.stack([ax, ay, az], -1), pitch,
                 int(clamped.sum()))
 
-    def _late_stance(self, tau, heel_x0, th_b, w_b, hx, hz):
+    def _late_stance(self, tau, heel_x0, th_b, w_b, th_to, hx, hz):
         """Toe rocker: the thigh angle follows a cubic from its heel-off value and rate
-        (th_b, w_b) to ``_theta_to``, at rest from the 20 N toe off on (so the peak hip
+        (th_b, w_b) to ``th_to``, at rest from the 20 N toe off on (so the peak hip
         extension is a plateau, not an edge); the foot pivots about the toe,
         which rides the belt; the ankle closes the loop (circle–circle intersection)."""
         tc = self._tc
@@ -963,7 +997,7 @@ class SyntheticRunner:
         s = np.minimum((tau - tb) / dur, 1.0)
         s2, s3 = s * s, s * s * s
         th = (2 * s3 - 3 * s2 + 1) * th_b + (s3 - 2 * s2 + s) * w_b * dur \
-            + (-2 * s3 + 3 * s2) * self._theta_to
+            + (-2 * s3 + 3 * s2) * th_to
         kx = hx + self._lt * np.sin(th)
         kz = hz - self._lt * np.cos(th)
         px = heel_x0 - self._v * tau + (_TOE_PIVOT[0] - _HEEL_CONTACT[0])
@@ -1272,9 +1306,10 @@ class SyntheticRunner:
         }
         ub = _BRAKE_U
         n = len(keep)
-        out["peak_braking"] = np.full(n, -self._brake_bw)
-        out["braking_impulse"] = np.full(n, -self._brake_bw * ub * tc * 2 / np.pi)
-        out["propulsive_impulse"] = np.full(n, self._prop_bw * (1 - ub) * tc * 2 / np.pi)
+        brake = tab["brake"][keep]
+        out["peak_braking"] = -brake
+        out["braking_impulse"] = -brake * ub * tc * 2 / np.pi
+        out["propulsive_impulse"] = brake * ub * tc * 2 / np.pi
         if n == 0:
             for name in ("pelvic_drop", "trunk_lean", "overstride", "peak_hip_extension"):
                 out[name] = np.zeros(0)
