@@ -510,20 +510,11 @@ def _detect_axes(path, params, labels, pts, is_marker, corners) -> tuple[np.ndar
     horiz = [a for a in range(3) if a != up_axis]
 
     # Travel: pelvis progression overground, else the heel→toe direction.
-    fwd = None
-    if pelvis is not None:
-        ok = np.isfinite(pelvis).all(axis=0)
-        if ok.sum() >= 2:
-            first, last = np.flatnonzero(ok)[[0, -1]]
-            disp = pelvis[:, last] - pelvis[:, first]
-            h = disp[horiz]
-            if np.max(np.abs(h)) > 500.0:
-                a = horiz[int(np.argmax(np.abs(h)))]
-                fwd = np.zeros(3)
-                fwd[a] = np.sign(disp[a])
-                info["c3d_recording"] = "overground"
-                info["c3d_forward_method"] = "pelvis progression"
-                info["c3d_progression_mm"] = float(np.abs(disp[a]))
+    fwd = _progression(pelvis, horiz)
+    if fwd is not None:
+        info["c3d_recording"] = "overground"
+        info["c3d_forward_method"] = "pelvis progression"
+        info["c3d_progression_mm"] = float(np.abs(fwd).max())
     if fwd is None and heel is not None and toe is not None:
         d = _nanmean_rows(toe - heel, 1)
         if np.isfinite(d[horiz]).all() and np.max(np.abs(d[horiz])) > 0:
@@ -534,19 +525,13 @@ def _detect_axes(path, params, labels, pts, is_marker, corners) -> tuple[np.ndar
             info["c3d_recording"] = _treadmill_or_static(heel, up_axis)
     if fwd is None and markers.size:
         with _quiet():
-            centroid = np.nanmean(markers, axis=1)  # (3, m) all markers
-        ok = np.isfinite(centroid).all(axis=0)
-        if ok.sum() >= 2:
-            first, last = np.flatnonzero(ok)[[0, -1]]
-            disp = centroid[:, last] - centroid[:, first]
-            h = disp[horiz]
-            if np.max(np.abs(h)) > 500.0:
-                a = horiz[int(np.argmax(np.abs(h)))]
-                fwd = np.zeros(3)
-                fwd[a] = np.sign(disp[a])
-                info["c3d_recording"] = "overground"
-                info["c3d_forward_method"] = "progression of the marker centroid"
-                info["c3d_progression_mm"] = float(np.abs(disp[a]))
+            fwd = _progression(np.nanmean(markers, axis=1), horiz)  # all markers' centroid
+        if fwd is not None:
+            info["c3d_recording"] = "overground"
+            info["c3d_forward_method"] = "progression of the marker centroid"
+            info["c3d_progression_mm"] = float(np.abs(fwd).max())
+    if fwd is not None:
+        fwd = np.sign(fwd)
     if fwd is None:
         xs = (_strings(_param(params, "POINT", "X_SCREEN", [])) or [""])[0].upper()
         m = re.fullmatch(r"([+-])([XYZ])", xs)
@@ -577,6 +562,24 @@ def _detect_axes(path, params, labels, pts, is_marker, corners) -> tuple[np.ndar
                 log.warning("%s: toe markers ahead of heel in only %.0f %% of stance frames "
                             "after the axis mapping", path.name, 100 * ahead)
     return axes, info
+
+
+def _progression(track, horiz, min_mm: float = 500.0) -> np.ndarray | None:
+    """Displacement (3,) along the horizontal axis the track moved most, first to last valid
+    frame, zero elsewhere; None when it moved less than ``min_mm`` (treadmill, static)."""
+    if track is None:
+        return None
+    ok = np.isfinite(track).all(axis=0)
+    if ok.sum() < 2:
+        return None
+    first, last = np.flatnonzero(ok)[[0, -1]]
+    disp = track[:, last] - track[:, first]
+    a = horiz[int(np.argmax(np.abs(disp[horiz])))]
+    if abs(disp[a]) <= min_mm:
+        return None
+    out = np.zeros(3)
+    out[a] = disp[a]
+    return out
 
 
 def _treadmill_or_static(heel, up_axis) -> str:
