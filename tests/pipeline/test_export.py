@@ -7,6 +7,7 @@ import csv
 import hashlib
 import hmac
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -54,7 +55,7 @@ def _planted_session(path, seconds=16.0, **params):
 
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory):
-    path = _planted_session(tmp_path_factory.mktemp("src") / f"{SUBJECT}.h5")
+    path = _planted_session(tmp_path_factory.mktemp("src") / f"{SUBJECT}.h5", seconds=8.0)
     process_session(path)
     return path
 
@@ -172,6 +173,32 @@ def test_no_secret_is_refused(processed, monkeypatch, tmp_path, capsys):
         assert "notes" not in f.attrs and "notes" not in f
 
 
+def _lab_toml(tmp_path, export_lines: str):
+    """The shipped simulated lab with its [export] table replaced."""
+    import treadlab.config
+
+    text = (Path(treadlab.config.__file__).parent / "lab_simulated.toml").read_text()
+    text = text.replace('secret_env = "TREADLAB_PSEUDONYM_SECRET"', export_lines)
+    assert export_lines in text
+    path = tmp_path / "lab.toml"
+    path.write_text(text)
+    return path
+
+
+def test_secret_from_the_lab_config(processed, monkeypatch, tmp_path):
+    monkeypatch.delenv("TREADLAB_PSEUDONYM_SECRET", raising=False)
+    key = "from-the-lab-env-0123456789"
+    monkeypatch.setenv("MY_LAB_PSEUDONYM_KEY", key)
+    lab = _lab_toml(tmp_path, 'secret_env = "MY_LAB_PSEUDONYM_KEY"')
+    assert pseudonym_secret(lab) == key.encode()
+    assert export_sessions([processed], tmp_path / "a", config_path=lab) == 0
+    with h5py.File(_one(tmp_path / "a", "*.h5"), "r") as f:
+        assert f.attrs["subject_id"] == pseudonym(SUBJECT, key.encode())
+    # a secret written in the config wins over the environment
+    lab = _lab_toml(tmp_path, 'secret = "written-in-the-lab-config-42"')
+    assert pseudonym_secret(lab) == b"written-in-the-lab-config-42"
+
+
 def test_hdf5_named_dimensions_and_schema(processed, secret, tmp_path):
     xr = pytest.importorskip("xarray")
     export_sessions([processed], tmp_path)
@@ -269,6 +296,9 @@ def test_c3d_splits_a_ten_minute_session(secret, tmp_path):
     src = tmp_path / "long.h5"
     s = simulate_session(RunnerParams(duration_s=600.0, seed=1, force_rate_hz=200.0,
                                       marker_rate_hz=200.0, dropout_rate=0.0))
+    # four markers are enough to follow the frames across parts and keep the test quick
+    s.markers.positions = np.ascontiguousarray(s.markers.positions[:, :4])
+    s.markers.labels = s.markers.labels[:4]
     write_session(src, s)
     steps = s.truth["steps"]  # contacts from the runner's truth stand in for processing
     write_derived(src, {"contacts": {"side": steps["side"], "t_strike": steps["t_strike"],
