@@ -50,7 +50,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -345,27 +345,6 @@ def _convert(source, key, typ, text):
 # Small geometry helpers (vectorised over the leading axis)
 # --------------------------------------------------------------------------------------------
 
-def _rot_y(a):
-    c, s = np.cos(a), np.sin(a)
-    z, o = np.zeros_like(a), np.ones_like(a)
-    return np.stack([np.stack([c, z, s], -1), np.stack([z, o, z], -1),
-                     np.stack([-s, z, c], -1)], -2)
-
-
-def _rot_x(a):
-    c, s = np.cos(a), np.sin(a)
-    z, o = np.zeros_like(a), np.ones_like(a)
-    return np.stack([np.stack([o, z, z], -1), np.stack([z, c, -s], -1),
-                     np.stack([z, s, c], -1)], -2)
-
-
-def _rot_z(a):
-    c, s = np.cos(a), np.sin(a)
-    z, o = np.zeros_like(a), np.ones_like(a)
-    return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1),
-                     np.stack([z, z, o], -1)], -2)
-
-
 def _unit(v):
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
@@ -378,17 +357,6 @@ def _apply(R, v):
 def _smoothstep(x):
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
-
-
-def _quintic(s, p0, v0, p1, v1, dur):
-    """Quintic Hermite with zero end accelerations; s in [0,1], velocities per second."""
-    s2, s3 = s * s, s * s * s
-    s4, s5 = s3 * s, s3 * s2
-    h00 = 1 - 10 * s3 + 15 * s4 - 6 * s5
-    h10 = s - 6 * s3 + 8 * s4 - 3 * s5
-    h01 = 10 * s3 - 15 * s4 + 6 * s5
-    h11 = -4 * s3 + 7 * s4 - 3 * s5
-    return h00 * p0 + h10 * v0 * dur + h01 * p1 + h11 * v1 * dur
 
 
 def davis_hjc(leg_length_mm: float, inter_asis_mm: float, marker_diameter_mm: float = 14.0):
