@@ -415,10 +415,16 @@ def _wrap(text: str, width: int) -> str:
 
 # --- HTML ------------------------------------------------------------------------------------
 
-_CSS = """body{font-family:system-ui,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;max-width:1150px;color:#222}
-table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
-th{background:#f3f3f3}td.num{text-align:right}img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}
-.note{color:#555;font-size:0.9em}"""
+_CSS = """
+body{font-family:system-ui,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;max-width:1150px}
+body{color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
+th{background:#f3f3f3}
+td.num{text-align:right}
+img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}
+.note{color:#555;font-size:0.9em}
+"""
 
 
 def _fmt(v, spec=".1f") -> str:
@@ -474,7 +480,8 @@ def _html(path: Path, session, d, contacts, bw, notes) -> str:
                 f"<td class=\"num\">{_fmt(row.get('value_left'))}</td>",
                 f"<td class=\"num\">{_fmt(row.get('value_right'))}</td>",
                 f"<td>{e(str(row.get('unit', '')))}</td>",
-                f"<td>{_fmt(row.get('normal_low'), 'g')}–{_fmt(row.get('normal_high'), 'g')}</td>",
+                f"<td>{_fmt(row.get('normal_low'), 'g')}–"
+                f"{_fmt(row.get('normal_high'), 'g')}</td>",
                 f"<td class=\"num\">{e(str(row.get('n_steps', '')))}</td>",
                 f"<td>{e(str(row.get('status', '')))}</td>"]) + "</tr>")
     out.append("</table>")
