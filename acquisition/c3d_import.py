@@ -1001,8 +1001,9 @@ def _body_mass(path: Path, force: ForceData, given, file_mass) -> tuple[float, s
                         mass, source, est_mass)
         return mass, source, info
     if est is None:
-        log.warning("%s: body mass unknown: no --body-mass, no PROCESSING:Bodymass, and the "
-                    "force holds neither whole strides nor standing", path.name)
+        # info, not warning: import_c3d turns this into its one-line error
+        log.info("%s: body mass unknown: no --body-mass, no PROCESSING:Bodymass, and the "
+                 "force holds neither whole strides nor standing", path.name)
         return float("nan"), "unknown", {}
     if method == "standing":
         return est_mass, "force: mean vertical force while standing / g", info

@@ -194,9 +194,29 @@ def test_body_mass_estimate_needs_whole_strides():
     assert s.attrs["body_mass_source"] == "unknown" and np.isnan(s.attrs["body_mass_kg"])
 
 
-def test_import_without_any_body_mass_is_an_input_error(tmp_path):
+def test_import_without_any_body_mass_is_an_input_error(tmp_path, capsys):
     with pytest.raises(InputError, match="--body-mass"):
         import_c3d(shared_file("importer", "Qualisys.c3d"), tmp_path / "q.h5")
+    from treadlab.pipeline.cli import main
+
+    rc = main(["import", str(shared_file("importer", "Qualisys.c3d")), "-o",
+               str(tmp_path / "q.h5")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "pass --body-mass" in err[0]
+
+
+def test_console_script_prints_one_line(tmp_path):
+    """The real console script (its own logging set-up, no pytest capture): one line, exit 1."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "treadlab.pipeline.cli", "import",
+                           str(shared_file("importer", "Qualisys.c3d")), "-o",
+                           str(tmp_path / "q.h5")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("treadlab: ") and "Qualisys.c3d" in lines[0]
+    assert not (tmp_path / "q.h5").exists()
 
 
 # --- events, clock -----------------------------------------------------------------------------
