@@ -145,12 +145,15 @@ def test_explicit_tare(pty):
         send(pty, np.arange(10), counts(10))
         collect(src, 10)
         import threading
-        th = threading.Thread(target=lambda: send(pty, np.arange(10, 110),
-                                                  np.full((100, C), 42, np.int16)))
+        result = {}
+        th = threading.Thread(target=lambda: result.update(zero=src.tare(0.05, timeout=20.0)))
         th.start()
-        zero = src.tare(0.05, timeout=10.0)
-        th.join()
-    assert np.allclose(zero, 42)
+        deadline = time.monotonic() + 10
+        while src.wait_tare(0) and time.monotonic() < deadline:   # until the tare runs
+            time.sleep(0.005)
+        send(pty, np.arange(10, 110), np.full((100, C), 42, np.int16))
+        th.join(30)
+    assert np.allclose(result["zero"], 42)
 
 
 def test_garbage_torn_and_bad_crc_are_counted(pty):
