@@ -228,7 +228,8 @@ def _new_dataset(group, name, shape, dtype, units, *, rows_per_chunk=None, data=
     dtype = _str_dtype() if dtype is str else np.dtype(dtype)
     kwargs = {}
     if rows_per_chunk is not None:
-        kwargs["maxshape"] = (None,) + tuple(shape[1:])
+        # a zero-width axis (no plates, no markers) cannot hold a chunk unless it may grow
+        kwargs["maxshape"] = (None,) + tuple(s if s else None for s in shape[1:])
         kwargs["chunks"] = (rows_per_chunk,) + tuple(max(1, s) for s in shape[1:])
     elif len(shape) and all(s > 0 for s in shape):
         row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * (dtype.itemsize or 16)
@@ -1321,7 +1322,8 @@ def format_inspection(info: dict) -> str:
                      f"gaps {s.get('gaps', 0)} ({s.get('missing_samples', 0)} samples missing, "
                      f"longest {_fmt_num(s.get('longest_gap_s'), '.3f')} s)")
         if name == "force":
-            lines.append(f"             plates {', '.join(map(str, s.get('plates', [])))}"
+            plates = ", ".join(map(str, s.get("plates", []))) or "(none)"
+            lines.append(f"             plates {plates}"
                          f"   counts {'yes' if s.get('has_counts') else 'no'}"
                          f"   calibration {'yes' if s.get('has_calibration') else 'no'}")
         nf = s.get("nan_fraction")

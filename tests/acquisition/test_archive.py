@@ -170,6 +170,18 @@ def test_plain_h5py_minimum_file(tmp_path):
     assert "not processed" in format_inspection(info)
 
 
+def test_no_force_plates(tmp_path):
+    """A static trial without analog data: a force stream with no plates and no samples."""
+    s = make_session(counts=False)
+    s.force = ForceData(time=np.zeros(0), wrench=np.zeros((0, 0, 6), np.float32), rate_hz=150.0,
+                        plates=[], origin=np.zeros((0, 3)), corners=np.zeros((0, 4, 3)))
+    path = write_session(tmp_path / "static.h5", s)
+    assert validate_session(path) == []
+    r = read_session(path)
+    assert r.force.wrench.shape == (0, 0, 6) and r.force.plates == []
+    assert "plates (none)" in format_inspection(inspect_session(path))
+
+
 def test_inspect_reports_gaps_nans_and_log(tmp_path):
     s = make_session()
     keep = np.ones(len(s.force.time), bool)
