@@ -23,11 +23,6 @@ RUNNING_PIG = sorted(
     [("running", p.name) for p in (SHARED_DATA / "running").glob("*.c3d")]
     + [("pig", p.name) for p in (SHARED_DATA / "pig").glob("*.c3d")]
 ) or [("running", "RBDS001runT35.c3d")]  # skips cleanly when the data folder is absent
-#: RBDS001static.c3d has no analog data: a force stream with zero plates, which the archive
-#: writer cannot store yet (h5py chunk shape (…, 1, 6) for a (0, 0, 6) dataset).
-_NO_FORCE = pytest.mark.xfail(reason="archive writer: zero-plate force stream", strict=False)
-RUNNING_PIG = [pytest.param(*fn, marks=_NO_FORCE) if fn[1] == "RBDS001static.c3d" else fn
-               for fn in RUNNING_PIG]
 
 
 @functools.lru_cache(maxsize=None)
@@ -55,6 +50,8 @@ def test_every_running_and_pig_file_imports_and_validates(folder, name, tmp_path
         assert f.time[0] == 0.0
         # force and markers cover the same span (analog samples = frames × ratio)
         assert f.time.size / f.rate_hz == pytest.approx(m.time.size / m.rate_hz)
+    else:  # RBDS001static.c3d has no analog data: an empty force stream with no plates
+        assert f.wrench.shape == (0, 0, 6)
     a = s.attrs["c3d_axes"]
     assert np.allclose(a @ a.T, np.eye(3)) and np.linalg.det(a) == pytest.approx(1.0)
 
