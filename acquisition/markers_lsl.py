@@ -56,6 +56,7 @@ class _Inlet:
         self.inlet: pylsl.StreamInlet | None = None
         self.full_info = None
         self.correction: float | None = None
+        self._estimates: list[float] = []
         self._corrected_at = -np.inf
         self._last_ts: float | None = None
         self._seq = -1
@@ -90,7 +91,10 @@ class _Inlet:
         now = time.monotonic()
         if now - self._corrected_at > CORRECTION_PERIOD:
             try:
-                self.correction = self.inlet.time_correction(timeout=2.0)
+                self._estimates.append(self.inlet.time_correction(timeout=2.0))
+                del self._estimates[:-10]
+                # the median of recent estimates: one noisy estimate does not move the clock
+                self.correction = float(np.median(self._estimates))
             except pylsl.util.TimeoutError:
                 if self.correction is None:
                     self.source._event("error", f"{self.where}: time_correction timed out; "
@@ -107,23 +111,23 @@ class _Inlet:
         if not stamps:
             return None
         values = np.asarray(samples)
-        t = np.asarray(stamps, dtype=np.float64) + self.correction
+        ts = np.asarray(stamps, dtype=np.float64)          # the outlet's clock
         # seq: sample counter; timestamp gaps longer than 1.5 periods count as drops
-        steps = np.ones(t.shape[0], dtype=np.int64)
-        prev = np.r_[self._last_ts if self._last_ts is not None else t[0] - 1 / self.rate_hz,
-                     t[:-1]]
-        gap = np.rint((t - prev) * self.rate_hz).astype(np.int64)
-        big = (t - prev) * self.rate_hz > 1.5
+        steps = np.ones(ts.shape[0], dtype=np.int64)
+        prev = np.r_[self._last_ts if self._last_ts is not None else ts[0] - 1 / self.rate_hz,
+                     ts[:-1]]
+        gap = np.rint((ts - prev) * self.rate_hz).astype(np.int64)
+        big = (ts - prev) * self.rate_hz > 1.5
         steps[big] = gap[big]
         for i in np.flatnonzero(big):
             n = int(steps[i] - 1)
             self.source._event("drop", f"{self.where}: {n} samples missing before "
-                               f"t={t[i]:.4f} s (timestamp gap {t[i] - prev[i]:.4f} s)",
+                               f"timestamp {ts[i]:.4f} s (gap {ts[i] - prev[i]:.4f} s)",
                                counter="drops", n=n)
         seq = self._seq + np.cumsum(steps)
         self._seq = int(seq[-1])
-        self._last_ts = float(t[-1])
-        return values, t, seq
+        self._last_ts = float(ts[-1])
+        return values, ts + self.correction, seq
 
 
 class MarkersLSL(Source):
