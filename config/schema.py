@@ -365,6 +365,10 @@ def _check_markers(t: MarkersConfig, path) -> None:
     _range(0 <= t.port <= 65535, path, "markers.port", f"{t.port} is outside 0..65535")
     _range(1 <= len(t.labels) <= 65535, path, "markers.labels",
            "needs at least one marker label (in wire order)")
+    if t.driver == "markers_udp":  # one datagram per frame: 20-byte header + 12 bytes/marker
+        size = 20 + 12 * len(t.labels)
+        _range(size <= 65507, path, "markers.labels",
+               f"{len(t.labels)} markers make {size}-byte datagrams > 65507 (UDP limit)")
     seen = set()
     for i, label in enumerate(t.labels):
         _range(bool(label.strip()), path, f"markers.labels[{i}]", "empty label")

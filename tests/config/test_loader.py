@@ -150,6 +150,7 @@ BAD = [
     (edit(markers={"labels": ["LASI", "LASI"]}), "markers.labels[1]", "duplicate"),
     (edit(markers={"labels": []}), "markers.labels", "at least one"),
     (edit(markers={"port": 70000}), "markers.port", "0..65535"),
+    (edit(markers={"labels": [f"M{i}" for i in range(6000)]}), "markers.labels", "UDP limit"),
     (edit(markers={"labels": ["LASI", 3]}), "markers.labels[1]", "expected string"),
     (edit(contacts={"strike_n": 10.0}), "contacts.strike_n", ">= contacts.off_n"),
     (edit(filters={"force_lowpass_hz": 600.0}), "filters.force_lowpass_hz", "Nyquist"),
