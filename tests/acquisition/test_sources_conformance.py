@@ -142,3 +142,18 @@ def test_sources_from_config_uses_the_lab_endpoints(serial_lab):
     assert isinstance(markers, MarkersUDP) and markers.address == lab.marker_address
     with pytest.raises(ConfigError, match="forceplate.port"):
         sources_from_config(cfg)                        # "auto" without a simulated lab
+
+
+@pytest.mark.hardware
+def test_real_devices_conform():
+    """The configured lab's real devices (``TREADLAB_LAB_CONFIG=lab.toml pytest -m hardware``)."""
+    import os
+
+    from treadlab.acquisition.base import sources_from_config
+    from treadlab.config import load_lab
+
+    path = os.environ.get("TREADLAB_LAB_CONFIG")
+    if not path:
+        pytest.skip("set TREADLAB_LAB_CONFIG to a lab TOML with real devices")
+    for src in sources_from_config(load_lab(path)):
+        check_source(src, min_frames=100, timeout=30.0)
