@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import termios
+import threading
 import time
 import tty
 from dataclasses import dataclass, field
@@ -897,6 +898,10 @@ def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
                         _directory=directory)
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def serve_lab(config_path=None, replay=None, duration_s=None, params=None) -> int:
     """``treadlab simulate lab``: serve the virtual devices until Ctrl-C or ``duration_s``.
 
@@ -918,12 +923,18 @@ def serve_lab(config_path=None, replay=None, duration_s=None, params=None) -> in
         print("serving" + (f" for {duration_s:g} s" if duration_s else "; Ctrl-C to stop"),
               flush=True)
         deadline = None if duration_s is None else time.monotonic() + float(duration_s)
+        old_term = None
+        if threading.current_thread() is threading.main_thread():
+            old_term = signal.signal(signal.SIGTERM, _raise_interrupt)   # stop like Ctrl-C
         try:
             while lab.running and (deadline is None or time.monotonic() < deadline):
                 time.sleep(0.1 if deadline is None else
                            max(0.0, min(0.1, deadline - time.monotonic())))
         except KeyboardInterrupt:
             pass
+        finally:
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
         if not lab.running and (deadline is None or time.monotonic() < deadline):
             print("treadlab: simulated lab: the device process stopped", file=sys.stderr)
             return 1

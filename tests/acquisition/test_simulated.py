@@ -249,3 +249,28 @@ def test_treadlab_simulate_lab_serves_the_printed_endpoints():
     assert "sent" in out
     assert sum(len(b) for b in got["force"]) >= 200
     assert force.counters["crc_errors"] == 0 and force.counters["resyncs"] == 0
+
+
+def test_treadlab_simulate_lab_stops_on_ctrl_c():
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "treadlab.pipeline.cli", "simulate", "lab"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        line = ""
+        while time.monotonic() < deadline and not line.startswith("serving"):
+            line = proc.stdout.readline()
+            if not line:
+                break
+        assert line.startswith("serving")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "marker frames" in out
