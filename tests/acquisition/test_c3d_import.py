@@ -90,7 +90,9 @@ def test_markers_equal_ezc3d_after_axis_mapping(folder, name):
     assert kept == len(s.markers.labels) - len(s.attrs["c3d_virtual_markers"]) > 0
 
 
-@pytest.mark.parametrize("folder,name", EZ_FILES)
+# JA1Gait21's eight type-2 plates are left out here only for time (ezc3d's extraction is slow);
+# the same plate type is compared in the PiG, Qualisys and gait-pig-nz files
+@pytest.mark.parametrize("folder,name", [fn for fn in EZ_FILES if fn[1] != "JA1Gait21.c3d"])
 def test_force_equals_ezc3d_platform_extraction(folder, name):
     s = _read(folder, name)
     c = _ez(folder, name, forceplat=True)
@@ -403,6 +405,13 @@ def test_cli_import_treadmill_run(tmp_path, capsys):
 
 # --- plate types 1, 3, 4 and polarity: the Qualisys type-2 plates rewritten ---------------------
 
+@pytest.fixture(scope="module")
+def rewritten(tmp_path_factory):
+    """``rewritten(kind)``: the path of a :func:`_rewrite_plates` file, written once."""
+    folder = tmp_path_factory.mktemp("plates")
+    return functools.lru_cache(maxsize=None)(lambda kind: _rewrite_plates(folder, kind))
+
+
 def _rewrite_plates(tmp_path, kind: str):
     """Qualisys.c3d with its two type-2 plates re-encoded as ``kind`` (same physical wrench)."""
     src = shared_file("importer", "Qualisys.c3d")
@@ -458,9 +467,9 @@ def _rewrite_plates(tmp_path, kind: str):
 
 
 @pytest.mark.parametrize("kind", ["type4", "type3", "type1", "inverted"])
-def test_plate_types_give_the_same_wrench(kind, tmp_path):
+def test_plate_types_give_the_same_wrench(kind, rewritten):
     base = _read("importer", "Qualisys.c3d")
-    s = read_c3d(_rewrite_plates(tmp_path, kind))
+    s = read_c3d(rewritten(kind))
     w0 = base.force.wrench.astype(np.float64)
     w = s.force.wrench.astype(np.float64)
     np.testing.assert_allclose(w[..., :3], w0[..., :3], atol=2e-2)
@@ -474,8 +483,8 @@ def test_plate_types_give_the_same_wrench(kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["type4", "type3"])
-def test_plate_types_3_and_4_agree_with_ezc3d(kind, tmp_path):
-    path = _rewrite_plates(tmp_path, kind)
+def test_plate_types_3_and_4_agree_with_ezc3d(kind, rewritten):
+    path = rewritten(kind)
     s = read_c3d(path)
     c = ezc3d.c3d(str(path), extract_forceplat_data=True)
     a = s.attrs["c3d_axes"]
@@ -485,10 +494,10 @@ def test_plate_types_3_and_4_agree_with_ezc3d(kind, tmp_path):
         np.testing.assert_allclose(w[:, 3:], (a @ pf["moment"]).T / 1000.0, atol=2e-3)
 
 
-def test_plate_type1_centre_of_pressure_agrees_with_ezc3d(tmp_path):
+def test_plate_type1_centre_of_pressure_agrees_with_ezc3d(rewritten):
     # ezc3d's type-1 moment has the opposite sign to its type-2 moment; its centre of pressure
     # is the unambiguous check.
-    path = _rewrite_plates(tmp_path, "type1")
+    path = rewritten("type1")
     s = read_c3d(path)
     c = ezc3d.c3d(str(path), extract_forceplat_data=True)
     a = s.attrs["c3d_axes"]
@@ -589,7 +598,7 @@ def test_import_with_lab_config_marker_names(tmp_path):
     cfg.write_text(shipped_lab_path("single_belt").read_text()
                    + '\n[marker_names]\n"L.Heel.Bottom" = "LHEB"\n')
     out = tmp_path / "s.h5"
-    rc = main(["import", str(shared_file("running", "RBDS001runT35.c3d")), "-o", str(out),
+    rc = main(["import", str(shared_file("running", "RBDS001static.c3d")), "-o", str(out),
                "--config", str(cfg), "--body-mass", "61.5"])
     assert rc == 0
     s = read_session(out)
