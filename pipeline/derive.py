@@ -116,7 +116,7 @@ def _sos(rate_hz: float, cutoff_hz, order: int):
 
 
 def lowpass(x: np.ndarray, rate_hz: float, cutoff_hz, order: int, dtype=np.float64,
-            block: int = 12) -> np.ndarray:
+            block: int = 6, out: np.ndarray | None = None) -> np.ndarray:
     """Zero-lag Butterworth low-pass along axis 0, NaN-aware.
 
     Parameters
@@ -127,6 +127,8 @@ def lowpass(x: np.ndarray, rate_hz: float, cutoff_hz, order: int, dtype=np.float
     order : int. Order of each pass (forward and backward).
     dtype : output dtype (float64 default; float32 for marker positions halves the memory).
     block : int. Columns filtered at a time (bounds the float64 temporaries).
+    out : ndarray, optional. C-contiguous array of ``x``'s shape and ``dtype`` to write into;
+        may be ``x`` itself (each block of columns is copied before it is overwritten).
 
     Returns
     -------
@@ -143,7 +145,10 @@ def lowpass(x: np.ndarray, rate_hz: float, cutoff_hz, order: int, dtype=np.float
         return np.array(x, dtype=dtype)
     n = x.shape[0]
     flat = x.reshape(n, -1)
-    out = np.empty(flat.shape, dtype=dtype)
+    if out is not None and (out.shape != x.shape or not out.flags.c_contiguous):
+        raise ValueError(f"out must be C-contiguous with shape {x.shape}")
+    result = np.empty(x.shape, dtype=dtype) if out is None else out
+    target = result.reshape(n, -1)  # a view: result must be C-contiguous
     padlen = 3 * (2 * sos.shape[0] + 1)
     idx = np.arange(n)
     for c0 in range(0, flat.shape[1], block):
@@ -160,8 +165,8 @@ def lowpass(x: np.ndarray, rate_hz: float, cutoff_hz, order: int, dtype=np.float
         elif n > padlen and ok.any():
             rows[ok] = sosfiltfilt(sos, rows[ok], axis=1)
         rows[~finite] = np.nan
-        out[:, c0:c0 + block] = rows.T
-    return out.reshape(x.shape)
+        target[:, c0:c0 + block] = rows.T
+    return result
 
 
 # --- force ---------------------------------------------------------------------------------------
@@ -270,17 +275,20 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
     plates, found, offsets = [], [], []
     for j in range(p):
         x = lowpass(w[:, j, chans], rate, s.force_lowpass_hz, s.force_order)
-        # re-zero on this plate's flight phases (treadmill plates drift, Sinitski 2015), then
-        # detect again on the corrected trace
-        # a contact-free first zero (drift large enough to hide flights), then the flights
+        # a contact-free first zero when drift hides the flights, then re-zero on this
+        # plate's flight phases (treadmill plates drift, Sinitski 2015) and detect again
         base = _baseline(kc, x[:, kz], rate, 0.5 * s.off_n)
         c, _ = kc.detect_contacts(x[:, kz] if base is None else x[:, kz] - base, rate, params0,
                                   t0=t0)
         del base
         x, off = kc.rezero_flight(x, c.i_strike, c.i_off, rate)
         offsets.append(float(np.mean(off[:, kz])) if off.size else 0.0)
-        c, _ = kc.detect_contacts(x[:, kz], rate, params0, t0=t0)
-        plates.append(x)
+        del off
+        plate = {"fz": np.ascontiguousarray(x[:, kz]), "fx": np.ascontiguousarray(x[:, kx]),
+                 "all": x if mode == "single" else None}
+        del x
+        c, _ = kc.detect_contacts(plate["fz"], rate, params0, t0=t0)
+        plates.append(plate)
         found.append(c)
 
     # body weight
@@ -293,7 +301,7 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
                              f"missing: needed with {p} separate plates (the runner is not on a "
                              f"plate over whole strides, so body weight cannot be estimated)")
         strikes = np.concatenate([c.t_strike[c.valid] for c in found])
-        fz_total = plates[0][:, kz] if p == 1 else plates[0][:, kz] + plates[1][:, kz]
+        fz_total = plates[0]["fz"] if p == 1 else plates[0]["fz"] + plates[1]["fz"]
         bw, strides = estimate_body_weight(fz_total, rate, strikes, t0)
         if not np.isfinite(bw) or bw <= 0:
             raise InputError("force", "/raw/force/wrench",
@@ -310,15 +318,14 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
                                   min_flight_s=s.min_flight_s)
         for c, j in ((found[li], li), (found[ri], ri)):
             c.i_peak = np.full(len(c), j, np.int64)  # carries the plate through the merge
-        merged = kc.assign_sides_split(found[li], found[ri], plates[li][:, kz],
-                                       plates[ri][:, kz], params)
+        merged = kc.assign_sides_split(found[li], found[ri], plates[li]["fz"],
+                                       plates[ri]["fz"], params)
         plate = merged.i_peak.astype(np.int16)
     elif mode == "single":
         merged = found[0]
         plate = np.zeros(len(merged), np.int16)
-        wr = np.zeros((plates[0].shape[0], 6))
-        wr[:, chans] = plates[0]
-        cop_y = kc.centre_of_pressure(wr, force.origin[0])[:, 1]
+        cop_y = kc.centre_of_pressure(plates[0]["all"], force.origin[0])[:, 1]
+        plates[0]["all"] = None
     else:
         for j, c in enumerate(found):
             c.i_peak = np.full(len(c), j, np.int64)
@@ -338,7 +345,7 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
         sel = plate == j
         if not sel.any():
             continue
-        m = force_metrics(plates[j][:, kx], plates[j][:, kz], rate, out["i_strike"][sel],
+        m = force_metrics(plates[j]["fx"], plates[j]["fz"], rate, out["i_strike"][sel],
                           out["i_off"][sel], bw)
         for k in metrics:
             metrics[k][sel] = m[k]
@@ -380,7 +387,7 @@ def marker_task(markers, subject: dict, settings: DeriveSettings) -> dict:
     -------
     dict
         ``angles``: ``{"time": (m,) s, "values": (m, a) float32 deg, "names", "reasons"}`` for
-        ``/derived/angles``; ``all_names``, ``all_values`` (m, a) float64: every kernel column
+        ``/derived/angles``; ``all_names``, ``all_values`` (m, a) float32: every kernel column
         (incl. ``heel_lead_*`` mm); ``time``, ``rate_hz``; ``metric_reasons``: ``{metric: why}`` for
         cause metrics that cannot be measured; ``attrs``: model and gap-fill settings.
     """
@@ -400,9 +407,17 @@ def marker_task(markers, subject: dict, settings: DeriveSettings) -> dict:
         pos = pos[:, keep, :]
     used = [labels[i] for i in keep]
     max_gap = int(round(s.max_gap_s * rate))
-    filled, longest = fill_gaps(pos, max_gap)
+    # markers are filled independently: a few at a time bounds the kernel's temporaries
+    filled = np.empty(pos.shape, dtype=np.float32)
+    longest = 0
+    for k0 in range(0, pos.shape[1], 4):
+        part, n_long = fill_gaps(pos[:, k0:k0 + 4], max_gap)
+        filled[:, k0:k0 + 4] = part
+        longest = max(longest, int(n_long))
+        del part
     del pos
-    smooth = lowpass(filled, rate, s.marker_lowpass_hz, s.marker_order, dtype=np.float32)
+    smooth = lowpass(filled, rate, s.marker_lowpass_hz, s.marker_order, dtype=np.float32,
+                     out=filled)  # in place: the filled copy is not needed afterwards
     del filled
     ang, values = _angles_in_blocks(joint_angles, smooth, used, subject or {}, rate)
     names = list(ang.names)
@@ -436,13 +451,13 @@ def _angles_in_blocks(joint_angles, pos, labels, subject, rate_hz, block_s=60.0)
     whole recording (the first call's ``attrs`` passed as the subject), so memory stays bounded
     and every block uses the same leg lengths and joint-centre offsets.
 
-    Returns ``(Angles of the first block, (m, a) float64 values of the whole recording)``.
+    Returns ``(Angles of the first block, (m, a) float32 values of the whole recording)``.
     """
     m = pos.shape[0]
     step = max(int(block_s * rate_hz), 1)
     if m <= step:
         ang = joint_angles(pos, labels, subject)
-        return ang, np.asarray(ang.values, np.float64)
+        return ang, np.asarray(ang.values, np.float32)
     # estimate the model on a decimated copy of the whole recording, then freeze it
     model = dict(joint_angles(pos[::10], labels, subject).attrs)
     first = None
@@ -451,7 +466,7 @@ def _angles_in_blocks(joint_angles, pos, labels, subject, rate_hz, block_s=60.0)
         part = joint_angles(pos[a:a + step], labels, model)
         if first is None:
             first = part
-            values = np.empty((m, len(part.names)), np.float64)
+            values = np.empty((m, len(part.names)), np.float32)
         values[a:a + step] = part.values
     first.attrs = model
     return first, values
