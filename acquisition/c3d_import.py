@@ -1080,25 +1080,25 @@ def estimate_body_mass(force: ForceData, strike_n: float = 50.0, off_n: float = 
 
 
 def _contacts(fz: np.ndarray, strike_n: float, off_n: float):
-    """Sample indices of strikes (first ≥ strike_n after < off_n) and offs."""
-    strikes, offs = [], []
-    loaded = False
-    armed = False  # a strike needs an unloaded sample before it
-    for_idx = np.flatnonzero((fz >= strike_n) | (fz < off_n))
-    for i in for_idx:
-        v = fz[i]
-        if not loaded:
-            if v < off_n:
-                armed = True
-            elif armed and v >= strike_n:
-                strikes.append(i)
-                loaded = True
-        else:
-            if v < off_n:
-                offs.append(i)
-                loaded = False
-                armed = True
-    return np.asarray(strikes, dtype=np.int64), np.asarray(offs, dtype=np.int64)
+    """Sample indices of strikes (first sample ≥ ``strike_n`` after one < ``off_n``) and offs
+    (first sample < ``off_n`` after a strike): a hysteresis, vectorised.
+
+    Returns
+    -------
+    strikes, offs : (s,) int64 each, sorted; every off follows a strike.
+    """
+    idx = np.flatnonzero((fz >= strike_n) | (fz < off_n))
+    if idx.size < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    high = fz[idx] >= strike_n
+    change = np.flatnonzero(high[1:] != high[:-1]) + 1  # first sample of each new state
+    strikes = idx[change[high[change]]]  # low → high (a low sample precedes: armed)
+    offs = idx[change[~high[change]]]
+    if strikes.size:
+        offs = offs[offs > strikes[0]]
+    else:
+        offs = offs[:0]
+    return strikes.astype(np.int64), offs.astype(np.int64)
 
 
 def _belt_speed(labels, pts, is_marker, axes, rate, params) -> float:

@@ -635,3 +635,26 @@ def test_bad_force_platform_parameters(tmp_path):
     c.write(str(bad))
     with pytest.raises(InputError, match=r"FORCE_PLATFORM:TYPE\[2\].*type 7 is not supported"):
         read_c3d(bad)
+
+
+def test_contact_hysteresis_matches_a_plain_loop():
+    from treadlab.acquisition.c3d_import import _contacts
+
+    def loop(fz, strike_n, off_n):
+        strikes, offs, loaded, armed = [], [], False, False
+        for i, v in enumerate(fz):
+            if not loaded and v < off_n:
+                armed = True
+            elif not loaded and armed and v >= strike_n:
+                strikes.append(i)
+                loaded = True
+            elif loaded and v < off_n:
+                offs.append(i)
+                loaded, armed = False, True
+        return strikes, offs
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        fz = rng.choice([0.0, 10.0, 30.0, 60.0, 100.0], size=rng.integers(0, 50))
+        strikes, offs = _contacts(fz, 50.0, 20.0)
+        assert (list(strikes), list(offs)) == loop(fz, 50.0, 20.0)
