@@ -235,8 +235,9 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
     Parameters
     ----------
     force : treadlab.acquisition.archive.ForceData
-        ``wrench`` (n, p, 6) float32 N / N·m, ``time`` (n,) float64 s. One plate (single belt)
-        or two (split belt: one per foot).
+        ``wrench`` (n, p, 6) float32 N / N·m, ``time`` (n,) float64 s. One plate (single
+        belt: sides from the centre of pressure), two with ``settings.belt == "split"`` (one
+        per foot), or several separate plates (overground: sides from the foot markers).
     body_mass_kg : float or None
         None: body weight estimated from the force (``attrs['body_weight_source']``).
     settings : DeriveSettings
@@ -297,14 +298,14 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
         bw_source = f"body_mass_kg {float(body_mass_kg):g} x {G} m/s2"
     else:
         if mode == "plates":
-            raise InputError("force", "body_mass_kg",
+            raise InputError("session", "@body_mass_kg",
                              f"missing: needed with {p} separate plates (the runner is not on a "
                              f"plate over whole strides, so body weight cannot be estimated)")
         strikes = np.concatenate([c.t_strike[c.valid] for c in found])
         fz_total = plates[0]["fz"] if p == 1 else plates[0]["fz"] + plates[1]["fz"]
         bw, strides = estimate_body_weight(fz_total, rate, strikes, t0)
         if not np.isfinite(bw) or bw <= 0:
-            raise InputError("force", "/raw/force/wrench",
+            raise InputError("session", "/raw/force/wrench",
                              "no body_mass_kg and too few contacts to estimate body weight")
         bw_source = f"estimated: mean total Fz over {strides} whole strides"
     for c in found:

@@ -213,10 +213,13 @@ def _body_mass(meta: dict) -> float | None:
     return value if np.isfinite(value) and value > 0 else None
 
 
-def force_task(force, meta: dict, settings: RunSettings) -> dict:
+def force_task(path, force, meta: dict, settings: RunSettings) -> dict:
     from treadlab.pipeline.derive import force_task as run
 
-    return run(force, _body_mass(meta), settings.derive)
+    try:
+        return run(force, _body_mass(meta), settings.derive)
+    except InputError as exc:  # derive knows arrays, not files: name the file here
+        raise InputError(path, exc.where, exc.message) from None
 
 
 def marker_task(markers, meta: dict, settings: RunSettings) -> dict:
@@ -302,7 +305,7 @@ def session_graph(path, settings: RunSettings, name: str | None = None):
     force = d(load_force, "load_force")(path, dask_key_name=f"load_force-{tok}")
     markers = d(load_markers, "load_markers")(path, settings.marker_names,
                                               dask_key_name=f"load_markers-{tok}")
-    fo = delayed(force_task)(force, meta, settings, dask_key_name=f"contacts-{tok}")
+    fo = delayed(force_task)(path, force, meta, settings, dask_key_name=f"contacts-{tok}")
     mo = delayed(marker_task)(markers, meta, settings, dask_key_name=f"angles-{tok}")
     steps = delayed(step_task)(fo, mo, settings, dask_key_name=f"steps-{tok}")
     scores = delayed(score_task)(steps, mo, meta, settings, dask_key_name=f"scores-{tok}")

@@ -188,3 +188,14 @@ def test_real_overground_running_on_separate_plates(tmp_path):
     assert np.all((c["contact_time"] > 0.2) & (c["contact_time"] < 0.3))
     assert all(v is None for v in summary["scores"].values())
     assert all(s.startswith("not") for s in summary["status"].values())
+
+
+def test_no_contacts_and_no_body_mass_is_one_line_naming_the_file(tmp_path, capsys):
+    s = simulate_session(RunnerParams(duration_s=5.0, seed=2))
+    s.force.wrench[:] = 0.0  # nobody on the treadmill
+    s.attrs.pop("body_mass_kg", None)
+    path = tmp_path / "empty_belt.h5"
+    write_session(path, s)
+    assert main(["process", str(path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "empty_belt.h5" in err[0] and "body weight" in err[0]
