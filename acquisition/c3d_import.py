@@ -1005,8 +1005,9 @@ def _body_mass(path: Path, force: ForceData, given, file_mass) -> tuple[float, s
         log.info("%s: body mass unknown: no --body-mass, no PROCESSING:Bodymass, and the "
                  "force holds neither whole strides nor standing", path.name)
         return float("nan"), "unknown", {}
-    if method == "standing":
-        return est_mass, "force: mean vertical force while standing / g", info
+    if method == "loaded throughout":
+        return est_mass, ("force: mean vertical force, plates loaded throughout (standing or "
+                          "walking) / g"), info
     return est_mass, "force: mean vertical force over whole strides / g", info
 
 
@@ -1016,8 +1017,9 @@ def estimate_body_mass(force: ForceData, strike_n: float = 50.0, off_n: float = 
     The plates' vertical forces are summed; contacts are found with a 50 N / 20 N hysteresis;
     the longest run of consecutive contacts at a regular step interval (each within 25 % of the
     median) is cut at whole strides (an even number of steps, strike to strike); the zero
-    offset is the median force in the flight phases. Overground recordings where steps land
-    off the plates give no regular run and no estimate.
+    offset is the median force in the flight phases. A sum that never unloads (standing, or
+    walking on a treadmill's plates; 1st percentile above 20 % of the median) gives its mean.
+    Overground recordings where steps land off the plates give no regular run and no estimate.
 
     Parameters
     ----------
@@ -1034,10 +1036,10 @@ def estimate_body_mass(force: ForceData, strike_n: float = 50.0, off_n: float = 
     fz = force.wrench[:, :, 2].astype(np.float64).sum(axis=1)
     strikes, offs = _contacts(fz, strike_n, off_n)
     if len(strikes) == 0 and fz.size:
-        # standing still on the plates for the whole recording
+        # never unloaded: standing, or walking on a treadmill's plates, for the whole recording
         med = float(np.median(fz))
-        if med > 200.0 and np.percentile(fz, 5) > 0.8 * med and np.percentile(fz, 95) < 1.2 * med:
-            return float(np.mean(fz)) / G, {"body_mass_method": "standing"}
+        if med > 200.0 and np.percentile(fz, 1) > 0.2 * med:
+            return float(np.mean(fz)) / G, {"body_mass_method": "loaded throughout"}
         return None
     if len(strikes) < 3:
         return None

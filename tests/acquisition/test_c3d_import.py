@@ -181,6 +181,7 @@ def test_body_mass_sources():
     stand = _read("running", "JA1Static05.c3d").attrs
     assert run["body_mass_source"].startswith("force")
     assert run["body_mass_kg"] == pytest.approx(stand["body_mass_kg"], rel=0.02)
+    assert "loaded throughout" in stand["body_mass_source"]
     # a stated mass is checked against the plates when they allow an estimate
     cal = _read("pig", "PiG_Calibration-FlatFoot-Full.c3d").attrs
     assert cal["body_mass_kg"] == 47.5
