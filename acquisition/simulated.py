@@ -911,6 +911,11 @@ def serve_lab(config_path=None, replay=None, duration_s=None, params=None) -> in
 
     cfg = load_lab(config_path)
     lab = start_lab(cfg, params=params, replay=replay, unique_names=False)
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)   # stop like Ctrl-C
+    deadline = None if duration_s is None else time.monotonic() + float(duration_s)
+    failed = False
     try:
         if lab.force_port:
             print(f"force plate (serial): {lab.force_port}")
@@ -922,29 +927,23 @@ def serve_lab(config_path=None, replay=None, duration_s=None, params=None) -> in
             print(f"markers (LSL stream): {lab.marker_stream}")
         print("serving" + (f" for {duration_s:g} s" if duration_s else "; Ctrl-C to stop"),
               flush=True)
-        deadline = None if duration_s is None else time.monotonic() + float(duration_s)
-        old_term = None
-        if threading.current_thread() is threading.main_thread():
-            old_term = signal.signal(signal.SIGTERM, _raise_interrupt)   # stop like Ctrl-C
-        try:
-            while lab.running and (deadline is None or time.monotonic() < deadline):
-                time.sleep(0.1 if deadline is None else
-                           max(0.0, min(0.1, deadline - time.monotonic())))
-        except KeyboardInterrupt:
-            pass
-        finally:
-            if old_term is not None:
-                signal.signal(signal.SIGTERM, old_term)
-        if not lab.running and (deadline is None or time.monotonic() < deadline):
-            print("treadlab: simulated lab: the device process stopped", file=sys.stderr)
-            return 1
+        while lab.running and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.1 if deadline is None else
+                       max(0.0, min(0.1, deadline - time.monotonic())))
+        failed = not lab.running and (deadline is None or time.monotonic() < deadline)
+    except KeyboardInterrupt:
+        pass
     finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
         stats = lab.stop()
+    if failed:
+        print("treadlab: simulated lab: the device process stopped", file=sys.stderr)
+        return 1
     if stats:
         print(f"sent {stats.get('force_written', 0)} force frames, "
               f"{stats.get('marker_sent', 0)} marker frames")
     return 0
-
 
 if __name__ == "__main__":          # the device process started by start_lab()
     _device_main(Connection(int(sys.argv[1])))
