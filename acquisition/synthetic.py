@@ -10,11 +10,12 @@ A :class:`SyntheticRunner` turns :class:`RunnerParams` into
 * the true per-step values (:meth:`SyntheticRunner.truth_steps`) computed from the noise-free
   signals with the definitions of METRICS.md.
 
-Every quantity is a deterministic function of absolute time: the noise of a sample is looked up
-in a fixed pool of normals at an offset hashed from ``(seed, stream, sample index)``, dropouts
-are drawn in fixed one-second chunks seeded by ``(seed, stream, chunk index)`` and the
-per-step timing jitter in fixed blocks of steps, so any window is reproduced sample for sample
-however a caller cuts the stream (a live virtual treadmill asks for it block by block).
+Every quantity is a deterministic function of absolute time: each noise value is looked up in
+a fixed pool of normals at a position hashed from ``(seed, stream, sample index, element)``,
+marker dropout runs start at frames chosen by a hash of ``(seed, frame)``, and the per-step
+timing jitter and cause variability are drawn in fixed blocks of steps, so any window is
+reproduced sample for sample however a caller cuts the stream (a live virtual treadmill asks
+for it block by block).
 
 Model (lab frame X = direction of travel, Y = left, Z = up, mm; the pelvis centre stays near
 X = 0, the belt moves towards -X at ``speed_m_s``):
@@ -36,14 +37,18 @@ X = 0, the belt moves towards -X at ``speed_m_s``):
   stance (heel rocker, foot flat, then a toe rocker about the toe tip) and swing forward during
   flight, knees from two-link inverse kinematics, knee and ankle markers placed so the CGM
   chord function recovers the joint centres, a thorax leaning forward by ``trunk_lean_deg``.
-  Two free constants are solved at construction so the causes hold as METRICS.md measures
+  Free constants are solved at construction so the causes hold as METRICS.md measures
   them: the pelvis height (knee flexed 20° at foot strike) and the thigh angle at toe off
-  (the 3-D CGM hip flexion reaches ``-hip_extension_deg`` between midstance and toe off).
+  (the 3-D CGM hip flexion reaches ``-hip_extension_deg`` between midstance and toe off,
+  moving heel off earlier when needed);
+* ``step_variability`` gives each step its own pelvic drop, trunk lean, heel lead (and the
+  braking that goes with it) and hip extension.
 
 Known simplifications: the vertical force is not derived from the pelvis trajectory (the two
 are each plausible, not mutually consistent); the foot has no progression angle; the toe
 rocker pivot may slide or lift when the cause dials ask for a geometry the legs cannot reach
-(logged at debug level; ``truth_steps`` always reports what the markers actually show).
+(logged at debug level; an unreachable hip extension is a warning and
+``SyntheticRunner.geometry_note``); ``truth_steps`` always reports what the markers show.
 """
 from __future__ import annotations
 
