@@ -289,8 +289,8 @@ def _validate(p: RunnerParams, source=None) -> None:
     flight = step - p.contact_time_s - 6 * p.step_time_sd_s
     if flight < 0.02:
         bad("contact_time_s", f"{p.contact_time_s} s leaves no flight phase at "
-            f"{p.cadence_spm} steps/min (step {step:.3f} s, jitter ±{3 * p.step_time_sd_s:.3f} s);"
-            " running needs >= 20 ms of flight")
+            f"{p.cadence_spm} steps/min (step {step:.3f} s, jitter "
+            f"±{3 * p.step_time_sd_s:.3f} s); running needs >= 20 ms of flight")
     if (not isinstance(p.seed, (int, np.integer)) or isinstance(p.seed, (bool, np.bool_))
             or p.seed < 0):
         bad("seed", f"must be a non-negative integer, got {p.seed!r}")
@@ -774,8 +774,8 @@ class SyntheticRunner:
 
         Element ``e`` of sample ``i = round(t · rate)`` is the entry of a fixed pool of 2**16
         normals (drawn from ``(seed, stream)``) at a position taken from 16 bits of a
-        splitmix64 hash of ``(i, e // 4)``.  Any window of samples therefore gets the same noise however the
-        stream is cut.  Returns (n,) + shape float32.
+        splitmix64 hash of ``(i, e // 4)``.  Any window of samples therefore gets the same
+        noise however the stream is cut.  Returns (n,) + shape float32.
         """
         pool = self._pools.get(stream)
         if pool is None:
