@@ -27,7 +27,7 @@ DIALS = {  # cause -> (runner parameter, values from mild to strong)
 }
 
 
-def _session(path, seconds=30.0, seed=3, **params):
+def _session(path, seconds=24.0, seed=3, **params):
     p = dict(NEUTRAL)
     p.update(params)
     write_session(path, simulate_session(RunnerParams(duration_s=seconds, seed=seed, **p)))

@@ -22,13 +22,13 @@ def healthy(tmp_path_factory):
     for i, drop in enumerate(drops):
         path = root / f"h{i}.h5"
         write_session(path, simulate_session(RunnerParams(
-            duration_s=30.0, seed=20 + i, speed_m_s=3.0 + 0.2 * i, pelvic_drop_deg=drop,
+            duration_s=24.0, seed=20 + i, speed_m_s=3.0 + 0.2 * i, pelvic_drop_deg=drop,
             trunk_lean_deg=9.0, overstride_mm=120.0, hip_extension_deg=12.0)))
         process_session(path)
     unprocessed = root / "raw_only.h5"
     write_session(unprocessed, simulate_session(RunnerParams(duration_s=5.0, seed=1)))
     injured = root / "injured.h5"
-    write_session(injured, simulate_session(RunnerParams(duration_s=30.0, seed=30,
+    write_session(injured, simulate_session(RunnerParams(duration_s=24.0, seed=30,
                                                          pelvic_drop_deg=12.0)))
     process_session(injured)
     with h5py.File(injured, "r+") as f:
