@@ -48,22 +48,21 @@ class RunSettings:
     """Everything a session graph needs from the lab config, picklable for workers.
 
     ``derive`` are the :class:`treadlab.pipeline.derive.DeriveSettings`; ``config_hash`` is
-    ``LabConfig.hash()``; ``reference`` the path of the reference-set TOML.
+    ``LabConfig.hash()``; ``reference`` the :class:`~treadlab.pipeline.scoring.ReferenceSet`
+    itself (read once by the client, shipped inside the graph, so cluster workers need neither
+    the lab TOML nor the reference file).
     """
 
     derive: object
     config_hash: str
-    reference: str
+    reference: object
     min_steps_per_side: int
     marker_names: tuple = ()
 
     def fingerprint(self) -> dict:
         """The ``/derived`` attributes that decide whether a session is up to date."""
-        from treadlab.pipeline.scoring import load_reference
-
-        ref = load_reference(self.reference)
         return {"pipeline_version": pipeline_version(), "config_hash": self.config_hash,
-                "reference_id": ref.id, "reference_sha256": ref.sha256}
+                "reference_id": self.reference.id, "reference_sha256": self.reference.sha256}
 
 
 def load_settings(config_path=None) -> RunSettings:
@@ -84,11 +83,11 @@ def load_settings(config_path=None) -> RunSettings:
     ref_file = reference_path(ref_spec)
     if not ref_file.is_absolute() and config_path is not None and not ref_file.exists():
         ref_file = Path(config_path).resolve().parent / ref_file  # relative to the lab TOML
-    load_reference(ref_file)  # fail early (ConfigError) on a bad reference set
+    reference = load_reference(ref_file)  # fails early (ConfigError) on a bad reference set
     min_steps = int(getattr(scoring, "min_steps_per_side", 20)) if scoring is not None else 20
     names = getattr(cfg, "marker_names", None) or {}
     return RunSettings(derive=DeriveSettings.from_config(cfg), config_hash=str(cfg.hash()),
-                       reference=str(ref_file.resolve()), min_steps_per_side=min_steps,
+                       reference=reference, min_steps_per_side=min_steps,
                        marker_names=tuple(sorted(dict(names).items())))
 
 
@@ -235,14 +234,14 @@ def step_task(force_out: dict, marker_out: dict, settings: RunSettings) -> dict:
 
 
 def score_task(contacts: dict, marker_out: dict, meta: dict, settings: RunSettings) -> dict:
-    from treadlab.pipeline.scoring import load_reference, score_causes
+    from treadlab.pipeline.scoring import score_causes
 
     speed = meta["attrs"].get("belt_speed_m_s")
     try:
         speed = float(speed)
     except (TypeError, ValueError):
         speed = None
-    return score_causes(contacts, load_reference(settings.reference),
+    return score_causes(contacts, settings.reference,
                         min_steps_per_side=settings.min_steps_per_side, speed_m_s=speed,
                         reasons=marker_out.get("metric_reasons"))
 
@@ -253,9 +252,7 @@ def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: 
     from datetime import datetime, timezone
 
     from treadlab.acquisition.archive import write_derived
-    from treadlab.pipeline.scoring import load_reference
-
-    ref = load_reference(settings.reference)
+    ref = settings.reference
     attrs = dict(settings.fingerprint())
     attrs.update({
         "processed_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -97,7 +97,7 @@ def build_reference(archive_dir, output, config_path=None, speed_edges=SPEED_EDG
     from treadlab.pipeline.scoring import CAUSES, load_reference, score_causes
 
     settings = load_settings(config_path)
-    template = load_reference(settings.reference)
+    template = settings.reference
     root = Path(archive_dir)
     used, excluded = [], []
     values = {c: [] for c in CAUSES}

@@ -67,3 +67,26 @@ def test_build_reference_needs_two_sessions(tmp_path):
         from treadlab.pipeline.reference import build_reference
 
         build_reference(tmp_path, tmp_path / "r.toml")
+
+
+def test_lab_config_uses_the_built_reference_set(healthy, tmp_path):
+    """``[scoring] reference = "FILE.toml"`` (relative to the lab TOML) scores against it and
+    its id goes into the archive."""
+    from treadlab.acquisition.archive import read_derived
+    from treadlab.config import shipped_lab_path
+
+    lab_dir = tmp_path / "lab"
+    lab_dir.mkdir()
+    from treadlab.pipeline.reference import build_reference
+
+    build_reference(healthy, lab_dir / "reference_mylab.toml")
+    text = shipped_lab_path().read_text()
+    assert 'reference = "default"' in text
+    (lab_dir / "lab.toml").write_text(text.replace('reference = "default"',
+                                                   'reference = "reference_mylab.toml"'))
+    session = tmp_path / "s.h5"
+    write_session(session, simulate_session(RunnerParams(duration_s=24.0, seed=41)))
+    summary = process_session(session, config_path=lab_dir / "lab.toml")
+    ref = load_reference(lab_dir / "reference_mylab.toml")
+    assert summary["reference_id"] == ref.id
+    assert read_derived(session)["attrs"]["reference_id"] == ref.id
