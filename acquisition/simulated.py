@@ -243,13 +243,11 @@ def _plain(obj) -> dict:
 
 def label_map(wanted: list[str], have: list[str], extra: dict | None = None) -> np.ndarray:
     """Index into ``have`` of every ``wanted`` label (−1 = absent), via CGM aliases if needed."""
+    from treadlab.config.markers import to_cgm
+
     pos = {h: i for i, h in enumerate(have)}
-    try:
-        from treadlab.config.markers import to_cgm
-        cgm_w = list(to_cgm(list(wanted), extra or None))
-        cgm_h = list(to_cgm(list(have), extra or None))
-    except ImportError:
-        cgm_w, cgm_h = list(wanted), list(have)
+    cgm_w = list(to_cgm(list(wanted), extra or None))
+    cgm_h = list(to_cgm(list(have), extra or None))
     pos_cgm = {h: i for i, h in enumerate(cgm_h)}
     return np.array([pos.get(w, pos_cgm.get(c, -1)) for w, c in zip(wanted, cgm_w)],
                     dtype=np.intp)
