@@ -140,8 +140,13 @@ def load_meta(path) -> dict:
     return {"attrs": attrs, "subject": subject}
 
 
-def load_force(path):
-    """``/raw/force`` as :class:`treadlab.acquisition.archive.ForceData` (counts not read)."""
+def _loaded(_markers) -> bool:
+    return True
+
+
+def load_force(path, after=None):
+    """``/raw/force`` as :class:`treadlab.acquisition.archive.ForceData` (counts not read).
+    ``after`` only orders the read in the graph."""
     from treadlab.acquisition.archive import ForceData
 
     with _open(path) as f:
@@ -299,9 +304,12 @@ def session_graph(path, settings: RunSettings, name: str | None = None):
         return delayed(fn, pure=False, name=f"{label}-{tok}")
 
     meta = d(load_meta, "load_meta")(path, dask_key_name=f"load_meta-{tok}")
-    force = d(load_force, "load_force")(path, dask_key_name=f"load_force-{tok}")
     markers = d(load_markers, "load_markers")(path, settings.marker_names,
                                               dask_key_name=f"load_markers-{tok}")
+    # HDF5 reads hold the library lock, so two loads in one process only interleave: read the
+    # markers (the longer branch) first and the force after them (a tiny token, no data moves)
+    loaded = delayed(_loaded, pure=False)(markers, dask_key_name=f"markers_loaded-{tok}")
+    force = d(load_force, "load_force")(path, after=loaded, dask_key_name=f"load_force-{tok}")
     fo = delayed(force_task)(path, force, meta, settings, dask_key_name=f"contacts-{tok}")
     mo = delayed(marker_task)(markers, meta, settings, dask_key_name=f"angles-{tok}")
     steps = delayed(step_task)(fo, mo, settings, dask_key_name=f"steps-{tok}")
