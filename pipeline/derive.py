@@ -482,7 +482,7 @@ def _lowest_foot_z(pos, labels, side) -> np.ndarray:
         return np.nanmin(pos[:, idx, 2], axis=1) if len(idx) > 1 else pos[:, idx[0], 2]
 
 
-# --- steps -----------------------------------------------------------------------------------------
+# --- steps ---------------------------------------------------------------------------------------
 
 def step_task(force_out: dict, marker_out: dict, settings: DeriveSettings) -> dict:
     """The ``/derived/contacts`` table: events, force metrics and per-stance kinematics.

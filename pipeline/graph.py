@@ -2,11 +2,12 @@
 
 The graph for one archive::
 
-    load_meta ─────────────────────────────────────────────┐
-    load_force ──► force_task (filter, re-zero, contacts,   │
-                   sides, force metrics) ───────┐           │
-    load_markers ► marker_task (gap fill,       ├► step_task ► score_task ► write_task
-                   filter, joint angles) ───────┘   (per-contact kinematics)
+    load_meta ──────────────────────────────────────────────────┐
+    load_markers ► marker_task (gap fill, filter,             │
+         │         joint angles) ─────────────┐                 │
+         ▼ (read after: HDF5 reads serialise)  ├► step_task ► score_task ► write_task
+    load_force ──► force_task (filter, re-zero, contacts,     │  (per-contact kinematics)
+                   sides, force metrics) ──────┘
 
 ``load_*`` tasks receive the *path* and open the file themselves (NOTES.md: workers get paths,
 never open files). The only task that writes is ``write_task``: it hands everything to
@@ -104,7 +105,8 @@ def _open(path) -> h5py.File:
         raise
     except Exception as exc:  # h5py raises RuntimeError for some corrupt superblocks
         msg = str(exc).strip().splitlines()
-        raise InputError(path, None, f"not a readable HDF5 file ({msg[0] if msg else type(exc).__name__})") from None
+        why = msg[0] if msg else type(exc).__name__
+        raise InputError(path, None, f"not a readable HDF5 file ({why})") from None
 
 
 def _attr(obj, name, default=None):
@@ -114,7 +116,8 @@ def _attr(obj, name, default=None):
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, np.ndarray) and value.dtype.kind in "SOU":
-        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in value.ravel()]
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                for v in value.ravel()]
     if isinstance(value, np.generic):
         return value.item()
     return value
@@ -165,7 +168,8 @@ def load_force(path, after=None):
         plates = _attr(g, "plates") or [f"plate{i + 1}" for i in range(p)]
         plates = [plates] if isinstance(plates, str) else list(plates)
         origin = np.asarray(_attr(g, "origin", np.zeros((p, 3))), dtype=np.float64).reshape(p, 3)
-        corners = np.asarray(_attr(g, "corners", np.zeros((p, 4, 3))), dtype=np.float64).reshape(p, 4, 3)
+        corners = np.asarray(_attr(g, "corners", np.zeros((p, 4, 3))),
+                             dtype=np.float64).reshape(p, 4, 3)
     if not float(rate) > 0:
         raise InputError(path, "/raw/force@rate_hz", f"must be > 0, got {rate!r}")
     return ForceData(time=t, wrench=w, rate_hz=float(rate), plates=plates, origin=origin,
@@ -186,9 +190,10 @@ def load_markers(path, marker_names: tuple = ()):
         labels = _attr(g, "labels") or []
         labels = [labels] if isinstance(labels, str) else list(labels)
         rate = _attr(g, "rate_hz")
-    if pos.ndim != 3 or pos.shape[2] != 3 or pos.shape[0] != t.shape[0] or pos.shape[1] != len(labels):
+    if pos.ndim != 3 or pos.shape[2] != 3 or pos.shape[:2] != (t.shape[0], len(labels)):
         raise InputError(path, "/raw/markers/positions",
-                         f"shape {pos.shape} is not (m, k, 3) with m = {t.shape[0]}, k = {len(labels)} labels")
+                         f"shape {pos.shape} is not (m, k, 3) with m = {t.shape[0]}, "
+                         f"k = {len(labels)} labels")
     if rate is None:
         rate = 1.0 / float(np.median(np.diff(t))) if t.size > 1 else 0.0
     try:

@@ -161,7 +161,8 @@ def build_reference(archive_dir, output, config_path=None, speed_edges=SPEED_EDG
             mu, sigma = float(x.mean()), float(x.std(ddof=1))
             note = None
             if not sigma > 0:
-                sigma, note = float(base["sigma"]), f"SD across sessions was 0: sigma of {template.id} kept"
+                sigma = float(base["sigma"])
+                note = f"SD across sessions was 0: sigma of {template.id} kept"
             entry = {k: base[k] for k in ("metric", "unit", "worse") if k in base}
             entry.update(mu=mu, sigma=sigma, normal_low=mu - sigma, normal_high=mu + sigma,
                          n_sessions=int(x.size), provisional=False,

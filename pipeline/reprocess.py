@@ -152,9 +152,9 @@ def format_batch(n_processed: int, n_skipped: int, n_failed: int, elapsed_s: flo
                  bytes_processed: int) -> str:
     """The final table: counts, wall time and throughput (sessions/s, MB/s of archives)."""
     rate = n_processed / elapsed_s if elapsed_s > 0 else 0.0
-    mb = bytes_processed / 1e6
+    mb_s = bytes_processed / 1e6 / elapsed_s if elapsed_s > 0 else 0.0
     rows = [("processed", str(n_processed)), ("skipped (up to date)", str(n_skipped)),
             ("failed", str(n_failed)), ("time", f"{elapsed_s:.1f} s"),
-            ("throughput", f"{rate:.2f} sessions/s, {mb / elapsed_s if elapsed_s > 0 else 0:.1f} MB/s")]
+            ("throughput", f"{rate:.2f} sessions/s, {mb_s:.1f} MB/s")]
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(w)}  {v}" for k, v in rows)

@@ -85,8 +85,8 @@ class ReferenceSet:
 
 
 def reference_path(spec: str | Path | None = None) -> Path:
-    """The TOML file of a reference set: a shipped id (``"default"`` → ``config/reference_default.toml``)
-    or a path to a TOML file."""
+    """The TOML file of a reference set: a shipped id (``"default"`` →
+    ``config/reference_default.toml``) or a path to a TOML file."""
     spec = "default" if spec in (None, "") else spec
     candidate = Path(spec)
     if candidate.suffix == ".toml" or candidate.exists():
@@ -96,7 +96,8 @@ def reference_path(spec: str | Path | None = None) -> Path:
         return shipped
     known = sorted(p.stem.removeprefix("reference_") for p in _CONFIG_DIR.glob("reference_*.toml"))
     raise ConfigError(None, "scoring.reference",
-                      f"unknown reference set {spec!r} (shipped: {', '.join(known)}; or a .toml path)")
+                      f"unknown reference set {spec!r} (shipped: {', '.join(known)}; "
+                      f"or a .toml path)")
 
 
 def load_reference(spec: str | Path | None = None) -> ReferenceSet:
@@ -112,7 +113,8 @@ def load_reference(spec: str | Path | None = None) -> ReferenceSet:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(path, "scoring.reference", f"cannot read reference set: {exc.strerror}") from None
+        raise ConfigError(path, "scoring.reference",
+                          f"cannot read reference set: {exc.strerror}") from None
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -129,11 +131,13 @@ def load_reference(spec: str | Path | None = None) -> ReferenceSet:
             if key not in entry:
                 raise ConfigError(path, f"causes.{cause}.{key}", "missing")
         if entry["worse"] not in ("higher", "lower"):
-            raise ConfigError(path, f"causes.{cause}.worse", f"must be 'higher' or 'lower', got {entry['worse']!r}")
+            raise ConfigError(path, f"causes.{cause}.worse",
+                              f"must be 'higher' or 'lower', got {entry['worse']!r}")
         for i, band in enumerate([entry] + list(entry.get("bands", []))):
             sigma = band.get("sigma", entry["sigma"])
             if not isinstance(sigma, (int, float)) or not sigma > 0:
-                where = f"causes.{cause}.sigma" if i == 0 else f"causes.{cause}.bands[{i - 1}].sigma"
+                where = (f"causes.{cause}.sigma" if i == 0
+                         else f"causes.{cause}.bands[{i - 1}].sigma")
                 raise ConfigError(path, where, f"must be > 0, got {sigma!r}")
     return ReferenceSet(id=head["id"], title=head.get("title", ""), kind=head.get("kind", ""),
                         causes={c: causes[c] for c in CAUSES}, path=path,
