@@ -110,10 +110,24 @@ def _wait_first_frames(sources, timeout: float) -> None:
     for src in sources:
         while src.counters.get("frames", 0) == 0:
             if time.monotonic() > deadline:
-                where = getattr(src, "port", None) or getattr(src, "address", None) or src.name
+                where = _where(src)
                 raise DeviceError(f"{where}: no frames from the {src.name} stream within "
                                   f"{timeout:.0f} s (device off or wrong port/stream?)")
             time.sleep(0.02)
+
+
+def _where(src) -> str:
+    """The port, address or stream a source reads, for error messages."""
+    port = getattr(src, "port", None)
+    if port:
+        return str(port)
+    addr = getattr(src, "address", None)
+    if isinstance(addr, tuple) and len(addr) == 2:
+        return f"udp://{addr[0]}:{addr[1]}"
+    stream = getattr(src, "stream_name", None)
+    if stream:
+        return f"LSL stream {stream!r}"
+    return str(src.name)
 
 
 class _Stopper:

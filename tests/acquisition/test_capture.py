@@ -211,3 +211,40 @@ def test_cli_capture_on_the_shipped_default_lab(tmp_path):
         assert f.attrs["lab"] == "treadlab simulated lab"
         assert f["raw/markers/positions"].shape[1] == 20
     assert "cadence" in proc.stderr   # the final status line
+
+
+@pytest.mark.timeout(60)
+def test_silent_marker_stream_is_named_before_recording(tmp_path):
+    import socket
+    import threading
+
+    from treadlab.acquisition.simulated import PtyPort
+    from treadlab.acquisition.wire import encode_force_frames
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    udp_port = sock.getsockname()[1]
+    sock.close()
+    stop = threading.Event()
+    with PtyPort() as pty:
+        def treadmill():          # a live force plate, unloaded; nobody sends markers
+            k = 0
+            while not stop.is_set():
+                seq = np.arange(k, k + 10)
+                pty.write(encode_force_frames(seq, seq * 1000, np.zeros((10, 12), np.int16)))
+                k += 10
+                stop.wait(0.01)
+
+        th = threading.Thread(target=treadmill, daemon=True)
+        th.start()
+        try:
+            with pytest.raises(DeviceError) as exc:
+                capture_session(lab_cfg(port=pty.path, marker_port=udp_port), subject="S",
+                                duration_s=1.0, out_dir=tmp_path / "out",
+                                status_stream=io.StringIO())
+        finally:
+            stop.set()
+            th.join(5)
+    msg = str(exc.value)
+    assert f"udp://127.0.0.1:{udp_port}" in msg and "markers" in msg and "\n" not in msg
+    assert not (tmp_path / "out").exists()
