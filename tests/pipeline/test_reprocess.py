@@ -144,7 +144,7 @@ def test_kill_9_leaves_every_archive_valid(archive, scheduler):
             if any(p.stat().st_mtime_ns != m for p, m in before.items()):
                 break
             time.sleep(0.05)
-        time.sleep(0.3)
+        time.sleep(0.05)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its cluster: one process group
