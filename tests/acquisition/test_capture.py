@@ -5,7 +5,6 @@ Every capture runs for a few seconds only; nothing here asserts on timing.
 from __future__ import annotations
 
 import io
-import os
 import signal
 import subprocess
 import sys
