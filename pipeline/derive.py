@@ -398,10 +398,8 @@ def marker_task(markers, subject: dict, settings: DeriveSettings) -> dict:
     s = settings
     rate = float(markers.rate_hz)
     labels = list(markers.labels)
-    try:
-        from treadlab.kernels._angles_ref import MARKERS as model_markers
-    except ImportError:  # pragma: no cover
-        model_markers = labels
+    from treadlab.kernels.angles import MARKERS as model_markers
+
     keep = [i for i, name in enumerate(labels) if name in set(model_markers)]
     pos = np.asarray(markers.positions)
     if len(keep) < len(labels):
@@ -478,8 +476,7 @@ def _lowest_foot_z(pos, labels, side) -> np.ndarray:
     idx = [labels.index(side + n) for n in ("HEE", "TOE") if side + n in labels]
     if not idx:
         return np.full(pos.shape[0], np.nan)
-    with np.errstate(all="ignore"):
-        return np.nanmin(pos[:, idx, 2], axis=1) if len(idx) > 1 else pos[:, idx[0], 2]
+    return np.fmin.reduce(pos[:, idx, 2], axis=1)  # NaN-ignoring, NaN only when all are
 
 
 # --- steps ---------------------------------------------------------------------------------------

@@ -196,18 +196,15 @@ def load_markers(path, marker_names: tuple = ()):
                          f"k = {len(labels)} labels")
     if rate is None:
         rate = 1.0 / float(np.median(np.diff(t))) if t.size > 1 else 0.0
-    try:
-        from treadlab.config.markers import to_cgm
-    except ImportError:  # pragma: no cover - config/markers.py is part of the package
-        to_cgm = None
-    if to_cgm is not None:
-        mapped = list(to_cgm(labels, extra=dict(marker_names) or None))
-        seen: set[str] = set()
-        for i, name in enumerate(mapped):  # two markers on one CGM name: the second keeps its own
-            if name in seen:
-                mapped[i] = labels[i]
-            seen.add(mapped[i])
-        labels = mapped
+    from treadlab.config.markers import to_cgm
+
+    mapped = list(to_cgm(labels, extra=dict(marker_names) or None))
+    seen: set[str] = set()
+    for i, name in enumerate(mapped):  # two markers on one CGM name: the second keeps its own
+        if name in seen:
+            mapped[i] = labels[i]
+        seen.add(mapped[i])
+    labels = mapped
     return MarkerData(time=t, positions=pos, labels=labels, rate_hz=float(rate))
 
 
