@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from treadlab.config.errors import TreadlabError
@@ -251,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)  # exits 2 on usage errors
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # distributed configures its own loggers at INFO when first imported (and so do its worker
+    # processes, which inherit the environment): keep the terminal for treadlab's own output.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", logging.getLevelName(level).lower())
     try:
         return int(args.func(args) or 0)
     except _UsageError as exc:
