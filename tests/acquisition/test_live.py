@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -60,16 +59,14 @@ def test_contacts_cadence_and_contact_time_block_by_block():
     assert line.startswith("01:05") and "cadence 170.0" in line and "drops 3" in line
 
 
+@pytest.mark.timeout(30)  # a put that waited for processing would hang here, never return
 def test_put_never_blocks_and_overflow_is_counted():
     live = LiveProcessor(["left", "right"], RATE, [], 100.0, max_pending=10)
     block = np.zeros((20, 2, 6), np.float32)
-    t0 = time.perf_counter()
     for k in range(100):             # nobody is processing: the queue overflows
         live.put_force(np.arange(20) / RATE + k * 0.02, block)
-    elapsed = time.perf_counter() - t0
     assert live.drops == 90
     assert live.status()["live_drops"] == 90
-    assert elapsed < 5.0  # generous: only proves put does not wait for processing
 
 
 @pytest.mark.timeout(30)

@@ -72,11 +72,9 @@ def test_local_cluster_reports_a_corrupt_file_and_processes_the_rest(archive, ca
     # the second run skips every processed session and starts no cluster
     corrupt.unlink()
     broken.unlink()
-    t = time.perf_counter()
     assert reprocess(archive, progress=False) == 0
     out, _ = capsys.readouterr()
     assert "skipped (up to date)  4" in out and "processed             0" in out
-    assert time.perf_counter() - t < 60  # generous: no cluster was started
 
 
 def _free_port() -> int:
