@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import tomllib
+from treadlab.config.loader import tomllib  # tomllib, or tomli on Python 3.10
 from dataclasses import dataclass, field
 from pathlib import Path
 

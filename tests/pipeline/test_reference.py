@@ -1,7 +1,7 @@
 """treadlab reference build: a reference set from processed healthy sessions, usable by scoring."""
 from __future__ import annotations
 
-import tomllib
+from treadlab.config.loader import tomllib  # tomllib, or tomli on Python 3.10
 
 import h5py
 import numpy as np
