@@ -20,6 +20,12 @@
    queue drained, clocks refitted, ``status="complete"``. An error mid-capture closes the file as
    ``"interrupted"`` and re-raises.
 
+With ``replay=FILE.c3d`` the simulated lab plays a real recording once through the same wire
+formats instead of the synthetic runner (DESIGN §3, "C3D replay"); the lab config is derived
+from the file when it is the shipped default (:func:`treadlab.acquisition.replay.
+replay_lab_config`), and the capture stops :data:`REPLAY_TAIL_S` after the last recorded
+sample (or at ``duration_s``, whichever comes first).
+
 The archive is ``<subject>_<UTC timestamp>.h5`` in ``out_dir``. Body mass is the given one or,
 when not given, estimated from the mean vertical force over the recording (mass = mean Fz / g).
 """
@@ -48,6 +54,10 @@ __all__ = ["run_capture", "capture_session", "session_filename"]
 
 #: Seconds to wait for the first frames of every stream before giving up (DeviceError).
 FIRST_FRAMES_TIMEOUT_S = 5.0
+
+#: Seconds of empty belt recorded after the last sample of a replayed recording, so the last
+#: toe off and the low-pass filter's tail are in the archive.
+REPLAY_TAIL_S = 0.5
 
 
 def session_filename(subject: str, when: datetime | None = None) -> str:
@@ -156,7 +166,7 @@ class _Stopper:
 def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float | None = None,
                 duration_s: float | None = None, out_dir=".", *, params: dict | None = None,
                 status_stream=None, stop_event: threading.Event | None = None,
-                on_step=None) -> Path:
+                on_step=None, replay=None) -> Path:
     """Record one capture session into ``out_dir/<subject>_<UTC>.h5``.
 
     Parameters
@@ -180,6 +190,13 @@ def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float 
         Set it to end the capture from another thread.
     on_step : callable(LiveStep), optional
         Called by the live processor at each toe off.
+    replay : str or os.PathLike, optional
+        A C3D recording the simulated lab plays once instead of the synthetic runner. With the
+        shipped default lab the lab is derived from the file (one plate under the whole belt,
+        the file's rates and marker labels; :func:`~treadlab.acquisition.replay.
+        replay_lab_config`); a lab TOML of your own is used as given (it must ask for the
+        simulated devices: ``port = "auto"``). The capture ends :data:`REPLAY_TAIL_S` s after
+        the last recorded sample, or at ``duration_s`` if that comes first.
 
     Returns
     -------
@@ -187,25 +204,28 @@ def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float 
 
     Raises
     ------
-    ConfigError before anything is opened; DeviceError naming the port/stream before anything is
-    recorded.
+    ConfigError before anything is opened; InputError naming an unreadable replay file;
+    DeviceError naming the port/stream before anything is recorded.
     """
     from treadlab.config import load_lab
 
     cfg = load_lab(config_path)
     return capture_session(cfg, subject=subject, body_mass_kg=body_mass_kg,
                            duration_s=duration_s, out_dir=out_dir, params=params,
-                           status_stream=status_stream, stop_event=stop_event, on_step=on_step)
+                           status_stream=status_stream, stop_event=stop_event, on_step=on_step,
+                           replay=replay)
 
 
 def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = None,
                     duration_s: float | None = None, out_dir=".", *, params: dict | None = None,
                     status_stream=None, stop_event: threading.Event | None = None,
-                    on_step=None) -> Path:
+                    on_step=None, replay=None) -> Path:
     """:func:`run_capture` for a lab configuration already loaded (``LabConfig``).
 
     ``cfg`` needs the tables ``lab``, ``forceplate``, ``plates``, ``markers`` and optionally
-    ``contacts``, ``simulator``, ``marker_names`` (docs/architecture.md, Config).
+    ``contacts``, ``simulator``, ``marker_names`` (docs/architecture.md, Config). ``replay``: a
+    C3D file played once by the simulated lab (see :func:`run_capture`); ``cfg`` is replaced by
+    the lab derived from the file when it is the shipped default.
     """
     from treadlab.acquisition.base import sources_from_config
 
@@ -214,6 +234,14 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
                                                 f"{body_mass_kg}")
     if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
         raise ConfigError(None, "--duration", f"must be a positive number of s, got {duration_s}")
+    if replay is not None:
+        from treadlab.acquisition.replay import replay_lab_config
+
+        cfg = replay_lab_config(cfg, replay)   # InputError naming the file before any device
+        if not _is_simulated(cfg):
+            raise ConfigError(getattr(cfg, "path", None), "forceplate.port",
+                              "--replay plays the recording through the simulated lab: the lab "
+                              "config must ask for it (port = \"auto\" or driver \"simulated\")")
     out_dir = Path(out_dir)
     status_stream = sys.stderr if status_stream is None else status_stream
 
@@ -223,7 +251,9 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
         if _is_simulated(cfg):
             from treadlab.acquisition.simulated import start_lab
 
-            lab = start_lab(cfg, params=params)
+            # a replay is played once: the capture ends with the recording
+            lab = (start_lab(cfg, params=params) if replay is None
+                   else start_lab(cfg, replay=replay, loop=False))
         force, markers = sources_from_config(cfg, lab=lab)
         force.open()
         markers.open()
@@ -256,13 +286,26 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
                         for p in cfg.plates])
     lab_name = str(getattr(getattr(cfg, "lab", None), "name", "") or "")
     belt = str(getattr(getattr(cfg, "lab", None), "belt", "split") or "split")
-    speed, speed_source = _belt_speed(cfg, lab is not None, params)
+    replaying = lab is not None and bool(getattr(lab, "replay", None))
+    speed, speed_source = _belt_speed(cfg, lab is not None and not replaying, params)
+    if replaying and not math.isfinite(speed) and lab.replay.get("belt_speed_m_s"):
+        speed = float(lab.replay["belt_speed_m_s"])
+        speed_source = "C3D recording (replayed)"
+
     attrs = {"subject_id": str(subject), "lab": lab_name, "belt": belt,
              "belt_speed_m_s": speed, "belt_speed_source": speed_source,
              "body_mass_kg": float(body_mass_kg) if body_mass_kg else float("nan"),
              "config_path": str(getattr(cfg, "path", "") or "(default simulated lab)")}
     if body_mass_kg:
         attrs["body_mass_source"] = "given"
+    end_frame = None
+    if replaying:
+        attrs["replay_source"] = str(lab.replay["source"])
+        if getattr(cfg, "path", None) is None:
+            attrs["config_path"] = f"(derived from {Path(lab.replay['source']).name})"
+        end_frame, replay_note, on_frames = _replay_end(lab, finfo.rate_hz, minfo.rate_hz)
+        # recorded time 0 of the file is force frame / marker frame (/raw/*/seq, frame) …
+        attrs["replay_force_frame0"], attrs["replay_marker_frame0"] = on_frames
     if hasattr(cfg, "hash"):
         try:
             attrs["config_hash"] = cfg.hash()
@@ -293,6 +336,8 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
     if cal is not None and "zero" in cal:
         rec.event(t0, "force", "tare_zero",
                   "counts " + " ".join(f"{z:.1f}" for z in np.ravel(cal["zero"])))
+    if replaying:
+        rec.event(t0, "capture", "replay", replay_note)
 
     tty = bool(getattr(status_stream, "isatty", lambda: False)())
     every = 0.5 if tty else 5.0
@@ -307,8 +352,11 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
                 if end is not None and now >= end:
                     stopper.reason = "duration"
                     break
-                _move(force.read(0.02), clock, rec, live)
+                last = _move(force.read(0.02), clock, rec, live)
                 _move(markers.read(0.0), clock, rec, live)
+                if end_frame is not None and last is not None and last >= end_frame:
+                    stopper.reason = "end of the replayed recording"
+                    break
                 for src in (force, markers):
                     for ev in src.drain_events():
                         rec.event(*ev)
@@ -346,6 +394,35 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
     return path
 
 
+def _replay_end(lab, force_rate_hz: float, marker_rate_hz: float,
+                timeout: float = FIRST_FRAMES_TIMEOUT_S) -> tuple[int, str, tuple[int, int]]:
+    """Force frame number at which a replay capture stops, a ``/raw/log`` line, and the force
+    and marker frame numbers of the recording's first sample.
+
+    The device process decides when the recording starts playing (``tare_seconds + 1`` s after
+    the reader opened the port, on frames ``on_frame`` / ``on_marker_frame``); recorded sample
+    ``k`` (at ``k / force_rate_hz`` s, Hz) is force frame ``on_frame + k``. The capture stops at
+    the frame :data:`REPLAY_TAIL_S` s after the last recorded sample; ``timeout`` s bounds the
+    wait for the device process to report ``on_frame``.
+    """
+    deadline = time.monotonic() + timeout
+    stats = lab.device_stats()
+    while "on_frame" not in stats and time.monotonic() < deadline:
+        time.sleep(0.05)
+        stats = lab.device_stats()
+    if "on_frame" not in stats:
+        raise DeviceError("simulated lab: the replay did not start (no reader on the treadmill "
+                          "port?)")
+    info = lab.replay
+    on, mon = int(stats["on_frame"]), int(stats["on_marker_frame"])
+    dur = float(info["duration_s"])
+    end = on + int(round((dur + REPLAY_TAIL_S) * force_rate_hz))
+    note = (f"{info['source']}: recorded time 0 s = force frame {on} ({force_rate_hz:g} Hz), "
+            f"marker frame {mon} ({marker_rate_hz:g} Hz); {dur:.3f} s played once; capture "
+            f"stops at force frame {end}")
+    return end, note, (on, mon)
+
+
 def _merge(blocks):
     """Consecutive blocks of one source as one block (less per-block work downstream)."""
     if len(blocks) <= 1:
@@ -365,7 +442,10 @@ def _merge(blocks):
                   host_time=cat("host_time"), data=cat("data"), raw=cat("raw"), seq=cat("seq"))]
 
 
-def _move(blocks, clock: SessionClock, rec: Recorder, live: LiveProcessor) -> None:
+def _move(blocks, clock: SessionClock, rec: Recorder, live: LiveProcessor) -> int | None:
+    """Blocks → clock fit, recorder, live processor; returns the last force frame number moved
+    (None when no force block had frame numbers)."""
+    last = None
     for b in _merge(blocks):
         clock.add(b.stream, b.device_time, b.host_time)
         t = clock.to_session(b.stream, b.device_time)
@@ -374,6 +454,9 @@ def _move(blocks, clock: SessionClock, rec: Recorder, live: LiveProcessor) -> No
             live.put_force(t, b.data, b.seq)
         elif b.stream == "markers":
             live.put_markers(t, b.data)
+        if b.stream == "force" and b.seq is not None and len(b.seq):
+            last = int(b.seq[-1])
+    return last
 
 
 def _drops(*sources) -> int:

@@ -13,7 +13,10 @@ time functions the synthetic runner offers, on the *configured* lab:
 
 Replay time starts at 0 at the first stored frame; with ``loop=True`` it starts over at the
 end (a capture can be longer than the recording), otherwise the belt is empty and markers NaN
-after the end. :func:`start_replay_lab` serves a C3D file through the virtual devices.
+after the end. :func:`start_replay_lab` serves a C3D file through the virtual devices;
+:func:`replay_lab_config` derives the lab of the recording (one plate under the whole belt, the
+file's rates and marker labels) for ``treadlab capture --replay FILE.c3d`` with the default
+config.
 """
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ class ReplaySignal:
     plates : configured plates (``name``, ``origin`` mm) — ``PlateCalibration`` or tables.
     labels : configured marker labels in wire order.
     marker_names : the lab's ``[marker_names]`` table (extra aliases).
-    loop : start over at the end of the recording.
+    loop : start over at the end of the recording (else: played once, then an empty belt).
     source : named in errors (the C3D path).
     """
 
@@ -67,6 +70,10 @@ class ReplaySignal:
             raise InputError(self.source, "/raw/markers", "no marker data to replay")
         self.loop = bool(loop)
         self.subject = dict(getattr(session, "subject", {}) or {})
+        speed = (getattr(session, "attrs", None) or {}).get("belt_speed_m_s")
+        #: belt speed of the recording (m/s, as imported), None when unknown
+        self.belt_speed_m_s = (float(speed) if speed is not None and np.isfinite(float(speed))
+                               else None)
         self._f_t = np.asarray(f.time, np.float64) - float(f.time[0])
         self._m_t = np.asarray(m.time, np.float64) - float(m.time[0])
         self.duration_s = float(max(self._f_t[-1], self._m_t[-1]))
@@ -135,3 +142,95 @@ def start_replay_lab(cfg, path, **kw):
     from treadlab.acquisition.simulated import start_lab
 
     return start_lab(cfg, replay=path, **kw)
+
+
+#: Calibration of the virtual amplifier behind a lab derived from a C3D file: volts of the six
+#: channels → ``[Fx, Fy, Fz, Mx, My, Mz]`` (N/V shear, N/V vertical, N·m/V). With a 24-bit
+#: ±10 V converter (int32 counts, 10 V / 2**23 per count) that is ±5 kN shear, ±10 kN vertical,
+#: ±2.5 kN·m full scale and a resolution of 0.6 mN / 1.2 mN / 0.3 mN·m per count.
+REPLAY_CALIBRATION = np.diag([500.0, 500.0, 1000.0, 250.0, 250.0, 250.0])
+REPLAY_VOLTS_PER_COUNT = 10.0 / 2 ** 23
+
+
+def is_default_lab(cfg) -> bool:
+    """True when ``cfg`` was read from the shipped simulated lab (``load_lab(None)``)."""
+    from pathlib import Path
+
+    from treadlab.config.loader import shipped_lab_path
+
+    src = getattr(cfg, "source_path", None)
+    if src is None:
+        return False
+    try:
+        return Path(src).resolve() == shipped_lab_path("simulated").resolve()
+    except OSError:
+        return False
+
+
+def replay_lab_config(cfg, path):
+    """The lab a C3D recording was made in, for replaying it through the capture path.
+
+    When ``cfg`` is the shipped simulated lab (the default of ``treadlab capture``), its
+    two-plate split belt and 20 synthetic-runner markers do not match a real recording, so
+    the lab is derived from the file: one plate under the whole belt (the file's plate name,
+    moment origin and corners, mm), a single belt (sides from the centre of pressure), the
+    file's force and marker rates (Hz, so every recorded sample is sent once, unresampled),
+    the belt speed the importer measured (m/s) and, in wire order, the marker labels
+    ``read_c3d`` gives (CGM names where the file's map to one, plus its virtual SACR / LTOE /
+    RTOE), so the captured archive has the marker set ``treadlab import`` gives. The virtual
+    amplifier is a 24-bit ±10 V converter sending int32 counts through
+    :data:`REPLAY_CALIBRATION`. ``[contacts]``, ``[filters]``, ``[scoring]``,
+    ``[marker_names]`` and the tare time are kept from ``cfg``. Any other ``cfg`` (a lab's
+    own TOML) is returned unchanged: the recording is then replayed onto that lab's plates and
+    labels by :class:`ReplaySignal`.
+
+    Parameters
+    ----------
+    cfg : ``LabConfig`` (``treadlab.config.load_lab``).
+    path : str or os.PathLike, the C3D file.
+
+    Returns
+    -------
+    ``LabConfig`` (a new one, or ``cfg`` itself).
+
+    Raises
+    ------
+    InputError naming the file when it cannot be read or has no force plate / markers.
+    """
+    import dataclasses
+    from pathlib import Path
+
+    from treadlab.acquisition.c3d_import import read_c3d
+    from treadlab.config.schema import LabTable, PlateConfig
+
+    if not is_default_lab(cfg):
+        return cfg
+    names = dict(getattr(cfg, "marker_names", None) or {}) or None
+    session = read_c3d(path, marker_names=names)
+    f, m = session.force, session.markers
+    if f is None or f.wrench is None or len(f.plates) == 0:
+        raise InputError(path, "/raw/force", "no force plate to replay")
+    if m is None or not len(m.labels):
+        raise InputError(path, "/raw/markers", "no markers to replay")
+    if len(f.plates) > 1:
+        log.warning("%s: %d plates; the derived replay lab puts them all on %r", path,
+                    len(f.plates), f.plates[0])
+    attrs = dict(getattr(session, "attrs", {}) or {})
+    speed = attrs.get("belt_speed_m_s")
+    speed = float(speed) if speed is not None and np.isfinite(float(speed)) else None
+    origin = np.asarray(f.origin, float).reshape(-1, 3)[0]
+    corners = (np.asarray(f.corners, float).reshape(-1, 4, 3)[0]
+               if getattr(f, "corners", None) is not None else np.zeros((4, 3)))
+    plate = PlateConfig(name=str(f.plates[0]), origin=[float(v) for v in origin],
+                        corners=[[float(v) for v in c] for c in corners],
+                        channels=list(range(6)),
+                        calibration=REPLAY_CALIBRATION.tolist())
+    lab = LabTable(name=f"C3D replay of {Path(path).name}", belt="single", belt_speed_m_s=speed)
+    forceplate = dataclasses.replace(cfg.forceplate, driver="forceplate_serial", port="auto",
+                                     rate_hz=float(f.rate_hz), channels=6, sample_type="int32",
+                                     volts_per_count=REPLAY_VOLTS_PER_COUNT)
+    markers = dataclasses.replace(cfg.markers, driver="markers_udp", host="127.0.0.1", port=0,
+                                  rate_hz=float(m.rate_hz),
+                                  labels=[str(x) for x in m.labels])
+    return dataclasses.replace(cfg, lab=lab, plates=[plate], forceplate=forceplate,
+                               markers=markers, simulator={}, source_path=None)

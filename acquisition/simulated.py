@@ -713,6 +713,8 @@ class SimulatedLab:
     marker_stream : LSL stream name of the markers (``markers_lsl``), else None.
     subject : anthropometrics of the simulated runner (the archive's ``/subject``).
     stats : what the devices sent and injected (filled by :meth:`stop`).
+    replay : for a C3D replay: ``source`` (path), ``duration_s`` (s from the first to the last
+        recorded sample), ``belt_speed_m_s`` (m/s or None), ``loop``; empty for the runner.
     """
 
     force_port: str | None
@@ -721,6 +723,7 @@ class SimulatedLab:
     marker_stream: str | None
     subject: dict = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
+    replay: dict = field(default_factory=dict)
     _proc: object = None
     _conn: object = None
     _directory: str | None = None
@@ -840,6 +843,7 @@ def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
         raise ConfigError(getattr(cfg, "path", None), "markers.driver",
                           f"the simulated lab cannot serve {mk.driver!r}")
     marker_names = _plain(getattr(cfg, "marker_names", None)) or None
+    replay_info = {}
     spec = {"forceplate": fp, "markers": mk, "plates": plates,
             "faults": faults or Faults(), "replay": None, "marker_names": marker_names,
             "log_level": logging.getLogger("treadlab").getEffectiveLevel()}
@@ -849,6 +853,8 @@ def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
 
         spec["replay"] = ReplaySignal.from_c3d(replay, plates, mk.labels,
                                                marker_names=marker_names, loop=loop)
+        replay_info = {"source": str(replay), "duration_s": spec["replay"].duration_s,
+                       "belt_speed_m_s": spec["replay"].belt_speed_m_s, "loop": bool(loop)}
     else:
         spec["params"] = _runner_params(cfg, params)
         spec["seed"] = int(getattr(spec["params"], "seed", 0) or 0)
@@ -892,7 +898,8 @@ def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
     addr = tuple(ep["marker_address"]) if ep["marker_address"] else None
     return SimulatedLab(force_port=ep["force_port"], force_stream=ep["force_stream"],
                         marker_address=addr, marker_stream=ep["marker_stream"],
-                        subject=ep.get("subject") or {}, _proc=proc, _conn=conn,
+                        subject=ep.get("subject") or {}, replay=replay_info, _proc=proc,
+                        _conn=conn,
                         _directory=directory)
 
 

@@ -33,7 +33,8 @@ def _cmd_capture(args) -> int:
     from treadlab.acquisition.capture import run_capture
 
     path = run_capture(config_path=args.config, subject=args.subject,
-                       body_mass_kg=args.body_mass, duration_s=args.duration, out_dir=args.out)
+                       body_mass_kg=args.body_mass, duration_s=args.duration, out_dir=args.out,
+                       replay=args.replay)
     print(path)
     if args.no_process:
         return 0
@@ -174,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=float, help="stop after S seconds (default: Ctrl-C)")
     s.add_argument("--out", default=".", help="folder for the session archive")
     s.add_argument("--no-process", action="store_true", help="record only; skip processing")
+    s.add_argument("--replay", metavar="FILE.c3d",
+                   help="simulated lab plays this recording once instead of the synthetic "
+                        "runner (default config: lab derived from the file); stops at its end")
     s.set_defaults(func=_cmd_capture)
 
     s = sub.add_parser("simulate", help="virtual devices or a synthetic archive")
