@@ -2,10 +2,17 @@
 
 Public API
 ----------
-``read_c3d(path, *, marker_names=None, subject_id=None, body_mass_kg=None) -> Session``
+``read_c3d(path, *, marker_names=None, subject_id=None, body_mass_kg=None, static=None)
+-> Session``
     the recording in memory, in the lab frame and treadlab units;
-``import_c3d(c3d_path, out_path, config_path=None, subject_id=None, body_mass_kg=None) -> Path``
+``import_c3d(c3d_path, out_path, config_path=None, subject_id=None, body_mass_kg=None,
+static_path=None) -> Path``
     the same written as an archive (``treadlab import``).
+
+With a static trial (``static`` / ``static_path``, ``treadlab import --static``), anatomical
+markers the recording lacks (knees, ankles) are rebuilt from the thigh and shank clusters by
+:mod:`treadlab.acquisition.static_calibration` (cluster technique) and the static measurements
+fill ``subject`` (``static_calibration*`` attributes).
 
 What the reader does, and the decisions it takes (each is recorded in the session attributes):
 
@@ -93,7 +100,7 @@ _SUBJECT_PARAMS = {
 # --- public API ------------------------------------------------------------------------------
 
 def read_c3d(path, *, marker_names: dict | None = None, subject_id: str | None = None,
-             body_mass_kg: float | None = None) -> Session:
+             body_mass_kg: float | None = None, static=None) -> Session:
     """Read a C3D recording as a raw session in the lab frame.
 
     Parameters
@@ -107,6 +114,13 @@ def read_c3d(path, *, marker_names: dict | None = None, subject_id: str | None =
         Subject identifier; default: the file name without extension.
     body_mass_kg : float, optional
         Body mass (kg); default: PROCESSING:Bodymass, else estimated from the force.
+    static : str or os.PathLike, optional
+        A static standing trial (``.c3d``) of the same subject with the same marker clusters:
+        its anatomical markers are calibrated in the clusters and added to this recording as
+        virtual markers (:func:`~treadlab.acquisition.static_calibration.calibrate_static`,
+        :func:`~treadlab.acquisition.static_calibration.apply_static`), and its measurements
+        (knee/ankle widths, leg lengths, inter-ASIS distance, mm) complete ``subject`` without
+        replacing what this file states.
 
     Returns
     -------
@@ -121,7 +135,8 @@ def read_c3d(path, *, marker_names: dict | None = None, subject_id: str | None =
     ------
     InputError
         The file is missing, not a C3D file ezc3d can read, or a parameter the import needs is
-        malformed; the message names the file and the parameter.
+        malformed; the message names the file and the parameter. Also a ``static`` trial that
+        does not share the recording's clusters (names the static file and the markers).
     """
     path = Path(path)
     c3d = _open_c3d(path)
@@ -183,12 +198,18 @@ def read_c3d(path, *, marker_names: dict | None = None, subject_id: str | None =
     log.info("%s: %d markers × %d frames at %g Hz, %d plates, %d events, %d model outputs, "
              "body mass %.1f kg (%s)", path.name, len(markers.labels), n_frames, rate,
              len(force.plates), len(events["time"]), len(points["data"]), mass, source)
-    return Session(attrs=attrs, force=force, markers=markers, subject=subject,
-                   reference=reference)
+    session = Session(attrs=attrs, force=force, markers=markers, subject=subject,
+                      reference=reference)
+    if static is not None:
+        from treadlab.acquisition.static_calibration import apply_static, calibrate_static
+
+        calibration = calibrate_static(read_c3d(static, marker_names=marker_names))
+        session = apply_static(session, calibration)
+    return session
 
 
 def import_c3d(c3d_path, out_path, config_path=None, subject_id: str | None = None,
-               body_mass_kg: float | None = None) -> Path:
+               body_mass_kg: float | None = None, static_path=None) -> Path:
     """Import a C3D recording into a raw session archive (``treadlab import``).
 
     Parameters
@@ -202,6 +223,8 @@ def import_c3d(c3d_path, out_path, config_path=None, subject_id: str | None = No
         stored as the ``lab`` attribute.
     subject_id, body_mass_kg
         As in :func:`read_c3d`.
+    static_path : str or os.PathLike, optional
+        Static trial for the cluster technique (``static`` of :func:`read_c3d`).
 
     Returns
     -------
@@ -218,7 +241,7 @@ def import_c3d(c3d_path, out_path, config_path=None, subject_id: str | None = No
         lab = getattr(cfg, "lab", None)
         lab_name = getattr(lab, "name", None)
     session = read_c3d(c3d_path, marker_names=marker_names, subject_id=subject_id,
-                       body_mass_kg=body_mass_kg)
+                       body_mass_kg=body_mass_kg, static=static_path)
     if not session.attrs["body_mass_kg"] > 0:
         raise InputError(c3d_path, "body mass",
                          "not in the file (PROCESSING:Bodymass) and not measurable from the "

@@ -65,7 +65,7 @@ def _cmd_import(args) -> int:
     from treadlab.acquisition.c3d_import import import_c3d
 
     path = import_c3d(args.c3d, args.output, config_path=args.config, subject_id=args.subject,
-                      body_mass_kg=args.body_mass)
+                      body_mass_kg=args.body_mass, static_path=args.static)
     print(path)
     return 0
 
@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="lab TOML (marker names, axes)")
     s.add_argument("--subject", help="subject identifier (default: from the file name)")
     s.add_argument("--body-mass", type=float, help="body mass (kg)")
+    s.add_argument("--static", metavar="STATIC.c3d",
+                   help="static trial: rebuild knee/ankle markers from the thigh and shank "
+                        "clusters (cluster technique) and take the subject measurements")
     s.set_defaults(func=_cmd_import)
 
     s = sub.add_parser("process", help="derive and score one session")
