@@ -108,6 +108,10 @@ LIBVER = ("v110", "v110")
 #: gzip level for every dataset (DESIGN §4: gzip only, readable everywhere without plugins).
 #: Level 1: on noisy float32 force it wrote 20 % faster than level 4 at the same ratio (0.96).
 GZIP_LEVEL = 1
+#: gzip level of ``/derived/angles/values``: 0 (deflate "stored" blocks, still the gzip filter,
+#: read everywhere). Joint angles are measured float32 noise to gzip: level 1 shrank them by 7 %
+#: (ratio 0.93) at about 20 MB/s, 54 ms of a 2-minute session's write; level 0 takes 6 ms.
+DERIVED_ANGLES_GZIP_LEVEL = 0
 #: Longest time span one chunk of a live (resizable) stream may hold, in seconds. Under SWMR a
 #: chunk must not span more than the flush interval (NOTES.md), and the recorder flushes at least
 #: once a second.
@@ -218,12 +222,13 @@ def _chunk_rows(rate_hz: float, row_bytes: int) -> int:
     return max(1, min(rows, (1 << 20) // max(1, row_bytes)))
 
 
-def _new_dataset(group, name, shape, dtype, units, *, rows_per_chunk=None, data=None, **attrs):
+def _new_dataset(group, name, shape, dtype, units, *, rows_per_chunk=None, data=None,
+                 level=None, **attrs):
     """Create one chunked, gzip-compressed dataset with a ``units`` attribute.
 
     ``rows_per_chunk`` given: the first axis is resizable (``maxshape=None``), chunked by that
     many rows, for live appending. Otherwise the dataset has a fixed shape (chunked along the
-    first axis when it is not scalar).
+    first axis when it is not scalar). ``level``: gzip level (default :data:`GZIP_LEVEL`).
     """
     dtype = _str_dtype() if dtype is str else np.dtype(dtype)
     kwargs = {}
@@ -234,33 +239,41 @@ def _new_dataset(group, name, shape, dtype, units, *, rows_per_chunk=None, data=
     elif len(shape) and all(s > 0 for s in shape):
         row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * (dtype.itemsize or 16)
         rows = max(1, min(shape[0], (1 << 20) // max(1, row_bytes)))
+        if level == 0:  # stored, not compressed: equal chunks, no padded edge chunk on disk
+            rows = -(-shape[0] // -(-shape[0] // rows))
         kwargs["chunks"] = (rows,) + tuple(shape[1:])
     elif len(shape):  # empty fixed dataset: make it resizable so it can be chunked
         kwargs["maxshape"] = tuple(None if s == 0 else s for s in shape)
         kwargs["chunks"] = tuple(max(1, s) for s in shape)
     if "chunks" in kwargs:
         kwargs["compression"] = "gzip"
-        kwargs["compression_opts"] = GZIP_LEVEL
-    ds = group.create_dataset(name, shape=shape, dtype=dtype, **kwargs)
-    if data is not None and ds.size:
-        ds[...] = data
+        kwargs["compression_opts"] = GZIP_LEVEL if level is None else level
+    if data is not None and "maxshape" not in kwargs and np.shape(data) == tuple(shape):
+        # written as it is created: one call into HDF5 instead of create, select and write
+        ds = group.create_dataset(name, dtype=dtype, data=data, **kwargs)
+    else:
+        ds = group.create_dataset(name, shape=shape, dtype=dtype, **kwargs)
+        if data is not None and ds.size:
+            ds[...] = data
     ds.attrs["units"] = units
     for key, value in attrs.items():
         ds.attrs[key] = _to_attr(value)
     return ds
 
 
-def _write_array(group, name, data, units, **attrs):
-    """Write a whole array (numbers or strings) as a fixed-size chunked, compressed dataset."""
+def _write_array(group, name, data, units, *, level=None, **attrs):
+    """Write a whole array (numbers or strings) as a fixed-size chunked, compressed dataset
+    (gzip ``level``, default :data:`GZIP_LEVEL`)."""
     arr = np.asarray(data)
     if arr.dtype.kind in ("U", "S", "O"):
         arr = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in arr.ravel()],
                        dtype=object).reshape(arr.shape)
-        return _new_dataset(group, name, arr.shape, str, units, data=arr, **attrs)
+        return _new_dataset(group, name, arr.shape, str, units, data=arr, level=level, **attrs)
     if arr.dtype.kind == "b":
         attrs.setdefault("boolean", 1)
         arr = arr.astype(np.uint8)
-    return _new_dataset(group, name, arr.shape, arr.dtype, units, data=arr, **attrs)
+    return _new_dataset(group, name, arr.shape, arr.dtype, units, data=arr, level=level,
+                        **attrs)
 
 
 def _scale(group, name, values, units=""):
@@ -640,7 +653,8 @@ def _write_angles(parent, angles: dict) -> None:
     t = _write_array(g, "time", time, "s", clock="session")
     t.make_scale("time")
     sc = _scale(g, "angle", np.array(names, dtype=object))
-    v = _write_array(g, "values", values, "deg", conventions="Plug-in Gait (left-side signs)")
+    v = _write_array(g, "values", values, "deg", level=DERIVED_ANGLES_GZIP_LEVEL,
+                     conventions="Plug-in Gait (left-side signs)")
     _attach(v, t, sc)
     extra = {k: v for k, v in reasons.items() if k not in names}
     if extra:

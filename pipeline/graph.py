@@ -14,7 +14,9 @@ never open files). The only task that writes is ``write_task``: it hands everyth
 :func:`treadlab.acquisition.archive.write_derived`, which copies the archive beside itself,
 writes ``/derived`` in the copy and atomically replaces the original, so the archive is never
 edited in place. :func:`session_graph` builds the graph; :func:`process_session` runs it on the
-local threaded scheduler; :mod:`treadlab.pipeline.reprocess` runs many of them on a cluster.
+local threaded scheduler (the two branches in parallel). :func:`run_session` runs the same task
+functions one after the other in one call, reading the archive once: that is the single task per
+session that :mod:`treadlab.pipeline.reprocess` maps over a cluster.
 """
 from __future__ import annotations
 
@@ -112,7 +114,11 @@ def _open(path) -> h5py.File:
 def _attr(obj, name, default=None):
     if name not in obj.attrs:
         return default
-    value = obj.attrs[name]
+    return _plain(obj.attrs[name])
+
+
+def _plain(value):
+    """An HDF5 attribute value as a plain Python value (str, list of str, number, array)."""
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, np.ndarray) and value.dtype.kind in "SOU":
@@ -129,6 +135,12 @@ def _dataset(f, path, name) -> np.ndarray:
     return f[name][()]
 
 
+def _read_meta(f) -> dict:
+    attrs = {k: _plain(v) for k, v in f.attrs.items()}
+    subject = {k: _plain(v) for k, v in f["subject"].attrs.items()} if "subject" in f else {}
+    return {"attrs": attrs, "subject": subject}
+
+
 def load_meta(path) -> dict:
     """Root attributes and ``/subject`` of an archive (cheap: no datasets are read).
 
@@ -138,9 +150,7 @@ def load_meta(path) -> dict:
         ``{"attrs": {...}, "subject": {...}}`` with plain Python values.
     """
     with _open(path) as f:
-        attrs = {k: _attr(f, k) for k in f.attrs}
-        subject = {k: _attr(f["subject"], k) for k in f["subject"].attrs} if "subject" in f else {}
-    return {"attrs": attrs, "subject": subject}
+        return _read_meta(f)
 
 
 def _loaded(_markers) -> bool:
@@ -150,26 +160,30 @@ def _loaded(_markers) -> bool:
 def load_force(path, after=None):
     """``/raw/force`` as :class:`treadlab.acquisition.archive.ForceData` (counts not read).
     ``after`` only orders the read in the graph."""
+    with _open(path) as f:
+        return _read_force(f, path)
+
+
+def _read_force(f, path):
     from treadlab.acquisition.archive import ForceData
 
-    with _open(path) as f:
-        t = np.asarray(_dataset(f, path, "raw/force/time"), dtype=np.float64)
-        w = np.asarray(_dataset(f, path, "raw/force/wrench"), dtype=np.float32)
-        g = f["raw/force"]
-        if w.ndim == 2 and w.shape[1] == 6:  # a single plate written as (n, 6)
-            w = w[:, None, :]
-        if w.ndim != 3 or w.shape[2] != 6 or w.shape[0] != t.shape[0]:
-            raise InputError(path, "/raw/force/wrench",
-                             f"shape {w.shape} is not (n, plates, 6) with n = {t.shape[0]}")
-        rate = _attr(g, "rate_hz")
-        if rate is None:
-            rate = 1.0 / float(np.median(np.diff(t))) if t.size > 1 else 0.0
-        p = w.shape[1]
-        plates = _attr(g, "plates") or [f"plate{i + 1}" for i in range(p)]
-        plates = [plates] if isinstance(plates, str) else list(plates)
-        origin = np.asarray(_attr(g, "origin", np.zeros((p, 3))), dtype=np.float64).reshape(p, 3)
-        corners = np.asarray(_attr(g, "corners", np.zeros((p, 4, 3))),
-                             dtype=np.float64).reshape(p, 4, 3)
+    t = np.asarray(_dataset(f, path, "raw/force/time"), dtype=np.float64)
+    w = np.asarray(_dataset(f, path, "raw/force/wrench"), dtype=np.float32)
+    g = f["raw/force"]
+    if w.ndim == 2 and w.shape[1] == 6:  # a single plate written as (n, 6)
+        w = w[:, None, :]
+    if w.ndim != 3 or w.shape[2] != 6 or w.shape[0] != t.shape[0]:
+        raise InputError(path, "/raw/force/wrench",
+                         f"shape {w.shape} is not (n, plates, 6) with n = {t.shape[0]}")
+    rate = _attr(g, "rate_hz")
+    if rate is None:
+        rate = 1.0 / float(np.median(np.diff(t))) if t.size > 1 else 0.0
+    p = w.shape[1]
+    plates = _attr(g, "plates") or [f"plate{i + 1}" for i in range(p)]
+    plates = [plates] if isinstance(plates, str) else list(plates)
+    origin = np.asarray(_attr(g, "origin", np.zeros((p, 3))), dtype=np.float64).reshape(p, 3)
+    corners = np.asarray(_attr(g, "corners", np.zeros((p, 4, 3))),
+                         dtype=np.float64).reshape(p, 4, 3)
     if not float(rate) > 0:
         raise InputError(path, "/raw/force@rate_hz", f"must be > 0, got {rate!r}")
     return ForceData(time=t, wrench=w, rate_hz=float(rate), plates=plates, origin=origin,
@@ -179,25 +193,28 @@ def load_force(path, after=None):
 def load_markers(path, marker_names: tuple = ()):
     """``/raw/markers`` as :class:`treadlab.acquisition.archive.MarkerData`, labels mapped to CGM
     names (built-in aliases plus the lab's ``[marker_names]``)."""
-    from treadlab.acquisition.archive import MarkerData
-
     with _open(path) as f:
-        if "raw/markers" not in f:
-            raise InputError(path, "/raw/markers", "missing")
-        t = np.asarray(_dataset(f, path, "raw/markers/time"), dtype=np.float64)
-        pos = np.asarray(_dataset(f, path, "raw/markers/positions"), dtype=np.float32)
-        g = f["raw/markers"]
-        labels = _attr(g, "labels") or []
-        labels = [labels] if isinstance(labels, str) else list(labels)
-        rate = _attr(g, "rate_hz")
+        return _read_markers(f, path, marker_names)
+
+
+def _read_markers(f, path, marker_names: tuple = ()):
+    from treadlab.acquisition.archive import MarkerData
+    from treadlab.config.markers import to_cgm
+
+    if "raw/markers" not in f:
+        raise InputError(path, "/raw/markers", "missing")
+    t = np.asarray(_dataset(f, path, "raw/markers/time"), dtype=np.float64)
+    pos = np.asarray(_dataset(f, path, "raw/markers/positions"), dtype=np.float32)
+    g = f["raw/markers"]
+    labels = _attr(g, "labels") or []
+    labels = [labels] if isinstance(labels, str) else list(labels)
+    rate = _attr(g, "rate_hz")
     if pos.ndim != 3 or pos.shape[2] != 3 or pos.shape[:2] != (t.shape[0], len(labels)):
         raise InputError(path, "/raw/markers/positions",
                          f"shape {pos.shape} is not (m, k, 3) with m = {t.shape[0]}, "
                          f"k = {len(labels)} labels")
     if rate is None:
         rate = 1.0 / float(np.median(np.diff(t))) if t.size > 1 else 0.0
-    from treadlab.config.markers import to_cgm
-
     mapped = list(to_cgm(labels, extra=dict(marker_names) or None))
     seen: set[str] = set()
     for i, name in enumerate(mapped):  # two markers on one CGM name: the second keeps its own
@@ -283,6 +300,40 @@ def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: 
                    for c, s in zip(scores["cause"], scores["score"])},
         "status": {str(c): str(s) for c, s in zip(scores["cause"], scores["status"])},
     }
+
+
+def run_session(path, settings: RunSettings) -> dict:
+    """The whole session graph as one call in the calling process: one task per session for
+    :mod:`treadlab.pipeline.reprocess`.
+
+    The same task functions as :func:`session_graph`, run one after the other: the archive is
+    opened once (root attributes, markers and force in one pass), the branches run in turn, and
+    the only write is ``write_task``'s atomic ``write_derived``. On a cluster of single-threaded
+    worker processes a session's intermediate arrays then never leave the worker and the
+    scheduler handles one task per session instead of eight (DESIGN §5: workers get paths).
+
+    Returns
+    -------
+    dict
+        The summary of :func:`write_task`.
+
+    Raises
+    ------
+    InputError
+        The file is not a readable archive or lacks a required dataset.
+    """
+    path = str(path)
+    with _open(path) as f:
+        meta = _read_meta(f)
+        markers = _read_markers(f, path, settings.marker_names)
+        force = _read_force(f, path)
+    fo = force_task(path, force, meta, settings)
+    del force
+    mo = marker_task(markers, meta, settings)
+    del markers
+    steps = step_task(fo, mo, settings)
+    scores = score_task(steps, mo, meta, settings)
+    return write_task(path, fo, mo, steps, scores, settings)
 
 
 def session_graph(path, settings: RunSettings, name: str | None = None):

@@ -1,9 +1,12 @@
 """Overnight reprocessing of a whole archive folder (DESIGN §5, ``treadlab reprocess``).
 
-Every ``*.h5`` session under the folder goes through the same graph as ``treadlab process``
-(:func:`treadlab.pipeline.graph.session_graph`), on a ``distributed.LocalCluster`` of process
-workers by default, or on an existing cluster given by ``--scheduler tcp://HOST:PORT`` or the
-``DASK_SCHEDULER_ADDRESS`` environment variable. Workers receive paths, never open files.
+Every ``*.h5`` session under the folder goes through the same task functions as ``treadlab
+process``, as one task per session (:func:`treadlab.pipeline.graph.run_session`: read once,
+derive, score, one atomic write), on a ``distributed.LocalCluster`` of process workers by
+default, or on an existing cluster given by ``--scheduler tcp://HOST:PORT`` or the
+``DASK_SCHEDULER_ADDRESS`` environment variable. Workers receive paths, never open files. One
+task per session keeps a session's arrays inside one worker process (the eight-task graph let
+the scheduler move them between workers) and the scheduler's work per session small.
 
 - Idempotent and resumable: a session whose ``/derived`` already carries the same
   ``pipeline_version``, ``config_hash`` and reference set is skipped unless ``force``.
@@ -18,6 +21,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from treadlab.config.errors import InputError, TreadlabError
@@ -89,7 +93,7 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
     int
         0 when every session was processed or skipped, 1 when any failed.
     """
-    from treadlab.pipeline.graph import derived_fingerprint, load_settings, session_graph
+    from treadlab.pipeline.graph import derived_fingerprint, load_settings
 
     out = out or sys.stdout
     t0 = time.perf_counter()
@@ -114,26 +118,8 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
     if todo:
         client, cluster = _client(scheduler, workers)
         try:
-            graphs = [session_graph(str(p), settings, name=f"{p.stem}-{i}")
-                      for i, p in enumerate(todo)]
-            futures = client.compute(graphs)
-            if progress:
-                from distributed import progress as progress_bar
-
-                progress_bar(futures)
-                print(file=sys.stdout, flush=True)
-            from distributed import wait
-
-            wait(futures)
-            for path, fut in zip(todo, futures):
-                if fut.status == "finished":
-                    processed.append((path, fut.result()))
-                else:
-                    try:
-                        exc = fut.exception()
-                    except Exception as err:  # cancelled, lost worker
-                        exc = err
-                    failed.append((path, _one_line(exc) if exc else fut.status))
+            processed, lost = _run_batch(client, todo, settings, progress)
+            failed.extend(lost)
         finally:
             client.close()
             if cluster is not None:
@@ -146,6 +132,42 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
     print(format_batch(len(processed), len(skipped), len(failed), elapsed,
                       sum(p.stat().st_size for p, _ in processed)), file=out)
     return 1 if failed else 0
+
+
+def _run_batch(client, todo: list, settings, progress: bool):
+    """Map :func:`treadlab.pipeline.graph.run_session` over ``todo``: one task per session.
+
+    Workers receive the path (and the few-kB settings) and open the archive themselves. Every
+    task is submitted in one ``client.map`` message and the results come back in one
+    ``gather``; only a failed session costs another round trip (its exception). Returns
+    ``(processed, failed)`` as lists of ``(path, summary)`` and ``(path, one-line reason)``.
+    """
+    from distributed import wait
+
+    from treadlab.pipeline.graph import run_session
+
+    futures = client.map(run_session, [str(p) for p in todo], settings=settings,
+                         key=[f"treadlab-session-{p.stem}-{uuid.uuid4().hex[:12]}"
+                              for p in todo])
+    if progress:
+        from distributed import progress as progress_bar
+
+        progress_bar(futures)
+        print(file=sys.stdout, flush=True)
+    wait(futures)
+    done = [i for i, fut in enumerate(futures) if fut.status == "finished"]
+    results = client.gather([futures[i] for i in done]) if done else []
+    processed = [(todo[i], r) for i, r in zip(done, results)]
+    failed = []
+    for path, fut in zip(todo, futures):
+        if fut.status == "finished":
+            continue
+        try:
+            exc = fut.exception()
+        except Exception as err:  # cancelled, lost worker
+            exc = err
+        failed.append((path, _one_line(exc) if exc else fut.status))
+    return processed, failed
 
 
 def format_batch(n_processed: int, n_skipped: int, n_failed: int, elapsed_s: float,
