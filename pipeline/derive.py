@@ -238,36 +238,9 @@ _BASELINE_QUANTILE = 0.05  #: its quantile
 
 
 def _flight_baseline(kc, fz: np.ndarray, rate_hz: float) -> np.ndarray:
-    """``kc.flight_baseline(fz, rate_hz)`` with 1 s windows and the 5 % quantile.
-
-    A trace without NaN (the usual case) gets the same result computed with one vectorised
-    ``np.quantile`` over all windows: bit-identical (``np.nanquantile`` of a NaN-free window is
-    ``np.quantile``), but the kernel's ``nanquantile`` costs a Python call per window (about
-    15 ms per belt for 2 minutes, 0.2 s per belt for 30 minutes here). Anything else (NaN
-    samples, odd input) goes to the kernel.
-    """
-    fz = np.asarray(fz)
-    if fz.ndim != 1 or fz.size == 0 or fz.dtype != np.float64 or not rate_hz > 0 \
-            or np.isnan(fz).any():
-        return kc.flight_baseline(fz, rate_hz, window_s=_BASELINE_WINDOW_S,
-                                  quantile=_BASELINE_QUANTILE)
-    w = max(1, int(round(_BASELINE_WINDOW_S * rate_hz)))
-    n = fz.size
-    k = n // w
-    centres, levels = [], []
-    if k:
-        centres.append(np.arange(k) * w + 0.5 * (w - 1))
-        levels.append(np.quantile(fz[:k * w].reshape(k, w), _BASELINE_QUANTILE, axis=1))
-    if n - k * w >= max(1, w // 2) or k == 0:  # a last partial window, if long enough
-        tail = fz[k * w:]
-        centres.append(np.array([k * w + 0.5 * (tail.size - 1)]))
-        levels.append(np.array([np.quantile(tail, _BASELINE_QUANTILE)]))
-    centres = np.concatenate(centres)
-    levels = np.concatenate(levels)
-    good = np.isfinite(levels)
-    if not good.any():
-        return np.full(n, np.nan)
-    return np.interp(np.arange(n, dtype=np.float64), centres[good], levels[good])
+    """``kc.flight_baseline`` with 1 s windows and the 5 % quantile."""
+    return kc.flight_baseline(fz, rate_hz, window_s=_BASELINE_WINDOW_S,
+                              quantile=_BASELINE_QUANTILE)
 
 
 def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> dict:
