@@ -20,37 +20,27 @@ import logging
 import socket
 import time
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from treadlab.acquisition.base import Block, Source, StreamInfo, table_values
 from treadlab.acquisition.wire import decode_marker_packet
 from treadlab.config.errors import ConfigError, DeviceError, InputError
+from treadlab.config.schema import MarkersConfig
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class MarkerSettings:
-    """The ``[markers]`` table of the lab config.
+class MarkerSettings(MarkersConfig):
+    """The ``[markers]`` table of the lab config, as the marker drivers take it.
 
-    Attributes
-    ----------
-    driver : ``"markers_udp"`` or ``"markers_lsl"``.
-    host : address to bind (UDP) — ``"127.0.0.1"`` for the simulator.
-    port : UDP port; 0 = the simulated lab's choice.
-    rate_hz : nominal frame rate, Hz.
-    labels : marker names in wire order.
-    stream_name : LSL stream name (``markers_lsl``).
+    The fields, their units and defaults are the config schema's
+    (:class:`treadlab.config.schema.MarkersConfig`: driver, host, port, rate_hz, labels in wire
+    order, stream_name); this adds building from any table-like object and the checks a driver
+    needs when it is constructed without the config loader (tests, scripts).
     """
-
-    driver: str = "markers_udp"
-    host: str = "127.0.0.1"
-    port: int = 0
-    rate_hz: float = 200.0
-    labels: list[str] = field(default_factory=list)
-    stream_name: str = "treadlab-markers"
 
     @classmethod
     def from_table(cls, table) -> "MarkerSettings":
