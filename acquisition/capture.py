@@ -75,10 +75,8 @@ def _is_simulated(cfg) -> bool:
 
 
 def _cgm_labels(labels, cfg) -> list[str]:
-    try:
-        from treadlab.config.markers import to_cgm
-    except ImportError:  # the marker-name table is optional
-        return [str(x) for x in labels]
+    from treadlab.config.markers import to_cgm
+
     extra = getattr(cfg, "marker_names", None) or None
     return list(to_cgm(list(labels), extra))
 
