@@ -13,21 +13,38 @@ converted with the new zero and released, so nothing is lost. :meth:`ForcePlateS
 measures a new zero on demand. The zero is part of :attr:`ForcePlateSerial.calibration`, which the
 recorder stores with the raw counts.
 
+Reading (latency vs. CPU): a read takes everything that has arrived, waiting up to the reader's
+timeout for the first byte when nothing has (no fixed batch size), and reads are at least
+``read_interval_s`` (10 ms) apart, so a frame reaches the queue at most about that long after
+it arrived while the reader, the capture loop and the live processor wake about 100 times a
+second rather than once per write. POSIX ports are read with one non-blocking ``read(2)`` on the port's
+descriptor (``select(2)`` only when it is empty); other URLs through pyserial. A clean stream is
+decoded on a fast path (``binascii.crc_hqx`` per frame, one structured view); anything unusual
+goes through :class:`~treadlab.acquisition.wire.ForceFrameDecoder`, whose result it always is.
+
 Serial ports are opened through ``serial.serial_for_url``: a device path, a pty, ``loop://`` or
 ``socket://`` all work. The link budget (rate × frame size vs. baud) is checked by the config.
 """
 from __future__ import annotations
 
 import logging
+import os
+import select
 import threading
 import time
+from binascii import crc_hqx
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 import serial
 
+try:
+    from serial.serialposix import Serial as _PosixSerial
+except ImportError:     # not a POSIX system: every port is read through pyserial
+    _PosixSerial = None
+
 from treadlab.acquisition.base import Block, Source, StreamInfo, table_values
-from treadlab.acquisition.wire import SAMPLE_TYPES, ForceFrameDecoder, frame_size
+from treadlab.acquisition.wire import SAMPLE_TYPES, ForceFrameDecoder, ForceFrames, frame_size
 from treadlab.config.errors import ConfigError, DeviceError
 
 log = logging.getLogger(__name__)
@@ -144,8 +161,24 @@ class ForceCalibration:
         self.index = np.array([p.channels for p in self.plates], dtype=np.intp).reshape(-1, 6)
         self.matrix = np.array([p.calibration for p in self.plates],
                                dtype=np.float64).reshape(-1, 6, 6)
-        self.zero = (np.zeros(self.n_channels) if zero is None
-                     else np.asarray(zero, dtype=np.float64).reshape(self.n_channels))
+        # counts → all plates' wrenches as one (c, p·6) matrix (a channel may feed several plates)
+        flat = np.zeros((self.n_channels, self.matrix.shape[0] * 6))
+        for k in range(self.matrix.shape[0]):
+            for j in range(6):
+                flat[self.index[k, j], 6 * k:6 * k + 6] += self.matrix[k, :, j]
+        self._flat = flat * self.volts_per_count
+        self.zero = zero
+
+    @property
+    def zero(self) -> np.ndarray:
+        """(c,) float64 counts subtracted before scaling (the tare)."""
+        return self._zero
+
+    @zero.setter
+    def zero(self, value) -> None:
+        self._zero = (np.zeros(self.n_channels) if value is None
+                      else np.asarray(value, dtype=np.float64).reshape(self.n_channels).copy())
+        self._offset = self._zero @ self._flat          # the zero's wrench, subtracted once
 
     @property
     def plate_names(self) -> list[str]:
@@ -162,9 +195,11 @@ class ForceCalibration:
         -------
         (n, p, 6) float32 ``[Fx, Fy, Fz, Mx, My, Mz]``, N and N·m.
         """
-        volts = (np.asarray(counts, dtype=np.float64) - self.zero) * self.volts_per_count
-        per_plate = volts[:, self.index]                        # (n, p, 6)
-        return np.einsum("pij,npj->npi", self.matrix, per_plate).astype(np.float32)
+        counts = np.asarray(counts)
+        # one (n, c) @ (c, p·6) product: volts = (counts − zero) · V/count, wrench = C @ volts
+        w = counts.astype(np.float64, copy=False) @ self._flat
+        w -= self._offset
+        return w.astype(np.float32).reshape(counts.shape[0], -1, 6)
 
     def counts(self, wrench: np.ndarray, zero=None, dtype="int16") -> tuple[np.ndarray, int]:
         """ADC counts that produce ``wrench`` (the inverse calibration, for simulators).
@@ -194,6 +229,70 @@ class ForceCalibration:
         """The archive's ``ForceData.calibration``: volts_per_count, zero, channels, matrix."""
         return {"volts_per_count": self.volts_per_count, "zero": self.zero.copy(),
                 "channels": self.index.copy(), "matrix": self.matrix.copy()}
+
+
+# --- the decoder's fast path ---------------------------------------------------------------------
+
+
+class _FastDecoder(ForceFrameDecoder):
+    """:class:`ForceFrameDecoder` with a fast path for a clean, locked stream.
+
+    When the decoder is locked and the bytes at hand are whole frames with good syncs and CRCs,
+    consecutive sequence numbers and a forward clock (what a healthy device sends), they are
+    checked with a few C-level calls (strided byte slices for the syncs, ``binascii.crc_hqx`` —
+    CRC-16/CCITT-FALSE with init 0xFFFF — per frame, list comparisons) and decoded with one
+    structured view. Anything else — garbage, a torn frame, a bad CRC, a gap, a duplicate, a
+    clock reset, the first frames — goes through the general decoder untouched, so the result
+    is always the general decoder's.
+    """
+
+    def __init__(self, channels: int, sample_type: str = "int16", rate_hz: float | None = None):
+        super().__init__(channels, sample_type, rate_hz)
+        # a larger step of the clock could hide a wrap of the u16 sequence (the general path)
+        self._dt_max = (1 << 31) if not self.rate_hz else min(
+            1 << 31, int(32767.0 / (self.rate_hz * 1e-6)))
+
+    def feed(self, data: bytes | bytearray | memoryview) -> ForceFrames:
+        F = self.size
+        held = len(self._buf)
+        n = (held + len(data)) // F
+        if self._hunting or self._last_seq16 is None or n == 0:
+            return super().feed(data)
+        whole = (bytes(self._buf) + bytes(data)) if held else bytes(data)
+        end = n * F
+        if whole[0:end:F] != b"\xa5" * n or whole[1:end:F] != b"\x5a" * n:
+            return super().feed(data)
+        frames = np.frombuffer(whole, dtype=self.dtype, count=n)
+        mv = memoryview(whole)
+        crcs = [crc_hqx(mv[i:i + F - 4], 0xFFFF) for i in range(2, end, F)]
+        if crcs != frames["crc"].tolist():
+            return super().feed(data)
+        a = (self._last_seq16 + 1) & 0xFFFF
+        expect = (list(range(a, a + n)) if a + n <= 0x10000
+                  else list(range(a, 0x10000)) + list(range(a + n - 0x10000)))
+        if frames["seq"].tolist() != expect:
+            return super().feed(data)
+        t_prev, t_max, u = self._last_t32, self._dt_max, self._t_us
+        t_us = []
+        for t in frames["time_us"].tolist():
+            d = (t - t_prev) & 0xFFFFFFFF
+            if d >= t_max:                  # clock reset or a long gap
+                return super().feed(data)
+            u += d
+            t_us.append(u)
+            t_prev = t
+        # accepted: the same state changes the general decoder makes for these frames
+        del self._buf[:]
+        if len(whole) > end:
+            self._buf += mv[end:]
+        offset = np.arange(self._base, self._base + end, F, dtype=np.int64)
+        self._base += end
+        seq = np.arange(self._seq + 1, self._seq + n + 1, dtype=np.int64)
+        self._last_seq16, self._last_t32 = expect[-1], t_prev
+        self._seq, self._t_us = self._seq + n, u
+        self.stats["frames"] += n
+        return ForceFrames(seq, np.array(t_us, dtype=np.int64), frames["values"].copy(), offset,
+                           [])
 
 
 # --- the force source (shared with the LSL force inlet) ---------------------------------------
@@ -349,10 +448,15 @@ class ForcePlateSerial(ForceSourceBase):
     zero : (c,) counts, a known zero offset (default 0 until the tare).
     auto_tare : tare over ``settings.tare_seconds`` at open (default: when tare_seconds > 0).
     max_backoff : s, longest wait between attempts to reopen a vanished port.
+    read_interval_s : s, shortest time between two reads of the port. A read blocks until the
+        first byte arrives and then takes everything waiting (no fixed batch size), so a frame
+        is received at most ``read_interval_s`` after it arrived; the interval only bounds how
+        often the reader (and everything downstream) wakes. 0 = read as soon as bytes arrive.
     """
 
     def __init__(self, settings: ForcePlateSettings, plates, name: str = "force", zero=None,
-                 auto_tare: bool | None = None, max_backoff: float = 1.0):
+                 auto_tare: bool | None = None, max_backoff: float = 1.0,
+                 read_interval_s: float = 0.010):
         if not isinstance(settings, ForcePlateSettings):
             settings = ForcePlateSettings.from_table(settings)
         super().__init__(name, settings, plates, zero=zero, auto_tare=auto_tare)
@@ -365,14 +469,15 @@ class ForcePlateSerial(ForceSourceBase):
                               f"{settings.rate_hz:g} Hz × {settings.frame_size}-byte frames "
                               f"needs {need:,.0f} baud > {settings.baud:,}")
         self.port = str(settings.port)
-        self.decoder = ForceFrameDecoder(settings.channels, settings.sample_type,
-                                         settings.rate_hz)
+        self.decoder = _FastDecoder(settings.channels, settings.sample_type, settings.rate_hz)
         self._ser: serial.SerialBase | None = None
         self._max_backoff = float(max_backoff)
         self._backoff = 0.05
         self._retry_at = 0.0
         self._lost_at: float | None = None
-        self._chunk = settings.frame_size * max(1, int(settings.rate_hz * 0.03))
+        self.read_interval_s = float(read_interval_s)
+        self._next_read = 0.0
+        self._fd: int | None = None         # the port's file descriptor (POSIX ports)
 
     @classmethod
     def from_config(cls, cfg, lab=None, **kw) -> "ForcePlateSerial":
@@ -386,8 +491,13 @@ class ForcePlateSerial(ForceSourceBase):
         return cls(settings, cfg.plates, **kw)
 
     def _open_port(self):
-        return serial.serial_for_url(self.port, baudrate=int(self.settings.baud),
-                                     timeout=0.05, write_timeout=0.5)
+        ser = serial.serial_for_url(self.port, baudrate=int(self.settings.baud),
+                                    timeout=0.05, write_timeout=0.5)
+        self._fd = None
+        if _PosixSerial is not None and isinstance(ser, _PosixSerial):
+            self._fd = ser.fileno()
+            os.set_blocking(self._fd, False)
+        return ser
 
     def _open(self) -> None:
         try:
@@ -398,6 +508,7 @@ class ForcePlateSerial(ForceSourceBase):
 
     def _close(self) -> None:
         ser, self._ser = self._ser, None
+        self._fd = None
         if ser is not None:
             try:
                 ser.close()
@@ -410,6 +521,7 @@ class ForcePlateSerial(ForceSourceBase):
 
     def _lost(self, exc: Exception) -> None:
         ser, self._ser = self._ser, None
+        self._fd = None
         try:
             ser.close()
         except (serial.SerialException, OSError, AttributeError):
@@ -440,22 +552,66 @@ class ForcePlateSerial(ForceSourceBase):
         if self._ser is None:
             self._reconnect(timeout)
             return
+        # pace the reads: at most one per read_interval_s, so a device writing every frame does
+        # not wake this thread (and the capture loop and live processor after it) 2000 times/s
+        wait = self._next_read - time.monotonic()
+        if wait > 0:
+            time.sleep(min(wait, timeout))      # a few ms: close() still joins promptly
         try:
-            if self._ser.timeout != timeout:
-                self._ser.timeout = timeout
-            want = max(self._ser.in_waiting, self._chunk)
-            data = self._ser.read(want)
+            data = self._read_available(self._ser, timeout)
         except (serial.SerialException, OSError) as exc:
             self._lost(exc)
             return
         if not data:
             return
         host = time.monotonic()
+        self._next_read = host + self.read_interval_s
         frames = self.decoder.feed(data)
-        self._wire_events(frames.events)
+        if frames.events:
+            self._wire_events(frames.events)
         n = len(frames)
         if n:
             self._deliver(frames.values, frames.seq, frames.device_time, np.full(n, host))
+
+    def _read_available(self, ser, timeout: float) -> bytes:
+        """Everything that has arrived; if nothing has, wait up to ``timeout`` s for the first
+        byte and take what is there then. No fixed batch size.
+
+        Raises SerialException/OSError when the device is gone.
+        """
+        fd = self._fd
+        if fd is not None:
+            # a POSIX port (device or pty): one non-blocking read(2) (pyserial sets VMIN = 0, so
+            # an empty port reads as b""), select(2) only when nothing is there
+            try:
+                data = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                data = b""
+            if data:
+                return data
+            ready, _, _ = select.select([fd], [], [], timeout)
+            if not ready:
+                return b""
+            try:
+                data = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                return b""
+            if not data:        # readable but empty: pyserial's sign of a vanished device
+                raise serial.SerialException("device reports readiness to read but returned "
+                                             "no data (device disconnected?)")
+            return data
+        # any other pyserial URL (loop://, socket://, …): through pyserial's read
+        n = ser.in_waiting
+        if n:
+            return ser.read(n)
+        if ser.timeout != timeout:
+            ser.timeout = timeout
+        data = ser.read(1)
+        if data:
+            n = ser.in_waiting
+            if n:
+                data += ser.read(n)
+        return data
 
     _COUNTER = {"resync": "resyncs", "crc_error": "crc_errors", "drop": "drops",
                 "duplicate": "duplicates"}

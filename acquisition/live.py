@@ -187,15 +187,18 @@ class LiveProcessor:
 
     def put_markers(self, time_s: np.ndarray, positions: np.ndarray) -> None:
         """Queue a marker block: time (m,) float64 s; positions (m, k, 3) float32 mm."""
-        self._enqueue(("markers", time_s, positions, None))
+        self._enqueue(("markers", time_s, positions, None), wake=False)
 
-    def _enqueue(self, item) -> None:
+    def _enqueue(self, item, wake: bool = True) -> None:
+        # markers only matter at a toe off, which force finds: they wait for the next force
+        # block (or the thread's 0.5 s poll) instead of waking the thread 200 times a second
         with self._cond:
             self._pending.append(item)
             while len(self._pending) > self._max_pending:
                 self._pending.popleft()
                 self.drops += 1
-            self._cond.notify()
+            if wake:
+                self._cond.notify()
 
     # --- the thread ------------------------------------------------------------------------
 

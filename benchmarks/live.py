@@ -14,6 +14,9 @@ Measured
    monotonic clock, which is shared between processes). Goal p99 ≤ 20 ms. Split into
    ``receipt_*`` (write → the serial reader's receipt stamp, ``/raw/force/host_time``) and
    ``pipeline_*`` (receipt → contact in the live processor).
+   ``writer_gap_*``: the emulator's time between two pty writes. It writes the frames that
+   are due about every millisecond (a real device writes continuously), so the reader, not the
+   writer, decides how frames are batched; check this stays near 1 ms.
 2. ``capture_cpu_pct``: CPU time of the capture process over its recording wall time, in % of
    one core (user + system, all its threads). Goal ≤ 20 %.
 3. ``drops``: force and marker frames lost (sequence gaps + queue overflows, from the session
@@ -181,6 +184,7 @@ def run(seconds: float, workdir: Path) -> dict:
     t0 = time.monotonic()
     sent = 0
     mframe = 0
+    writes = []
     try:
         while proc.poll() is None and sent < total:
             now = time.monotonic()
@@ -191,6 +195,7 @@ def run(seconds: float, workdir: Path) -> dict:
                 data = encode_force_frames(seq, dev0_us + seq * 500, _force_counts(sent, n))
                 pty.write(data)
                 write_time[sent:due] = time.monotonic()
+                writes.append(write_time[sent])
                 sent = due
             mdue = int((now - t0) * MARKER_HZ)
             while mframe < mdue:
@@ -245,6 +250,8 @@ def run(seconds: float, workdir: Path) -> dict:
     receipt = np.array(receipt) * 1000.0
     pipeline = np.array(pipeline) * 1000.0
 
+    gaps = np.diff(np.array(writes)) * 1000.0
+
     def pct(a, q):
         return round(float(np.percentile(a, q)), 2) if a.size else None
     return {
@@ -257,6 +264,7 @@ def run(seconds: float, workdir: Path) -> dict:
         "latency_max_ms": round(float(lat.max()), 2) if lat.size else None,
         "receipt_p50_ms": pct(receipt, 50), "receipt_p99_ms": pct(receipt, 99),
         "pipeline_p50_ms": pct(pipeline, 50), "pipeline_p99_ms": pct(pipeline, 99),
+        "writer_gap_p50_ms": pct(gaps, 50), "writer_gap_p99_ms": pct(gaps, 99),
         "capture_cpu_pct": round(100.0 * rep["cpu_s"] / rep["wall_s"], 1),
         "drops_force": drops["force"], "drops_markers": drops["markers"],
         "live_drops": live_drops, "frames_recorded": int(n_force),
@@ -284,6 +292,8 @@ def main(argv=None) -> int:
     print(f"    of which write → receipt by the reader p50 {res['receipt_p50_ms']} ms, p99 "
           f"{res['receipt_p99_ms']} ms; receipt → live contact p50 {res['pipeline_p50_ms']} "
           f"ms, p99 {res['pipeline_p99_ms']} ms")
+    print(f"    emulator writes every  p50 {res['writer_gap_p50_ms']} ms, p99 "
+          f"{res['writer_gap_p99_ms']} ms (the writer does not batch)")
     print(f"  capture CPU              {res['capture_cpu_pct']} % of a core (goal ≤ 20 %)")
     print(f"  drops                    force {res['drops_force']}, markers "
           f"{res['drops_markers']}, live {res['live_drops']}, frames missing "
