@@ -44,8 +44,9 @@ except ImportError:     # not a POSIX system: every port is read through pyseria
     _PosixSerial = None
 
 from treadlab.acquisition.base import Block, Source, StreamInfo, table_values
-from treadlab.acquisition.wire import SAMPLE_TYPES, ForceFrameDecoder, ForceFrames, frame_size
+from treadlab.acquisition.wire import SAMPLE_TYPES, ForceFrameDecoder, ForceFrames
 from treadlab.config.errors import ConfigError, DeviceError
+from treadlab.config.schema import ForcePlateConfig
 
 log = logging.getLogger(__name__)
 
@@ -53,31 +54,15 @@ log = logging.getLogger(__name__)
 # --- settings -------------------------------------------------------------------------------
 
 @dataclass
-class ForcePlateSettings:
-    """The ``[forceplate]`` table of the lab config.
+class ForcePlateSettings(ForcePlateConfig):
+    """The ``[forceplate]`` table of the lab config, as the force drivers take it.
 
-    Attributes
-    ----------
-    driver : ``"forceplate_serial"``, ``"forceplate_lsl"`` or ``"simulated"``.
-    port : pyserial URL or device path; ``"auto"`` = the simulated lab's pty.
-    baud : bits per second (the config checks rate × frame size fits).
-    rate_hz : frames per second, Hz.
-    channels : ADC values per frame.
-    sample_type : ``"int16"`` or ``"int32"``.
-    volts_per_count : V per ADC count.
-    tare_seconds : s of unloaded belt averaged into the zero at open (0 = no automatic tare).
-    stream_name : LSL stream name (``forceplate_lsl``).
+    The fields, their units and defaults are the config schema's
+    (:class:`treadlab.config.schema.ForcePlateConfig`: driver, port, baud, rate_hz, channels,
+    sample_type, volts_per_count, tare_seconds, stream_name, and the derived ``frame_bytes`` and
+    ``line_bits_per_s``); this adds building from any table-like object and the checks a driver
+    needs when it is constructed without the config loader (tests, scripts).
     """
-
-    driver: str = "forceplate_serial"
-    port: str = "auto"
-    baud: int = 1_000_000
-    rate_hz: float = 1000.0
-    channels: int = 12
-    sample_type: str = "int16"
-    volts_per_count: float = 10.0 / 32768
-    tare_seconds: float = 1.0
-    stream_name: str = "treadlab-force"
 
     @classmethod
     def from_table(cls, table) -> "ForcePlateSettings":
@@ -92,11 +77,6 @@ class ForcePlateSettings:
             raise ConfigError(None, "forceplate.channels", f"{self.channels} < 1")
         if not float(self.rate_hz) > 0:
             raise ConfigError(None, "forceplate.rate_hz", f"{self.rate_hz} is not > 0")
-
-    @property
-    def frame_size(self) -> int:
-        """Bytes per frame on the wire."""
-        return frame_size(int(self.channels), self.sample_type)
 
 
 @dataclass
@@ -463,10 +443,10 @@ class ForcePlateSerial(ForceSourceBase):
         if settings.port in (None, "", "auto"):
             raise ConfigError(None, "forceplate.port",
                               "'auto' needs the simulated lab's pty (start_lab) or a real port")
-        need = settings.rate_hz * settings.frame_size * 10          # 8N1: 10 bits per byte
+        need = settings.line_bits_per_s                            # 8N1: 10 bits per byte
         if need > settings.baud:
             raise ConfigError(None, "forceplate.baud",
-                              f"{settings.rate_hz:g} Hz × {settings.frame_size}-byte frames "
+                              f"{settings.rate_hz:g} Hz × {settings.frame_bytes}-byte frames "
                               f"needs {need:,.0f} baud > {settings.baud:,}")
         self.port = str(settings.port)
         self.decoder = _FastDecoder(settings.channels, settings.sample_type, settings.rate_hz)
