@@ -21,10 +21,10 @@ import numpy as np
 import pylsl
 import pylsl.util
 
-from treadlab.acquisition.base import Block, Source, StreamInfo
+from treadlab.acquisition.base import Block, Source
 from treadlab.acquisition.forceplate_serial import ForcePlateSettings, ForceSourceBase
-from treadlab.acquisition.markers_udp import MarkerSettings
-from treadlab.config.errors import ConfigError, DeviceError
+from treadlab.acquisition.markers_udp import MarkerSettings, setup_marker_source
+from treadlab.config.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -145,14 +145,7 @@ class MarkersLSL(Source):
     def __init__(self, settings: MarkerSettings, name: str = "markers",
                  open_timeout: float = 10.0):
         super().__init__(name)
-        if not isinstance(settings, MarkerSettings):
-            settings = MarkerSettings.from_table(settings)
-        if not settings.labels:
-            raise ConfigError(None, "markers.labels", "no marker labels configured")
-        self.settings = settings
-        self.labels = list(settings.labels)
-        self.info = StreamInfo(stream="markers", rate_hz=float(settings.rate_hz),
-                               labels=self.labels, channels=len(self.labels))
+        settings = setup_marker_source(self, settings)
         self._in = _Inlet(self, settings.stream_name, "Mocap", settings.rate_hz, open_timeout)
         self._index: np.ndarray | None = None
 

@@ -53,6 +53,23 @@ class MarkerSettings(MarkersConfig):
             raise ConfigError(None, "markers.rate_hz", f"{self.rate_hz} is not > 0")
 
 
+def setup_marker_source(source: Source, settings) -> MarkerSettings:
+    """Give a marker source its settings, ``labels`` and ``info`` (shared by every marker driver).
+
+    ``settings`` is a :class:`MarkerSettings` or any ``[markers]`` table; no labels is a
+    ConfigError, since a marker stream without names cannot be stored or mapped onto CGM.
+    """
+    if not isinstance(settings, MarkerSettings):
+        settings = MarkerSettings.from_table(settings)
+    if not settings.labels:
+        raise ConfigError(None, "markers.labels", "no marker labels configured")
+    source.settings = settings
+    source.labels = list(settings.labels)
+    source.info = StreamInfo(stream="markers", rate_hz=float(settings.rate_hz),
+                             labels=source.labels, channels=len(source.labels))
+    return settings
+
+
 class MarkersUDP(Source):
     """Mocap frames from ``TLMK`` UDP datagrams.
 
@@ -69,14 +86,7 @@ class MarkersUDP(Source):
     def __init__(self, settings: MarkerSettings, name: str = "markers", reorder_window: int = 8,
                  max_wait: float = 0.05):
         super().__init__(name)
-        if not isinstance(settings, MarkerSettings):
-            settings = MarkerSettings.from_table(settings)
-        if not settings.labels:
-            raise ConfigError(None, "markers.labels", "no marker labels configured")
-        self.settings = settings
-        self.labels = list(settings.labels)
-        self.info = StreamInfo(stream="markers", rate_hz=float(settings.rate_hz),
-                               labels=self.labels, channels=len(self.labels))
+        settings = setup_marker_source(self, settings)
         self.window = int(reorder_window)
         self.max_wait = float(max_wait)
         self._sock: socket.socket | None = None
