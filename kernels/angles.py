@@ -17,16 +17,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from treadlab.kernels._compiled import compiled
 from treadlab.kernels._angles_ref import (MARKERS, NAMES, PARAMS, UNITS, Angles,
                                           resolve_model)
 
 __all__ = ["Angles", "NAMES", "UNITS", "joint_angles"]
 
-try:
-    from treadlab.kernels import _angles_cy
-except ImportError as exc:  # pragma: no cover - exercised only in a broken install
-    _angles_cy = None
-    _IMPORT_ERROR = exc
 
 
 def joint_angles(positions, labels, subject=None):
@@ -72,16 +68,13 @@ def joint_angles(positions, labels, subject=None):
         raise ValueError(f"{len(labels)} labels for {pos.shape[1]} markers")
     if subject is not None and not isinstance(subject, Mapping):
         raise TypeError(f"subject must be a mapping or None, got {type(subject).__name__}")
-    if _angles_cy is None:
-        raise ImportError("treadlab.kernels._angles_cy is not built; run "
-                          "`python setup.py build_ext --inplace` in the treadlab checkout"
-                          ) from _IMPORT_ERROR
+    cy = compiled("_angles_cy")
     pos = np.ascontiguousarray(pos, dtype=np.float64)
     index, params, attrs, reasons = resolve_model(pos, labels, subject)
     enabled = np.array([name not in reasons for name in NAMES], dtype=np.uint8)
     out = np.full((pos.shape[0], len(NAMES)), np.nan)
     assert len(index) == len(MARKERS) and len(params) == len(PARAMS)
-    _angles_cy.joint_angles_cy(pos, np.ascontiguousarray(index, dtype=np.int64),
+    cy.joint_angles_cy(pos, np.ascontiguousarray(index, dtype=np.int64),
                                np.ascontiguousarray(params), enabled, out)
     return Angles(names=list(NAMES), values=out, reasons=reasons, attrs=attrs,
                   units=dict(UNITS))

@@ -30,6 +30,8 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from treadlab.kernels._compiled import compiled
+
 FLAG_SHORT = 1
 FLAG_LOW_PEAK = 2
 FLAG_NO_FLIGHT = 4
@@ -228,17 +230,6 @@ class ContactState:
         return new
 
 
-def _load_cy():
-    try:
-        from treadlab.kernels import _contacts_cy
-    except ImportError as exc:  # pragma: no cover - depends on the build
-        raise ImportError(
-            "treadlab.kernels._contacts_cy is not built; run "
-            "`python setup.py build_ext --inplace` in the treadlab checkout "
-            f"(or reinstall treadlab): {exc}") from exc
-    return _contacts_cy
-
-
 def _as_1d(name, a, dtype=np.float64):
     a = np.asarray(a)
     if a.ndim != 1:
@@ -291,7 +282,7 @@ def detect_contacts(fz, rate_hz, params: ContactParams, t0=0.0, state: ContactSt
         state = ContactState.initial(t0, rate_hz)
     elif state.rate_hz != rate_hz:
         raise ValueError(f"rate_hz {rate_hz} differs from the stream's {state.rate_hz}")
-    cy = _load_cy()
+    cy = compiled("_contacts_cy")
     sf, si = state._to_arrays()
     parts = []
     start = 0

@@ -9,21 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from treadlab.kernels._compiled import compiled
+
 __all__ = ["force_metrics", "METRIC_NAMES"]
 
 METRIC_NAMES = ("peak_vgrf", "loading_rate", "loading_rate_fallback", "peak_braking",
                 "braking_impulse", "propulsive_impulse", "impact_peak")
-
-
-def _load_cy():
-    try:
-        from treadlab.kernels import _forces_cy
-    except ImportError as exc:  # pragma: no cover - depends on the build
-        raise ImportError(
-            "treadlab.kernels._forces_cy is not built; run "
-            "`python setup.py build_ext --inplace` in the treadlab checkout "
-            f"(or reinstall treadlab): {exc}") from exc
-    return _forces_cy
 
 
 def force_metrics(fx, fz, rate_hz, i_strike, i_off, body_weight_n, *, impact_drop_bw=0.05,
@@ -93,7 +84,7 @@ def force_metrics(fx, fz, rate_hz, i_strike, i_off, body_weight_n, *, impact_dro
                          f"{fx.size}")
     fx = np.ascontiguousarray(fx, np.float64)
     fz = np.ascontiguousarray(fz, np.float64)
-    cy = _load_cy()
+    cy = compiled("_forces_cy")
     c = i_strike.size
     out = {k: np.empty(c) for k in ("peak_vgrf", "loading_rate", "peak_braking",
                                     "braking_impulse", "propulsive_impulse", "impact_peak")}

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from treadlab.kernels._compiled import compiled
+
 __all__ = ["fill_gaps"]
 
-try:
-    from treadlab.kernels import _gaps_cy
-except ImportError as exc:  # pragma: no cover - exercised only in a broken install
-    _gaps_cy = None
-    _IMPORT_ERROR = exc
 
 
 def _check(positions, max_gap_frames):
@@ -58,12 +55,9 @@ def fill_gaps(positions, max_gap_frames):
         Length in frames of the longest gap filled (0 when none).
     """
     pos, max_gap, out_dtype = _check(positions, max_gap_frames)
-    if _gaps_cy is None:
-        raise ImportError("treadlab.kernels._gaps_cy is not built; run "
-                          "`python setup.py build_ext --inplace` in the treadlab checkout"
-                          ) from _IMPORT_ERROR
+    cy = compiled("_gaps_cy")
     work = np.array(pos, dtype=np.float64, order="C", copy=True)
-    longest = _gaps_cy.fill_gaps_cy(work, max_gap)
+    longest = cy.fill_gaps_cy(work, max_gap)
     return work.astype(out_dtype, copy=False), int(longest)
 
 

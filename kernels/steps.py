@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from treadlab.kernels._compiled import compiled
 from treadlab.kernels._steps_ref import COLUMNS, OUTPUTS, prepare
 
 __all__ = ["OUTPUTS", "step_metrics"]
 
-try:
-    from treadlab.kernels import _steps_cy
-except ImportError as exc:  # pragma: no cover - exercised only in a broken install
-    _steps_cy = None
-    _IMPORT_ERROR = exc
 
 
 def step_metrics(t_strike, t_off, side, angle_time, angle_values, angle_names, *,
@@ -57,15 +53,12 @@ def step_metrics(t_strike, t_off, side, angle_time, angle_values, angle_names, *
     (t_strike, t_off, side, time, values, columns, stride_lo, stride_hi, static,
      frac) = prepare(t_strike, t_off, side, angle_time, angle_values, angle_names,
                      static_obliquity_deg, min_valid_fraction)
-    if _steps_cy is None:
-        raise ImportError("treadlab.kernels._steps_cy is not built; run "
-                          "`python setup.py build_ext --inplace` in the treadlab checkout"
-                          ) from _IMPORT_ERROR
+    cy = compiled("_steps_cy")
     s = len(t_strike)
     out = np.full((len(OUTPUTS) - 1, s), np.nan)
     source = np.full(s, -1, dtype=np.int8)
     assert len(columns) == len(COLUMNS)
-    _steps_cy.step_metrics_cy(t_strike, t_off, side, time, values, columns, stride_lo,
+    cy.step_metrics_cy(t_strike, t_off, side, time, values, columns, stride_lo,
                               stride_hi, static, frac, out, source)
     result = {name: out[k].copy() for k, name in enumerate(OUTPUTS[:-1])}
     result["peak_hip_extension_source"] = source
