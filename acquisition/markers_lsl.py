@@ -42,6 +42,22 @@ def channel_labels(info: "pylsl.StreamInfo") -> list[str]:
     return labels
 
 
+def mocap_stream_info(name: str, labels, rate_hz: float, source_id: str) -> "pylsl.StreamInfo":
+    """An LSL ``Mocap`` stream description: 3 float32 channels per marker, labelled
+    ``LABEL_X, LABEL_Y, LABEL_Z`` in millimetres (DESIGN §3) — what :class:`MarkersLSL` reads
+    with :func:`channel_labels`."""
+    info = pylsl.StreamInfo(name, "Mocap", 3 * len(labels), float(rate_hz), pylsl.cf_float32,
+                            source_id)
+    chans = info.desc().append_child("channels")
+    for lab in labels:
+        for ax in "XYZ":
+            c = chans.append_child("channel")
+            c.append_child_value("label", f"{lab}_{ax}")
+            c.append_child_value("unit", "millimeters")
+            c.append_child_value("type", f"Position{ax}")
+    return info
+
+
 class _Inlet:
     """One resolved LSL inlet: pull chunks, keep time_correction fresh, count gaps."""
 

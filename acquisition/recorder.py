@@ -97,6 +97,27 @@ def _writer_alive(path) -> bool:
         os.close(fd)
 
 
+def _append_stream(ds: dict, stream: str, data_name: str, seq_name: str, items) -> int:
+    """Append ``(block, session_time)`` pairs of one stream; returns the rows appended.
+
+    Writes ``<stream>/time`` (session clock), the data (float32), the raw device and host times,
+    the frame numbers (-1 when the source has none) and, for force, the raw ADC counts.
+    """
+    blocks = [b for b, _ in items]
+    data = np.concatenate([b.data for b in blocks]).astype(np.float32, copy=False)
+    _append(ds[f"{stream}/time"], np.concatenate([t for _, t in items]))
+    _append(ds[f"{stream}/{data_name}"], data)
+    _append(ds[f"{stream}/device_time"], np.concatenate([b.device_time for b in blocks]))
+    _append(ds[f"{stream}/host_time"], np.concatenate(
+        [np.broadcast_to(b.host_time, (len(b),)) for b in blocks]))
+    _append(ds[f"{stream}/{seq_name}"], np.concatenate(
+        [b.seq if b.seq is not None else np.full(len(b), -1) for b in blocks]))
+    if f"{stream}/counts" in ds:
+        c = ds[f"{stream}/counts"]
+        _append(c, np.concatenate([b.raw for b in blocks]).astype(c.dtype, copy=False))
+    return data.shape[0]
+
+
 class Recorder:
     """Append force, marker and log blocks to a session archive, crash-safely.
 
@@ -313,31 +334,9 @@ class Recorder:
         ds = self._ds
         new = {}
         if force:
-            blocks = [b for b, _ in force]
-            wrench = np.concatenate([b.data for b in blocks]).astype(np.float32, copy=False)
-            n = wrench.shape[0]
-            _append(ds["force/time"], np.concatenate([t for _, t in force]))
-            _append(ds["force/wrench"], wrench)
-            _append(ds["force/device_time"], np.concatenate([b.device_time for b in blocks]))
-            _append(ds["force/host_time"], np.concatenate(
-                [np.broadcast_to(b.host_time, (len(b),)) for b in blocks]))
-            _append(ds["force/seq"], np.concatenate(
-                [b.seq if b.seq is not None else np.full(len(b), -1) for b in blocks]))
-            if "force/counts" in ds:
-                c = ds["force/counts"]
-                _append(c, np.concatenate([b.raw for b in blocks]).astype(c.dtype, copy=False))
-            new["force"] = n
+            new["force"] = _append_stream(ds, "force", "wrench", "seq", force)
         if markers:
-            blocks = [b for b, _ in markers]
-            pos = np.concatenate([b.data for b in blocks]).astype(np.float32, copy=False)
-            _append(ds["markers/time"], np.concatenate([t for _, t in markers]))
-            _append(ds["markers/positions"], pos)
-            _append(ds["markers/device_time"], np.concatenate([b.device_time for b in blocks]))
-            _append(ds["markers/host_time"], np.concatenate(
-                [np.broadcast_to(b.host_time, (len(b),)) for b in blocks]))
-            _append(ds["markers/frame"], np.concatenate(
-                [b.seq if b.seq is not None else np.full(len(b), -1) for b in blocks]))
-            new["markers"] = pos.shape[0]
+            new["markers"] = _append_stream(ds, "markers", "positions", "frame", markers)
         if events:
             _append(ds["log/time"], np.array([e[0] for e in events], dtype=np.float64))
             for i, name in enumerate(("source", "kind", "detail"), start=1):

@@ -419,17 +419,10 @@ class _DeviceLab:
         if self.mk.driver == "markers_lsl":
             import pylsl
 
-            labels = self.mk.labels
-            info = pylsl.StreamInfo(spec["marker_stream"], "Mocap", 3 * len(labels),
-                                    float(self.mk.rate_hz), pylsl.cf_float32,
-                                    f"treadlab-sim-mocap-{os.getpid()}")
-            chans = info.desc().append_child("channels")
-            for lab in labels:
-                for ax in "XYZ":
-                    c = chans.append_child("channel")
-                    c.append_child_value("label", f"{lab}_{ax}")
-                    c.append_child_value("unit", "millimeters")
-                    c.append_child_value("type", f"Position{ax}")
+            from treadlab.acquisition.markers_lsl import mocap_stream_info
+
+            info = mocap_stream_info(spec["marker_stream"], self.mk.labels, self.mk.rate_hz,
+                                     f"treadlab-sim-mocap-{os.getpid()}")
             self.marker_outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=60)
         else:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

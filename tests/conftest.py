@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,18 @@ def shared_file(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real recording not available: {path}")
     return path
+
+
+def collect_blocks(src, n: int, timeout: float = 15.0) -> list:
+    """Blocks read from an open source until ``n`` samples arrived or ``timeout`` s passed
+    (a deadline on the monotonic clock, so a silent source cannot hang a test)."""
+    blocks, got = [], 0
+    deadline = time.monotonic() + timeout
+    while got < n and time.monotonic() < deadline:
+        for b in src.read(0.1):
+            blocks.append(b)
+            got += len(b)
+    return blocks
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from treadlab.acquisition.forceplate_serial import (
 from treadlab.acquisition.simulated import PtyPort
 from treadlab.acquisition.wire import encode_force_frames, frame_size
 from treadlab.config.errors import ConfigError, DeviceError
+from tests.conftest import collect_blocks
 
 C = 12
 F = frame_size(C)
@@ -42,17 +43,6 @@ def send(port, seq, values):
     assert port.drain(10.0)
 
 
-def collect(src, n_frames, timeout=10.0):
-    """Blocks until n_frames arrived (bounded by a deadline on the monotonic clock)."""
-    blocks, got = [], 0
-    deadline = time.monotonic() + timeout
-    while got < n_frames and time.monotonic() < deadline:
-        for b in src.read(0.1):
-            blocks.append(b)
-            got += len(b)
-    return blocks
-
-
 def cat(blocks, attr):
     return np.concatenate([getattr(b, attr) for b in blocks])
 
@@ -76,7 +66,7 @@ def test_frames_round_trip_with_calibration(pty):
         wait_reader(pty)
         v = counts(600)
         send(pty, np.arange(600), v)
-        blocks = collect(src, 600)
+        blocks = collect_blocks(src, 600)
     raw = cat(blocks, "raw")
     assert np.array_equal(raw, v)
     assert np.array_equal(cat(blocks, "seq"), np.arange(600))
@@ -114,7 +104,7 @@ def test_automatic_tare_zeroes_the_offset_and_loses_nothing(pty):
         send(pty, np.arange(200), unloaded)
         send(pty, np.arange(200, 500), loaded)
         assert src.wait_tare(10.0)
-        blocks = collect(src, 500)
+        blocks = collect_blocks(src, 500)
         zero = src.zero
     assert np.allclose(zero, offset, atol=1.0)
     assert np.array_equal(cat(blocks, "seq"), np.arange(500))
@@ -134,7 +124,7 @@ def test_tare_after_the_automatic_one_keeps_its_zero(pty):
         first = src.tare(timeout=10.0)
         send(pty, np.arange(50, 150), np.full((100, C), 900, np.int16))
         again = src.tare(timeout=10.0)
-        collect(src, 150)
+        collect_blocks(src, 150)
     assert np.allclose(first, 7) and np.allclose(again, 7)
 
 
@@ -143,7 +133,7 @@ def test_explicit_tare(pty):
     with src:
         wait_reader(pty)
         send(pty, np.arange(10), counts(10))
-        collect(src, 10)
+        collect_blocks(src, 10)
         import threading
         result = {}
         th = threading.Thread(target=lambda: result.update(zero=src.tare(0.05, timeout=20.0)))
@@ -168,7 +158,7 @@ def test_garbage_torn_and_bad_crc_are_counted(pty):
                   + data[40 * F:40 * F + 9] + data[41 * F:60 * F] + bytes(bad) + data[61 * F:])
         pty.write(stream)
         assert pty.drain(10.0)
-        blocks = collect(src, 98)
+        blocks = collect_blocks(src, 98)
         time.sleep(0.05)
         blocks += src.read(0.1)
     seq = cat(blocks, "seq")
@@ -186,7 +176,7 @@ def test_port_vanishes_and_returns(pty):
     with src:
         wait_reader(pty)
         send(pty, np.arange(100), counts(100))
-        first = collect(src, 100)
+        first = collect_blocks(src, 100)
         pty.vanish()
         deadline = time.monotonic() + 10
         while src.counters.get("reconnects", 0) == 0 and time.monotonic() < deadline:
@@ -198,7 +188,7 @@ def test_port_vanishes_and_returns(pty):
         pty.restore()
         wait_reader(pty, timeout=10.0)
         send(pty, np.arange(150, 250), counts(100, start=150))   # frames 100..149 lost
-        second = collect(src, 100)
+        second = collect_blocks(src, 100)
     seq = cat(first + second, "seq")
     assert np.array_equal(seq, np.r_[np.arange(100), np.arange(150, 250)])
     c = src.counters
@@ -238,5 +228,5 @@ def test_loop_url_works(tmp_path):
     src = ForcePlateSerial(settings("loop://"), plates())
     with src:
         src._ser.write(encode_force_frames(np.arange(50), np.arange(50) * 1000, counts(50)))
-        blocks = collect(src, 50)
+        blocks = collect_blocks(src, 50)
     assert np.array_equal(cat(blocks, "seq"), np.arange(50))

@@ -1,7 +1,6 @@
 """MarkersLSL and ForceLSL against real LSL outlets on this machine (machine-scoped discovery)."""
 from __future__ import annotations
 
-import time
 import uuid
 
 import numpy as np
@@ -10,33 +9,16 @@ import pytest
 
 from treadlab.acquisition.forceplate_serial import (
     ForceCalibration, ForcePlateSettings, PlateCalibration)
-from treadlab.acquisition.markers_lsl import ForceLSL, MarkersLSL
+from treadlab.acquisition.markers_lsl import ForceLSL, MarkersLSL, mocap_stream_info
 from treadlab.acquisition.markers_udp import MarkerSettings
 from treadlab.config.errors import DeviceError
+from tests.conftest import collect_blocks
 
 RATE = 200.0
 
 
 def mocap_outlet(name, labels):
-    info = pylsl.StreamInfo(name, "Mocap", 3 * len(labels), RATE, pylsl.cf_float32,
-                            f"test-{name}")
-    chans = info.desc().append_child("channels")
-    for lab in labels:
-        for ax in "XYZ":
-            c = chans.append_child("channel")
-            c.append_child_value("label", f"{lab}_{ax}")
-            c.append_child_value("unit", "millimeters")
-    return pylsl.StreamOutlet(info)
-
-
-def collect(src, n, timeout=15.0):
-    blocks, got = [], 0
-    deadline = time.monotonic() + timeout
-    while got < n and time.monotonic() < deadline:
-        for b in src.read(0.1):
-            blocks.append(b)
-            got += len(b)
-    return blocks
+    return pylsl.StreamOutlet(mocap_stream_info(name, labels, RATE, f"test-{name}"))
 
 
 def test_markers_by_label_with_gap_counted():
@@ -50,7 +32,7 @@ def test_markers_by_label_with_gap_counted():
         for i in frames:
             sample = [i * 10.0 + j for j in range(9)]
             outlet.push_sample(sample, t0 + i / RATE)
-        blocks = collect(src, len(frames))
+        blocks = collect_blocks(src, len(frames))
     del outlet
     data = np.concatenate([b.data for b in blocks])
     seq = np.concatenate([b.seq for b in blocks])
@@ -83,7 +65,7 @@ def test_force_counts_over_lsl_with_tare():
         outlet.push_chunk(unloaded.tolist(), t0 + 49 / 1000.0)
         outlet.push_chunk(loaded.tolist(), t0 + 99 / 1000.0)
         assert src.wait_tare(15.0)
-        blocks = collect(src, 100)
+        blocks = collect_blocks(src, 100)
     del outlet
     raw = np.concatenate([b.raw for b in blocks])
     wrench = np.concatenate([b.data for b in blocks])

@@ -10,6 +10,7 @@ import pytest
 from treadlab.acquisition.markers_udp import MarkersUDP, MarkerSettings
 from treadlab.acquisition.wire import encode_marker_packet
 from treadlab.config.errors import ConfigError, DeviceError
+from tests.conftest import collect_blocks
 
 LABELS = ["LASI", "RASI", "LPSI", "RPSI"]
 
@@ -23,16 +24,6 @@ def positions(f):
 
 def packet(f):
     return encode_marker_packet(f, 1_000_000 + f * 5000, positions(f))
-
-
-def collect(src, n, timeout=10.0):
-    blocks, got = [], 0
-    deadline = time.monotonic() + timeout
-    while got < n and time.monotonic() < deadline:
-        for b in src.read(0.1):
-            blocks.append(b)
-            got += len(b)
-    return blocks
 
 
 @pytest.fixture
@@ -54,7 +45,7 @@ def tx():
 def test_round_trip(src, tx):
     for f in range(100):
         tx.sendto(packet(f), src.address)
-    blocks = collect(src, 100)
+    blocks = collect_blocks(src, 100)
     seq = np.concatenate([b.seq for b in blocks])
     assert np.array_equal(seq, np.arange(100))
     data = np.concatenate([b.data for b in blocks])
@@ -75,7 +66,7 @@ def test_loss_reorder_duplicates_late_and_bad_packets(src, tx):
         tx.sendto(packet(f), src.address)
     tx.sendto(b"garbage", src.address)
     tx.sendto(encode_marker_packet(100, 0, np.zeros((3, 3))), src.address)   # 3 markers, not 4
-    blocks = collect(src, 96)
+    blocks = collect_blocks(src, 96)
     time.sleep(0.1)
     src.close()
     blocks += src.read(0)
@@ -95,7 +86,7 @@ def test_loss_reorder_duplicates_late_and_bad_packets(src, tx):
 def test_frame_counter_wraps(src, tx):
     for f in range(2**32 - 5, 2**32 + 5):
         tx.sendto(encode_marker_packet(f, f, np.zeros((4, 3))), src.address)
-    blocks = collect(src, 10)
+    blocks = collect_blocks(src, 10)
     seq = np.concatenate([b.seq for b in blocks])
     assert np.array_equal(seq, np.arange(2**32 - 5, 2**32 + 5))
     assert src.counters["drops"] == 0
