@@ -289,7 +289,8 @@ def _attach(ds, *scales):
             ds.dims[axis].attach_scale(sc)
 
 
-def _append(ds, values) -> None:
+def append_rows(ds, values) -> None:
+    """Append ``values`` along axis 0 of a resizable dataset (no-op when empty)."""
     values = np.asarray(values)
     if not len(values):
         return
@@ -516,22 +517,22 @@ def _write_session_into(f: h5py.File, session: Session) -> None:
         device_time=[name for name, dt in (("force", fo.device_time),
                                            ("markers", mk.device_time)) if dt is not None],
         log=bool(session.log))
-    _append(dsets["force/time"], np.asarray(fo.time, dtype=np.float64))
-    _append(dsets["force/wrench"], wrench.reshape(len(wrench), len(fo.plates), 6))
+    append_rows(dsets["force/time"], np.asarray(fo.time, dtype=np.float64))
+    append_rows(dsets["force/wrench"], wrench.reshape(len(wrench), len(fo.plates), 6))
     if counts is not None:
-        _append(dsets["force/counts"], counts)
+        append_rows(dsets["force/counts"], counts)
     if fo.device_time is not None:
-        _append(dsets["force/device_time"], np.asarray(fo.device_time, dtype=np.float64))
-    _append(dsets["markers/time"], np.asarray(mk.time, dtype=np.float64))
+        append_rows(dsets["force/device_time"], np.asarray(fo.device_time, dtype=np.float64))
+    append_rows(dsets["markers/time"], np.asarray(mk.time, dtype=np.float64))
     pos = np.asarray(mk.positions, dtype=np.float32)
-    _append(dsets["markers/positions"], pos.reshape(len(pos), len(mk.labels), 3))
+    append_rows(dsets["markers/positions"], pos.reshape(len(pos), len(mk.labels), 3))
     if mk.device_time is not None:
-        _append(dsets["markers/device_time"], np.asarray(mk.device_time, dtype=np.float64))
+        append_rows(dsets["markers/device_time"], np.asarray(mk.device_time, dtype=np.float64))
     if session.log:
         rows = list(zip(*session.log))
-        _append(dsets["log/time"], np.asarray(rows[0], dtype=np.float64))
+        append_rows(dsets["log/time"], np.asarray(rows[0], dtype=np.float64))
         for i, name in enumerate(("source", "kind", "detail"), start=1):
-            _append(dsets[f"log/{name}"], np.array([str(v) for v in rows[i]], dtype=object))
+            append_rows(dsets[f"log/{name}"], np.array([str(v) for v in rows[i]], dtype=object))
 
     if session.subject:
         g = f.create_group("subject")

@@ -387,16 +387,7 @@ def _parse_points(path: Path, c3d: dict):
         i += 1
     labels = labels[:k] + [""] * max(0, k - len(labels))
     # Empty and duplicate labels get stable unique names; the originals are kept in attrs.
-    seen: dict[str, int] = {}
-    out = []
-    for j, lab in enumerate(labels):
-        name = lab or f"POINT{j + 1}"
-        if name in seen:
-            seen[name] += 1
-            name = f"{name}_{seen[name]}"
-        else:
-            seen[name] = 1
-        out.append(name)
+    out = _unique([lab or f"POINT{j + 1}" for j, lab in enumerate(labels)])
 
     pos_units = (_strings(_param(params, "POINT", "UNITS", ["mm"])) or ["mm"])[0]
     group_of: dict[str, tuple[str, str]] = {}

@@ -105,16 +105,16 @@ def _append_stream(ds: dict, stream: str, data_name: str, seq_name: str, items) 
     """
     blocks = [b for b, _ in items]
     data = np.concatenate([b.data for b in blocks]).astype(np.float32, copy=False)
-    _append(ds[f"{stream}/time"], np.concatenate([t for _, t in items]))
-    _append(ds[f"{stream}/{data_name}"], data)
-    _append(ds[f"{stream}/device_time"], np.concatenate([b.device_time for b in blocks]))
-    _append(ds[f"{stream}/host_time"], np.concatenate(
+    archive.append_rows(ds[f"{stream}/time"], np.concatenate([t for _, t in items]))
+    archive.append_rows(ds[f"{stream}/{data_name}"], data)
+    archive.append_rows(ds[f"{stream}/device_time"], np.concatenate([b.device_time for b in blocks]))
+    archive.append_rows(ds[f"{stream}/host_time"], np.concatenate(
         [np.broadcast_to(b.host_time, (len(b),)) for b in blocks]))
-    _append(ds[f"{stream}/{seq_name}"], np.concatenate(
+    archive.append_rows(ds[f"{stream}/{seq_name}"], np.concatenate(
         [b.seq if b.seq is not None else np.full(len(b), -1) for b in blocks]))
     if f"{stream}/counts" in ds:
         c = ds[f"{stream}/counts"]
-        _append(c, np.concatenate([b.raw for b in blocks]).astype(c.dtype, copy=False))
+        archive.append_rows(c, np.concatenate([b.raw for b in blocks]).astype(c.dtype, copy=False))
     return data.shape[0]
 
 
@@ -338,24 +338,15 @@ class Recorder:
         if markers:
             new["markers"] = _append_stream(ds, "markers", "positions", "frame", markers)
         if events:
-            _append(ds["log/time"], np.array([e[0] for e in events], dtype=np.float64))
+            archive.append_rows(ds["log/time"], np.array([e[0] for e in events], dtype=np.float64))
             for i, name in enumerate(("source", "kind", "detail"), start=1):
-                _append(ds[f"log/{name}"], np.array([e[i] for e in events], dtype=object))
+                archive.append_rows(ds[f"log/{name}"], np.array([e[i] for e in events], dtype=object))
             new["log"] = len(events)
         self._file.flush()
         for key, n in new.items():      # counted once durable on disk
             self.written[key] += n
         self.flushes += 1
         self.last_flush_host = time.monotonic()
-
-
-def _append(ds: h5py.Dataset, values) -> None:
-    values = np.asarray(values)
-    if not len(values):
-        return
-    n = ds.shape[0]
-    ds.resize(n + len(values), axis=0)
-    ds[n:] = values
 
 
 def _create_acquisition_datasets(f: h5py.File) -> dict:
@@ -469,9 +460,9 @@ def _finish(f: h5py.File, status: str, note: str) -> dict:
         end = float(raw["force"]["time"][-1]) if counts.get("force") else 0.0
         rows = [(end, "recorder", "clock", "; ".join(details) or "no clock fit"),
                 (end, "recorder", "status", note)]
-        _append(lg["time"], np.array([r[0] for r in rows]))
+        archive.append_rows(lg["time"], np.array([r[0] for r in rows]))
         for i, name in enumerate(("source", "kind", "detail"), start=1):
-            _append(lg[name], np.array([r[i] for r in rows], dtype=object))
+            archive.append_rows(lg[name], np.array([r[i] for r in rows], dtype=object))
     if "body_mass_kg" in f.attrs and not np.isfinite(float(f.attrs["body_mass_kg"])) \
             and counts.get("force"):
         fz = raw["force"]["wrench"][:, :, 2].astype(np.float64).sum(axis=1)
