@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import butter, sosfiltfilt
 
+from treadlab.config.schema import ContactsConfig, FiltersConfig, LabTable
+
 log = logging.getLogger(__name__)
 
 G = 9.81  #: m/s², body weight = mass × G (METRICS §3)
@@ -61,17 +63,18 @@ class DeriveSettings:
     belt : ``"split"`` (one plate per foot) or ``"single"``.
     """
 
-    belt: str = "split"
-    strike_n: float = 50.0
-    off_n: float = 20.0
-    min_contact_s: float = 0.1
-    min_peak_bw: float = 1.0
-    min_flight_s: float = 0.02
-    force_lowpass_hz: float | None = 50.0
-    force_order: int = 4
-    marker_lowpass_hz: float | None = 12.0
-    marker_order: int = 4
-    max_gap_s: float = 0.1
+    # defaults are the lab config's (one source): this is a flat, picklable snapshot for workers
+    belt: str = LabTable.belt
+    strike_n: float = ContactsConfig.strike_n
+    off_n: float = ContactsConfig.off_n
+    min_contact_s: float = ContactsConfig.min_contact_s
+    min_peak_bw: float = ContactsConfig.min_peak_bw
+    min_flight_s: float = ContactsConfig.min_flight_s
+    force_lowpass_hz: float | None = FiltersConfig.force_lowpass_hz
+    force_order: int = FiltersConfig.force_order
+    marker_lowpass_hz: float | None = FiltersConfig.marker_lowpass_hz
+    marker_order: int = FiltersConfig.marker_order
+    max_gap_s: float = FiltersConfig.max_gap_s
 
     @classmethod
     def from_config(cls, cfg) -> "DeriveSettings":
