@@ -31,7 +31,8 @@ def frame_bytes(channels: int, sample_type: str) -> int:
     """Bytes of one force frame on the wire (DESIGN §3).
 
     2 sync + 2 seq + 4 device time + ``channels`` × (2 for int16 | 4 for int32) + 2 CRC:
-    34 bytes for 12 int16 channels, 56 for 12 int32.
+    34 bytes for 12 int16 channels, 58 for 12 int32 (NOTES.md says 56: it forgot the sync).
+    Must equal :func:`treadlab.acquisition.wire.frame_size` (tests/acquisition/test_wire.py).
     """
     return 2 + 2 + 4 + int(channels) * SAMPLE_BYTES[sample_type] + 2
 

@@ -240,3 +240,12 @@ def test_random_corruption_nothing_unaccounted(seed):
     again = decode_all(ForceFrameDecoder(C), data, chunks=chunks)
     assert np.array_equal(again[0], seq) and again[4] == events
     assert tail == [] or tail[0].kind == "truncated"
+
+
+@pytest.mark.parametrize("sample_type", ["int16", "int32"])
+@pytest.mark.parametrize("channels", [1, 6, 12, 40])
+def test_config_link_budget_uses_the_wire_frame_size(channels, sample_type):
+    from treadlab.config.schema import frame_bytes
+
+    assert frame_bytes(channels, sample_type) == frame_size(channels, sample_type)
+    assert frame_size(12, "int32") == 58 and frame_size(12, "int16") == 34
