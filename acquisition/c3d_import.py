@@ -100,7 +100,8 @@ _SUBJECT_PARAMS = {
 # --- public API ------------------------------------------------------------------------------
 
 def read_c3d(path, *, marker_names: dict | None = None, subject_id: str | None = None,
-             body_mass_kg: float | None = None, static=None) -> Session:
+             body_mass_kg: float | None = None, static=None,
+             belt_speed_m_s: float | None = None) -> Session:
     """Read a C3D recording as a raw session in the lab frame.
 
     Parameters
@@ -121,6 +122,10 @@ def read_c3d(path, *, marker_names: dict | None = None, subject_id: str | None =
         :func:`~treadlab.acquisition.static_calibration.apply_static`), and its measurements
         (knee/ankle widths, leg lengths, inter-ASIS distance, mm) complete ``subject`` without
         replacing what this file states.
+    belt_speed_m_s : float, optional
+        Treadmill belt speed as set (m/s, ``belt_speed_source`` "given"); default: estimated
+        from the heel markers' backward speed (``belt_speed_source`` "estimated"), which reads
+        low when the heel leaves the belt early (forefoot strikers).
 
     Returns
     -------
@@ -185,8 +190,17 @@ def read_c3d(path, *, marker_names: dict | None = None, subject_id: str | None =
     attrs.update(force_info)
 
     recording = axes_info.get("c3d_recording", "unknown")
-    attrs["belt_speed_m_s"] = (_belt_speed(raw_labels, pts, is_marker, axes, rate, params)
-                               if recording == "treadmill" else 0.0)
+    if belt_speed_m_s is not None:
+        if not (np.isfinite(belt_speed_m_s) and belt_speed_m_s >= 0):
+            raise InputError(path, "belt speed", f"{belt_speed_m_s!r} m/s is not a number >= 0")
+        attrs["belt_speed_m_s"] = float(belt_speed_m_s)
+        attrs["belt_speed_source"] = "given"
+    else:
+        attrs["belt_speed_m_s"] = (_belt_speed(raw_labels, pts, is_marker, axes, rate, params)
+                                   if recording == "treadmill" else 0.0)
+        attrs["belt_speed_source"] = ("estimated: median backward speed of the heel markers in "
+                                      "their lowest 15 % of frames" if recording == "treadmill"
+                                      else f"{recording} recording")
 
     mass, source, mass_info = _body_mass(path, force, body_mass_kg, file_mass)
     attrs["body_mass_kg"] = mass
@@ -209,7 +223,8 @@ def read_c3d(path, *, marker_names: dict | None = None, subject_id: str | None =
 
 
 def import_c3d(c3d_path, out_path, config_path=None, subject_id: str | None = None,
-               body_mass_kg: float | None = None, static_path=None) -> Path:
+               body_mass_kg: float | None = None, static_path=None,
+               belt_speed_m_s: float | None = None) -> Path:
     """Import a C3D recording into a raw session archive (``treadlab import``).
 
     Parameters
@@ -225,6 +240,8 @@ def import_c3d(c3d_path, out_path, config_path=None, subject_id: str | None = No
         As in :func:`read_c3d`.
     static_path : str or os.PathLike, optional
         Static trial for the cluster technique (``static`` of :func:`read_c3d`).
+    belt_speed_m_s : float, optional
+        Belt speed as set (m/s); default: estimated from the heel markers (:func:`read_c3d`).
 
     Returns
     -------
@@ -241,7 +258,8 @@ def import_c3d(c3d_path, out_path, config_path=None, subject_id: str | None = No
         lab = getattr(cfg, "lab", None)
         lab_name = getattr(lab, "name", None)
     session = read_c3d(c3d_path, marker_names=marker_names, subject_id=subject_id,
-                       body_mass_kg=body_mass_kg, static=static_path)
+                       body_mass_kg=body_mass_kg, static=static_path,
+                       belt_speed_m_s=belt_speed_m_s)
     if not session.attrs["body_mass_kg"] > 0:
         raise InputError(c3d_path, "body mass",
                          "not in the file (PROCESSING:Bodymass) and not measurable from the "

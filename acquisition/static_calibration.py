@@ -137,6 +137,9 @@ class StaticCalibration:
     pelvic_obliquity_deg : float
         Mean pelvic obliquity of the static trial (deg, + left side higher), for zeroing;
         NaN without pelvis markers.
+    pelvic_tilt_deg : float
+        Mean pelvic tilt of the static trial (deg, + anterior, Plug-in Gait pelvis), the
+        standing reference for the running tilt; NaN without pelvis markers.
     static_residual_mm : dict of str to float
         Segment name → median cluster-fit RMS residual over the static frames (mm).
     info : dict
@@ -149,6 +152,7 @@ class StaticCalibration:
     anatomical_local: dict
     subject: dict = field(default_factory=dict)
     pelvic_obliquity_deg: float = float("nan")
+    pelvic_tilt_deg: float = float("nan")
     static_residual_mm: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
 
@@ -421,7 +425,7 @@ def calibrate_static(static_session, segments=DEFAULT_SEGMENTS) -> StaticCalibra
     for k, v in missing.items():
         log.info("%s: segment %s not calibrated (missing %s)", src, k, ", ".join(v))
 
-    obliquity = float("nan")
+    obliquity = tilt = float("nan")
     try:
         from treadlab.kernels.angles import joint_angles
 
@@ -429,11 +433,13 @@ def calibrate_static(static_session, segments=DEFAULT_SEGMENTS) -> StaticCalibra
         if "pelvis_obliquity" not in ang.reasons:
             with _quiet_nan():
                 obliquity = float(np.nanmean(ang["pelvis_obliquity"]))
+                tilt = float(np.nanmean(ang["pelvis_tilt"]))
     except ValueError:
         pass
     return StaticCalibration(source=src, segments=tuple(done), cluster_local=cluster_local,
                              anatomical_local=anatomical_local, subject=subject,
-                             pelvic_obliquity_deg=obliquity, static_residual_mm=residual,
+                             pelvic_obliquity_deg=obliquity, pelvic_tilt_deg=tilt,
+                             static_residual_mm=residual,
                              info=info)
 
 
@@ -499,8 +505,11 @@ def apply_static(session, calibration: StaticCalibration):
         ``static_calibration_residual_median_mm`` / ``_p95_mm`` (per segment, cluster-fit RMS
         over the frames fitted, mm), ``static_calibration_fit_fraction`` (frames with ≥ 3
         cluster markers), ``static_calibration_static_residual_mm``,
-        ``static_calibration_subject_from_static`` (keys filled), ``static_pelvic_obliquity_deg``
-        (deg, mean of the static trial, for zeroing) and ``static_calibration_method``.
+        ``static_calibration_subject_from_static`` (keys filled), ``subject_value_sources``
+        (one ``"key = value unit: source"`` line per static measurement, including those the
+        session's own values kept out), ``static_pelvic_obliquity_deg`` (deg, mean of the static
+        trial, zeroes pelvic obliquity), ``static_pelvic_tilt_deg`` (deg, + anterior, the
+        standing tilt reported beside the running tilt) and ``static_calibration_method``.
         ``c3d_marker_labels``/``c3d_marker_index`` are extended with ``""``/-1.
 
     Raises
@@ -529,6 +538,20 @@ def apply_static(session, calibration: StaticCalibration):
         if k not in subject or not subject[k]:
             subject[k] = v
             filled.append(k)
+    how = {"leg_length": calibration.info.get("leg_length", ""),
+           "inter_asis": calibration.info.get("inter_asis", ""),
+           "knee_width": calibration.info.get("knee_width", ""),
+           "ankle_width": calibration.info.get("ankle_width", "")}
+    sources = []
+    for k, v in sorted(calibration.subject.items()):
+        kind = next((h for key, h in how.items() if k.startswith(key)), "static trial file")
+        who = (f"static trial {calibration.source} ({kind})" if k in filled
+               else f"session value kept; static trial {calibration.source} gave {v:.1f}")
+        sources.append(f"{k} = {float(subject[k]):.1f} mm: {who}")
+    sources.append(f"static_pelvic_obliquity_deg = {calibration.pelvic_obliquity_deg:.2f} deg: "
+                   f"static trial {calibration.source} (mean Plug-in Gait pelvic obliquity)")
+    sources.append(f"static_pelvic_tilt_deg = {calibration.pelvic_tilt_deg:.2f} deg: "
+                   f"static trial {calibration.source} (mean Plug-in Gait pelvic tilt)")
     attrs = dict(session.attrs)
     names = [s.name for s in calibration.segments]
     med, p95, frac = [], [], []
@@ -549,6 +572,8 @@ def apply_static(session, calibration: StaticCalibration):
             [calibration.static_residual_mm.get(s, np.nan) for s in names]),
         "static_calibration_subject_from_static": filled,
         "static_pelvic_obliquity_deg": calibration.pelvic_obliquity_deg,
+        "static_pelvic_tilt_deg": calibration.pelvic_tilt_deg,
+        "subject_value_sources": sources,
         "static_calibration_method": (
             "cluster technique (Cappozzo 1995): anatomical markers in the cluster frame of the "
             "static trial, rebuilt per frame by a least-squares rigid fit (Kabsch/SVD) of >= 3 "

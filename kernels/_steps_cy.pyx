@@ -104,7 +104,8 @@ def step_metrics_cy(const double[::1] t_strike, const double[::1] t_off,
                     const long long[::1] side, const double[::1] time,
                     const double[:, ::1] values, const long long[::1] columns,
                     const double[::1] stride_lo, const double[::1] stride_hi,
-                    double static, double frac, double[:, ::1] out, signed char[::1] source):
+                    double static, double frac, double after, double[:, ::1] out,
+                    signed char[::1] source):
     """Fill ``out`` (7, s) float64 (pre-filled with NaN) and ``source`` (s,) int8 (pre-filled
     with -1)."""
     cdef Py_ssize_t s = t_strike.shape[0], i
@@ -143,12 +144,12 @@ def step_metrics_cy(const double[::1] t_strike, const double[::1] t_off,
             out[OVERSTRIDE, i] = interp(time, values, c[HEEL_L + foot], ts)
             out[SHANK_IC, i] = interp(time, values, c[SHANK_L + foot], ts)
 
-            st = window(time, values, c[HIP_L + foot], tm, to, 1.0, 0.0, True)
+            st = window(time, values, c[HIP_L + foot], tm, to + after, 1.0, 0.0, True)
             if enough(st, frac):
                 out[PEAK_HIP_EXT, i] = -st.lowest
                 source[i] = 0
             else:
-                st = window(time, values, c[THIGH_L + foot], tm, to, 1.0, 0.0, True)
+                st = window(time, values, c[THIGH_L + foot], tm, to + after, 1.0, 0.0, True)
                 if enough(st, frac):
                     out[PEAK_HIP_EXT, i] = -st.lowest
                     source[i] = 1

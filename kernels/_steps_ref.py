@@ -15,7 +15,11 @@ included) and *valid* meaning finite:
 * ``overstride`` (mm): heel lead of the striking foot interpolated at ``t_strike``.
 * ``shank_angle_ic`` (deg): shank angle of the striking foot interpolated at ``t_strike``.
 * ``peak_hip_extension`` (deg): ``-min(hip_flexion_<side>)`` over the frames in
-  ``[midstance, t_off]``; when that is NaN, ``-min(thigh_angle_<side>)`` instead, and
+  ``[midstance, t_off + hip_after_off_s]``: from midstance through toe off into early swing,
+  because in running the hip keeps extending after toe off (on the treadlab cohort the peak
+  follows the force toe off by a median 26 ms, 99th percentile 54 ms), so a window that ends
+  at toe off puts the peak on its last frame and makes the value hostage to the toe-off frame.
+  When that is NaN, ``-min(thigh_angle_<side>)`` over the same window instead, and
   ``peak_hip_extension_source`` says which was used (0 hip angle, 1 thigh angle, -1 none).
 
 A window statistic is NaN when the window holds no frame or fewer than ``min_valid_fraction`` of
@@ -27,7 +31,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["OUTPUTS", "COLUMNS", "prepare", "step_metrics"]
+__all__ = ["OUTPUTS", "COLUMNS", "HIP_AFTER_OFF_S", "prepare", "step_metrics"]
+
+#: Default end of the peak-hip-extension window after toe off (s): past the peak on every
+#: contact of the cohort (latest peak 54 ms at the 99th percentile), before the hip flexes far.
+HIP_AFTER_OFF_S = 0.10
 
 #: Per-contact outputs (all float64 except the int8 source flag).
 OUTPUTS = ("pelvic_drop", "trunk_lean", "trunk_lean_midstance", "pelvis_tilt_mean", "overstride",
@@ -40,11 +48,11 @@ COLUMNS = ("pelvis_obliquity", "trunk_lean", "pelvis_tilt",
 
 
 def prepare(t_strike, t_off, side, angle_time, angle_values, angle_names, static_obliquity_deg,
-            min_valid_fraction):
+            min_valid_fraction, hip_after_off_s=HIP_AFTER_OFF_S):
     """Validate and normalise the inputs shared by both implementations.
 
     Returns ``(t_strike, t_off, side, time, values, columns, stride_lo, stride_hi, static,
-    min_valid_fraction)``: float64/int64 contiguous arrays, ``columns`` (len(COLUMNS),) int64
+    min_valid_fraction, hip_after_off_s)``: float64/int64 contiguous arrays, ``columns`` (len(COLUMNS),) int64
     index into ``values`` or -1, and the stride bounds (s,) float64 (NaN when no stride).
     """
     t_strike = np.ascontiguousarray(t_strike, dtype=np.float64).reshape(-1)
@@ -68,6 +76,9 @@ def prepare(t_strike, t_off, side, angle_time, angle_values, angle_names, static
         raise ValueError("angle_time must be non-decreasing")
     if not 0.0 <= float(min_valid_fraction) <= 1.0:
         raise ValueError(f"min_valid_fraction must be in [0, 1], got {min_valid_fraction}")
+    hip_after_off_s = float(hip_after_off_s)
+    if not (np.isfinite(hip_after_off_s) and hip_after_off_s >= 0.0):
+        raise ValueError(f"hip_after_off_s must be >= 0 s, got {hip_after_off_s}")
     values = np.ascontiguousarray(values)
     columns = np.array([names.index(n) if n in names else -1 for n in COLUMNS], dtype=np.int64)
     static = np.nan if static_obliquity_deg is None else float(static_obliquity_deg)
@@ -84,7 +95,7 @@ def prepare(t_strike, t_off, side, angle_time, angle_values, angle_names, static
             elif n > 0:
                 stride_lo[i], stride_hi[i] = t_strike[idx[n - 1]], t_strike[i]
     return (t_strike, t_off, side, time, values, columns, stride_lo, stride_hi, static,
-            float(min_valid_fraction))
+            float(min_valid_fraction), hip_after_off_s)
 
 
 def _window(time, lo, hi, closed=True):
@@ -113,11 +124,12 @@ def _interp(time, v, t):
 
 
 def step_metrics(t_strike, t_off, side, angle_time, angle_values, angle_names, *,
-                 static_obliquity_deg=None, min_valid_fraction=0.5):
+                 static_obliquity_deg=None, min_valid_fraction=0.5,
+                 hip_after_off_s=HIP_AFTER_OFF_S):
     """Reference implementation; same signature and result as ``steps.step_metrics``."""
     (t_strike, t_off, side, time, values, columns, stride_lo, stride_hi, static,
-     frac) = prepare(t_strike, t_off, side, angle_time, angle_values, angle_names,
-                     static_obliquity_deg, min_valid_fraction)
+     frac, after) = prepare(t_strike, t_off, side, angle_time, angle_values, angle_names,
+                            static_obliquity_deg, min_valid_fraction, hip_after_off_s)
     s = len(t_strike)
     out = {name: np.full(s, np.nan) for name in OUTPUTS}
     out["peak_hip_extension_source"] = np.full(s, -1, dtype=np.int8)
@@ -149,7 +161,7 @@ def step_metrics(t_strike, t_off, side, angle_time, angle_values, angle_names, *
         out["overstride"][i] = _interp(time, col[f"heel_lead_{lr}"], ts)
         out["shank_angle_ic"][i] = _interp(time, col[f"shank_angle_{lr}"], ts)
 
-        late = _window(time, tm, to)
+        late = _window(time, tm, to + after)
         for source, key in ((0, f"hip_flexion_{lr}"), (1, f"thigh_angle_{lr}")):
             x = col[key][late]
             if _enough(x, frac):

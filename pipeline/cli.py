@@ -65,7 +65,8 @@ def _cmd_import(args) -> int:
     from treadlab.acquisition.c3d_import import import_c3d
 
     path = import_c3d(args.c3d, args.output, config_path=args.config, subject_id=args.subject,
-                      body_mass_kg=args.body_mass, static_path=args.static)
+                      body_mass_kg=args.body_mass, static_path=args.static,
+                      belt_speed_m_s=args.belt_speed)
     print(path)
     return 0
 
@@ -203,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--static", metavar="STATIC.c3d",
                    help="static trial: rebuild knee/ankle markers from the thigh and shank "
                         "clusters (cluster technique) and take the subject measurements")
+    s.add_argument("--belt-speed", type=float, metavar="M/S",
+                   help="treadmill belt speed as set (m/s); default: estimated from the heel "
+                        "markers (reads low for forefoot strikers)")
     s.set_defaults(func=_cmd_import)
 
     s = sub.add_parser("process", help="derive and score one session")

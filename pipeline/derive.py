@@ -37,6 +37,9 @@ CONTACT_COLUMNS = ("side", "t_strike", "t_off", "contact_time", "flight_time", "
                    "loading_rate", "peak_braking", "braking_impulse", "propulsive_impulse",
                    "pelvic_drop", "trunk_lean", "overstride", "shank_angle_ic",
                    "peak_hip_extension", "valid")
+#: Extra per-contact columns step_task adds after :data:`CONTACT_COLUMNS` and their units.
+EXTRA_UNITS = {"overstride_leg": "% leg length", "pelvis_tilt_mean": "deg",
+               "trunk_lean_midstance": "deg", "peak_hip_extension_source": ""}
 #: Angle columns stored in ``/derived/angles`` (DESIGN §4, degrees). The kernel's 2-D shank and
 #: thigh angles and heel lead feed the per-step metrics but are not stored (archive size and
 #: write time: every stored column is another gzip-compressed float32 per marker frame).
@@ -47,7 +50,7 @@ STORED_ANGLES = ("pelvis_tilt", "pelvis_obliquity", "pelvis_rotation", "trunk_le
 #: Which angle a cause metric is built from (its reason is the metric's reason when missing).
 METRIC_SOURCE = {"pelvic_drop": "pelvis_obliquity", "trunk_lean": "trunk_lean",
                  "overstride": "heel_lead_left", "shank_angle_ic": "shank_angle_left",
-                 "peak_hip_extension": "hip_flexion_left"}
+                 "peak_hip_extension": "hip_flexion_left", "overstride_leg": "heel_lead_left"}
 
 
 @dataclass(frozen=True)
@@ -498,6 +501,46 @@ def _lowest_foot_z(pos, labels, side) -> np.ndarray:
 
 # --- steps ---------------------------------------------------------------------------------------
 
+def static_offsets(session_attrs: dict) -> dict:
+    """The static-trial values step_task uses, from a session's root attributes.
+
+    Returns
+    -------
+    dict
+        ``obliquity_deg`` and ``tilt_deg`` (deg, Plug-in Gait pelvis of the static trial; NaN
+        without one) and ``source`` (the static file name, or ``""``).
+    """
+    def num(key):
+        try:
+            v = float(session_attrs.get(key))
+        except (TypeError, ValueError):
+            return float("nan")
+        return v if np.isfinite(v) else float("nan")
+
+    return {"obliquity_deg": num("static_pelvic_obliquity_deg"),
+            "tilt_deg": num("static_pelvic_tilt_deg"),
+            "source": str(session_attrs.get("static_calibration") or "")}
+
+
+def leg_length_mm(marker_attrs: dict) -> tuple[float, str]:
+    """Mean of the left and right leg lengths the angle model used (mm) and their source.
+
+    NaN when either was a model default (no measurement, no ASIS and ankle markers): a
+    metric scaled by a guessed leg length would look measured.
+    """
+    vals, srcs = [], []
+    for side in ("left", "right"):
+        vals.append(marker_attrs.get(f"angles_leg_length_{side}_mm"))
+        srcs.append(str(marker_attrs.get(f"angles_leg_length_{side}_mm_source", "default")))
+    try:
+        vals = [float(v) for v in vals]
+    except (TypeError, ValueError):
+        return float("nan"), "unknown"
+    if "default" in srcs or not all(np.isfinite(v) and v > 0 for v in vals):
+        return float("nan"), "unknown (model default)"
+    return 0.5 * (vals[0] + vals[1]), "/".join(sorted(set(srcs)))
+
+
 def step_task(force_out: dict, marker_out: dict, settings: DeriveSettings) -> dict:
     """The ``/derived/contacts`` table: events, force metrics and per-stance kinematics.
 
@@ -506,7 +549,11 @@ def step_task(force_out: dict, marker_out: dict, settings: DeriveSettings) -> di
     dict
         {name: (c,) array} with :data:`CONTACT_COLUMNS` first (DESIGN §4 units: s, BW, BW/s,
         BW·s, deg, mm; ``valid`` bool), then ``flags``, ``plate``, ``loading_rate_fallback``,
-        ``trunk_lean_midstance``.
+        ``trunk_lean_midstance``, ``pelvis_tilt_mean`` (deg), ``peak_hip_extension_source``,
+        ``overstride_leg`` (heel lead at strike in % of the mean leg length, NaN when the
+        leg length is unknown). Pelvic obliquity is zeroed on the static trial when the session
+        has one (``marker_out["static"]``), else on the stride mean; the peak hip extension
+        window runs from midstance to toe off + ``HIP_AFTER_OFF_S`` (early swing).
     """
     from treadlab.kernels import contacts as kc
     from treadlab.kernels.steps import step_metrics
@@ -537,9 +584,12 @@ def step_task(force_out: dict, marker_out: dict, settings: DeriveSettings) -> di
         c["flags"][~known] |= kc.FLAG_SIDE
     sided = c["side"] >= 0
     kin = {k: np.full(c["t_strike"].size, np.nan) for k in CONTACT_COLUMNS}
+    static = marker_out.get("static") or {}
+    zero = static.get("obliquity_deg", float("nan"))
     if sided.any():
         got = step_metrics(c["t_strike"][sided], c["t_off"][sided], c["side"][sided],
-                           marker_out["time"], marker_out["all_values"], marker_out["all_names"])
+                           marker_out["time"], marker_out["all_values"], marker_out["all_names"],
+                           static_obliquity_deg=zero if np.isfinite(zero) else None)
         for k, v in got.items():
             full = np.full(c["t_strike"].size, -1 if k.endswith("_source") else np.nan,
                            dtype=np.asarray(v).dtype)
@@ -560,8 +610,30 @@ def step_task(force_out: dict, marker_out: dict, settings: DeriveSettings) -> di
     for extra in ("trunk_lean_midstance", "pelvis_tilt_mean", "peak_hip_extension_source"):
         if extra in kin:
             out[extra] = kin[extra]
+    leg, _ = leg_length_mm(marker_out.get("attrs", {}))
+    out["overstride_leg"] = 100.0 * np.asarray(out["overstride"], np.float64) / leg
     return out
 
 
-__all__ = ["DeriveSettings", "CONTACT_COLUMNS", "STORED_ANGLES", "lowpass",
-           "estimate_body_weight", "force_task", "marker_task", "step_task"]
+def step_attrs(marker_out: dict) -> dict:
+    """``/derived`` attributes saying how step_task measured (zeroes, windows, leg length)."""
+    from treadlab.kernels.steps import HIP_AFTER_OFF_S
+
+    static = marker_out.get("static") or {}
+    zero = static.get("obliquity_deg", float("nan"))
+    leg, leg_src = leg_length_mm(marker_out.get("attrs", {}))
+    return {
+        "pelvic_obliquity_zero": (f"static trial {static.get('source', '')}: {zero:.2f} deg"
+                                  if np.isfinite(zero) else "stride mean (no static trial)"),
+        "static_pelvic_obliquity_deg": float(zero),
+        "static_pelvic_tilt_deg": float(static.get("tilt_deg", float("nan"))),
+        "peak_hip_extension_window": (f"midstance to toe off + {HIP_AFTER_OFF_S * 1000:.0f} ms "
+                                      f"(early swing)"),
+        "overstride_leg_length_mm": float(leg),
+        "overstride_leg_length_source": leg_src,
+    }
+
+
+__all__ = ["DeriveSettings", "CONTACT_COLUMNS", "EXTRA_UNITS", "STORED_ANGLES", "lowpass",
+           "estimate_body_weight", "force_task", "marker_task", "static_offsets",
+           "leg_length_mm", "step_task", "step_attrs"]

@@ -34,7 +34,7 @@ from treadlab.config.errors import InputError
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the pipeline's output for the same input and config changes.
-PIPELINE_REVISION = 1
+PIPELINE_REVISION = 2
 
 
 def pipeline_version() -> str:
@@ -246,9 +246,11 @@ def force_task(path, force, meta: dict, settings: RunSettings) -> dict:
 
 
 def marker_task(markers, meta: dict, settings: RunSettings) -> dict:
-    from treadlab.pipeline.derive import marker_task as run
+    from treadlab.pipeline.derive import marker_task as run, static_offsets
 
-    return run(markers, meta["subject"], settings.derive)
+    out = run(markers, meta["subject"], settings.derive)
+    out["static"] = static_offsets(meta["attrs"])  # for step_task: obliquity zero, tilt
+    return out
 
 
 def step_task(force_out: dict, marker_out: dict, settings: RunSettings) -> dict:
@@ -276,6 +278,7 @@ def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: 
     from datetime import datetime, timezone
 
     from treadlab.acquisition.archive import write_derived
+    from treadlab.pipeline.derive import EXTRA_UNITS, step_attrs
     ref = settings.reference
     attrs = dict(settings.fingerprint())
     attrs.update({
@@ -285,7 +288,9 @@ def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: 
     })
     attrs.update(force_out["attrs"])
     attrs.update(marker_out["attrs"])
-    derived = {"contacts": contacts, "angles": marker_out["angles"], "scores": scores}
+    attrs.update(step_attrs(marker_out))
+    derived = {"contacts": contacts, "angles": marker_out["angles"], "scores": scores,
+               "units": dict(EXTRA_UNITS)}
     write_derived(path, derived, attrs)
     valid = np.asarray(contacts["valid"], bool)
     return {
