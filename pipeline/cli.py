@@ -129,7 +129,16 @@ def _cmd_recover(args) -> int:
 def _cmd_reference_build(args) -> int:
     from treadlab.pipeline.reference import build_reference
 
-    print(build_reference(args.archive, args.output, config_path=args.config))
+    print(build_reference(args.archive, args.output, config_path=args.config,
+                          participants=args.participants, cohort=args.cohort))
+    return 0
+
+
+def _cmd_reference_build_cohort(args) -> int:
+    from treadlab.pipeline.reference import build_cohort
+
+    print(build_cohort(args.folders, args.output, participants=args.participants,
+                       work=args.work, cohort=args.cohort, name=args.name))
     return 0
 
 
@@ -250,11 +259,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("reference", help="reference sets for scoring")
     ssub = s.add_subparsers(dest="what", metavar="WHAT", required=True)
-    t = ssub.add_parser("build", help="reference means/spreads from processed healthy sessions")
-    t.add_argument("archive")
-    t.add_argument("-o", "--output", required=True)
-    t.add_argument("--config", help="lab TOML")
+    t = ssub.add_parser("build", help="speed-conditioned reference (mu line and sigma per cause, "
+                                      "in each metric's unit) from processed healthy sessions")
+    t.add_argument("archive", help="folder of processed sessions (.h5, searched recursively)")
+    t.add_argument("-o", "--output", required=True, help="reference-set TOML to write")
+    t.add_argument("--config", help="lab TOML (template reference set, min steps per side)")
+    t.add_argument("--participants", metavar="CSV",
+                   help="participants table (Subject column): sessions are matched to runners "
+                        "and the cohort's age/height/mass ranges recorded")
+    t.add_argument("--cohort", help="citation of the cohort, written into the set")
     t.set_defaults(func=_cmd_reference_build)
+    t = ssub.add_parser("build-cohort",
+                        help="import SUBJECTrunTvv.c3d trials with SUBJECTstatic.c3d (belt "
+                             "speed vv/10 m/s), process them and build the reference set")
+    t.add_argument("folders", nargs="+", help="folders holding the trials (recursively)")
+    t.add_argument("-o", "--output", required=True, help="reference-set TOML to write")
+    t.add_argument("--participants", metavar="CSV",
+                   help="participants table with Subject and Mass (kg) columns "
+                        "(default: FOLDER/participants.csv of the first folder)")
+    t.add_argument("--work", metavar="DIR",
+                   help="keep the processed archives here (re-used when up to date; "
+                        "default: a temporary folder)")
+    t.add_argument("--cohort", help="citation (default: Fukuchi, Fukuchi & Duarte 2017)")
+    t.add_argument("--name", help="reference id prefix (default: from the output name)")
+    t.set_defaults(func=_cmd_reference_build_cohort)
     return p
 
 

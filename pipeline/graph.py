@@ -260,8 +260,13 @@ def step_task(force_out: dict, marker_out: dict, settings: RunSettings) -> dict:
 
 
 def score_task(contacts: dict, marker_out: dict, meta: dict, settings: RunSettings) -> dict:
+    from treadlab.pipeline.derive import leg_length_mm
     from treadlab.pipeline.scoring import score_causes
 
+    reasons = dict(marker_out.get("metric_reasons") or {})
+    if "overstride_leg" not in reasons and not np.isfinite(leg_length_mm(marker_out["attrs"])[0]):
+        reasons["overstride_leg"] = ("leg length unknown: no static trial or subject leg length, "
+                                     "and no ASIS and ankle markers to estimate it")
     speed = meta["attrs"].get("belt_speed_m_s")
     try:
         speed = float(speed)
@@ -269,7 +274,7 @@ def score_task(contacts: dict, marker_out: dict, meta: dict, settings: RunSettin
         speed = None
     return score_causes(contacts, settings.reference,
                         min_steps_per_side=settings.min_steps_per_side, speed_m_s=speed,
-                        reasons=marker_out.get("metric_reasons"))
+                        reasons=reasons)
 
 
 def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: dict,

@@ -1,65 +1,77 @@
-"""Build a lab's own reference set from processed healthy sessions (``treadlab reference build``).
+"""Reference sets built from processed sessions (``treadlab reference build`` / ``build-cohort``).
 
-For every processed session in a folder, each cause's metric is summarised exactly as scoring
-does (median over valid steps, at least ``min_steps_per_side`` per side). Across sessions the
-mean and the standard deviation (ddof = 1) of those session values become ``mu`` and ``sigma``,
-overall and per belt-speed band. The result is a reference-set TOML that
-:func:`treadlab.pipeline.scoring.load_reference` reads, with its provenance: which sessions,
-which pipeline version and config produced them.
+A reference set says, per cause, what a healthy runner measures *in treadlab's own
+conventions* (Plug-in Gait pelvis, treadlab's contact rule and windows) at a given belt speed.
+How it is built (``docs/scoring.md`` gives the reasoning):
 
-Which sessions count as healthy is the lab's choice of folder. A session whose root attribute
-``healthy`` is present and false is left out (and listed as excluded).
+* every processed session is summarised exactly as scoring does: the median of the cause's
+  metric over the valid steps of each side (both sides together, and left and right), with at
+  least ``min_steps_per_side`` measured steps on each side;
+* per cause, a least-squares line of those session values against belt speed gives
+  ``mu(v) = mu_intercept + mu_slope_per_m_s * v``; ``sigma`` is the residual SD (ddof 2) of the
+  sessions around it. The same is done for each side. With fewer than three sessions or a
+  single speed the line is flat (mean, SD ddof 1);
+* the speeds the sessions cover, widened by ``SPEED_MARGIN_M_S`` on each side, are the range a
+  session may be scored in; outside it (or with no belt speed) the cause is "not scorable";
+* a cause no session measures (trunk lean without trunk markers) keeps the template's entry,
+  marked ``literature = true`` or ``provisional = true`` as the template says;
+* every number is rounded (``DIGITS`` decimals), sessions are sorted, no time stamp or absolute
+  path is written: the same sessions give a byte-identical file. The id is the output's name and
+  a hash of the content, so an archive scored with an earlier set carries another id and is due
+  for reprocessing.
+
+``build_cohort`` imports a folder of C3D trials in the Fukuchi, Fukuchi & Duarte 2017 layout
+(``SUBJECTrunTvv.c3d`` beside ``SUBJECTstatic.c3d``, belt speed vv/10 m/s, ``participants.csv``)
+with their static trials, processes them and builds the set: the shipped default is made by one
+command (README, ``docs/scoring.md``).
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
 import math
-from datetime import datetime, timezone
+import re
+import shutil
+import tempfile
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from treadlab.config.errors import InputError, TreadlabError
 
 log = logging.getLogger(__name__)
 
-#: Default belt-speed band edges (m/s): < 3.0, 3.0-4.0, >= 4.0 (slow / moderate / fast running).
-SPEED_EDGES = (3.0, 4.0)
-#: Fewest sessions a band needs before it gets its own mu/sigma.
-MIN_SESSIONS_PER_BAND = 3
-
-
-def _read_processed(path: Path) -> dict | None:
-    """Root attrs, ``/derived`` attrs and the contacts columns the causes need (None when the
-    session has not been processed)."""
-    from treadlab.pipeline.graph import _attr, _open
-    from treadlab.pipeline.scoring import CAUSE_METRIC
-
-    with _open(path) as f:
-        if "derived/contacts" not in f:
-            return None
-        g = f["derived/contacts"]
-        cols = {}
-        for name in ("side", "valid", *CAUSE_METRIC.values()):
-            if name in g:
-                cols[name] = g[name][()]
-        return {"attrs": {k: _attr(f, k) for k in f.attrs},
-                "derived": {k: _attr(f["derived"], k) for k in f["derived"].attrs},
-                "contacts": cols}
+#: m/s a session's belt speed may lie beyond the cohort's slowest / fastest speed and still be
+#: scored: a quarter of the 1 m/s step between the cohort's speeds, where the line is still an
+#: interpolation of nearby data rather than an extrapolation.
+SPEED_MARGIN_M_S = 0.25
+#: Decimals written for every fitted number (mu lines in the metric's unit, sigma).
+DIGITS = 4
+#: Metrics a built set scores instead of the template's: over-stride as heel lead in % of leg
+#: length (heel lead grows with leg length across the cohort's runners at each speed).
+BUILT_METRICS = {"overstride": {"metric": "overstride_leg", "unit": "% leg length"}}
+#: The template of the shipped default: literature entries for causes the cohort cannot measure.
+COHORT_TEMPLATE = "literature"
+#: Fukuchi 2017 citation used by ``build_cohort`` unless another is given.
+FUKUCHI_2017 = ("Fukuchi RK, Fukuchi CA, Duarte M (2017) A public dataset of running "
+                "biomechanics and the effects of running speed on lower extremity kinematics "
+                "and kinetics. PeerJ 5:e3298; data: figshare 10.6084/m9.figshare.4543435; "
+                "licence CC BY 4.0")
 
 
 def _toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
         if not math.isfinite(v):
             return "inf" if v > 0 else ("-inf" if v < 0 else "nan")
-        return repr(round(v, 6))
+        r = round(v, DIGITS)
+        return repr(0.0 if r == 0 else r)
     if isinstance(v, str):
         return json.dumps(v, ensure_ascii=False)  # JSON string escapes are valid TOML basic strings
     if isinstance(v, (list, tuple)):
@@ -67,20 +79,328 @@ def _toml_value(v) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
-def build_reference(archive_dir, output, config_path=None, speed_edges=SPEED_EDGES) -> str:
-    """Reference means and SDs per cause metric from processed healthy sessions.
+# --- reading processed sessions ------------------------------------------------------------------
+
+def _read_processed(path: Path, metrics) -> dict | None:
+    """Root attrs, ``/derived`` attrs and the contacts columns needed (None when the session
+    has not been processed)."""
+    from treadlab.pipeline.graph import _attr, _open
+
+    with _open(path) as f:
+        if "derived/contacts" not in f:
+            return None
+        g = f["derived/contacts"]
+        cols = {name: g[name][()] for name in ("side", "valid", *metrics) if name in g}
+        return {"attrs": {k: _attr(f, k) for k in f.attrs},
+                "derived": {k: _attr(f["derived"], k) for k in f["derived"].attrs},
+                "contacts": cols}
+
+
+def session_values(contacts: dict, metric: str, min_steps_per_side: int) -> dict | None:
+    """Medians of one metric over a session's valid steps: ``{"both", "left", "right",
+    "n_left", "n_right"}`` (metric unit), or None with fewer than ``min_steps_per_side``
+    measured steps on a side (the rule scoring applies)."""
+    side = np.asarray(contacts.get("side", []), dtype=np.int64)
+    if metric not in contacts or side.size == 0:
+        return None
+    valid = np.asarray(contacts.get("valid", np.ones(side.size, bool)), dtype=bool)
+    x = np.asarray(contacts[metric], dtype=np.float64)
+    use = valid & np.isfinite(x)
+    left, right = x[use & (side == 0)], x[use & (side == 1)]
+    if min(left.size, right.size) < max(1, min_steps_per_side):
+        return None
+    return {"both": float(np.median(x[use])), "left": float(np.median(left)),
+            "right": float(np.median(right)), "n_left": int(left.size),
+            "n_right": int(right.size)}
+
+
+def read_participants(path) -> dict:
+    """``participants.csv`` → ``{subject number: row dict}``.
+
+    The subject column is ``Subject`` (or ``subject``); a session belongs to the row whose
+    number equals the digits of its ``subject_id`` (``RBDS010`` → 10).
+
+    Raises
+    ------
+    InputError
+        Unreadable file, no subject column, or a subject value that is not a number (names the
+        file and the line).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InputError(path, None, f"cannot read participants table: {exc.strerror}") from None
+    reader = csv.DictReader(text.splitlines())
+    key = next((k for k in (reader.fieldnames or []) if k.strip().lower() == "subject"), None)
+    if key is None:
+        raise InputError(path, "Subject", "no Subject column in the participants table")
+    out = {}
+    for line, row in enumerate(reader, start=2):
+        try:
+            out[int(str(row[key]).strip())] = row
+        except ValueError:
+            raise InputError(path, f"line {line} Subject",
+                             f"{row[key]!r} is not a subject number") from None
+    return out
+
+
+def _subject_number(subject_id: str) -> int | None:
+    digits = re.findall(r"\d+", str(subject_id))
+    return int(digits[-1]) if digits else None
+
+
+def collect_sessions(archive_dir, causes: dict, min_steps_per_side: int,
+                     participants: dict | None = None) -> tuple[list, list]:
+    """Per-session medians of every cause metric (``causes``: ``{cause: {"metric": ...}}``).
+
+    Returns
+    -------
+    rows : list of dict
+        ``file`` (relative path), ``session_id``, ``subject_id``, ``runner`` (participant
+        number or subject id), ``speed`` (m/s, NaN unknown), ``pipeline_version``,
+        ``config_hash``, ``values`` ``{cause: session_values(...) or None}``.
+    excluded : list of (relative path, reason)
+    """
+    from treadlab.pipeline.reprocess import find_sessions
+    from treadlab.pipeline.scoring import CAUSES
+
+    root = Path(archive_dir)
+    metrics = {c: causes[c]["metric"] for c in CAUSES}
+    rows, excluded = [], []
+    for path in find_sessions(root):
+        rel = path.relative_to(root).as_posix()
+        try:
+            data = _read_processed(path, set(metrics.values()))
+        except (TreadlabError, OSError) as exc:
+            excluded.append((rel, f"unreadable: {str(exc).splitlines()[0]}"))
+            continue
+        if data is None:
+            excluded.append((rel, "not processed"))
+            continue
+        healthy = data["attrs"].get("healthy")
+        if healthy is not None and not bool(healthy):
+            excluded.append((rel, "healthy = false"))
+            continue
+        subject_id = str(data["attrs"].get("subject_id", ""))
+        runner = subject_id
+        if participants is not None:
+            number = _subject_number(subject_id)
+            if number not in participants:
+                excluded.append((rel, f"subject {subject_id!r} not in the participants table"))
+                continue
+            runner = number
+        try:
+            speed = float(data["attrs"].get("belt_speed_m_s"))
+        except (TypeError, ValueError):
+            speed = math.nan
+        values = {c: session_values(data["contacts"], m, min_steps_per_side)
+                  for c, m in metrics.items()}
+        if not any(v is not None for v in values.values()):
+            excluded.append((rel, f"no cause measured on >= {min_steps_per_side} steps per side"))
+            continue
+        rows.append({"file": rel, "session_id": str(data["attrs"].get("session_id", "")),
+                     "subject_id": subject_id, "runner": runner, "speed": speed,
+                     "pipeline_version": str(data["derived"].get("pipeline_version", "")),
+                     "config_hash": str(data["derived"].get("config_hash", "")),
+                     "values": values})
+    return rows, excluded
+
+
+# --- fitting -------------------------------------------------------------------------------------
+
+def fit_speed_line(speed, value) -> dict:
+    """Least-squares ``value = intercept + slope * speed`` and the residual SD.
+
+    Parameters
+    ----------
+    speed : (n,) m/s. value : (n,) metric unit; pairs with a NaN are dropped.
+
+    Returns
+    -------
+    dict
+        ``mu_intercept``, ``mu_slope_per_m_s``, ``sigma`` (residual SD, ddof 2; with fewer
+        than 3 points or one distinct speed: flat line at the mean, SD ddof 1), ``n``.
+    """
+    v = np.asarray(speed, dtype=np.float64)
+    x = np.asarray(value, dtype=np.float64)
+    ok = np.isfinite(v) & np.isfinite(x)
+    v, x = v[ok], x[ok]
+    n = int(x.size)
+    if n >= 3 and np.unique(v).size >= 2:
+        design = np.stack([np.ones(n), v], axis=1)
+        coef, *_ = np.linalg.lstsq(design, x, rcond=None)
+        resid = x - design @ coef
+        sigma = float(np.sqrt((resid ** 2).sum() / (n - 2)))
+        return {"mu_intercept": float(coef[0]), "mu_slope_per_m_s": float(coef[1]),
+                "sigma": sigma, "n": n}
+    if n >= 2:
+        return {"mu_intercept": float(x.mean()), "mu_slope_per_m_s": 0.0,
+                "sigma": float(x.std(ddof=1)), "n": n}
+    return {"mu_intercept": float(x.mean()) if n else math.nan, "mu_slope_per_m_s": 0.0,
+            "sigma": math.nan, "n": n}
+
+
+def fit_cause(rows: list, cause: str) -> dict | None:
+    """The speed model of one cause from session rows (both sides and each side), or None when
+    fewer than two sessions measured it."""
+    use = [r for r in rows if r["values"].get(cause) is not None and np.isfinite(r["speed"])]
+    if len(use) < 2:
+        return None
+    speed = np.array([r["speed"] for r in use])
+    model = {}
+    for side in ("", "left", "right"):
+        fit = fit_speed_line(speed, [r["values"][cause][side or "both"] for r in use])
+        pre = f"{side}_" if side else ""
+        model[f"{pre}mu_intercept"] = fit["mu_intercept"]
+        model[f"{pre}mu_slope_per_m_s"] = fit["mu_slope_per_m_s"]
+        model[f"{pre}sigma"] = fit["sigma"]
+    model["speed_min_m_s"] = float(speed.min())
+    model["speed_max_m_s"] = float(speed.max())
+    model["speed_margin_m_s"] = SPEED_MARGIN_M_S
+    model["n_sessions"] = len(use)
+    model["n_runners"] = len({r["runner"] for r in use})
+    speeds = sorted({round(float(s), 2) for s in speed})
+    model["speeds_m_s"] = speeds
+    model["sessions_per_speed"] = [int(sum(1 for s in speed if round(float(s), 2) == k))
+                                   for k in speeds]
+    return model
+
+
+def _rounded(model: dict) -> dict:
+    """The model as written to (and read back from) the TOML: numbers rounded to DIGITS."""
+    return {k: (round(v, DIGITS) if isinstance(v, float) else v) for k, v in model.items()}
+
+
+def reference_from_rows(rows: list, template, ref_id: str = "loo") -> object:
+    """An in-memory :class:`~treadlab.pipeline.scoring.ReferenceSet` fitted to ``rows``
+    (leave-one-out checks); causes no row measures keep the template's entry."""
+    from treadlab.pipeline.scoring import CAUSES, ReferenceSet
+
+    causes = {}
+    for cause in CAUSES:
+        base = {k: v for k, v in template.causes[cause].items()
+                if k not in ("bands", "speed_model")}
+        base.update(BUILT_METRICS.get(cause, {}))
+        model = fit_cause(rows, cause)
+        if model is not None and model["sigma"] > 0:
+            base["speed_model"] = _rounded(model)
+            base.pop("provisional", None)
+        causes[cause] = base
+    return ReferenceSet(id=ref_id, title=ref_id, kind="cohort", causes=causes,
+                        path=Path(ref_id), sha256="")
+
+
+def leave_one_runner_out(rows: list, template, min_steps_per_side: int = 20) -> list:
+    """Score every session against a reference fitted to the other runners' sessions.
+
+    Returns
+    -------
+    list of dict
+        One per session and cause: ``runner``, ``file``, ``speed``, ``cause``, ``value``,
+        ``z``, ``score`` (NaN when not scorable), ``status``.
+    """
+    from treadlab.pipeline.scoring import CAUSES
+
+    out = []
+    for runner in sorted({r["runner"] for r in rows}, key=str):
+        ref = reference_from_rows([r for r in rows if r["runner"] != runner], template)
+        for r in (r for r in rows if r["runner"] == runner):
+            for cause in CAUSES:
+                p = ref.params(cause, r["speed"])
+                v = r["values"].get(cause)
+                z = score = math.nan
+                if v is None:
+                    status = "not measured"
+                elif "unscorable" in p:
+                    status = f"not scorable: {p['unscorable']}"
+                elif "speed_model" not in ref.causes[cause]:
+                    status = "not built from the cohort"
+                else:
+                    from treadlab.pipeline.scoring import score_from_z
+
+                    sign = 1.0 if p["worse"] == "higher" else -1.0
+                    z = sign * (v["both"] - p["mu"]) / p["sigma"]
+                    score = score_from_z(z)
+                    status = "scored"
+                out.append({"runner": runner, "file": r["file"], "speed": r["speed"],
+                            "cause": cause, "value": v["both"] if v else math.nan, "z": z,
+                            "score": score, "status": status})
+    return out
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+def _participants_summary(participants: dict | None, runners) -> list[str]:
+    if not participants:
+        return []
+    rows = [participants[r] for r in sorted(runners) if r in participants]
+
+    def col(name):
+        key = next((k for k in rows[0] if k.strip().lower() == name), None) if rows else None
+        vals = []
+        for row in rows:
+            try:
+                vals.append(float(row[key]))
+            except (TypeError, ValueError, KeyError):
+                pass
+        return vals
+
+    lines = []
+    sex_key = next((k for k in (rows[0] if rows else {}) if k.strip().lower() in
+                    ("gender", "sex")), None)
+    if sex_key:
+        sexes = [str(r[sex_key]).strip().upper() for r in rows]
+        counts = ", ".join(f"{sexes.count(s)} {s}" for s in sorted(set(sexes)))
+        lines.append(f"sex = {_toml_value(counts)}")
+    for name, unit in (("age", "years"), ("height", "cm"), ("mass", "kg")):
+        vals = col(name)
+        if vals:
+            lines.append(f"{name}_range_{unit} = {_toml_value([min(vals), max(vals)])}")
+    return lines
+
+
+def _template_causes(template) -> dict:
+    """The template's cause entries with :data:`BUILT_METRICS` applied."""
+    from treadlab.pipeline.scoring import CAUSES
+
+    causes = {}
+    for cause in CAUSES:
+        base = {k: v for k, v in template.causes[cause].items()
+                if k not in ("bands", "speed_model")}
+        causes[cause] = base
+    return causes
+
+
+def build_reference(archive_dir, output, config_path=None, participants=None,
+                    cohort: str | None = None, name: str | None = None, template=None,
+                    folder_label: str | None = None) -> str:
+    """Build a speed-conditioned reference set from processed healthy sessions.
 
     Parameters
     ----------
     archive_dir : str or os.PathLike
-        Folder of processed sessions (searched recursively for ``*.h5``).
+        Folder of processed sessions (searched recursively for ``*.h5``). A session whose
+        root attribute ``healthy`` is false is left out (and listed as excluded).
     output : str or os.PathLike
         Reference-set TOML to write.
     config_path : str, optional
-        Lab TOML: its reference set is the template (metric, unit, direction, reporting limits)
-        and its ``min_steps_per_side`` applies.
-    speed_edges : sequence of float
-        Belt-speed band edges (m/s).
+        Lab TOML: its ``min_steps_per_side`` applies and, unless ``template`` is given, its
+        reference set is the template (metric, unit, direction, reporting limits, and the
+        entries of causes no session measures). Over-stride is built on
+        :data:`BUILT_METRICS` whatever the template says.
+    participants : str or os.PathLike, optional
+        Participants table (CSV with a ``Subject`` column): sessions are matched to runners
+        through it (a session of a runner not in it is excluded), leave-one-runner-out groups
+        by runner, and age / height / mass ranges and sex counts go into the provenance.
+    cohort : str, optional
+        Citation of the cohort, written into the provenance (default: the folder's name).
+    name : str, optional
+        Prefix of the reference id (default: the output's stem without ``reference_``).
+    template : str or os.PathLike, optional
+        Reference set (shipped id or TOML) used as the template instead of the lab's.
+    folder_label : str, optional
+        Folder name written into the provenance (default: ``archive_dir``'s name).
 
     Returns
     -------
@@ -90,133 +410,222 @@ def build_reference(archive_dir, output, config_path=None, speed_edges=SPEED_EDG
     Raises
     ------
     InputError
-        Fewer than two usable processed sessions in the folder.
+        Fewer than two usable processed sessions, or an unreadable participants table.
     """
     from treadlab.pipeline.graph import load_settings
-    from treadlab.pipeline.reprocess import find_sessions
-    from treadlab.pipeline.scoring import CAUSES, load_reference, score_causes
+    from treadlab.pipeline.scoring import CAUSES, load_reference
 
     settings = load_settings(config_path)
-    template = settings.reference
+    template = settings.reference if template is None else load_reference(template)
+    causes = _template_causes(template)
+    for cause, over in BUILT_METRICS.items():
+        causes[cause] = {**causes[cause], **over}
     root = Path(archive_dir)
-    used, excluded = [], []
-    values = {c: [] for c in CAUSES}
-    for path in find_sessions(root):
-        try:
-            data = _read_processed(path)
-        except (TreadlabError, OSError) as exc:
-            excluded.append((path, f"unreadable: {str(exc).splitlines()[0]}"))
-            continue
-        if data is None:
-            excluded.append((path, "not processed"))
-            continue
-        healthy = data["attrs"].get("healthy")
-        if healthy is not None and not bool(healthy):
-            excluded.append((path, "healthy = false"))
-            continue
-        speed = data["attrs"].get("belt_speed_m_s")
-        try:
-            speed = float(speed)
-        except (TypeError, ValueError):
-            speed = math.nan
-        table = score_causes(data["contacts"], template,
-                             min_steps_per_side=settings.min_steps_per_side)
-        row = {"file": str(path.relative_to(root)),
-               "session_id": str(data["attrs"].get("session_id", "")),
-               "belt_speed_m_s": speed,
-               "pipeline_version": str(data["derived"].get("pipeline_version", "")),
-               "config_hash": str(data["derived"].get("config_hash", ""))}
-        any_value = False
-        for i, cause in enumerate(CAUSES):
-            ok = not table["status"][i].startswith("not")
-            # a value reported above a "not scored" limit still belongs to a healthy runner
-            if ok or "reported only" in table["status"][i]:
-                values[cause].append((speed, float(table["value"][i])))
-                any_value = True
-        if any_value:
-            used.append(row)
-        else:
-            excluded.append((path, "no cause measurable on enough steps"))
-    if len(used) < 2:
-        raise InputError(root, None, f"{len(used)} usable processed session(s); a reference set "
+    table = read_participants(participants) if participants is not None else None
+    rows, excluded = collect_sessions(root, causes, settings.min_steps_per_side, table)
+    if len(rows) < 2:
+        raise InputError(root, None, f"{len(rows)} usable processed session(s); a reference set "
                                      f"needs at least 2 (run treadlab reprocess first)")
-
-    edges = [0.0, *sorted(float(e) for e in speed_edges), math.inf]
-    lines = []
-    now = datetime.now(timezone.utc)
     body = []
     for cause in CAUSES:
-        base = {k: v for k, v in template.causes[cause].items() if k != "bands"}
-        pairs = values[cause]
-        x = np.array([v for _, v in pairs], dtype=np.float64)
-        s = np.array([sp for sp, _ in pairs], dtype=np.float64)
+        base = causes[cause]
+        model = fit_cause(rows, cause)
         body.append(f"\n[causes.{cause}]")
-        if x.size < 2:
-            body.append(f"# {x.size} session(s) measured {base['metric']}: template values kept")
-            entry = dict(base)
-            entry["provisional"] = bool(base.get("provisional", False))
-            entry["source"] = f"template {template.id}: {base.get('source', '')}"
-            entry["n_sessions"] = int(x.size)
-        else:
-            mu, sigma = float(x.mean()), float(x.std(ddof=1))
-            note = None
-            if not sigma > 0:
-                sigma = float(base["sigma"])
-                note = f"SD across sessions was 0: sigma of {template.id} kept"
-            entry = {k: base[k] for k in ("metric", "unit", "worse") if k in base}
-            entry.update(mu=mu, sigma=sigma, normal_low=mu - sigma, normal_high=mu + sigma,
-                         n_sessions=int(x.size), provisional=False,
-                         source=f"built from {x.size} processed sessions in {root} "
-                                f"(mean and SD of per-session medians)")
-            if note:
-                entry["sigma_note"] = note
-            for key in ("not_scored_above", "not_scored_below"):
-                if key in base:
-                    entry[key] = base[key]
+        if model is None or not model["sigma"] > 0:
+            n = 0 if model is None else model["n_sessions"]
+            body.append(f"# measured on {n} session(s): the entry of {template.id} is kept")
+            entry = dict(template.causes[cause])
+            entry.pop("bands", None)
+            entry.pop("speed_model", None)
+            entry["from_template"] = template.id
+            entry["n_sessions"] = n
+            for key, value in entry.items():
+                if isinstance(value, (bool, int, float, str)):
+                    body.append(f"{key} = {_toml_value(value)}")
+            continue
+        model = _rounded(model)
+        mid = 0.5 * (model["speed_min_m_s"] + model["speed_max_m_s"])
+        mu = model["mu_intercept"] + model["mu_slope_per_m_s"] * mid
+        entry = {k: base[k] for k in ("metric", "unit", "worse") if k in base}
+        entry.update(mu=mu, sigma=model["sigma"], normal_low=mu - model["sigma"],
+                     normal_high=mu + model["sigma"], provisional=False)
+        for key in ("not_scored_above", "not_scored_below"):
+            if key in base:
+                entry[key] = base[key]
+        entry["source"] = (f"built by treadlab from {model['n_sessions']} sessions of "
+                           f"{model['n_runners']} runners (cohort: see [provenance]): "
+                           f"per-session medians, least-squares line against belt speed, "
+                           f"residual SD")
+        entry["note"] = ("mu and normal_low/high are the line at the middle of the cohort's "
+                         "speeds; scoring uses speed_model at the session's belt speed")
         for key, value in entry.items():
-            if isinstance(value, (bool, int, float, str)):
-                body.append(f"{key} = {_toml_value(value)}")
-        for lo, hi in zip(edges[:-1], edges[1:]):
-            sel = (s >= lo) & (s < hi)
-            if sel.sum() >= MIN_SESSIONS_PER_BAND:
-                mu, sd = float(x[sel].mean()), float(x[sel].std(ddof=1))
-                if not sd > 0:
-                    continue
-                body += [f"\n[[causes.{cause}.bands]]", f"speed_min_m_s = {_toml_value(lo)}",
-                         f"speed_max_m_s = {_toml_value(hi)}", f"mu = {_toml_value(mu)}",
-                         f"sigma = {_toml_value(sd)}", f"normal_low = {_toml_value(mu - sd)}",
-                         f"normal_high = {_toml_value(mu + sd)}",
-                         f"n_sessions = {int(sel.sum())}"]
-    digest = hashlib.sha256("\n".join(body).encode()).hexdigest()[:10]
-    ref_id = f"built-{Path(output).stem}-{digest}"
-    lines += [
-        "# treadlab reference set built by `treadlab reference build` from processed sessions.",
-        "# mu / sigma: mean and SD (ddof 1) across sessions of each session's median metric.",
+            body.append(f"{key} = {_toml_value(value)}")
+        body.append(f"\n[causes.{cause}.speed_model]")
+        for key, value in model.items():
+            body.append(f"{key} = {_toml_value(value)}")
+    content = "\n".join(body)
+    digest = hashlib.sha256(content.encode()).hexdigest()[:12]
+    prefix = name or Path(output).stem.removeprefix("reference_")
+    ref_id = f"{prefix}-{digest}"
+    runners = {r["runner"] for r in rows}
+    speeds = sorted({round(r["speed"], 2) for r in rows if np.isfinite(r["speed"])})
+    head = [
+        "# treadlab reference set, written by `treadlab reference build` (docs/scoring.md).",
+        "# Per cause: mu(v) = mu_intercept + mu_slope_per_m_s * v at belt speed v (m/s), sigma =",
+        "# residual SD of the sessions around that line; z = (x - mu(v)) / sigma signed so that",
+        "# worse is positive; score = 100 / (1 + exp(-1.5 (z - 1))). A session whose belt speed",
+        "# lies outside [speed_min_m_s - speed_margin_m_s, speed_max_m_s + speed_margin_m_s] or",
+        "# is unknown is not scorable on that cause. left_* / right_*: the same per side.",
         "",
         "[reference]",
         f"id = {_toml_value(ref_id)}",
-        f"title = {_toml_value(f'built from {len(used)} sessions in {root.name}')}",
-        'kind = "built"',
-        f"created = {_toml_value(now.isoformat(timespec='seconds'))}",
+        f"title = {_toml_value(f'{len(rows)} sessions of {len(runners)} runners ({folder_label or root.name}), speed-conditioned')}",
+        'kind = "cohort"',
         f"template = {_toml_value(template.id)}",
-        f"speed_edges_m_s = {_toml_value([float(e) for e in speed_edges])}",
         "",
         "[provenance]",
-        f"archive = {_toml_value(str(root.resolve()))}",
+        f"cohort = {_toml_value(cohort or root.name)}",
+        f"folder = {_toml_value(folder_label or root.name)}",
+        f"runners = {len(runners)}",
+        f"trials = {len(rows)}",
+        f"speeds_m_s = {_toml_value(speeds)}",
+        f"software = {_toml_value(sorted({r['pipeline_version'] for r in rows}))}",
+        f"config_hashes = {_toml_value(sorted({r['config_hash'] for r in rows}))}",
         f"min_steps_per_side = {settings.min_steps_per_side}",
-        f"sessions = {_toml_value([u['file'] for u in used])}",
-        f"session_ids = {_toml_value([u['session_id'] for u in used])}",
-        f"belt_speeds_m_s = {_toml_value([u['belt_speed_m_s'] for u in used])}",
-        f"pipeline_versions = {_toml_value(sorted({u['pipeline_version'] for u in used}))}",
-        f"config_hashes = {_toml_value(sorted({u['config_hash'] for u in used}))}",
-        f"excluded = {_toml_value([f'{p.relative_to(root)}: {why}' for p, why in excluded])}",
+        f"summary = {_toml_value('per session: median of the metric over valid steps (both sides, and each side), at least min_steps_per_side per side')}",
+        f"speed_model = {_toml_value('least-squares line of session values against belt speed; sigma = residual SD (ddof 2)')}",
+        f"speed_rule = {_toml_value(f'scored only at a known belt speed within the cohort speeds +/- {SPEED_MARGIN_M_S:g} m/s; otherwise not scorable, with the reason')}",
+    ]
+    if participants is not None:
+        ptext = Path(participants).read_bytes()
+        head += [f"participants = {_toml_value(Path(participants).name)}",
+                 f"participants_sha256 = {_toml_value(hashlib.sha256(ptext).hexdigest())}"]
+        head += _participants_summary(table, runners)
+    head += [
+        f"sessions = {_toml_value([r['file'] for r in rows])}",
+        f"belt_speeds_m_s = {_toml_value([r['speed'] for r in rows])}",
+        f"excluded = {_toml_value([f'{p}: {why}' for p, why in excluded])}",
     ]
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("\n".join(lines + body) + "\n", encoding="utf-8")
+    tmp.write_text("\n".join(head) + "\n" + content + "\n", encoding="utf-8")
+    try:
+        load_reference(tmp)  # what we wrote must be a valid reference set
+    except TreadlabError:
+        tmp.unlink()
+        raise
     tmp.replace(out)
-    load_reference(out)  # what we wrote must be a valid reference set
-    log.info("reference set %s from %d sessions (%d excluded) -> %s", ref_id, len(used),
-             len(excluded), out)
+    log.info("reference set %s from %d sessions of %d runners (%d excluded) -> %s", ref_id,
+             len(rows), len(runners), len(excluded), out)
     return str(out)
+
+
+# --- a cohort of C3D trials ----------------------------------------------------------------------
+
+_TRIAL = re.compile(r"^(?P<subject>.+?)run(?:T)?(?P<speed>\d\d)$")
+
+
+def find_cohort_trials(folders) -> list[dict]:
+    """C3D trials in the Fukuchi 2017 layout under ``folders`` (recursively).
+
+    A trial is ``SUBJECTrunTvv.c3d`` (belt speed vv/10 m/s) with ``SUBJECTstatic.c3d`` in the
+    same folder or in any of ``folders``. Returns sorted ``{"subject", "speed", "c3d",
+    "static"}`` dicts; a trial without a static file has ``static`` None.
+    """
+    trials, statics = {}, {}
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InputError(folder, None, "not a folder")
+        for p in sorted(folder.rglob("*.c3d")):
+            if p.stem.endswith("static"):
+                statics.setdefault(p.stem[:-len("static")], p)
+                continue
+            m = _TRIAL.match(p.stem)
+            if m:
+                key = (m["subject"], int(m["speed"]))
+                trials.setdefault(key, p)
+    return [{"subject": s, "speed": v / 10.0, "c3d": trials[(s, v)], "static": statics.get(s)}
+            for s, v in sorted(trials)]
+
+
+def prepare_cohort(folders, work, participants) -> list[Path]:
+    """Import (with the static trial, the body mass of ``participants`` and the belt speed of
+    the file name) and process every cohort trial into ``work``; archives already there are
+    processed again only when out of date. Returns the archives."""
+    from treadlab.acquisition.c3d_import import import_c3d
+    from treadlab.pipeline.graph import load_settings, process_session, _open, _attr
+
+    table = read_participants(participants)
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    fingerprint = load_settings(None).fingerprint()
+    done = []
+    for trial in find_cohort_trials(folders):
+        number = _subject_number(trial["subject"])
+        row = table.get(number)
+        if row is None:
+            log.warning("%s: subject %s not in %s, skipped", trial["c3d"].name, trial["subject"],
+                        Path(participants).name)
+            continue
+        mass = next((row[k] for k in row if k.strip().lower() == "mass"), None)
+        try:
+            mass = float(mass)
+        except (TypeError, ValueError):
+            raise InputError(participants, f"Subject {number} Mass",
+                             f"{mass!r} is not a body mass in kg") from None
+        dst = work / f"{trial['subject']}_T{int(round(trial['speed'] * 10)):02d}.h5"
+        if not dst.exists():
+            tmp = dst.with_name(f".{dst.name}.tmp")
+            import_c3d(trial["c3d"], tmp, subject_id=trial["subject"], body_mass_kg=mass,
+                       static_path=trial["static"], belt_speed_m_s=trial["speed"])
+            tmp.replace(dst)
+        with _open(dst) as f:
+            current = ("derived" in f and all(
+                str(_attr(f["derived"], k, "")) == str(v) for k, v in fingerprint.items()
+                if k != "reference_sha256" and k != "reference_id"))
+        if not current:
+            process_session(dst)
+        done.append(dst)
+    return done
+
+
+def build_cohort(folders, output, participants=None, work=None, cohort: str | None = None,
+                 name: str | None = None) -> str:
+    """``treadlab reference build-cohort``: import, process and build in one command.
+
+    Parameters
+    ----------
+    folders : sequence of str or os.PathLike
+        Folders holding the trials (``find_cohort_trials``); the first one holds
+        ``participants.csv`` unless ``participants`` is given.
+    output : str or os.PathLike
+        Reference-set TOML to write.
+    participants : str or os.PathLike, optional
+    work : str or os.PathLike, optional
+        Folder for the processed archives (kept, re-used when up to date); default: a
+        temporary folder removed afterwards.
+    cohort : str, optional
+        Citation written into the set (default: Fukuchi, Fukuchi & Duarte 2017).
+    """
+    folders = [Path(f) for f in folders]
+    if not folders:
+        raise InputError("build-cohort", None, "no cohort folder given")
+    participants = Path(participants) if participants else folders[0] / "participants.csv"
+    if not participants.exists():
+        raise InputError(participants, None, "participants table not found (--participants)")
+    if not find_cohort_trials(folders):
+        raise InputError(folders[0], None, "no SUBJECTrunTvv.c3d trials found")
+    tmp = None
+    if work is None:
+        tmp = tempfile.mkdtemp(prefix="treadlab-cohort-")
+        work = Path(tmp) / "cohort"
+    try:
+        prepare_cohort(folders, work, participants)
+        return build_reference(work, output, participants=participants,
+                               cohort=cohort or FUKUCHI_2017, name=name,
+                               template=COHORT_TEMPLATE, folder_label=folders[0].name)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)

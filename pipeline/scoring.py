@@ -9,6 +9,13 @@ lab's own) whose id is stored in the archive beside the scores.
 
 A cause that cannot be scored keeps its row: ``score`` is NaN and ``status`` says why
 ("not scorable: no trunk markers", "not scored: 12 left / 25 right steps (< 20 per side)", ...).
+
+Speed-conditioned causes (``docs/scoring.md``): a cause with a ``speed_model`` table has
+``mu(v) = mu_intercept + mu_slope_per_m_s * v`` at belt speed ``v`` (m/s) and a constant
+``sigma`` (the residual SD of the cohort around the line). It is scored only for a known belt
+speed inside ``[speed_min_m_s - speed_margin_m_s, speed_max_m_s + speed_margin_m_s]`` (the
+cohort's measured speeds widened by the margin); outside, the cause is "not scorable" with the
+speed and the range in the status.
 """
 from __future__ import annotations
 
@@ -73,7 +80,10 @@ class ReferenceSet:
         """
         entry = dict(self.causes[cause])
         bands = entry.pop("bands", [])
+        model = entry.pop("speed_model", None)
         entry["band"] = None
+        if model is not None:
+            return _speed_params(entry, model, speed_m_s)
         if speed_m_s is not None and np.isfinite(speed_m_s):
             for band in bands:
                 if band["speed_min_m_s"] <= speed_m_s < band["speed_max_m_s"]:
@@ -82,6 +92,32 @@ class ReferenceSet:
                     entry["band"] = f"{band['speed_min_m_s']:g}-{band['speed_max_m_s']:g} m/s"
                     break
         return entry
+
+
+def speed_mu(model: dict, speed_m_s: float, side: str = "") -> float:
+    """``mu`` of a speed model at a belt speed (m/s); ``side`` "left"/"right" uses that side's
+    line (``left_mu_intercept`` ...), "" the line of both sides together."""
+    pre = f"{side}_" if side else ""
+    return float(model[f"{pre}mu_intercept"]) + float(model[f"{pre}mu_slope_per_m_s"]) * speed_m_s
+
+
+def _speed_params(entry: dict, model: dict, speed_m_s) -> dict:
+    """Cause parameters at a belt speed from a ``speed_model`` (see the module docstring)."""
+    lo = float(model["speed_min_m_s"]) - float(model.get("speed_margin_m_s", 0.0))
+    hi = float(model["speed_max_m_s"]) + float(model.get("speed_margin_m_s", 0.0))
+    sigma = float(model["sigma"])
+    entry["sigma"] = sigma
+    if speed_m_s is None or not np.isfinite(speed_m_s):
+        entry["unscorable"] = ("belt speed unknown (this reference is conditioned on speed, "
+                               f"{lo:g}-{hi:g} m/s)")
+        speed_m_s = 0.5 * (float(model["speed_min_m_s"]) + float(model["speed_max_m_s"]))
+    elif not lo <= speed_m_s <= hi:
+        entry["unscorable"] = (f"belt speed {speed_m_s:.2f} m/s is outside the reference "
+                               f"cohort's {lo:g}-{hi:g} m/s")
+    mu = speed_mu(model, speed_m_s)
+    entry.update(mu=mu, normal_low=mu - sigma, normal_high=mu + sigma,
+                 band=f"mu at {speed_m_s:.2f} m/s")
+    return entry
 
 
 def reference_path(spec: str | Path | None = None) -> Path:
@@ -133,6 +169,17 @@ def load_reference(spec: str | Path | None = None) -> ReferenceSet:
         if entry["worse"] not in ("higher", "lower"):
             raise ConfigError(path, f"causes.{cause}.worse",
                               f"must be 'higher' or 'lower', got {entry['worse']!r}")
+        model = entry.get("speed_model")
+        if model is not None:
+            for key in ("mu_intercept", "mu_slope_per_m_s", "sigma", "speed_min_m_s",
+                        "speed_max_m_s"):
+                if not isinstance(model.get(key), (int, float)) or isinstance(model.get(key),
+                                                                                bool):
+                    raise ConfigError(path, f"causes.{cause}.speed_model.{key}",
+                                      "missing or not a number")
+            if not model["sigma"] > 0:
+                raise ConfigError(path, f"causes.{cause}.speed_model.sigma",
+                                  f"must be > 0, got {model['sigma']!r}")
         for i, band in enumerate([entry] + list(entry.get("bands", []))):
             sigma = band.get("sigma", entry["sigma"])
             if not isinstance(sigma, (int, float)) or not sigma > 0:
@@ -196,6 +243,8 @@ def score_causes(contacts: dict, reference: ReferenceSet, min_steps_per_side: in
             why = reasons.get(metric) or (f"no valid contacts" if not valid.any() else
                                           f"{metric} not measured on any step")
             status = f"not scorable: {why}"
+        elif "unscorable" in p:
+            status = f"not scorable: {p['unscorable']}"
         elif min(left.size, right.size) < min_steps_per_side:
             status = (f"not scored: {left.size} left / {right.size} right steps "
                       f"(< {min_steps_per_side} per side)")
@@ -209,7 +258,13 @@ def score_causes(contacts: dict, reference: ReferenceSet, min_steps_per_side: in
             sign = 1.0 if p["worse"] == "higher" else -1.0
             z = sign * (value - p["mu"]) / p["sigma"]
             score = score_from_z(z)
-            status = "scored" + (" (provisional reference)" if p.get("provisional") else "")
+            status = "scored" + (" (provisional reference)" if p.get("provisional") else
+                                 " (literature reference)" if p.get("literature") else "")
+        if cause == "limited_hip_extension" and "pelvis_tilt_mean" in contacts:
+            tilt = np.asarray(contacts["pelvis_tilt_mean"], dtype=np.float64)[valid]
+            tilt = tilt[np.isfinite(tilt)]
+            if tilt.size:  # anterior tilt compensates for limited hip extension (Schache 2000)
+                status += f"; mean pelvis tilt over stance {float(np.median(tilt)):.1f} deg"
         for key, val in zip(SCORE_COLUMNS, (cause, score, value, vl, vr, p["unit"],
                                             float(p["normal_low"]), float(p["normal_high"]),
                                             int(use.sum()), z, status)):

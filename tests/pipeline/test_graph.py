@@ -14,7 +14,7 @@ from treadlab.acquisition.synthetic import RunnerParams, simulate_session
 from treadlab.pipeline.cli import main
 from treadlab.pipeline.derive import CONTACT_COLUMNS
 from treadlab.pipeline.graph import pipeline_version, process_session, session_graph, load_settings
-from treadlab.pipeline.scoring import CAUSES
+from treadlab.pipeline.scoring import CAUSES, load_reference
 
 # Near the default reference means.
 NEUTRAL = dict(pelvic_drop_deg=4.0, trunk_lean_deg=9.0, overstride_mm=120.0,
@@ -47,7 +47,7 @@ def test_graph_writes_derived_once_with_provenance(neutral):
     attrs = d["attrs"]
     assert attrs["pipeline_version"] == pipeline_version()
     assert attrs["config_hash"] == load_settings().config_hash
-    assert attrs["reference_id"] == "treadlab-default-1"
+    assert attrs["reference_id"] == load_reference().id  # the shipped set's content-hash id
     for key in ("processed_utc", "force_lowpass_hz", "force_order", "marker_lowpass_hz",
                 "marker_order", "body_weight_n", "body_weight_source"):
         assert key in attrs, key
@@ -149,10 +149,14 @@ TREADMILL_RUNS = [("RBDS001runT25.c3d", 0.25, 0.33), ("RBDS001runT35.c3d", 0.20,
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("name,ct_low,ct_high", TREADMILL_RUNS)
 def test_real_treadmill_running_scores_with_trunk_not_scorable(name, ct_low, ct_high, tmp_path):
+    """With the runner's static trial (leg length for over-stride in % leg length, knee and
+    ankle markers for the hip) and the belt speed as set (the reference is speed-conditioned)."""
     from treadlab.acquisition.c3d_import import import_c3d
 
     c3d = shared_file("running", name)
-    h5 = import_c3d(c3d, tmp_path / (c3d.stem + ".h5"))
+    static = shared_file("running", name.split("run")[0] + "static.c3d")
+    speed = int(name.split("runT")[1][:2]) / 10.0
+    h5 = import_c3d(c3d, tmp_path / (c3d.stem + ".h5"), static_path=static, belt_speed_m_s=speed)
     summary = process_session(h5)
     assert validate_session(h5) == []
     d = read_derived(h5)
@@ -172,6 +176,26 @@ def test_real_treadmill_running_scores_with_trunk_not_scorable(name, ct_low, ct_
     # model can build, or reported not scorable with the reason
     hip = summary["status"]["limited_hip_extension"]
     assert summary["scores"]["limited_hip_extension"] is not None or hip.startswith("not scorable: ")
+
+
+@pytest.mark.timeout(120)
+def test_real_run_without_static_or_speed_says_why_not_scored(tmp_path):
+    """No static trial: no leg length (the run has no ankle markers), so over-stride in % leg
+    length is not scorable and says so; a belt speed outside the cohort's is not scored."""
+    from treadlab.acquisition.c3d_import import import_c3d
+
+    c3d = shared_file("running", "RBDS001runT35.c3d")
+    h5 = import_c3d(c3d, tmp_path / "a.h5")
+    summary = process_session(h5)
+    assert summary["status"]["overstride"].startswith("not scorable: leg length unknown")
+    h5 = import_c3d(c3d, tmp_path / "b.h5", static_path=shared_file("running",
+                                                                      "RBDS001static.c3d"),
+                    belt_speed_m_s=6.0)
+    summary = process_session(h5)
+    for cause in ("pelvic_drop", "overstride", "limited_hip_extension"):
+        assert summary["scores"][cause] is None
+        assert "belt speed 6.00 m/s is outside the reference cohort's 2.25-4.75 m/s" in \
+            summary["status"][cause]
 
 
 @pytest.mark.timeout(120)

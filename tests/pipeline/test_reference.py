@@ -36,7 +36,7 @@ def healthy(tmp_path_factory):
     return root
 
 
-def test_build_reference_means_sds_and_provenance(healthy, tmp_path):
+def test_build_reference_lines_sds_and_provenance(healthy, tmp_path):
     out = tmp_path / "ref" / "reference_mylab.toml"
     assert main(["reference", "build", str(healthy), "-o", str(out)]) == 0
     doc = tomllib.loads(out.read_text())
@@ -44,22 +44,45 @@ def test_build_reference_means_sds_and_provenance(healthy, tmp_path):
     assert sorted(prov["sessions"]) == ["h0.h5", "h1.h5", "h2.h5", "h3.h5"]
     assert any("raw_only.h5: not processed" in e for e in prov["excluded"])
     assert any("injured.h5: healthy = false" in e for e in prov["excluded"])
+    assert prov["trials"] == 4 and prov["software"]
     ref = load_reference(out)
-    assert ref.id.startswith("built-reference_mylab-")
+    assert ref.id.startswith("mylab-")
     pd = ref.causes["pelvic_drop"]
-    assert pd["n_sessions"] == 4 and pd["provisional"] is False
-    assert 2.5 < pd["mu"] < 6.5 and pd["sigma"] > 0.3
-    assert pd["normal_low"] == pytest.approx(pd["mu"] - pd["sigma"])
-    # one band holds all four speeds (3.0-3.6 m/s)
-    assert [b["n_sessions"] for b in pd["bands"]] == [4]
-    # scoring with it: a runner at the mean scores z ~ 0
+    model = pd["speed_model"]
+    assert model["n_sessions"] == 4 and pd["provisional"] is False
+    assert model["speed_min_m_s"] == pytest.approx(3.0) and model["speed_max_m_s"] == 3.6
+    assert model["sigma"] > 0 and model["left_sigma"] > 0 and model["right_sigma"] > 0
+    # the synthetic drops rise 3 -> 6 deg with speed 3.0 -> 3.6 m/s: a steep line
+    assert model["mu_slope_per_m_s"] > 2.0
+    assert ref.causes["overstride"]["metric"] == "overstride_leg"
+    # scoring with it: a runner on the line scores z ~ 0 at any speed in range
     n = 60
-    c = {"side": np.arange(n) % 2, "valid": np.ones(n, bool),
-         "pelvic_drop": np.full(n, pd["mu"]), "trunk_lean": np.full(n, 9.0),
-         "overstride": np.full(n, 120.0), "peak_hip_extension": np.full(n, 12.0)}
-    table = score_causes(c, ref, speed_m_s=3.3)
-    assert table["z"][0] == pytest.approx(0.0, abs=1e-6)
-    assert list(table["cause"]) == list(CAUSES)
+    for speed in (3.0, 3.3, 3.6):
+        mu = ref.params("pelvic_drop", speed)["mu"]
+        c = {"side": np.arange(n) % 2, "valid": np.ones(n, bool),
+             "pelvic_drop": np.full(n, mu), "trunk_lean": np.full(n, 9.0),
+             "overstride_leg": np.full(n, 13.0), "peak_hip_extension": np.full(n, 12.0)}
+        table = score_causes(c, ref, speed_m_s=speed)
+        assert table["z"][0] == pytest.approx(0.0, abs=1e-6)
+        assert list(table["cause"]) == list(CAUSES)
+    # the same sessions give the same bytes (no time stamps, sorted, rounded)
+    again = tmp_path / "again" / "reference_mylab.toml"
+    assert main(["reference", "build", str(healthy), "-o", str(again)]) == 0
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_participants_table_matches_sessions_to_runners(healthy, tmp_path):
+    from treadlab.pipeline.reference import build_reference
+
+    csv = tmp_path / "participants.csv"
+    csv.write_text("Subject,Age,Height,Mass,Gender\n1,30,180,70,M\n")
+    # the synthetic sessions' subject ids carry no number 1: all excluded, named
+    with pytest.raises(InputError, match="at least 2"):
+        build_reference(healthy, tmp_path / "r.toml", participants=csv)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Name,Age\nx,3\n")
+    with pytest.raises(InputError, match="Subject"):
+        build_reference(healthy, tmp_path / "r.toml", participants=bad)
 
 
 def test_build_reference_needs_two_sessions(tmp_path):

@@ -25,9 +25,10 @@ def test_score_curve_matches_metrics_md():
     assert score_from_z(2) == pytest.approx(81.76, abs=0.01)
 
 
-def test_default_reference_has_every_cause_with_provenance():
-    ref = load_reference()
-    assert ref.id == "treadlab-default-1"
+def test_literature_reference_has_every_cause_with_provenance():
+    """The former default, kept as the template for causes a cohort cannot measure."""
+    ref = load_reference("literature")
+    assert ref.id == "treadlab-literature-1"
     for cause in CAUSES:
         entry = ref.causes[cause]
         assert entry["sigma"] > 0 and entry["source"]
@@ -37,10 +38,47 @@ def test_default_reference_has_every_cause_with_provenance():
     assert "Teng & Powers 2015" in ref.causes["upright_trunk"]["source"]
     assert "Souza 2016" in ref.causes["limited_hip_extension"]["source"]
     assert ref.causes["pelvic_drop"]["provisional"] is True
+    assert ref.causes["upright_trunk"]["literature"] is True
+
+
+def test_default_reference_is_the_speed_conditioned_cohort_set():
+    """Shipped default: built by treadlab from the Fukuchi 2017 cohort, mu a line in belt speed;
+    trunk lean keeps its literature entry, marked as such."""
+    ref = load_reference()
+    assert ref.kind == "cohort" and ref.id.startswith("default-")
+    assert "Fukuchi" in ref.provenance["cohort"] and "CC BY 4.0" in ref.provenance["cohort"]
+    assert ref.provenance["runners"] >= 15 and ref.provenance["speeds_m_s"] == [2.5, 3.5, 4.5]
+    for cause in ("pelvic_drop", "overstride", "limited_hip_extension"):
+        model = ref.causes[cause]["speed_model"]
+        assert model["sigma"] > 0 and model["n_sessions"] >= 45
+        assert model["left_sigma"] > 0 and model["right_sigma"] > 0
+        assert ref.causes[cause]["provisional"] is False
+    assert ref.causes["overstride"]["metric"] == "overstride_leg"
+    # heel lead and hip extension rise with speed (docs/scoring.md)
+    assert ref.params("overstride", 4.5)["mu"] > ref.params("overstride", 2.5)["mu"] + 5
+    assert ref.params("limited_hip_extension", 4.5)["mu"] > \
+        ref.params("limited_hip_extension", 2.5)["mu"] + 5
+    assert ref.causes["upright_trunk"]["literature"] is True
+    assert "Teng & Powers" in ref.causes["upright_trunk"]["source"]
+
+
+def test_speed_outside_the_cohort_or_unknown_is_not_scorable():
+    ref = load_reference()
+    for speed, why in ((6.0, "belt speed 6.00 m/s is outside the reference cohort's "
+                              "2.25-4.75 m/s"),
+                       (None, "belt speed unknown")):
+        t = score_causes(_contacts(overstride_leg=15.0), ref, speed_m_s=speed)
+        for i, cause in enumerate(CAUSES):
+            if cause == "upright_trunk":
+                assert np.isfinite(t["score"][i])  # literature entry: not speed-conditioned
+                continue
+            assert np.isnan(t["score"][i]) and why in t["status"][i]
+    inside = score_causes(_contacts(overstride_leg=15.0), ref, speed_m_s=4.7)
+    assert np.isfinite(inside["score"]).all()
 
 
 def test_scores_signed_so_worse_is_positive():
-    ref = load_reference()
+    ref = load_reference("literature")
     neutral = score_causes(_contacts(), ref)
     assert list(neutral["cause"]) == list(CAUSES)
     assert set(SCORE_COLUMNS) <= set(neutral)
@@ -52,7 +90,7 @@ def test_scores_signed_so_worse_is_positive():
 
 
 def test_trunk_lean_above_band_is_reported_not_scored():
-    table = score_causes(_contacts(trunk_lean=14.0), load_reference())
+    table = score_causes(_contacts(trunk_lean=14.0), load_reference("literature"))
     i = list(CAUSES).index("upright_trunk")
     assert math.isnan(table["score"][i])
     assert table["value"][i] == pytest.approx(14.0, abs=0.1)
@@ -61,10 +99,11 @@ def test_trunk_lean_above_band_is_reported_not_scored():
 
 def test_missing_metric_and_too_few_steps_are_not_scored_with_reason():
     c = _contacts(trunk_lean=None)
-    table = score_causes(c, load_reference(), reasons={"trunk_lean": "no trunk markers"})
+    table = score_causes(c, load_reference("literature"),
+                         reasons={"trunk_lean": "no trunk markers"})
     assert table["status"][1] == "not scorable: no trunk markers"
     assert math.isnan(table["score"][1]) and table["n_steps"][1] == 0
-    few = score_causes(_contacts(n=30), load_reference(), min_steps_per_side=20)
+    few = score_causes(_contacts(n=30), load_reference("literature"), min_steps_per_side=20)
     assert np.all(np.isnan(few["score"]))
     assert "15 left / 15 right" in few["status"][0]
 
@@ -93,14 +132,18 @@ def test_unknown_or_broken_reference_names_the_key(tmp_path):
     with pytest.raises(ConfigError, match="scoring.reference"):
         load_reference("no-such-set")
     bad = tmp_path / "ref.toml"
-    text = load_reference().path.read_text().replace("sigma = 2.0", "sigma = 0.0")
+    text = load_reference("literature").path.read_text().replace("sigma = 2.0", "sigma = 0.0")
     bad.write_text(text)
     with pytest.raises(ConfigError, match="causes.pelvic_drop.sigma"):
+        load_reference(bad)
+    text = load_reference().path.read_text().replace("mu_slope_per_m_s = ", "slope = ", 1)
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match="causes.pelvic_drop.speed_model.mu_slope_per_m_s"):
         load_reference(bad)
 
 
 def test_speed_band_overrides_the_cause_values(tmp_path):
-    text = load_reference().path.read_text()
+    text = load_reference("literature").path.read_text()
     text += ('\n[[causes.pelvic_drop.bands]]\nspeed_min_m_s = 3.0\nspeed_max_m_s = 4.0\n'
              'mu = 8.0\nsigma = 1.0\nnormal_low = 7.0\nnormal_high = 9.0\n')
     path = tmp_path / "banded.toml"
