@@ -1,0 +1,200 @@
+"""Validation of treadlab's cause metrics on a processed cohort (``docs/validation.md``).
+
+The functions here read processed cohort archives (``treadlab reference build-cohort --work
+DIR``) and the cohort's OpenSim inverse-kinematics files and return plain tables; the scripts in
+``benchmarks/`` print them and ``tests/pipeline/test_cohort.py`` checks the claims. Nothing here
+is used by processing.
+
+Comparisons with OpenSim use treadlab's own force events on both sides: for every valid contact
+inside the time span of the ``.mot`` file, the same window is applied to treadlab's Plug-in Gait
+angles and to OpenSim's coordinates:
+
+* peak hip extension: ``-min(hip flexion)`` from midstance to toe off + ``HIP_AFTER_OFF_S``;
+* pelvic drop: largest drop of the swing side over stance. treadlab's obliquity is zeroed on the
+  static trial; OpenSim's ``pelvis_list`` is used as is (its model was scaled on the same static
+  trial, so 0 is the standing pelvis). ``pelvis_list`` > 0 is right side down, the same sign as
+  treadlab's obliquity (left side higher);
+* per trial, the median over contacts (both sides, and left minus right for asymmetry).
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from treadlab.config.errors import InputError
+
+
+def read_mot(path) -> dict:
+    """An OpenSim ``.mot`` / ``.sto`` table: ``{column: (n,) float64}`` (degrees, s)."""
+    path = Path(path)
+    lines = path.read_text().splitlines()
+    try:
+        end = next(i for i, line in enumerate(lines) if line.strip().lower() == "endheader")
+    except StopIteration:
+        raise InputError(path, "header", "no 'endheader' line: not an OpenSim table") from None
+    cols = lines[end + 1].split()
+    rows = [line.split() for line in lines[end + 2:] if line.strip()]
+    try:
+        data = np.array(rows, dtype=np.float64)
+    except ValueError:
+        raise InputError(path, f"line {end + 3}", "non-numeric value in the table") from None
+    if data.ndim != 2 or data.shape[1] != len(cols):
+        raise InputError(path, "columns", f"{len(cols)} names for rows of {data.shape[-1]}")
+    return {c: data[:, j] for j, c in enumerate(cols)}
+
+
+def _derived(path):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        a = f["derived/angles"]
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in a["angle"][()]]
+        values = a["values"][()].astype(np.float64)
+        angles = {n: values[:, j] for j, n in enumerate(names)}
+        angles["time"] = a["time"][()]
+        c = {k: f["derived/contacts"][k][()] for k in f["derived/contacts"]}
+        attrs = {k: f.attrs[k] for k in f.attrs}
+    return angles, values, names, c, attrs
+
+
+def cohort_pairs(work_dir, cohort_dir) -> list[dict]:
+    """Processed archives ``SUBJECT_Tvv.h5`` in ``work_dir`` with their OpenSim file
+    ``cohort_dir/SUBJECT/SUBJECT_Tvv_ik_simple.mot`` (pairs without one are left out)."""
+    out = []
+    for h5 in sorted(Path(work_dir).glob("*_T[0-9][0-9].h5")):
+        m = re.match(r"(?P<s>.+)_T(?P<v>\d\d)$", h5.stem)
+        mot = Path(cohort_dir) / m["s"] / f"{m['s']}_T{m['v']}_ik_simple.mot"
+        if mot.exists():
+            out.append({"subject": m["s"], "speed": int(m["v"]) / 10.0, "h5": h5, "mot": mot})
+    return out
+
+
+def _window(t, lo, hi):
+    return (t >= lo) & (t <= hi)
+
+
+def compare_trial(h5, mot) -> dict:
+    """treadlab vs OpenSim on one trial (module docstring): per-trial medians ``hip_ext``,
+    ``hip_ext_os``, ``pelvic_drop``, ``pelvic_drop_os``, ``asym_drop``, ``asym_drop_os``
+    (left minus right), ``tilt`` (treadlab mean pelvis tilt over stance), ``n`` contacts."""
+    from treadlab.kernels.steps import HIP_AFTER_OFF_S
+
+    ang, _, _, c, _ = _derived(h5)
+    os_ = read_mot(mot)
+    mt = os_["time"]
+    rows = {k: [] for k in ("hip", "hip_os", "pd", "pd_os", "side", "tilt")}
+    for i in np.flatnonzero(c["valid"]):
+        ts, to, s = float(c["t_strike"][i]), float(c["t_off"][i]), int(c["side"][i])
+        hi = to + HIP_AFTER_OFF_S
+        if ts < mt[0] or hi > mt[-1]:
+            continue
+        lr, o = ("left", "l") if s == 0 else ("right", "r")
+        tm = 0.5 * (ts + to)
+        w = _window(mt, tm, hi)
+        stance = _window(mt, ts, to)
+        if not (w.any() and stance.any()):
+            continue
+        sign = 1.0 if s == 0 else -1.0
+        rows["hip"].append(float(c["peak_hip_extension"][i]))
+        rows["hip_os"].append(-float(os_[f"hip_flexion_{o}"][w].min()))
+        rows["pd"].append(float(c["pelvic_drop"][i]))
+        rows["pd_os"].append(float(np.max(sign * os_["pelvis_list"][stance])))
+        rows["tilt"].append(float(c["pelvis_tilt_mean"][i]))
+        rows["side"].append(s)
+    r = {k: np.asarray(v, dtype=np.float64) for k, v in rows.items()}
+    side = r["side"]
+
+    def med(x, sel=None):
+        x = x if sel is None else x[sel]
+        x = x[np.isfinite(x)]
+        return float(np.median(x)) if x.size else math.nan
+
+    return {"n": int(side.size), "hip_ext": med(r["hip"]), "hip_ext_os": med(r["hip_os"]),
+            "pelvic_drop": med(r["pd"]), "pelvic_drop_os": med(r["pd_os"]),
+            "asym_drop": med(r["pd"], side == 0) - med(r["pd"], side == 1),
+            "asym_drop_os": med(r["pd_os"], side == 0) - med(r["pd_os"], side == 1),
+            "asym_hip": med(r["hip"], side == 0) - med(r["hip"], side == 1),
+            "asym_hip_os": med(r["hip_os"], side == 0) - med(r["hip_os"], side == 1),
+            "tilt": med(r["tilt"])}
+
+
+def speed_effect(rows: list, key: str, slow: float = 2.5, fast: float = 4.5) -> float:
+    """Mean within-runner change of ``key`` from ``slow`` to ``fast`` m/s (runners with both)."""
+    by = {(r["subject"], r["speed"]): r[key] for r in rows}
+    d = [by[(s, fast)] - by[(s, slow)] for s in sorted({r["subject"] for r in rows})
+         if (s, fast) in by and (s, slow) in by]
+    return float(np.mean(d)) if d else math.nan
+
+
+def pearson(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    return float(np.corrcoef(a[ok], b[ok])[0, 1]) if ok.sum() > 2 else math.nan
+
+
+def hip_toe_off_sensitivity(h5, after_s: float | None = None) -> dict:
+    """How much one marker frame of toe-off jitter moves each step's peak hip extension.
+
+    The stored angles go through :func:`treadlab.kernels.steps.step_metrics` with every
+    ``t_off`` moved one marker frame earlier and later. Returns ``delta`` (c,) deg, the larger
+    of the two changes per valid contact, ``lag_s`` (c,) s, the time of the hip-flexion minimum
+    (over midstance to toe off + 200 ms) after toe off, and ``frame_s``.
+    """
+    from treadlab.kernels.steps import HIP_AFTER_OFF_S, step_metrics
+
+    after = HIP_AFTER_OFF_S if after_s is None else after_s
+    ang, values, names, c, _ = _derived(h5)
+    t = ang["time"]
+    dt = float(np.median(np.diff(t)))
+    v = np.asarray(c["valid"], bool)
+    ts, to, side = c["t_strike"][v], c["t_off"][v], c["side"][v].astype(np.int64)
+
+    def peak(toff):
+        return step_metrics(ts, toff, side, t, values, names,
+                            hip_after_off_s=after)["peak_hip_extension"]
+
+    base = peak(to)
+    delta = np.fmax(np.abs(peak(to + dt) - base), np.abs(peak(to - dt) - base))
+    lag = np.full(ts.size, np.nan)
+    for k in range(ts.size):
+        hf = ang["hip_flexion_left" if side[k] == 0 else "hip_flexion_right"]
+        w = _window(t, 0.5 * (ts[k] + to[k]), to[k] + 0.2)
+        if w.any() and np.isfinite(hf[w]).any():
+            lag[k] = t[w][np.nanargmin(hf[w])] - to[k]
+    return {"delta": delta, "lag_s": lag, "frame_s": dt}
+
+
+def loo_table(rows_scored: list) -> dict:
+    """Leave-one-runner-out summary: ``{cause: {"n", "above50", "above82", "by_speed":
+    {speed: (n, above50, above82)}}}`` as fractions of the scored trials."""
+    out = {}
+    for cause in sorted({r["cause"] for r in rows_scored}):
+        rs = [r for r in rows_scored if r["cause"] == cause and np.isfinite(r["score"])]
+        if not rs:
+            continue
+        s = np.array([r["score"] for r in rs])
+        sp = np.array([round(r["speed"], 2) for r in rs])
+        out[cause] = {"n": int(s.size), "above50": float(np.mean(s > 50)),
+                      "above82": float(np.mean(s > 82)),
+                      "by_speed": {float(v): (int((sp == v).sum()), float(np.mean(s[sp == v] > 50)),
+                                              float(np.mean(s[sp == v] > 82)))
+                                   for v in sorted(set(sp))}}
+    return out
+
+
+def cohort_loo(work_dir, participants, template="literature", min_steps_per_side=20) -> list:
+    """Leave-one-runner-out scores of every processed cohort trial (reference rebuilt without
+    the runner each time, exactly as ``build_reference`` fits it)."""
+    from treadlab.pipeline import reference as R
+    from treadlab.pipeline.scoring import load_reference
+
+    tpl = load_reference(template)
+    causes = R._template_causes(tpl)
+    for cause, over in R.BUILT_METRICS.items():
+        causes[cause] = {**causes[cause], **over}
+    rows, _ = R.collect_sessions(work_dir, causes, min_steps_per_side,
+                                 R.read_participants(participants))
+    return R.leave_one_runner_out(rows, tpl, min_steps_per_side)
