@@ -39,7 +39,8 @@ CONTACT_COLUMNS = ("side", "t_strike", "t_off", "contact_time", "flight_time", "
                    "peak_hip_extension", "valid")
 #: Extra per-contact columns step_task adds after :data:`CONTACT_COLUMNS` and their units.
 EXTRA_UNITS = {"overstride_leg": "% leg length", "pelvis_tilt_mean": "deg",
-               "trunk_lean_midstance": "deg", "peak_hip_extension_source": ""}
+               "trunk_lean_midstance": "deg", "peak_hip_extension_source": "",
+               "contact_source": "", "kinematic_t_strike": "s", "kinematic_t_off": "s"}
 #: Angle columns stored in ``/derived/angles`` (DESIGN §4, degrees). The kernel's 2-D shank and
 #: thigh angles and heel lead feed the per-step metrics but are not stored (archive size and
 #: write time: every stored column is another gzip-compressed float32 per marker frame).
@@ -420,7 +421,7 @@ def marker_task(markers, subject: dict, settings: DeriveSettings) -> dict:
     labels = list(markers.labels)
     from treadlab.kernels.angles import MARKERS as model_markers
 
-    keep = [i for i, name in enumerate(labels) if name in set(model_markers)]
+    keep = [i for i, name in enumerate(labels) if name in set(model_markers) | set(FOOT_EXTRA)]
     pos = np.asarray(markers.positions)
     if len(keep) < len(labels):
         pos = pos[:, keep, :]
@@ -462,6 +463,7 @@ def marker_task(markers, subject: dict, settings: DeriveSettings) -> dict:
         "time": np.asarray(markers.time, np.float64), "rate_hz": rate,
         "reasons": reasons, "metric_reasons": metric_reasons, "attrs": attrs,
         "foot_z": {side: _lowest_foot_z(smooth, used, side) for side in ("L", "R")},
+        "foot_heights": {side: _foot_heights(smooth, used, side) for side in ("L", "R")},
     }
 
 
@@ -489,6 +491,21 @@ def _angles_in_blocks(joint_angles, pos, labels, subject, rate_hz, block_s=60.0)
         values[a:a + step] = part.values
     first.attrs = model
     return first, values
+
+
+#: Forefoot markers besides the model's, kept for the kinematic contact fallback when a foot has
+#: no TOE marker (CGM names after ``to_cgm``).
+FOOT_EXTRA = ("LMT1", "LMT5", "RMT1", "RMT5")
+
+
+def _foot_heights(pos, labels, side):
+    """(heel Z, forefoot Z) of one side, (m,) float64 mm each, for the kinematic contact
+    fallback: HEE and TOE, else MT1, else MT5; None when the side lacks either."""
+    fore = next((side + n for n in ("TOE", "MT1", "MT5") if side + n in labels), None)
+    if side + "HEE" not in labels or fore is None:
+        return None
+    return (np.asarray(pos[:, labels.index(side + "HEE"), 2], np.float64),
+            np.asarray(pos[:, labels.index(fore), 2], np.float64))
 
 
 def _lowest_foot_z(pos, labels, side) -> np.ndarray:
@@ -551,7 +568,9 @@ def step_task(force_out: dict, marker_out: dict, settings: DeriveSettings) -> di
         BW·s, deg, mm; ``valid`` bool), then ``flags``, ``plate``, ``loading_rate_fallback``,
         ``trunk_lean_midstance``, ``pelvis_tilt_mean`` (deg), ``peak_hip_extension_source``,
         ``overstride_leg`` (heel lead at strike in % of the mean leg length, NaN when the
-        leg length is unknown). Pelvic obliquity is zeroed on the static trial when the session
+        leg length is unknown), ``contact_source`` (0 force, 1 kinematic fallback),
+        ``kinematic_t_strike``/``kinematic_t_off`` (s, the kinematic events matched to each
+        contact, NaN when none; see :func:`kinematic_fallback`). Pelvic obliquity is zeroed on the static trial when the session
         has one (``marker_out["static"]``), else on the stride mean; the peak hip extension
         window runs from midstance to toe off + ``HIP_AFTER_OFF_S`` (early swing).
     """
@@ -582,6 +601,7 @@ def step_task(force_out: dict, marker_out: dict, settings: DeriveSettings) -> di
         c["side"] = np.where(known, np.where(zl <= zr, 0, 1), -1).astype(np.int8)
         c["flags"] = c["flags"].copy()
         c["flags"][~known] |= kc.FLAG_SIDE
+    c, _ = kinematic_fallback(c, marker_out)
     sided = c["side"] >= 0
     kin = {k: np.full(c["t_strike"].size, np.nan) for k in CONTACT_COLUMNS}
     static = marker_out.get("static") or {}
@@ -603,8 +623,12 @@ def step_task(force_out: dict, marker_out: dict, settings: DeriveSettings) -> di
             out[name] = c[name]
         else:
             out[name] = np.asarray(kin[name], np.float64)
+    out["valid"] &= np.isfinite(out["t_strike"]) & np.isfinite(out["t_off"])
     out["side"] = out["side"].astype(np.int8)
     out["flags"] = c["flags"].astype(np.int32)
+    out["contact_source"] = c["contact_source"].astype(np.int8)
+    out["kinematic_t_strike"] = c["kinematic_t_strike"]
+    out["kinematic_t_off"] = c["kinematic_t_off"]
     out["plate"] = c["plate"]
     out["loading_rate_fallback"] = c["loading_rate_fallback"]
     for extra in ("trunk_lean_midstance", "pelvis_tilt_mean", "peak_hip_extension_source"):
@@ -613,6 +637,110 @@ def step_task(force_out: dict, marker_out: dict, settings: DeriveSettings) -> di
     leg, _ = leg_length_mm(marker_out.get("attrs", {}))
     out["overstride_leg"] = 100.0 * np.asarray(out["overstride"], np.float64) / leg
     return out
+
+
+#: Force contacts with these flags are timed by the kinematic fallback instead (the force trace
+#: cannot time them: samples missing inside the contact, or both feet on one plate).
+REPLACE_FLAGS = 8 | 16  # kernels.contacts FLAG_DROPOUT | FLAG_CROSS_STEP
+#: s, a kinematic contact matches a force contact of the same foot when the strikes are closer.
+MATCH_S = 0.1
+
+
+def kinematic_fallback(c: dict, marker_out: dict) -> tuple[dict, dict]:
+    """Kinematic contacts where force cannot time a contact (docs/scoring.md).
+
+    Each foot's contacts are found from its heel and forefoot heights
+    (:func:`treadlab.kernels.kinematic_contacts.kinematic_contacts`). Every force contact gets
+    the matching kinematic events (``kinematic_t_strike``/``kinematic_t_off``, NaN when none
+    is within ``MATCH_S``). A force contact flagged with ``REPLACE_FLAGS``, or any stretch
+    without force contacts longer than twice the median step time (force missing), is timed
+    by the kinematic contacts of both feet that fall in it. ``contact_source`` is 0 (force) or
+    1 (kinematic); kinematic rows have NaN force metrics, plate -1 and flags 0.
+
+    Returns
+    -------
+    (contacts, info)
+        The contacts sorted by strike, and ``{"kinematic_contacts": n rows added,
+        "force_contacts_replaced": n}``.
+    """
+    from treadlab.kernels.kinematic_contacts import kinematic_contacts
+
+    n = c["t_strike"].size
+    c = dict(c)
+    c["contact_source"] = np.zeros(n, np.int8)
+    c["kinematic_t_strike"] = np.full(n, np.nan)
+    c["kinematic_t_off"] = np.full(n, np.nan)
+    info = {"kinematic_contacts": 0, "force_contacts_replaced": 0}
+    heights = marker_out.get("foot_heights") or {}
+    events = []
+    for side, key in ((0, "L"), (1, "R")):
+        h = heights.get(key)
+        if h is None:
+            continue
+        ts, to = kinematic_contacts(marker_out["time"], h[0], h[1])
+        events += [(float(a), float(b), side) for a, b in zip(ts, to)]
+    if not events:
+        return c, info
+    kin = np.array(events, dtype=np.float64).reshape(-1, 3)
+    for i in range(n):
+        same = kin[kin[:, 2] == c["side"][i]]
+        if same.size:
+            d = np.abs(same[:, 0] - c["t_strike"][i])
+            if np.isfinite(d).any() and np.nanmin(d) <= MATCH_S:
+                j = int(np.nanargmin(d))
+                c["kinematic_t_strike"][i], c["kinematic_t_off"][i] = same[j, 0], same[j, 1]
+    bad = (np.asarray(c["flags"]) & REPLACE_FLAGS) != 0
+    good_strikes = np.sort(c["t_strike"][~bad])
+    spans = [(c["t_strike"][i] - MATCH_S, c["t_off"][i] + MATCH_S) for i in np.flatnonzero(bad)]
+    steps = np.diff(good_strikes)
+    gap = 2.0 * float(np.median(steps)) if steps.size else np.inf
+    if not good_strikes.size:  # no force contact at all: the whole recording
+        spans.append((-np.inf, np.inf))
+    for a, b in zip(good_strikes[:-1], good_strikes[1:]):  # force missing inside
+        if b - a > gap:
+            spans.append((a + MATCH_S, b - MATCH_S))
+    take = np.zeros(kin.shape[0], bool)
+    for lo, hi in spans:
+        take |= (kin[:, 0] >= lo) & (kin[:, 0] <= hi)
+    take &= np.isfinite(kin[:, 0]) & np.isfinite(kin[:, 1])
+    if not (take.any() or bad.any()):
+        return c, info
+    keep = ~bad
+    new = kin[take]
+    k = new.shape[0]
+    out = {}
+    for name, col in c.items():
+        col = np.asarray(col)
+        if col.shape[:1] != (n,):
+            out[name] = col
+            continue
+        if name == "t_strike":
+            add = new[:, 0]
+        elif name == "t_off":
+            add = new[:, 1]
+        elif name == "side":
+            add = new[:, 2]
+        elif name == "contact_source":
+            add = np.ones(k)
+        elif name in ("kinematic_t_strike",):
+            add = new[:, 0]
+        elif name in ("kinematic_t_off",):
+            add = new[:, 1]
+        elif name in ("flags", "loading_rate_fallback"):
+            add = np.zeros(k)
+        elif name in ("i_strike", "i_off", "plate"):
+            add = np.full(k, -1)
+        else:
+            add = np.full(k, np.nan)
+        out[name] = np.concatenate([col[keep], add.astype(col.dtype)])
+    order = np.argsort(out["t_strike"], kind="stable")
+    out = {name: (col[order] if np.asarray(col).shape[:1] == (n - int(bad.sum()) + k,) else col)
+           for name, col in out.items()}
+    out["contact_time"] = out["t_off"] - out["t_strike"]
+    prev_off = np.maximum.accumulate(out["t_off"])[:-1] if out["t_off"].size else np.zeros(0)
+    out["flight_time"] = out["t_strike"] - np.concatenate(([np.nan], prev_off))
+    info = {"kinematic_contacts": int(k), "force_contacts_replaced": int(bad.sum())}
+    return out, info
 
 
 def step_attrs(marker_out: dict) -> dict:
