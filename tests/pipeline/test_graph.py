@@ -82,6 +82,17 @@ def test_neutral_runner_scores_low(neutral):
         assert summary["scores"][cause] < 40, (cause, summary["scores"][cause])
 
 
+def test_demo_default_runner_scores_in_the_low_zone(tmp_path):
+    """The runner ``./run demo`` simulates (RunnerParams defaults, 3.5 m/s) against the shipped
+    cohort-built reference: every cause below 35."""
+    path = tmp_path / "demo.h5"
+    write_session(path, simulate_session(RunnerParams(duration_s=24.0, seed=11)))
+    summary = process_session(path)
+    for cause in CAUSES:
+        assert summary["scores"][cause] is not None, summary["status"][cause]
+        assert summary["scores"][cause] < 35, (cause, summary["scores"][cause])
+
+
 @pytest.mark.parametrize("cause", CAUSES)
 def test_score_rises_as_the_runner_dials_the_cause_up(cause, tmp_path):
     param, values = DIALS[cause]

@@ -113,3 +113,23 @@ def test_lab_config_uses_the_built_reference_set(healthy, tmp_path):
     ref = load_reference(lab_dir / "reference_mylab.toml")
     assert summary["reference_id"] == ref.id
     assert read_derived(session)["attrs"]["reference_id"] == ref.id
+
+
+def test_archive_scored_with_an_earlier_reference_is_due_for_reprocessing(tmp_path):
+    """The reference id is a content hash: an archive scored against another set carries
+    another id, so ``reprocess`` takes it up again."""
+    from treadlab.config import shipped_lab_path
+    from treadlab.pipeline.graph import derived_fingerprint, load_settings
+
+    lab = tmp_path / "lab.toml"
+    lab.write_text(shipped_lab_path().read_text().replace('reference = "default"',
+                                                          'reference = "literature"'))
+    session = tmp_path / "s.h5"
+    write_session(session, simulate_session(RunnerParams(duration_s=12.0, seed=7)))
+    process_session(session, config_path=lab)
+    have = derived_fingerprint(session)
+    assert have["reference_id"] == "treadlab-literature-1"
+    want = load_settings().fingerprint()
+    assert want["reference_id"] == load_reference().id != have["reference_id"]
+    assert main(["reprocess", str(tmp_path), "--workers", "1"]) == 0
+    assert derived_fingerprint(session)["reference_id"] == load_reference().id
