@@ -51,9 +51,8 @@ def step_metrics(t_strike, t_off, side, angle_time, angle_values, angle_names, *
         ``pelvis_tilt_mean`` (deg, mean over stance, + anterior), ``overstride`` (mm, heel lead
         of the striking foot at strike), ``shank_angle_ic`` (deg, + ankle ahead of knee),
         ``peak_hip_extension`` (deg, midstance to toe off + ``hip_after_off_s``, + extension)
-        — all float64, NaN
-        where the inputs are missing — and ``peak_hip_extension_source`` (int8: 0 = 3-D hip
-        angle, 1 = 2-D thigh angle fallback, -1 = none).
+        — all float64, NaN where the inputs are missing — and ``peak_hip_extension_source``
+        (int8: 0 = 3-D hip angle, 1 = 2-D thigh angle fallback, -1 = none).
     """
     (t_strike, t_off, side, time, values, columns, stride_lo, stride_hi, static,
      frac, after) = prepare(t_strike, t_off, side, angle_time, angle_values, angle_names,

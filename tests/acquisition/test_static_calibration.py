@@ -216,6 +216,17 @@ def test_cli_import_with_static_then_process_scores_hip_extension(tmp_path):
     s = read_session(out, derived=True)
     assert s.attrs["static_calibration"] == "RBDS001static.c3d"
     assert s.subject["knee_width_left_mm"] > 0
+    # every static value with its source; the standing pelvis zeroes obliquity
+    sources = [str(x) for x in s.attrs["subject_value_sources"]]
+    for key in ("leg_length_left_mm", "leg_length_right_mm", "inter_asis_mm",
+                "static_pelvic_obliquity_deg", "static_pelvic_tilt_deg"):
+        line = next(x for x in sources if x.startswith(key + " = "))
+        assert "static trial RBDS001static.c3d" in line
+    assert 0.0 < s.attrs["static_pelvic_tilt_deg"] < 30.0  # Plug-in Gait pelvis: anterior
+    d = s.derived["attrs"]
+    assert str(d["pelvic_obliquity_zero"]).startswith("static trial RBDS001static.c3d")
+    assert d["static_pelvic_tilt_deg"] == pytest.approx(s.attrs["static_pelvic_tilt_deg"])
+    assert d["peak_hip_extension_window"] == "midstance to toe off + 100 ms (early swing)"
     ang = s.derived["angles"]
     names = [str(n) for n in ang["names"]]
     for col in ("hip_flexion_left", "hip_flexion_right", "knee_flexion_left",

@@ -131,13 +131,36 @@ def test_compiled_matches_reference(seed):
     t_strike = np.sort(rng.uniform(-0.5, t[-1] + 0.5, 60))
     t_off = t_strike + rng.uniform(-0.05, 0.35, 60)      # a few inverted contacts too
     side = rng.integers(0, 2, 60)
-    for kwargs in ({}, {"static_obliquity_deg": 0.7}, {"min_valid_fraction": 0.0}):
+    for kwargs in ({}, {"static_obliquity_deg": 0.7}, {"min_valid_fraction": 0.0},
+                   {"hip_after_off_s": 0.0}, {"hip_after_off_s": 0.037}):
         a = steps.step_metrics(t_strike, t_off, side, t, values, NAMES, **kwargs)
         b = _steps_ref.step_metrics(t_strike, t_off, side, t, values, NAMES, **kwargs)
         for name in _steps_ref.OUTPUTS:
             np.testing.assert_array_equal(np.isnan(a[name].astype(float)),
                                           np.isnan(b[name].astype(float)), err_msg=name)
             np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-9, err_msg=name)
+
+
+@pytest.mark.parametrize("impl", [steps.step_metrics, _steps_ref.step_metrics])
+def test_peak_hip_extension_after_toe_off_is_found_and_stable(impl):
+    """Running: the hip keeps extending after toe off. The window reaches toe off + 100 ms,
+    so the peak 30 ms after toe off is found and moving the toe off by one frame changes
+    nothing; a window ending at toe off misses it and follows the toe-off frame."""
+    t = np.arange(0, 2.0, 1 / 150.0)
+    names = ["hip_flexion_left"]
+    ts, to = np.array([0.5]), np.array([0.75])
+    peak_t = 0.78
+    hf = 10.0 * ((t - peak_t) / 0.3) ** 2 - 12.0  # minimum -12 deg at 0.78 s
+    vals = hf[:, None]
+    out = impl(ts, to, np.array([0]), t, vals, names)["peak_hip_extension"]
+    assert out[0] == pytest.approx(12.0, abs=0.01)
+    for shift in (-1 / 150.0, 1 / 150.0):
+        moved = impl(ts, to + shift, np.array([0]), t, vals, names)["peak_hip_extension"]
+        assert moved[0] == pytest.approx(out[0], abs=1e-9)
+    old = impl(ts, to, np.array([0]), t, vals, names, hip_after_off_s=0.0)["peak_hip_extension"]
+    assert old[0] < 11.9
+    with pytest.raises(ValueError, match="hip_after_off_s"):
+        impl(ts, to, np.array([0]), t, vals, names, hip_after_off_s=-0.1)
 
 
 # ------------------------------------------------------------ synthetic runner ground truth
