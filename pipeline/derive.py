@@ -682,13 +682,19 @@ def kinematic_fallback(c: dict, marker_out: dict) -> tuple[dict, dict]:
     if not events:
         return c, info
     kin = np.array(events, dtype=np.float64).reshape(-1, 3)
-    for i in range(n):
-        same = kin[kin[:, 2] == c["side"][i]]
-        if same.size:
-            d = np.abs(same[:, 0] - c["t_strike"][i])
-            if np.isfinite(d).any() and np.nanmin(d) <= MATCH_S:
-                j = int(np.nanargmin(d))
-                c["kinematic_t_strike"][i], c["kinematic_t_off"][i] = same[j, 0], same[j, 1]
+    for side in (0, 1):  # nearest kinematic strike of the same foot, by binary search
+        same = kin[(kin[:, 2] == side) & np.isfinite(kin[:, 0])]
+        rows = np.flatnonzero(np.asarray(c["side"]) == side)
+        if not (same.size and rows.size):
+            continue
+        t = c["t_strike"][rows]
+        k = np.clip(np.searchsorted(same[:, 0], t), 1, max(len(same) - 1, 1))
+        prev = np.clip(k - 1, 0, len(same) - 1)
+        k = np.clip(k, 0, len(same) - 1)
+        j = np.where(np.abs(same[prev, 0] - t) <= np.abs(same[k, 0] - t), prev, k)
+        hit = np.abs(same[j, 0] - t) <= MATCH_S
+        c["kinematic_t_strike"][rows[hit]] = same[j[hit], 0]
+        c["kinematic_t_off"][rows[hit]] = same[j[hit], 1]
     bad = (np.asarray(c["flags"]) & REPLACE_FLAGS) != 0
     good_strikes = np.sort(c["t_strike"][~bad])
     spans = [(c["t_strike"][i] - MATCH_S, c["t_off"][i] + MATCH_S) for i in np.flatnonzero(bad)]
