@@ -71,6 +71,16 @@ def table_contacts(work):
         n, found = sum(d["n"] for d in ds), sum(d["found"] for d in ds)
         print(f"{speed!s:>6}  {found:>5}/{n:<5}  {cells[0]:<32} {cells[1]:<32} {cells[2]:<32}")
         out[str(speed)] = row
+    from treadlab.pipeline.validation import kinematic_threshold_split
+
+    split = kinematic_threshold_split(work)
+    print("thresholds chosen on the odd-numbered runners, tested on the even-numbered ones:")
+    for event, r in split.items():
+        te, tr = r["test"], r["train"]
+        print(f"  {event:<7} {r['chosen_mm']:g} mm: train {tr['median_ms']:+.1f} "
+              f"[{tr['lo95_ms']:+.1f}, {tr['hi95_ms']:+.1f}] n {tr['n']};  test "
+              f"{te['median_ms']:+.1f} [{te['lo95_ms']:+.1f}, {te['hi95_ms']:+.1f}] n {te['n']}")
+    out["split_half"] = split
     return out
 
 

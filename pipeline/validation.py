@@ -198,3 +198,79 @@ def cohort_loo(work_dir, participants, template="literature", min_steps_per_side
     rows, _ = R.collect_sessions(work_dir, causes, min_steps_per_side,
                                  R.read_participants(participants))
     return R.leave_one_runner_out(rows, tpl, min_steps_per_side)
+
+
+def kinematic_threshold_split(work_dir, strike_grid=(3.0, 5.0, 8.0, 10.0, 15.0),
+                              off_grid=(15.0, 20.0, 25.0, 30.0)) -> dict:
+    """Out-of-sample check of the kinematic contact thresholds.
+
+    Foot-marker heights of every processed trial (gaps filled and low-passed as the pipeline
+    does) are run through the kinematic rule for every threshold of the grids; thresholds are
+    chosen on the runners with an odd subject number (smallest ``|median| + half the 95 %
+    range`` of kinematic − force, ms) and the chosen ones evaluated on the even-numbered
+    runners. Returns ``{"strike": {...}, "off": {...}}`` with ``chosen_mm``, ``train`` and
+    ``test`` (median, 2.5th, 97.5th percentile, ms).
+    """
+    import h5py
+
+    from treadlab.kernels.gaps import fill_gaps
+    from treadlab.kernels.kinematic_contacts import OFF_MM, STRIKE_MM, kinematic_contacts
+    from treadlab.pipeline.derive import lowpass
+
+    err = {"strike": {}, "off": {}}
+    for h5 in sorted(Path(work_dir).glob("*.h5")):
+        m = re.search(r"(\d+)_T\d\d$", h5.stem)
+        group = "train" if m and int(m.group(1)) % 2 else "test"
+        with h5py.File(h5, "r") as f:
+            labels = [x.decode() if isinstance(x, bytes) else str(x)
+                      for x in f["raw/markers/label"][()]]
+            pos = f["raw/markers/positions"][()]
+            t = f["raw/markers/time"][()]
+            c = {k: f["derived/contacts"][k][()] for k in ("t_strike", "t_off", "side", "valid",
+                                                          "contact_source")}
+            d = f["derived"].attrs
+            cut, order, gap = (float(d["marker_lowpass_hz"]), int(d["marker_order"]),
+                               float(d["max_gap_s"]))
+        rate = 1.0 / float(np.median(np.diff(t)))
+        valid = c["valid"].astype(bool) & (c["contact_source"] == 0)
+        for side, key in ((0, "L"), (1, "R")):
+            fore = next((key + n for n in ("TOE", "MT1", "MT5") if key + n in labels), None)
+            if key + "HEE" not in labels or fore is None:
+                continue
+            cols = [labels.index(key + "HEE"), labels.index(fore)]
+            z, _ = fill_gaps(pos[:, cols, :].astype(np.float32), int(round(gap * rate)))
+            z = lowpass(np.asarray(z[:, :, 2], np.float64), rate, cut, order)
+            sel = valid & (c["side"] == side)
+            fs, fo = c["t_strike"][sel], c["t_off"][sel]
+            runs = [(g, OFF_MM, "strike") for g in strike_grid] + \
+                [(STRIKE_MM, g, "off") for g in off_grid]
+            for s_mm, o_mm, event in runs:
+                ks, ko = kinematic_contacts(t, z[:, 0], z[:, 1], strike_mm=s_mm, off_mm=o_mm)
+                ok = np.isfinite(ks)
+                ks, ko = ks[ok], ko[ok]
+                if not ks.size:
+                    continue
+                hi = np.minimum(np.searchsorted(ks, fs), ks.size - 1)
+                lo = np.maximum(hi - 1, 0)
+                j = np.where(np.abs(ks[lo] - fs) <= np.abs(ks[hi] - fs), lo, hi)
+                hit = np.abs(ks[j] - fs) <= 0.1
+                if event == "strike":
+                    err["strike"].setdefault((s_mm, group), []).append((ks[j] - fs)[hit])
+                else:
+                    err["off"].setdefault((o_mm, group), []).append((ko[j] - fo)[hit])
+
+    def stats(x):
+        x = np.concatenate(x) * 1000.0
+        x = x[np.isfinite(x)]
+        p = np.percentile(x, [50, 2.5, 97.5])
+        return {"median_ms": round(float(p[0]), 1), "lo95_ms": round(float(p[1]), 1),
+                "hi95_ms": round(float(p[2]), 1), "n": int(x.size)}
+
+    out = {}
+    for event, grid in (("strike", strike_grid), ("off", off_grid)):
+        best = min(grid, key=lambda g: (abs(stats(err[event][(g, "train")])["median_ms"])
+                                        + 0.5 * (stats(err[event][(g, "train")])["hi95_ms"]
+                                                 - stats(err[event][(g, "train")])["lo95_ms"])))
+        out[event] = {"chosen_mm": best, "train": stats(err[event][(best, "train")]),
+                      "test": stats(err[event][(best, "test")])}
+    return out
