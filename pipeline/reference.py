@@ -267,6 +267,18 @@ def fit_cause(rows: list, cause: str) -> dict | None:
     return model
 
 
+def _flat_fit(rows: list, cause: str) -> dict | None:
+    """Mean and SD (ddof 1, rounded) of a cause over sessions when none has a belt speed (at
+    least two sessions, SD > 0); None otherwise."""
+    if any(np.isfinite(r["speed"]) for r in rows if r["values"].get(cause) is not None):
+        return None
+    x = np.array([r["values"][cause]["both"] for r in rows if r["values"].get(cause) is not None])
+    if x.size < 2 or not x.std(ddof=1) > 0:
+        return None
+    return {"mu": round(float(x.mean()), DIGITS), "sigma": round(float(x.std(ddof=1)), DIGITS),
+            "n": int(x.size)}
+
+
 def _rounded(model: dict) -> dict:
     """The model as written to (and read back from) the TOML: numbers rounded to DIGITS."""
     return {k: (round(v, DIGITS) if isinstance(v, float) else v) for k, v in model.items()}
@@ -431,6 +443,22 @@ def build_reference(archive_dir, output, config_path=None, participants=None,
         base = causes[cause]
         model = fit_cause(rows, cause)
         body.append(f"\n[causes.{cause}]")
+        flat = _flat_fit(rows, cause) if model is None else None
+        if flat is not None:
+            # no belt speeds known: one mean and SD, scored at any speed (not speed-conditioned)
+            entry = {k: base[k] for k in ("metric", "unit", "worse") if k in base}
+            entry.update(mu=flat["mu"], sigma=flat["sigma"], normal_low=flat["mu"] - flat["sigma"],
+                         normal_high=flat["mu"] + flat["sigma"], provisional=False,
+                         n_sessions=flat["n"])
+            for key in ("not_scored_above", "not_scored_below"):
+                if key in base:
+                    entry[key] = base[key]
+            entry["source"] = (f"built by treadlab from {flat['n']} sessions with no belt speed: "
+                               f"mean and SD (ddof 1) of per-session medians, not conditioned on "
+                               f"speed")
+            for key, value in entry.items():
+                body.append(f"{key} = {_toml_value(value)}")
+            continue
         if model is None or not model["sigma"] > 0:
             n = 0 if model is None else model["n_sessions"]
             body.append(f"# measured on {n} session(s): the entry of {template.id} is kept")

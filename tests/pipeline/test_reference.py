@@ -133,3 +133,29 @@ def test_archive_scored_with_an_earlier_reference_is_due_for_reprocessing(tmp_pa
     assert want["reference_id"] == load_reference().id != have["reference_id"]
     assert main(["reprocess", str(tmp_path), "--workers", "1"]) == 0
     assert derived_fingerprint(session)["reference_id"] == load_reference().id
+
+
+def test_sessions_without_belt_speed_give_a_flat_reference(healthy, tmp_path):
+    """No belt speed anywhere (e.g. overground): one mean and SD per cause, scored at any
+    speed, and the file says it is not speed-conditioned."""
+    import shutil
+
+    from treadlab.pipeline.reference import build_reference
+
+    root = tmp_path / "nospeed"
+    root.mkdir()
+    for name in ("h0.h5", "h1.h5", "h2.h5"):
+        shutil.copy(healthy / name, root / name)
+        with h5py.File(root / name, "r+") as f:
+            f.attrs["belt_speed_m_s"] = np.nan
+    out = build_reference(root, tmp_path / "reference_flat.toml")
+    ref = load_reference(out)
+    pd = ref.causes["pelvic_drop"]
+    assert "speed_model" not in pd and pd["n_sessions"] == 3
+    assert "not conditioned on speed" in pd["source"]
+    n = 60
+    c = {"side": np.arange(n) % 2, "valid": np.ones(n, bool), "pelvic_drop": np.full(n, pd["mu"]),
+         "trunk_lean": np.full(n, 9.0), "overstride_leg": np.full(n, 13.0),
+         "peak_hip_extension": np.full(n, 12.0)}
+    table = score_causes(c, ref, speed_m_s=None)
+    assert table["z"][0] == pytest.approx(0.0, abs=1e-6)
