@@ -639,9 +639,53 @@ def step_task(force_out: dict, marker_out: dict, settings: DeriveSettings) -> di
     return out
 
 
+#: Contact flag (beside the ``kernels.contacts`` bits): the plate's vertical force sat at the
+#: recording's maximum for ``SATURATION_SAMPLES`` or more samples in a row (amplifier clipping).
+FLAG_SATURATED = 64
+SATURATION_SAMPLES = 3
 #: Force contacts with these flags are timed by the kinematic fallback instead (the force trace
-#: cannot time them: samples missing inside the contact, or both feet on one plate).
-REPLACE_FLAGS = 8 | 16  # kernels.contacts FLAG_DROPOUT | FLAG_CROSS_STEP
+#: cannot time them: samples missing inside the contact, both feet on one plate, clipping).
+REPLACE_FLAGS = 8 | 16 | FLAG_SATURATED  # kernels.contacts FLAG_DROPOUT | FLAG_CROSS_STEP
+
+
+def flag_saturated(force_out: dict, force) -> dict:
+    """Flag contacts whose raw vertical force clips (``FLAG_SATURATED``).
+
+    A plate clips at a constant level: a contact is saturated when its raw Fz (N) stays within
+    1e-6 of the plate's maximum over the whole recording (and at least 1 mN) for
+    ``SATURATION_SAMPLES`` consecutive samples — a real force peak changes by tenths of a
+    newton per sample at 1 kHz. ``force_out["attrs"]["saturated_contacts"]`` counts them.
+    """
+    c = force_out["contacts"]
+    n = c["t_strike"].size
+    flags = np.asarray(c["flags"]).copy()
+    w = force.wrench
+    count = 0
+    if n and w.shape[0]:
+        for j in range(w.shape[1]):
+            fz = np.asarray(w[:, j, 2], np.float64)
+            top = np.nanmax(fz) if np.isfinite(fz).any() else np.nan
+            if not np.isfinite(top) or top <= 0:
+                continue
+            at_top = np.abs(fz - top) <= max(1e-6 * abs(top), 1e-3)
+            # start of runs of >= SATURATION_SAMPLES samples at the top
+            k = SATURATION_SAMPLES
+            run = np.convolve(at_top.astype(np.int32), np.ones(k, np.int32), "valid") == k
+            if not run.any():
+                continue
+            starts = np.flatnonzero(run)
+            rows = np.flatnonzero(np.asarray(c["plate"]) == j)
+            a = np.asarray(c["i_strike"])[rows]
+            b = np.asarray(c["i_off"])[rows]
+            lo = np.searchsorted(starts, a, "left")
+            hi = np.searchsorted(starts, b - k + 1, "right")
+            hit = rows[hi > lo]
+            flags[hit] |= FLAG_SATURATED
+            count += int(hit.size)
+    out = dict(force_out)
+    out["contacts"] = {**c, "flags": flags.astype(np.asarray(c["flags"]).dtype)}
+    out["attrs"] = {**force_out["attrs"], "saturated_contacts": count}
+    return out
 #: s, a kinematic contact matches a force contact of the same foot when the strikes are closer.
 MATCH_S = 0.1
 
@@ -652,7 +696,8 @@ def kinematic_fallback(c: dict, marker_out: dict) -> tuple[dict, dict]:
     Each foot's contacts are found from its heel and forefoot heights
     (:func:`treadlab.kernels.kinematic_contacts.kinematic_contacts`). Every force contact gets
     the matching kinematic events (``kinematic_t_strike``/``kinematic_t_off``, NaN when none
-    is within ``MATCH_S``). A force contact flagged with ``REPLACE_FLAGS``, or any stretch
+    is within ``MATCH_S``). A force contact flagged with ``REPLACE_FLAGS`` (drop-out,
+    cross-step, saturated), or any stretch
     without force contacts longer than twice the median step time (force missing), is timed
     by the kinematic contacts of both feet that fall in it. ``contact_source`` is 0 (force) or
     1 (kinematic); kinematic rows have NaN force metrics, plate -1 and flags 0.
@@ -709,6 +754,14 @@ def kinematic_fallback(c: dict, marker_out: dict) -> tuple[dict, dict]:
     for lo, hi in spans:
         take |= (kin[:, 0] >= lo) & (kin[:, 0] <= hi)
     take &= np.isfinite(kin[:, 0]) & np.isfinite(kin[:, 1])
+    for side in (0, 1):  # never a second row for a contact force still times
+        kept = np.sort(c["t_strike"][~bad & (np.asarray(c["side"]) == side)])
+        rows = np.flatnonzero(take & (kin[:, 2] == side))
+        if kept.size and rows.size:
+            hi = np.minimum(np.searchsorted(kept, kin[rows, 0]), kept.size - 1)
+            lo = np.maximum(hi - 1, 0)
+            near = np.minimum(np.abs(kept[hi] - kin[rows, 0]), np.abs(kept[lo] - kin[rows, 0]))
+            take[rows[near <= MATCH_S]] = False
     if not (take.any() or bad.any()):
         return c, info
     keep = ~bad

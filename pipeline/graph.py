@@ -237,12 +237,13 @@ def _body_mass(meta: dict) -> float | None:
 
 
 def force_task(path, force, meta: dict, settings: RunSettings) -> dict:
-    from treadlab.pipeline.derive import force_task as run
+    from treadlab.pipeline.derive import flag_saturated, force_task as run
 
     try:
-        return run(force, _body_mass(meta), settings.derive)
+        out = run(force, _body_mass(meta), settings.derive)
     except InputError as exc:  # derive knows arrays, not files: name the file here
         raise InputError(path, exc.where, exc.message) from None
+    return flag_saturated(out, force)  # clipped contacts: timed from the foot markers
 
 
 def marker_task(markers, meta: dict, settings: RunSettings) -> dict:

@@ -50,3 +50,32 @@ def test_force_gap_is_filled_by_kinematic_contacts(runs):
     assert np.isnan(holed["peak_vgrf"][kin]).all()  # no force metric without force
     assert np.isfinite(holed["pelvic_drop"][v]).all()
     assert np.all(np.diff(holed["t_strike"]) > 0)
+
+
+def test_clipped_force_is_flagged_and_timed_from_the_markers(tmp_path):
+    """An amplifier that clips just below the highest peaks: the clipped contacts are flagged
+    saturated and replaced by kinematic contacts; the others keep their force timing."""
+    from treadlab.pipeline.derive import FLAG_SATURATED
+
+    session = simulate_session(RunnerParams(duration_s=24.0, seed=6))
+    plain = tmp_path / "plain.h5"
+    write_session(plain, session)
+    n_force = process_session(plain)["contacts"]
+    w = np.array(session.force.wrench, copy=True)
+    for j in range(w.shape[1]):
+        w[:, j, 2] = np.minimum(w[:, j, 2], 0.97 * np.nanmax(w[:, j, 2]))
+    session.force.wrench = w
+    path = tmp_path / "clipped.h5"
+    write_session(path, session)
+    process_session(path)
+    d = read_derived(path)
+    c = d["contacts"]
+    n_sat = int(d["attrs"]["saturated_contacts"])
+    assert n_sat >= 1
+    kin = c["contact_source"] == 1
+    assert kin.sum() >= n_sat - 2  # a clipped contact at either end may have no markers
+    assert abs(c["t_strike"].size - n_force) <= 2  # no contact counted twice
+    assert not np.any(c["flags"] & FLAG_SATURATED)  # replaced, not kept
+    assert c["valid"][kin].all()
+    assert np.isnan(c["peak_vgrf"][kin]).all()
+    assert np.all(np.diff(c["t_strike"]) > 0)
