@@ -373,7 +373,8 @@ def _participants_summary(participants: dict | None, runners) -> list[str]:
 
 
 def _template_causes(template) -> dict:
-    """The template's cause entries with :data:`BUILT_METRICS` applied."""
+    """The template's cause entries without bands or speed models (callers apply
+    :data:`BUILT_METRICS`)."""
     from treadlab.pipeline.scoring import CAUSES
 
     causes = {}
