@@ -130,7 +130,8 @@ def _cmd_reference_build(args) -> int:
     from treadlab.pipeline.reference import build_reference
 
     print(build_reference(args.archive, args.output, config_path=args.config,
-                          participants=args.participants, cohort=args.cohort))
+                          participants=args.participants, cohort=args.cohort,
+                          template=args.template))
     return 0
 
 
@@ -268,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="participants table (Subject column): sessions are matched to runners "
                         "and the cohort's age/height/mass ranges recorded")
     t.add_argument("--cohort", help="citation of the cohort, written into the set")
+    t.add_argument("--template", metavar="SET",
+                   help="reference set (shipped id or TOML) whose entries are kept for causes "
+                        "no session measures (default: the lab config's)")
     t.set_defaults(func=_cmd_reference_build)
     t = ssub.add_parser("build-cohort",
                         help="import SUBJECTrunTvv.c3d trials with SUBJECTstatic.c3d (belt "

@@ -275,7 +275,8 @@ def score_task(contacts: dict, marker_out: dict, meta: dict, settings: RunSettin
         speed = None
     return score_causes(contacts, settings.reference,
                         min_steps_per_side=settings.min_steps_per_side, speed_m_s=speed,
-                        reasons=reasons)
+                        reasons=reasons,
+                        static_tilt_deg=(marker_out.get("static") or {}).get("tilt_deg"))
 
 
 def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: dict,

@@ -198,7 +198,8 @@ def _finite(x) -> np.ndarray:
 
 
 def score_causes(contacts: dict, reference: ReferenceSet, min_steps_per_side: int = 20,
-                 speed_m_s: float | None = None, reasons: dict | None = None) -> dict:
+                 speed_m_s: float | None = None, reasons: dict | None = None,
+                 static_tilt_deg: float | None = None) -> dict:
     """Score the four causes from per-contact metrics.
 
     Parameters
@@ -215,6 +216,9 @@ def score_causes(contacts: dict, reference: ReferenceSet, min_steps_per_side: in
     reasons : dict, optional
         ``{metric: why it is missing}`` (e.g. ``{"trunk_lean": "no trunk markers"}``) used for
         the status of a cause whose metric is NaN on every step.
+    static_tilt_deg : float, optional
+        Pelvic tilt of the static trial (deg, + anterior), quoted beside the running tilt in the
+        status of limited hip extension.
 
     Returns
     -------
@@ -265,6 +269,8 @@ def score_causes(contacts: dict, reference: ReferenceSet, min_steps_per_side: in
             tilt = tilt[np.isfinite(tilt)]
             if tilt.size:  # anterior tilt compensates for limited hip extension (Schache 2000)
                 status += f"; mean pelvis tilt over stance {float(np.median(tilt)):.1f} deg"
+                if static_tilt_deg is not None and np.isfinite(static_tilt_deg):
+                    status += f" (standing {float(static_tilt_deg):.1f} deg)"
         for key, val in zip(SCORE_COLUMNS, (cause, score, value, vl, vr, p["unit"],
                                             float(p["normal_low"]), float(p["normal_high"]),
                                             int(use.sum()), z, status)):

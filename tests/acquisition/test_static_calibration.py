@@ -227,6 +227,9 @@ def test_cli_import_with_static_then_process_scores_hip_extension(tmp_path):
     assert str(d["pelvic_obliquity_zero"]).startswith("static trial RBDS001static.c3d")
     assert d["static_pelvic_tilt_deg"] == pytest.approx(s.attrs["static_pelvic_tilt_deg"])
     assert d["peak_hip_extension_window"] == "midstance to toe off + 100 ms (early swing)"
+    tilt = f"(standing {s.attrs['static_pelvic_tilt_deg']:.1f} deg)"
+    assert "mean pelvis tilt over stance" in summary["status"]["limited_hip_extension"]
+    assert tilt in summary["status"]["limited_hip_extension"]
     ang = s.derived["angles"]
     names = [str(n) for n in ang["names"]]
     for col in ("hip_flexion_left", "hip_flexion_right", "knee_flexion_left",

@@ -207,6 +207,10 @@ def test_real_run_without_static_or_speed_says_why_not_scored(tmp_path):
         assert summary["scores"][cause] is None
         assert "belt speed 6.00 m/s is outside the reference cohort's 2.25-4.75 m/s" in \
             summary["status"][cause]
+    # a negative belt speed is refused at import, naming the file, nothing written
+    out = tmp_path / "c.h5"
+    assert main(["import", str(c3d), "-o", str(out), "--belt-speed", "-1"]) == 1
+    assert not out.exists()
 
 
 @pytest.mark.timeout(120)

@@ -159,3 +159,14 @@ def test_sessions_without_belt_speed_give_a_flat_reference(healthy, tmp_path):
          "peak_hip_extension": np.full(n, 12.0)}
     table = score_causes(c, ref, speed_m_s=None)
     assert table["z"][0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_build_cohort_bad_input_is_one_line(tmp_path, capsys):
+    assert main(["reference", "build-cohort", str(tmp_path), "-o", str(tmp_path / "r.toml")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "participants.csv" in err[0] and "not found" in err[0]
+    (tmp_path / "participants.csv").write_text("Subject,Mass\n1,70\n")
+    assert main(["reference", "build-cohort", str(tmp_path), "-o", str(tmp_path / "r.toml")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no SUBJECTrunTvv.c3d trials found" in err[0]
+    assert not (tmp_path / "r.toml").exists()
