@@ -387,7 +387,7 @@ def _template_causes(template) -> dict:
 
 def build_reference(archive_dir, output, config_path=None, participants=None,
                     cohort: str | None = None, name: str | None = None, template=None,
-                    folder_label: str | None = None) -> str:
+                    folder_label: str | None = None, command: str | None = None) -> str:
     """Build a speed-conditioned reference set from processed healthy sessions.
 
     Parameters
@@ -414,6 +414,8 @@ def build_reference(archive_dir, output, config_path=None, participants=None,
         Reference set (shipped id or TOML) used as the template instead of the lab's.
     folder_label : str, optional
         Folder name written into the provenance (default: ``archive_dir``'s name).
+    command : str, optional
+        The command that made the set, written into the provenance.
 
     Returns
     -------
@@ -515,6 +517,7 @@ def build_reference(archive_dir, output, config_path=None, participants=None,
         "[provenance]",
         f"cohort = {_toml_value(cohort or root.name)}",
         f"folder = {_toml_value(folder_label or root.name)}",
+        *([f"command = {_toml_value(command)}"] if command else []),
         f"runners = {len(runners)}",
         f"trials = {len(rows)}",
         f"speeds_m_s = {_toml_value(speeds)}",
@@ -654,7 +657,10 @@ def build_cohort(folders, output, participants=None, work=None, cohort: str | No
         prepare_cohort(folders, work, participants)
         return build_reference(work, output, participants=participants,
                                cohort=cohort or FUKUCHI_2017, name=name,
-                               template=COHORT_TEMPLATE, folder_label=folders[0].name)
+                               template=COHORT_TEMPLATE, folder_label=folders[0].name,
+                               command=("treadlab reference build-cohort "
+                                        + " ".join(f.name for f in folders)
+                                        + f" -o {Path(output).name}"))
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
