@@ -41,7 +41,7 @@ def best_of(fn, repeats):
 
 
 def generate(minutes, with_markers=True):
-    from treadlab.acquisition.synthetic import RunnerParams, SyntheticRunner
+    from treadlab.acquisition.sim.synthetic import RunnerParams, SyntheticRunner
 
     # no zero drift: the runner's drift is linear from t = 0 (0.05 N/s by default), so after
     # about 6 min the flight phases sit above the 20 N toe-off level and an hour-long trace

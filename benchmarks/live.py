@@ -3,7 +3,7 @@
 A device emulator in this process plays a split-belt force-plate treadmill on a pseudo-terminal
 (2000 Hz × 12 int16 channels, the DESIGN §3 wire format) and a mocap system on loopback UDP
 (200 Hz × 40 markers, ``TLMK`` datagrams). A separate process runs the real capture path
-(``treadlab.acquisition.capture.capture_session`` with a lab configuration pointing at those
+(``treadlab.acquisition.capture.session.capture_session`` with a lab configuration pointing at those
 devices: reader threads, clock fit, SWMR recorder, live processor) and reports every step its live processor
 detects.
 
@@ -66,7 +66,7 @@ CHILD = r"""
 import json, os, sys, time
 sys.path.insert(0, sys.argv[6])
 import live as B
-from treadlab.acquisition.capture import capture_session
+from treadlab.acquisition.capture.session import capture_session
 
 port, udp, seconds, out_dir, report = (sys.argv[1], int(sys.argv[2]), float(sys.argv[3]),
                                        sys.argv[4], sys.argv[5])
@@ -93,8 +93,8 @@ def lab_config(port_path: str, udp_port: int):
     """
     import types
 
-    from treadlab.acquisition.forceplate_serial import ForcePlateSettings, PlateCalibration
-    from treadlab.acquisition.markers_udp import MarkerSettings
+    from treadlab.acquisition.sources.forceplate_serial import ForcePlateSettings, PlateCalibration
+    from treadlab.acquisition.sources.markers_udp import MarkerSettings
 
     plates = [PlateCalibration(name, list(range(6 * k, 6 * k + 6)), np.diag(CAL_DIAG),
                                origin=[0.0, y, 0.0])
@@ -165,8 +165,8 @@ def _free_udp_port() -> int:
 
 
 def run(seconds: float, workdir: Path) -> dict:
-    from treadlab.acquisition.simulated import PtyPort
-    from treadlab.acquisition.wire import encode_force_frames, encode_marker_packet
+    from treadlab.acquisition.sim.simulated import PtyPort
+    from treadlab.acquisition.sources.wire import encode_force_frames, encode_marker_packet
 
     workdir.mkdir(parents=True, exist_ok=True)
     pty = PtyPort(name="treadmill")

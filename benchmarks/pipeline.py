@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 
 _MAKE = """
 import sys
-from treadlab.acquisition.synthetic import simulate_session_file
+from treadlab.acquisition.sim.synthetic import simulate_session_file
 simulate_session_file(sys.argv[1], params={"duration_s": sys.argv[2], "seed": sys.argv[3]})
 """
 

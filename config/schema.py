@@ -32,7 +32,7 @@ def frame_bytes(channels: int, sample_type: str) -> int:
 
     2 sync + 2 seq + 4 device time + ``channels`` × (2 for int16 | 4 for int32) + 2 CRC:
     34 bytes for 12 int16 channels, 58 for 12 int32 (NOTES.md says 56: it forgot the sync).
-    Must equal :func:`treadlab.acquisition.wire.frame_size` (tests/acquisition/test_wire.py).
+    Must equal :func:`treadlab.acquisition.sources.wire.frame_size` (tests/acquisition/test_wire.py).
     """
     return 2 + 2 + 4 + int(channels) * SAMPLE_BYTES[sample_type] + 2
 
@@ -195,7 +195,7 @@ class LabConfig:
     """A whole lab: every table of the TOML file, checked.
 
     ``simulator`` is the synthetic-runner parameter table (names of
-    ``treadlab.acquisition.synthetic.RunnerParams``, checked there when the simulated lab
+    ``treadlab.acquisition.sim.synthetic.RunnerParams``, checked there when the simulated lab
     starts) and ``marker_names`` the lab's own ``{"Lab.Name": "CGM"}`` aliases, both plain
     dicts. ``source_path`` is the file it was read from (``None`` for a config built in code).
     """

@@ -30,7 +30,7 @@ def _cmd_demo(args) -> int:
 def _cmd_capture(args) -> int:
     # acquisition records; processing the finished session is the pipeline's job (DESIGN §2:
     # pipeline -> acquisition, never the other way round).
-    from treadlab.acquisition.capture import run_capture
+    from treadlab.acquisition.capture.session import run_capture
 
     path = run_capture(config_path=args.config, subject=args.subject,
                        body_mass_kg=args.body_mass, duration_s=args.duration, out_dir=args.out,
@@ -46,7 +46,7 @@ def _cmd_capture(args) -> int:
 
 def _cmd_simulate_lab(args) -> int:
     params = _params(args.param)
-    from treadlab.acquisition.simulated import serve_lab
+    from treadlab.acquisition.sim.simulated import serve_lab
 
     return serve_lab(config_path=args.config, replay=args.replay, duration_s=args.duration,
                      params=params)
@@ -54,7 +54,7 @@ def _cmd_simulate_lab(args) -> int:
 
 def _cmd_simulate_session(args) -> int:
     params = _params(args.param)
-    from treadlab.acquisition.synthetic import simulate_session_file
+    from treadlab.acquisition.sim.synthetic import simulate_session_file
 
     path = simulate_session_file(args.output, params=params)
     print(path)
@@ -62,7 +62,7 @@ def _cmd_simulate_session(args) -> int:
 
 
 def _cmd_import(args) -> int:
-    from treadlab.acquisition.c3d_import import import_c3d
+    from treadlab.acquisition.io.c3d_import import import_c3d
 
     path = import_c3d(args.c3d, args.output, config_path=args.config, subject_id=args.subject,
                       body_mass_kg=args.body_mass, static_path=args.static)
@@ -119,7 +119,7 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_recover(args) -> int:
-    from treadlab.acquisition.recorder import recover
+    from treadlab.acquisition.capture.recorder import recover
 
     print(recover(args.session))
     return 0

@@ -1,7 +1,7 @@
 """``treadlab demo``: the main job on the embedded default lab.
 
 Simulated lab (virtual treadmill on a pty, virtual mocap on loopback UDP) → capture
-(:func:`treadlab.acquisition.capture.run_capture`, the same path a technician's session takes) →
+(:func:`treadlab.acquisition.capture.session.run_capture`, the same path a technician's session takes) →
 processing (:func:`treadlab.pipeline.graph.process_session`) → the score table and the archive
 path on stdout. The archive ends up holding the raw data, the contacts and the four scores.
 """
@@ -39,7 +39,7 @@ def run_demo(out_dir="treadlab-demo", seconds: float = 30.0, *, params: dict | N
     int : exit code, 0 on success (errors raise ``TreadlabError`` for the CLI to report).
     """
     from treadlab.acquisition.archive import read_derived
-    from treadlab.acquisition.capture import run_capture
+    from treadlab.acquisition.capture.session import run_capture
     from treadlab.pipeline.graph import process_session
     from treadlab.pipeline.scoring import format_scores
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import SHARED_DATA, shared_file
-from treadlab.acquisition.c3d_import import estimate_body_mass, import_c3d, read_c3d
+from treadlab.acquisition.io.c3d_import import estimate_body_mass, import_c3d, read_c3d
 from treadlab.config.errors import InputError
 
 pytestmark = pytest.mark.timeout(60)
@@ -123,7 +123,7 @@ def test_fukuchi_axes_y_up_treadmill():
 
 
 def _stance_slices(fz, rate):
-    from treadlab.acquisition.c3d_import import _contacts
+    from treadlab.acquisition.io.c3d_import import _contacts
 
     st, off = _contacts(fz, 50.0, 20.0)
     pairs = []
@@ -566,7 +566,7 @@ def test_moment_units_mislabelled_nm_are_caught():
     ("General", "Event", -1, "event"),
 ])
 def test_event_decoding(context, label, side, kind):
-    from treadlab.acquisition.c3d_import import _decode_event
+    from treadlab.acquisition.io.c3d_import import _decode_event
 
     assert _decode_event(context, label) == (side, kind)
 
@@ -639,7 +639,7 @@ def test_bad_force_platform_parameters(tmp_path):
 
 
 def test_contact_hysteresis_matches_a_plain_loop():
-    from treadlab.acquisition.c3d_import import _contacts
+    from treadlab.acquisition.io.c3d_import import _contacts
 
     def loop(fz, strike_n, off_n):
         strikes, offs, loaded, armed = [], [], False, False

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from treadlab.acquisition.archive import validate_session
-from treadlab.acquisition.capture import capture_session, session_filename
-from treadlab.acquisition.forceplate_serial import ForcePlateSettings, PlateCalibration
-from treadlab.acquisition.markers_udp import MarkerSettings
-from treadlab.acquisition.recorder import lock_path, recover
-from treadlab.acquisition.synthetic import LABELS
+from treadlab.acquisition.capture.session import capture_session, session_filename
+from treadlab.acquisition.sources.forceplate_serial import ForcePlateSettings, PlateCalibration
+from treadlab.acquisition.sources.markers_udp import MarkerSettings
+from treadlab.acquisition.capture.recorder import lock_path, recover
+from treadlab.acquisition.sim.synthetic import LABELS
 from treadlab.config.errors import DeviceError
 
 CAL = np.diag([2000.0, 2000.0, 4000.0, 800.0, 800.0, 400.0])   # N or N·m per volt
@@ -50,7 +50,7 @@ CHILD = r"""
 import sys
 sys.path.insert(0, sys.argv[2])
 from test_capture import lab_cfg
-from treadlab.acquisition.capture import capture_session
+from treadlab.acquisition.capture.session import capture_session
 print(capture_session(lab_cfg(), subject=sys.argv[3], out_dir=sys.argv[1]), flush=True)
 """
 
@@ -217,8 +217,8 @@ def test_silent_marker_stream_is_named_before_recording(tmp_path):
     import socket
     import threading
 
-    from treadlab.acquisition.simulated import PtyPort
-    from treadlab.acquisition.wire import encode_force_frames
+    from treadlab.acquisition.sim.simulated import PtyPort
+    from treadlab.acquisition.sources.wire import encode_force_frames
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))

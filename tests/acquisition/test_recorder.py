@@ -11,8 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
-from treadlab.acquisition.base import Block
-from treadlab.acquisition.recorder import Recorder, clear_status_flags, lock_path, recover
+from treadlab.acquisition.sources.base import Block
+from treadlab.acquisition.capture.recorder import Recorder, clear_status_flags, lock_path, recover
 from treadlab.config.errors import InputError
 
 FORCE_HZ = 1000.0
@@ -22,8 +22,8 @@ MARKER_HZ = 100.0
 WRITER = r"""
 import sys, time
 import numpy as np
-from treadlab.acquisition.base import Block
-from treadlab.acquisition.recorder import Recorder
+from treadlab.acquisition.sources.base import Block
+from treadlab.acquisition.capture.recorder import Recorder
 
 path = sys.argv[1]
 rec = Recorder(path, {"subject_id": "S1", "lab": "test", "belt_speed_m_s": 3.0}, plates=["left", "right"],

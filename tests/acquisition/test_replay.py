@@ -7,11 +7,11 @@ import types
 import numpy as np
 import pytest
 
-from treadlab.acquisition.forceplate_serial import (
+from treadlab.acquisition.sources.forceplate_serial import (
     ForcePlateSerial, ForcePlateSettings, PlateCalibration)
-from treadlab.acquisition.markers_udp import MarkersUDP, MarkerSettings
-from treadlab.acquisition.replay import ReplaySignal, start_replay_lab
-from treadlab.acquisition.simulated import transfer_wrench
+from treadlab.acquisition.sources.markers_udp import MarkersUDP, MarkerSettings
+from treadlab.acquisition.sim.replay import ReplaySignal, start_replay_lab
+from treadlab.acquisition.sim.simulated import transfer_wrench
 from tests.conftest import shared_file
 
 pytestmark = pytest.mark.timeout(120)
@@ -21,7 +21,7 @@ CAL = np.diag([2000.0, 2000.0, 4000.0, 1500.0, 1500.0, 800.0])
 
 @pytest.fixture(scope="module")
 def recording():
-    from treadlab.acquisition.c3d_import import read_c3d
+    from treadlab.acquisition.io.c3d_import import read_c3d
 
     path = shared_file("running", "RBDS001runT35.c3d")
     return path, read_c3d(path)
@@ -122,7 +122,7 @@ def test_replay_through_the_wire(recording):
 
 
 def test_unreadable_recording_is_refused_before_any_device_starts(tmp_path):
-    from treadlab.acquisition.simulated import start_lab
+    from treadlab.acquisition.sim.simulated import start_lab
     from treadlab.config.errors import InputError
 
     empty = shared_file("importer", "Empty.c3d")

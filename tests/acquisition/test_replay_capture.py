@@ -54,8 +54,8 @@ def _contacts(path) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def sessions(tmp_path_factory):
     """(captured archive, imported archive), both processed, plus the capture's attributes."""
-    from treadlab.acquisition.c3d_import import import_c3d
-    from treadlab.acquisition.capture import run_capture
+    from treadlab.acquisition.io.c3d_import import import_c3d
+    from treadlab.acquisition.capture.session import run_capture
     from treadlab.pipeline.graph import process_session
 
     c3d = shared_file("running", "RBDS001runT35.c3d")

@@ -10,12 +10,12 @@ import types
 import numpy as np
 import pytest
 
-from treadlab.acquisition.forceplate_serial import (
+from treadlab.acquisition.sources.forceplate_serial import (
     ForcePlateSerial, ForcePlateSettings, PlateCalibration)
-from treadlab.acquisition.markers_lsl import ForceLSL, MarkersLSL
-from treadlab.acquisition.markers_udp import MarkersUDP, MarkerSettings
-from treadlab.acquisition.simulated import Faults, RunnerSignal, start_lab
-from treadlab.acquisition.synthetic import LABELS, parse_params
+from treadlab.acquisition.sources.markers_lsl import ForceLSL, MarkersLSL
+from treadlab.acquisition.sources.markers_udp import MarkersUDP, MarkerSettings
+from treadlab.acquisition.sim.simulated import Faults, RunnerSignal, start_lab
+from treadlab.acquisition.sim.synthetic import LABELS, parse_params
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,11 +11,11 @@ import types
 import numpy as np
 import pytest
 
-from treadlab.acquisition.base import COUNTERS, SOURCES, Block, Source, StreamInfo
-from treadlab.acquisition.forceplate_serial import ForcePlateSettings, PlateCalibration
-from treadlab.acquisition.markers_udp import MarkerSettings
-from treadlab.acquisition.simulated import start_lab
-from treadlab.acquisition.synthetic import LABELS
+from treadlab.acquisition.sources.base import COUNTERS, SOURCES, Block, Source, StreamInfo
+from treadlab.acquisition.sources.forceplate_serial import ForcePlateSettings, PlateCalibration
+from treadlab.acquisition.sources.markers_udp import MarkerSettings
+from treadlab.acquisition.sim.simulated import start_lab
+from treadlab.acquisition.sim.synthetic import LABELS
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -131,9 +131,9 @@ def test_registry_lists_every_driver():
 
 
 def test_sources_from_config_uses_the_lab_endpoints(serial_lab):
-    from treadlab.acquisition.base import sources_from_config
-    from treadlab.acquisition.forceplate_serial import ForcePlateSerial
-    from treadlab.acquisition.markers_udp import MarkersUDP
+    from treadlab.acquisition.sources.base import sources_from_config
+    from treadlab.acquisition.sources.forceplate_serial import ForcePlateSerial
+    from treadlab.acquisition.sources.markers_udp import MarkersUDP
     from treadlab.config.errors import ConfigError
 
     cfg, lab = serial_lab
@@ -149,7 +149,7 @@ def test_real_devices_conform():
     """The configured lab's real devices (``TREADLAB_LAB_CONFIG=lab.toml pytest -m hardware``)."""
     import os
 
-    from treadlab.acquisition.base import sources_from_config
+    from treadlab.acquisition.sources.base import sources_from_config
     from treadlab.config import load_lab
 
     path = os.environ.get("TREADLAB_LAB_CONFIG")

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from treadlab.acquisition.synthetic import (LABELS, PRESETS, RunnerParams, SyntheticRunner,
+from treadlab.acquisition.sim.synthetic import (LABELS, PRESETS, RunnerParams, SyntheticRunner,
                                             davis_hjc, parse_params, pelvis_angles_from_markers,
                                             simulate_session, trunk_lean_from_markers)
 from treadlab.config.errors import ConfigError
@@ -467,7 +467,7 @@ def test_unreachable_hip_extension_is_reported_not_faked(caplog):
     cannot do it; the runner says so and /truth reports what the markers show."""
     p = RunnerParams.clean(speed_m_s=3.1, cadence_spm=188, contact_time_s=0.27,
                            overstride_mm=10, hip_extension_deg=0.5, leg_length_mm=876)
-    with caplog.at_level("WARNING", logger="treadlab.acquisition.synthetic"):
+    with caplog.at_level("WARNING", logger="treadlab.acquisition.sim.synthetic"):
         r = SyntheticRunner(p)
     assert "out of reach" in r.geometry_note and "out of reach" in caplog.text
     ext = r.truth_steps(3.0)["peak_hip_extension"]

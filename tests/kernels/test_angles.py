@@ -319,9 +319,9 @@ def test_through_the_c3d_importer():
     """The same validation through acquisition.c3d_import.read_c3d (lab frame, CGM names)."""
     path = shared_file("pig", "PiG_Motion-FlatFoot-Full.c3d")
     try:
-        from treadlab.acquisition.c3d_import import read_c3d
+        from treadlab.acquisition.io.c3d_import import read_c3d
     except ImportError:
-        pytest.skip("treadlab.acquisition.c3d_import not available")
+        pytest.skip("treadlab.acquisition.io.c3d_import not available")
     session = read_c3d(path)
     result = angles.joint_angles(session.markers.positions, session.markers.labels,
                                  session.subject)

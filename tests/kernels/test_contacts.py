@@ -269,7 +269,7 @@ def test_rezero_flight_removes_drift():
 
 @pytest.mark.parametrize("belt", ["split", "single"])
 def test_flight_baseline_recovers_contacts_hidden_by_drift(belt):
-    syn = pytest.importorskip("treadlab.acquisition.synthetic")
+    syn = pytest.importorskip("treadlab.acquisition.sim.synthetic")
     runner = syn.SyntheticRunner(syn.RunnerParams(duration_s=60.0, belt=belt,
                                                   drift_n_per_s=2.0))
     rate = runner.force_rate_hz
@@ -385,7 +385,7 @@ FUKUCHI = {"RBDS001runT25.c3d": 0.290, "RBDS001runT35.c3d": 0.234, "RBDS001runT4
 
 
 def _read(path):
-    c3d_import = pytest.importorskip("treadlab.acquisition.c3d_import")
+    c3d_import = pytest.importorskip("treadlab.acquisition.io.c3d_import")
     return c3d_import.read_c3d(path)
 
 
@@ -469,7 +469,7 @@ def test_overground_events_within_8_ms():
 # ground truth: the synthetic runner
 
 def _synthetic(belt, clean, **changes):
-    syn = pytest.importorskip("treadlab.acquisition.synthetic")
+    syn = pytest.importorskip("treadlab.acquisition.sim.synthetic")
     make = syn.RunnerParams.clean if clean else syn.RunnerParams
     return syn.simulate_session(make(duration_s=20.0, belt=belt, **changes))
 

@@ -152,7 +152,7 @@ def test_validation():
 @pytest.mark.parametrize("name", ["RBDS001runT25.c3d", "RBDS001runT35.c3d", "RBDS001runT45.c3d",
                                   "RBDS002runT35.c3d"])
 def test_fukuchi_impulses_balance_over_a_stride(name):
-    c3d_import = pytest.importorskip("treadlab.acquisition.c3d_import")
+    c3d_import = pytest.importorskip("treadlab.acquisition.io.c3d_import")
     session = c3d_import.read_c3d(shared_file("running", name))
     force = session.force
     w = np.asarray(force.wrench[:, 0, :], np.float64)
@@ -175,7 +175,7 @@ def test_fukuchi_impulses_balance_over_a_stride(name):
 
 @pytest.mark.parametrize("clean", [True, False], ids=["clean", "noise+drift"])
 def test_synthetic_runner_metrics(clean):
-    syn = pytest.importorskip("treadlab.acquisition.synthetic")
+    syn = pytest.importorskip("treadlab.acquisition.sim.synthetic")
     make = syn.RunnerParams.clean if clean else syn.RunnerParams
     p = make(duration_s=20.0, belt="split", **({} if clean else {"drift_n_per_s": 1.0}))
     session = syn.simulate_session(p)
@@ -215,7 +215,7 @@ def test_synthetic_runner_metrics(clean):
 def test_synthetic_loading_rate_converges():
     """The 1 kHz loading rate against the same definition on the noise-free force sampled at
     100 kHz: the discretisation error of the 20/80 % crossings is small."""
-    syn = pytest.importorskip("treadlab.acquisition.synthetic")
+    syn = pytest.importorskip("treadlab.acquisition.sim.synthetic")
     runner = syn.SyntheticRunner(syn.RunnerParams.clean(duration_s=3.0, belt="split"))
     bw = runner.body_weight_n
     out = {}

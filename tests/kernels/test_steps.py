@@ -143,7 +143,7 @@ def test_compiled_matches_reference(seed):
 # ------------------------------------------------------------ synthetic runner ground truth
 
 def _synthetic(**changes):
-    synthetic = pytest.importorskip("treadlab.acquisition.synthetic")
+    synthetic = pytest.importorskip("treadlab.acquisition.sim.synthetic")
     from treadlab.kernels.angles import joint_angles
     from treadlab.kernels.gaps import fill_gaps
 

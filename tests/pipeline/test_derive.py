@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from treadlab.acquisition.synthetic import RunnerParams, simulate_session
+from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
 from treadlab.pipeline.derive import (CONTACT_COLUMNS, DeriveSettings, estimate_body_weight,
                                       force_task, lowpass, marker_task, step_task)
 

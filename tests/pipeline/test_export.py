@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import shared_file
 from treadlab.acquisition.archive import (read_derived, read_session, validate_session,
                                           write_derived, write_session)
-from treadlab.acquisition.synthetic import RunnerParams, simulate_session
+from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
 from treadlab.config.errors import ConfigError
 from treadlab.pipeline.cli import main
 from treadlab.pipeline.export import (C3D_MAX_EVENTS, C3D_MAX_FRAMES, export_session,
@@ -264,7 +264,7 @@ def test_c3d_markers_force_and_events(processed, secret, tmp_path):
     np.testing.assert_allclose(strikes, np.sort(ct["t_strike"]) - s.markers.time[0],
                                atol=1e-4)
     # and our own importer reads the ground reaction back from the force-plate parameters
-    from treadlab.acquisition.c3d_import import read_c3d
+    from treadlab.acquisition.io.c3d_import import read_c3d
 
     back = read_c3d(out)
     n_f = min(len(back.force.time), len(s.force.time))
@@ -395,7 +395,7 @@ def test_bad_file_one_line_others_exported(processed, secret, tmp_path, capsys):
 # --- a real recording ------------------------------------------------------------------------
 
 def test_real_recording_export(secret, tmp_path):
-    from treadlab.acquisition.c3d_import import import_c3d
+    from treadlab.acquisition.io.c3d_import import import_c3d
 
     c3d = shared_file("running", "RBDS001runT35.c3d")
     src = tmp_path / "RBDS001runT35.h5"

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import shared_file
 from treadlab.acquisition.archive import read_derived, validate_session, write_session
-from treadlab.acquisition.synthetic import RunnerParams, simulate_session
+from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
 from treadlab.pipeline.cli import main
 from treadlab.pipeline.derive import CONTACT_COLUMNS
 from treadlab.pipeline.graph import pipeline_version, process_session, session_graph, load_settings
@@ -149,7 +149,7 @@ TREADMILL_RUNS = [("RBDS001runT25.c3d", 0.25, 0.33), ("RBDS001runT35.c3d", 0.20,
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("name,ct_low,ct_high", TREADMILL_RUNS)
 def test_real_treadmill_running_scores_with_trunk_not_scorable(name, ct_low, ct_high, tmp_path):
-    from treadlab.acquisition.c3d_import import import_c3d
+    from treadlab.acquisition.io.c3d_import import import_c3d
 
     c3d = shared_file("running", name)
     h5 = import_c3d(c3d, tmp_path / (c3d.stem + ".h5"))
@@ -178,7 +178,7 @@ def test_real_treadmill_running_scores_with_trunk_not_scorable(name, ct_low, ct_
 def test_real_overground_running_on_separate_plates(tmp_path):
     """Dorn et al. 2012: 8 plates in a runway, 5 contacts; sides from the feet, too few steps
     to score (reported, not guessed)."""
-    from treadlab.acquisition.c3d_import import import_c3d
+    from treadlab.acquisition.io.c3d_import import import_c3d
 
     h5 = import_c3d(shared_file("running", "JA1Gait21.c3d"), tmp_path / "JA1Gait21.h5")
     summary = process_session(h5)

@@ -15,7 +15,7 @@ import h5py
 import pytest
 
 from treadlab.acquisition.archive import validate_session, write_session
-from treadlab.acquisition.synthetic import RunnerParams, simulate_session
+from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
 from treadlab.pipeline.reprocess import find_sessions, reprocess
 
 PY = sys.executable

@@ -293,7 +293,7 @@ def calibrate_static(static_session, segments=DEFAULT_SEGMENTS) -> StaticCalibra
     ----------
     static_session : Session or str or os.PathLike
         The static standing trial (a :class:`~treadlab.acquisition.archive.Session` as read by
-        :func:`~treadlab.acquisition.c3d_import.read_c3d`, or the path of its ``.c3d``);
+        :func:`~treadlab.acquisition.io.c3d_import.read_c3d`, or the path of its ``.c3d``);
         marker positions mm, lab frame.
     segments : sequence of Segment, optional
         The segment table (default :data:`DEFAULT_SEGMENTS`). Segments whose cluster (≥ 3
@@ -322,7 +322,7 @@ def calibrate_static(static_session, segments=DEFAULT_SEGMENTS) -> StaticCalibra
     from treadlab.acquisition.archive import Session
 
     if not isinstance(static_session, Session):
-        from treadlab.acquisition.c3d_import import read_c3d
+        from treadlab.acquisition.io.c3d_import import read_c3d
 
         static_session = read_c3d(static_session)
     src = str(static_session.attrs.get("source_file") or static_session.attrs.get(

@@ -21,9 +21,9 @@ import numpy as np
 import pylsl
 import pylsl.util
 
-from treadlab.acquisition.base import Block, Source
-from treadlab.acquisition.forceplate_serial import ForcePlateSettings, ForceSourceBase
-from treadlab.acquisition.markers_udp import MarkerSettings, setup_marker_source
+from treadlab.acquisition.sources.base import Block, Source
+from treadlab.acquisition.sources.forceplate_serial import ForcePlateSettings, ForceSourceBase
+from treadlab.acquisition.sources.markers_udp import MarkerSettings, setup_marker_source
 from treadlab.config.errors import DeviceError
 
 log = logging.getLogger(__name__)

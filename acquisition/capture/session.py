@@ -5,14 +5,14 @@
 1. the lab config is loaded and checked (:func:`treadlab.config.load_lab`): a bad config is a
    one-line :class:`ConfigError` before any device is touched;
 2. the default simulated lab starts its virtual devices (a pty treadmill and loopback mocap,
-   :func:`treadlab.acquisition.simulated.start_lab`);
+   :func:`treadlab.acquisition.sim.simulated.start_lab`);
 3. every device is opened and must deliver frames (and the force plate its tare) *before*
    anything is recorded: a missing port or silent stream is a one-line :class:`DeviceError`
    naming it, and no file is created;
 4. each source reads its device in its own daemon thread (``Source`` base); this function's loop
    only moves blocks: it feeds the clock fit, maps device times onto the session clock and hands
-   each block to the :class:`~treadlab.acquisition.recorder.Recorder` (its own writer thread) and
-   the :class:`~treadlab.acquisition.live.LiveProcessor` (its own thread), so neither disk writes
+   each block to the :class:`~treadlab.acquisition.capture.recorder.Recorder` (its own writer thread) and
+   the :class:`~treadlab.acquisition.capture.live.LiveProcessor` (its own thread), so neither disk writes
    nor processing ever stall a read;
 5. a status line (elapsed, cadence, contact time, the cause values, drops) is refreshed about
    twice a second on a terminal;
@@ -22,7 +22,7 @@
 
 With ``replay=FILE.c3d`` the simulated lab plays a real recording once through the same wire
 formats instead of the synthetic runner (DESIGN §3, "C3D replay"); the lab config is derived
-from the file when it is the shipped default (:func:`treadlab.acquisition.replay.
+from the file when it is the shipped default (:func:`treadlab.acquisition.sim.replay.
 replay_lab_config`), and the capture stops :data:`REPLAY_TAIL_S` after the last recorded
 sample (or at ``duration_s``, whichever comes first).
 
@@ -43,9 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-from treadlab.acquisition.clock import SessionClock
-from treadlab.acquisition.live import LiveProcessor, format_status
-from treadlab.acquisition.recorder import G, Recorder
+from treadlab.acquisition.capture.clock import SessionClock
+from treadlab.acquisition.capture.live import LiveProcessor, format_status
+from treadlab.acquisition.capture.recorder import G, Recorder
 from treadlab.config.errors import ConfigError, DeviceError
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def _belt_speed(cfg, simulated: bool, params) -> tuple[float, str]:
     if value is not None:
         return float(value), "lab config"
     if simulated:
-        from treadlab.acquisition.synthetic import parse_params
+        from treadlab.acquisition.sim.synthetic import parse_params
 
         sim = getattr(cfg, "simulator", None) or {}
         values = dict(sim) if isinstance(sim, dict) else dict(vars(sim))
@@ -191,7 +191,7 @@ def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float 
     replay : str or os.PathLike, optional
         A C3D recording the simulated lab plays once instead of the synthetic runner. With the
         shipped default lab the lab is derived from the file (one plate under the whole belt,
-        the file's rates and marker labels; :func:`~treadlab.acquisition.replay.
+        the file's rates and marker labels; :func:`~treadlab.acquisition.sim.replay.
         replay_lab_config`); a lab TOML of your own is used as given (it must ask for the
         simulated devices: ``port = "auto"``). The capture ends :data:`REPLAY_TAIL_S` s after
         the last recorded sample, or at ``duration_s`` if that comes first.
@@ -225,7 +225,7 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
     C3D file played once by the simulated lab (see :func:`run_capture`); ``cfg`` is replaced by
     the lab derived from the file when it is the shipped default.
     """
-    from treadlab.acquisition.base import sources_from_config
+    from treadlab.acquisition.sources.base import sources_from_config
 
     if body_mass_kg is not None and not (math.isfinite(body_mass_kg) and body_mass_kg > 0):
         raise ConfigError(None, "--body-mass", f"must be a positive number of kg, got "
@@ -233,7 +233,7 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
     if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
         raise ConfigError(None, "--duration", f"must be a positive number of s, got {duration_s}")
     if replay is not None:
-        from treadlab.acquisition.replay import replay_lab_config
+        from treadlab.acquisition.sim.replay import replay_lab_config
 
         cfg = replay_lab_config(cfg, replay)   # InputError naming the file before any device
         if not _is_simulated(cfg):
@@ -247,7 +247,7 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
     force = markers = None
     try:
         if _is_simulated(cfg):
-            from treadlab.acquisition.simulated import start_lab
+            from treadlab.acquisition.sim.simulated import start_lab
 
             # a replay is played once: the capture ends with the recording
             lab = (start_lab(cfg, params=params) if replay is None
@@ -425,7 +425,7 @@ def _merge(blocks):
     """Consecutive blocks of one source as one block (less per-block work downstream)."""
     if len(blocks) <= 1:
         return blocks
-    from treadlab.acquisition.base import Block
+    from treadlab.acquisition.sources.base import Block
 
     first = blocks[0]
 

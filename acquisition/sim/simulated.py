@@ -7,8 +7,8 @@ compete with the capture for its GIL) and returns a :class:`SimulatedLab` with t
 ``treadlab simulate lab``.
 
 The devices are driven by a signal: the synthetic runner
-(:class:`treadlab.acquisition.synthetic.SyntheticRunner`) or a C3D replay
-(:class:`treadlab.acquisition.replay.ReplaySignal`). Both are functions of absolute time; the
+(:class:`treadlab.acquisition.sim.synthetic.SyntheticRunner`) or a C3D replay
+(:class:`treadlab.acquisition.sim.replay.ReplaySignal`). Both are functions of absolute time; the
 devices sample them in real time:
 
 - the **treadmill** sends one DESIGN §3 frame per sample at ``forceplate.rate_hz``: the wrench
@@ -305,7 +305,7 @@ class RunnerSignal:
     """
 
     def __init__(self, params, plates, labels, marker_names=None):
-        from treadlab.acquisition.synthetic import SyntheticRunner
+        from treadlab.acquisition.sim.synthetic import SyntheticRunner
 
         self.runner = SyntheticRunner(params)
         self.subject = dict(getattr(self.runner, "subject", {}) or {})
@@ -375,8 +375,8 @@ class _DeviceLab:
     PACE_S = 0.002          # frames due are written in bursts at most this often
 
     def __init__(self, spec: dict):
-        from treadlab.acquisition.forceplate_serial import ForceCalibration
-        from treadlab.acquisition.wire import encode_force_frames, encode_marker_packet
+        from treadlab.acquisition.sources.forceplate_serial import ForceCalibration
+        from treadlab.acquisition.sources.wire import encode_force_frames, encode_marker_packet
 
         self._encode_force = encode_force_frames
         self._encode_marker = encode_marker_packet
@@ -419,7 +419,7 @@ class _DeviceLab:
         if self.mk.driver == "markers_lsl":
             import pylsl
 
-            from treadlab.acquisition.markers_lsl import mocap_stream_info
+            from treadlab.acquisition.sources.markers_lsl import mocap_stream_info
 
             info = mocap_stream_info(spec["marker_stream"], self.mk.labels, self.mk.rate_hz,
                                      f"treadlab-sim-mocap-{os.getpid()}")
@@ -781,7 +781,7 @@ def _free_udp_port(host: str) -> int:
 
 def _runner_params(cfg, params):
     """RunnerParams from the config's ``[simulator]`` table overridden by ``params``."""
-    from treadlab.acquisition.synthetic import RunnerParams, parse_params
+    from treadlab.acquisition.sim.synthetic import RunnerParams, parse_params
 
     if isinstance(params, RunnerParams):
         return params
@@ -822,8 +822,8 @@ def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
     ------
     ConfigError for a config the simulator cannot serve; DeviceError when the process fails.
     """
-    from treadlab.acquisition.forceplate_serial import ForcePlateSettings, PlateCalibration
-    from treadlab.acquisition.markers_udp import MarkerSettings
+    from treadlab.acquisition.sources.forceplate_serial import ForcePlateSettings, PlateCalibration
+    from treadlab.acquisition.sources.markers_udp import MarkerSettings
 
     fp = ForcePlateSettings.from_table(cfg.forceplate)
     mk = MarkerSettings.from_table(cfg.markers)
@@ -842,7 +842,7 @@ def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
             "log_level": logging.getLogger("treadlab").getEffectiveLevel()}
     if replay is not None:
         # read here, so a bad file is an InputError before any device exists
-        from treadlab.acquisition.replay import ReplaySignal
+        from treadlab.acquisition.sim.replay import ReplaySignal
 
         spec["replay"] = ReplaySignal.from_c3d(replay, plates, mk.labels,
                                                marker_names=marker_names, loop=loop)
@@ -863,7 +863,7 @@ def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
     spec["directory"] = directory
     # a fresh interpreter (not multiprocessing's spawn, which re-imports the caller's __main__)
     parent_sock, child_sock = socket.socketpair()
-    proc = subprocess.Popen([sys.executable, "-m", "treadlab.acquisition.simulated",
+    proc = subprocess.Popen([sys.executable, "-m", "treadlab.acquisition.sim.simulated",
                              str(child_sock.fileno())], pass_fds=[child_sock.fileno()],
                             stdin=subprocess.DEVNULL, start_new_session=True)
     child_sock.close()

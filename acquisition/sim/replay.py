@@ -24,7 +24,7 @@ import logging
 
 import numpy as np
 
-from treadlab.acquisition.simulated import label_map, plate_transfer, transfer_wrench
+from treadlab.acquisition.sim.simulated import label_map, plate_transfer, transfer_wrench
 from treadlab.config.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class ReplaySignal:
     @classmethod
     def from_c3d(cls, path, plates, labels, marker_names=None, loop: bool = True):
         """Read ``path`` with ``read_c3d`` (InputError naming the file when it cannot)."""
-        from treadlab.acquisition.c3d_import import read_c3d
+        from treadlab.acquisition.io.c3d_import import read_c3d
 
         session = read_c3d(path, marker_names=marker_names or None)
         return cls(session, plates, labels, marker_names=marker_names, loop=loop,
@@ -139,7 +139,7 @@ class ReplaySignal:
 
 def start_replay_lab(cfg, path, **kw):
     """Serve the C3D file ``path`` through the virtual devices of ``cfg`` (see ``start_lab``)."""
-    from treadlab.acquisition.simulated import start_lab
+    from treadlab.acquisition.sim.simulated import start_lab
 
     return start_lab(cfg, replay=path, **kw)
 
@@ -200,7 +200,7 @@ def replay_lab_config(cfg, path):
     import dataclasses
     from pathlib import Path
 
-    from treadlab.acquisition.c3d_import import read_c3d
+    from treadlab.acquisition.io.c3d_import import read_c3d
     from treadlab.config.schema import LabTable, PlateConfig
 
     if not is_default_lab(cfg):

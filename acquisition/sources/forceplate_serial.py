@@ -1,7 +1,7 @@
 """The force-plate treadmill over a serial port (DESIGN §3 wire format).
 
 :class:`ForcePlateSerial` reads the port in its own thread (the recorder is never blocked),
-decodes frames with :class:`treadlab.acquisition.wire.ForceFrameDecoder`, converts ADC counts →
+decodes frames with :class:`treadlab.acquisition.sources.wire.ForceFrameDecoder`, converts ADC counts →
 volts → the lab-frame wrench of each plate with the plate's 6×6 calibration (zero offset
 subtracted), and survives the port disappearing: a ``SerialException`` closes the port and it
 is reopened with back-off (each loss logged as ``disconnect``, each return as ``reconnect``);
@@ -20,7 +20,7 @@ it arrived while the reader, the capture loop and the live processor wake about 
 second rather than once per write. POSIX ports are read with one non-blocking ``read(2)`` on the port's
 descriptor (``select(2)`` only when it is empty); other URLs through pyserial. A clean stream is
 decoded on a fast path (``binascii.crc_hqx`` per frame, one structured view); anything unusual
-goes through :class:`~treadlab.acquisition.wire.ForceFrameDecoder`, whose result it always is.
+goes through :class:`~treadlab.acquisition.sources.wire.ForceFrameDecoder`, whose result it always is.
 
 Serial ports are opened through ``serial.serial_for_url``: a device path, a pty, ``loop://`` or
 ``socket://`` all work. The link budget (rate × frame size vs. baud) is checked by the config.
@@ -43,8 +43,8 @@ try:
 except ImportError:     # not a POSIX system: every port is read through pyserial
     _PosixSerial = None
 
-from treadlab.acquisition.base import Block, Source, StreamInfo, table_values
-from treadlab.acquisition.wire import SAMPLE_TYPES, ForceFrameDecoder, ForceFrames
+from treadlab.acquisition.sources.base import Block, Source, StreamInfo, table_values
+from treadlab.acquisition.sources.wire import SAMPLE_TYPES, ForceFrameDecoder, ForceFrames
 from treadlab.config.errors import ConfigError, DeviceError
 from treadlab.config.schema import ForcePlateConfig
 

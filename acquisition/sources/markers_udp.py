@@ -24,8 +24,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from treadlab.acquisition.base import Block, Source, StreamInfo, table_values
-from treadlab.acquisition.wire import decode_marker_packet
+from treadlab.acquisition.sources.base import Block, Source, StreamInfo, table_values
+from treadlab.acquisition.sources.wire import decode_marker_packet
 from treadlab.config.errors import ConfigError, DeviceError, InputError
 from treadlab.config.schema import MarkersConfig
 

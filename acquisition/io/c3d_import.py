@@ -11,7 +11,7 @@ static_path=None) -> Path``
 
 With a static trial (``static`` / ``static_path``, ``treadlab import --static``), anatomical
 markers the recording lacks (knees, ankles) are rebuilt from the thigh and shank clusters by
-:mod:`treadlab.acquisition.static_calibration` (cluster technique) and the static measurements
+:mod:`treadlab.acquisition.io.static_calibration` (cluster technique) and the static measurements
 fill ``subject`` (``static_calibration*`` attributes).
 
 What the reader does, and the decisions it takes (each is recorded in the session attributes):
@@ -117,8 +117,8 @@ def read_c3d(path, *, marker_names: dict | None = None, subject_id: str | None =
     static : str or os.PathLike, optional
         A static standing trial (``.c3d``) of the same subject with the same marker clusters:
         its anatomical markers are calibrated in the clusters and added to this recording as
-        virtual markers (:func:`~treadlab.acquisition.static_calibration.calibrate_static`,
-        :func:`~treadlab.acquisition.static_calibration.apply_static`), and its measurements
+        virtual markers (:func:`~treadlab.acquisition.io.static_calibration.calibrate_static`,
+        :func:`~treadlab.acquisition.io.static_calibration.apply_static`), and its measurements
         (knee/ankle widths, leg lengths, inter-ASIS distance, mm) complete ``subject`` without
         replacing what this file states.
 
@@ -201,7 +201,7 @@ def read_c3d(path, *, marker_names: dict | None = None, subject_id: str | None =
     session = Session(attrs=attrs, force=force, markers=markers, subject=subject,
                       reference=reference)
     if static is not None:
-        from treadlab.acquisition.static_calibration import apply_static, calibrate_static
+        from treadlab.acquisition.io.static_calibration import apply_static, calibrate_static
 
         calibration = calibrate_static(read_c3d(static, marker_names=marker_names))
         session = apply_static(session, calibration)

@@ -13,7 +13,7 @@
   recorder's own writer thread, which flushes every ``flush_interval_s`` (0.5 s by default): a
   killed capture loses at most the last flush interval plus what was still in the queue;
 * :meth:`Recorder.close` drains the queue, closes the SWMR file, reopens it normally, redoes the
-  clock mapping over the whole recording (:func:`treadlab.acquisition.clock.fit_clock` on the raw
+  clock mapping over the whole recording (:func:`treadlab.acquisition.capture.clock.fit_clock` on the raw
   device/host times), rewrites ``/raw/*/time``, stores the fit and sets ``status="complete"``
   (or ``"interrupted"``) and the final attributes (estimated body mass, …).
 
@@ -41,7 +41,7 @@ import h5py
 import numpy as np
 
 from treadlab.acquisition import archive
-from treadlab.acquisition.clock import fit_clock
+from treadlab.acquisition.capture.clock import fit_clock
 from treadlab.config import software_version
 from treadlab.config.errors import InputError
 
@@ -233,7 +233,7 @@ class Recorder:
 
         Parameters
         ----------
-        block : treadlab.acquisition.base.Block
+        block : treadlab.acquisition.sources.base.Block
             ``stream`` "force" (data (n, p, 6) float32 N/N·m, already tared; raw (n, c) counts)
             or "markers" (data (n, k, 3) float32 mm).
         time_s : (n,) float64, s
