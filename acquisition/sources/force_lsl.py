@@ -6,8 +6,6 @@ or float), converted with the same calibration and tare as the serial driver
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from treadlab.acquisition.sources.forceplate_serial import ForcePlateSettings, ForceSourceBase
@@ -59,7 +57,6 @@ class ForceLSL(ForceSourceBase):
         got = self._in.pull(timeout)
         if got is None:
             return
-        values, t, seq = got
-        host = time.monotonic()
+        values, t, seq, host = got
         counts = np.rint(np.asarray(values, dtype=np.float64)).astype(self._dtype)
-        self._deliver(counts, seq, t, np.full(t.shape, host))
+        self._deliver(counts, seq, t, host)

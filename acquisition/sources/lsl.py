@@ -96,7 +96,8 @@ class LSLInlet:
             self.inlet = None
 
     def pull(self, timeout: float):
-        """(values (n, ch), device_time (n,) s, seq (n,) int64) or None."""
+        """(values (n, ch), device_time (n,) s, seq (n,) int64, host_time (n,) s) or None;
+        host_time is ``time.monotonic()`` at receipt."""
         now = time.monotonic()
         if now - self._corrected_at > CORRECTION_PERIOD:
             try:
@@ -136,4 +137,4 @@ class LSLInlet:
         seq = self._seq + np.cumsum(steps)
         self._seq = int(seq[-1])
         self._last_ts = float(ts[-1])
-        return values, ts + self.correction, seq
+        return values, ts + self.correction, seq, np.full(ts.shape, time.monotonic())

@@ -15,7 +15,6 @@ and a timestamp gap longer than 1.5 nominal periods is counted as dropped frames
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 
@@ -83,11 +82,10 @@ class MarkersLSL(Source):
         got = self._in.pull(timeout)
         if got is None:
             return
-        values, t, seq = got
-        host = time.monotonic()
+        values, t, seq, host = got
         values = np.asarray(values, dtype=np.float32)
         padded = np.concatenate([values, np.full((values.shape[0], 1), np.nan, np.float32)],
                                 axis=1)
         data = padded[:, self._index]                    # (n, k, 3), -1 → the NaN column
-        self._push(Block(stream="markers", device_time=t, host_time=np.full(t.shape, host),
+        self._push(Block(stream="markers", device_time=t, host_time=host,
                          data=data, seq=seq))
