@@ -28,6 +28,7 @@ import time
 from datetime import datetime, timezone
 
 import numpy as np
+from treadlab.config.constants import G
 
 
 def best_of(fn, repeats):
@@ -41,7 +42,7 @@ def best_of(fn, repeats):
 
 
 def generate(minutes, with_markers=True):
-    from treadlab.acquisition.synthetic import RunnerParams, SyntheticRunner
+    from treadlab.acquisition.sim.synthetic import RunnerParams, SyntheticRunner
 
     # no zero drift: the runner's drift is linear from t = 0 (0.05 N/s by default), so after
     # about 6 min the flight phases sit above the 20 N toe-off level and an hour-long trace
@@ -87,7 +88,7 @@ def main(argv=None):
     print(f"generated {args.minutes:g} min: force {n} samples × 2 belts at {rate:g} Hz, "
           f"markers {markers.shape[0]} frames × {markers.shape[1]} at "
           f"{runner.marker_rate_hz:g} Hz ({time.perf_counter() - t:.1f} s)")
-    bw = params.body_mass_kg * 9.81
+    bw = params.body_mass_kg * G
     p = ContactParams.from_bw(bw)
     fx_l, fz_l, fx_r, fz_r = cols
 

@@ -1,9 +1,9 @@
 """Live capture benchmark: latency to the live processor, capture CPU, drops.
 
 A device emulator in this process plays a split-belt force-plate treadmill on a pseudo-terminal
-(2000 Hz × 12 int16 channels, the DESIGN §3 wire format) and a mocap system on loopback UDP
+(2000 Hz × 12 int16 channels, the wire format of docs/wire.md §1) and a mocap system on loopback UDP
 (200 Hz × 40 markers, ``TLMK`` datagrams). A separate process runs the real capture path
-(``treadlab.acquisition.capture.capture_session`` with a lab configuration pointing at those
+(``treadlab.acquisition.capture.session.capture_session`` with a lab configuration pointing at those
 devices: reader threads, clock fit, SWMR recorder, live processor) and reports every step its live processor
 detects.
 
@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from treadlab.config.constants import G
+
 HERE = Path(__file__).resolve().parent
 
 FORCE_HZ = 2000.0
@@ -66,7 +68,7 @@ CHILD = r"""
 import json, os, sys, time
 sys.path.insert(0, sys.argv[6])
 import live as B
-from treadlab.acquisition.capture import capture_session
+from treadlab.acquisition.capture.session import capture_session
 
 port, udp, seconds, out_dir, report = (sys.argv[1], int(sys.argv[2]), float(sys.argv[3]),
                                        sys.argv[4], sys.argv[5])
@@ -93,8 +95,8 @@ def lab_config(port_path: str, udp_port: int):
     """
     import types
 
-    from treadlab.acquisition.forceplate_serial import ForcePlateSettings, PlateCalibration
-    from treadlab.acquisition.markers_udp import MarkerSettings
+    from treadlab.acquisition.sources.forceplate_serial import ForcePlateSettings, PlateCalibration
+    from treadlab.acquisition.sources.markers_udp import MarkerSettings
 
     plates = [PlateCalibration(name, list(range(6 * k, 6 * k + 6)), np.diag(CAL_DIAG),
                                origin=[0.0, y, 0.0])
@@ -121,7 +123,7 @@ def _force_counts(n0: int, n: int) -> np.ndarray:
     k = np.floor(t / step)
     phase = t - k * step
     fz = np.where((t >= 0) & (phase < CONTACT_S),
-                  2.5 * BODY_MASS * 9.81 * np.sin(np.pi * np.clip(phase, 0, CONTACT_S) / CONTACT_S),
+                  2.5 * BODY_MASS * G * np.sin(np.pi * np.clip(phase, 0, CONTACT_S) / CONTACT_S),
                   0.0)
     fx = np.where(fz > 0, -0.3 * fz * np.cos(np.pi * phase / CONTACT_S), 0.0)
     left = (k % 2 == 0)
@@ -165,8 +167,8 @@ def _free_udp_port() -> int:
 
 
 def run(seconds: float, workdir: Path) -> dict:
-    from treadlab.acquisition.simulated import PtyPort
-    from treadlab.acquisition.wire import encode_force_frames, encode_marker_packet
+    from treadlab.acquisition.sim.simulated import PtyPort
+    from treadlab.acquisition.sources.wire import encode_force_frames, encode_marker_packet
 
     workdir.mkdir(parents=True, exist_ok=True)
     pty = PtyPort(name="treadmill")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from treadlab.kernels._compiled import compiled
-from treadlab.kernels._kinematic_contacts_ref import (LOW_FRACTION, MIN_CONTACT_S, OFF_MM,
-                                                      STRIKE_MM, prepare)
+from treadlab.kernels._kinematic_contacts_common import (LOW_FRACTION, MIN_CONTACT_S, OFF_MM,
+                                                         STRIKE_MM, prepare)
 
 __all__ = ["STRIKE_MM", "OFF_MM", "LOW_FRACTION", "MIN_CONTACT_S", "kinematic_contacts"]
 

@@ -1,4 +1,4 @@
-"""Process one session as a dask graph (DESIGN §5): derive, score, and one atomic write.
+"""Process one session as a dask graph (docs/design.md §7): derive, score, and one atomic write.
 
 The graph for one archive::
 
@@ -9,7 +9,7 @@ The graph for one archive::
     load_force ──► force_task (filter, re-zero, contacts,     │  (per-contact kinematics)
                    sides, force metrics) ──────┘
 
-``load_*`` tasks receive the *path* and open the file themselves (NOTES.md: workers get paths,
+``load_*`` tasks receive the *path* and open the file themselves (docs/design.md §13.4: workers get paths,
 never open files). The only task that writes is ``write_task``: it hands everything to
 :func:`treadlab.acquisition.archive.write_derived`, which copies the archive beside itself,
 writes ``/derived`` in the copy and atomically replaces the original, so the archive is never
@@ -23,13 +23,22 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
-import h5py
+import dask
 import numpy as np
 from dask import delayed
+from dask.base import tokenize
 
+from treadlab.acquisition.archive import (attr, open_archive, read_force, read_markers, read_meta,
+                                          write_derived)
+from treadlab.config import load_lab, software_version
 from treadlab.config.errors import InputError
+from treadlab.config.markers import to_cgm
+from treadlab.pipeline import derive
+from treadlab.pipeline.derive import DeriveSettings
+from treadlab.pipeline.scoring import load_reference, reference_path, score_causes
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +48,6 @@ PIPELINE_REVISION = 2
 
 def pipeline_version() -> str:
     """``"treadlab X.Y.Z pipeline N"``: stored as ``/derived`` attr ``pipeline_version``."""
-    from treadlab.config import software_version
-
     return f"{software_version()} pipeline {PIPELINE_REVISION}"
 
 
@@ -76,10 +83,6 @@ def load_settings(config_path=None) -> RunSettings:
     ConfigError
         From the config loader or an unknown reference set, before any session is touched.
     """
-    from treadlab.config import load_lab
-    from treadlab.pipeline.derive import DeriveSettings
-    from treadlab.pipeline.scoring import load_reference, reference_path
-
     cfg = load_lab(config_path)
     scoring = getattr(cfg, "scoring", None)
     ref_spec = getattr(scoring, "reference", "default") if scoring is not None else "default"
@@ -96,51 +99,6 @@ def load_settings(config_path=None) -> RunSettings:
 
 # --- load tasks: paths in, arrays out ------------------------------------------------------------
 
-def _open(path) -> h5py.File:
-    """Open an archive read-only (SWMR-aware); any failure is a one-line InputError."""
-    from treadlab.acquisition.archive import _open as open_archive
-    from treadlab.config.errors import TreadlabError
-
-    try:
-        return open_archive(path)
-    except TreadlabError:
-        raise
-    except Exception as exc:  # h5py raises RuntimeError for some corrupt superblocks
-        msg = str(exc).strip().splitlines()
-        why = msg[0] if msg else type(exc).__name__
-        raise InputError(path, None, f"not a readable HDF5 file ({why})") from None
-
-
-def _attr(obj, name, default=None):
-    if name not in obj.attrs:
-        return default
-    return _plain(obj.attrs[name])
-
-
-def _plain(value):
-    """An HDF5 attribute value as a plain Python value (str, list of str, number, array)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray) and value.dtype.kind in "SOU":
-        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-                for v in value.ravel()]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _dataset(f, path, name) -> np.ndarray:
-    if name not in f:
-        raise InputError(path, "/" + name, "missing")
-    return f[name][()]
-
-
-def _read_meta(f) -> dict:
-    attrs = {k: _plain(v) for k, v in f.attrs.items()}
-    subject = {k: _plain(v) for k, v in f["subject"].attrs.items()} if "subject" in f else {}
-    return {"attrs": attrs, "subject": subject}
-
-
 def load_meta(path) -> dict:
     """Root attributes and ``/subject`` of an archive (cheap: no datasets are read).
 
@@ -149,8 +107,8 @@ def load_meta(path) -> dict:
     dict
         ``{"attrs": {...}, "subject": {...}}`` with plain Python values.
     """
-    with _open(path) as f:
-        return _read_meta(f)
+    with open_archive(path) as f:
+        return read_meta(f)
 
 
 def _loaded(_markers) -> bool:
@@ -160,61 +118,20 @@ def _loaded(_markers) -> bool:
 def load_force(path, after=None):
     """``/raw/force`` as :class:`treadlab.acquisition.archive.ForceData` (counts not read).
     ``after`` only orders the read in the graph."""
-    with _open(path) as f:
-        return _read_force(f, path)
-
-
-def _read_force(f, path):
-    from treadlab.acquisition.archive import ForceData
-
-    t = np.asarray(_dataset(f, path, "raw/force/time"), dtype=np.float64)
-    w = np.asarray(_dataset(f, path, "raw/force/wrench"), dtype=np.float32)
-    g = f["raw/force"]
-    if w.ndim == 2 and w.shape[1] == 6:  # a single plate written as (n, 6)
-        w = w[:, None, :]
-    if w.ndim != 3 or w.shape[2] != 6 or w.shape[0] != t.shape[0]:
-        raise InputError(path, "/raw/force/wrench",
-                         f"shape {w.shape} is not (n, plates, 6) with n = {t.shape[0]}")
-    rate = _attr(g, "rate_hz")
-    if rate is None:
-        rate = 1.0 / float(np.median(np.diff(t))) if t.size > 1 else 0.0
-    p = w.shape[1]
-    plates = _attr(g, "plates") or [f"plate{i + 1}" for i in range(p)]
-    plates = [plates] if isinstance(plates, str) else list(plates)
-    origin = np.asarray(_attr(g, "origin", np.zeros((p, 3))), dtype=np.float64).reshape(p, 3)
-    corners = np.asarray(_attr(g, "corners", np.zeros((p, 4, 3))),
-                         dtype=np.float64).reshape(p, 4, 3)
-    if not float(rate) > 0:
-        raise InputError(path, "/raw/force@rate_hz", f"must be > 0, got {rate!r}")
-    return ForceData(time=t, wrench=w, rate_hz=float(rate), plates=plates, origin=origin,
-                     corners=corners)
+    with open_archive(path) as f:
+        return read_force(f, path)
 
 
 def load_markers(path, marker_names: tuple = ()):
     """``/raw/markers`` as :class:`treadlab.acquisition.archive.MarkerData`, labels mapped to CGM
     names (built-in aliases plus the lab's ``[marker_names]``)."""
-    with _open(path) as f:
+    with open_archive(path) as f:
         return _read_markers(f, path, marker_names)
 
 
 def _read_markers(f, path, marker_names: tuple = ()):
-    from treadlab.acquisition.archive import MarkerData
-    from treadlab.config.markers import to_cgm
-
-    if "raw/markers" not in f:
-        raise InputError(path, "/raw/markers", "missing")
-    t = np.asarray(_dataset(f, path, "raw/markers/time"), dtype=np.float64)
-    pos = np.asarray(_dataset(f, path, "raw/markers/positions"), dtype=np.float32)
-    g = f["raw/markers"]
-    labels = _attr(g, "labels") or []
-    labels = [labels] if isinstance(labels, str) else list(labels)
-    rate = _attr(g, "rate_hz")
-    if pos.ndim != 3 or pos.shape[2] != 3 or pos.shape[:2] != (t.shape[0], len(labels)):
-        raise InputError(path, "/raw/markers/positions",
-                         f"shape {pos.shape} is not (m, k, 3) with m = {t.shape[0]}, "
-                         f"k = {len(labels)} labels")
-    if rate is None:
-        rate = 1.0 / float(np.median(np.diff(t))) if t.size > 1 else 0.0
+    markers = read_markers(f, path)
+    labels = markers.labels
     mapped = list(to_cgm(labels, extra=dict(marker_names) or None))
     seen: set[str] = set()
     for i, name in enumerate(mapped):  # two markers on one CGM name: the second keeps its own
@@ -222,7 +139,8 @@ def _read_markers(f, path, marker_names: tuple = ()):
             mapped[i] = labels[i]
         seen.add(mapped[i])
     labels = mapped
-    return MarkerData(time=t, positions=pos, labels=labels, rate_hz=float(rate))
+    markers.labels = labels
+    return markers
 
 
 # --- compute and write tasks --------------------------------------------------------------------
@@ -237,35 +155,26 @@ def _body_mass(meta: dict) -> float | None:
 
 
 def force_task(path, force, meta: dict, settings: RunSettings) -> dict:
-    from treadlab.pipeline.derive import flag_saturated, force_task as run
-
     try:
-        out = run(force, _body_mass(meta), settings.derive)
+        out = derive.force_task(force, _body_mass(meta), settings.derive)
     except InputError as exc:  # derive knows arrays, not files: name the file here
         raise InputError(path, exc.where, exc.message) from None
-    return flag_saturated(out, force)  # clipped contacts: timed from the foot markers
+    return derive.flag_saturated(out, force)  # clipped contacts: timed from the foot markers
 
 
 def marker_task(markers, meta: dict, settings: RunSettings) -> dict:
-    from treadlab.pipeline.derive import marker_task as run, static_offsets
-
-    out = run(markers, meta["subject"], settings.derive)
-    out["static"] = static_offsets(meta["attrs"])  # for step_task: obliquity zero, tilt
+    out = derive.marker_task(markers, meta["subject"], settings.derive)
+    out["static"] = derive.static_offsets(meta["attrs"])  # for step_task: obliquity zero, tilt
     return out
 
 
 def step_task(force_out: dict, marker_out: dict, settings: RunSettings) -> dict:
-    from treadlab.pipeline.derive import step_task as run
-
-    return run(force_out, marker_out, settings.derive)
+    return derive.step_task(force_out, marker_out, settings.derive)
 
 
 def score_task(contacts: dict, marker_out: dict, meta: dict, settings: RunSettings) -> dict:
-    from treadlab.pipeline.derive import leg_length_mm
-    from treadlab.pipeline.scoring import score_causes
-
     reasons = dict(marker_out.get("metric_reasons") or {})
-    if "overstride_leg" not in reasons and not np.isfinite(leg_length_mm(marker_out["attrs"])[0]):
+    if "overstride_leg" not in reasons and not np.isfinite(derive.leg_length_mm(marker_out["attrs"])[0]):
         reasons["overstride_leg"] = ("leg length unknown: no static trial or subject leg length, "
                                      "and no ASIS and ankle markers to estimate it")
     speed = meta["attrs"].get("belt_speed_m_s")
@@ -282,10 +191,6 @@ def score_task(contacts: dict, marker_out: dict, meta: dict, settings: RunSettin
 def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: dict,
                settings: RunSettings) -> dict:
     """The single write: ``/derived`` via the atomic ``write_derived``; returns the summary."""
-    from datetime import datetime, timezone
-
-    from treadlab.acquisition.archive import write_derived
-    from treadlab.pipeline.derive import EXTRA_UNITS, step_attrs
     ref = settings.reference
     attrs = dict(settings.fingerprint())
     attrs.update({
@@ -295,9 +200,9 @@ def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: 
     })
     attrs.update(force_out["attrs"])
     attrs.update(marker_out["attrs"])
-    attrs.update(step_attrs(marker_out))
+    attrs.update(derive.step_attrs(marker_out))
     derived = {"contacts": contacts, "angles": marker_out["angles"], "scores": scores,
-               "units": dict(EXTRA_UNITS)}
+               "units": dict(derive.EXTRA_UNITS)}
     write_derived(path, derived, attrs)
     valid = np.asarray(contacts["valid"], bool)
     return {
@@ -322,7 +227,7 @@ def run_session(path, settings: RunSettings) -> dict:
     opened once (root attributes, markers and force in one pass), the branches run in turn, and
     the only write is ``write_task``'s atomic ``write_derived``. On a cluster of single-threaded
     worker processes a session's intermediate arrays then never leave the worker and the
-    scheduler handles one task per session instead of eight (DESIGN §5: workers get paths).
+    scheduler handles one task per session instead of eight (docs/design.md §7: workers get paths).
 
     Returns
     -------
@@ -335,10 +240,10 @@ def run_session(path, settings: RunSettings) -> dict:
         The file is not a readable archive or lacks a required dataset.
     """
     path = str(path)
-    with _open(path) as f:
-        meta = _read_meta(f)
+    with open_archive(path) as f:
+        meta = read_meta(f)
         markers = _read_markers(f, path, settings.marker_names)
-        force = _read_force(f, path)
+        force = read_force(f, path)
     fo = force_task(path, force, meta, settings)
     del force
     mo = marker_task(markers, meta, settings)
@@ -360,8 +265,6 @@ def session_graph(path, settings: RunSettings, name: str | None = None):
     name : str, optional
         Key prefix (default: a token of the path), so tasks of many sessions stay apart.
     """
-    from dask.base import tokenize
-
     path = str(path)
     tok = name or tokenize(path, settings)
 
@@ -392,7 +295,7 @@ def process_session(path, config_path=None) -> dict:
     Parameters
     ----------
     path : str or os.PathLike
-        A ``treadlab.session`` archive (or any file with the minimum contract of DESIGN §4).
+        A ``treadlab.session`` archive (or any file with the minimum contract of docs/archive.md §2).
     config_path : str or os.PathLike, optional
         Lab TOML (thresholds, filters, reference set); ``None`` = the shipped simulated lab.
 
@@ -410,8 +313,6 @@ def process_session(path, config_path=None) -> dict:
     ConfigError
         The lab config or reference set is invalid.
     """
-    import dask
-
     path = Path(path)
     if not path.exists():
         raise InputError(path, None, "no such file")
@@ -427,9 +328,9 @@ def process_session(path, config_path=None) -> dict:
 def derived_fingerprint(path) -> dict | None:
     """The ``/derived`` attributes that decide whether ``path`` is up to date (None: never
     processed). Reads attributes only."""
-    with _open(path) as f:
+    with open_archive(path) as f:
         if "derived" not in f:
             return None
         g = f["derived"]
-        return {k: _attr(g, k) for k in ("pipeline_version", "config_hash", "reference_id",
+        return {k: attr(g, k) for k in ("pipeline_version", "config_hash", "reference_id",
                                          "reference_sha256")}

@@ -39,7 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
+from treadlab.acquisition.archive import attr, open_archive
+from treadlab.acquisition.io.c3d_import import import_c3d
 from treadlab.config.errors import InputError, TreadlabError
+from treadlab.pipeline.graph import load_settings, process_session
+from treadlab.pipeline.reprocess import find_sessions
+from treadlab.pipeline.scoring import (CAUSE_METRIC, CAUSES, ReferenceSet, load_reference,
+                                       score_causes, score_from_z)
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +90,14 @@ def _toml_value(v) -> str:
 def _read_processed(path: Path, metrics) -> dict | None:
     """Root attrs, ``/derived`` attrs and the contacts columns needed (None when the session
     has not been processed)."""
-    from treadlab.pipeline.graph import _attr, _open
 
-    with _open(path) as f:
+    with open_archive(path) as f:
         if "derived/contacts" not in f:
             return None
         g = f["derived/contacts"]
         cols = {name: g[name][()] for name in ("side", "valid", *metrics) if name in g}
-        return {"attrs": {k: _attr(f, k) for k in f.attrs},
-                "derived": {k: _attr(f["derived"], k) for k in f["derived"].attrs},
+        return {"attrs": {k: attr(f, k) for k in f.attrs},
+                "derived": {k: attr(f["derived"], k) for k in f["derived"].attrs},
                 "contacts": cols}
 
 
@@ -162,8 +167,6 @@ def collect_sessions(archive_dir, causes: dict, min_steps_per_side: int,
         ``config_hash``, ``values`` ``{cause: session_values(...) or None}``.
     excluded : list of (relative path, reason)
     """
-    from treadlab.pipeline.reprocess import find_sessions
-    from treadlab.pipeline.scoring import CAUSES
 
     root = Path(archive_dir)
     metrics = {c: causes[c]["metric"] for c in CAUSES}
@@ -287,7 +290,6 @@ def _rounded(model: dict) -> dict:
 def reference_from_rows(rows: list, template, ref_id: str = "loo") -> object:
     """An in-memory :class:`~treadlab.pipeline.scoring.ReferenceSet` fitted to ``rows``
     (leave-one-out checks); causes no row measures keep the template's entry."""
-    from treadlab.pipeline.scoring import CAUSES, ReferenceSet
 
     causes = {}
     for cause in CAUSES:
@@ -312,7 +314,6 @@ def leave_one_runner_out(rows: list, template, min_steps_per_side: int = 20) -> 
         One per session and cause: ``runner``, ``file``, ``speed``, ``cause``, ``value``,
         ``z``, ``score`` (NaN when not scorable), ``status``.
     """
-    from treadlab.pipeline.scoring import CAUSES
 
     out = []
     for runner in sorted({r["runner"] for r in rows}, key=str):
@@ -329,8 +330,6 @@ def leave_one_runner_out(rows: list, template, min_steps_per_side: int = 20) -> 
                 elif "speed_model" not in ref.causes[cause]:
                     status = "not built from the cohort"
                 else:
-                    from treadlab.pipeline.scoring import score_from_z
-
                     sign = 1.0 if p["worse"] == "higher" else -1.0
                     z = sign * (v["both"] - p["mu"]) / p["sigma"]
                     score = score_from_z(z)
@@ -372,10 +371,9 @@ def _participants_summary(participants: dict | None, runners) -> list[str]:
     return lines
 
 
-def _template_causes(template) -> dict:
+def template_causes(template) -> dict:
     """The template's cause entries without bands or speed models (callers apply
     :data:`BUILT_METRICS`)."""
-    from treadlab.pipeline.scoring import CAUSES
 
     causes = {}
     for cause in CAUSES:
@@ -427,12 +425,10 @@ def build_reference(archive_dir, output, config_path=None, participants=None,
     InputError
         Fewer than two usable processed sessions, or an unreadable participants table.
     """
-    from treadlab.pipeline.graph import load_settings
-    from treadlab.pipeline.scoring import CAUSES, load_reference
 
     settings = load_settings(config_path)
     template = settings.reference if template is None else load_reference(template)
-    causes = _template_causes(template)
+    causes = template_causes(template)
     for cause, over in BUILT_METRICS.items():
         causes[cause] = {**causes[cause], **over}
     root = Path(archive_dir)
@@ -586,8 +582,6 @@ def prepare_cohort(folders, work, participants) -> list[Path]:
     """Import (with the static trial, the body mass of ``participants`` and the belt speed of
     the file name) and process every cohort trial into ``work``; archives already there are
     processed again only when out of date. Returns the archives."""
-    from treadlab.acquisition.c3d_import import import_c3d
-    from treadlab.pipeline.graph import load_settings, process_session, _open, _attr
 
     table = read_participants(participants)
     work = Path(work)
@@ -613,9 +607,9 @@ def prepare_cohort(folders, work, participants) -> list[Path]:
             import_c3d(trial["c3d"], tmp, subject_id=trial["subject"], body_mass_kg=mass,
                        static_path=trial["static"], belt_speed_m_s=trial["speed"])
             tmp.replace(dst)
-        with _open(dst) as f:
+        with open_archive(dst) as f:
             current = ("derived" in f and all(
-                str(_attr(f["derived"], k, "")) == str(v) for k, v in fingerprint.items()
+                str(attr(f["derived"], k, "")) == str(v) for k, v in fingerprint.items()
                 if k != "reference_sha256" and k != "reference_id"))
         if not current:
             process_session(dst)

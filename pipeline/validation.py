@@ -24,7 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
+from treadlab.acquisition.archive import attrs_of, open_archive, read_derived, read_markers
 from treadlab.config.errors import InputError
+from treadlab.kernels.gaps import fill_gaps
+from treadlab.kernels.kinematic_contacts import OFF_MM, STRIKE_MM, kinematic_contacts
+from treadlab.kernels.steps import HIP_AFTER_OFF_S, step_metrics
+from treadlab.pipeline import reference as R
+from treadlab.pipeline.derive import lowpass
+from treadlab.pipeline.scoring import load_reference
 
 
 def read_mot(path) -> dict:
@@ -47,17 +54,18 @@ def read_mot(path) -> dict:
 
 
 def _derived(path):
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        a = f["derived/angles"]
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in a["angle"][()]]
-        values = a["values"][()].astype(np.float64)
-        angles = {n: values[:, j] for j, n in enumerate(names)}
-        angles["time"] = a["time"][()]
-        c = {k: f["derived/contacts"][k][()] for k in f["derived/contacts"]}
-        attrs = {k: f.attrs[k] for k in f.attrs}
-    return angles, values, names, c, attrs
+    """Stored angles (by name, plus ``time``), the angle matrix, names, contacts and root
+    attributes of a processed archive (through the archive API)."""
+    d = read_derived(path)
+    if d is None or "angles" not in d or "contacts" not in d:
+        raise InputError(path, "/derived", "not processed (run treadlab process)")
+    names = list(d["angles"]["names"])
+    values = np.asarray(d["angles"]["values"], dtype=np.float64)
+    angles = {n: values[:, j] for j, n in enumerate(names)}
+    angles["time"] = np.asarray(d["angles"]["time"])
+    with open_archive(path) as f:
+        attrs = attrs_of(f)
+    return angles, values, names, d["contacts"], attrs
 
 
 def cohort_pairs(work_dir, cohort_dir) -> list[dict]:
@@ -80,8 +88,6 @@ def compare_trial(h5, mot) -> dict:
     """treadlab vs OpenSim on one trial (module docstring): per-trial medians ``hip_ext``,
     ``hip_ext_os``, ``pelvic_drop``, ``pelvic_drop_os``, ``asym_drop``, ``asym_drop_os``
     (left minus right), ``tilt`` (treadlab mean pelvis tilt over stance), ``n`` contacts."""
-    from treadlab.kernels.steps import HIP_AFTER_OFF_S
-
     ang, _, _, c, _ = _derived(h5)
     os_ = read_mot(mot)
     mt = os_["time"]
@@ -143,8 +149,6 @@ def hip_toe_off_sensitivity(h5, after_s: float | None = None) -> dict:
     of the two changes per valid contact, ``lag_s`` (c,) s, the time of the hip-flexion minimum
     (over midstance to toe off + 200 ms) after toe off, and ``frame_s``.
     """
-    from treadlab.kernels.steps import HIP_AFTER_OFF_S, step_metrics
-
     after = HIP_AFTER_OFF_S if after_s is None else after_s
     ang, values, names, c, _ = _derived(h5)
     t = ang["time"]
@@ -188,11 +192,8 @@ def loo_table(rows_scored: list) -> dict:
 def cohort_loo(work_dir, participants, template="literature", min_steps_per_side=20) -> list:
     """Leave-one-runner-out scores of every processed cohort trial (reference rebuilt without
     the runner each time, exactly as ``build_reference`` fits it)."""
-    from treadlab.pipeline import reference as R
-    from treadlab.pipeline.scoring import load_reference
-
     tpl = load_reference(template)
-    causes = R._template_causes(tpl)
+    causes = R.template_causes(tpl)
     for cause, over in R.BUILT_METRICS.items():
         causes[cause] = {**causes[cause], **over}
     rows, _ = R.collect_sessions(work_dir, causes, min_steps_per_side,
@@ -211,26 +212,19 @@ def kinematic_threshold_split(work_dir, strike_grid=(3.0, 5.0, 8.0, 10.0, 15.0),
     runners. Returns ``{"strike": {...}, "off": {...}}`` with ``chosen_mm``, ``train`` and
     ``test`` (median, 2.5th, 97.5th percentile, ms).
     """
-    import h5py
-
-    from treadlab.kernels.gaps import fill_gaps
-    from treadlab.kernels.kinematic_contacts import OFF_MM, STRIKE_MM, kinematic_contacts
-    from treadlab.pipeline.derive import lowpass
-
     err = {"strike": {}, "off": {}}
     for h5 in sorted(Path(work_dir).glob("*.h5")):
         m = re.search(r"(\d+)_T\d\d$", h5.stem)
         group = "train" if m and int(m.group(1)) % 2 else "test"
-        with h5py.File(h5, "r") as f:
-            labels = [x.decode() if isinstance(x, bytes) else str(x)
-                      for x in f["raw/markers/label"][()]]
-            pos = f["raw/markers/positions"][()]
-            t = f["raw/markers/time"][()]
-            c = {k: f["derived/contacts"][k][()] for k in ("t_strike", "t_off", "side", "valid",
-                                                          "contact_source")}
-            d = f["derived"].attrs
-            cut, order, gap = (float(d["marker_lowpass_hz"]), int(d["marker_order"]),
-                               float(d["max_gap_s"]))
+        with open_archive(h5) as f:
+            mk = read_markers(f, h5)
+        d = read_derived(h5)
+        labels, pos, t = list(mk.labels), mk.positions, mk.time
+        c = {k: d["contacts"][k] for k in ("t_strike", "t_off", "side", "valid",
+                                           "contact_source")}
+        da = d["attrs"]
+        cut, order, gap = (float(da["marker_lowpass_hz"]), int(da["marker_order"]),
+                           float(da["max_gap_s"]))
         rate = 1.0 / float(np.median(np.diff(t)))
         valid = c["valid"].astype(bool) & (c["contact_source"] == 0)
         for side, key in ((0, "L"), (1, "R")):

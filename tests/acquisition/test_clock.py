@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from treadlab.acquisition.clock import ClockFit, SessionClock, fit_clock, theil_sen
+from treadlab.acquisition.capture.clock import ClockFit, SessionClock, fit_clock, theil_sen
 
 
 def _receipts(rng, t_true, block, base_delay, stall_every):

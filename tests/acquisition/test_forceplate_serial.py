@@ -6,11 +6,11 @@ import time
 import numpy as np
 import pytest
 
-from treadlab.acquisition.base import SOURCES
-from treadlab.acquisition.forceplate_serial import (
+from treadlab.acquisition.sources.base import SOURCES
+from treadlab.acquisition.sources.forceplate_serial import (
     ForceCalibration, ForcePlateSerial, ForcePlateSettings, PlateCalibration)
-from treadlab.acquisition.simulated import PtyPort
-from treadlab.acquisition.wire import encode_force_frames, frame_size
+from treadlab.acquisition.sim.simulated import PtyPort
+from treadlab.acquisition.sources.wire import encode_force_frames, frame_size
 from treadlab.config.errors import ConfigError, DeviceError
 from tests.conftest import collect_blocks
 

@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from treadlab.acquisition.live import LiveProcessor, format_status
+from treadlab.acquisition.capture.live import LiveProcessor, format_status
 from treadlab.kernels.contacts import ContactParams
 
 RATE = 1000.0
@@ -100,7 +100,7 @@ def test_single_belt_sides_from_centre_of_pressure():
 
 @pytest.mark.timeout(60)
 def test_cause_values_from_synthetic_runner_markers():
-    from treadlab.acquisition.synthetic import RunnerParams, SyntheticRunner
+    from treadlab.acquisition.sim.synthetic import RunnerParams, SyntheticRunner
     from treadlab.kernels.angles import joint_angles
     from treadlab.kernels.steps import step_metrics
 

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from treadlab.acquisition.markers_udp import MarkersUDP, MarkerSettings
-from treadlab.acquisition.wire import encode_marker_packet
+from treadlab.acquisition.sources.markers_udp import MarkersUDP, MarkerSettings
+from treadlab.acquisition.sources.wire import encode_marker_packet
 from treadlab.config.errors import ConfigError, DeviceError
 from tests.conftest import collect_blocks
 

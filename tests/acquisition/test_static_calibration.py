@@ -1,4 +1,4 @@
-"""Static calibration by the cluster technique (acquisition/static_calibration.py).
+"""Static calibration by the cluster technique (acquisition/io/static_calibration.py).
 
 Real data: the Fukuchi et al. 2017 treadmill trials in ../shared/data/running (skipped when
 absent). Numbers measured when this was written (RBDS001/002, 150 Hz): the static trials
@@ -20,8 +20,8 @@ import pytest
 
 from tests.conftest import shared_file
 from treadlab.acquisition.archive import ForceData, MarkerData, Session
-from treadlab.acquisition.c3d_import import read_c3d
-from treadlab.acquisition.static_calibration import (
+from treadlab.acquisition.io.c3d_import import read_c3d
+from treadlab.acquisition.io.static_calibration import (
     DEFAULT_SEGMENTS, Segment, apply_static, calibrate_static, fit_clusters,
     reconstruct_markers)
 from treadlab.config.errors import InputError

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from treadlab.acquisition.wire import (
+from treadlab.acquisition.sources.wire import (
     MARKER_HEADER_SIZE, ForceFrameDecoder, crc16, crc16_rows, decode_marker_packet,
     encode_force_frames, encode_marker_packet, frame_size)
 from treadlab.config.errors import InputError

@@ -1,4 +1,4 @@
-"""Contact detection (METRICS §2): compiled and reference implementations, streaming, NaN rules,
+"""Contact detection (docs/metrics.md §2): compiled and reference implementations, streaming, NaN rules,
 flight re-zeroing, left/right, and real recordings."""
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from treadlab.kernels.contacts import (
     FLAG_CROSS_STEP, FLAG_DROPOUT, FLAG_LOW_PEAK, FLAG_NO_FLIGHT, FLAG_SHORT, FLAG_SIDE,
     ContactParams, Contacts, ContactState,
 )
+from treadlab.config.constants import G
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -269,7 +270,7 @@ def test_rezero_flight_removes_drift():
 
 @pytest.mark.parametrize("belt", ["split", "single"])
 def test_flight_baseline_recovers_contacts_hidden_by_drift(belt):
-    syn = pytest.importorskip("treadlab.acquisition.synthetic")
+    syn = pytest.importorskip("treadlab.acquisition.sim.synthetic")
     runner = syn.SyntheticRunner(syn.RunnerParams(duration_s=60.0, belt=belt,
                                                   drift_n_per_s=2.0))
     rate = runner.force_rate_hz
@@ -385,7 +386,7 @@ FUKUCHI = {"RBDS001runT25.c3d": 0.290, "RBDS001runT35.c3d": 0.234, "RBDS001runT4
 
 
 def _read(path):
-    c3d_import = pytest.importorskip("treadlab.acquisition.c3d_import")
+    c3d_import = pytest.importorskip("treadlab.acquisition.io.c3d_import")
     return c3d_import.read_c3d(path)
 
 
@@ -394,7 +395,7 @@ def test_fukuchi_treadmill_runs(name):
     session = _read(shared_file("running", name))
     force = session.force
     w = np.asarray(force.wrench[:, 0, :], np.float64)
-    bw = session.attrs["body_mass_kg"] * 9.81
+    bw = session.attrs["body_mass_kg"] * G
     p = ContactParams.from_bw(bw)
     c, _ = contacts.detect_contacts(w[:, 2], force.rate_hz, p, t0=float(force.time[0]))
     steps = c.take(c.valid)
@@ -469,7 +470,7 @@ def test_overground_events_within_8_ms():
 # ground truth: the synthetic runner
 
 def _synthetic(belt, clean, **changes):
-    syn = pytest.importorskip("treadlab.acquisition.synthetic")
+    syn = pytest.importorskip("treadlab.acquisition.sim.synthetic")
     make = syn.RunnerParams.clean if clean else syn.RunnerParams
     return syn.simulate_session(make(duration_s=20.0, belt=belt, **changes))
 
@@ -478,7 +479,7 @@ def _detect_session(session, rezero):
     """Contacts with sides for a synthetic session; returns (table, wrench used)."""
     force = session.force
     w = np.asarray(force.wrench, np.float64).copy()
-    bw = session.attrs["body_mass_kg"] * 9.81
+    bw = session.attrs["body_mass_kg"] * G
     p = ContactParams.from_bw(bw)
     tables = []
     for j in range(w.shape[1]):

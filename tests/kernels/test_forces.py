@@ -1,4 +1,4 @@
-"""Per-contact force metrics (METRICS §3): compiled and reference implementations, analytic
+"""Per-contact force metrics (docs/metrics.md §3): compiled and reference implementations, analytic
 cases, NaN gaps, empty input, and real treadmill runs."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from tests.conftest import shared_file
 from treadlab.kernels import _forces_ref, forces
 from treadlab.kernels.contacts import ContactParams, detect_contacts
+from treadlab.config.constants import G
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -152,11 +153,11 @@ def test_validation():
 @pytest.mark.parametrize("name", ["RBDS001runT25.c3d", "RBDS001runT35.c3d", "RBDS001runT45.c3d",
                                   "RBDS002runT35.c3d"])
 def test_fukuchi_impulses_balance_over_a_stride(name):
-    c3d_import = pytest.importorskip("treadlab.acquisition.c3d_import")
+    c3d_import = pytest.importorskip("treadlab.acquisition.io.c3d_import")
     session = c3d_import.read_c3d(shared_file("running", name))
     force = session.force
     w = np.asarray(force.wrench[:, 0, :], np.float64)
-    bw = session.attrs["body_mass_kg"] * 9.81
+    bw = session.attrs["body_mass_kg"] * G
     c, _ = detect_contacts(w[:, 2], force.rate_hz, ContactParams.from_bw(bw))
     c = c.take(c.valid)
     m = forces.force_metrics(w[:, 0], w[:, 2], force.rate_hz, c.i_strike, c.i_off, bw)
@@ -175,13 +176,13 @@ def test_fukuchi_impulses_balance_over_a_stride(name):
 
 @pytest.mark.parametrize("clean", [True, False], ids=["clean", "noise+drift"])
 def test_synthetic_runner_metrics(clean):
-    syn = pytest.importorskip("treadlab.acquisition.synthetic")
+    syn = pytest.importorskip("treadlab.acquisition.sim.synthetic")
     make = syn.RunnerParams.clean if clean else syn.RunnerParams
     p = make(duration_s=20.0, belt="split", **({} if clean else {"drift_n_per_s": 1.0}))
     session = syn.simulate_session(p)
     truth = session.truth["steps"]
     force = session.force
-    bw = p.body_mass_kg * 9.81
+    bw = p.body_mass_kg * G
     params = ContactParams.from_bw(bw)
     got = {k: [] for k in ("t_strike", "peak_vgrf", "loading_rate", "peak_braking",
                            "braking_impulse", "propulsive_impulse")}
@@ -215,7 +216,7 @@ def test_synthetic_runner_metrics(clean):
 def test_synthetic_loading_rate_converges():
     """The 1 kHz loading rate against the same definition on the noise-free force sampled at
     100 kHz: the discretisation error of the 20/80 % crossings is small."""
-    syn = pytest.importorskip("treadlab.acquisition.synthetic")
+    syn = pytest.importorskip("treadlab.acquisition.sim.synthetic")
     runner = syn.SyntheticRunner(syn.RunnerParams.clean(duration_s=3.0, belt="split"))
     bw = runner.body_weight_n
     out = {}

@@ -100,7 +100,7 @@ def test_real_treadmill_run_against_force_events(tmp_path):
     strike and toe off agree with the 20/50 N force events (this forefoot striker lands about
     25 ms before the kinematic rule sees it: on the cohort the bias is -7 to +2 ms per speed but
     varies by runner, docs/validation.md)."""
-    from treadlab.acquisition.c3d_import import import_c3d
+    from treadlab.acquisition.io.c3d_import import import_c3d
     from treadlab.acquisition.archive import read_derived
     from treadlab.pipeline.graph import process_session
 

@@ -166,7 +166,7 @@ def test_peak_hip_extension_after_toe_off_is_found_and_stable(impl):
 # ------------------------------------------------------------ synthetic runner ground truth
 
 def _synthetic(**changes):
-    synthetic = pytest.importorskip("treadlab.acquisition.synthetic")
+    synthetic = pytest.importorskip("treadlab.acquisition.sim.synthetic")
     from treadlab.kernels.angles import joint_angles
     from treadlab.kernels.gaps import fill_gaps
 

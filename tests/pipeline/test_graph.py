@@ -10,11 +10,12 @@ import pytest
 
 from tests.conftest import shared_file
 from treadlab.acquisition.archive import read_derived, validate_session, write_session
-from treadlab.acquisition.synthetic import RunnerParams, simulate_session
+from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
 from treadlab.pipeline.cli import main
 from treadlab.pipeline.derive import CONTACT_COLUMNS
 from treadlab.pipeline.graph import pipeline_version, process_session, session_graph, load_settings
 from treadlab.pipeline.scoring import CAUSES, load_reference
+from treadlab.config.constants import G
 
 # Near the default reference means.
 NEUTRAL = dict(pelvic_drop_deg=4.0, trunk_lean_deg=9.0, overstride_mm=120.0,
@@ -132,7 +133,7 @@ def test_plain_h5py_minimum_contract_file_processes(tmp_path):
     summary = process_session(path)
     assert summary["valid_contacts"] > 30
     assert summary["body_weight_source"].startswith("estimated")
-    true_bw = s.attrs["body_mass_kg"] * 9.81
+    true_bw = s.attrs["body_mass_kg"] * G
     assert summary["body_weight_n"] == pytest.approx(true_bw, rel=0.05)
     d = read_derived(path)
     assert math.isclose(d["attrs"]["body_weight_n"], summary["body_weight_n"], rel_tol=1e-3)
@@ -162,7 +163,7 @@ TREADMILL_RUNS = [("RBDS001runT25.c3d", 0.25, 0.33), ("RBDS001runT35.c3d", 0.20,
 def test_real_treadmill_running_scores_with_trunk_not_scorable(name, ct_low, ct_high, tmp_path):
     """With the runner's static trial (leg length for over-stride in % leg length, knee and
     ankle markers for the hip) and the belt speed as set (the reference is speed-conditioned)."""
-    from treadlab.acquisition.c3d_import import import_c3d
+    from treadlab.acquisition.io.c3d_import import import_c3d
 
     c3d = shared_file("running", name)
     static = shared_file("running", name.split("run")[0] + "static.c3d")
@@ -193,7 +194,7 @@ def test_real_treadmill_running_scores_with_trunk_not_scorable(name, ct_low, ct_
 def test_real_run_without_static_or_speed_says_why_not_scored(tmp_path):
     """No static trial: no leg length (the run has no ankle markers), so over-stride in % leg
     length is not scorable and says so; a belt speed outside the cohort's is not scored."""
-    from treadlab.acquisition.c3d_import import import_c3d
+    from treadlab.acquisition.io.c3d_import import import_c3d
 
     c3d = shared_file("running", "RBDS001runT35.c3d")
     h5 = import_c3d(c3d, tmp_path / "a.h5")
@@ -217,7 +218,7 @@ def test_real_run_without_static_or_speed_says_why_not_scored(tmp_path):
 def test_real_overground_running_on_separate_plates(tmp_path):
     """Dorn et al. 2012: 8 plates in a runway, 5 contacts; sides from the feet, too few steps
     to score (reported, not guessed)."""
-    from treadlab.acquisition.c3d_import import import_c3d
+    from treadlab.acquisition.io.c3d_import import import_c3d
 
     h5 = import_c3d(shared_file("running", "JA1Gait21.c3d"), tmp_path / "JA1Gait21.h5")
     summary = process_session(h5)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from treadlab.acquisition.archive import read_derived, write_session
-from treadlab.acquisition.synthetic import RunnerParams, simulate_session
+from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
 from treadlab.pipeline.graph import process_session
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from treadlab.acquisition.archive import write_session
-from treadlab.acquisition.synthetic import RunnerParams, simulate_session
+from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
 from treadlab.config.errors import InputError
 from treadlab.pipeline.cli import main
 from treadlab.pipeline.graph import process_session

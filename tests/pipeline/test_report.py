@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 
 from tests.conftest import shared_file  # noqa: E402
 from treadlab.acquisition.archive import write_session  # noqa: E402
-from treadlab.acquisition.synthetic import RunnerParams, simulate_session  # noqa: E402
+from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session  # noqa: E402
 from treadlab.config.errors import InputError  # noqa: E402
 from treadlab.pipeline.cli import main  # noqa: E402
 from treadlab.pipeline.graph import process_session  # noqa: E402
@@ -69,7 +69,7 @@ def test_synthetic_report(synthetic, tmp_path, capsys):
 
 def test_report_without_trunk_markers(tmp_path):
     """A real treadmill recording (Fukuchi): no C7/thorax markers, so no trunk lean."""
-    from treadlab.acquisition.c3d_import import import_c3d
+    from treadlab.acquisition.io.c3d_import import import_c3d
 
     src = tmp_path / "RBDS001runT35.h5"
     import_c3d(shared_file("running", "RBDS001runT35.c3d"), src)

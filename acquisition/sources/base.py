@@ -1,4 +1,4 @@
-"""One interface for every device source: open, read timestamped blocks, close (DESIGN §3).
+"""One interface for every device source: open, read timestamped blocks, close (docs/design.md §3).
 
 The subclass contract (BrainFlow's split, STYLE.md): the :class:`Source` base owns the block
 queue, the host timestamps, the counters and the event list, and runs the reader thread; a
@@ -308,11 +308,11 @@ class _Registry(dict):
 #: Explicit registry of drivers (the ``driver`` key of ``[forceplate]`` / ``[markers]``).
 #: ``"simulated"`` is the serial force-plate driver reading the simulator's pty.
 SOURCES: dict[str, type[Source]] = _Registry({
-    "forceplate_serial": "treadlab.acquisition.forceplate_serial:ForcePlateSerial",
-    "simulated": "treadlab.acquisition.forceplate_serial:ForcePlateSerial",
-    "forceplate_lsl": "treadlab.acquisition.markers_lsl:ForceLSL",
-    "markers_udp": "treadlab.acquisition.markers_udp:MarkersUDP",
-    "markers_lsl": "treadlab.acquisition.markers_lsl:MarkersLSL",
+    "forceplate_serial": "treadlab.acquisition.sources.forceplate_serial:ForcePlateSerial",
+    "simulated": "treadlab.acquisition.sources.forceplate_serial:ForcePlateSerial",
+    "forceplate_lsl": "treadlab.acquisition.sources.force_lsl:ForceLSL",
+    "markers_udp": "treadlab.acquisition.sources.markers_udp:MarkersUDP",
+    "markers_lsl": "treadlab.acquisition.sources.markers_lsl:MarkersLSL",
 })
 
 
@@ -322,7 +322,7 @@ def sources_from_config(cfg, lab=None) -> tuple[Source, Source]:
     Parameters
     ----------
     cfg : ``treadlab.config.LabConfig``.
-    lab : a running :class:`treadlab.acquisition.simulated.SimulatedLab` whose endpoints
+    lab : a running :class:`treadlab.acquisition.sim.simulated.SimulatedLab` whose endpoints
         replace ``port = "auto"`` / ``markers.port = 0`` (None for real devices).
 
     Returns

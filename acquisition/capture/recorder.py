@@ -1,4 +1,4 @@
-"""The crash-safe session recorder and ``recover`` (DESIGN §4).
+"""The crash-safe session recorder and ``recover`` (docs/archive.md §5).
 
 :class:`Recorder` writes one live session straight into its final ``.h5`` file:
 
@@ -13,7 +13,7 @@
   recorder's own writer thread, which flushes every ``flush_interval_s`` (0.5 s by default): a
   killed capture loses at most the last flush interval plus what was still in the queue;
 * :meth:`Recorder.close` drains the queue, closes the SWMR file, reopens it normally, redoes the
-  clock mapping over the whole recording (:func:`treadlab.acquisition.clock.fit_clock` on the raw
+  clock mapping over the whole recording (:func:`treadlab.acquisition.capture.clock.fit_clock` on the raw
   device/host times), rewrites ``/raw/*/time``, stores the fit and sets ``status="complete"``
   (or ``"interrupted"``) and the final attributes (estimated body mass, …).
 
@@ -29,7 +29,6 @@ import fcntl
 import logging
 import math
 import os
-import struct
 import threading
 import time
 import uuid
@@ -41,16 +40,17 @@ import h5py
 import numpy as np
 
 from treadlab.acquisition import archive
-from treadlab.acquisition.clock import fit_clock
+from treadlab.acquisition.archive import clear_status_flags
+from treadlab.acquisition.capture.clock import fit_clock
 from treadlab.config import software_version
+from treadlab.config.constants import G
 from treadlab.config.errors import InputError
+from treadlab.kernels.forces import estimate_body_weight
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Recorder", "recover", "clear_status_flags", "estimate_body_mass", "lock_path", "G"]
+__all__ = ["Recorder", "recover", "clear_status_flags", "lock_path"]
 
-#: Standard gravity (m/s²), for body weight = mass · g.
-G = 9.80665
 
 _FORCE_STREAM = ("time", "wrench", "device_time", "host_time", "counts", "seq")
 _MARKER_STREAM = ("time", "positions", "device_time", "host_time", "frame")
@@ -126,7 +126,7 @@ class Recorder:
     path : str or os.PathLike
         The ``.h5`` file to create (must not exist).
     attrs : dict
-        Root attributes (DESIGN §4): at least ``subject_id``, ``lab``; ``body_mass_kg`` (NaN
+        Root attributes (docs/archive.md §2): at least ``subject_id``, ``lab``; ``body_mass_kg`` (NaN
         while unknown), ``belt_speed_m_s`` (NaN when unknown). ``format``, ``format_version``,
         ``session_id``, ``created_utc``, ``software`` and ``status`` are filled in.
     plates : list of str
@@ -205,11 +205,11 @@ class Recorder:
             attrs.setdefault("lab", "")
             attrs.setdefault("subject_id", "")
             for key, value in attrs.items():
-                f.attrs[key] = archive._to_attr(value)
+                f.attrs[key] = archive.to_attr(value)
             if self._subject:
                 g = f.create_group("subject")
                 for key, value in self._subject.items():
-                    g.attrs[key] = archive._to_attr(value)
+                    g.attrs[key] = archive.to_attr(value)
             ds = archive.create_raw_layout(f, device_time=True, log=True, **self._layout_kw)
             ds.update(_create_acquisition_datasets(f))
             f["raw"].attrs["clock_t0_host_s"] = float(self.t0_host)
@@ -233,7 +233,7 @@ class Recorder:
 
         Parameters
         ----------
-        block : treadlab.acquisition.base.Block
+        block : treadlab.acquisition.sources.base.Block
             ``stream`` "force" (data (n, p, 6) float32 N/N·m, already tared; raw (n, c) counts)
             or "markers" (data (n, k, 3) float32 mm).
         time_s : (n,) float64, s
@@ -281,7 +281,7 @@ class Recorder:
         try:
             with h5py.File(self.path, "r+", libver=archive.LIBVER) as f:
                 for key, value in (attrs or {}).items():
-                    f.attrs[key] = archive._to_attr(value)
+                    f.attrs[key] = archive.to_attr(value)
                 _finish(f, status, note=f"recording {status}")
         finally:
             self._release_lock()
@@ -370,39 +370,6 @@ def _create_acquisition_datasets(f: h5py.File) -> dict:
     return out
 
 
-def estimate_body_mass(fz_total: np.ndarray, strike_n: float = 50.0) -> tuple[float, str]:
-    """Body mass from the mean vertical force over whole steps.
-
-    Over whole strides of steady running the mean vertical ground reaction equals body weight.
-    The mean is taken from the first to the last rise of the summed vertical force through
-    ``strike_n`` (each running step starts from a flight phase), so unloaded time before the
-    runner steps on and partial steps at the ends do not bias it.
-
-    Parameters
-    ----------
-    fz_total : (n,) float64, N, vertical force summed over the plates.
-    strike_n : float, N, loading threshold.
-
-    Returns
-    -------
-    (mass_kg, how) : float (NaN when the belt was never loaded) and a description.
-    """
-    fz = np.asarray(fz_total, dtype=np.float64)
-    fz = fz[np.isfinite(fz)]
-    loaded = fz >= strike_n
-    if not loaded.any():
-        return float("nan"), "not estimated: the plates were never loaded"
-    rises = np.flatnonzero(loaded[1:] & ~loaded[:-1]) + 1
-    if len(rises) >= 3:
-        seg = fz[rises[0]:rises[-1]]
-        how = f"estimated from mean vertical force over {len(rises) - 1} whole steps"
-    else:
-        idx = np.flatnonzero(loaded)
-        seg = fz[idx[0]:idx[-1] + 1]
-        how = "estimated from mean vertical force while loaded (no flight phases found)"
-    return float(np.mean(seg)) / G, how
-
-
 # --- finishing and recovery --------------------------------------------------------------------
 
 def _trim(group: h5py.Group, names) -> int:
@@ -466,98 +433,14 @@ def _finish(f: h5py.File, status: str, note: str) -> dict:
     if "body_mass_kg" in f.attrs and not np.isfinite(float(f.attrs["body_mass_kg"])) \
             and counts.get("force"):
         fz = raw["force"]["wrench"][:, :, 2].astype(np.float64).sum(axis=1)
-        est, how = estimate_body_mass(fz)
-        if np.isfinite(est):
-            f.attrs["body_mass_kg"] = est
-            f.attrs["body_mass_source"] = how
+        weight, how = estimate_body_weight(fz, float(raw["force"].attrs["rate_hz"]),
+                                           while_loaded=True)
+        if np.isfinite(weight):
+            f.attrs["body_mass_kg"] = weight / G
+            f.attrs["body_mass_source"] = f"estimated from force: {how['method']} / g"
     f.attrs["status"] = status
     f.flush()
     return counts
-
-
-# --- clearing HDF5's "open for write" superblock flags (what `h5clear -s` does) ----------------
-
-def _rot(x: int, k: int) -> int:
-    return ((x << k) | (x >> (32 - k))) & 0xFFFFFFFF
-
-
-def _lookup3(data: bytes, initval: int = 0) -> int:
-    """Bob Jenkins' lookup3 ``hashlittle``, the checksum of HDF5 metadata (H5_checksum_lookup3)."""
-    m = 0xFFFFFFFF
-    length = len(data)
-    a = b = c = (0xDEADBEEF + length + initval) & m
-    i = 0
-    while length > 12:
-        a = (a + struct.unpack_from("<I", data, i)[0]) & m
-        b = (b + struct.unpack_from("<I", data, i + 4)[0]) & m
-        c = (c + struct.unpack_from("<I", data, i + 8)[0]) & m
-        a = (a - c) & m; a ^= _rot(c, 4); c = (c + b) & m    # noqa: E702
-        b = (b - a) & m; b ^= _rot(a, 6); a = (a + c) & m    # noqa: E702
-        c = (c - b) & m; c ^= _rot(b, 8); b = (b + a) & m    # noqa: E702
-        a = (a - c) & m; a ^= _rot(c, 16); c = (c + b) & m   # noqa: E702
-        b = (b - a) & m; b ^= _rot(a, 19); a = (a + c) & m   # noqa: E702
-        c = (c - b) & m; c ^= _rot(b, 4); b = (b + a) & m    # noqa: E702
-        length -= 12
-        i += 12
-    if length == 0:
-        return c
-    tail = data[i:] + b"\0" * (12 - length)
-    a = (a + struct.unpack_from("<I", tail, 0)[0]) & m
-    b = (b + struct.unpack_from("<I", tail, 4)[0]) & m
-    c = (c + struct.unpack_from("<I", tail, 8)[0]) & m
-    c ^= b; c = (c - _rot(b, 14)) & m   # noqa: E702
-    a ^= c; a = (a - _rot(c, 11)) & m   # noqa: E702
-    b ^= a; b = (b - _rot(a, 25)) & m   # noqa: E702
-    c ^= b; c = (c - _rot(b, 16)) & m   # noqa: E702
-    a ^= c; a = (a - _rot(c, 4)) & m    # noqa: E702
-    b ^= a; b = (b - _rot(a, 14)) & m   # noqa: E702
-    c ^= b; c = (c - _rot(b, 24)) & m   # noqa: E702
-    return c
-
-
-_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-def clear_status_flags(path) -> bool:
-    """Clear the file-consistency flags a killed writer leaves in an HDF5 superblock.
-
-    Equivalent of ``h5clear -s``: superblock versions 2 and 3 only (what ``libver="v110"``
-    writes). The superblock is searched at 0, 512, 1024, … as HDF5 does.
-
-    Returns
-    -------
-    bool : True if flags were set and have been cleared.
-    """
-    path = Path(path)
-    with open(path, "r+b") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        base = 0
-        while base + 48 <= size:
-            fh.seek(base)
-            head = fh.read(12)
-            if head[:8] == _SIGNATURE:
-                break
-            base = 512 if base == 0 else base * 2
-        else:
-            raise InputError(path, "superblock", "no HDF5 signature found")
-        version, size_offsets = head[8], head[9]
-        if version not in (2, 3):
-            raise InputError(path, "superblock", f"version {version}: cannot clear its flags")
-        end = 12 + 4 * size_offsets
-        fh.seek(base)
-        sb = bytearray(fh.read(end + 4))
-        stored = struct.unpack_from("<I", sb, end)[0]
-        if stored != _lookup3(bytes(sb[:end])):
-            raise InputError(path, "superblock", "checksum mismatch; not touching the file")
-        if sb[11] == 0:
-            return False
-        sb[11] = 0
-        struct.pack_into("<I", sb, end, _lookup3(bytes(sb[:end])))
-        fh.seek(base)
-        fh.write(sb)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return True
 
 
 def recover(path) -> str:
@@ -603,7 +486,7 @@ def recover(path) -> str:
     with f:
         if f.attrs.get("format") not in (archive.FORMAT, archive.FORMAT.encode()):
             raise InputError(path, "format", "not a treadlab.session archive")
-        old = archive._from_attr(f.attrs.get("status", ""))
+        old = archive.from_attr(f.attrs.get("status", ""))
         status = "complete" if old == "complete" else "interrupted"
         counts = _finish(f, status, note=f"recovered by treadlab recover (was {old!r}"
                                          f"{', flags cleared' if cleared else ''})")

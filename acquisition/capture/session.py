@@ -5,14 +5,14 @@
 1. the lab config is loaded and checked (:func:`treadlab.config.load_lab`): a bad config is a
    one-line :class:`ConfigError` before any device is touched;
 2. the default simulated lab starts its virtual devices (a pty treadmill and loopback mocap,
-   :func:`treadlab.acquisition.simulated.start_lab`);
+   :func:`treadlab.acquisition.sim.simulated.start_lab`);
 3. every device is opened and must deliver frames (and the force plate its tare) *before*
    anything is recorded: a missing port or silent stream is a one-line :class:`DeviceError`
    naming it, and no file is created;
 4. each source reads its device in its own daemon thread (``Source`` base); this function's loop
    only moves blocks: it feeds the clock fit, maps device times onto the session clock and hands
-   each block to the :class:`~treadlab.acquisition.recorder.Recorder` (its own writer thread) and
-   the :class:`~treadlab.acquisition.live.LiveProcessor` (its own thread), so neither disk writes
+   each block to the :class:`~treadlab.acquisition.capture.recorder.Recorder` (its own writer thread) and
+   the :class:`~treadlab.acquisition.capture.live.LiveProcessor` (its own thread), so neither disk writes
    nor processing ever stall a read;
 5. a status line (elapsed, cadence, contact time, the cause values, drops) is refreshed about
    twice a second on a terminal;
@@ -21,8 +21,8 @@
    ``"interrupted"`` and re-raises.
 
 With ``replay=FILE.c3d`` the simulated lab plays a real recording once through the same wire
-formats instead of the synthetic runner (DESIGN §3, "C3D replay"); the lab config is derived
-from the file when it is the shipped default (:func:`treadlab.acquisition.replay.
+formats instead of the synthetic runner (docs/design.md §6, virtual lab); the lab config is derived
+from the file when it is the shipped default (:func:`treadlab.acquisition.sim.replay.
 replay_lab_config`), and the capture stops :data:`REPLAY_TAIL_S` after the last recorded
 sample (or at ``duration_s``, whichever comes first).
 
@@ -35,7 +35,6 @@ import logging
 import math
 import re
 import signal
-import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -43,10 +42,18 @@ from pathlib import Path
 
 import numpy as np
 
-from treadlab.acquisition.clock import SessionClock
-from treadlab.acquisition.live import LiveProcessor, format_status
-from treadlab.acquisition.recorder import G, Recorder
+from treadlab.acquisition.capture.clock import SessionClock
+from treadlab.acquisition.capture.live import LiveProcessor, format_status
+from treadlab.acquisition.capture.recorder import Recorder
+from treadlab.acquisition.sim.replay import replay_lab_config
+from treadlab.acquisition.sim.simulated import start_lab
+from treadlab.acquisition.sim.synthetic import parse_params
+from treadlab.acquisition.sources.base import Block, sources_from_config
+from treadlab.config import load_lab
+from treadlab.config.constants import G
 from treadlab.config.errors import ConfigError, DeviceError
+from treadlab.config.markers import to_cgm
+from treadlab.kernels.contacts import ContactParams
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,19 @@ FIRST_FRAMES_TIMEOUT_S = 5.0
 #: toe off and the low-pass filter's tail are in the archive.
 REPLAY_TAIL_S = 0.5
 
+
+
+class _NoStatus:
+    """The status stream when the caller wants none: a library does not print on its own."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
 
 def session_filename(subject: str, when: datetime | None = None) -> str:
     """``<subject>_<YYYYmmddTHHMMSSZ>.h5`` with the subject made file-name safe."""
@@ -75,8 +95,6 @@ def _is_simulated(cfg) -> bool:
 
 
 def _cgm_labels(labels, cfg) -> list[str]:
-    from treadlab.config.markers import to_cgm
-
     extra = getattr(cfg, "marker_names", None) or None
     return list(to_cgm(list(labels), extra))
 
@@ -89,8 +107,6 @@ def _belt_speed(cfg, simulated: bool, params) -> tuple[float, str]:
     if value is not None:
         return float(value), "lab config"
     if simulated:
-        from treadlab.acquisition.synthetic import parse_params
-
         sim = getattr(cfg, "simulator", None) or {}
         values = dict(sim) if isinstance(sim, dict) else dict(vars(sim))
         values = {k: v for k, v in values.items() if v is not None}
@@ -100,8 +116,6 @@ def _belt_speed(cfg, simulated: bool, params) -> tuple[float, str]:
 
 
 def _contact_params(cfg, body_mass_kg):
-    from treadlab.kernels.contacts import ContactParams
-
     c = getattr(cfg, "contacts", None)
     get = (lambda k, d: getattr(c, k, d)) if c is not None else (lambda k, d: d)
     min_peak = 0.0
@@ -182,8 +196,8 @@ def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float 
     params : dict, optional
         Synthetic-runner parameters for the simulated lab (``{"cadence_spm": "170"}``).
     status_stream : file-like, optional
-        Where the live status line goes (default ``sys.stderr``); on a terminal it is redrawn
-        about twice a second, otherwise a line is printed every 5 s.
+        Where the live status line goes (default: nowhere; the CLI passes ``sys.stderr``); on a
+        terminal it is redrawn about twice a second, otherwise a line is written every 5 s.
     stop_event : threading.Event, optional
         Set it to end the capture from another thread.
     on_step : callable(LiveStep), optional
@@ -191,7 +205,7 @@ def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float 
     replay : str or os.PathLike, optional
         A C3D recording the simulated lab plays once instead of the synthetic runner. With the
         shipped default lab the lab is derived from the file (one plate under the whole belt,
-        the file's rates and marker labels; :func:`~treadlab.acquisition.replay.
+        the file's rates and marker labels; :func:`~treadlab.acquisition.sim.replay.
         replay_lab_config`); a lab TOML of your own is used as given (it must ask for the
         simulated devices: ``port = "auto"``). The capture ends :data:`REPLAY_TAIL_S` s after
         the last recorded sample, or at ``duration_s`` if that comes first.
@@ -205,8 +219,6 @@ def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float 
     ConfigError before anything is opened; InputError naming an unreadable replay file;
     DeviceError naming the port/stream before anything is recorded.
     """
-    from treadlab.config import load_lab
-
     cfg = load_lab(config_path)
     return capture_session(cfg, subject=subject, body_mass_kg=body_mass_kg,
                            duration_s=duration_s, out_dir=out_dir, params=params,
@@ -225,30 +237,24 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
     C3D file played once by the simulated lab (see :func:`run_capture`); ``cfg`` is replaced by
     the lab derived from the file when it is the shipped default.
     """
-    from treadlab.acquisition.base import sources_from_config
-
     if body_mass_kg is not None and not (math.isfinite(body_mass_kg) and body_mass_kg > 0):
         raise ConfigError(None, "--body-mass", f"must be a positive number of kg, got "
                                                 f"{body_mass_kg}")
     if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
         raise ConfigError(None, "--duration", f"must be a positive number of s, got {duration_s}")
     if replay is not None:
-        from treadlab.acquisition.replay import replay_lab_config
-
         cfg = replay_lab_config(cfg, replay)   # InputError naming the file before any device
         if not _is_simulated(cfg):
             raise ConfigError(getattr(cfg, "path", None), "forceplate.port",
                               "--replay plays the recording through the simulated lab: the lab "
                               "config must ask for it (port = \"auto\" or driver \"simulated\")")
     out_dir = Path(out_dir)
-    status_stream = sys.stderr if status_stream is None else status_stream
+    status_stream = _NoStatus() if status_stream is None else status_stream
 
     lab = None
     force = markers = None
     try:
         if _is_simulated(cfg):
-            from treadlab.acquisition.simulated import start_lab
-
             # a replay is played once: the capture ends with the recording
             lab = (start_lab(cfg, params=params) if replay is None
                    else start_lab(cfg, replay=replay, loop=False))
@@ -425,7 +431,6 @@ def _merge(blocks):
     """Consecutive blocks of one source as one block (less per-block work downstream)."""
     if len(blocks) <= 1:
         return blocks
-    from treadlab.acquisition.base import Block
 
     first = blocks[0]
 

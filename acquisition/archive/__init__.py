@@ -1,0 +1,49 @@
+"""The ``treadlab.session`` v1 archive: the one place that reads and writes it (docs/archive.md).
+
+Every other module goes through the public names below; none opens an archive with h5py
+on its own, and none reaches into the modules' private helpers.
+
+==================  =========================================================================
+open / read         :func:`open_archive`, :func:`read_session`, :func:`read_derived`,
+                    :func:`read_meta`, :func:`read_force`, :func:`read_markers`, :func:`attr`
+write               :func:`write_session`, :func:`write_derived`, :func:`create_raw_layout`,
+                    :func:`append_rows`; into an open file: :func:`write_session_into`,
+                    :func:`write_derived_into`
+atomic replace      :func:`atomic_write` (temp file beside the target, fsync, ``os.replace``,
+                    fsync of the folder, mode 0644 under the umask)
+validate / inspect  :func:`validate_session`, :func:`inspect_session`, :func:`format_inspection`
+recover             :func:`clear_status_flags` here; the whole ``treadlab recover`` (which also
+                    refits the session clock) is :func:`treadlab.acquisition.capture.recorder.recover`
+attributes          :func:`to_attr`, :func:`from_attr`, :func:`attrs_of`
+==================  =========================================================================
+
+Modules: ``format`` (constants, dataclasses, dataset helpers), ``read``, ``write``, ``atomic``,
+``check`` (validate, inspect), ``flags`` (HDF5 superblock status flags).
+
+Lab frame: X = direction of travel, Y = left, Z = up; positions in mm, forces in N, moments in
+N·m, times in float64 seconds on the session clock.
+"""
+from treadlab.acquisition.archive.atomic import atomic_write, default_mode
+from treadlab.acquisition.archive.check import (format_inspection, inspect_session,
+                                                validate_session)
+from treadlab.acquisition.archive.flags import clear_status_flags
+from treadlab.acquisition.archive.format import (
+    CHUNK_SECONDS, COMPONENTS, CONTACT_FIELDS, DERIVED_ANGLES_GZIP_LEVEL, DERIVED_UNITS, FORMAT,
+    FORMAT_VERSION, GZIP_LEVEL, LIBVER, REQUIRED_ROOT_ATTRS, SCORE_FIELDS, STATUSES,
+    WRENCH_UNITS, ForceData, MarkerData, Session, attrs_of, from_attr, to_attr)
+from treadlab.acquisition.archive.read import (attr, open_archive, read_derived, read_force,
+                                               read_markers, read_meta, read_session)
+from treadlab.acquisition.archive.write import (append_rows, create_raw_layout, write_derived,
+                                                write_derived_into, write_session,
+                                                write_session_into)
+
+__all__ = [
+    "atomic_write", "default_mode", "format_inspection", "inspect_session", "validate_session",
+    "clear_status_flags", "CHUNK_SECONDS", "COMPONENTS", "CONTACT_FIELDS",
+    "DERIVED_ANGLES_GZIP_LEVEL", "DERIVED_UNITS", "FORMAT", "FORMAT_VERSION", "GZIP_LEVEL",
+    "LIBVER", "REQUIRED_ROOT_ATTRS", "SCORE_FIELDS", "STATUSES", "WRENCH_UNITS", "ForceData",
+    "MarkerData", "Session", "attrs_of", "from_attr", "to_attr", "attr", "open_archive",
+    "read_derived", "read_force", "read_markers", "read_meta", "read_session", "append_rows",
+    "create_raw_layout", "write_derived", "write_derived_into", "write_session",
+    "write_session_into",
+]
