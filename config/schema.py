@@ -81,7 +81,8 @@ def frame_bytes(channels: int, sample_type: str) -> int:
     2 sync + 2 seq + 4 device time + ``channels`` × (2 for int16 | 4 for int32) + 2 CRC:
     34 bytes for 12 int16 channels, 58 for 12 int32 (the 56 of the project's original notes
     forgot the sync bytes, docs/wire.md §2).
-    Must equal :func:`treadlab.acquisition.sources.wire.frame_size` (tests/acquisition/test_wire.py).
+    Must equal :func:`treadlab.acquisition.sources.wire.frame_size`
+    (tests/acquisition/test_wire.py).
     """
     return 2 + 2 + 4 + int(channels) * SAMPLE_BYTES[sample_type] + 2
 
@@ -405,7 +406,8 @@ def _message(err: dict, root) -> str:
         return f"{value!r} is not a finite number"
     if kind == "literal_error":
         known = err.get("ctx", {}).get("expected", "")
-        return f"unknown value {value!r}; known: {known.replace(chr(39), '').replace(' or ', ', ')}"
+        known = known.replace("'", "").replace(" or ", ", ")
+        return f"unknown value {value!r}; known: {known}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         owner = _owner(root, loc)
         return _range_message(value, _bounds(owner, loc[-1]) if owner else err.get("ctx", {}))

@@ -37,8 +37,9 @@ def channel_labels(info: "pylsl.StreamInfo") -> list[str]:
 
 def mocap_stream_info(name: str, labels, rate_hz: float, source_id: str) -> "pylsl.StreamInfo":
     """An LSL ``Mocap`` stream description: 3 float32 channels per marker, labelled
-    ``LABEL_X, LABEL_Y, LABEL_Z`` in millimetres (docs/wire.md §4) — what :class:`MarkersLSL` reads
-    with :func:`channel_labels`."""
+    ``LABEL_X, LABEL_Y, LABEL_Z`` in millimetres (docs/wire.md §4) — what
+    :class:`~treadlab.acquisition.sources.markers_lsl.MarkersLSL` reads with
+    :func:`channel_labels`."""
     info = pylsl.StreamInfo(name, "Mocap", 3 * len(labels), float(rate_hz), pylsl.cf_float32,
                             source_id)
     chans = info.desc().append_child("channels")
