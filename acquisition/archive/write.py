@@ -383,8 +383,8 @@ def write_derived(path, derived: dict, attrs: dict) -> Path:
         An existing archive.
     derived : dict
         ``{"contacts": {name: (s,) array}, "angles": {"time", "values", "names", "reasons"},
-        "scores": {name: (4,) array}}`` (docs/archive.md §4 names; extra columns and extra groups of
-        parallel columns are kept). An optional ``"units": {column: unit}`` entry gives the
+        "scores": {name: (4,) array}}`` (docs/archive.md §4 names; extra columns and extra
+        groups of parallel columns are kept). An optional ``"units": {column: unit}`` entry gives the
         units of columns :data:`DERIVED_UNITS` does not know; ``"attrs"`` (as returned by
         :func:`read_derived`) is ignored.
     attrs : dict

@@ -1,4 +1,5 @@
-"""The synthetic runner (docs/design.md §6): treadmill running with known causes, as force and markers.
+"""The synthetic runner (docs/design.md §6): treadmill running with known causes, as force and
+markers.
 
 A :class:`SyntheticRunner` turns :class:`RunnerParams` into
 
