@@ -41,7 +41,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -249,6 +249,9 @@ def create_app(station, token: str | None = None, *, start_station: bool = True)
     async def runner_page(request):
         return await page("runner.html")
 
+    async def favicon(request):
+        return Response(status_code=204)
+
     async def ws(websocket: WebSocket):
         wanted = websocket.query_params.get("streams")
         streams = set(STREAMS)
@@ -314,6 +317,7 @@ def create_app(station, token: str | None = None, *, start_station: bool = True)
     routes = [
         Route("/", console),
         Route("/runner", runner_page),
+        Route("/favicon.ico", favicon),
         Route("/api/state", state),
         Route("/api/health", health),
         Route("/api/runner", runner, methods=["GET", "POST"]),

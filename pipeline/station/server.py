@@ -82,8 +82,11 @@ def run_station(config_path=None, host: str = "127.0.0.1", port: int = 8750,
                       f"http://{shown}:{bound}/runner; data in {station.store.root})",
                       file=out, flush=True)
 
+    from uvicorn.config import WS_PROTOCOLS
+
+    ws = "websockets-sansio" if "websockets-sansio" in WS_PROTOCOLS else "websockets"
     config = uvicorn.Config(app, host=host, port=int(port), log_level="warning",
-                            lifespan="on", ws="websockets", timeout_graceful_shutdown=5)
+                            lifespan="on", ws=ws, timeout_graceful_shutdown=5)
     server = _Server(config)
     server.run()
     if not server.started:
