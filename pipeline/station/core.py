@@ -11,12 +11,12 @@
   A source that cannot be opened is retried with back-off (0.5 s doubling to 8 s); the serial
   reader itself reopens a vanished port. The simulated lab is started only when the lab config
   asks for it (``port = "auto"``), never as a stand-in for a missing device.
-* **health** (:meth:`Station.health`) — per source: connected, frame rate over the last second
+* **health** (:meth:`Station.health`) — per source: connected, frame rate over the last 2 s
   (Hz) against the nominal rate, drops (sequence gaps + queue overflows, and those in the last
   5 s), clock offset (s, host − device) and drift (ppm) from a fit over everything received
   since the station started; for the force plate the zero (ADC counts, from the last tare) and
   the vertical load now (N per plate). A source is unhealthy when it is not connected, silent
-  for 0.5 s, off its nominal rate by more than 10 %, dropping frames in the last 5 s, or (force)
+  for 0.5 s, below 90 % or above 125 % of its nominal rate over the last 2 s, dropping frames in the last 5 s, or (force)
   not tared. A trial does not start while a source is unhealthy; the refusal names it and why.
 * **trials** — one runner at a time (pseudonymous id, body mass kg, leg length mm); a static
   trial and running trials (speed m/s, duration s, note). Each trial is written to the runner's
@@ -55,8 +55,11 @@ __all__ = ["Station"]
 
 #: s: a source with no frames for this long is "silent".
 SILENT_S = 0.5
-#: fraction: the measured rate may differ from the nominal one by this much.
-RATE_TOLERANCE = 0.10
+#: fractions of the nominal rate the rate over the last :data:`RATE_WINDOW_S` must stay within
+#: (above: generous, as frames held up by a busy host arrive in a burst afterwards).
+RATE_BOUNDS = (0.90, 1.25)
+#: s: window of the measured frame rate.
+RATE_WINDOW_S = 2.0
 #: s: drops within this window make a source unhealthy.
 RECENT_DROPS_S = 5.0
 #: s: back-off between attempts to open a source (doubling up to the maximum).
@@ -75,6 +78,7 @@ class _SourceHealth:
         self.nominal_hz = float(nominal_hz)
         self.arrivals: deque = deque()          # (host time s, frames)
         self.last_frame_host = None
+        self.first_frame_host = None
         self.drop_marks: deque = deque()        # (host time s, cumulative drops)
         self.error: str | None = None            # last open error
         self.next_open = 0.0
@@ -83,12 +87,14 @@ class _SourceHealth:
     def add(self, now: float, n: int) -> None:
         self.arrivals.append((now, n))
         self.last_frame_host = now
-        while self.arrivals and self.arrivals[0][0] < now - 2.0:
+        if self.first_frame_host is None:
+            self.first_frame_host = now
+        while self.arrivals and self.arrivals[0][0] < now - RATE_WINDOW_S:
             self.arrivals.popleft()
 
     def rate(self, now: float) -> float:
-        """Frames per second over the last 1 s (Hz)."""
-        return float(sum(n for t, n in self.arrivals if t > now - 1.0))
+        """Frames per second over the last :data:`RATE_WINDOW_S` s (Hz)."""
+        return float(sum(n for t, n in self.arrivals if t > now - RATE_WINDOW_S)) / RATE_WINDOW_S
 
     def drops(self) -> int:
         c = self.source.counters
@@ -377,7 +383,7 @@ class Station:
 
     def health(self) -> dict:
         """Per source: ``connected``, ``healthy``, ``why`` (reasons it is not), ``rate_hz`` (last
-        1 s), ``nominal_hz``, ``drops`` (total), ``drops_recent`` (last 5 s), ``reconnects``,
+        2 s), ``nominal_hz``, ``drops`` (total), ``drops_recent`` (last 5 s), ``reconnects``,
         ``clock_offset_s`` (host − device, s), ``clock_drift_ppm``; force also ``zero_counts``
         (ADC counts), ``tared`` and ``load_n`` (max vertical force per plate over the last 0.2 s,
         N)."""
@@ -396,7 +402,9 @@ class Station:
                 since = ("no frames yet" if h.last_frame_host is None
                          else f"no frames for {now - h.last_frame_host:.1f} s")
                 why.append(f"{since} from {_where(src)}")
-            elif abs(rate - h.nominal_hz) > RATE_TOLERANCE * h.nominal_hz:
+            elif now - h.first_frame_host < RATE_WINDOW_S + 0.5:
+                why.append("starting: measuring the frame rate")
+            elif not RATE_BOUNDS[0] * h.nominal_hz <= rate <= RATE_BOUNDS[1] * h.nominal_hz:
                 why.append(f"rate {rate:.0f} Hz, expected {h.nominal_hz:g} Hz")
             if recent:
                 why.append(f"{recent} frames dropped in the last {RECENT_DROPS_S:g} s")

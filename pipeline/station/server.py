@@ -12,7 +12,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import signal
 import sys
+import threading
 
 from treadlab.config.errors import ConfigError
 
@@ -88,7 +90,21 @@ def run_station(config_path=None, host: str = "127.0.0.1", port: int = 8750,
     config = uvicorn.Config(app, host=host, port=int(port), log_level="warning",
                             lifespan="on", ws=ws, timeout_graceful_shutdown=5)
     server = _Server(config)
-    server.run()
+    # uvicorn handles SIGTERM/SIGINT itself (graceful shutdown, lifespan stops the station) and
+    # re-raises the signal it caught once it is done; these handlers receive that re-raise, so
+    # a requested stop ends with exit code 0 instead of death by signal.
+    stopped_by = []
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            old[sig] = signal.signal(sig, lambda signum, frame: stopped_by.append(signum))
+    try:
+        server.run()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     if not server.started:
         return 1
+    if stopped_by:
+        log.info("station stopped by %s", signal.Signals(stopped_by[0]).name)
     return 0
