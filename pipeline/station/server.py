@@ -36,6 +36,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _check_free(host: str, port: int) -> None:
+    """ConfigError naming ``--port`` when ``host:port`` cannot be listened on (before any
+    device is opened: uvicorn would only find out after the station started)."""
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(None, "--port", f"cannot listen on {host}:{port} "
+                                              f"({exc.strerror or exc})") from None
+
+
 def run_station(config_path=None, host: str = "127.0.0.1", port: int = 8750,
                 data_dir="treadlab-station", token: str | None = None, *,
                 params: dict | None = None, ready_stream=None) -> int:
@@ -67,6 +84,7 @@ def run_station(config_path=None, host: str = "127.0.0.1", port: int = 8750,
         raise ConfigError(None, "--token", "must be at least 8 characters")
     if not 0 <= int(port) <= 65535:
         raise ConfigError(None, "--port", f"must be 0-65535, got {port}")
+    _check_free(host, int(port))
     station = Station(config_path, data_dir, params=params)
     app = create_app(station, token)
     out = sys.stdout if ready_stream is None else ready_stream
