@@ -35,12 +35,13 @@ import hmac
 import json
 import logging
 import math
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
@@ -129,8 +130,6 @@ class _TokenGate:
         if self.token is None or scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        from starlette.requests import HTTPConnection
-
         conn = HTTPConnection(scope)
         given = None
         auth = conn.headers.get("authorization", "")
@@ -298,8 +297,6 @@ def create_app(station, token: str | None = None, *, start_station: bool = True)
     async def not_allowed(request, exc):
         return _json({"error": f"{request.method} {request.url.path}: method not allowed",
                       "field": "method"}, 405)
-
-    from contextlib import asynccontextmanager
 
     @asynccontextmanager
     async def lifespan(app):

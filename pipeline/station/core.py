@@ -35,6 +35,7 @@ Everything that reaches the pages goes through :meth:`Station.subscribe`: callba
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import queue
@@ -43,9 +44,21 @@ import time
 from collections import deque
 from pathlib import Path
 
+import h5py
 import numpy as np
 
+from treadlab.acquisition import archive
+from treadlab.acquisition.capture.clock import SessionClock
+from treadlab.acquisition.capture.live import LiveProcessor
+from treadlab.acquisition.capture.recorder import Recorder, recover
+from treadlab.acquisition.capture.session import (cgm_labels, contact_params, is_simulated,
+                                                  merge_blocks, where)
+from treadlab.acquisition.sim.simulated import start_lab
+from treadlab.acquisition.sources.base import sources_from_config
+from treadlab.config import load_lab
 from treadlab.config.errors import DeviceError, TreadlabError
+from treadlab.pipeline.graph import process_session
+from treadlab.pipeline.report import make_report
 from treadlab.pipeline.station.feedback import FeedbackSettings, shown, step_message
 from treadlab.pipeline.station.store import RequestError, RunnerStore, safe_id, utc_now, write_json
 
@@ -142,8 +155,6 @@ class Station:
 
     def __init__(self, config_path=None, data_dir="treadlab-station", *, params=None,
                  process: bool = True):
-        from treadlab.config import load_lab
-
         self.config_path = None if config_path is None else str(config_path)
         self.cfg = load_lab(config_path)            # ConfigError before anything is opened
         self.store = RunnerStore(data_dir)
@@ -173,8 +184,6 @@ class Station:
         settings = self.store.root / "station.json"
         saved = {}
         if settings.exists():
-            import json
-
             try:
                 saved = json.loads(settings.read_text(encoding="utf-8"))
             except ValueError:
@@ -194,30 +203,22 @@ class Station:
 
     @property
     def simulated(self) -> bool:
-        from treadlab.acquisition.capture.session import _is_simulated
-
-        return _is_simulated(self.cfg)
+        return is_simulated(self.cfg)
 
     def start(self) -> "Station":
         """Recover interrupted trials, start the devices (the simulated lab when the config asks
         for it), the pump and the processing worker."""
-        from treadlab.acquisition.sources.base import sources_from_config
-
         self._recover_interrupted()
         self._worker = threading.Thread(target=self._work, name="treadlab-station-worker",
                                         daemon=True)
         self._worker.start()
         if self.simulated:
-            from treadlab.acquisition.sim.simulated import start_lab
-
             self.lab = start_lab(self.cfg, params=self.params or None)
         self.force, self.markers = sources_from_config(self.cfg, lab=self.lab)
         self._health = {"force": _SourceHealth(self.force, self.force.info.rate_hz),
                         "markers": _SourceHealth(self.markers, self.markers.info.rate_hz)}
         self._plot_step_f = max(1, int(round(self.force.info.rate_hz / PLOT_HZ)))
         self._plot_step_m = max(1, int(round(self.markers.info.rate_hz / PLOT_HZ)))
-        from treadlab.acquisition.capture.clock import SessionClock
-
         self._clock = SessionClock(self.t_start)
         self._pump = threading.Thread(target=self._run_pump, name="treadlab-station-pump",
                                       daemon=True)
@@ -294,8 +295,6 @@ class Station:
         self._events.append((round(t - self.t_start, 3), source, kind, detail))
 
     def _run_pump(self) -> None:
-        from treadlab.acquisition.capture.session import _merge
-
         next_state = time.monotonic()
         next_plot = time.monotonic()
         while not self._stop.is_set():
@@ -304,11 +303,11 @@ class Station:
             m_open = self._ensure_open("markers", now)
             blocks = []
             if f_open:
-                blocks += _merge(self.force.read(0.01))
+                blocks += merge_blocks(self.force.read(0.01))
             else:
                 self._stop.wait(0.01)
             if m_open:
-                blocks += _merge(self.markers.read(0.0))
+                blocks += merge_blocks(self.markers.read(0.0))
             now = time.monotonic()
             for b in blocks:
                 self._take(b, now)
@@ -401,7 +400,7 @@ class Station:
             elif silent:
                 since = ("no frames yet" if h.last_frame_host is None
                          else f"no frames for {now - h.last_frame_host:.1f} s")
-                why.append(f"{since} from {_where(src)}")
+                why.append(f"{since} from {where(src)}")
             elif now - h.first_frame_host < RATE_WINDOW_S + 0.5:
                 why.append("starting: measuring the frame rate")
             elif not RATE_BOUNDS[0] * h.nominal_hz <= rate <= RATE_BOUNDS[1] * h.nominal_hz:
@@ -409,7 +408,7 @@ class Station:
             if recent:
                 why.append(f"{recent} frames dropped in the last {RECENT_DROPS_S:g} s")
             c = clock.get(name, {})
-            item = {"name": name, "where": _where(src), "connected": bool(src.is_open),
+            item = {"name": name, "where": where(src), "connected": bool(src.is_open),
                     "rate_hz": round(rate, 1), "nominal_hz": h.nominal_hz,
                     "drops": h.drops(), "drops_recent": int(recent),
                     "reconnects": int(src.counters.get("reconnects", 0)),
@@ -533,11 +532,6 @@ class Station:
         RequestError naming the field; 409 without a runner, during another trial or while a
         device is unhealthy (the message names it and why).
         """
-        from treadlab.acquisition.capture.clock import SessionClock
-        from treadlab.acquisition.capture.live import LiveProcessor
-        from treadlab.acquisition.capture.recorder import Recorder
-        from treadlab.acquisition.capture.session import _cgm_labels, _contact_params
-
         if not isinstance(values, dict):
             raise RequestError("trial", "expected a JSON object")
         unknown = set(values) - {"kind", "speed_m_s", "duration_s", "note"}
@@ -585,7 +579,7 @@ class Station:
             self.store.save_trial(meta)      # before the archive: a crash leaves a trace
             finfo, minfo = self.force.info, self.markers.info
             plates = list(finfo.plates or finfo.labels)
-            labels = _cgm_labels(minfo.labels, self.cfg)
+            labels = cgm_labels(minfo.labels, self.cfg)
             origin = np.array([np.asarray(getattr(p, "origin", np.zeros(3)), float)
                                for p in self.cfg.plates])
             corners = np.array([np.asarray(getattr(p, "corners", np.zeros((4, 3))), float)
@@ -624,7 +618,7 @@ class Station:
             live = None
             if kind == "running":
                 live = LiveProcessor(plates, finfo.rate_hz, labels, minfo.rate_hz,
-                                     params=_contact_params(self.cfg, runner["body_mass_kg"]),
+                                     params=contact_params(self.cfg, runner["body_mass_kg"]),
                                      belt=belt, window=self.feedback.window,
                                      subject=subject, on_step=None)
             trial = _Trial(meta, rec, live, SessionClock(t0), t0)
@@ -761,9 +755,6 @@ class Station:
             self._process(meta)
 
     def _process(self, meta: dict) -> None:
-        from treadlab.pipeline.graph import process_session
-        from treadlab.pipeline.report import make_report
-
         meta["processing"] = "running"
         self.store.save_trial(meta)
         self._publish("state", self.state())
@@ -788,8 +779,6 @@ class Station:
         self._publish("state", self.state())
 
     def _recover_interrupted(self) -> None:
-        from treadlab.acquisition.capture.recorder import recover
-
         for meta in self.trials:
             if meta.get("status") != "recording":
                 if meta.get("processing") in ("queued", "running") and self.process:
@@ -854,12 +843,6 @@ def _number(value, field: str, lo: float, hi: float, unit: str) -> float:
     return v
 
 
-def _where(src) -> str:
-    from treadlab.acquisition.capture.session import _where as where
-
-    return where(src)
-
-
 def _receipt(rx: deque, seq: int) -> float | None:
     """Host receipt time (s) of force frame ``seq`` from the recent blocks, newest first."""
     if seq < 0:
@@ -876,10 +859,6 @@ def _receipt(rx: deque, seq: int) -> float | None:
 def _store_latency(path, rows, summary: dict) -> None:
     """``/station/feedback``: one row per step shown on the runner page: step number, receipt →
     published (ms), receipt → DOM changed (ms); the percentiles as attributes."""
-    import h5py
-
-    from treadlab.acquisition import archive
-
     with h5py.File(path, "r+", libver=archive.LIBVER) as f:
         g = f.require_group("station")
         if "feedback" in g:

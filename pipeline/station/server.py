@@ -13,10 +13,16 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 
+import uvicorn
+from uvicorn.config import WS_PROTOCOLS
+
 from treadlab.config.errors import ConfigError
+from treadlab.pipeline.station.app import create_app
+from treadlab.pipeline.station.core import Station
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +45,6 @@ def is_loopback(host: str) -> bool:
 def _check_free(host: str, port: int) -> None:
     """ConfigError naming ``--port`` when ``host:port`` cannot be listened on (before any
     device is opened: uvicorn would only find out after the station started)."""
-    import socket
-
     if port == 0:
         return
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -71,11 +75,6 @@ def run_station(config_path=None, host: str = "127.0.0.1", port: int = 8750,
     ------
     ConfigError naming ``--token`` or ``--port`` (or the lab file) before anything is opened.
     """
-    import uvicorn
-
-    from treadlab.pipeline.station.app import create_app
-    from treadlab.pipeline.station.core import Station
-
     token = token or os.environ.get(TOKEN_ENV) or None
     if not is_loopback(host) and not token:
         raise ConfigError(None, "--token", f"binding to {host} (not loopback) needs a token: "
@@ -101,8 +100,6 @@ def run_station(config_path=None, host: str = "127.0.0.1", port: int = 8750,
                 print(f"station ready: http://{shown}:{bound}/  (runner display: "
                       f"http://{shown}:{bound}/runner; data in {station.store.root})",
                       file=out, flush=True)
-
-    from uvicorn.config import WS_PROTOCOLS
 
     ws = "websockets-sansio" if "websockets-sansio" in WS_PROTOCOLS else "websockets"
     config = uvicorn.Config(app, host=host, port=int(port), log_level="warning",

@@ -26,6 +26,8 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from treadlab.config.errors import InputError, TreadlabError
 
 __all__ = ["RequestError", "RunnerStore", "safe_id", "utc_now", "write_json"]
@@ -76,15 +78,10 @@ def write_json(path, data: dict) -> None:
 
 
 def _plain(obj):
-    try:
-        import numpy as np
-
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-    except ImportError:  # numpy is a hard dependency; this is only for clarity
-        pass
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
     return str(obj)
 
 
