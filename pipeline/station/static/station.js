@@ -87,7 +87,13 @@ function drawLines(canvas, series, lo, hi, yLabel) {
     }
     ctx.stroke();
     ctx.setLineDash([]);
-    ctx.fillStyle = colours[k % colours.length];
-    ctx.fillText(s.label, w - 120, 18 + 14 * k);
+    // legend: a white box, the line style and the name (dashes tell the series apart too)
+    const lx = w - 150, ly = 6 + 18 * k;
+    ctx.fillStyle = "rgba(255,255,255,0.9)"; ctx.fillRect(lx - 4, ly, 150, 18);
+    ctx.strokeStyle = colours[k % colours.length]; ctx.setLineDash(s.dash || []);
+    ctx.beginPath(); ctx.moveTo(lx, ly + 9); ctx.lineTo(lx + 28, ly + 9); ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.fillStyle = "#111";
+    ctx.fillText(s.label, lx + 34, ly + 13);
   });
 }
