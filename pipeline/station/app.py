@@ -266,8 +266,19 @@ def create_app(station, token: str | None = None, *, start_station: bool = True)
         await websocket.send_text(dumps(station.state()))
 
         async def sender():
-            while True:
-                await websocket.send_text(await q.get())
+            try:
+                while True:
+                    await websocket.send_text(await q.get())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the page reconnects when its socket closes
+                log.warning("WebSocket send failed (%s: %s); closing it",
+                            type(exc).__name__, exc)
+                hub.clients.pop(q, None)
+                try:
+                    await websocket.close(code=1011)
+                except Exception:  # already closed
+                    pass
 
         task = asyncio.create_task(sender())
         try:

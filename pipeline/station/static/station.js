@@ -22,11 +22,18 @@ async function api(method, path, body) {
 function connect(streams, onMessage, onStatus) {
   let delay = 500;
   let socket = null;
+  let last = Date.now();
+  // the station sends its state twice a second: 5 s of silence means a dead link, reconnect
+  setInterval(() => {
+    if (socket && socket.readyState === 1 && Date.now() - last > 5000) socket.close();
+  }, 1000);
   function open() {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     socket = new WebSocket(proto + "//" + location.host + "/ws?streams=" + streams.join(","));
-    socket.onopen = () => { delay = 500; if (onStatus) onStatus(true); };
+    socket.onopen = () => { delay = 500; last = Date.now(); if (onStatus) onStatus(true); };
     socket.onmessage = (ev) => {
+      last = Date.now();
+      window.__lastMessage = last;
       let msg;
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
       onMessage(msg, socket);

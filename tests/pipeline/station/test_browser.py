@@ -2,7 +2,10 @@
 simulated lab: runner → static trial → two running trials (runner display open) → results.
 
 Skips cleanly where Chromium, its driver or selenium is missing (``.ci/run`` installs them).
-Set ``TREADLAB_STATION_SCREENSHOTS=DIR`` to keep the two pages' screenshots.
+Set ``TREADLAB_STATION_SCREENSHOTS=DIR`` to keep the two pages' screenshots. The running trials
+last 9 s and score from 5 steps per side; ``TREADLAB_STATION_TRIAL_S=22`` makes every trial 22 s
+long on the shipped simulated lab exactly as ``./run station`` serves it (scoring from 20 steps
+per side).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from selenium.common.exceptions import (  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
+TRIAL_S = float(os.environ.get("TREADLAB_STATION_TRIAL_S", "9"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver"
                                           if os.path.exists("/usr/bin/chromedriver") else None)
@@ -61,6 +65,7 @@ def _wait(drv, predicate, timeout, what):
                                                  NoSuchElementException]
                              ).until(lambda d: predicate(d))
     except TimeoutException:
+        what = what() if callable(what) else what
         raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
 
 
@@ -92,7 +97,8 @@ def _end(drv, duration):
 
 
 def test_visit_from_the_console(tmp_path, station_factory, browser):
-    st = station_factory(config=lab_toml(tmp_path))
+    # short trials score from 5 steps per side; 20 s or more: the shipped lab as it is
+    st = station_factory(config=None if TRIAL_S >= 20 else lab_toml(tmp_path))
     drv = browser
     drv.get(st.url + "/")
     console = drv.current_window_handle
@@ -111,8 +117,9 @@ def test_visit_from_the_console(tmp_path, station_factory, browser):
     _wait(drv, lambda d: "Runner V001" in d.find_element(By.ID, "runner-now").text, 10,
           "the runner registered")
 
-    _begin(drv, "static", 6, note="standing")
-    _end(drv, 6)
+    static_s = 6 if TRIAL_S < 20 else TRIAL_S
+    _begin(drv, "static", static_s, note="standing")
+    _end(drv, static_s)
 
     # the runner display in a second window; the cues: pelvic drop and cadence, with metronome
     drv.find_element(By.ID, "cue-cadence").click()
@@ -123,7 +130,7 @@ def test_visit_from_the_console(tmp_path, station_factory, browser):
     runner = drv.current_window_handle
     _wait(drv, lambda d: d.find_elements(By.ID, "value-cadence"), 15, "two cue panels")
     drv.switch_to.window(console)
-    _begin(drv, "running", 9, speed=3.5, note="first")
+    _begin(drv, "running", TRIAL_S, speed=3.5, note="first")
     drv.switch_to.window(runner)
     _wait(drv, lambda d: int(d.find_element(By.ID, "value-pelvic_drop")
                              .get_attribute("data-step")) >= 8, 30,
@@ -137,14 +144,14 @@ def test_visit_from_the_console(tmp_path, station_factory, browser):
     shots.mkdir(parents=True, exist_ok=True)
     drv.save_screenshot(str(shots / "station-runner.png"))
     drv.switch_to.window(console)
-    _end(drv, 9)
+    _end(drv, TRIAL_S)
 
     # second running trial with feedback on every other step
     Select(drv.find_element(By.ID, "fb-fading")).select_by_value("every_other")
     drv.find_element(By.ID, "feedback-save").click()
     time.sleep(0.5)
     paused = []
-    _begin(drv, "running", 9, speed=3.2, note="every other step")
+    _begin(drv, "running", TRIAL_S, speed=3.2, note="every other step")
     drv.switch_to.window(runner)
     deadline = time.monotonic() + 25
     while time.monotonic() < deadline and not paused:
@@ -157,7 +164,11 @@ def test_visit_from_the_console(tmp_path, station_factory, browser):
     # results: every trial processed, the causes listed with a link to the report
     rows = _wait(drv, lambda d: (lambda r: r if len(r) == 3 and all(
         x["processing"] == "done" for x in r) else False)(d.execute_script(ROWS_JS)), 120,
-        "three processed trials")
+        lambda: "three processed trials (the station's own list: "
+        + str([(t["id"], t["processing"]) for t in st.call("GET", "/api/trials")[1]])
+        + "; console: " + str(drv.execute_script(
+            "return [document.getElementById('link').textContent, "
+            "Date.now() - (window.__lastMessage || 0)]")) + ")")
     for row in rows:
         assert row["status"] == "complete"
         assert all(s.replace(".", "").isdigit() for s in row["scores"]), row
