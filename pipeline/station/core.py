@@ -20,9 +20,11 @@
   not tared. A trial does not start while a source is unhealthy; the refusal names it and why.
 * **trials** — one runner at a time (pseudonymous id, body mass kg, leg length mm); a static
   trial and running trials (speed m/s, duration s, note). Each trial is written to the runner's
-  folder (:mod:`treadlab.pipeline.station.store`), then processed in a worker thread by
-  :func:`treadlab.pipeline.graph.process_session` and given an HTML report
-  (:func:`treadlab.pipeline.report.make_report`). At start-up every trial a killed station left
+  folder (:mod:`treadlab.pipeline.station.store`), then processed (``treadlab process``:
+  :func:`treadlab.pipeline.graph.process_session`) and given an HTML report (``treadlab
+  report``), one trial after the other, each in a child process at lower priority (nice 10): the
+  next trial's live feedback never waits for the previous one's processing, and a processing
+  failure cannot take the station down. At start-up every trial a killed station left
   ``recording`` is recovered (:func:`~treadlab.acquisition.capture.recorder.recover`), listed as
   ``interrupted`` and processed.
 * **feedback** — at each toe off the live processor calls back; the station builds the step
@@ -38,7 +40,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -57,8 +62,6 @@ from treadlab.acquisition.sim.simulated import start_lab
 from treadlab.acquisition.sources.base import sources_from_config
 from treadlab.config import load_lab
 from treadlab.config.errors import DeviceError, TreadlabError
-from treadlab.pipeline.graph import process_session
-from treadlab.pipeline.report import make_report
 from treadlab.pipeline.station.feedback import FeedbackSettings, shown, step_message
 from treadlab.pipeline.station.store import RequestError, RunnerStore, safe_id, utc_now, write_json
 
@@ -82,12 +85,18 @@ OPEN_BACKOFF_S = (0.5, 8.0)
 PLOT_HZ = 100.0
 #: s: how often the state (health, trial, trials) is published.
 STATE_EVERY_S = 0.5
+#: s: the longest processing (or report) of one trial may take.
+PROCESS_TIMEOUT_S = 1800.0
+#: niceness of the processing processes (below the station's live path).
+PROCESS_NICE = 10
 
 
 class _SourceHealth:
-    """Frame counts over time of one source (pump thread writes, readers copy)."""
+    """Frame counts over time of one source (the pump thread adds, any thread reads: every
+    method holds the lock)."""
 
     def __init__(self, source, nominal_hz: float):
+        self.lock = threading.Lock()
         self.source = source
         self.nominal_hz = float(nominal_hz)
         self.arrivals: deque = deque()          # (host time s, frames)
@@ -99,16 +108,19 @@ class _SourceHealth:
         self.backoff = OPEN_BACKOFF_S[0]
 
     def add(self, now: float, n: int) -> None:
-        self.arrivals.append((now, n))
-        self.last_frame_host = now
-        if self.first_frame_host is None:
-            self.first_frame_host = now
-        while self.arrivals and self.arrivals[0][0] < now - RATE_WINDOW_S:
-            self.arrivals.popleft()
+        with self.lock:
+            self.arrivals.append((now, n))
+            self.last_frame_host = now
+            if self.first_frame_host is None:
+                self.first_frame_host = now
+            while self.arrivals and self.arrivals[0][0] < now - RATE_WINDOW_S:
+                self.arrivals.popleft()
 
     def rate(self, now: float) -> float:
         """Frames per second over the last :data:`RATE_WINDOW_S` s (Hz)."""
-        return float(sum(n for t, n in self.arrivals if t > now - RATE_WINDOW_S)) / RATE_WINDOW_S
+        with self.lock:
+            n = sum(k for t, k in self.arrivals if t > now - RATE_WINDOW_S)
+        return float(n) / RATE_WINDOW_S
 
     def drops(self) -> int:
         c = self.source.counters
@@ -117,10 +129,11 @@ class _SourceHealth:
     def mark_drops(self, now: float) -> int:
         """Drops in the last :data:`RECENT_DROPS_S` s."""
         total = self.drops()
-        self.drop_marks.append((now, total))
-        while len(self.drop_marks) > 1 and self.drop_marks[1][0] < now - RECENT_DROPS_S:
-            self.drop_marks.popleft()
-        return total - self.drop_marks[0][1]
+        with self.lock:
+            self.drop_marks.append((now, total))
+            while len(self.drop_marks) > 1 and self.drop_marks[1][0] < now - RECENT_DROPS_S:
+                self.drop_marks.popleft()
+            return total - self.drop_marks[0][1]
 
 
 class _Trial:
@@ -134,6 +147,7 @@ class _Trial:
         self.t0 = t0
         self.n_steps = 0
         self.rx = deque(maxlen=4000)       # (seq array, host time array) of force blocks
+        self.rx_lock = threading.Lock()    # pump thread appends, live thread looks up
         self.sent: dict[int, float] = {}   # step n → toe-off receipt host time (s)
         self.latency_ms: list[tuple[int, float, float]] = []   # (n, receipt→sent, receipt→DOM)
         self.sent_ms: dict[int, float] = {}
@@ -170,14 +184,14 @@ class Station:
         self._pump: threading.Thread | None = None
         self._worker: threading.Thread | None = None
         self._jobs: queue.Queue = queue.Queue()
+        self._child: subprocess.Popen | None = None
         self._subscribers: list = []
         self._events: deque = deque(maxlen=100)
-        self._plot = {"force": deque(maxlen=int(PLOT_HZ * 5)),
-                      "visibility": deque(maxlen=int(PLOT_HZ * 5))}
         self._plot_new: list = []
         self._plot_step_f = 1
         self._plot_step_m = 1
-        self._fz_recent: deque = deque(maxlen=400)     # (host time, (p,) Fz N)
+        self._fz_recent: deque = deque(maxlen=2000)    # (host time, (p,) Fz N)
+        self._recent_lock = threading.Lock()           # guards _fz_recent and _events
         self._clock = None
         self._tare_busy = False
         self.started_utc = utc_now()
@@ -248,6 +262,10 @@ class Station:
         self._jobs.put(None)
         if self._worker is not None:
             self._worker.join(wait_processing_s)
+        child = self._child
+        if child is not None and child.poll() is None:
+            log.warning("processing still running after %.0f s: stopped", wait_processing_s)
+            child.terminate()
         log.info("station stopped")
 
     # --- subscribers -----------------------------------------------------------------------
@@ -293,7 +311,8 @@ class Station:
             return False
 
     def _log_event(self, t: float, source: str, kind: str, detail: str) -> None:
-        self._events.append((round(t - self.t_start, 3), source, kind, detail))
+        with self._recent_lock:
+            self._events.append((round(t - self.t_start, 3), source, kind, detail))
 
     def _run_pump(self) -> None:
         next_state = time.monotonic()
@@ -343,14 +362,13 @@ class Station:
         self._clock.add(b.stream, b.device_time, b.host_time)
         if b.stream == "force":
             fz = b.data[:, :, 2]
-            self._fz_recent.append((now, fz.max(axis=0)))
+            with self._recent_lock:
+                self._fz_recent.append((now, fz.max(axis=0)))
             for row in fz[::self._plot_step_f]:
-                self._plot["force"].append(row.tolist())
                 self._plot_new.append(("force", row.tolist()))
         else:
             vis = np.isfinite(b.data[:, :, 0]).mean(axis=1)
             for v in vis[::self._plot_step_m]:
-                self._plot["visibility"].append(float(v))
                 self._plot_new.append(("visibility", float(v)))
         trial = self._trial
         if trial is None:
@@ -364,7 +382,8 @@ class Station:
             if trial.live is not None:
                 if b.stream == "force":
                     if b.seq is not None:
-                        trial.rx.append((b.seq, np.broadcast_to(b.host_time, (len(b),))))
+                        with trial.rx_lock:
+                            trial.rx.append((b.seq, np.broadcast_to(b.host_time, (len(b),))))
                     trial.live.put_force(t, b.data, b.seq)
                 else:
                     trial.live.put_markers(t, b.data)
@@ -430,7 +449,8 @@ class Station:
         return out
 
     def _load(self, now: float, seconds: float) -> np.ndarray:
-        rows = [v for t, v in list(self._fz_recent) if t > now - seconds]
+        with self._recent_lock:
+            rows = [v for t, v in self._fz_recent if t > now - seconds]
         if not rows:
             return np.zeros(0)
         return np.max(np.array(rows), axis=0)
@@ -706,10 +726,10 @@ class Station:
         """Live-processor thread, at each toe off: publish the step message at once."""
         trial.n_steps += 1
         n = trial.n_steps
-        rx = _receipt(trial.rx, step.seq_off)
-        live = trial.live
-        with live._lock:
-            steps = list(live.steps)
+        with trial.rx_lock:
+            recent = list(trial.rx)
+        rx = _receipt(recent, step.seq_off)
+        steps = list(trial.live.steps)     # this is the live thread: nothing appends meanwhile
         fb = self.feedback
         show = shown(fb.fading, n, time.monotonic() - trial.t0, trial.meta.get("duration_s"))
         msg = step_message(steps, fb, n, show)
@@ -755,25 +775,55 @@ class Station:
                 return
             self._process(meta)
 
+    def _cli(self, *args) -> str:
+        """``treadlab ARGS`` in a child process at lower priority; its stdout.
+
+        Raises
+        ------
+        TreadlabError with the command's last line on stderr when it fails or times out.
+        """
+        cmd = [sys.executable, "-m", "treadlab.pipeline.cli", *map(str, args)]
+        self._child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       stdin=subprocess.DEVNULL, text=True)
+        try:
+            os.setpriority(os.PRIO_PROCESS, self._child.pid, PROCESS_NICE)
+        except OSError:  # priority is a courtesy: process anyway
+            pass
+        try:
+            out, err = self._child.communicate(timeout=PROCESS_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._child.kill()
+            self._child.communicate()
+            raise TreadlabError(f"treadlab {args[0]}: no result within "
+                                f"{PROCESS_TIMEOUT_S:.0f} s") from None
+        finally:
+            code, self._child = self._child.returncode, None
+        if code != 0:
+            lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+            why = lines[-1] if lines else f"exit code {code}"
+            raise TreadlabError(why.removeprefix("treadlab: "))
+        return out
+
     def _process(self, meta: dict) -> None:
         meta["processing"] = "running"
         self.store.save_trial(meta)
         self._publish("state", self.state())
         path = Path(meta["archive"])
         try:
-            summary = process_session(path, config_path=self.config_path)
+            args = ["process", path] + (["--config", self.config_path]
+                                        if self.config_path else [])
+            summary = json.loads(self._cli(*args))
             meta.update(scores=summary.get("scores"), score_status=summary.get("status"),
                         contacts=summary.get("contacts"),
                         valid_contacts=summary.get("valid_contacts"))
             report_dir = path.with_name(path.stem + "_report")
-            make_report(path, report_dir)
+            self._cli("report", path, "-o", report_dir)
             rel = report_dir.relative_to(self.store.root).as_posix()
             meta.update(processing="done", report=f"/data/{rel}/index.html",
                         processed_utc=utc_now())
-        except Exception as exc:
-            log.exception("processing %s failed", path)
-            meta.update(processing="failed", error=f"{type(exc).__name__}: {exc}"
-                        if not isinstance(exc, TreadlabError) else str(exc))
+        except (TreadlabError, OSError, ValueError) as exc:
+            log.error("processing %s failed: %s", path, exc)
+            meta.update(processing="failed", error=str(exc))
         self.store.save_trial(meta)
         self._log_event(time.monotonic(), "station", "processing",
                         f"{meta['id']}: {meta['processing']}")
@@ -821,7 +871,11 @@ class Station:
                 "health": self.health() if self._health else {},
                 "runner": self.runner, "feedback": self.feedback.as_dict(), "trial": cur,
                 "trials": [_public(t) for t in self.trials],
-                "events": [list(e) for e in list(self._events)[-20:]]}
+                "events": self._recent_events(20)}
+
+    def _recent_events(self, n: int) -> list:
+        with self._recent_lock:
+            return [list(e) for e in list(self._events)[-n:]]
 
 
 def _public(meta: dict) -> dict:
@@ -844,11 +898,11 @@ def _number(value, field: str, lo: float, hi: float, unit: str) -> float:
     return v
 
 
-def _receipt(rx: deque, seq: int) -> float | None:
+def _receipt(rx: list, seq: int) -> float | None:
     """Host receipt time (s) of force frame ``seq`` from the recent blocks, newest first."""
     if seq < 0:
         return None
-    for seqs, hosts in reversed(list(rx)):
+    for seqs, hosts in reversed(rx):
         if len(seqs) and seqs[0] <= seq <= seqs[-1]:
             k = int(np.searchsorted(seqs, seq))
             if k < len(seqs) and seqs[k] == seq:

@@ -76,6 +76,11 @@ function renderTrial(s) {
   else if (bad.length) why = "Cannot start: " + bad.map((h) => h.name + ": " + h.why).join("; ");
   gate.textContent = why ? "⚠ " + why : "";
   gate.hidden = !why;
+  const hint = document.getElementById("hint");
+  const hasStatic = s.runner && (s.trials || []).some(
+    (x) => x.runner === s.runner.id && x.kind === "static" && x.status !== "failed");
+  hint.textContent = s.runner && !hasStatic ? "Next: a static trial (standing still), then the running trials." : "";
+  hint.hidden = !hint.textContent;
   start.disabled = Boolean(t) || Boolean(why);
   stop.disabled = !t;
   document.getElementById("trial-now").textContent = t
