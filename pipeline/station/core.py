@@ -193,6 +193,7 @@ class Station:
         self._fz_recent: deque = deque(maxlen=2000)    # (host time, (p,) Fz N)
         self._recent_lock = threading.Lock()           # guards _fz_recent and _events
         self._clock = None
+        self._clock_desc: dict = {}
         self._tare_busy = False
         self.started_utc = utc_now()
         self.t_start = time.monotonic()
@@ -339,8 +340,13 @@ class Station:
                 self._log_event(ev[0], ev[1], ev[2], ev[3])
             trial = self._trial
             if trial is not None:
-                for ev in events:
-                    trial.rec.event(*ev)
+                with self._lock:         # a stop from the API may be closing it meanwhile
+                    if self._trial is not trial:
+                        trial = None
+                    else:
+                        for ev in events:
+                            trial.rec.event(*ev)
+            if trial is not None:
                 if trial.rec.error is not None:
                     log.error("recorder failed: %s", trial.rec.error)
                     self._finish(trial, "interrupted", f"recorder failed: {trial.rec.error}")
@@ -352,6 +358,8 @@ class Station:
                 self._publish_plot()
                 next_plot = now + 0.1
             if now >= next_state:
+                # the clock fits are only touched by this thread; others read this copy
+                self._clock_desc = self._clock.describe()
                 self._publish("state", self.state())
                 next_state = now + STATE_EVERY_S
 
@@ -408,7 +416,7 @@ class Station:
         N)."""
         now = time.monotonic()
         out = {}
-        clock = self._clock.describe() if self._clock is not None else {}
+        clock = self._clock_desc
         for name, h in self._health.items():
             src = h.source
             rate = h.rate(now)
