@@ -43,6 +43,12 @@ def test_visit_over_the_api(tmp_path, station_factory):
     # the token: refused without, accepted as a header
     status, body = st.call("GET", "/api/state", token=None)
     assert status == 401 and body["error"].startswith("token:")
+    # a browser opened at ?token= gets a cookie that carries the token from then on
+    with urllib.request.urlopen(f"{st.url}/runner?token={TOKEN}", timeout=10) as resp:
+        cookie = resp.headers["set-cookie"].split(";")[0]
+    with urllib.request.urlopen(urllib.request.Request(
+            st.url + "/api/health", headers={"Cookie": cookie}), timeout=10) as resp:
+        assert resp.status == 200
     wait_healthy(st)
     # one-line errors naming the field
     status, body = st.call("POST", "/api/trials", {"kind": "running", "speed_m_s": 3})
