@@ -40,7 +40,8 @@ extensions = [
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"treadlab.config": ["*.toml"]},
+    package_data={"treadlab.config": ["*.toml"],
+                  "treadlab.pipeline.station": ["static/*.html", "static/*.js", "static/*.css"]},
     ext_modules=cythonize(
         extensions,
         language_level=3,

@@ -171,6 +171,13 @@ def _cmd_recover(args) -> int:
     return EXIT_OK
 
 
+def _cmd_station(args) -> int:
+    from treadlab.pipeline.station.server import run_station
+
+    return run_station(config_path=args.config, host=args.host, port=args.port,
+                       data_dir=args.data, token=args.token, params=_params(args.param))
+
+
 def _cmd_reference_build(args) -> int:
     from treadlab.pipeline.reference import build_reference
 
@@ -370,6 +377,22 @@ def build_parser() -> argparse.ArgumentParser:
                  "the streams to a common length, refit the clocks, mark it interrupted.",
                  _cmd_recover)
     s.add_argument("session", metavar="FILE.h5", help="the archive a killed capture left")
+
+    s = _command(sub, "station", "the acquisition daemon: devices kept open, browser console",
+                 "Open the lab's devices once and keep them connected; serve the technician "
+                 "console (http://HOST:PORT/) and the runner display (/runner) with an HTTP + "
+                 "WebSocket API; record, process and report each trial into a runner folder. "
+                 "Runs until SIGTERM or Ctrl-C (docs/station.md).", _cmd_station)
+    s.add_argument("--config", metavar="LAB.toml", help=CONFIG_HELP)
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: %(default)s; any other address needs "
+                        "--token)")
+    s.add_argument("--port", type=int, default=8750, help="TCP port (default: %(default)s)")
+    s.add_argument("--data", default="treadlab-station", metavar="DIR",
+                   help="folder of the runner folders (default: %(default)s)")
+    s.add_argument("--token", help="access token (default: environment variable "
+                                   "TREADLAB_STATION_TOKEN); required off loopback")
+    s.add_argument("--param", action="append", metavar="K=V", help=PARAM_HELP)
 
     s = sub.add_parser("reference", help="reference sets for scoring",
                        description=textwrap.fill("Reference sets: the healthy means and "

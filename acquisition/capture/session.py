@@ -57,7 +57,8 @@ from treadlab.kernels.contacts import ContactParams
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_capture", "capture_session", "session_filename"]
+__all__ = ["run_capture", "capture_session", "session_filename", "is_simulated", "cgm_labels",
+           "contact_params", "merge_blocks", "where"]
 
 #: Seconds to wait for the first frames of every stream before giving up (DeviceError).
 FIRST_FRAMES_TIMEOUT_S = 5.0
@@ -480,3 +481,11 @@ def _show(stream, tty: bool, elapsed: float, live: LiveProcessor, *sources) -> N
         stream.flush()
     except (OSError, ValueError):  # a closed terminal must not stop the capture
         pass
+
+
+# The pieces a long-running recorder (treadlab.pipeline.station) shares with capture_session.
+is_simulated = _is_simulated
+cgm_labels = _cgm_labels
+contact_params = _contact_params
+merge_blocks = _merge
+where = _where

@@ -451,7 +451,21 @@ class _DeviceLab:
             conn.send({"stats": dict(self.stats)})
         elif kind == "vanish":
             self._vanish(now, float(msg[1]))
+        elif kind == "runner":
+            self._runner_on_belt(now, bool(msg[1]))
         return False
+
+    def _runner_on_belt(self, now: float, on: bool) -> None:
+        """Step the runner off the belt (unloaded frames from now on) or back on it (0.5 s
+        from now, on the sample grids), as a technician asks a runner to do for a tare."""
+        if not on:
+            self.on_time = math.inf
+            return
+        if self.on_time is None or math.isfinite(self.on_time):
+            return
+        fr, mr = float(self.fp.rate_hz), float(self.mk.rate_hz)
+        grid = math.gcd(int(fr), int(mr)) if fr.is_integer() and mr.is_integer() else 1
+        self.on_time = math.ceil((now + 0.5 + self.AHEAD_S) * grid) / grid
 
     def _finish(self) -> None:
         """Send a held datagram, then a few clean frames so every injected fault is followed by
@@ -673,6 +687,11 @@ class SimulatedLab:
     def vanish(self, seconds: float) -> None:
         """Unplug the treadmill's port now for ``seconds`` s (it returns on a new pty)."""
         self._conn.send(("vanish", float(seconds)))
+
+    def runner_on_belt(self, on: bool) -> None:
+        """Step the simulated runner off the belt (``False``: unloaded frames within
+        ``AHEAD_S`` = 0.2 s) or back on (``True``: loaded again about 0.7 s later)."""
+        self._conn.send(("runner", bool(on)))
 
     def device_stats(self, timeout: float = 5.0) -> dict:
         """What the devices sent and injected so far."""
