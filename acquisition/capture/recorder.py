@@ -51,6 +51,9 @@ __all__ = ["Recorder", "recover", "clear_status_flags", "estimate_body_mass", "l
 
 #: Standard gravity (m/s²), for body weight = mass · g.
 G = 9.80665
+#: Disk kept in reserve beside a recording, bytes: released when a write fails so the file can
+#: still be closed cleanly (see :class:`Recorder`).
+RESERVE_BYTES = 256 << 10
 
 _FORCE_STREAM = ("time", "wrench", "device_time", "host_time", "counts", "seq")
 _MARKER_STREAM = ("time", "positions", "device_time", "host_time", "frame")
@@ -151,13 +154,20 @@ class Recorder:
         Appends and flushes at least this often (≤ 1 s; default 0.5 s).
     subject : dict, optional
         ``/subject`` attributes (anthropometrics, mm).
+    reserve_bytes : int
+        Bytes of disk kept in reserve beside the archive (``.<name>.reserve``) while recording.
+        When a write fails (a full disk), the reserve is released so HDF5 can complete its
+        metadata, the streams are cut back to the last flush and the file is closed cleanly
+        with ``status="recording"``: :meth:`close` then raises a one-line InputError and the
+        file is recoverable (``recover``) on a disk with room. Without it, HDF5 left with
+        unwritable metadata crashes the process at exit.
     """
 
     def __init__(self, path, attrs: dict, *, plates, origin, corners, force_rate_hz: float,
                  labels, marker_rate_hz: float, n_channels: int | None = None,
                  counts_dtype=None, calibration: dict | None = None,
                  t0_host: float | None = None, flush_interval_s: float = 0.5,
-                 subject: dict | None = None):
+                 subject: dict | None = None, reserve_bytes: int = RESERVE_BYTES):
         if not 0 < flush_interval_s <= 1.0:
             raise ValueError(f"flush_interval_s must be in (0, 1] s, got {flush_interval_s}")
         self.path = Path(path)
@@ -181,6 +191,8 @@ class Recorder:
         self.flushes = 0
         self.last_flush_host: float | None = None
         self._lock_fd: int | None = None
+        self.reserve_bytes = int(reserve_bytes)
+        self._reserve = self.path.with_name(f".{self.path.name}.reserve")
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -192,6 +204,12 @@ class Recorder:
         if self.t0_host is None:
             self.t0_host = time.monotonic()
         self._lock_fd = _hold_lock(self.path)
+        try:
+            self._make_reserve()
+        except OSError as exc:
+            self._release_lock()
+            raise InputError(self.path, None, f"no room to record on this disk "
+                                              f"({exc.strerror or exc}); nothing recorded") from None
         f = h5py.File(self.path, "w", libver=archive.LIBVER)
         try:
             attrs = dict(self._attrs)
@@ -221,6 +239,7 @@ class Recorder:
         except BaseException:
             f.close()
             self._release_lock()
+            self._drop_reserve()
             raise
         self._file, self._ds = f, ds
         self._thread = threading.Thread(target=self._run, name="treadlab-recorder", daemon=True)
@@ -271,13 +290,14 @@ class Recorder:
                 self._cond.notify()
             self._thread.join()
             self._thread = None
+        if self.error is not None:
+            return self._close_failed()
         if self._file is not None:
             try:
                 self._file.close()
             finally:
                 self._file = None
-        if self.error is not None:
-            log.error("%s: writer failed: %s", self.path, self.error)
+        self._drop_reserve()
         try:
             with h5py.File(self.path, "r+", libver=archive.LIBVER) as f:
                 for key, value in (attrs or {}).items():
@@ -287,6 +307,69 @@ class Recorder:
             self._release_lock()
         log.info("%s: %s", self.path, status)
         return self.path
+
+    def _close_failed(self):
+        """After a failed write: close the (already cut back and flushed) file as it is, with
+        ``status="recording"``, and raise the one-line InputError."""
+        try:
+            if self._file is not None:
+                self._file.close()
+        except Exception as exc:  # reported below; the data up to the last flush are on disk
+            log.info("%s: closing after the failed write: %s", self.path, exc)
+        finally:
+            self._file = None
+            self._drop_reserve()
+            self._release_lock()
+        exc = self.error
+        errno_ = getattr(exc, "errno", None)
+        text = str(exc)
+        why = ("the disk is full" if errno_ == 28 or "errno = 28" in text
+               or "No space left" in text else
+               f"writing failed ({type(exc).__name__}: {text.strip().splitlines()[0][:120]})"
+               if text.strip() else f"writing failed ({type(exc).__name__})")
+        raise InputError(self.path, None, f"{why} after {self.written['force']} force and "
+                                          f"{self.written['markers']} marker frames; the file "
+                                          f"holds everything up to the last flush (status "
+                                          f"'recording'): make room or move it, then run "
+                                          f"`treadlab recover` on it")
+
+    def _make_reserve(self) -> None:
+        if self.reserve_bytes <= 0:
+            return
+        fd = os.open(self._reserve, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            chunk = b"\0" * min(self.reserve_bytes, 1 << 20)
+            left = self.reserve_bytes
+            while left > 0:
+                left -= os.write(fd, chunk[:left])
+            os.fsync(fd)
+        except OSError:
+            os.close(fd)
+            self._reserve.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+
+    def _drop_reserve(self) -> None:
+        try:
+            self._reserve.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("%s: cannot remove %s: %s", self.path, self._reserve, exc)
+
+    def _rescue(self) -> None:
+        """A write failed: release the reserve, cut every stream back to what the last good
+        flush holds (the failed write may have left zeros) and flush, so HDF5's metadata are
+        complete on disk."""
+        self._drop_reserve()
+        keep = {"force": self.written["force"], "markers": self.written["markers"],
+                "log": self.written["log"]}
+        try:
+            for key, ds in self._ds.items():
+                group = key.split("/", 1)[0]
+                if group in keep and ds.shape[0] > keep[group]:
+                    ds.resize(keep[group], axis=0)
+            self._file.flush()
+        except Exception as exc:
+            log.warning("%s: could not cut back after the failed write: %s", self.path, exc)
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
@@ -315,7 +398,9 @@ class Recorder:
                     self._write(items)
             except Exception as exc:  # keep draining so producers never pile up
                 self.error = exc
-                log.exception("%s: writing failed", self.path)
+                log.info("%s: writing failed: %s", self.path,
+                          (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+                self._rescue()
             next_flush = time.monotonic() + self.flush_interval_s
             if stopping:
                 with self._cond:

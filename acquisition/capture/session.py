@@ -383,8 +383,9 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
                 if now >= next_status:
                     _show(status_stream, tty, now - t0, live, force, markers)
                     next_status = now + every
-                if rec.error is not None:
-                    raise rec.error
+                if rec.error is not None:  # close() below raises the one-line error
+                    stopper.reason = "the recorder failed"
+                    break
             reason = stopper.reason or "stop requested"
         # stop the devices, then move what they still hold
         for src in (force, markers):
