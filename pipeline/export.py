@@ -42,7 +42,7 @@ import numpy as np
 from treadlab.acquisition.archive import (DERIVED_UNITS, LIBVER, ForceData, MarkerData, Session,
                                           atomic_write, from_attr, read_session,
                                           write_derived_into, write_session_into)
-from treadlab.acquisition.archive.atomic import unlink_quiet
+from treadlab.acquisition.archive.atomic import atomic_h5, unlink_quiet
 from treadlab.acquisition.io.c3d_export import text_values, write_c3d
 from treadlab.config import load_lab
 from treadlab.config.errors import ConfigError, InputError, TreadlabError
@@ -541,23 +541,22 @@ def _is_number(value, arrays: bool = False) -> bool:
 def _export_hdf5(src: Path, session, ident: _Identity, out: Path) -> Path:
     anon = _anonymised_session(session, ident)
     derived, dattrs = _anonymised_derived(session.derived, ident.keep)
-    with atomic_write(out) as tmp:
-        with h5py.File(tmp, "w", libver=LIBVER) as f:
-            write_session_into(f, anon)
-            if "created_utc" not in anon.attrs and "created_utc" in f.attrs:
-                del f.attrs["created_utc"]  # the writer fills in now; the source had no date
-            if derived:
-                write_derived_into(f, derived, dattrs)
-            f.attrs["exported_utc"] = (datetime.now(timezone.utc).isoformat(timespec="seconds")
-                                       if ident.keep else
-                                       datetime.now(timezone.utc).date().isoformat())
-            f.attrs["export_anonymised"] = np.uint8(not ident.keep)
-            if not ident.keep:
-                f.attrs["export_pseudonym_method"] = (
-                    "subject_id = 'sub-' + HMAC-SHA256(lab secret, subject id)[:16 hex]; "
-                    "session_id = UUID from HMAC-SHA256(lab secret, 'session:' + session id); "
-                    "dates coarsened to the day")
-            _write_schema(f)
+    with atomic_h5(out, libver=LIBVER) as f:
+        write_session_into(f, anon)
+        if "created_utc" not in anon.attrs and "created_utc" in f.attrs:
+            del f.attrs["created_utc"]  # the writer fills in now; the source had no date
+        if derived:
+            write_derived_into(f, derived, dattrs)
+        f.attrs["exported_utc"] = (datetime.now(timezone.utc).isoformat(timespec="seconds")
+                                   if ident.keep else
+                                   datetime.now(timezone.utc).date().isoformat())
+        f.attrs["export_anonymised"] = np.uint8(not ident.keep)
+        if not ident.keep:
+            f.attrs["export_pseudonym_method"] = (
+                "subject_id = 'sub-' + HMAC-SHA256(lab secret, subject id)[:16 hex]; "
+                "session_id = UUID from HMAC-SHA256(lab secret, 'session:' + session id); "
+                "dates coarsened to the day")
+        _write_schema(f)
     return out
 
 

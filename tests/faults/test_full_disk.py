@@ -38,7 +38,7 @@ def test_capture_onto_a_full_disk_exits_1_and_leaves_a_recoverable_file(small_di
     (path,) = disk.glob("*.h5")
     assert not _no_leftovers(disk) or _no_leftovers(disk) == []
     # recover on the full disk: one line, the file unchanged
-    run = run_command(["recover", path], inputs=[path])
+    run = run_command(["recover", path], inputs=[path], subprocess_=True)
     assert run.code == 1 and not run.problems
     # moved to a roomy disk, it recovers to a valid session holding what was flushed
     roomy = tmp_path / path.name
@@ -65,7 +65,7 @@ def _on_full_disk(small_disk, session_file, leave):
 @pytest.mark.parametrize("leave", [0, 20_000])
 def test_process_on_a_full_disk(small_disk, session_file, leave):
     disk, path = _on_full_disk(small_disk, session_file, leave)
-    run = run_command(["process", path], inputs=[path])
+    run = run_command(["process", path], inputs=[path], subprocess_=True)
     assert not run.problems, run.problems
     assert run.code == 1
     assert validate_session(path) == []
@@ -74,7 +74,7 @@ def test_process_on_a_full_disk(small_disk, session_file, leave):
 
 def test_reprocess_on_a_full_disk(small_disk, session_file):
     disk, path = _on_full_disk(small_disk, session_file, 0)
-    run = run_command(["reprocess", disk, "--workers", "1"], inputs=[path])
+    run = run_command(["reprocess", disk, "--workers", "1"], inputs=[path], subprocess_=True)
     assert not run.problems, run.problems
     assert run.code == 1
     assert not _no_leftovers(disk)
@@ -88,7 +88,7 @@ def test_export_to_a_full_disk(small_disk, session_file, tmp_path, monkeypatch, 
     run_command(["process", src], expect="ok")
     disk = small_disk("1m")
     fill(disk, 4096)
-    run = run_command(["export", src, "--to", disk, "--format", fmt], inputs=[src])
+    run = run_command(["export", src, "--to", disk, "--format", fmt], inputs=[src], subprocess_=True)
     assert not run.problems, run.problems
     assert run.code == 1
     assert [p.name for p in disk.iterdir()] == ["filler.bin"]   # nothing truncated left behind
@@ -100,6 +100,6 @@ def test_report_to_a_full_disk(small_disk, session_file, tmp_path):
     run_command(["process", src], expect="ok")
     disk = small_disk("1m")
     fill(disk, 4096)
-    run = run_command(["report", src, "-o", disk / "rep"], inputs=[src])
+    run = run_command(["report", src, "-o", disk / "rep"], inputs=[src], subprocess_=True)
     assert not run.problems, run.problems
     assert run.code == 1
