@@ -180,6 +180,9 @@ def export_session(path, to_dir, fmt: str = "hdf5", secret: bytes | None = None,
     path = Path(path)
     if not keep_identity and not secret:
         raise ConfigError(None, "export.secret", "no pseudonym secret given")
+    from treadlab.acquisition.capture.recorder import require_finished
+
+    require_finished(path)
     session = read_session(path, derived=True)
     ident = _identity(path, session.attrs, secret, keep_identity)
     if not keep_identity:

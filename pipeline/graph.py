@@ -303,9 +303,12 @@ def process_session(path, config_path=None) -> dict:
     ConfigError
         The lab config or reference set is invalid.
     """
+    from treadlab.acquisition.capture.recorder import require_finished
+
     path = Path(path)
     if not path.exists():
         raise InputError(path, None, "no such file")
+    require_finished(path)
     settings = load_settings(config_path)
     t0 = time.perf_counter()
     (summary,) = dask.compute(session_graph(str(path), settings), scheduler="threads",

@@ -74,7 +74,10 @@ def make_report(session_path, out_dir) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
+    from treadlab.acquisition.capture.recorder import require_finished
+
     path = Path(session_path)
+    require_finished(path)
     session = read_session(path, derived=True)
     d = session.derived
     if not d or not d.get("contacts") or "t_strike" not in d["contacts"]:

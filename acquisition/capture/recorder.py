@@ -47,7 +47,8 @@ from treadlab.config.errors import InputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Recorder", "recover", "clear_status_flags", "estimate_body_mass", "lock_path", "G"]
+__all__ = ["Recorder", "recover", "require_finished", "clear_status_flags", "estimate_body_mass",
+           "lock_path", "G"]
 
 #: Standard gravity (m/s²), for body weight = mass · g.
 G = 9.80665
@@ -81,6 +82,33 @@ def _hold_lock(path) -> int:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
+
+
+def require_finished(path) -> None:
+    """InputError unless ``path`` is a finished recording: no capture holds its lock and its
+    ``status`` is not ``"recording"`` (a capture still writing it, or one that was killed:
+    ``treadlab recover`` first). Reads one attribute; a file that is not HDF5 passes (the
+    command reading it reports that)."""
+    path = Path(path)
+    if _writer_alive(path):
+        raise InputError(path, None, "a capture is still recording it; wait until it ends")
+    try:
+        f = h5py.File(path, "r")
+    except (OSError, RuntimeError, ValueError):
+        try:
+            f = h5py.File(path, "r", swmr=True)
+        except Exception:
+            return
+    except Exception:
+        return
+    with f:
+        try:
+            status = archive.from_attr(f.attrs.get("status", ""))
+        except Exception:
+            return
+    if status == "recording":
+        raise InputError(path, "/@status", "'recording': the capture did not finish; run "
+                                           "`treadlab recover` on it first")
 
 
 def _writer_alive(path) -> bool:
@@ -563,7 +591,7 @@ def _finish(f: h5py.File, status: str, note: str) -> dict:
 def recover(path) -> str:
     """Make an interrupted or killed capture a valid session archive.
 
-    Works on a copy beside the file (``.<name>.recover.tmp``) and replaces the file with it only
+    Works on a copy beside the file (``.<name>.<pid>.recover.tmp``) and replaces the file with it only
     when the result passes :func:`treadlab.acquisition.archive.validate_session`: a recover that
     fails (damaged file, full disk, killed) leaves the file byte for byte as it was.
 
@@ -600,7 +628,8 @@ def recover(path) -> str:
         raise InputError(path, "byte 0", "empty file (0 bytes): nothing to recover")
     if _writer_alive(path):
         raise InputError(path, None, "a capture is still recording it (lock held); stop it first")
-    tmp = path.with_name(f".{path.name}.recover.tmp")
+    # the pid in the name: a stale-temp sweep never takes a live recover's copy
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.recover.tmp")
     tmp.unlink(missing_ok=True)
     try:
         try:
