@@ -54,8 +54,12 @@ def _cmd_capture(args) -> int:
     # acquisition records; processing the finished session is the pipeline's job
     # (docs/design.md §2: pipeline -> acquisition, never the other way round).
     from treadlab.acquisition.capture.session import run_capture
-    from treadlab.pipeline.graph import process_session
+    from treadlab.pipeline.graph import load_settings, process_session
 
+    if not args.no_process:
+        # thresholds, filters and the [scoring] reference are checked before anything is
+        # recorded: a bad reference file must not surface only after the subject has run
+        load_settings(args.config)
     path = run_capture(config_path=args.config, subject=args.subject,
                        body_mass_kg=args.body_mass, duration_s=args.duration, out_dir=args.out,
                        replay=args.replay)
