@@ -4,7 +4,7 @@ A lab file holds the tables ``[lab] [[plates]] [forceplate] [markers] [marker_na
 [filters] [scoring] [export] [simulator]`` (docs/architecture.md). :func:`build_lab` turns the
 parsed TOML into a :class:`LabConfig`, checking every key, type and range; anything wrong is a
 :class:`~treadlab.config.errors.ConfigError` naming the file and ``table.key``, raised before any
-device is opened (DESIGN §8). Units: mm, N, N·m, s, Hz, V, bits per second.
+device is opened (docs/design.md §9). Units: mm, N, N·m, s, Hz, V, bits per second.
 """
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ HASH_SCHEMA = 1
 
 
 def frame_bytes(channels: int, sample_type: str) -> int:
-    """Bytes of one force frame on the wire (DESIGN §3).
+    """Bytes of one force frame on the wire (docs/wire.md §1).
 
     2 sync + 2 seq + 4 device time + ``channels`` × (2 for int16 | 4 for int32) + 2 CRC:
-    34 bytes for 12 int16 channels, 58 for 12 int32 (NOTES.md says 56: it forgot the sync).
+    34 bytes for 12 int16 channels, 58 for 12 int32 (the 56 of the project's original notes forgot the sync bytes, docs/wire.md §2).
     Must equal :func:`treadlab.acquisition.sources.wire.frame_size` (tests/acquisition/test_wire.py).
     """
     return 2 + 2 + 4 + int(channels) * SAMPLE_BYTES[sample_type] + 2
@@ -131,7 +131,7 @@ class MarkersConfig:
 
 @dataclass
 class ContactsConfig:
-    """``[contacts]``: ground-contact detection on vertical force (METRICS §2).
+    """``[contacts]``: ground-contact detection on vertical force (docs/metrics.md §2).
 
     strike_n : N, a contact starts when Fz reaches this.
     off_n : N, the contact ends when Fz falls below this (and strike is back-dated to the last
@@ -166,7 +166,7 @@ class FiltersConfig:
 
 @dataclass
 class ScoringConfig:
-    """``[scoring]``: cause scores (METRICS §4).
+    """``[scoring]``: cause scores (docs/metrics.md §4).
 
     reference : a shipped reference-set id (``"default"``) or a TOML path (relative paths are
         relative to the lab file).

@@ -37,13 +37,13 @@ def append_rows(ds, values) -> None:
 def create_raw_layout(h5file, *, plates, origin, corners, force_rate_hz, labels,
                       marker_rate_hz, n_channels=None, counts_dtype=None, calibration=None,
                       device_time=False, log=True) -> dict:
-    """Create the empty, appendable ``/raw`` groups of a session (DESIGN §4).
+    """Create the empty, appendable ``/raw`` groups of a session (docs/archive.md §3).
 
     Used by :func:`write_session` and by the crash-safe recorder, which then appends rows with
     ``ds.resize`` + slice assignment and flushes. Every stream dataset is resizable along its
     first (time) axis and chunked by at most :data:`CHUNK_SECONDS` of data, gzip level
     :data:`GZIP_LEVEL`. Dimension scales are created and attached here, so call this *before*
-    ``h5file.swmr_mode = True`` (NOTES.md).
+    ``h5file.swmr_mode = True`` (docs/design.md §13.3).
 
     Parameters
     ----------
@@ -380,7 +380,7 @@ def write_derived(path, derived: dict, attrs: dict) -> Path:
         An existing archive.
     derived : dict
         ``{"contacts": {name: (s,) array}, "angles": {"time", "values", "names", "reasons"},
-        "scores": {name: (4,) array}}`` (DESIGN §4 names; extra columns and extra groups of
+        "scores": {name: (4,) array}}`` (docs/archive.md §4 names; extra columns and extra groups of
         parallel columns are kept). An optional ``"units": {column: unit}`` entry gives the
         units of columns :data:`DERIVED_UNITS` does not know; ``"attrs"`` (as returned by
         :func:`read_derived`) is ignored.

@@ -21,7 +21,7 @@
    ``"interrupted"`` and re-raises.
 
 With ``replay=FILE.c3d`` the simulated lab plays a real recording once through the same wire
-formats instead of the synthetic runner (DESIGN §3, "C3D replay"); the lab config is derived
+formats instead of the synthetic runner (docs/design.md §6, virtual lab); the lab config is derived
 from the file when it is the shipped default (:func:`treadlab.acquisition.sim.replay.
 replay_lab_config`), and the capture stops :data:`REPLAY_TAIL_S` after the last recorded
 sample (or at ``duration_s``, whichever comes first).
@@ -45,16 +45,16 @@ import numpy as np
 
 from treadlab.acquisition.capture.clock import SessionClock
 from treadlab.acquisition.capture.live import LiveProcessor, format_status
-from treadlab.acquisition.capture.recorder import G, Recorder
-from treadlab.config.errors import ConfigError, DeviceError
-from treadlab.config.markers import to_cgm
-from treadlab.acquisition.sim.synthetic import parse_params
-from treadlab.kernels.contacts import ContactParams
-from treadlab.config import load_lab
-from treadlab.acquisition.sources.base import sources_from_config
+from treadlab.acquisition.capture.recorder import Recorder
 from treadlab.acquisition.sim.replay import replay_lab_config
 from treadlab.acquisition.sim.simulated import start_lab
-from treadlab.acquisition.sources.base import Block
+from treadlab.acquisition.sim.synthetic import parse_params
+from treadlab.acquisition.sources.base import Block, sources_from_config
+from treadlab.config import load_lab
+from treadlab.config.constants import G
+from treadlab.config.errors import ConfigError, DeviceError
+from treadlab.config.markers import to_cgm
+from treadlab.kernels.contacts import ContactParams
 
 log = logging.getLogger(__name__)
 

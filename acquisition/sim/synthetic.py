@@ -1,4 +1,4 @@
-"""The synthetic runner (DESIGN §7): treadmill running with known causes, as force and markers.
+"""The synthetic runner (docs/design.md §6): treadmill running with known causes, as force and markers.
 
 A :class:`SyntheticRunner` turns :class:`RunnerParams` into
 
@@ -8,7 +8,7 @@ A :class:`SyntheticRunner` turns :class:`RunnerParams` into
   Conventional Gait Model / Plug-in Gait marker set (:data:`LABELS`), NaN where a marker drops
   out;
 * the true per-step values (:meth:`SyntheticRunner.truth_steps`) computed from the noise-free
-  signals with the definitions of METRICS.md.
+  signals with the definitions of docs/metrics.md.
 
 Every quantity is a deterministic function of absolute time: each noise value is looked up in
 a fixed pool of normals at a position hashed from ``(seed, stream, sample index, element)``,
@@ -37,7 +37,7 @@ X = 0, the belt moves towards -X at ``speed_m_s``):
   stance (heel rocker, foot flat, then a toe rocker about the toe tip) and swing forward during
   flight, knees from two-link inverse kinematics, knee and ankle markers placed so the CGM
   chord function recovers the joint centres, a thorax leaning forward by ``trunk_lean_deg``.
-  Free constants are solved at construction so the causes hold as METRICS.md measures
+  Free constants are solved at construction so the causes hold as docs/metrics.md measures
   them: the pelvis height (knee flexed 20° at foot strike) and the thigh angle at toe off
   (the 3-D CGM hip flexion reaches ``-hip_extension_deg`` between midstance and toe off,
   moving heel off earlier when needed);
@@ -60,14 +60,12 @@ from pathlib import Path
 
 import numpy as np
 
+from treadlab.acquisition.archive import ForceData, MarkerData, Session, write_session
+from treadlab.config.constants import G
 from treadlab.config.errors import ConfigError
-from treadlab.acquisition.archive import ForceData, MarkerData, Session
-from treadlab.acquisition.archive import write_session
 
 log = logging.getLogger(__name__)
 
-G = 9.81
-"""Standard gravity used for body weight (m/s²)."""
 
 LABELS = ["LASI", "RASI", "LPSI", "RPSI",
           "LTHI", "LKNE", "LTIB", "LANK", "LHEE", "LTOE",
@@ -133,9 +131,9 @@ class RunnerParams:
     cadence_spm : float
         Step rate (steps/min); one step = one foot contact.
     body_mass_kg : float
-        Body mass (kg); body weight BW = m·9.81 N.
+        Body mass (kg); body weight BW = m·g N (g = 9.80665 m/s²).
     contact_time_s : float
-        Contact time (s): how long the vertical force stays at or above 20 N (METRICS §2);
+        Contact time (s): how long the vertical force stays at or above 20 N (docs/metrics.md §2);
         the force itself starts about 0.3 ms before and ends a few ms after.
     pelvic_drop_deg : float
         Contralateral pelvic drop per stance (degrees): the largest rise of the stance side
@@ -493,7 +491,7 @@ def _pelvis_matrix(a, b, c):
 
 
 class SyntheticRunner:
-    """Deterministic synthetic treadmill runner (DESIGN §7).
+    """Deterministic synthetic treadmill runner (docs/design.md §6).
 
     Parameters
     ----------
@@ -1165,7 +1163,7 @@ class SyntheticRunner:
 
     # ---------------------------------------------------------------- geometry solution
     def _solve_geometry(self):
-        """Solve the free constants so that the causes hold as METRICS.md measures them.
+        """Solve the free constants so that the causes hold as docs/metrics.md measures them.
 
         * pelvis height: the knee is flexed ``_KNEE_STRIKE_DEG`` at foot strike;
         * thigh angle at toe off: the CGM hip flexion reaches ``-hip_extension_deg`` between
@@ -1250,7 +1248,7 @@ class SyntheticRunner:
     def truth_steps(self, t_end: float, t_start: float = 0.0, _series=None) -> dict:
         """True per-step values of the contacts that lie within ``[t_start, t_end]``.
 
-        Computed from the noise-free signals with the definitions of METRICS.md: strike and
+        Computed from the noise-free signals with the definitions of docs/metrics.md: strike and
         toe off at the 20 N crossings of the continuous vertical force; kinematic values from
         the noise-free markers on the marker frame grid (stance = frames within
         ``[t_strike, t_off]``; a stride = ``[t_strike, next same-side t_strike)``); the heel

@@ -1,4 +1,4 @@
-"""One interface for every device source: open, read timestamped blocks, close (DESIGN §3).
+"""One interface for every device source: open, read timestamped blocks, close (docs/design.md §3).
 
 The subclass contract (BrainFlow's split, STYLE.md): the :class:`Source` base owns the block
 queue, the host timestamps, the counters and the event list, and runs the reader thread; a
@@ -310,7 +310,7 @@ class _Registry(dict):
 SOURCES: dict[str, type[Source]] = _Registry({
     "forceplate_serial": "treadlab.acquisition.sources.forceplate_serial:ForcePlateSerial",
     "simulated": "treadlab.acquisition.sources.forceplate_serial:ForcePlateSerial",
-    "forceplate_lsl": "treadlab.acquisition.sources.markers_lsl:ForceLSL",
+    "forceplate_lsl": "treadlab.acquisition.sources.force_lsl:ForceLSL",
     "markers_udp": "treadlab.acquisition.sources.markers_udp:MarkersUDP",
     "markers_lsl": "treadlab.acquisition.sources.markers_lsl:MarkersLSL",
 })

@@ -1,4 +1,4 @@
-"""The force-plate treadmill over a serial port (DESIGN §3 wire format).
+"""The force-plate treadmill over a serial port (docs/wire.md §1).
 
 :class:`ForcePlateSerial` reads the port in its own thread (the recorder is never blocked),
 decodes frames with :class:`treadlab.acquisition.sources.wire.ForceFrameDecoder`, converts ADC counts →

@@ -1,4 +1,4 @@
-"""Marker frames over UDP, one ``TLMK`` datagram per mocap frame (DESIGN §3).
+"""Marker frames over UDP, one ``TLMK`` datagram per mocap frame (docs/wire.md §3).
 
 :class:`MarkersUDP` binds a UDP socket and reads it in its own thread. UDP may lose, reorder and
 duplicate datagrams; frames go through a small reorder window so blocks come out in frame

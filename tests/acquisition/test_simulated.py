@@ -12,7 +12,8 @@ import pytest
 
 from treadlab.acquisition.sources.forceplate_serial import (
     ForcePlateSerial, ForcePlateSettings, PlateCalibration)
-from treadlab.acquisition.sources.markers_lsl import ForceLSL, MarkersLSL
+from treadlab.acquisition.sources.force_lsl import ForceLSL
+from treadlab.acquisition.sources.markers_lsl import MarkersLSL
 from treadlab.acquisition.sources.markers_udp import MarkersUDP, MarkerSettings
 from treadlab.acquisition.sim.simulated import Faults, RunnerSignal, start_lab
 from treadlab.acquisition.sim.synthetic import LABELS, parse_params
