@@ -33,6 +33,7 @@ from dask.base import tokenize
 
 from treadlab.acquisition.archive import (attr, open_archive, read_force, read_markers, read_meta,
                                           write_derived)
+from treadlab.acquisition.capture.recorder import require_finished
 from treadlab.config import load_lab, software_version
 from treadlab.config.errors import InputError
 from treadlab.config.markers import to_cgm
@@ -303,8 +304,6 @@ def process_session(path, config_path=None) -> dict:
     ConfigError
         The lab config or reference set is invalid.
     """
-    from treadlab.acquisition.capture.recorder import require_finished
-
     path = Path(path)
     if not path.exists():
         raise InputError(path, None, "no such file")

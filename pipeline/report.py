@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from treadlab.acquisition.archive import atomic_write, read_session
+from treadlab.acquisition.capture.recorder import require_finished
 from treadlab.config.constants import G
 from treadlab.config.errors import InputError
 
@@ -80,8 +81,6 @@ def make_report(session_path, out_dir) -> str:
     import matplotlib  # lazy: ~0.5 s, only for reports; the backend must be set before pyplot
 
     matplotlib.use("Agg")
-    from treadlab.acquisition.capture.recorder import require_finished
-
     path = Path(session_path)
     require_finished(path)
     session = read_session(path, derived=True)

@@ -14,11 +14,15 @@ import io
 import logging
 import os
 import re
-import time
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+import h5py
+
+from treadlab.config.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -185,15 +189,11 @@ def atomic_h5(target, *, copy_from=None, libver=None) -> Iterator["h5py.File"]:
     InputError naming ``copy_from`` when it is not HDF5; OSError (e.g. errno 28) when the
     image cannot be written.
     """
-    import h5py
-
     buf = io.BytesIO(Path(copy_from).read_bytes() if copy_from is not None else b"")
     if copy_from is not None:
         try:
             f = h5py.File(buf, "r+")
         except OSError as exc:
-            from treadlab.config.errors import InputError
-
             raise InputError(copy_from, None, f"not a writable HDF5 file ({exc})") from None
     else:
         f = h5py.File(buf, "w", libver=libver)

@@ -29,6 +29,7 @@ import fcntl
 import logging
 import math
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -555,7 +556,7 @@ def _finish(f: h5py.File, status: str, note: str) -> dict:
     return counts
 
 
-def recover(path) -> str:
+def recover(path, body_mass_kg: float | None = None) -> str:
     """Make an interrupted or killed capture a valid session archive.
 
     Works on a copy beside the file (``.<name>.<pid>.recover.tmp``) and replaces the file with it only
@@ -575,6 +576,9 @@ def recover(path) -> str:
     ----------
     path : str or os.PathLike
         The ``.h5`` session archive.
+    body_mass_kg : float, optional
+        kg: sets ``body_mass_kg`` (``body_mass_source = "given to recover"``), for a recording
+        too short (or never loaded) to estimate it from the force.
 
     Returns
     -------
@@ -586,9 +590,10 @@ def recover(path) -> str:
     HDF5, not a treadlab session, damaged beyond what recover repairs, or when there is no room
     for the working copy. The file is then unchanged.
     """
-    import shutil
-
     path = Path(path)
+    if body_mass_kg is not None and not (math.isfinite(body_mass_kg) and 0 < body_mass_kg < 500):
+        raise InputError(None, "--body-mass", f"{body_mass_kg} is not a body mass in kg "
+                                              f"(0-500)")
     if not path.is_file():
         raise InputError(path, None, "no such file")
     if path.stat().st_size == 0:
@@ -606,7 +611,7 @@ def recover(path) -> str:
                                          f"({exc.strerror or exc}); free some space or move the "
                                          f"file to a roomier disk; the file is unchanged") from None
         try:
-            message, changed = _recover_copy(path, tmp)
+            message, changed = _recover_copy(path, tmp, body_mass_kg)
         except InputError:
             raise
         except OSError as exc:
@@ -640,7 +645,7 @@ def _short(exc: BaseException) -> str:
     return lines[0][:200] if lines else type(exc).__name__
 
 
-def _recover_copy(path: Path, tmp: Path) -> tuple[str, bool]:
+def _recover_copy(path: Path, tmp: Path, body_mass_kg: float | None = None) -> tuple[str, bool]:
     """Recover the working copy ``tmp`` of ``path``; ``(message, changed)``."""
     cleared = False
     try:
@@ -659,6 +664,11 @@ def _recover_copy(path: Path, tmp: Path) -> tuple[str, bool]:
             raise InputError(path, "/@format", "not a treadlab.session archive")
         old = str(archive.from_attr(f.attrs.get("status", "")))
         raw = f.get("raw")
+        mass_note = ""
+        if body_mass_kg is not None:
+            f.attrs["body_mass_kg"] = float(body_mass_kg)
+            f.attrs["body_mass_source"] = "given to recover"
+            mass_note = f"; body mass set to {body_mass_kg:g} kg"
         if old == "complete":
             for group, names in (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM)):
                 if raw is not None and group in raw:
@@ -671,8 +681,9 @@ def _recover_copy(path: Path, tmp: Path) -> tuple[str, bool]:
                                          f"the file says it is complete, and recover never "
                                          f"cuts rows of a complete recording (damaged file; "
                                          f"restore it from a backup); the file is unchanged")
-            note = "flags cleared" if cleared else "nothing to recover"
-            return f"{path}: status complete; {note}", cleared
+            notes = [n for n in ("flags cleared" if cleared else "", mass_note[2:]) if n]
+            return (f"{path}: status complete; {'; '.join(notes) or 'nothing to recover'}",
+                    bool(notes))
         dropped = []
         if raw is not None:
             for group, names in (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM)):
@@ -685,7 +696,7 @@ def _recover_copy(path: Path, tmp: Path) -> tuple[str, bool]:
     secs = counts.get("force", 0) / rate if rate else math.nan
     what = "; dropped " + "; ".join(dropped) if dropped else "; nothing dropped"
     return (f"{path}: status interrupted (was {old}); force {counts.get('force', 0)} frames "
-            f"({secs:.1f} s), markers {counts.get('markers', 0)} frames{what}"), True
+            f"({secs:.1f} s), markers {counts.get('markers', 0)} frames{what}{mass_note}"), True
 
 
 def _stream_lengths(group: h5py.Group, names) -> dict[str, int]:
