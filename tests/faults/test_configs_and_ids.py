@@ -32,6 +32,7 @@ def _sub(pattern, repl, count=1):
 CONFIGS = {
     "missing_serial_device": (_sub(r'port = "auto"', 'port = "/dev/ttyUSB-treadlab-none"'),
                               "ttyUSB-treadlab-none"),
+    "serial_port_left_out": (_sub(r'port = "auto"[^\n]*\n', ""), "forceplate.port"),
     "singular_calibration": (_sub(r"calibration = \[.*?\n\]", SINGULAR), "calibration"),
     "unassignable_marker_host": (_sub(r'host = "127.0.0.1"', 'host = "203.0.113.7"'),
                                  "markers.host"),

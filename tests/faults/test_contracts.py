@@ -87,3 +87,13 @@ def test_a_bad_scoring_reference_fails_before_anything_is_recorded(tmp_path):
     assert run.code == 1 and not run.problems, run.problems
     assert "missing.toml" in run.err or "reference" in run.err
     assert not (tmp_path / "out").exists()
+
+
+def test_reprocess_failure_lines_carry_no_worker_traceback():
+    from treadlab.pipeline.reprocess import _one_line
+
+    exc = RuntimeError("worker died\nTraceback (most recent call last):\n  File \"x.py\"")
+    assert _one_line(exc) == "RuntimeError: worker died"
+    exc = RuntimeError("Traceback (most recent call last):\n  File \"x.py\", line 1")
+    assert _one_line(exc) == "RuntimeError"
+    assert _one_line(InputError("s.h5", "/raw", "missing")) == "s.h5: /raw: missing"
