@@ -56,8 +56,12 @@ def _cmd_capture(args) -> int:
     # acquisition records; processing the finished session is the pipeline's job
     # (docs/design.md §2: pipeline -> acquisition, never the other way round).
     from treadlab.acquisition.capture.session import run_capture
-    from treadlab.pipeline.graph import process_session
+    from treadlab.pipeline.graph import load_settings, process_session
 
+    if not args.no_process:
+        # thresholds, filters and the [scoring] reference are checked before anything is
+        # recorded: a bad reference file must not surface only after the subject has run
+        load_settings(args.config)
     path = run_capture(config_path=args.config, subject=args.subject,
                        body_mass_kg=args.body_mass, duration_s=args.duration, out_dir=args.out,
                        replay=args.replay, status_stream=sys.stderr)
@@ -131,7 +135,7 @@ def _cmd_export(args) -> int:
 
     result = export_sessions(args.sessions, args.to, fmt=args.format,
                              keep_identity=args.keep_identity, config_path=args.config)
-    for line in result.failed:
+    for line in result.failed + result.dropped:
         print(f"treadlab: {line}", file=sys.stderr)
     for path in result.written:
         print(path)
@@ -156,7 +160,7 @@ def _cmd_inspect(args) -> int:
 def _cmd_validate(args) -> int:
     from treadlab.acquisition.archive import validate_session
 
-    problems = validate_session(args.session)
+    problems = validate_session(args.session, quick=args.quick)
     for p in problems:
         print(f"{args.session}: {p}", file=sys.stderr)
     if not problems:
@@ -167,7 +171,7 @@ def _cmd_validate(args) -> int:
 def _cmd_recover(args) -> int:
     from treadlab.acquisition.capture.recorder import recover
 
-    print(recover(args.session))
+    print(recover(args.session, body_mass_kg=args.body_mass))
     return EXIT_OK
 
 
@@ -369,14 +373,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = _command(sub, "validate", "check a file against the treadlab.session contract",
                  "Check every required group, dataset, attribute, shape and unit "
-                 "(docs/archive.md); exit 1 with one line per problem.", _cmd_validate)
+                 "(docs/archive.md), read every dataset (a corrupt chunk is found) and check "
+                 "the values are physically plausible; exit 1 with one line per problem.",
+                 _cmd_validate)
     s.add_argument("session", metavar="FILE.h5", help="the HDF5 file to check")
+    s.add_argument("--quick", action="store_true",
+                   help="layout only: do not read the data (faster on large archives)")
 
     s = _command(sub, "recover", "make an interrupted capture valid",
-                 "Repair, in place, a capture that was killed: clear the HDF5 write flags, trim "
-                 "the streams to a common length, refit the clocks, mark it interrupted.",
+                 "Repair a capture that was killed or stopped early: clear the HDF5 write flags, "
+                 "keep each stream up to its last consistent row (never cutting a complete "
+                 "file), refit the clocks, mark it interrupted. Works on a copy: the file is "
+                 "replaced only when the result validates, and left unchanged otherwise.",
                  _cmd_recover)
     s.add_argument("session", metavar="FILE.h5", help="the archive a killed capture left")
+    s.add_argument("--body-mass", type=float, metavar="KG",
+                   help="body mass (kg) for a recording too short to estimate it")
 
     s = _command(sub, "station", "the acquisition daemon: devices kept open, browser console",
                  "Open the lab's devices once and keep them connected; serve the technician "

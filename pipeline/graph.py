@@ -31,8 +31,9 @@ import numpy as np
 from dask import delayed
 from dask.base import tokenize
 
-from treadlab.acquisition.archive import (attr, open_archive, read_force, read_markers, read_meta,
+from treadlab.acquisition.archive import (attr, reading, read_force, read_markers, read_meta,
                                           write_derived)
+from treadlab.acquisition.capture.recorder import require_finished
 from treadlab.config import load_lab, software_version
 from treadlab.config.errors import InputError
 from treadlab.config.markers import to_cgm
@@ -107,7 +108,7 @@ def load_meta(path) -> dict:
     dict
         ``{"attrs": {...}, "subject": {...}}`` with plain Python values.
     """
-    with open_archive(path) as f:
+    with reading(path) as f:
         return read_meta(f)
 
 
@@ -118,14 +119,14 @@ def _loaded(_markers) -> bool:
 def load_force(path, after=None):
     """``/raw/force`` as :class:`treadlab.acquisition.archive.ForceData` (counts not read).
     ``after`` only orders the read in the graph."""
-    with open_archive(path) as f:
+    with reading(path) as f:
         return read_force(f, path)
 
 
 def load_markers(path, marker_names: tuple = ()):
     """``/raw/markers`` as :class:`treadlab.acquisition.archive.MarkerData`, labels mapped to CGM
     names (built-in aliases plus the lab's ``[marker_names]``)."""
-    with open_archive(path) as f:
+    with reading(path) as f:
         return _read_markers(f, path, marker_names)
 
 
@@ -241,7 +242,7 @@ def run_session(path, settings: RunSettings) -> dict:
         The file is not a readable archive or lacks a required dataset.
     """
     path = str(path)
-    with open_archive(path) as f:
+    with reading(path) as f:
         meta = read_meta(f)
         markers = _read_markers(f, path, settings.marker_names)
         force = read_force(f, path)
@@ -318,6 +319,7 @@ def process_session(path, config_path=None) -> dict:
     path = Path(path)
     if not path.exists():
         raise InputError(path, None, "no such file")
+    require_finished(path)
     settings = load_settings(config_path)
     t0 = time.perf_counter()
     (summary,) = dask.compute(session_graph(str(path), settings), scheduler="threads",
@@ -330,7 +332,7 @@ def process_session(path, config_path=None) -> dict:
 def derived_fingerprint(path) -> dict | None:
     """The ``/derived`` attributes that decide whether ``path`` is up to date (None: never
     processed). Reads attributes only."""
-    with open_archive(path) as f:
+    with reading(path) as f:
         if "derived" not in f:
             return None
         g = f["derived"]

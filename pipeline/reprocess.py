@@ -14,7 +14,10 @@ the scheduler move them between workers) and the scheduler's work per session sm
   1) and never stops the batch.
 - Every write goes through the atomic ``write_derived``: a ``kill -9`` at any point leaves each
   archive either as it was or fully processed. Leftover temporary copies are hidden files
-  (``.NAME.h5.XXXX.tmp``) that are never picked up as sessions.
+  (``.NAME.h5.XXXX.tmp``) that are never picked up as sessions, and the next run removes
+  those no live process holds (:func:`treadlab.acquisition.archive.atomic.remove_stale_temps`).
+- A session still being recorded (or left ``status="recording"`` by a killed capture) is
+  reported, never processed.
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from treadlab.acquisition.archive.atomic import remove_stale_temps
+from treadlab.acquisition.capture.recorder import require_finished
 from treadlab.config.errors import InputError, TreadlabError
 from treadlab.pipeline.graph import derived_fingerprint, load_settings, run_session
 
@@ -65,8 +70,13 @@ def _client(scheduler: str | None, workers: int | None):
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """One line for a failed session: a treadlab error's own message; anything else (a worker
+    crash) its type and first line, never a worker's traceback text."""
+    text = str(exc).split("Traceback (most recent call last)")[0].strip().splitlines()
+    line = text[0].strip() if text else ""
+    if not isinstance(exc, TreadlabError):
+        line = f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+    return line[:300]
 
 
 @dataclass
@@ -123,9 +133,12 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
     settings = load_settings(config_path)  # a config error stops here, before any session
     want = settings.fingerprint()
     sessions = find_sessions(archive_dir)
+    for p in remove_stale_temps(archive_dir):
+        log.warning("%s: removed, a temporary copy left by an interrupted run", p)
     skipped, failed, todo = [], [], []
     for path in sessions:
         try:
+            require_finished(path)
             have = derived_fingerprint(path)
         except (TreadlabError, OSError) as exc:
             failed.append((path, _one_line(exc)))

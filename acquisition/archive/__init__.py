@@ -33,7 +33,7 @@ from treadlab.acquisition.archive.format import (
     FORMAT_VERSION, GZIP_LEVEL, LIBVER, REQUIRED_ROOT_ATTRS, SCORE_FIELDS, STATUSES,
     WRENCH_UNITS, ForceData, MarkerData, Session, attrs_of, from_attr, to_attr)
 from treadlab.acquisition.archive.read import (attr, open_archive, read_derived, read_force,
-                                               read_markers, read_meta, read_session)
+                                               read_markers, read_meta, read_session, reading)
 from treadlab.acquisition.archive.write import (append_rows, create_raw_layout, write_derived,
                                                 write_derived_into, write_session,
                                                 write_session_into)
@@ -43,7 +43,7 @@ __all__ = [
     "clear_status_flags", "CHUNK_SECONDS", "COMPONENTS", "CONTACT_FIELDS",
     "DERIVED_ANGLES_GZIP_LEVEL", "DERIVED_UNITS", "FORMAT", "FORMAT_VERSION", "GZIP_LEVEL",
     "LIBVER", "REQUIRED_ROOT_ATTRS", "SCORE_FIELDS", "STATUSES", "WRENCH_UNITS", "ForceData",
-    "MarkerData", "Session", "attrs_of", "from_attr", "to_attr", "attr", "open_archive",
+    "MarkerData", "Session", "attrs_of", "from_attr", "to_attr", "attr", "open_archive", "reading",
     "read_derived", "read_force", "read_markers", "read_meta", "read_session", "append_rows",
     "create_raw_layout", "write_derived", "write_derived_into", "write_session",
     "write_session_into",

@@ -40,6 +40,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from treadlab.acquisition.capture.clock import SessionClock
@@ -51,7 +52,7 @@ from treadlab.acquisition.sim.synthetic import parse_params
 from treadlab.acquisition.sources.base import Block, sources_from_config
 from treadlab.config import load_lab
 from treadlab.config.constants import G
-from treadlab.config.errors import ConfigError, DeviceError
+from treadlab.config.errors import ConfigError, DeviceError, InputError
 from treadlab.config.markers import to_cgm
 from treadlab.kernels.contacts import ContactParams
 
@@ -89,10 +90,31 @@ def session_filename(subject: str, when: datetime | None = None) -> str:
 
 
 def _is_simulated(cfg) -> bool:
-    fp, mk = cfg.forceplate, cfg.markers
+    """True only when the lab config asks for the simulated lab explicitly.
+
+    That is ``[forceplate] driver = "simulated"`` or ``port = "auto"``. A marker port left at
+    its default (0) never turns a lab with a real force-plate port into a simulation: the
+    simulated runner must not be recorded as the real subject.
+    """
+    fp = cfg.forceplate
     return (getattr(fp, "driver", "") == "simulated"
-            or str(getattr(fp, "port", "")) in ("auto", "")
-            or (getattr(mk, "driver", "") == "markers_udp" and int(getattr(mk, "port", 1)) == 0))
+            or str(getattr(fp, "port", "")).strip() == "auto")
+
+
+def _check_devices(cfg) -> None:
+    """ConfigError, before any device is opened, for a lab that mixes real and simulated ends.
+
+    A real force plate (a device path or URL) with ``[markers] port = 0`` (the simulated lab's
+    choice) names no mocap port to listen on.
+    """
+    mk = cfg.markers
+    if (not _is_simulated(cfg) and getattr(mk, "driver", "") == "markers_udp"
+            and int(getattr(mk, "port", 0) or 0) == 0):
+        raise ConfigError(getattr(cfg, "path", None), "markers.port",
+                          f"0 is the simulated lab's choice, but forceplate.port = "
+                          f"{str(cfg.forceplate.port)!r} is a real device: give the UDP port "
+                          f"the mocap system sends to (or ask for the simulated lab with "
+                          f"forceplate.port = \"auto\")")
 
 
 def _cgm_labels(labels, cfg) -> list[str]:
@@ -174,6 +196,7 @@ class _Stopper:
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
+        self._old.clear()
 
 
 def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float | None = None,
@@ -249,12 +272,15 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
             raise ConfigError(getattr(cfg, "path", None), "forceplate.port",
                               "--replay plays the recording through the simulated lab: the lab "
                               "config must ask for it (port = \"auto\" or driver \"simulated\")")
+    _check_devices(cfg)
     out_dir = Path(out_dir)
     status_stream = _NoStatus() if status_stream is None else status_stream
 
     lab = None
     force = markers = None
+    early = _Stopper(None)   # Ctrl-C / SIGTERM while the devices start and the plate tares
     try:
+        early.__enter__()
         if _is_simulated(cfg):
             # a replay is played once: the capture ends with the recording
             lab = (start_lab(cfg, params=params) if replay is None
@@ -267,9 +293,14 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
         if hasattr(force, "tare"):
             force.tare(timeout=2 * tare_s + FIRST_FRAMES_TIMEOUT_S)
         _wait_first_frames([force, markers], FIRST_FRAMES_TIMEOUT_S)
+        early.__exit__(None, None, None)
+        if early.reason is not None:
+            raise DeviceError(f"stopped by {early.reason} while the devices started and the "
+                              f"force plate tared; nothing recorded")
         return _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir,
                        status_stream, stop_event, on_step, params)
     finally:
+        early.__exit__(None, None, None)
         for src in (markers, force):
             if src is not None:
                 try:
@@ -368,8 +399,9 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
                 if now >= next_status:
                     _show(status_stream, tty, now - t0, live, force, markers)
                     next_status = now + every
-                if rec.error is not None:
-                    raise rec.error
+                if rec.error is not None:  # close() below raises the one-line error
+                    stopper.reason = "the recorder failed"
+                    break
             reason = stopper.reason or "stop requested"
         # stop the devices, then move what they still hold
         for src in (force, markers):
@@ -395,8 +427,21 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
         # without --body-mass, close() estimates it from the mean vertical force over whole steps
         rec.close(status=status)
     _show(status_stream, False, time.monotonic() - t0, live, force, markers)
+    _require_body_mass(path)
     log.info("%s: %s (%s)", path, status, reason)
     return path
+
+
+def _require_body_mass(path: Path) -> None:
+    """InputError when the finished recording has no body mass (none given and the plates were
+    not loaded long enough to estimate it): the file is kept, and recover sets it."""
+    with h5py.File(path, "r") as f:
+        mass = f.attrs.get("body_mass_kg", float("nan"))
+        how = str(f.attrs.get("body_mass_source", ""))
+    if not (isinstance(mass, (int, float, np.floating)) and float(mass) > 0):
+        raise InputError(path, "/@body_mass_kg", f"unknown ({how or 'not estimated'}); the "
+                                                 f"recording is kept: give the mass with "
+                                                 f"`treadlab recover {path} --body-mass KG`")
 
 
 def _replay_end(lab, force_rate_hz: float, marker_rate_hz: float,

@@ -57,7 +57,7 @@ from pathlib import Path
 import ezc3d
 import numpy as np
 
-from treadlab.acquisition.archive import ForceData, MarkerData, Session, write_session
+from treadlab.acquisition.archive import ForceData, MarkerData, Session, plausible, write_session
 from treadlab.acquisition.io.static_calibration import apply_static, calibrate_static
 from treadlab.config import load_lab
 from treadlab.config.constants import G
@@ -217,12 +217,36 @@ def read_c3d(path, *, marker_names: dict | None = None, subject_id: str | None =
     log.info("%s: %d markers × %d frames at %g Hz, %d plates, %d events, %d model outputs, "
              "body mass %.1f kg (%s)", path.name, len(markers.labels), n_frames, rate,
              len(force.plates), len(events["time"]), len(points["data"]), mass, source)
+    _check_plausible(path, attrs, force, markers)
     session = Session(attrs=attrs, force=force, markers=markers, subject=subject,
                       reference=reference)
     if static is not None:
         calibration = calibrate_static(read_c3d(static, marker_names=marker_names))
         session = apply_static(session, calibration)
     return session
+
+
+def _check_plausible(path: Path, attrs: dict, force: ForceData, markers: MarkerData) -> None:
+    """What the file yields must be a running session (the rules every archive reader applies,
+    :mod:`treadlab.acquisition.archive.plausible`), named by the C3D parameter it came from."""
+    where = {"/@body_mass_kg": "PROCESSING:Bodymass (or the force estimate)",
+             "/raw/force@rate_hz": "ANALOG:RATE", "/raw/markers@rate_hz": "POINT:RATE",
+             "/raw/force/wrench": "ANALOG:SCALE/OFFSET (force channels)",
+             "/raw/markers/positions": "POINT:SCALE (marker data)"}
+    problems = (plausible.root_problems(attrs)
+                + (plausible.rate_problems("raw/force", force.rate_hz) if len(force.plates)
+                   else [])
+                + plausible.rate_problems("raw/markers", markers.rate_hz)
+                + plausible.value_problems("/raw/force/wrench", force.wrench,
+                                           plausible.MAX_WRENCH, "N or N*m")
+                + plausible.value_problems("/raw/markers/positions", markers.positions,
+                                           plausible.MAX_POSITION_MM, "mm"))
+    w = np.asarray(force.wrench)
+    if w.size and not np.isfinite(w).any():
+        problems.append(("/raw/force/wrench", "every force sample is NaN"))
+    if problems:
+        field, message = problems[0]
+        raise InputError(path, where.get(field, field), message)
 
 
 def import_c3d(c3d_path, out_path, config_path=None, subject_id: str | None = None,
@@ -285,6 +309,7 @@ def _open_c3d(path: Path) -> dict:
     if size < 512:
         raise InputError(path, "header", f"file too short for a C3D header ({size} bytes)")
     first, last = _check_parameter_section(path)
+    _check_data_section(path)
     try:
         c3d = ezc3d.c3d(os.fspath(path), extract_forceplat_data=False)
     except Exception as exc:  # ezc3d raises RuntimeError/OSError/ValueError with C++ text
@@ -375,6 +400,36 @@ def _check_parameter_section(path: Path) -> tuple[int, int]:
                      "corrupt parameter section: no end-of-parameters record")
 
 
+def _check_data_section(path: Path) -> None:
+    """The data section must start after the parameter section and the file must hold the
+    frames the header declares (ezc3d can die with SIGBUS on a file shorter than that).
+    Called after :func:`_check_parameter_section`, which checked the header's key bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+        param_block = head[0]
+        fh.seek((param_block - 1) * 512)
+        sec_head = fh.read(4)
+        size = os.fstat(fh.fileno()).st_size
+    n_blocks, proc = sec_head[2], sec_head[3]
+    data_block = int.from_bytes(head[16:18], "little")
+    param_end = param_block + max(n_blocks, 1) - 1
+    if data_block <= param_end:
+        raise InputError(path, "byte 16", f"data section at block {data_block}, inside the "
+                                          f"header/parameter section (blocks 1-{param_end})")
+    n_points, n_analog, first, last = (int.from_bytes(head[i:i + 2], "little")
+                                       for i in (2, 4, 6, 8))
+    # a negative scale factor (header word 7-8) means float data; the sign bit is the top bit
+    # of the first 16-bit word in DEC F-float, of the last byte in IEEE little-endian
+    negative = bool(head[13] & 0x80) if _PROCESSORS.get(proc) == "DEC" else bool(head[15] & 0x80)
+    bytes_per = 4 if negative else 2
+    frames = max(0, last - first + 1)
+    need = (data_block - 1) * 512 + frames * (4 * n_points + n_analog) * bytes_per
+    if size < need:
+        raise InputError(path, f"byte {size}", f"truncated: the header declares {frames} "
+                                               f"frames, the file ends {need - size} bytes "
+                                               f"before them")
+
+
 def _param(params: dict, group: str, name: str, default=None):
     """The value of GROUP:NAME, or ``default`` when absent."""
     g = params.get(group)
@@ -383,12 +438,18 @@ def _param(params: dict, group: str, name: str, default=None):
     return g[name]["value"]
 
 
+def _text(value) -> str:
+    """Parameter text as valid UTF-8: bytes a file's encoding cannot give (ezc3d hands them on
+    as lone surrogates) become U+FFFD, so they can be stored, printed and compared."""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
 def _strings(value) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
-        return [value]
-    return [str(v).strip() for v in value]
+        return [_text(value)]
+    return [_text(v).strip() for v in value]
 
 
 def _parse_points(path: Path, c3d: dict):
@@ -462,7 +523,11 @@ def _parse_plate_corners(path: Path, params: dict) -> np.ndarray:
     if c.ndim != 3 or c.shape[0] != 3 or c.shape[1] != 4 or c.shape[2] < n:
         raise InputError(path, "FORCE_PLATFORM:CORNERS",
                          f"shape {c.shape} does not hold 4 corners for {n} plates")
-    return np.transpose(c[:, :, :n], (2, 1, 0))
+    out = np.transpose(c[:, :, :n], (2, 1, 0))
+    if not np.isfinite(out).all():
+        i = int(np.argmax(~np.isfinite(out).reshape(n, -1).all(axis=1)))
+        raise InputError(path, f"FORCE_PLATFORM:CORNERS[{i + 1}]", "not finite (NaN or inf)")
+    return out
 
 
 def _nanmean_rows(x: np.ndarray, axis: int) -> np.ndarray:
