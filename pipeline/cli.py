@@ -128,7 +128,7 @@ def _cmd_export(args) -> int:
 
     result = export_sessions(args.sessions, args.to, fmt=args.format,
                              keep_identity=args.keep_identity, config_path=args.config)
-    for line in result.failed:
+    for line in result.failed + result.dropped:
         print(f"treadlab: {line}", file=sys.stderr)
     for path in result.written:
         print(path)

@@ -32,7 +32,7 @@ import logging
 import os
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,7 +42,7 @@ import numpy as np
 from treadlab.acquisition.archive import (DERIVED_UNITS, LIBVER, ForceData, MarkerData, Session,
                                           atomic_write, from_attr, read_session,
                                           write_derived_into, write_session_into)
-from treadlab.acquisition.archive.atomic import unlink_quiet
+from treadlab.acquisition.archive.atomic import atomic_h5, unlink_quiet
 from treadlab.acquisition.io.c3d_export import text_values, write_c3d
 from treadlab.config import load_lab
 from treadlab.config.errors import ConfigError, InputError, TreadlabError
@@ -96,10 +96,12 @@ TRUTH_STR_VALUES = {"belt": ("split", "single")}
 
 @dataclass
 class ExportResult:
-    """What :func:`export_sessions` did: the files written and one line per failed session."""
+    """What :func:`export_sessions` did: the files written, one line per failed session and
+    one line per kind of text an anonymised export dropped (counts, never the text)."""
 
     written: list[Path]
     failed: list[str]
+    dropped: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -145,22 +147,29 @@ def export_sessions(paths, to_dir, fmt: str = "hdf5", keep_identity: bool = Fals
     to_dir.mkdir(parents=True, exist_ok=True)
     result = ExportResult([], [])
     for path in paths:
+        notes: list[str] = []
         try:
             result.written += export_session(path, to_dir, fmt=fmt, secret=secret,
-                                             keep_identity=keep_identity)
+                                             keep_identity=keep_identity, notes=notes)
         except TreadlabError as exc:
             result.failed.append(str(exc))
         except OSError as exc:  # the file system refused this session's files
             msg = str(exc).strip().splitlines()
             result.failed.append(f"{path}: {type(exc).__name__}: {msg[0] if msg else ''}")
+            continue
+        result.dropped += [f"{path}: export dropped {note}" for note in notes]
     return result
 
 
 def export_session(path, to_dir, fmt: str = "hdf5", secret: bytes | None = None,
-                   keep_identity: bool = False) -> list[Path]:
+                   keep_identity: bool = False, notes: list[str] | None = None) -> list[Path]:
     """Export one session; returns the files written.
 
-    ``secret`` is required unless ``keep_identity`` (see :func:`pseudonym_secret`).
+    ``secret`` is required unless ``keep_identity`` (see :func:`pseudonym_secret`). Unless
+    ``keep_identity``, subject prefixes are removed from marker and model-output labels
+    (``"Jane Doe:LASI"`` → ``"LASI"``) and ``/reference/events`` keep only the closed vocabulary
+    :data:`EVENT_KINDS`; what was removed is appended to ``notes`` (one line each, counts and
+    categories only, never the removed text).
 
     Raises
     ------
@@ -173,6 +182,11 @@ def export_session(path, to_dir, fmt: str = "hdf5", secret: bytes | None = None,
         raise ConfigError(None, "export.secret", "no pseudonym secret given")
     session = read_session(path, derived=True)
     ident = _identity(path, session.attrs, secret, keep_identity)
+    if not keep_identity:
+        session, dropped, hide = _scrub_free_text(session)
+        ident.secrets_to_hide.extend(h for h in hide if h not in ident.secrets_to_hide)
+        if notes is not None:
+            notes.extend(dropped)
     to_dir = Path(to_dir)
     to_dir.mkdir(parents=True, exist_ok=True)
     if fmt == "hdf5":
@@ -280,6 +294,92 @@ def _identity(path: Path, attrs: dict, secret, keep_identity: bool) -> _Identity
         hide.append(_time_of_day(str(created)))
     return _Identity(pseudo, pseudo_sess, day, f"{pseudo}_ses-{pseudo_sess[:8]}",
                      [h for h in hide if h], False)
+
+
+#: The closed vocabulary of ``/reference/events`` kinds an anonymised export keeps; any other
+#: event (a free-text label may hold a name or a date of birth) is dropped and counted.
+EVENT_KINDS = ("foot_strike", "foot_off")
+_EVENT_NAMES = {"foot_strike": "Foot Strike", "foot_off": "Foot Off"}
+_SIDE_NAMES = {0: "Left ", 1: "Right "}
+
+
+def _strip_prefix(label) -> str:
+    """``"Jane Doe:LASI"`` → ``"LASI"`` (Vicon puts the subject name before a colon)."""
+    text = str(label)
+    return text.rsplit(":", 1)[-1].strip() or "POINT"
+
+
+def _scrub_free_text(session):
+    """``(session, notes, hide)``: a copy with subject prefixes removed from marker and
+    reference-point labels and reference events reduced to :data:`EVENT_KINDS`; ``notes`` says
+    what was dropped (counts only); ``hide`` the removed texts that must not survive export."""
+    import dataclasses
+
+    notes, hide = [], []
+    mk = session.markers
+    labels = [str(lb) for lb in mk.labels]
+    prefixes = sorted({lb.rsplit(":", 1)[0].strip() for lb in labels if ":" in lb} - {""})
+    new_labels = _unique_labels([_strip_prefix(lb) for lb in labels])
+    if new_labels != labels:
+        notes.append(f"the subject prefix of {sum(a != b for a, b in zip(labels, new_labels))} "
+                     f"marker label(s)")
+        mk = dataclasses.replace(mk, labels=new_labels)
+    reference = session.reference
+    if reference:
+        reference = dict(reference)
+        pts = reference.get("points") or {}
+        keys = [str(k) for k in pts]
+        prefixes = sorted(set(prefixes) | {k.rsplit(":", 1)[0].strip() for k in keys
+                                           if ":" in k} - {""})
+        new_keys = _unique_labels([_strip_prefix(k) for k in keys])
+        if new_keys != keys:
+            notes.append(f"the subject prefix of {sum(a != b for a, b in zip(keys, new_keys))} "
+                         f"model-output label(s)")
+        reference["points"] = {n: v for n, v in zip(new_keys, pts.values())}
+        for k in ("point_kinds", "point_units"):
+            reference.pop(k, None)
+        ev = reference.get("events")
+        if ev and len(np.atleast_1d(ev.get("time", []))):
+            kinds = [str(k) for k in ev.get("kind", [])]
+            side = np.asarray(ev.get("side", np.full(len(kinds), -1)), dtype=np.int8)
+            keep = np.array([k in EVENT_KINDS for k in kinds], dtype=bool)
+            for k in list(kinds) + [str(x) for x in ev.get("source", [])]:
+                if k not in EVENT_KINDS and len(k) >= 8:
+                    hide.append(k)
+            n_drop = int((~keep).sum())
+            if n_drop:
+                notes.append(f"{n_drop} reference event(s) outside the closed vocabulary "
+                             f"({', '.join(EVENT_KINDS)})")
+            idx = np.flatnonzero(keep)
+            reference["events"] = {
+                "time": np.asarray(ev["time"], dtype=np.float64)[idx],
+                "side": side[idx],
+                "kind": [kinds[i] for i in idx],
+                "source": [_SIDE_NAMES.get(int(side[i]), "") + _EVENT_NAMES[kinds[i]]
+                           for i in idx]}
+            if not len(idx):
+                reference.pop("events")
+        elif ev is not None:
+            reference.pop("events")
+    hide.extend(p for p in prefixes if len(p) >= 2)
+    for key, value in (session.subject or {}).items():
+        if isinstance(value, (str, bytes)) and len(str(value)) >= 6:
+            hide.append(value.decode("utf-8", "replace") if isinstance(value, bytes) else value)
+    src = session.attrs.get("source_file")
+    if isinstance(src, str) and len(Path(src).stem) >= 4:
+        hide.append(Path(src).stem)
+    return dataclasses.replace(session, markers=mk, reference=reference), notes, hide
+
+
+def _unique_labels(labels: list[str]) -> list[str]:
+    """Labels made unique by a ``_2``, ``_3`` … suffix (two subjects' LASI after stripping)."""
+    seen: dict[str, int] = {}
+    out = []
+    for lb in labels:
+        n = seen.get(lb, 0) + 1
+        seen[lb] = n
+        out.append(lb if n == 1 else f"{lb}_{n}")
+    return out
 
 
 def _day(value) -> str | None:
@@ -441,23 +541,22 @@ def _is_number(value, arrays: bool = False) -> bool:
 def _export_hdf5(src: Path, session, ident: _Identity, out: Path) -> Path:
     anon = _anonymised_session(session, ident)
     derived, dattrs = _anonymised_derived(session.derived, ident.keep)
-    with atomic_write(out) as tmp:
-        with h5py.File(tmp, "w", libver=LIBVER) as f:
-            write_session_into(f, anon)
-            if "created_utc" not in anon.attrs and "created_utc" in f.attrs:
-                del f.attrs["created_utc"]  # the writer fills in now; the source had no date
-            if derived:
-                write_derived_into(f, derived, dattrs)
-            f.attrs["exported_utc"] = (datetime.now(timezone.utc).isoformat(timespec="seconds")
-                                       if ident.keep else
-                                       datetime.now(timezone.utc).date().isoformat())
-            f.attrs["export_anonymised"] = np.uint8(not ident.keep)
-            if not ident.keep:
-                f.attrs["export_pseudonym_method"] = (
-                    "subject_id = 'sub-' + HMAC-SHA256(lab secret, subject id)[:16 hex]; "
-                    "session_id = UUID from HMAC-SHA256(lab secret, 'session:' + session id); "
-                    "dates coarsened to the day")
-            _write_schema(f)
+    with atomic_h5(out, libver=LIBVER) as f:
+        write_session_into(f, anon)
+        if "created_utc" not in anon.attrs and "created_utc" in f.attrs:
+            del f.attrs["created_utc"]  # the writer fills in now; the source had no date
+        if derived:
+            write_derived_into(f, derived, dattrs)
+        f.attrs["exported_utc"] = (datetime.now(timezone.utc).isoformat(timespec="seconds")
+                                   if ident.keep else
+                                   datetime.now(timezone.utc).date().isoformat())
+        f.attrs["export_anonymised"] = np.uint8(not ident.keep)
+        if not ident.keep:
+            f.attrs["export_pseudonym_method"] = (
+                "subject_id = 'sub-' + HMAC-SHA256(lab secret, subject id)[:16 hex]; "
+                "session_id = UUID from HMAC-SHA256(lab secret, 'session:' + session id); "
+                "dates coarsened to the day")
+        _write_schema(f)
     return out
 
 

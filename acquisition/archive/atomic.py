@@ -10,6 +10,7 @@ under the target's name.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -104,3 +105,47 @@ def atomic_write(target, *, copy_from=None, suffix: str = ".tmp") -> Iterator[Pa
     except BaseException:
         unlink_quiet(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_h5(target, *, copy_from=None, libver=None) -> Iterator["h5py.File"]:
+    """Write an HDF5 file atomically, building it in memory: yields an open ``h5py.File``.
+
+    HDF5 left with metadata it cannot write (a full disk) fails to close and crashes the
+    process at exit. So the file is built in memory (h5py over a ``BytesIO``), and only the
+    finished image is written to disk, by plain Python I/O through :func:`atomic_write`: a full
+    disk is then an ordinary ``OSError`` (errno 28), the temporary file is removed and
+    ``target`` is untouched. Memory: about the size of the file.
+
+    Parameters
+    ----------
+    target : str or os.PathLike
+        The ``.h5`` file to create or replace.
+    copy_from : str or os.PathLike, optional
+        Start from this file's bytes (opened ``r+`` in memory; the file itself is only read).
+    libver : h5py ``libver`` for a new file.
+
+    Raises
+    ------
+    InputError naming ``copy_from`` when it is not HDF5; OSError (e.g. errno 28) when the
+    image cannot be written.
+    """
+    import h5py
+
+    buf = io.BytesIO(Path(copy_from).read_bytes() if copy_from is not None else b"")
+    if copy_from is not None:
+        try:
+            f = h5py.File(buf, "r+")
+        except OSError as exc:
+            from treadlab.config.errors import InputError
+
+            raise InputError(copy_from, None, f"not a writable HDF5 file ({exc})") from None
+    else:
+        f = h5py.File(buf, "w", libver=libver)
+    try:
+        yield f
+    finally:
+        f.close()
+    with atomic_write(target) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(buf.getbuffer())

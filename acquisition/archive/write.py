@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from treadlab.acquisition.archive.atomic import atomic_write
+from treadlab.acquisition.archive.atomic import atomic_h5, atomic_write
 from treadlab.acquisition.archive.format import (COMPONENTS,
     DERIVED_ANGLES_GZIP_LEVEL, DERIVED_UNITS, FORMAT, FORMAT_VERSION, LIBVER, Session,
     WRENCH_UNITS, attach_scales, chunk_rows, make_scale, new_dataset, to_attr, utc_now,
@@ -200,9 +200,8 @@ def write_session(path, session: Session) -> Path:
         ``path``.
     """
     path = Path(path)
-    with atomic_write(path) as tmp:
-        with h5py.File(tmp, "w", libver=LIBVER) as f:
-            write_session_into(f, session)
+    with atomic_h5(path, libver=LIBVER) as f:
+        write_session_into(f, session)
     log.debug("wrote %s", path)
     return path
 
@@ -396,11 +395,6 @@ def write_derived(path, derived: dict, attrs: dict) -> Path:
     path = Path(path)
     if not path.exists():
         raise InputError(path, None, "no such file")
-    with atomic_write(path, copy_from=path) as tmp:
-        try:
-            f = h5py.File(tmp, "r+")
-        except OSError as exc:
-            raise InputError(path, None, f"not a writable HDF5 file ({exc})") from None
-        with f:
-            write_derived_into(f, derived, attrs)
+    with atomic_h5(path, copy_from=path) as f:     # InputError when not HDF5
+        write_derived_into(f, derived, attrs)
     return path

@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Recorder", "recover", "clear_status_flags", "lock_path"]
 
+#: Disk kept in reserve beside a recording, bytes: released when a write fails so the file can
+#: still be closed cleanly (see :class:`Recorder`).
+RESERVE_BYTES = 256 << 10
 
 _FORCE_STREAM = ("time", "wrench", "device_time", "host_time", "counts", "seq")
 _MARKER_STREAM = ("time", "positions", "device_time", "host_time", "frame")
@@ -151,13 +154,20 @@ class Recorder:
         Appends and flushes at least this often (≤ 1 s; default 0.5 s).
     subject : dict, optional
         ``/subject`` attributes (anthropometrics, mm).
+    reserve_bytes : int
+        Bytes of disk kept in reserve beside the archive (``.<name>.reserve``) while recording.
+        When a write fails (a full disk), the reserve is released so HDF5 can complete its
+        metadata, the streams are cut back to the last flush and the file is closed cleanly
+        with ``status="recording"``: :meth:`close` then raises a one-line InputError and the
+        file is recoverable (``recover``) on a disk with room. Without it, HDF5 left with
+        unwritable metadata crashes the process at exit.
     """
 
     def __init__(self, path, attrs: dict, *, plates, origin, corners, force_rate_hz: float,
                  labels, marker_rate_hz: float, n_channels: int | None = None,
                  counts_dtype=None, calibration: dict | None = None,
                  t0_host: float | None = None, flush_interval_s: float = 0.5,
-                 subject: dict | None = None):
+                 subject: dict | None = None, reserve_bytes: int = RESERVE_BYTES):
         if not 0 < flush_interval_s <= 1.0:
             raise ValueError(f"flush_interval_s must be in (0, 1] s, got {flush_interval_s}")
         self.path = Path(path)
@@ -181,6 +191,8 @@ class Recorder:
         self.flushes = 0
         self.last_flush_host: float | None = None
         self._lock_fd: int | None = None
+        self.reserve_bytes = int(reserve_bytes)
+        self._reserve = self.path.with_name(f".{self.path.name}.reserve")
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -192,6 +204,12 @@ class Recorder:
         if self.t0_host is None:
             self.t0_host = time.monotonic()
         self._lock_fd = _hold_lock(self.path)
+        try:
+            self._make_reserve()
+        except OSError as exc:
+            self._release_lock()
+            raise InputError(self.path, None, f"no room to record on this disk "
+                                              f"({exc.strerror or exc}); nothing recorded") from None
         f = h5py.File(self.path, "w", libver=archive.LIBVER)
         try:
             attrs = dict(self._attrs)
@@ -221,6 +239,7 @@ class Recorder:
         except BaseException:
             f.close()
             self._release_lock()
+            self._drop_reserve()
             raise
         self._file, self._ds = f, ds
         self._thread = threading.Thread(target=self._run, name="treadlab-recorder", daemon=True)
@@ -271,13 +290,14 @@ class Recorder:
                 self._cond.notify()
             self._thread.join()
             self._thread = None
+        if self.error is not None:
+            return self._close_failed()
         if self._file is not None:
             try:
                 self._file.close()
             finally:
                 self._file = None
-        if self.error is not None:
-            log.error("%s: writer failed: %s", self.path, self.error)
+        self._drop_reserve()
         try:
             with h5py.File(self.path, "r+", libver=archive.LIBVER) as f:
                 for key, value in (attrs or {}).items():
@@ -287,6 +307,69 @@ class Recorder:
             self._release_lock()
         log.info("%s: %s", self.path, status)
         return self.path
+
+    def _close_failed(self):
+        """After a failed write: close the (already cut back and flushed) file as it is, with
+        ``status="recording"``, and raise the one-line InputError."""
+        try:
+            if self._file is not None:
+                self._file.close()
+        except Exception as exc:  # reported below; the data up to the last flush are on disk
+            log.info("%s: closing after the failed write: %s", self.path, exc)
+        finally:
+            self._file = None
+            self._drop_reserve()
+            self._release_lock()
+        exc = self.error
+        errno_ = getattr(exc, "errno", None)
+        text = str(exc)
+        why = ("the disk is full" if errno_ == 28 or "errno = 28" in text
+               or "No space left" in text else
+               f"writing failed ({type(exc).__name__}: {text.strip().splitlines()[0][:120]})"
+               if text.strip() else f"writing failed ({type(exc).__name__})")
+        raise InputError(self.path, None, f"{why} after {self.written['force']} force and "
+                                          f"{self.written['markers']} marker frames; the file "
+                                          f"holds everything up to the last flush (status "
+                                          f"'recording'): make room or move it, then run "
+                                          f"`treadlab recover` on it")
+
+    def _make_reserve(self) -> None:
+        if self.reserve_bytes <= 0:
+            return
+        fd = os.open(self._reserve, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            chunk = b"\0" * min(self.reserve_bytes, 1 << 20)
+            left = self.reserve_bytes
+            while left > 0:
+                left -= os.write(fd, chunk[:left])
+            os.fsync(fd)
+        except OSError:
+            os.close(fd)
+            self._reserve.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+
+    def _drop_reserve(self) -> None:
+        try:
+            self._reserve.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("%s: cannot remove %s: %s", self.path, self._reserve, exc)
+
+    def _rescue(self) -> None:
+        """A write failed: release the reserve, cut every stream back to what the last good
+        flush holds (the failed write may have left zeros) and flush, so HDF5's metadata are
+        complete on disk."""
+        self._drop_reserve()
+        keep = {"force": self.written["force"], "markers": self.written["markers"],
+                "log": self.written["log"]}
+        try:
+            for key, ds in self._ds.items():
+                group = key.split("/", 1)[0]
+                if group in keep and ds.shape[0] > keep[group]:
+                    ds.resize(keep[group], axis=0)
+            self._file.flush()
+        except Exception as exc:
+            log.warning("%s: could not cut back after the failed write: %s", self.path, exc)
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
@@ -315,7 +398,9 @@ class Recorder:
                     self._write(items)
             except Exception as exc:  # keep draining so producers never pile up
                 self.error = exc
-                log.exception("%s: writing failed", self.path)
+                log.info("%s: writing failed: %s", self.path,
+                          (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+                self._rescue()
             next_flush = time.monotonic() + self.flush_interval_s
             if stopping:
                 with self._cond:
@@ -444,12 +529,20 @@ def _finish(f: h5py.File, status: str, note: str) -> dict:
 
 
 def recover(path) -> str:
-    """Make an interrupted or killed capture a valid session archive, in place.
+    """Make an interrupted or killed capture a valid session archive.
 
-    Clears HDF5's "open for write" flags when a killed writer left them, trims every stream to
-    the rows all its datasets hold, redoes the clock mapping from the raw device/host times,
-    estimates a missing body mass from the mean vertical force, logs the recovery in ``/raw/log``
-    and sets ``status="interrupted"`` (a ``complete`` file is left complete).
+    Works on a copy beside the file (``.<name>.recover.tmp``) and replaces the file with it only
+    when the result passes :func:`treadlab.acquisition.archive.validate_session`: a recover that
+    fails (damaged file, full disk, killed) leaves the file byte for byte as it was.
+
+    On the copy: clears HDF5's "open for write" flags when a killed writer left them; for a file
+    still ``recording`` (or ``interrupted``) keeps every stream up to its last consistent row
+    (the rows all its datasets hold, with a finite, non-decreasing time and a recorded host
+    time)
+    and says what it dropped; redoes the clock mapping from the raw device/host times, estimates
+    a missing body mass from the mean vertical force, logs the recovery in ``/raw/log`` and sets
+    ``status="interrupted"``. A ``complete`` file never loses a row: when its streams disagree
+    in length, recover refuses (the file is damaged, not interrupted).
 
     Parameters
     ----------
@@ -458,40 +551,152 @@ def recover(path) -> str:
 
     Returns
     -------
-    str : one line saying what was recovered.
+    str : one line saying what was recovered and what was dropped.
 
     Raises
     ------
-    InputError naming the file when it is missing, not HDF5 or not a treadlab session.
+    InputError naming the file (and the dataset or attribute) when it is missing, empty, not
+    HDF5, not a treadlab session, damaged beyond what recover repairs, or when there is no room
+    for the working copy. The file is then unchanged.
     """
+    import shutil
+
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "no such file")
+    if path.stat().st_size == 0:
+        raise InputError(path, "byte 0", "empty file (0 bytes): nothing to recover")
     if _writer_alive(path):
         raise InputError(path, None, "a capture is still recording it (lock held); stop it first")
+    tmp = path.with_name(f".{path.name}.recover.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            shutil.copyfile(path, tmp)
+        except OSError as exc:
+            raise InputError(path, None, f"cannot make the working copy beside it "
+                                         f"({exc.strerror or exc}); free some space or move the "
+                                         f"file to a roomier disk; the file is unchanged") from None
+        try:
+            message, changed = _recover_copy(path, tmp)
+        except InputError:
+            raise
+        except OSError as exc:
+            raise InputError(path, None, f"recover failed writing its copy "
+                                         f"({_short(exc)}); the file is unchanged") from None
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise InputError(path, None, f"damaged beyond repair ({type(exc).__name__}: "
+                                         f"{_short(exc)}); the file is unchanged") from None
+        problems = archive.validate_session(tmp)
+        if problems:
+            more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise InputError(path, None, f"not a valid session even after recovery: "
+                                         f"{problems[0]}{more}; the file is unchanged")
+        if changed:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+    finally:
+        tmp.unlink(missing_ok=True)
+    lock_path(path).unlink(missing_ok=True)   # stale lock of the killed capture
+    return message
+
+
+def _short(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def _recover_copy(path: Path, tmp: Path) -> tuple[str, bool]:
+    """Recover the working copy ``tmp`` of ``path``; ``(message, changed)``."""
     cleared = False
     try:
-        f = h5py.File(path, "r+", libver=archive.LIBVER)
+        f = h5py.File(tmp, "r+", libver=archive.LIBVER)
     except OSError as exc:
-        if "lock" in str(exc).lower() and "flags" not in str(exc):
-            raise InputError(path, None, "locked by another process (is the capture still "
-                                         "running?)") from None
         if "open for write" not in str(exc) and "consistency flags" not in str(exc):
-            raise InputError(path, None, f"not readable as HDF5 ({exc})") from None
-        cleared = clear_status_flags(path)
+            raise InputError(path, None, f"not readable as HDF5 ({_short(exc)})") from None
+        cleared = clear_status_flags(tmp)
         try:
-            f = h5py.File(path, "r+", libver=archive.LIBVER)
+            f = h5py.File(tmp, "r+", libver=archive.LIBVER)
         except OSError as exc2:
-            raise InputError(path, None, f"not readable after clearing flags ({exc2})") from None
+            raise InputError(path, None, f"not readable after clearing flags "
+                                         f"({_short(exc2)})") from None
     with f:
-        if f.attrs.get("format") not in (archive.FORMAT, archive.FORMAT.encode()):
-            raise InputError(path, "format", "not a treadlab.session archive")
-        old = archive.from_attr(f.attrs.get("status", ""))
-        status = "complete" if old == "complete" else "interrupted"
-        counts = _finish(f, status, note=f"recovered by treadlab recover (was {old!r}"
-                                         f"{', flags cleared' if cleared else ''})")
+        if archive.from_attr(f.attrs.get("format", "")) != archive.FORMAT:
+            raise InputError(path, "/@format", "not a treadlab.session archive")
+        old = str(archive.from_attr(f.attrs.get("status", "")))
+        raw = f.get("raw")
+        if old == "complete":
+            for group, names in (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM)):
+                if raw is not None and group in raw:
+                    lengths = _stream_lengths(raw[group], names)
+                    if len(set(lengths.values())) > 1:
+                        a, na = max(lengths.items(), key=lambda kv: kv[1])
+                        short = min(lengths, key=lengths.get)
+                        raise InputError(path, f"/raw/{group}/{short}",
+                                         f"{lengths[short]} rows but /raw/{group}/{a} has {na}: "
+                                         f"the file says it is complete, and recover never "
+                                         f"cuts rows of a complete recording (damaged file; "
+                                         f"restore it from a backup); the file is unchanged")
+            note = "flags cleared" if cleared else "nothing to recover"
+            return f"{path}: status complete; {note}", cleared
+        dropped = []
+        if raw is not None:
+            for group, names in (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM)):
+                if group in raw:
+                    dropped += _trim_consistent(raw[group], group, names)
+        counts = _finish(f, "interrupted", note=f"recovered by treadlab recover (was {old!r}"
+                                                f"{', flags cleared' if cleared else ''}"
+                                                f"{'; dropped ' + '; '.join(dropped) if dropped else ''})")
         rate = float(f["raw/force"].attrs.get("rate_hz", 0) or 0) if "raw/force" in f else 0.0
-    lock_path(path).unlink(missing_ok=True)   # stale lock of the killed capture
     secs = counts.get("force", 0) / rate if rate else math.nan
-    return (f"{path}: status {status} (was {old}); force {counts.get('force', 0)} frames "
-            f"({secs:.1f} s), markers {counts.get('markers', 0)} frames")
+    what = "; dropped " + "; ".join(dropped) if dropped else "; nothing dropped"
+    return (f"{path}: status interrupted (was {old}); force {counts.get('force', 0)} frames "
+            f"({secs:.1f} s), markers {counts.get('markers', 0)} frames{what}"), True
+
+
+def _stream_lengths(group: h5py.Group, names) -> dict[str, int]:
+    return {n: int(group[n].shape[0]) for n in names
+            if n in group and isinstance(group[n], h5py.Dataset) and group[n].ndim >= 1}
+
+
+def _trim_consistent(group: h5py.Group, name: str, names) -> list[str]:
+    """Cut the stream ``group`` after its last consistent row; what was dropped, per dataset.
+
+    A row is consistent when every dataset of the stream holds it, its ``time`` is finite and its
+    ``host_time`` is finite and non-zero (rows a failed write left as zeros are not); a stream
+    without host times needs a non-decreasing ``time`` instead.
+    """
+    lengths = _stream_lengths(group, names)
+    if not lengths:
+        return []
+    n = min(lengths.values())
+    reason = "rows not held by every dataset"
+    if "time" in group and n:
+        t = np.asarray(group["time"][:n], dtype=np.float64)
+        bad = ~np.isfinite(t)
+        if "host_time" in group:
+            # provisional session times may step back when the live clock fit moves; the host
+            # receipt time is what a failed write leaves as zeros
+            h = np.asarray(group["host_time"][:n], dtype=np.float64)
+            bad |= ~np.isfinite(h) | (h == 0)
+        else:
+            bad[1:] |= ~(np.diff(t) >= 0)
+        if bad.any():
+            n = int(np.argmax(bad))
+            reason = "rows after the last consistent row"
+    cut = {ds_name: rows - n for ds_name, rows in lengths.items() if rows > n}
+    for ds_name in cut:
+        group[ds_name].resize(n, axis=0)
+    if not cut:
+        return []
+    if len(set(cut.values())) == 1:
+        k = next(iter(cut.values()))
+        return [f"{k} rows of /raw/{name} ({', '.join(cut)}: {reason}; {n} kept)"]
+    return [f"/raw/{name} beyond row {n} ({reason}): "
+            + ", ".join(f"{k} rows of /raw/{name}/{d}" for d, k in cut.items())]

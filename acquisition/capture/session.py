@@ -76,10 +76,31 @@ def session_filename(subject: str, when: datetime | None = None) -> str:
 
 
 def _is_simulated(cfg) -> bool:
-    fp, mk = cfg.forceplate, cfg.markers
+    """True only when the lab config asks for the simulated lab explicitly.
+
+    That is ``[forceplate] driver = "simulated"`` or ``port = "auto"``. A marker port left at
+    its default (0) never turns a lab with a real force-plate port into a simulation: the
+    simulated runner must not be recorded as the real subject.
+    """
+    fp = cfg.forceplate
     return (getattr(fp, "driver", "") == "simulated"
-            or str(getattr(fp, "port", "")) in ("auto", "")
-            or (getattr(mk, "driver", "") == "markers_udp" and int(getattr(mk, "port", 1)) == 0))
+            or str(getattr(fp, "port", "")).strip() == "auto")
+
+
+def _check_devices(cfg) -> None:
+    """ConfigError, before any device is opened, for a lab that mixes real and simulated ends.
+
+    A real force plate (a device path or URL) with ``[markers] port = 0`` (the simulated lab's
+    choice) names no mocap port to listen on.
+    """
+    mk = cfg.markers
+    if (not _is_simulated(cfg) and getattr(mk, "driver", "") == "markers_udp"
+            and int(getattr(mk, "port", 0) or 0) == 0):
+        raise ConfigError(getattr(cfg, "path", None), "markers.port",
+                          f"0 is the simulated lab's choice, but forceplate.port = "
+                          f"{str(cfg.forceplate.port)!r} is a real device: give the UDP port "
+                          f"the mocap system sends to (or ask for the simulated lab with "
+                          f"forceplate.port = \"auto\")")
 
 
 def _cgm_labels(labels, cfg) -> list[str]:
@@ -236,6 +257,7 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
             raise ConfigError(getattr(cfg, "path", None), "forceplate.port",
                               "--replay plays the recording through the simulated lab: the lab "
                               "config must ask for it (port = \"auto\" or driver \"simulated\")")
+    _check_devices(cfg)
     out_dir = Path(out_dir)
     status_stream = sys.stderr if status_stream is None else status_stream
 
@@ -355,8 +377,9 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
                 if now >= next_status:
                     _show(status_stream, tty, now - t0, live, force, markers)
                     next_status = now + every
-                if rec.error is not None:
-                    raise rec.error
+                if rec.error is not None:  # close() below raises the one-line error
+                    stopper.reason = "the recorder failed"
+                    break
             reason = stopper.reason or "stop requested"
         # stop the devices, then move what they still hold
         for src in (force, markers):

@@ -110,8 +110,34 @@ def write_c3d(session, to_dir, stem: str, *, subject_id: str = "", session_id: s
             check(target, c3d_strings(c, name))
         with atomic_write(target, suffix=".c3d") as tmp:
             c.write(str(tmp))
+            check_written(tmp, target)
         out.append(target)
     return out
+
+
+def check_written(tmp: Path, target: Path) -> None:
+    """OSError (errno 28) when ezc3d wrote less than its header announces.
+
+    ezc3d does not report failed writes (a full disk gives a truncated file and no error):
+    the header's data start block, frame range, point and analog counts give the size the
+    file must at least have (floating-point data, C3D header words 1-10).
+    """
+    import errno
+    import struct
+
+    size = tmp.stat().st_size
+    with open(tmp, "rb") as fh:
+        head = fh.read(512)
+    short = OSError(errno.ENOSPC, f"{target}: the C3D writer wrote {size} bytes, less than the "
+                                  f"file needs (disk full?); nothing kept")
+    if len(head) < 512:
+        raise short
+    n_points, n_analog, first, last = struct.unpack_from("<HHHH", head, 2)
+    data_block = struct.unpack_from("<H", head, 16)[0]
+    frames = max(0, last - first + 1)
+    need = (max(data_block, 1) - 1) * 512 + frames * (4 * n_points + n_analog) * 4
+    if size < need:
+        raise short
 
 
 def split_parts(time: np.ndarray, rate: float, event_times: list[float]):

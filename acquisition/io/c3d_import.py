@@ -267,6 +267,7 @@ def _open_c3d(path: Path) -> dict:
     if size < 512:
         raise InputError(path, "header", f"file too short for a C3D header ({size} bytes)")
     first, last = _check_parameter_section(path)
+    _check_data_section(path)
     try:
         c3d = ezc3d.c3d(os.fspath(path), extract_forceplat_data=False)
     except Exception as exc:  # ezc3d raises RuntimeError/OSError/ValueError with C++ text
@@ -355,6 +356,36 @@ def _check_parameter_section(path: Path) -> tuple[int, int]:
         i = j + link
     raise InputError(path, f"byte {start + end}",
                      "corrupt parameter section: no end-of-parameters record")
+
+
+def _check_data_section(path: Path) -> None:
+    """The data section must start after the parameter section and the file must hold the
+    frames the header declares (ezc3d can die with SIGBUS on a file shorter than that).
+    Called after :func:`_check_parameter_section`, which checked the header's key bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+        param_block = head[0]
+        fh.seek((param_block - 1) * 512)
+        sec_head = fh.read(4)
+        size = os.fstat(fh.fileno()).st_size
+    n_blocks, proc = sec_head[2], sec_head[3]
+    data_block = int.from_bytes(head[16:18], "little")
+    param_end = param_block + max(n_blocks, 1) - 1
+    if data_block <= param_end:
+        raise InputError(path, "byte 16", f"data section at block {data_block}, inside the "
+                                          f"header/parameter section (blocks 1-{param_end})")
+    n_points, n_analog, first, last = (int.from_bytes(head[i:i + 2], "little")
+                                       for i in (2, 4, 6, 8))
+    # a negative scale factor (header word 7-8) means float data; the sign bit is the top bit
+    # of the first 16-bit word in DEC F-float, of the last byte in IEEE little-endian
+    negative = bool(head[13] & 0x80) if _PROCESSORS.get(proc) == "DEC" else bool(head[15] & 0x80)
+    bytes_per = 4 if negative else 2
+    frames = max(0, last - first + 1)
+    need = (data_block - 1) * 512 + frames * (4 * n_points + n_analog) * bytes_per
+    if size < need:
+        raise InputError(path, f"byte {size}", f"truncated: the header declares {frames} "
+                                               f"frames, the file ends {need - size} bytes "
+                                               f"before them")
 
 
 def _param(params: dict, group: str, name: str, default=None):

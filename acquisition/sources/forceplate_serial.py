@@ -461,9 +461,13 @@ class ForcePlateSerial(ForceSourceBase):
 
     @classmethod
     def from_config(cls, cfg, lab=None, **kw) -> "ForcePlateSerial":
-        """From a ``LabConfig``; with a simulated ``lab`` its pty replaces the port."""
+        """From a ``LabConfig``; with a simulated ``lab`` its pty replaces ``port = "auto"``.
+
+        A configured device path is never replaced: a real lab is never served by the simulator.
+        """
         settings = ForcePlateSettings.from_table(cfg.forceplate)
-        if lab is not None and getattr(lab, "force_port", None):
+        wants_sim = settings.port in (None, "", "auto") or settings.driver == "simulated"
+        if lab is not None and getattr(lab, "force_port", None) and wants_sim:
             settings.port = lab.force_port
         elif settings.port in (None, "", "auto"):
             raise ConfigError(getattr(cfg, "path", None), "forceplate.port",

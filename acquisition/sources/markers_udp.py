@@ -10,7 +10,15 @@ order:
   ``max_wait`` seconds, is declared lost (``drop``, counted per missing frame);
 - a frame arriving after its slot was declared lost is counted ``late`` and discarded (its loss
   was already counted); a frame seen twice is counted ``duplicate`` and discarded;
-- a datagram that is not a valid packet for the configured labels is ``bad_packet``.
+- a datagram that is not a valid packet for the configured labels is ``bad_packet``;
+- a frame number far from the stream (more than :data:`JUMP_FRAMES` ahead of the newest frame
+  or behind the next expected one) is held aside, not trusted: a single stray packet is
+  discarded (``stray``) once the stream carries on without it, while
+  :data:`CONFIRM_FRAMES` consecutive frames of the new numbering mean the sender restarted its
+  counter or jumped (``resync``): the frames held are kept and the stream continues with them,
+  renumbered after the last frame released, device times shifted by the host time elapsed, so
+  frame numbers and device times stay increasing. A forward jump whose device time agrees with
+  its frame count is a real gap: its frames are counted as drops.
 
 Each incident is an event; nothing disappears without a count.
 """
@@ -30,6 +38,12 @@ from treadlab.config.errors import ConfigError, DeviceError, InputError
 from treadlab.config.schema import MarkersConfig
 
 log = logging.getLogger(__name__)
+
+#: frames a packet's number may lie ahead of the newest frame (or behind the next expected one)
+#: before it is held aside as a possible stray or restart instead of trusted
+JUMP_FRAMES = 64
+#: consecutive frames of a new numbering that confirm a restart/jump of the sender's counter
+CONFIRM_FRAMES = 3
 
 
 @dataclass
@@ -107,6 +121,11 @@ class MarkersUDP(Source):
 
     def _reset_state(self) -> None:
         self._ref: int | None = None            # highest unwrapped frame seen
+        self._ref_raw = 0                       # its number on the wire (uint32)
+        self._dt_ofs_us = 0                     # device-time shift since the last resync, us
+        self._last_t_us: int | None = None      # newest (shifted) device time accepted, us
+        self._last_host: float | None = None    # host time of the last frame released, s
+        self._cand: dict | None = None          # frames held aside (stray or restart)
         self._next: int | None = None           # next frame to release
         self._pending: dict[int, tuple[float, int, np.ndarray]] = {}
         self._released: deque[int] = deque()
@@ -131,6 +150,8 @@ class MarkersUDP(Source):
         self._reset_state()
 
     def _close(self) -> None:
+        if self._cand is not None:
+            self._drop_stray()
         self._release(time.monotonic(), final=True)
         self._flush()
         if self._sock is not None:
@@ -174,13 +195,27 @@ class MarkersUDP(Source):
                         f"has {len(self.labels)} labels (frame {pkt.frame})",
                         counter="bad_packets", level=logging.WARNING)
             return
+        raw, t_us = int(pkt.frame), int(pkt.device_time_us)
         if self._ref is None:
-            f = int(pkt.frame)
-            self._ref = f
-            self._next = f
-        else:
-            d = ((int(pkt.frame) - self._ref + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-            f = self._ref + d
+            self._ref_raw, self._ref = raw, raw
+            self._next = raw
+            self._accept(raw, host, t_us, pkt.positions)
+            return
+        f = self._ref + _diff32(raw, self._ref_raw)
+        if f - self._ref > JUMP_FRAMES or self._next - f > JUMP_FRAMES:
+            self._hold(raw, host, t_us, pkt.positions)
+            return
+        if self._cand is not None:
+            self._cand["strikes"] += 1
+            if self._cand["strikes"] >= CONFIRM_FRAMES:
+                self._drop_stray()
+        if f > self._ref:
+            self._ref_raw = raw
+        self._accept(f, host, t_us + self._dt_ofs_us, pkt.positions)
+
+    def _accept(self, f: int, host: float, t_us: int, positions: np.ndarray) -> None:
+        """One frame of the current numbering (``f`` unwrapped, ``t_us`` shifted) into the
+        reorder window."""
         if f < self._next:
             if f in self._released_set:
                 self._event("duplicate", f"frame {f} received again; ignored",
@@ -196,15 +231,72 @@ class MarkersUDP(Source):
             self._event("reordered", f"frame {f} arrived after frame {self._ref}; put back "
                         "in order", counter="reordered")
         self._ref = max(self._ref, f)
-        self._pending[f] = (host, int(pkt.device_time_us), pkt.positions)
+        self._last_t_us = max(self._last_t_us, t_us) if self._last_t_us is not None else t_us
+        self._pending[f] = (host, t_us, positions)
         self._release(host)
+
+    def _hold(self, raw: int, host: float, t_us: int, positions: np.ndarray) -> None:
+        """A frame far from the stream: a stray, or the first frames of a restarted counter."""
+        c = self._cand
+        if c is not None and 0 < _diff32(raw, c["last_raw"]) <= self.window:
+            c["items"].append((raw, host, t_us, positions))
+            c["last_raw"] = raw
+            if len(c["items"]) >= CONFIRM_FRAMES:
+                self._resync()
+            return
+        if c is not None:
+            self._drop_stray()
+        self._cand = {"items": [(raw, host, t_us, positions)], "last_raw": raw, "strikes": 0}
+
+    def _drop_stray(self) -> None:
+        c, self._cand = self._cand, None
+        raws = [it[0] for it in c["items"]]
+        self._event("stray", f"{len(raws)} packet(s) with frame numbers {raws[:4]} far from the "
+                    f"stream (near frame {self._ref_raw}), which carried on without them; "
+                    f"discarded", counter="stray_packets", n=len(raws), level=logging.WARNING)
+
+    def _resync(self) -> None:
+        """The held frames are the stream now: keep them, renumbered to follow what came
+        before unless the jump is a plain gap (device time agrees with the frame count)."""
+        c, self._cand = self._cand, None
+        items = c["items"]
+        self._release(items[0][1], final=True)      # the old numbering is over: release it
+        raw0, host0, t0_us = items[0][0], items[0][1], items[0][2]
+        gap = _diff32(raw0, self._ref_raw)          # frames after the newest old frame
+        rate = float(self.settings.rate_hz)
+        dt_s = (t0_us + self._dt_ofs_us - (self._last_t_us or 0)) * 1e-6
+        plain_gap = (0 < gap <= 600 * rate
+                     and abs(dt_s - gap / rate) <= 0.5 + 0.01 * gap / rate)
+        if plain_gap:
+            first = self._ref + gap
+            detail = (f"{gap - 1} frames missing before frame {first} (a gap of "
+                      f"{dt_s:.3f} s on the device clock)")
+            self._event("drop", detail, counter="drops", n=gap - 1)
+        else:
+            elapsed = max(0.0, host0 - (self._last_host if self._last_host is not None
+                                        else host0))
+            first = self._next + max(0, int(round(elapsed * rate)) - 1)
+            old_t = self._last_t_us if self._last_t_us is not None else t0_us
+            self._dt_ofs_us = old_t + max(int(round(elapsed * 1e6)), 1) - t0_us
+            self._event("resync", f"the sender's frame counter jumped from {self._ref_raw} to "
+                        f"{raw0} (device time {t0_us} us); {len(items)} frames kept, "
+                        f"renumbered from frame {first}", counter="resyncs",
+                        level=logging.WARNING)
+        self._next = first
+        self._ref = first
+        self._ref_raw = raw0
+        for raw, host, t_us, positions in items:
+            self._accept(first + _diff32(raw, raw0), host, t_us + self._dt_ofs_us, positions)
+        self._ref_raw = raw0 + (self._ref - first)    # the wire number of the newest frame
 
     def _release(self, now: float, final: bool = False) -> None:
         """Move frames whose turn has come to the ready list; declare lost slots as drops."""
         while self._pending:
             if self._next in self._pending:
                 self._ready_frames.append(self._next)
-                self._ready.append(self._pending.pop(self._next))
+                item = self._pending.pop(self._next)
+                self._last_host = item[0]
+                self._ready.append(item)
                 self._released.append(self._next)
                 self._released_set.add(self._next)
                 self._next += 1
@@ -232,3 +324,8 @@ class MarkersUDP(Source):
                          host_time=np.array([v[0] for v in items], np.float64),
                          data=np.stack([v[2] for v in items]).astype(np.float32),
                          seq=np.array(frames, np.int64)))
+
+
+def _diff32(a: int, b: int) -> int:
+    """``a - b`` for uint32 frame counters that may wrap: in ``[-2**31, 2**31)``."""
+    return ((int(a) - int(b) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)

@@ -443,6 +443,10 @@ def encode_marker_packet(frame: int, device_time_us: int, positions, flags: int 
     return head + pos.tobytes()
 
 
+#: largest plausible marker coordinate, mm (1 km): anything beyond, or ±inf, is not a position
+MAX_MARKER_MM = 1.0e6
+
+
 def decode_marker_packet(data: bytes | bytearray | memoryview,
                          origin: str = "datagram") -> MarkerPacket:
     """Decode one datagram.
@@ -468,4 +472,10 @@ def decode_marker_packet(data: bytes | bytearray | memoryview,
                          f"n_markers={n} needs {need} bytes, datagram has {len(data)}")
     pos = np.frombuffer(data, dtype="<f4", count=3 * n,
                         offset=MARKER_HEADER_SIZE).reshape(n, 3).astype(np.float32)
+    bad = ~(np.isnan(pos) | (np.abs(pos) <= MAX_MARKER_MM))
+    if bad.any():
+        i = int(np.flatnonzero(bad.ravel())[0])
+        raise InputError(origin, f"byte {MARKER_HEADER_SIZE + 4 * i}",
+                         f"marker {i // 3} coordinate {'xyz'[i % 3]} = {pos.ravel()[i]!r} mm is "
+                         f"not a position (|value| > {MAX_MARKER_MM:g} mm; NaN = occluded)")
     return MarkerPacket(frame, t_us, pos, flags)

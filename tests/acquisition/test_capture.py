@@ -247,3 +247,25 @@ def test_silent_marker_stream_is_named_before_recording(tmp_path):
     msg = str(exc.value)
     assert f"udp://127.0.0.1:{udp_port}" in msg and "markers" in msg and "\n" not in msg
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("marker_port", [None, "0"])
+def test_real_serial_port_is_never_replaced_by_the_simulated_lab(tmp_path, capsys, marker_port):
+    """A lab config naming a serial device, markers port left at its default: the capture
+    fails before recording, naming the port; no synthetic runner is recorded as the subject."""
+    from treadlab.pipeline.cli import main
+
+    text = (Path(__file__).parents[2] / "config" / "lab_simulated.toml").read_text()
+    missing = tmp_path / "ttyUSB0-missing"
+    text = text.replace('port = "auto"', f'port = "{missing}"')
+    text = text.replace("port = 0 ", "" if marker_port is None else f"port = {marker_port} ")
+    lab = tmp_path / "lab.toml"
+    lab.write_text(text)
+    out = tmp_path / "out"
+    code = main(["capture", "--config", str(lab), "--subject", "S1", "--duration", "2",
+                 "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1, err
+    assert len(err.splitlines()) == 1 and str(missing) in err and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())

@@ -103,3 +103,71 @@ def test_port_zero_needs_the_simulated_lab():
         markers = MarkerSettings(port=0, labels=LABELS)
     with pytest.raises(ConfigError, match="markers.port"):
         MarkersUDP.from_config(Cfg())
+
+
+# --- a stray or restarted sender loses at most the frames around the disturbance --------------
+
+def _frames(blocks):
+    return (np.concatenate([b.seq for b in blocks]),
+            np.concatenate([b.data for b in blocks]),
+            np.concatenate([b.device_time for b in blocks]))
+
+
+def _drain(src, blocks):
+    time.sleep(0.1)
+    src.close()
+    return blocks + src.read(0)
+
+
+@pytest.mark.parametrize("jump", [1000, 2**30])
+def test_one_stray_far_future_packet_loses_no_real_frame(src, tx, jump):
+    for f in range(60):
+        tx.sendto(packet(f), src.address)
+        if f == 20:
+            tx.sendto(encode_marker_packet(20 + jump, 0, positions(0)), src.address)
+    blocks = _drain(src, collect_blocks(src, 60))
+    seq, data, _ = _frames(blocks)
+    assert np.array_equal(seq, np.arange(60))          # every real frame, in order
+    assert np.array_equal(data[59], positions(59), equal_nan=True)
+    c = src.counters
+    assert c.get("stray_packets") == 1 and c.get("drops", 0) == 0 and c.get("late", 0) == 0
+
+
+def test_sender_restarting_its_counter_keeps_every_frame_after_it(src, tx):
+    for f in range(500, 600):
+        tx.sendto(packet(f), src.address)
+    time.sleep(0.05)
+    for f in range(0, 100):                             # the mocap software restarted
+        tx.sendto(packet(f), src.address)
+    blocks = _drain(src, collect_blocks(src, 200))
+    seq, data, t = _frames(blocks)
+    assert len(seq) == 200                              # nothing discarded as "late"
+    assert np.all(np.diff(seq) > 0) and np.all(np.diff(t) > 0)
+    assert np.array_equal(data[100:], np.stack([positions(f) for f in range(100)]),
+                          equal_nan=True)
+    c = src.counters
+    assert c.get("resyncs") == 1 and c.get("late", 0) == 0 and c.get("drops", 0) == 0
+    assert "resync" in [e[2] for e in src.drain_events()]
+
+
+def test_a_long_real_gap_is_counted_as_drops_not_a_restart(src, tx):
+    for f in list(range(50)) + list(range(250, 300)):  # 1 s lost on the network
+        tx.sendto(packet(f), src.address)
+    blocks = _drain(src, collect_blocks(src, 100))
+    seq, _, _ = _frames(blocks)
+    assert np.array_equal(seq, np.r_[np.arange(50), np.arange(250, 300)])
+    assert src.counters["drops"] == 200 and src.counters.get("resyncs", 0) == 0
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, 3.4e38])
+def test_non_finite_or_absurd_coordinates_are_bad_packets(src, tx, value):
+    p = positions(1)
+    p[1, 2] = value
+    tx.sendto(packet(0), src.address)
+    tx.sendto(encode_marker_packet(1, 1_005_000, p), src.address)
+    tx.sendto(packet(2), src.address)
+    blocks = _drain(src, collect_blocks(src, 2))
+    seq, data, _ = _frames(blocks)
+    assert np.isfinite(data[~np.isnan(data)]).all() and np.abs(data[~np.isnan(data)]).max() < 1e6
+    assert src.counters["bad_packets"] == 1
+    assert any("byte" in e[3] and "coordinate" in e[3] for e in src.drain_events())

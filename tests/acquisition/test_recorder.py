@@ -175,3 +175,111 @@ def test_recover_reports_bad_input_in_one_line(tmp_path, capsys):
     assert main(["recover", str(plain)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "plain.h5" in err and "treadlab.session" in err
+
+
+# --- recover never reduces a complete file, never fails silently, never alters a file it rejects
+
+def _recorded(path, seconds=2.0):
+    """A complete archive recorded in-process by the real Recorder (force 1 kHz, markers 100 Hz)."""
+    rec = Recorder(path, {"subject_id": "S1", "lab": "test", "belt_speed_m_s": 3.0,
+                          "body_mass_kg": 70.0},
+                   plates=["left", "right"], origin=np.zeros((2, 3)),
+                   corners=np.zeros((2, 4, 3)), force_rate_hz=FORCE_HZ,
+                   labels=["LASI", "RASI"], marker_rate_hz=MARKER_HZ, n_channels=12,
+                   counts_dtype=np.int16, flush_interval_s=0.1, t0_host=100.0).start()
+    n = int(seconds * FORCE_HZ)
+    for i in range(0, n, 100):
+        seq = np.arange(i, i + 100)
+        host = 100.0 + (seq + 1) / FORCE_HZ
+        w = np.zeros((100, 2, 6), np.float32)
+        w[:, :, 2] = 700.0
+        rec.put(Block("force", 5.0 + seq / FORCE_HZ, host, w,
+                      raw=np.zeros((100, 12), np.int16), seq=seq), host - 100.0)
+        mseq = np.arange(i // 10, i // 10 + 10)
+        mh = 100.0 + (mseq + 1) / MARKER_HZ
+        rec.put(Block("markers", 9.0 + mseq / MARKER_HZ, mh, np.ones((10, 2, 3), np.float32),
+                      seq=mseq), mh - 100.0)
+    rec.close()
+    assert _validate(path) == []
+    return path
+
+
+def _digest(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _shrink(path, dataset, rows, status=None):
+    with h5py.File(path, "r+") as f:
+        f[dataset].resize(rows, axis=0)
+        if status:
+            f.attrs["status"] = status
+
+
+def test_recover_never_cuts_a_complete_file_and_leaves_it_unchanged(tmp_path, capsys):
+    from treadlab.pipeline.cli import main
+
+    path = _recorded(tmp_path / "c.h5")
+    _shrink(path, "raw/markers/time", 100)
+    before = _digest(path)
+    assert main(["recover", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "c.h5" in err and "/raw/markers/time" in err
+    assert _digest(path) == before                       # the input is untouched
+    with h5py.File(path, "r") as f:
+        assert f["raw/force/wrench"].shape[0] == 2000    # nothing cut, force least of all
+        assert f["raw/markers/positions"].shape[0] == 200
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_recover_on_an_interrupted_file_keeps_every_consistent_row_and_says_what_it_dropped(
+        tmp_path):
+    path = _recorded(tmp_path / "i.h5")
+    _shrink(path, "raw/markers/time", 100, status="recording")
+    msg = recover(path)
+    assert "dropped 100 rows of /raw/markers (positions" in msg
+    assert _validate(path) == []
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "interrupted"
+        assert f["raw/force/wrench"].shape[0] == 2000    # the other stream keeps every row
+        assert f["raw/markers/positions"].shape[0] == 100
+
+
+def test_recover_drops_rows_a_failed_write_left_as_zeros(tmp_path):
+    path = _recorded(tmp_path / "z.h5")
+    with h5py.File(path, "r+") as f:
+        for name in ("time", "host_time"):
+            ds = f[f"raw/markers/{name}"]
+            ds[150:] = 0.0
+        f.attrs["status"] = "recording"
+    msg = recover(path)
+    assert "50 rows of /raw/markers" in msg and "last consistent row" in msg
+    assert _validate(path) == []
+    with h5py.File(path, "r") as f:
+        assert f["raw/markers/time"].shape[0] == 150
+        assert np.all(np.diff(f["raw/markers/time"][()]) > 0)
+
+
+def test_recover_refuses_a_zero_byte_file_without_rewriting_it(tmp_path, capsys):
+    from treadlab.pipeline.cli import main
+
+    empty = tmp_path / "empty.h5"
+    empty.write_bytes(b"")
+    assert main(["recover", str(empty)]) == 1
+    assert "empty.h5" in capsys.readouterr().err
+    assert empty.stat().st_size == 0 and not list(tmp_path.glob(".*tmp"))
+
+
+def test_recover_fails_when_the_result_would_not_validate_and_leaves_the_file(tmp_path, capsys):
+    from treadlab.pipeline.cli import main
+
+    path = _recorded(tmp_path / "v.h5")
+    with h5py.File(path, "r+") as f:
+        f.attrs["status"] = "recording"
+        f.attrs["session_id"] = "not-a-uuid"
+    before = _digest(path)
+    assert main(["recover", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "session_id" in err
+    assert _digest(path) == before

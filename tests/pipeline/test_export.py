@@ -416,3 +416,74 @@ def test_real_recording_export(secret, tmp_path):
     assert c["parameters"]["ANALOG"]["RATE"]["value"][0] == 300.0  # 2 x 150 Hz markers
     assert c["parameters"]["EVENT"]["USED"]["value"][0] == 2 * int(
         np.isin(a.derived["contacts"]["side"], (0, 1)).sum())
+
+
+# --- subject prefixes and free-text event labels never leave the lab -------------------------
+
+PREFIX = "Jane Doe"
+FREE_EVENT = "Jane Doe born 1984-03-02"
+
+
+@pytest.fixture(scope="module")
+def vicon_like(tmp_path_factory):
+    """A processed session whose labels carry a Vicon subject prefix and whose reference
+    events hold free text (as an imported C3D can)."""
+    path = tmp_path_factory.mktemp("vicon") / "vicon.h5"
+    s = simulate_session(RunnerParams(duration_s=8.0, seed=7))
+    s.attrs.update(subject_id=SUBJECT, session_id=SESSION, created_utc=CREATED)
+    s.markers.labels = [f"{PREFIX}:{lb}" for lb in s.markers.labels]
+    m = len(s.markers.time)
+    s.reference = {
+        "events": {"time": np.array([0.5, 1.0, 1.5]), "side": np.array([0, 1, -1], np.int8),
+                   "kind": ["foot_strike", "foot_off", FREE_EVENT.lower().replace(" ", "_")],
+                   "source": ["Left:Foot Strike", "Right:Foot Off", f"General:{FREE_EVENT}"]},
+        "points": {f"{PREFIX}:LHipAngles": np.zeros((m, 3), np.float32)}}
+    write_session(path, s)
+    process_session(path)
+    return path
+
+
+def _c3d_strings(path):
+    c = ezc3d.c3d(str(path))
+    out = []
+    for group, params in c["parameters"].items():
+        for key, p in params.items():
+            if key == "__METADATA__":
+                continue
+            v = p.get("value")
+            if isinstance(v, (list, tuple)):
+                out.extend(str(x) for x in v)
+            elif isinstance(v, str):
+                out.append(v)
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["hdf5", "c3d", "csv"])
+def test_no_subject_prefix_and_no_free_text_event_reaches_an_export(vicon_like, secret, tmp_path,
+                                                                    capsys, fmt):
+    to = tmp_path / "out"
+    assert main(["export", str(vicon_like), "--to", str(to), "--format", fmt]) == 0
+    err = capsys.readouterr().err
+    # the export report says what was dropped, without repeating it
+    assert "subject prefix" in err and "marker label" in err
+    assert "1 reference event(s) outside the closed vocabulary" in err
+    assert PREFIX not in err and "1984" not in err
+    files = sorted(to.iterdir())
+    assert files
+    for p in files:
+        if p.suffix == ".h5":
+            strings = _all_strings(p)
+            with h5py.File(p, "r") as f:
+                assert all(":" not in str(lb) for lb in f["raw/markers"].attrs["labels"])
+                assert list(f["reference/points"]) == ["LHipAngles"]
+                kinds = [k.decode() if isinstance(k, bytes) else str(k)
+                         for k in f["reference/events/kind"][()]]
+                assert kinds == ["foot_strike", "foot_off"]
+            assert PREFIX.encode() not in p.read_bytes()
+        elif p.suffix == ".c3d":
+            strings = _c3d_strings(p)
+            assert "LASI" in strings and not any(s.startswith(PREFIX) for s in strings)
+        else:
+            strings = [p.read_text()]
+        for text in strings:
+            assert PREFIX not in text and "1984-03-02" not in text, (p.name, text)
