@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from treadlab.acquisition.archive import attr, open_archive
+from treadlab.acquisition.archive import attr, derived_group, open_archive
 from treadlab.config.errors import InputError, TreadlabError
 from treadlab.pipeline.graph import load_settings
 from treadlab.pipeline.reprocess import find_sessions
@@ -40,15 +40,16 @@ def _read_processed(path: Path) -> dict | None:
     session has not been processed)."""
 
     with open_archive(path) as f:
-        if "derived/contacts" not in f:
+        dg = derived_group(f)  # through the external link to the derived file (format 2)
+        if dg is None or "contacts" not in dg:
             return None
-        g = f["derived/contacts"]
+        g = dg["contacts"]
         cols = {}
         for name in ("side", "valid", *CAUSE_METRIC.values()):
             if name in g:
                 cols[name] = g[name][()]
         return {"attrs": {k: attr(f, k) for k in f.attrs},
-                "derived": {k: attr(f["derived"], k) for k in f["derived"].attrs},
+                "derived": {k: attr(dg, k) for k in dg.attrs},
                 "contacts": cols}
 
 

@@ -1,20 +1,26 @@
-"""Overnight reprocessing of a whole archive folder (docs/design.md §7, ``treadlab reprocess``).
+"""Overnight reprocessing of a whole archive folder (docs/reprocess.md, ``treadlab reprocess``).
 
-Every ``*.h5`` session under the folder goes through the same task functions as ``treadlab
-process``, as one task per session (:func:`treadlab.pipeline.graph.run_session`: read once,
-derive, score, one atomic write), on a ``distributed.LocalCluster`` of process workers by
+Every session under the folder goes through the same task functions as ``treadlab process``,
+as one task per session (:func:`treadlab.pipeline.graph.run_session`: lock, read once, derive,
+score, write the derived file), on a ``distributed.LocalCluster`` of process workers by
 default, or on an existing cluster given by ``--scheduler tcp://HOST:PORT`` or the
-``DASK_SCHEDULER_ADDRESS`` environment variable. Workers receive paths, never open files. One
-task per session keeps a session's arrays inside one worker process (the eight-task graph let
-the scheduler move them between workers) and the scheduler's work per session small.
+``DASK_SCHEDULER_ADDRESS`` environment variable. Workers receive paths, never open files.
 
-- Idempotent and resumable: a session whose ``/derived`` already carries the same
+- Writes only derived data: each session's ``<stem>.derived.h5`` is rebuilt and atomically
+  replaced; the session file (raw data) is only read (docs/archive.md §7). A session still in
+  format 1 is migrated once on its first write.
+- Idempotent and resumable: a session whose derived data already carries the same
   ``pipeline_version``, ``config_hash`` and reference set is skipped unless ``force``.
+  ``dry_run`` lists what is due and why, and writes nothing.
+- One writer per session: a task holds the session lock; a session another live writer (a
+  capture, another reprocess) holds is skipped with a message naming it; two runs over one
+  folder process every session once (the due-check is repeated under the lock).
 - One failing session is reported by name (``BatchResult.failed``; the CLI prints it and exits
   1) and never stops the batch.
-- Every write goes through the atomic ``write_derived``: a ``kill -9`` at any point leaves each
-  archive either as it was or fully processed. Leftover temporary copies are hidden files
-  (``.NAME.h5.XXXX.tmp``) that are never picked up as sessions.
+- Reports what it does: progress with an ETA while it runs, a per-session timing table at the
+  end.
+- A ``kill -9`` at any point leaves each session's derived file either as it was or new.
+  Leftover temporary files are hidden (``.NAME.XXXX.tmp``) and never picked up as sessions.
 """
 from __future__ import annotations
 
@@ -23,9 +29,10 @@ import os
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from treadlab.acquisition.archive import is_derived_file, migration_needed
 from treadlab.config.errors import InputError, TreadlabError
 from treadlab.pipeline.graph import derived_fingerprint, load_settings, run_session
 
@@ -33,15 +40,17 @@ log = logging.getLogger(__name__)
 
 
 def find_sessions(archive_dir) -> list[Path]:
-    """Every ``*.h5`` under ``archive_dir`` (recursively), skipping hidden files and folders
-    (temporary copies of an interrupted write are hidden)."""
+    """Every session ``*.h5`` under ``archive_dir`` (recursively), skipping hidden files and
+    folders (temporary copies of an interrupted write are hidden) and derived files
+    (``*.derived.h5``)."""
     root = Path(archive_dir)
     if not root.is_dir():
         raise InputError(root, None, "not a folder")
     out = []
     for p in root.rglob("*.h5"):
         rel = p.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file() \
+                or is_derived_file(p):
             continue
         out.append(p)
     return sorted(out)
@@ -69,15 +78,46 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def due_reason(have: dict | None, want: dict, force: bool) -> str | None:
+    """Why a session whose derived data carries fingerprint ``have`` must be processed to get
+    ``want`` (``None``: up to date)."""
+    if have is None:
+        return "never processed"
+    why = []
+    for key, label in (("pipeline_version", "pipeline"), ("config_hash", "config"),
+                       ("reference_id", "reference"), ("reference_sha256", "reference file")):
+        old, new = have.get(key), want.get(key)
+        if old == new or (key == "reference_sha256" and any("reference" in w for w in why)):
+            continue
+        if key.endswith(("hash", "sha256")):
+            old, new = (str(old)[:12] if old else old), str(new)[:12]
+        why.append(f"{label} {old} -> {new}")
+    if why:
+        return "; ".join(why)
+    return "--force" if force else None
+
+
+def _size(path) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
+
+
 @dataclass
 class BatchResult:
     """What :func:`reprocess` did. ``processed``: ``(path, summary)``; ``failed``: ``(path,
-    one-line reason)``; ``skipped``: paths already up to date."""
+    one-line reason)``; ``skipped``: paths not processed (up to date, locked by another writer,
+    done by another run), with ``skip_reasons`` {path: why} for those not simply up to date;
+    ``due``: ``(path, why)`` of every session found due (all that a dry run reports)."""
 
     processed: list
     skipped: list
     failed: list
     elapsed_s: float
+    due: list = field(default_factory=list)
+    skip_reasons: dict = field(default_factory=dict)
+    dry_run: bool = False
 
     @property
     def ok(self) -> bool:
@@ -88,20 +128,50 @@ class BatchResult:
         """One line per failed session, naming it."""
         return [why if str(path) in why else f"{path}: {why}" for path, why in self.failed]
 
+    def skip_lines(self) -> list[str]:
+        """One line per session skipped for a reason other than being up to date."""
+        return [f"{p}: skipped: {why}" for p, why in self.skip_reasons.items()]
+
     def table(self) -> str:
         """The final table (:func:`format_batch`)."""
         return format_batch(len(self.processed), len(self.skipped), len(self.failed),
-                            self.elapsed_s, sum(p.stat().st_size for p, _ in self.processed))
+                            self.elapsed_s, sum(_size(p) for p, _ in self.processed),
+                            sum(int(r.get("bytes_written", 0)) for _, r in self.processed))
+
+    def due_table(self) -> str:
+        """What is due and why (``--dry-run``)."""
+        if not self.due:
+            return "nothing due"
+        w = max(len(str(p)) for p, _ in self.due)
+        return "\n".join([f"{'due'.ljust(w)}  why"] +
+                         [f"{str(p).ljust(w)}  {why}" for p, why in self.due])
+
+    def timing_table(self) -> str:
+        """Per-session timings of the processed sessions (s): read, compute, write, total, and
+        the MB written (the derived file); slowest last."""
+        if not self.processed:
+            return ""
+        rows = sorted(self.processed, key=lambda pr: pr[1].get("timing", {}).get("total_s", 0))
+        w = max(7, max(len(Path(p).name) for p, _ in rows))
+        lines = [f"{'session'.ljust(w)}  {'read s':>7}  {'compute s':>9}  {'write s':>7}  "
+                 f"{'total s':>7}  {'written MB':>10}"]
+        for p, r in rows:
+            t = r.get("timing", {})
+            lines.append(f"{Path(p).name.ljust(w)}  {t.get('read_s', 0):7.2f}  "
+                         f"{t.get('compute_s', 0):9.2f}  {t.get('write_s', 0):7.2f}  "
+                         f"{t.get('total_s', 0):7.2f}  "
+                         f"{int(r.get('bytes_written', 0)) / 1e6:10.3f}")
+        return "\n".join(lines)
 
 
 def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_path=None,
-              progress: bool = True) -> BatchResult:
+              progress: bool = True, dry_run: bool = False, out=None) -> BatchResult:
     """Process every session in ``archive_dir`` on a dask cluster.
 
     Parameters
     ----------
     archive_dir : str or os.PathLike
-        Folder searched recursively for ``*.h5`` archives.
+        Folder searched recursively for ``*.h5`` sessions.
     scheduler : str, optional
         ``tcp://HOST:PORT`` of an existing scheduler (else ``DASK_SCHEDULER_ADDRESS``, else a
         ``LocalCluster``).
@@ -112,7 +182,11 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
     config_path : str, optional
         Lab TOML (``None`` = the shipped simulated lab).
     progress : bool
-        Show ``distributed.progress`` while the batch runs.
+        Report progress with an ETA on ``out`` while the batch runs.
+    dry_run : bool
+        Only find what is due and why (``BatchResult.due``); start no cluster, write nothing.
+    out : file, optional
+        Where progress goes (default ``sys.stderr``).
 
     Returns
     -------
@@ -120,78 +194,189 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
         One failing session never stops the batch: it is listed in ``failed``.
     """
     t0 = time.perf_counter()
+    started_unix = time.time()
     settings = load_settings(config_path)  # a config error stops here, before any session
     want = settings.fingerprint()
     sessions = find_sessions(archive_dir)
-    skipped, failed, todo = [], [], []
+    skipped, failed, todo, due = [], [], [], []
     for path in sessions:
         try:
-            have = derived_fingerprint(path)
+            why = due_reason(derived_fingerprint(path), want, force)
+            if why is not None and dry_run:
+                old = migration_needed(path)
+                if old:
+                    why += f"; migrated on write ({', '.join(old)})"
         except (TreadlabError, OSError) as exc:
             failed.append((path, _one_line(exc)))
             continue
-        if not force and have == want:
+        if why is None:
             skipped.append(path)
         else:
             todo.append(path)
+            due.append((path, why))
     log.info("%d sessions: %d to process, %d up to date, %d unreadable",
              len(sessions), len(todo), len(skipped), len(failed))
+    if dry_run:
+        return BatchResult([], skipped, failed, time.perf_counter() - t0, due=due, dry_run=True)
 
-    processed = []
+    processed, skip_reasons = [], {}
     if todo:
         client, cluster = _client(scheduler, workers)
         try:
-            processed, lost = _run_batch(client, todo, settings, progress)
+            done, lost = _run_batch(client, todo, settings, progress, force=force,
+                                    started_unix=started_unix, out=out)
             failed.extend(lost)
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
+        for path, summary in done:
+            if "skipped" in summary:
+                skipped.append(path)
+                skip_reasons[path] = summary["skipped"]
+            else:
+                processed.append((path, summary))
 
-    return BatchResult(processed, skipped, failed, time.perf_counter() - t0)
+    return BatchResult(processed, skipped, failed, time.perf_counter() - t0, due=due,
+                       skip_reasons=skip_reasons)
 
 
-def _run_batch(client, todo: list, settings, progress: bool):
+def _fmt_s(seconds: float) -> str:
+    seconds = int(round(max(0.0, seconds)))
+    h, rem = divmod(seconds, 3600)
+    return f"{h}:{rem // 60:02d}:{rem % 60:02d}"
+
+
+class _Progress:
+    """``[12/40]  30 %  run3.h5  elapsed 0:00:14  ETA 0:00:33``: on a terminal one line
+    rewritten per session, else a line for the first and last session and at most one every
+    10 s between."""
+
+    def __init__(self, total: int, out):
+        self.total, self.out, self.done = total, out, 0
+        self.t0 = time.monotonic()
+        self.last = 0.0
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+
+    def step(self, name: str) -> None:
+        self.done += 1
+        now = time.monotonic()
+        elapsed = now - self.t0
+        eta = elapsed / self.done * (self.total - self.done)
+        line = (f"[{self.done:>{len(str(self.total))}}/{self.total}] "
+                f"{100 * self.done / self.total:3.0f} %  {name}  elapsed {_fmt_s(elapsed)}  "
+                f"ETA {_fmt_s(eta)}")
+        if self.tty:
+            print("\r" + line.ljust(79), end="" if self.done < self.total else "\n",
+                  file=self.out, flush=True)
+        elif self.done in (1, self.total) or now - self.last >= 10:
+            print(line, file=self.out, flush=True)
+            self.last = now
+
+
+def _run_batch(client, todo: list, settings, progress: bool, *, force: bool = False,
+               started_unix: float | None = None, out=None):
     """Map :func:`treadlab.pipeline.graph.run_session` over ``todo``: one task per session.
 
     Workers receive the path (and the few-kB settings) and open the archive themselves. Every
-    task is submitted in one ``client.map`` message and the results come back in one
-    ``gather``; only a failed session costs another round trip (its exception). Returns
-    ``(processed, failed)`` as lists of ``(path, summary)`` and ``(path, one-line reason)``.
+    task is submitted in one ``client.map`` message; results are taken as they complete (for
+    the progress line and its ETA). Returns ``(done, failed)``: lists of ``(path, summary)``
+    (a summary holding ``"skipped"`` for a session another writer held or had done) and of
+    ``(path, one-line reason)``.
     """
-    from distributed import wait  # distributed takes ~1 s to import: only when a batch runs
+    from distributed import as_completed  # distributed takes ~1 s to import: only for a batch
 
-    futures = client.map(run_session, [str(p) for p in todo], settings=settings,
+    futures = client.map(run_session, [str(p) for p in todo], settings=settings, force=force,
+                         run_started_unix_s=started_unix,
                          key=[f"treadlab-session-{p.stem}-{uuid.uuid4().hex[:12]}"
                               for p in todo])
-    if progress:
-        from distributed import progress as progress_bar  # lazy, as above
-
-        progress_bar(futures)
-        print(file=sys.stdout, flush=True)
-    wait(futures)
-    done = [i for i, fut in enumerate(futures) if fut.status == "finished"]
-    results = client.gather([futures[i] for i in done]) if done else []
-    processed = [(todo[i], r) for i, r in zip(done, results)]
-    failed = []
-    for path, fut in zip(todo, futures):
+    index = {fut.key: i for i, fut in enumerate(futures)}
+    bar = _Progress(len(todo), out or sys.stderr) if progress else None
+    done, failed = [], []
+    for fut in as_completed(futures):
+        path = todo[index[fut.key]]
         if fut.status == "finished":
-            continue
-        try:
-            exc = fut.exception()
-        except Exception as err:  # cancelled, lost worker
-            exc = err
-        failed.append((path, _one_line(exc) if exc else fut.status))
-    return processed, failed
+            done.append((path, fut.result()))
+        else:
+            try:
+                exc = fut.exception()
+            except Exception as err:  # cancelled, lost worker
+                exc = err
+            failed.append((path, _one_line(exc) if exc else fut.status))
+        if bar is not None:
+            bar.step(path.name)
+        fut.release()
+    return done, failed
 
 
 def format_batch(n_processed: int, n_skipped: int, n_failed: int, elapsed_s: float,
-                 bytes_processed: int) -> str:
-    """The final table: counts, wall time and throughput (sessions/s, MB/s of archives)."""
+                 bytes_processed: int, bytes_written: int = 0) -> str:
+    """The final table: counts, wall time, throughput (sessions/s, MB/s of sessions read) and
+    the bytes written (derived files only)."""
     rate = n_processed / elapsed_s if elapsed_s > 0 else 0.0
     mb_s = bytes_processed / 1e6 / elapsed_s if elapsed_s > 0 else 0.0
+    share = (f" ({100 * bytes_written / bytes_processed:.1f} % of the sessions' bytes)"
+             if bytes_processed else "")
     rows = [("processed", str(n_processed)), ("skipped (up to date)", str(n_skipped)),
             ("failed", str(n_failed)), ("time", f"{elapsed_s:.1f} s"),
-            ("throughput", f"{rate:.2f} sessions/s, {mb_s:.1f} MB/s")]
+            ("throughput", f"{rate:.2f} sessions/s, {mb_s:.1f} MB/s"),
+            ("written", f"{bytes_written / 1e6:.1f} MB{share}")]
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(w)}  {v}" for k, v in rows)
+
+
+@dataclass
+class MigrateResult:
+    """What :func:`migrate_archive` did: ``migrated`` ``(path, [changes])``, ``current``
+    paths already in the current layout, ``skipped`` ``(path, why)`` (locked by another
+    writer), ``failed`` ``(path, one-line reason)``."""
+
+    migrated: list
+    current: list
+    skipped: list
+    failed: list
+
+    @property
+    def ok(self) -> bool:
+        """True when no session failed."""
+        return not self.failed
+
+    @property
+    def lines(self) -> list[str]:
+        """One line per session changed or skipped."""
+        return ([f"{p}: {'; '.join(why)}" for p, why in self.migrated] +
+                [f"{p}: skipped: {why}" for p, why in self.skipped])
+
+    def failure_lines(self) -> list[str]:
+        """One line per failed session, naming it."""
+        return [why if str(path) in why else f"{path}: {why}" for path, why in self.failed]
+
+
+def migrate_archive(archive_dir, dry_run: bool = False) -> MigrateResult:
+    """``treadlab migrate DIR``: :func:`treadlab.acquisition.archive.migrate_session` on every
+    session under ``archive_dir``, each under its session lock (a session another writer holds
+    is skipped with a message). Idempotent and crash-safe (docs/archive.md §8)."""
+    from treadlab.acquisition.archive import SessionLocked, acquire, migrate_session
+
+    out = MigrateResult([], [], [], [])
+    for path in find_sessions(archive_dir):
+        try:
+            why = migration_needed(path)
+            if not why:
+                out.current.append(path)
+                continue
+            if dry_run:
+                out.migrated.append((path, why))
+                continue
+            try:
+                lock = acquire(path, "migrate")
+            except SessionLocked as exc:
+                out.skipped.append((path, exc.message))
+                continue
+            try:
+                out.migrated.append((path, migrate_session(path)))
+            finally:
+                lock.release()
+        except (TreadlabError, OSError) as exc:
+            out.failed.append((path, _one_line(exc)))
+    return out

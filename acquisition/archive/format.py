@@ -15,7 +15,25 @@ import h5py
 import numpy as np
 
 FORMAT = "treadlab.session"
-FORMAT_VERSION = 1
+#: 2: ``/derived`` lives in its own file beside the session (``NAME.derived.h5``), reached
+#: from the session through an HDF5 external link; force-plate ``origin`` and ``corners`` are
+#: datasets with named dimensions. 1: ``/derived`` inside the session file (docs/archive.md §7).
+FORMAT_VERSION = 2
+#: ``format`` root attribute of a derived file.
+DERIVED_FORMAT = "treadlab.derived"
+#: How a derived file's name ends: ``run3.h5`` → ``run3.derived.h5``.
+DERIVED_SUFFIX = ".derived.h5"
+
+
+def derived_path(path) -> Path:
+    """The derived file of session ``path``: ``<stem>.derived.h5`` in the same folder."""
+    path = Path(path)
+    return path.with_name(path.stem + DERIVED_SUFFIX)
+
+
+def is_derived_file(path) -> bool:
+    """True for a derived file (``*.derived.h5``), which is never a session of its own."""
+    return Path(path).name.endswith(DERIVED_SUFFIX)
 
 
 @dataclass

@@ -41,6 +41,7 @@ import numpy as np
 
 from treadlab.acquisition import archive
 from treadlab.acquisition.archive import clear_status_flags
+from treadlab.acquisition.archive.lock import lock_path
 from treadlab.acquisition.capture.clock import fit_clock
 from treadlab.config import software_version
 from treadlab.config.constants import G
@@ -64,23 +65,14 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def lock_path(path) -> Path:
-    """The lock file a recording holds beside its archive (``<name>.h5.lock``)."""
-    path = Path(path)
-    return path.with_name(path.name + ".lock")
-
-
-def _hold_lock(path) -> int:
-    """Create and ``flock`` the lock file; the kernel releases it if the process dies."""
-    fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+def _hold_lock(path) -> archive.SessionLock:
+    """Take the session lock (docs/archive.md §7) for the capture; the kernel releases it if
+    the process dies."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise InputError(path, None, "another capture is recording this session") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
+        return archive.acquire(path, "capture")
+    except archive.SessionLocked as exc:
+        raise InputError(path, None, f"another writer holds this session: "
+                                     f"{archive.describe_owner(exc.owner)}") from None
 
 
 def _writer_alive(path) -> bool:
@@ -190,7 +182,7 @@ class Recorder:
         self.written = {"force": 0, "markers": 0, "log": 0}
         self.flushes = 0
         self.last_flush_host: float | None = None
-        self._lock_fd: int | None = None
+        self._lock_fd: archive.SessionLock | None = None
         self.reserve_bytes = int(reserve_bytes)
         self._reserve = self.path.with_name(f".{self.path.name}.reserve")
 
@@ -229,6 +221,7 @@ class Recorder:
                 for key, value in self._subject.items():
                     g.attrs[key] = archive.to_attr(value)
             ds = archive.create_raw_layout(f, device_time=True, log=True, **self._layout_kw)
+            archive.link_derived(f, archive.derived_path(self.path).name)
             ds.update(_create_acquisition_datasets(f))
             f["raw"].attrs["clock_t0_host_s"] = float(self.t0_host)
             f["raw"].attrs["clock"] = ("session clock = host time (time.monotonic) - "
@@ -373,11 +366,8 @@ class Recorder:
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
-            try:
-                lock_path(self.path).unlink(missing_ok=True)
-            finally:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+            self._lock_fd.release()
+            self._lock_fd = None
 
     # --- the writer thread ----------------------------------------------------------------
 
