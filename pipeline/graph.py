@@ -28,12 +28,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import dask
+import h5py
 import numpy as np
 from dask import delayed
 from dask.base import tokenize
 
 from treadlab.acquisition.archive import (SessionLocked, acquire, attr, derived_group,
-                                          describe_owner, open_archive,
+                                          derived_path, describe_owner, open_archive,
                                           read_force, read_markers, read_meta, session_lock,
                                           write_derived)
 from treadlab.config import load_lab, software_version
@@ -370,6 +371,9 @@ def derived_fingerprint(path, with_time: bool = False) -> dict | None:
     processed). Reads attributes only (of the derived file, through the session's link).
     ``with_time`` adds ``processed_unix_s`` (s since 1970, None when absent)."""
     with open_archive(path) as f:
+        link = f.get("derived", getlink=True)
+        if isinstance(link, h5py.ExternalLink) and link.filename != derived_path(path).name:
+            return None  # renamed or copied: its derived file is another name's (relinked on write)
         g = derived_group(f)
         if g is None:
             return None

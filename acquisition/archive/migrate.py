@@ -40,21 +40,32 @@ def derived_target(path) -> tuple[Path | None, str]:
     with open_archive(path) as f:
         link = f.get("derived", getlink=True)
         sid = str(attr(f, "session_id", "") or "")
-        if isinstance(link, h5py.ExternalLink) and link.path == "/derived":
+        if _link_ok(link, path):
             return path.parent / link.filename, sid
         return None, sid
+
+
+def _link_ok(link, path) -> bool:
+    """The link a session at ``path`` should have: to ``<stem>.derived.h5:/derived``. A session
+    renamed or copied keeps the link to the old name: relinked by :func:`migrate_session`."""
+    return (isinstance(link, h5py.ExternalLink) and link.path == "/derived"
+            and link.filename == derived_path(path).name)
 
 
 def migration_needed(path) -> list[str]:
     """What :func:`migrate_session` would change in ``path`` (empty: current layout)."""
     with open_archive(path) as f:
-        return _needed(f)
+        return _needed(f, path)
 
 
-def _needed(f) -> list[str]:
+def _needed(f, path) -> list[str]:
     why = []
     link = f.get("derived", getlink=True)
-    if not isinstance(link, h5py.ExternalLink):
+    if isinstance(link, h5py.ExternalLink):
+        if not _link_ok(link, path):
+            why.append(f"/derived links {link.filename}, not {derived_path(path).name} "
+                       "(session renamed or copied)")
+    else:
         why.append("/derived inside the session file" if link is not None
                    else "no /derived link")
     fg = f.get("raw/force")
@@ -106,20 +117,24 @@ def migrate_session(path, *, derived: tuple | None = None) -> list[str]:
 
     path = Path(path)
     with open_archive(path) as f:
-        why = _needed(f)
+        why = _needed(f, path)
         if not why and derived is None:
             return []
         if attr(f, "status") == "recording":
             raise InputError(path, "/@status", "'recording': run `treadlab recover` first")
         sid = str(attr(f, "session_id", "") or "")
         if derived is None:
-            link = f.get("derived", getlink=True)
-            if link is not None and not isinstance(link, h5py.ExternalLink):
-                try:
-                    data = read_derived_from(f)
+            # the derived data the session has now: in the file (format 1) or in the derived
+            # file its link names (a renamed or copied session)
+            try:
+                data = read_derived_from(f)
+                if data is not None:
                     data["units"] = _units_of(f["derived"])
-                except (KeyError, ValueError, TypeError, OSError) as exc:
-                    raise InputError(path, "/derived", f"unreadable: {one_line(exc)}") from None
+            except InputError:
+                data = None  # a derived file of another session: not carried over
+            except (KeyError, ValueError, TypeError, OSError) as exc:
+                raise InputError(path, "/derived", f"unreadable: {one_line(exc)}") from None
+            if data is not None:
                 derived = (data, dict(data.get("attrs") or {}))
     if derived is not None:
         data, attrs = derived
