@@ -192,6 +192,23 @@ def to_attr(value):
     return value
 
 
+#: Ending of the attribute holding the shape of a multi-dimensional array attribute that is
+#: stored flattened (netCDF attributes are 1-D): ``c3d_axes`` (9,) + ``c3d_axes__shape`` [3, 3].
+SHAPE_SUFFIX = "__shape"
+
+
+def put_attr(obj, key: str, value) -> None:
+    """Set attribute ``key`` of an HDF5 object portably (:func:`to_attr`). A numeric array of
+    2 or more dimensions is stored flattened with its shape in ``key + "__shape"``, because
+    netCDF (ncdump, netCDF4, MATLAB's ncread, R's ncdf4) cannot read multi-dimensional
+    attributes; :func:`attrs_of` restores the shape."""
+    value = to_attr(value)
+    if isinstance(value, np.ndarray) and value.ndim > 1 and value.dtype.kind in "biuf":
+        obj.attrs[key + SHAPE_SUFFIX] = np.asarray(value.shape, dtype=np.int64)
+        value = value.ravel()
+    obj.attrs[key] = value
+
+
 def from_attr(value):
     """h5py attribute value → plain Python (str, int, float, list[str]) or a NumPy array."""
     if isinstance(value, bytes):
@@ -209,8 +226,14 @@ def from_attr(value):
 
 
 def attrs_of(obj) -> dict:
-    return {k: from_attr(v) for k, v in obj.attrs.items()
-            if k not in ("DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid")}
+    out = {k: from_attr(v) for k, v in obj.attrs.items()
+           if k not in ("DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid")}
+    for key in [k for k in out if k.endswith(SHAPE_SUFFIX)]:
+        base = key[:-len(SHAPE_SUFFIX)]
+        shape = out.pop(key)
+        if base in out:
+            out[base] = np.asarray(out[base]).reshape([int(n) for n in np.atleast_1d(shape)])
+    return out
 
 
 def read_array(ds) -> np.ndarray:

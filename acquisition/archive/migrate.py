@@ -139,6 +139,8 @@ def migrate_session(path, *, derived: tuple | None = None) -> list[str]:
     if derived is not None:
         data, attrs = derived
         write_derived_file(path, data, attrs, session_id=sid)
+    elif not derived_path(path).exists():  # the placeholder, so the new link never dangles
+        write_derived_file(path, None, {}, session_id=sid)
     if not why:
         return ["derived file written"]
     with atomic_h5(path, copy_from=path) as f:

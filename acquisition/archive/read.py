@@ -90,6 +90,8 @@ def derived_group(f):
         if mine and theirs and str(mine) != str(theirs):
             raise InputError(target, "/@session_id",
                              f"belongs to session {theirs}, not to {f.filename}'s {mine}")
+    if not len(g) and attr(g, "status") == "not processed":
+        return None  # the placeholder written with the session
     return g
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from treadlab.acquisition.archive.atomic import atomic_h5, atomic_write
 from treadlab.acquisition.archive.format import (COMPONENTS,
     DERIVED_ANGLES_GZIP_LEVEL, DERIVED_FORMAT, DERIVED_UNITS, FORMAT, FORMAT_VERSION, LIBVER,
-    Session, derived_path,
+    Session, derived_path, put_attr,
     WRENCH_UNITS, attach_scales, chunk_rows, make_scale, new_dataset, to_attr, utc_now,
     write_array)
 from treadlab.config import software_version
@@ -229,10 +229,11 @@ def write_session(path, session: Session, *, self_contained: bool = False) -> Pa
         with atomic_h5(path, libver=LIBVER) as f:
             write_session_into(f, session)
     else:
-        if session.derived:
-            attrs = dict(session.derived.get("attrs") or {})
-            write_derived_file(path, session.derived, attrs,
-                               session_id=_root_attrs_id(session))
+        # the derived file exists from the start (empty until processed): netCDF-C cannot open
+        # a file with a dangling external link
+        write_derived_file(path, session.derived or None,
+                           dict((session.derived or {}).get("attrs") or {}),
+                           session_id=_root_attrs_id(session))
         with atomic_h5(path, libver=LIBVER) as f:
             write_session_into(f, session, derived_link=derived_path(path).name)
     log.debug("wrote %s", path)
@@ -261,7 +262,7 @@ def write_session_into(f: h5py.File, session: Session, *, derived_link: str | No
     ``session.derived`` is stored inside ``f`` (a self-contained file: exports)."""
     for key, value in _root_attrs(session).items():
         if value is not None:
-            f.attrs[key] = to_attr(value)
+            put_attr(f, key, value)
     fo, mk = session.force, session.markers
     wrench = np.asarray(fo.wrench, dtype=np.float32)
     counts = None if fo.counts is None else np.asarray(fo.counts)
@@ -294,7 +295,7 @@ def write_session_into(f: h5py.File, session: Session, *, derived_link: str | No
         g = f.create_group("subject")
         for key, value in session.subject.items():
             if value is not None:
-                g.attrs[key] = to_attr(value)
+                put_attr(g, key, value)
     if session.truth:
         _write_truth(f, session.truth)
     if session.reference:
@@ -310,7 +311,7 @@ def _write_truth(f, truth: dict) -> None:
     params = g.create_group("params")
     for key, value in (truth.get("params") or {}).items():
         if value is not None:
-            params.attrs[key] = to_attr(value)
+            put_attr(params, key, value)
     _write_rows(g, "steps", truth.get("steps") or {}, "step")
     for key, value in truth.items():
         if key not in ("params", "steps") and value is not None:
@@ -367,11 +368,11 @@ def _write_reference(f, reference: dict) -> None:
             sub = g.create_group(key)
             for k2, v2 in value.items():
                 if isinstance(v2, (str, int, float, bool, np.generic)):
-                    sub.attrs[k2] = to_attr(v2)
+                    put_attr(sub, k2, v2)
                 else:
                     write_array(sub, k2, np.asarray(v2), "1")
         else:
-            g.attrs[key] = to_attr(value)
+            put_attr(g, key, value)
 
 
 def write_derived_into(f, derived: dict, attrs: dict) -> None:
@@ -382,7 +383,7 @@ def write_derived_into(f, derived: dict, attrs: dict) -> None:
     attrs.setdefault("processed_utc", utc_now())
     for key, value in attrs.items():
         if value is not None:
-            g.attrs[key] = to_attr(value)
+            put_attr(g, key, value)
     units = {**DERIVED_UNITS, **dict(derived.get("units") or {})}
     for key, value in derived.items():
         if value is None or key in ("units", "attrs"):
@@ -425,7 +426,11 @@ def write_derived_file(session_path, derived: dict, attrs: dict, *, session_id: 
     """Write the derived file of ``session_path`` (``<stem>.derived.h5``, or ``target``),
     atomically: root attributes ``format="treadlab.derived"``, ``format_version``,
     ``session_id`` and ``session_file``, and the group ``/derived``. Built in memory and written
-    by plain I/O (a full disk is one ``OSError``; the previous derived file stays)."""
+    by plain I/O (a full disk is one ``OSError``; the previous derived file stays).
+
+    ``derived=None`` writes the placeholder of a session not processed yet: an empty
+    ``/derived`` with ``status="not processed"`` (readers treat it as no derived data), so the
+    session's external link never dangles (netCDF-C refuses a file whose link dangles)."""
     session_path = Path(session_path)
     target = derived_path(session_path) if target is None else Path(target)
     with atomic_h5(target, libver=LIBVER) as f:
@@ -434,7 +439,10 @@ def write_derived_file(session_path, derived: dict, attrs: dict, *, session_id: 
         f.attrs["session_id"] = str(session_id)
         f.attrs["session_file"] = session_path.name
         f.attrs["software"] = software_version()
-        write_derived_into(f, derived, attrs)
+        if derived is None:
+            f.create_group("derived").attrs["status"] = "not processed"
+        else:
+            write_derived_into(f, derived, attrs)
     return target
 
 

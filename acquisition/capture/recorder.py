@@ -202,6 +202,15 @@ class Recorder:
             self._release_lock()
             raise InputError(self.path, None, f"no room to record on this disk "
                                               f"({exc.strerror or exc}); nothing recorded") from None
+        self._attrs.setdefault("session_id", str(uuid.uuid4()))
+        try:  # the empty derived file the session links to (docs/archive.md §7)
+            archive.write_derived_file(self.path, None, {},
+                                       session_id=str(self._attrs["session_id"]))
+        except OSError as exc:
+            self._release_lock()
+            self._drop_reserve()
+            raise InputError(self.path, None, f"cannot write the derived file "
+                                              f"({exc.strerror or exc}); nothing recorded") from None
         f = h5py.File(self.path, "w", libver=archive.LIBVER)
         try:
             attrs = dict(self._attrs)

@@ -326,13 +326,14 @@ def test_write_derived_round_trip_and_replace(session_file):
 
 
 def test_write_derived_failure_leaves_original(session_file):
-    before = session_file.read_bytes()
+    write_derived(session_file, make_derived(), {"pipeline_version": "0.1", "config_hash": "x"})
+    before = session_file.read_bytes(), derived_path(session_file).read_bytes()
     bad = make_derived()
     bad["contacts"]["t_off"] = np.zeros(3)  # columns of different lengths
     with pytest.raises(ValueError):
-        write_derived(session_file, bad, {"pipeline_version": "0.1", "config_hash": "x"})
-    assert session_file.read_bytes() == before
-    assert sorted(p.name for p in session_file.parent.iterdir()) == ["s.h5"]
+        write_derived(session_file, bad, {"pipeline_version": "0.2", "config_hash": "y"})
+    assert (session_file.read_bytes(), derived_path(session_file).read_bytes()) == before
+    assert sorted(p.name for p in session_file.parent.iterdir()) == ["s.derived.h5", "s.h5"]
 
 
 _KILLED_WRITER = """
@@ -357,7 +358,7 @@ def test_write_derived_killed_leaves_original(session_file):
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     assert session_file.read_bytes() == before  # the session file is never written
-    assert not derived_path(session_file).exists()
+    assert read_derived(session_file) is None  # still the placeholder written with it
     assert validate_session(session_file) == []
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from treadlab.acquisition.archive import derived_path, validate_session, write_session
+from treadlab.acquisition.archive import read_derived, validate_session, write_session
 from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
 from treadlab.pipeline.reprocess import find_sessions, reprocess
 
@@ -142,7 +142,7 @@ def test_kill_9_leaves_every_archive_valid(archive, scheduler):
         # kill as soon as the first derived file has been written (mid-batch), or after 60 s
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            if any(derived_path(p).exists() for p in before):
+            if any(read_derived(p) is not None for p in before):
                 break
             time.sleep(0.05)
         time.sleep(0.05)

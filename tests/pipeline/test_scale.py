@@ -106,8 +106,7 @@ def test_dry_run_lists_what_is_due_and_why(archive, tmp_path):
     due = {p.name: why for p, why in result.due}
     assert set(due) == {"run1.h5", "run2.h5", "run3.h5"}
     assert due["run1.h5"] == "never processed"
-    assert not any(derived_path(p).exists() for p in find_sessions(archive)
-                   if p.name != "run0.h5")
+    assert not any(read_derived(p) for p in find_sessions(archive) if p.name != "run0.h5")
     # a different config is named as the reason
     cfg = tmp_path / "lab.toml"
     src = Path(__file__).resolve().parents[2] / "config" / "lab_simulated.toml"
@@ -151,7 +150,7 @@ def test_lock_live_owner_named_then_stale_owner_taken_over(archive, caplog):
         assert result.ok
         assert [p.name for p in result.skip_reasons] == ["run2.h5"]
         assert f"pid {proc.pid}" in result.skip_lines()[0]
-        assert not derived_path(path).exists()
+        assert read_derived(path) is None
         with pytest.raises(Exception, match="locked by capture"):
             process_session(path, lock_wait_s=0.2)
     finally:
@@ -192,8 +191,7 @@ def test_kill_9_at_random_points_raw_unchanged_derived_old_or_new(archive):
     kills = 0
     deadline = time.monotonic() + 25
     while time.monotonic() < deadline or kills < 4:
-        seen = {p: (_sha(derived_path(p)) if derived_path(p).exists() else None)
-                for p in sessions}
+        seen = {p: read_derived(p) is not None for p in sessions}
         proc = subprocess.Popen([PY, "-c", _WRITER, *map(str, sessions)],
                                 stdout=subprocess.PIPE, text=True)
         try:
@@ -205,12 +203,12 @@ def test_kill_9_at_random_points_raw_unchanged_derived_old_or_new(archive):
         kills += 1
         for p in sessions:
             assert _sha(p) == raw[p], f"{p.name}: raw bytes changed"
-            dp = derived_path(p)
-            if seen[p] is None and not dp.exists():
-                continue  # never written: still unprocessed
-            assert dp.exists(), f"{p.name}: derived file lost"
+            assert derived_path(p).exists(), f"{p.name}: derived file lost"
             assert validate_session(p) == [], p
             d = read_derived(p)  # old or new: complete either way
+            if d is None:
+                assert not seen[p], f"{p.name}: processed derived data lost"
+                continue  # still the placeholder: not processed yet
             assert d["contacts"]["t_strike"].size > 0
         # leftovers are hidden temporary files only, never sessions
         assert find_sessions(archive) == sessions
