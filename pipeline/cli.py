@@ -82,7 +82,7 @@ def _cmd_reprocess(args) -> int:
     from treadlab.pipeline.reprocess import reprocess
 
     return reprocess(args.archive, scheduler=args.scheduler, workers=args.workers,
-                     force=args.force, config_path=args.config)
+                     force=args.force, config_path=args.config, dry_run=args.dry_run)
 
 
 def _cmd_export(args) -> int:
@@ -216,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, help="local worker processes (default: cores)")
     s.add_argument("--force", action="store_true", help="reprocess sessions already up to date")
     s.add_argument("--config", help="lab TOML")
+    s.add_argument("--dry-run", action="store_true",
+                   help="list the sessions that are due and why; process nothing")
     s.set_defaults(func=_cmd_reprocess)
 
     s = sub.add_parser("export", help="anonymised copies for collaborating labs")
