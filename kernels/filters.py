@@ -25,8 +25,9 @@ from treadlab.kernels._compiled import compiled
 
 __all__ = ["butter_sos", "lowpass", "sosfiltfilt", "sosfilt_zi", "padlen", "min_finite"]
 
-#: Bytes of float64 scratch the kernel may use: ``(n + 2 padlen) × b`` for ``b`` channels
-#: filtered side by side (at least one channel, at most :data:`_MAX_BLOCK`).
+#: Bytes of float64 scratch the kernel may use when the output is float32 or is the input:
+#: ``(n + 2 padlen) × b`` for ``b`` channels filtered side by side (at least one channel, at
+#: most :data:`_MAX_BLOCK`). A float64 output filters in place and needs no such scratch.
 _WORK_BYTES = 48 << 20
 _MAX_BLOCK = 8  # the kernel's MAX_LANES
 
@@ -139,10 +140,16 @@ def sosfiltfilt(sos, x, *, dtype=np.float64, out: np.ndarray | None = None) -> n
     x2 = x.reshape(n, -1)  # a view when x is contiguous (in place: the same memory as out)
     o2 = out.reshape(n, -1)  # a view: out is C-contiguous
     p = padlen(sos)
-    block = int(min(_MAX_BLOCK, x2.shape[1], max(1, _WORK_BYTES // ((n + 2 * p) * 8))))
-    work = np.empty((n + 2 * p, block), dtype=np.float64)
+    lanes = min(_MAX_BLOCK, x2.shape[1])
+    # float64 out that is not x: filtered inside out, scratch only for the extensions
+    in_out = dtype == np.float64 and not np.may_share_memory(x2, o2)
+    if in_out:
+        work = np.empty((2 * p, lanes), dtype=np.float64)
+    else:
+        lanes = int(min(lanes, max(1, _WORK_BYTES // ((n + 2 * p) * 8))))
+        work = np.empty((n + 2 * p, lanes), dtype=np.float64)
     compiled("_filters_cy")._sosfiltfilt_cy(sos, sosfilt_zi(sos), x2, o2, p, min_finite(sos),
-                                            work)
+                                            work, in_out)
     return out
 
 

@@ -78,23 +78,56 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def due_reason(have: dict | None, want: dict, force: bool) -> str | None:
-    """Why a session whose derived data carries fingerprint ``have`` must be processed to get
-    ``want`` (``None``: up to date)."""
+def due_reason(have: dict | None, want: dict, force: bool = False) -> str | None:
+    """Why a session with derived fingerprint ``have`` must be processed to reach ``want``
+    (:meth:`RunSettings.fingerprint`), or None when it is up to date.
+
+    Parameters
+    ----------
+    have : dict or None
+        ``pipeline_version``, ``config_hash``, ``reference_id``, ``reference_sha256`` as stored
+        (:func:`treadlab.pipeline.graph.derived_fingerprint`); None: never processed.
+    want : dict
+        The same keys, as this run would write them.
+    force : bool
+        Up-to-date sessions are due too (reason ``"forced"``).
+
+    Returns
+    -------
+    str or None
+        e.g. ``"never processed"``, ``"pipeline treadlab 0.1.0 pipeline 1 -> treadlab 0.1.0
+        pipeline 2; config 1a2b3c4d -> 5e6f7a8b"``; several differences are joined by ``"; "``.
+    """
     if have is None:
         return "never processed"
     why = []
-    for key, label in (("pipeline_version", "pipeline"), ("config_hash", "config"),
-                       ("reference_id", "reference"), ("reference_sha256", "reference file")):
-        old, new = have.get(key), want.get(key)
-        if old == new or (key == "reference_sha256" and any("reference" in w for w in why)):
-            continue
-        if key.endswith(("hash", "sha256")):
-            old, new = (str(old)[:12] if old else old), str(new)[:12]
-        why.append(f"{label} {old} -> {new}")
+    if have.get("pipeline_version") != want.get("pipeline_version"):
+        why.append(f"pipeline {have.get('pipeline_version') or '?'} -> "
+                   f"{want.get('pipeline_version')}")
+    if have.get("config_hash") != want.get("config_hash"):
+        why.append(f"config {_short(have.get('config_hash'))} -> "
+                   f"{_short(want.get('config_hash'))}")
+    if have.get("reference_id") != want.get("reference_id"):
+        why.append(f"reference {have.get('reference_id') or '?'} -> {want.get('reference_id')}")
+    elif have.get("reference_sha256") != want.get("reference_sha256"):
+        why.append(f"reference {want.get('reference_id')} changed (sha256 "
+                   f"{_short(have.get('reference_sha256'))} -> "
+                   f"{_short(want.get('reference_sha256'))})")
     if why:
         return "; ".join(why)
-    return "--force" if force else None
+    return "forced" if force else None
+
+
+def _short(h) -> str:
+    return str(h)[:8] if h else "?"
+
+
+def _name(path, root) -> str:
+    """``path`` relative to ``root`` when it is inside it."""
+    try:
+        return str(Path(path).relative_to(root)) if root is not None else str(path)
+    except ValueError:
+        return str(path)
 
 
 def _size(path) -> int:
@@ -118,6 +151,8 @@ class BatchResult:
     due: list = field(default_factory=list)
     skip_reasons: dict = field(default_factory=dict)
     dry_run: bool = False
+    root: Path | None = None
+    want: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -139,28 +174,46 @@ class BatchResult:
                             sum(int(r.get("bytes_written", 0)) for _, r in self.processed))
 
     def due_table(self) -> str:
-        """What is due and why (``--dry-run``)."""
-        if not self.due:
-            return "nothing due"
-        w = max(len(str(p)) for p, _ in self.due)
-        return "\n".join([f"{'due'.ljust(w)}  why"] +
-                         [f"{str(p).ljust(w)}  {why}" for p, why in self.due])
+        """The ``--dry-run`` listing: what this run would write, every due session with its
+        reason, the up-to-date count and the unreadable sessions."""
+        want = self.want
+        lines = [f"would write: {want.get('pipeline_version')}, config "
+                 f"{_short(want.get('config_hash'))}, reference {want.get('reference_id')}",
+                 f"due: {len(self.due)} sessions, up to date: {len(self.skipped)}, "
+                 f"unreadable: {len(self.failed)}"]
+        rows = [(_name(p, self.root), why) for p, why in self.due]
+        rows += [(_name(p, self.root), f"unreadable: {why}") for p, why in self.failed]
+        if rows:
+            w = max(len(r[0]) for r in rows)
+            lines += [f"  {name.ljust(w)}  {why}" for name, why in rows]
+        return "\n".join(lines)
 
     def timing_table(self) -> str:
-        """Per-session timings of the processed sessions (s): read, compute, write, total, and
-        the MB written (the derived file); slowest last."""
+        """Per-session table of the processed sessions: wall time on the worker split into
+        read, compute (derive and score) and write, contacts, and the bytes written (the
+        derived file, MB); then the total and the mean."""
         if not self.processed:
             return ""
-        rows = sorted(self.processed, key=lambda pr: pr[1].get("timing", {}).get("total_s", 0))
-        w = max(7, max(len(Path(p).name) for p, _ in rows))
-        lines = [f"{'session'.ljust(w)}  {'read s':>7}  {'compute s':>9}  {'write s':>7}  "
-                 f"{'total s':>7}  {'written MB':>10}"]
-        for p, r in rows:
+        rows = []
+        for p, r in self.processed:
             t = r.get("timing", {})
-            lines.append(f"{Path(p).name.ljust(w)}  {t.get('read_s', 0):7.2f}  "
-                         f"{t.get('compute_s', 0):9.2f}  {t.get('write_s', 0):7.2f}  "
-                         f"{t.get('total_s', 0):7.2f}  "
-                         f"{int(r.get('bytes_written', 0)) / 1e6:10.3f}")
+            rows.append((_name(p, self.root), t.get("total_s"), t.get("read_s"),
+                         t.get("compute_s"), t.get("write_s"), r.get("contacts"),
+                         int(r.get("bytes_written", 0)) / 1e6))
+        w = max([len("session")] + [len(r[0]) for r in rows])
+        lines = [f"{'session'.ljust(w)}  {'seconds':>8}  {'read':>6}  {'compute':>7}  "
+                 f"{'write':>6}  {'contacts':>8}  {'written MB':>10}"]
+
+        def num(v, width, fmt=".2f"):
+            return ("?" if v is None else format(v, fmt)).rjust(width)
+
+        for name, sec, rd, cp, wr, n, mb in rows:
+            lines.append(f"{name.ljust(w)}  {num(sec, 8)}  {num(rd, 6)}  {num(cp, 7)}  "
+                         f"{num(wr, 6)}  {('' if n is None else str(n)):>8}  {mb:>10.3f}")
+        secs = [r[1] for r in rows if r[1] is not None]
+        if secs:
+            lines.append(f"{'total'.ljust(w)}  {sum(secs):>8.2f}  (worker time; mean "
+                         f"{sum(secs) / len(secs):.2f} s, slowest {max(secs):.2f} s)")
         return "\n".join(lines)
 
 
@@ -217,14 +270,15 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
     log.info("%d sessions: %d to process, %d up to date, %d unreadable",
              len(sessions), len(todo), len(skipped), len(failed))
     if dry_run:
-        return BatchResult([], skipped, failed, time.perf_counter() - t0, due=due, dry_run=True)
+        return BatchResult([], skipped, failed, time.perf_counter() - t0, due=due, dry_run=True,
+                           root=Path(archive_dir), want=want)
 
     processed, skip_reasons = [], {}
     if todo:
         client, cluster = _client(scheduler, workers)
         try:
             done, lost = _run_batch(client, todo, settings, progress, force=force,
-                                    started_unix=started_unix, out=out)
+                                    started_unix=started_unix, out=out, root=archive_dir)
             failed.extend(lost)
         finally:
             client.close()
@@ -238,44 +292,32 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
                 processed.append((path, summary))
 
     return BatchResult(processed, skipped, failed, time.perf_counter() - t0, due=due,
-                       skip_reasons=skip_reasons)
+                       skip_reasons=skip_reasons, root=Path(archive_dir), want=want)
 
 
-def _fmt_s(seconds: float) -> str:
-    seconds = int(round(max(0.0, seconds)))
-    h, rem = divmod(seconds, 3600)
-    return f"{h}:{rem // 60:02d}:{rem % 60:02d}"
+def _clock(seconds: float) -> str:
+    s = int(round(max(seconds, 0.0)))
+    if s >= 3600:
+        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
 
 
-class _Progress:
-    """``[12/40]  30 %  run3.h5  elapsed 0:00:14  ETA 0:00:33``: on a terminal one line
-    rewritten per session, else a line for the first and last session and at most one every
-    10 s between."""
-
-    def __init__(self, total: int, out):
-        self.total, self.out, self.done = total, out, 0
-        self.t0 = time.monotonic()
-        self.last = 0.0
-        self.tty = bool(getattr(out, "isatty", lambda: False)())
-
-    def step(self, name: str) -> None:
-        self.done += 1
-        now = time.monotonic()
-        elapsed = now - self.t0
-        eta = elapsed / self.done * (self.total - self.done)
-        line = (f"[{self.done:>{len(str(self.total))}}/{self.total}] "
-                f"{100 * self.done / self.total:3.0f} %  {name}  elapsed {_fmt_s(elapsed)}  "
-                f"ETA {_fmt_s(eta)}")
-        if self.tty:
-            print("\r" + line.ljust(79), end="" if self.done < self.total else "\n",
-                  file=self.out, flush=True)
-        elif self.done in (1, self.total) or now - self.last >= 10:
-            print(line, file=self.out, flush=True)
-            self.last = now
+def format_progress(done: int, total: int, name: str, seconds: float | None,
+                    elapsed_s: float) -> str:
+    """One progress line: ``[ 3/20] subject_a/run1.h5  0.41 s  elapsed 0:02  ETA 0:12``
+    (``FAILED`` instead of the seconds for a failed session, ``skipped`` for one another
+    writer held or had done). The ETA is the mean wall time per finished session so far
+    times the sessions left."""
+    width = len(str(total))
+    took = seconds if isinstance(seconds, str) else (
+        "FAILED" if seconds is None else f"{seconds:.2f} s")
+    eta = elapsed_s / done * (total - done) if done else 0.0
+    return (f"[{done:>{width}}/{total}] {name}  {took}  elapsed {_clock(elapsed_s)}  "
+            f"ETA {_clock(eta)}")
 
 
 def _run_batch(client, todo: list, settings, progress: bool, *, force: bool = False,
-               started_unix: float | None = None, out=None):
+               started_unix: float | None = None, out=None, root=None):
     """Map :func:`treadlab.pipeline.graph.run_session` over ``todo``: one task per session.
 
     Workers receive the path (and the few-kB settings) and open the archive themselves. Every
@@ -291,20 +333,24 @@ def _run_batch(client, todo: list, settings, progress: bool, *, force: bool = Fa
                          key=[f"treadlab-session-{p.stem}-{uuid.uuid4().hex[:12]}"
                               for p in todo])
     index = {fut.key: i for i, fut in enumerate(futures)}
-    bar = _Progress(len(todo), out or sys.stderr) if progress else None
     done, failed = [], []
-    for fut in as_completed(futures):
+    t0 = time.perf_counter()
+    for k, fut in enumerate(as_completed(futures), start=1):
         path = todo[index[fut.key]]
+        took = None
         if fut.status == "finished":
-            done.append((path, fut.result()))
+            summary = fut.result()
+            done.append((path, summary))
+            took = "skipped" if "skipped" in summary else summary["timing"]["total_s"]
         else:
             try:
                 exc = fut.exception()
             except Exception as err:  # cancelled, lost worker
                 exc = err
             failed.append((path, _one_line(exc) if exc else fut.status))
-        if bar is not None:
-            bar.step(path.name)
+        if progress:
+            print(format_progress(k, len(todo), _name(path, root), took,
+                                  time.perf_counter() - t0), file=out or sys.stderr, flush=True)
         fut.release()
     return done, failed
 

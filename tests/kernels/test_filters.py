@@ -48,8 +48,8 @@ def force_like(n, k, rng):
 def markers_like(n, k, rng):
     """(n, k) float64 mm: ±2000 mm trajectories with 1-3 Hz motion and noise."""
     t = np.arange(n) / 200.0
-    return (rng.uniform(-1500, 1500, k) + 300 * np.sin(2 * np.pi * rng.uniform(1, 3, k) * t[:, None])
-            + rng.normal(0, 0.5, (n, k)))
+    motion = 300 * np.sin(2 * np.pi * rng.uniform(1, 3, k) * t[:, None])
+    return rng.uniform(-1500, 1500, k) + motion + rng.normal(0, 0.5, (n, k))
 
 
 def scipy_per_channel_nan_bridge(sos, x):
