@@ -54,8 +54,12 @@ def _cmd_capture(args) -> int:
     # acquisition records; processing the finished session is the pipeline's job
     # (docs/design.md §2: pipeline -> acquisition, never the other way round).
     from treadlab.acquisition.capture.session import run_capture
-    from treadlab.pipeline.graph import process_session
+    from treadlab.pipeline.graph import load_settings, process_session
 
+    if not args.no_process:
+        # thresholds, filters and the [scoring] reference are checked before anything is
+        # recorded: a bad reference file must not surface only after the subject has run
+        load_settings(args.config)
     path = run_capture(config_path=args.config, subject=args.subject,
                        body_mass_kg=args.body_mass, duration_s=args.duration, out_dir=args.out,
                        replay=args.replay)
@@ -188,7 +192,7 @@ def _cmd_validate(args) -> int:
 def _cmd_recover(args) -> int:
     from treadlab.acquisition.capture.recorder import recover
 
-    print(recover(args.session))
+    print(recover(args.session, body_mass_kg=args.body_mass))
     return EXIT_OK
 
 
@@ -385,10 +389,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("session", metavar="FILE.h5", help="the HDF5 file to check")
 
     s = _command(sub, "recover", "make an interrupted capture valid",
-                 "Repair, in place, a capture that was killed: clear the HDF5 write flags, trim "
-                 "the streams to a common length, refit the clocks, mark it interrupted.",
+                 "Repair a capture that was killed or stopped early: clear the HDF5 write flags, "
+                 "keep each stream up to its last consistent row (never cutting a complete "
+                 "file), refit the clocks, mark it interrupted. Works on a copy: the file is "
+                 "replaced only when the result validates, and left unchanged otherwise.",
                  _cmd_recover)
     s.add_argument("session", metavar="FILE.h5", help="the archive a killed capture left")
+    s.add_argument("--body-mass", type=float, metavar="KG",
+                   help="body mass (kg) for a recording too short to estimate it")
 
     s = sub.add_parser("reference", help="reference sets for scoring",
                        description="Reference sets: the healthy means and spreads the cause "

@@ -25,6 +25,7 @@ the source file name with ``keep_identity``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -44,6 +45,7 @@ from treadlab.acquisition.archive import (DERIVED_UNITS, FORMAT_VERSION, LIBVER,
                                           atomic_write, from_attr, read_session,
                                           write_derived_into, write_session_into)
 from treadlab.acquisition.archive.atomic import atomic_h5, unlink_quiet
+from treadlab.acquisition.capture.recorder import require_finished
 from treadlab.acquisition.io.c3d_export import text_values, write_c3d
 from treadlab.config import load_lab
 from treadlab.config.errors import ConfigError, InputError, TreadlabError
@@ -181,6 +183,7 @@ def export_session(path, to_dir, fmt: str = "hdf5", secret: bytes | None = None,
     path = Path(path)
     if not keep_identity and not secret:
         raise ConfigError(None, "export.secret", "no pseudonym secret given")
+    require_finished(path)
     session = read_session(path, derived=True)
     ident = _identity(path, session.attrs, secret, keep_identity)
     if not keep_identity:
@@ -314,8 +317,6 @@ def _scrub_free_text(session):
     """``(session, notes, hide)``: a copy with subject prefixes removed from marker and
     reference-point labels and reference events reduced to :data:`EVENT_KINDS`; ``notes`` says
     what was dropped (counts only); ``hide`` the removed texts that must not survive export."""
-    import dataclasses
-
     notes, hide = [], []
     mk = session.markers
     labels = [str(lb) for lb in mk.labels]

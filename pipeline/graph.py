@@ -37,6 +37,7 @@ from treadlab.acquisition.archive import (SessionLocked, acquire, attr, derived_
                                           derived_path, describe_owner, open_archive,
                                           read_force, read_markers, read_meta, session_lock,
                                           write_derived)
+from treadlab.acquisition.capture.recorder import require_finished
 from treadlab.config import load_lab, software_version
 from treadlab.config.errors import InputError
 from treadlab.config.markers import to_cgm
@@ -352,6 +353,7 @@ def process_session(path, config_path=None, lock_wait_s: float = 10.0) -> dict:
     path = Path(path)
     if not path.exists():
         raise InputError(path, None, "no such file")
+    require_finished(path)
     settings = load_settings(config_path)
     t0 = time.perf_counter()
     try:

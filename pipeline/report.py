@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from treadlab.acquisition.archive import atomic_write, read_session
+from treadlab.acquisition.capture.recorder import require_finished
 from treadlab.config.constants import G
 from treadlab.config.errors import InputError
 
@@ -81,6 +82,7 @@ def make_report(session_path, out_dir) -> str:
 
     matplotlib.use("Agg")
     path = Path(session_path)
+    require_finished(path)
     session = read_session(path, derived=True)
     d = session.derived
     if not d or not d.get("contacts") or "t_strike" not in d["contacts"]:

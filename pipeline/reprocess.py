@@ -20,7 +20,11 @@ default, or on an existing cluster given by ``--scheduler tcp://HOST:PORT`` or t
 - Reports what it does: progress with an ETA while it runs, a per-session timing table at the
   end.
 - A ``kill -9`` at any point leaves each session's derived file either as it was or new.
-  Leftover temporary files are hidden (``.NAME.XXXX.tmp``) and never picked up as sessions.
+  Leftover temporary files are hidden (``.NAME.XXXX.tmp``), never picked up as sessions, and
+  the next run removes those no live process holds
+  (:func:`treadlab.acquisition.archive.atomic.remove_stale_temps`).
+- A session still being recorded (or left ``status="recording"`` by a killed capture) is
+  reported, never processed.
 """
 from __future__ import annotations
 
@@ -32,7 +36,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from treadlab.acquisition.archive import is_derived_file, migration_needed
+from treadlab.acquisition.archive import (describe_owner, is_derived_file, lock_owner,
+                                          migration_needed)
+from treadlab.acquisition.archive.atomic import remove_stale_temps
+from treadlab.acquisition.capture.recorder import require_finished
 from treadlab.config.errors import InputError, TreadlabError
 from treadlab.pipeline.graph import derived_fingerprint, load_settings, run_session
 
@@ -251,9 +258,18 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
     settings = load_settings(config_path)  # a config error stops here, before any session
     want = settings.fingerprint()
     sessions = find_sessions(archive_dir)
-    skipped, failed, todo, due = [], [], [], []
+    if not dry_run:
+        for p in remove_stale_temps(archive_dir):
+            log.warning("%s: removed, a temporary copy left by an interrupted run", p)
+    skipped, failed, todo, due, skip_reasons = [], [], [], [], {}
     for path in sessions:
+        owner = lock_owner(path)
+        if owner is not None:  # a capture recording it, another run processing it
+            skipped.append(path)
+            skip_reasons[path] = f"locked by {describe_owner(owner)}"
+            continue
         try:
+            require_finished(path)
             why = due_reason(derived_fingerprint(path), want, force)
             if why is not None and dry_run:
                 old = migration_needed(path)
@@ -271,9 +287,9 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
              len(sessions), len(todo), len(skipped), len(failed))
     if dry_run:
         return BatchResult([], skipped, failed, time.perf_counter() - t0, due=due, dry_run=True,
-                           root=Path(archive_dir), want=want)
+                           root=Path(archive_dir), want=want, skip_reasons=skip_reasons)
 
-    processed, skip_reasons = [], {}
+    processed = []
     if todo:
         client, cluster = _client(scheduler, workers)
         try:

@@ -11,11 +11,27 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+import h5py
+
+from treadlab.config.errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: Hidden temporary files of :func:`atomic_write` (``.NAME.PID.XXXXXXXX.tmp`` / ``….c3d``) and
+#: of ``recover`` (``.NAME.PID.recover.tmp``): the writer's process id is in the name.
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)\.([a-z0-9_]{8}(\.tmp|\.c3d)|recover\.tmp)$")
+#: Temporary files of earlier versions (no process id): stale once older than this, s.
+_OLD_TEMP_NAME = re.compile(r"^\..+\.h5\.[a-z0-9_]{8}\.tmp$")
+_OLD_TEMP_AGE_S = 3600.0
 
 
 def default_mode() -> int:
@@ -87,7 +103,9 @@ def atomic_write(target, *, copy_from=None, suffix: str = ".tmp") -> Iterator[Pa
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    # the process id in the name: remove_stale_temps() never takes a live writer's file
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=suffix,
+                                dir=target.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -105,6 +123,47 @@ def atomic_write(target, *, copy_from=None, suffix: str = ".tmp") -> Iterator[Pa
     except BaseException:
         unlink_quiet(tmp)
         raise
+
+
+def remove_stale_temps(folder, min_age_s: float = 10.0) -> list[Path]:
+    """Remove the temporary files a killed writer left under ``folder`` (recursively).
+
+    A temporary file of :func:`atomic_write` or ``recover`` carries its writer's process id in
+    its name; one whose process is gone, older than ``min_age_s`` seconds, was left by a
+    process that died (``kill -9``, power loss) and is removed. Returns the files removed.
+    """
+    removed = []
+    now = time.time()
+    for p in Path(folder).rglob(".*"):
+        m = _TEMP_NAME.match(p.name)
+        old = m is None and _OLD_TEMP_NAME.match(p.name) is not None
+        if (m is None and not old) or not p.is_file():
+            continue
+        try:
+            age = now - p.stat().st_mtime
+        except OSError:
+            continue
+        if age < (_OLD_TEMP_AGE_S if old else min_age_s):
+            continue
+        if m is not None and _alive(int(m.group(1))):
+            continue
+        unlink_quiet(p)
+        removed.append(p)
+        log.info("removed %s, left by an interrupted write", p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """True while process ``pid`` exists (ours or another user's)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -130,15 +189,11 @@ def atomic_h5(target, *, copy_from=None, libver=None) -> Iterator["h5py.File"]:
     InputError naming ``copy_from`` when it is not HDF5; OSError (e.g. errno 28) when the
     image cannot be written.
     """
-    import h5py
-
     buf = io.BytesIO(Path(copy_from).read_bytes() if copy_from is not None else b"")
     if copy_from is not None:
         try:
             f = h5py.File(buf, "r+")
         except OSError as exc:
-            from treadlab.config.errors import InputError
-
             raise InputError(copy_from, None, f"not a writable HDF5 file ({exc})") from None
     else:
         f = h5py.File(buf, "w", libver=libver)

@@ -25,10 +25,10 @@ the clock mapping and sets ``status="interrupted"``.
 """
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -50,7 +50,7 @@ from treadlab.kernels.forces import estimate_body_weight
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Recorder", "recover", "clear_status_flags", "lock_path"]
+__all__ = ["Recorder", "recover", "require_finished", "clear_status_flags", "lock_path"]
 
 #: Disk kept in reserve beside a recording, bytes: released when a write fails so the file can
 #: still be closed cleanly (see :class:`Recorder`).
@@ -75,21 +75,42 @@ def _hold_lock(path) -> archive.SessionLock:
                                      f"{archive.describe_owner(exc.owner)}") from None
 
 
-def _writer_alive(path) -> bool:
-    """True while some process holds the recording lock of ``path``."""
-    lp = lock_path(path)
-    if not lp.exists():
-        return False
-    fd = os.open(lp, os.O_RDWR)
+def require_finished(path) -> None:
+    """InputError unless ``path`` is a finished recording: no capture holds its lock and its
+    ``status`` is not ``"recording"`` (a capture still writing it, or one that was killed:
+    ``treadlab recover`` first). Reads one attribute; a file that is not HDF5 passes (the
+    command reading it reports that)."""
+    path = Path(path)
+    if _writer_alive(path):
+        raise InputError(path, None, "a capture is still recording it; wait until it ends")
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
+        f = h5py.File(path, "r")
+    except (OSError, RuntimeError, ValueError):
+        try:
+            f = h5py.File(path, "r", swmr=True)
+        except Exception:
+            return
+    except Exception:
+        return
+    with f:
+        try:
+            status = archive.from_attr(f.attrs.get("status", ""))
+        except Exception:
+            return
+    if status == "recording":
+        raise InputError(path, "/@status", "'recording': the capture did not finish; run "
+                                           "`treadlab recover` on it first")
+
+
+#: Session-lock owners that only write derived data: not a capture still recording.
+_DERIVED_WRITERS = ("process", "reprocess", "migrate")
+
+
+def _writer_alive(path) -> bool:
+    """True while a capture holds the session lock of ``path`` (a process, reprocess or
+    migrate holding it is not recording)."""
+    owner = archive.lock_owner(path)
+    return owner is not None and owner.get("what", "capture") not in _DERIVED_WRITERS
 
 
 def _append_stream(ds: dict, stream: str, data_name: str, seq_name: str, items) -> int:
@@ -527,10 +548,10 @@ def _finish(f: h5py.File, status: str, note: str) -> dict:
     return counts
 
 
-def recover(path) -> str:
+def recover(path, body_mass_kg: float | None = None) -> str:
     """Make an interrupted or killed capture a valid session archive.
 
-    Works on a copy beside the file (``.<name>.recover.tmp``) and replaces the file with it only
+    Works on a copy beside the file (``.<name>.<pid>.recover.tmp``) and replaces the file with it only
     when the result passes :func:`treadlab.acquisition.archive.validate_session`: a recover that
     fails (damaged file, full disk, killed) leaves the file byte for byte as it was.
 
@@ -547,6 +568,9 @@ def recover(path) -> str:
     ----------
     path : str or os.PathLike
         The ``.h5`` session archive.
+    body_mass_kg : float, optional
+        kg: sets ``body_mass_kg`` (``body_mass_source = "given to recover"``), for a recording
+        too short (or never loaded) to estimate it from the force.
 
     Returns
     -------
@@ -558,16 +582,18 @@ def recover(path) -> str:
     HDF5, not a treadlab session, damaged beyond what recover repairs, or when there is no room
     for the working copy. The file is then unchanged.
     """
-    import shutil
-
     path = Path(path)
+    if body_mass_kg is not None and not (math.isfinite(body_mass_kg) and 0 < body_mass_kg < 500):
+        raise InputError(None, "--body-mass", f"{body_mass_kg} is not a body mass in kg "
+                                              f"(0-500)")
     if not path.is_file():
         raise InputError(path, None, "no such file")
     if path.stat().st_size == 0:
         raise InputError(path, "byte 0", "empty file (0 bytes): nothing to recover")
     if _writer_alive(path):
         raise InputError(path, None, "a capture is still recording it (lock held); stop it first")
-    tmp = path.with_name(f".{path.name}.recover.tmp")
+    # the pid in the name: a stale-temp sweep never takes a live recover's copy
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.recover.tmp")
     tmp.unlink(missing_ok=True)
     try:
         try:
@@ -577,7 +603,7 @@ def recover(path) -> str:
                                          f"({exc.strerror or exc}); free some space or move the "
                                          f"file to a roomier disk; the file is unchanged") from None
         try:
-            message, changed = _recover_copy(path, tmp)
+            message, changed = _recover_copy(path, tmp, body_mass_kg)
         except InputError:
             raise
         except OSError as exc:
@@ -611,7 +637,7 @@ def _short(exc: BaseException) -> str:
     return lines[0][:200] if lines else type(exc).__name__
 
 
-def _recover_copy(path: Path, tmp: Path) -> tuple[str, bool]:
+def _recover_copy(path: Path, tmp: Path, body_mass_kg: float | None = None) -> tuple[str, bool]:
     """Recover the working copy ``tmp`` of ``path``; ``(message, changed)``."""
     cleared = False
     try:
@@ -630,6 +656,11 @@ def _recover_copy(path: Path, tmp: Path) -> tuple[str, bool]:
             raise InputError(path, "/@format", "not a treadlab.session archive")
         old = str(archive.from_attr(f.attrs.get("status", "")))
         raw = f.get("raw")
+        mass_note = ""
+        if body_mass_kg is not None:
+            f.attrs["body_mass_kg"] = float(body_mass_kg)
+            f.attrs["body_mass_source"] = "given to recover"
+            mass_note = f"; body mass set to {body_mass_kg:g} kg"
         if old == "complete":
             for group, names in (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM)):
                 if raw is not None and group in raw:
@@ -642,8 +673,9 @@ def _recover_copy(path: Path, tmp: Path) -> tuple[str, bool]:
                                          f"the file says it is complete, and recover never "
                                          f"cuts rows of a complete recording (damaged file; "
                                          f"restore it from a backup); the file is unchanged")
-            note = "flags cleared" if cleared else "nothing to recover"
-            return f"{path}: status complete; {note}", cleared
+            notes = [n for n in ("flags cleared" if cleared else "", mass_note[2:]) if n]
+            return (f"{path}: status complete; {'; '.join(notes) or 'nothing to recover'}",
+                    bool(notes))
         dropped = []
         if raw is not None:
             for group, names in (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM)):
@@ -656,7 +688,7 @@ def _recover_copy(path: Path, tmp: Path) -> tuple[str, bool]:
     secs = counts.get("force", 0) / rate if rate else math.nan
     what = "; dropped " + "; ".join(dropped) if dropped else "; nothing dropped"
     return (f"{path}: status interrupted (was {old}); force {counts.get('force', 0)} frames "
-            f"({secs:.1f} s), markers {counts.get('markers', 0)} frames{what}"), True
+            f"({secs:.1f} s), markers {counts.get('markers', 0)} frames{what}{mass_note}"), True
 
 
 def _stream_lengths(group: h5py.Group, names) -> dict[str, int]:

@@ -41,6 +41,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from treadlab.acquisition.capture.clock import SessionClock
@@ -52,7 +53,7 @@ from treadlab.acquisition.sim.synthetic import parse_params
 from treadlab.acquisition.sources.base import Block, sources_from_config
 from treadlab.config import load_lab
 from treadlab.config.constants import G
-from treadlab.config.errors import ConfigError, DeviceError
+from treadlab.config.errors import ConfigError, DeviceError, InputError
 from treadlab.config.markers import to_cgm
 from treadlab.kernels.contacts import ContactParams
 
@@ -405,8 +406,21 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
         # without --body-mass, close() estimates it from the mean vertical force over whole steps
         rec.close(status=status)
     _show(status_stream, False, time.monotonic() - t0, live, force, markers)
+    _require_body_mass(path)
     log.info("%s: %s (%s)", path, status, reason)
     return path
+
+
+def _require_body_mass(path: Path) -> None:
+    """InputError when the finished recording has no body mass (none given and the plates were
+    not loaded long enough to estimate it): the file is kept, and recover sets it."""
+    with h5py.File(path, "r") as f:
+        mass = f.attrs.get("body_mass_kg", float("nan"))
+        how = str(f.attrs.get("body_mass_source", ""))
+    if not (isinstance(mass, (int, float, np.floating)) and float(mass) > 0):
+        raise InputError(path, "/@body_mass_kg", f"unknown ({how or 'not estimated'}); the "
+                                                 f"recording is kept: give the mass with "
+                                                 f"`treadlab recover {path} --body-mass KG`")
 
 
 def _replay_end(lab, force_rate_hz: float, marker_rate_hz: float,

@@ -14,8 +14,10 @@ The reader is :mod:`treadlab.acquisition.io.c3d_import`; the two agree on axes a
 """
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import struct
 from pathlib import Path
 
 import ezc3d
@@ -122,9 +124,6 @@ def check_written(tmp: Path, target: Path) -> None:
     the header's data start block, frame range, point and analog counts give the size the
     file must at least have (floating-point data, C3D header words 1-10).
     """
-    import errno
-    import struct
-
     size = tmp.stat().st_size
     with open(tmp, "rb") as fh:
         head = fh.read(512)

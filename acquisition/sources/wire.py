@@ -264,19 +264,18 @@ class ForceFrameDecoder:
         events: list[WireEvent] = []
         good: list[np.ndarray] = []     # accepted frame rows
         offs: list[np.ndarray] = []
+        stops = None                    # sync positions worth a look (computed when hunting)
         p = 0
         while True:
             avail = L - p
             if avail < 2:
                 break
             if not (buf[p] == 0xA5 and buf[p + 1] == 0x5A):
-                # garbage: skip to the next sync pattern (keep a trailing A5)
+                # garbage: skip to the next sync pattern worth a look (keep a trailing A5)
                 self._start_hunt(p)
-                hits = np.flatnonzero((buf[p + 1:L - 1] == 0xA5) & (buf[p + 2:L] == 0x5A))
-                if hits.size:
-                    q = p + 1 + int(hits[0])
-                else:
-                    q = L - 1 if buf[L - 1] == 0xA5 else L
+                if stops is None:
+                    stops = self._stops(buf, F)
+                q = self._next_stop(stops, p, buf)
                 self._hunt_discard += q - p
                 p = q
                 continue
@@ -312,9 +311,13 @@ class ForceFrameDecoder:
                                         f"(seq field {seq16}); {F} bytes discarded"))
                 p += F
             else:
+                # a false sync; so is every sync before the next one worth a look
                 self._start_hunt(p)
-                self._hunt_discard += 1
-                p += 1
+                if stops is None:
+                    stops = self._stops(buf, F)
+                q = self._next_stop(stops, p, buf)
+                self._hunt_discard += q - p
+                p = q
         del self._buf[:p]
         self._base += p
         if good:
@@ -326,6 +329,35 @@ class ForceFrameDecoder:
                               np.zeros((0, self.channels), self.dtype["values"].base),
                               np.zeros(0, np.int64), events)
         return out
+
+    @staticmethod
+    def _stops(buf: np.ndarray, F: int) -> np.ndarray:
+        """Sorted byte offsets of the sync patterns in ``buf`` where decoding must stop and
+        look: a frame with a good CRC starts there, or the frame after it is good (a damaged
+        frame), or too little follows to tell. Every other sync is a false one; skipping them
+        all in one step keeps a stream of repeated sync bytes linear in time (one vectorised
+        CRC pass per :meth:`feed`) instead of quadratic."""
+        L = buf.shape[0]
+        cand = np.flatnonzero((buf[:-1] == 0xA5) & (buf[1:] == 0x5A)) if L >= 2 \
+            else np.zeros(0, np.int64)
+        whole = cand[cand + F <= L]
+        valid = np.zeros(L + 1, dtype=bool)
+        if whole.size:
+            rows = np.lib.stride_tricks.sliding_window_view(buf, F)[whole]
+            sent = rows[:, F - 2].astype(np.uint16) | (rows[:, F - 1].astype(np.uint16) << 8)
+            valid[whole] = crc16_rows(rows[:, 2:F - CRC_SIZE]) == sent
+        after = np.minimum(cand + F, L)
+        stop = (cand + 2 * F > L) | valid[cand] | valid[after]
+        return cand[stop]
+
+    @staticmethod
+    def _next_stop(stops: np.ndarray, p: int, buf: np.ndarray) -> int:
+        """The first stop after ``p``; else the end of ``buf`` (keeping a trailing 0xA5)."""
+        i = int(np.searchsorted(stops, p, side="right"))
+        if i < stops.size:
+            return int(stops[i])
+        L = buf.shape[0]
+        return L - 1 if buf[L - 1] == 0xA5 else L
 
     def _start_hunt(self, p: int) -> None:
         if not self._hunting:

@@ -354,12 +354,14 @@ def test_write_derived_killed_leaves_original(session_file):
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "writing"  # blocked inside /derived
+        # the new file is built in memory (atomic_h5): the archive is never opened for writing
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     assert session_file.read_bytes() == before  # the session file is never written
     assert read_derived(session_file) is None  # still the placeholder written with it
     assert validate_session(session_file) == []
+    assert sorted(p.name for p in session_file.parent.iterdir()) == ["s.derived.h5", "s.h5"]
 
 
 def test_create_raw_layout_swmr_append(tmp_path):

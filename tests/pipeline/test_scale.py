@@ -151,7 +151,7 @@ def test_lock_live_owner_named_then_stale_owner_taken_over(archive, caplog):
         assert [p.name for p in result.skip_reasons] == ["run2.h5"]
         assert f"pid {proc.pid}" in result.skip_lines()[0]
         assert read_derived(path) is None
-        with pytest.raises(Exception, match="locked by capture"):
+        with pytest.raises(Exception, match="capture is still recording"):
             process_session(path, lock_wait_s=0.2)
     finally:
         proc.send_signal(signal.SIGKILL)  # dies holding the lock: the lock file stays
