@@ -29,6 +29,7 @@ and set to NaN afterwards. A channel with at most ``3 (2 s + 1)`` finite samples
 from __future__ import annotations
 
 import numpy as np
+from scipy.signal import butter
 
 
 def sosfilt_zi(sos) -> np.ndarray:
@@ -108,7 +109,5 @@ def sosfiltfilt(sos, x, *, dtype=np.float64, out=None) -> np.ndarray:
 
 def lowpass(x, rate_hz, cutoff_hz, order, *, dtype=np.float64, out=None) -> np.ndarray:
     """Same signature and result as :func:`treadlab.kernels.filters.lowpass`."""
-    from scipy.signal import butter
-
     sos = butter(int(order), cutoff_hz / (0.5 * rate_hz), output="sos")
     return sosfiltfilt(sos, x, dtype=dtype, out=out)

@@ -20,6 +20,8 @@ sample), so it cannot be computed block by block. Streaming code needs a causal 
 from __future__ import annotations
 
 import numpy as np
+from scipy.signal import butter
+from scipy.signal import sosfilt_zi as _scipy_sosfilt_zi
 
 from treadlab.kernels._compiled import compiled
 
@@ -46,8 +48,6 @@ def butter_sos(rate_hz: float, cutoff_hz: float, order: int) -> np.ndarray:
     -------
     (s, 6) float64: ``[b0, b1, b2, 1, a1, a2]`` per section, ``s = ceil(order / 2)``.
     """
-    from scipy.signal import butter
-
     rate_hz = float(rate_hz)
     cutoff_hz = float(cutoff_hz)
     if not np.isfinite(rate_hz) or rate_hz <= 0:
@@ -91,9 +91,7 @@ def min_finite(sos) -> int:
 def sosfilt_zi(sos) -> np.ndarray:
     """(s, 2) float64: the sections' steady-state initial conditions for a unit step
     (``scipy.signal.sosfilt_zi``); each pass scales them by its first sample."""
-    from scipy.signal import sosfilt_zi as _zi
-
-    return np.ascontiguousarray(_zi(_check_sos(sos)), dtype=np.float64)
+    return np.ascontiguousarray(_scipy_sosfilt_zi(_check_sos(sos)), dtype=np.float64)
 
 
 def sosfiltfilt(sos, x, *, dtype=np.float64, out: np.ndarray | None = None) -> np.ndarray:

@@ -33,6 +33,7 @@ from treadlab.kernels import contacts as kc
 from treadlab.kernels.angles import MARKERS as model_markers, joint_angles
 from treadlab.kernels.forces import estimate_body_weight, force_metrics
 from treadlab.kernels.gaps import fill_gaps
+from treadlab.kernels.filters import butter_sos, sosfiltfilt
 from treadlab.kernels.steps import step_metrics
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,6 @@ FILTER_DESCRIPTION = "Butterworth low-pass, zero lag (scipy.signal.sosfiltfilt)"
 
 
 def _sos(rate_hz: float, cutoff_hz, order: int):
-    from treadlab.kernels.filters import butter_sos
-
     if not cutoff_hz or cutoff_hz <= 0:
         return None
     if cutoff_hz >= 0.5 * rate_hz:
@@ -156,8 +155,6 @@ def lowpass(x: np.ndarray, rate_hz: float, cutoff_hz, order: int, dtype=np.float
         period). A column with at most 3 (2 s + 1) finite samples (``s`` second-order
         sections: 15 for order 4) is returned unfiltered.
     """
-    from treadlab.kernels.filters import sosfiltfilt
-
     x = np.asarray(x)
     sos = _sos(rate_hz, cutoff_hz, order)
     if sos is None or x.shape[0] == 0:

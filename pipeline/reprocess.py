@@ -36,7 +36,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from treadlab.acquisition.archive import (describe_owner, is_derived_file, lock_owner,
+from treadlab.acquisition.archive import (SessionLocked, acquire, describe_owner,
+                                          is_derived_file, lock_owner, migrate_session,
                                           migration_needed)
 from treadlab.acquisition.archive.atomic import remove_stale_temps
 from treadlab.acquisition.capture.recorder import require_finished
@@ -418,8 +419,6 @@ def migrate_archive(archive_dir, dry_run: bool = False) -> MigrateResult:
     """``treadlab migrate DIR``: :func:`treadlab.acquisition.archive.migrate_session` on every
     session under ``archive_dir``, each under its session lock (a session another writer holds
     is skipped with a message). Idempotent and crash-safe (docs/archive.md §8)."""
-    from treadlab.acquisition.archive import SessionLocked, acquire, migrate_session
-
     out = MigrateResult([], [], [], [])
     for path in find_sessions(archive_dir):
         try:

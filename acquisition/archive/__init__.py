@@ -24,7 +24,8 @@ one writer          :func:`acquire` / :func:`session_lock` (:class:`SessionLocke
 ==================  =========================================================================
 
 Modules: ``format`` (constants, dataclasses, dataset helpers), ``read``, ``write``, ``atomic``,
-``check`` (validate, inspect), ``flags`` (HDF5 superblock status flags), ``migrate``, ``lock``.
+``check`` (validate, inspect), ``flags`` (HDF5 superblock status flags), ``migrate``, ``lock``,
+``derived`` (:func:`write_derived`).
 
 Lab frame: X = direction of travel, Y = left, Z = up; positions in mm, forces in N, moments in
 N·m, times in float64 seconds on the session clock.
@@ -43,7 +44,7 @@ from treadlab.acquisition.archive.lock import (SessionLock, SessionLocked, acqui
 from treadlab.acquisition.archive.read import (attr, derived_group, open_archive, open_xarray, read_derived, read_force,
                                                read_markers, read_meta, read_session)
 from treadlab.acquisition.archive.write import (append_rows, create_raw_layout, link_derived,
-                                                write_derived, write_derived_file,
+                                                write_derived_file,
                                                 write_plate_geometry,
                                                 write_derived_into, write_session,
                                                 write_session_into)
@@ -63,3 +64,4 @@ __all__ = [
 ]
 from treadlab.acquisition.archive.migrate import (derived_target, migrate_session,  # noqa: E402
                                                   migration_needed)
+from treadlab.acquisition.archive.derived import write_derived  # noqa: E402

@@ -27,6 +27,8 @@ from treadlab.acquisition.archive.atomic import atomic_h5
 from treadlab.acquisition.archive.format import (FORMAT_VERSION, derived_path, from_attr,
                                                  one_line)
 from treadlab.acquisition.archive.read import attr, open_archive, read_derived_from
+from treadlab.acquisition.archive.write import (link_derived, write_derived_file,
+                                                write_plate_geometry)
 from treadlab.config.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -112,9 +114,6 @@ def migrate_session(path, *, derived: tuple | None = None) -> list[str]:
         The file cannot be read, is still being recorded (``status="recording"``: run
         ``treadlab recover`` first) or holds a ``/derived`` that cannot be read.
     """
-    from treadlab.acquisition.archive.write import link_derived, write_derived_file, \
-        write_plate_geometry
-
     path = Path(path)
     with open_archive(path) as f:
         why = _needed(f, path)

@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from treadlab.acquisition.archive.format import (one_line, ForceData, INDEX_SCALES, MarkerData, Session,
+from treadlab.acquisition.archive.format import (DERIVED_FORMAT, one_line, ForceData, INDEX_SCALES, MarkerData, Session,
     attrs_of, from_attr, read_array)
 from treadlab.config.errors import InputError
 
@@ -75,8 +75,6 @@ def derived_group(f):
         return None
     if not isinstance(link, h5py.ExternalLink):
         return f["derived"]
-    from treadlab.acquisition.archive.format import DERIVED_FORMAT
-
     target = Path(f.filename).parent / link.filename
     if not target.exists():
         return None

@@ -249,7 +249,7 @@ def test_validation():
 # real recordings
 
 def _read(name):
-    c3d_import = pytest.importorskip("treadlab.acquisition.c3d_import")
+    c3d_import = pytest.importorskip("treadlab.acquisition.io.c3d_import")
     return c3d_import.read_c3d(shared_file("running", name))
 
 

@@ -89,7 +89,7 @@ def _copy(session):
 
 
 def test_synthetic_sessions_unchanged(monkeypatch):
-    from treadlab.acquisition.synthetic import RunnerParams, simulate_session
+    from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
 
     split = simulate_session(RunnerParams(duration_s=40.0, seed=4, drift_n_per_s=1.0))
     assert_same(_derive(_copy(split), DeriveSettings()),
@@ -106,7 +106,7 @@ def test_synthetic_sessions_unchanged(monkeypatch):
 
 
 def test_real_recording_unchanged(monkeypatch):
-    c3d_import = pytest.importorskip("treadlab.acquisition.c3d_import")
+    c3d_import = pytest.importorskip("treadlab.acquisition.io.c3d_import")
     session = c3d_import.read_c3d(shared_file("running", "RBDS001runT35.c3d"))
     s = DeriveSettings(belt="single")
     got = _derive(_copy(session), s)
