@@ -14,8 +14,9 @@ never open files). The only task that writes is ``write_task``: it hands everyth
 :func:`treadlab.acquisition.archive.write_derived`, which rebuilds only the session's derived
 file (``<stem>.derived.h5``, reached from the session by the ``/derived`` external link) and
 atomically replaces it: the session file and its raw data are never rewritten
-(docs/archive.md §7). Every run holds the session lock while it reads and writes. :func:`session_graph` builds the graph; :func:`process_session` runs it on the
-local threaded scheduler (the two branches in parallel). :func:`run_session` runs the same task
+(docs/archive.md §11). Every run holds the session lock while it reads and writes.
+:func:`session_graph` builds the graph; :func:`process_session` runs it on the local threaded
+scheduler (the two branches in parallel). :func:`run_session` runs the same task
 functions one after the other in one call, reading the archive once: that is the single task per
 session that :mod:`treadlab.pipeline.reprocess` maps over a cluster.
 """
@@ -224,7 +225,7 @@ def run_session(path, settings: RunSettings, *, force: bool = False,
     :mod:`treadlab.pipeline.reprocess`.
 
     The same task functions as :func:`session_graph`, run one after the other under the
-    session lock (docs/archive.md §7): the archive is opened once (root attributes, markers and
+    session lock (docs/archive.md §14): the archive is opened once (root attributes, markers and
     force in one pass), the branches run in turn, and the only write is ``write_task``'s
     atomic ``write_derived`` (the derived file alone). On a cluster of single-threaded worker
     processes a session's intermediate arrays then never leave the worker and the scheduler

@@ -7,7 +7,7 @@ default, or on an existing cluster given by ``--scheduler tcp://HOST:PORT`` or t
 ``DASK_SCHEDULER_ADDRESS`` environment variable. Workers receive paths, never open files.
 
 - Writes only derived data: each session's ``<stem>.derived.h5`` is rebuilt and atomically
-  replaced; the session file (raw data) is only read (docs/archive.md §7). A session still in
+  replaced; the session file (raw data) is only read (docs/archive.md §11). A session still in
   format 1 is migrated once on its first write.
 - Idempotent and resumable: a session whose derived data already carries the same
   ``pipeline_version``, ``config_hash`` and reference set is skipped unless ``force``.
@@ -418,7 +418,7 @@ class MigrateResult:
 def migrate_archive(archive_dir, dry_run: bool = False) -> MigrateResult:
     """``treadlab migrate DIR``: :func:`treadlab.acquisition.archive.migrate_session` on every
     session under ``archive_dir``, each under its session lock (a session another writer holds
-    is skipped with a message). Idempotent and crash-safe (docs/archive.md §8)."""
+    is skipped with a message). Idempotent and crash-safe (docs/archive.md §12)."""
     out = MigrateResult([], [], [], [])
     for path in find_sessions(archive_dir):
         try:

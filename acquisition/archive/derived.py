@@ -1,4 +1,4 @@
-"""Storing a session's derived data (docs/archive.md §7): the one entry point the pipeline
+"""Storing a session's derived data (docs/archive.md §11): the one entry point the pipeline
 calls, :func:`write_derived`. It writes the derived file alone when the session already links
 it, and migrates the session once (:mod:`.migrate`) when it does not.
 """
@@ -16,7 +16,7 @@ def write_derived(path, derived: dict, attrs: dict) -> Path:
     """Store ``derived`` as the ``/derived`` of the session at ``path``, atomically, writing
     only derived data.
 
-    Format 2 (docs/archive.md §7): the session's ``/derived`` is an external link to its derived
+    Format 2 (docs/archive.md §11): the session's ``/derived`` is an external link to its derived
     file; that file alone is rebuilt (in memory, then temporary file, fsync, ``os.replace``)
     and the session file is only read. A crash or kill at any point leaves the previous derived
     file or the new one, complete. A session without the link (format 1, or a third-party raw

@@ -1,4 +1,4 @@
-"""One writer per session: the session lock (docs/archive.md §7).
+"""One writer per session: the session lock (docs/archive.md §14).
 
 A capture, ``treadlab process``, every ``treadlab reprocess`` task and ``treadlab migrate``
 hold the lock of a session while they write anything belonging to it. The lock is an

@@ -1,4 +1,4 @@
-"""Converting older archives to the current layout (``treadlab migrate``, docs/archive.md §8).
+"""Converting older archives to the current layout (``treadlab migrate``, docs/archive.md §12).
 
 Format 1 → 2, per session:
 

@@ -361,7 +361,7 @@ def open_xarray(path, group: str):
     h5py, MATLAB and every HDF5-library reader follow the session's ``/derived`` external link;
     h5netcdf does too, but then looks up the dimension scales of the derived datasets in the
     session file and fails, so derived groups are opened in the derived file itself, where
-    they have the same paths (docs/archive.md §7).
+    they have the same paths (docs/archive.md §11).
 
     Parameters
     ----------

@@ -12,11 +12,10 @@ import h5py
 import numpy as np
 
 from treadlab.acquisition.archive.atomic import atomic_h5, atomic_write
-from treadlab.acquisition.archive.format import (COMPONENTS,
-    DERIVED_ANGLES_GZIP_LEVEL, DERIVED_FORMAT, DERIVED_UNITS, FORMAT, FORMAT_VERSION, LIBVER,
-    Session, derived_path, put_attr,
-    WRENCH_UNITS, attach_scales, chunk_rows, make_scale, new_dataset, to_attr, utc_now,
-    write_array)
+from treadlab.acquisition.archive.format import (
+    ANGLE_SIGNIFICANT_BITS, COMPONENTS, DERIVED_ANGLES_GZIP_LEVEL, DERIVED_FORMAT, DERIVED_UNITS,
+    FORMAT, FORMAT_VERSION, LIBVER, WRENCH_UNITS, Session, attach_scales, bitround, chunk_rows,
+    derived_path, make_scale, new_dataset, put_attr, to_attr, utc_now, write_array)
 from treadlab.config import software_version
 from treadlab.config.errors import InputError
 
@@ -154,7 +153,7 @@ def create_raw_layout(h5file, *, plates, origin, corners, force_rate_hz, labels,
 def write_plate_geometry(force_group, origin, corners, plate_scale=None) -> None:
     """``/raw/force/origin`` (plate, xyz) and ``/raw/force/corners`` (plate, corner, xyz), mm,
     lab frame, as datasets with named dimensions (format 2; netCDF cannot represent
-    multi-dimensional attributes, docs/archive.md §3)."""
+    multi-dimensional attributes, docs/archive.md §13)."""
     origin = np.asarray(origin, dtype=np.float64)
     corners = np.asarray(corners, dtype=np.float64)
     p = origin.shape[0]
@@ -205,7 +204,7 @@ def write_session(path, session: Session, *, self_contained: bool = False) -> Pa
 
     The file is written beside ``path`` under a temporary name and moved into place with
     ``os.replace``, so a reader never sees a half-written archive. ``/derived`` is an HDF5
-    external link to ``<stem>.derived.h5`` beside it (docs/archive.md §7); when
+    external link to ``<stem>.derived.h5`` beside it (docs/archive.md §11); when
     ``session.derived`` is given that derived file is written first (atomically too).
     ``self_contained=True`` (exports) stores ``session.derived`` inside the file instead and
     creates no link.
@@ -413,8 +412,9 @@ def _write_angles(parent, angles: dict) -> None:
     t = write_array(g, "time", time, "s", clock="session")
     t.make_scale("time")
     sc = make_scale(g, "angle", np.array(names, dtype=object))
-    v = write_array(g, "values", values, "deg", level=DERIVED_ANGLES_GZIP_LEVEL,
-                     conventions="Plug-in Gait (left-side signs)")
+    v = write_array(g, "values", bitround(values, ANGLE_SIGNIFICANT_BITS), "deg",
+                    level=DERIVED_ANGLES_GZIP_LEVEL, quantize_bitround_bits=ANGLE_SIGNIFICANT_BITS,
+                    conventions="Plug-in Gait (left-side signs)")
     attach_scales(v, t, sc)
     extra = {k: v for k, v in reasons.items() if k not in names}
     if extra:

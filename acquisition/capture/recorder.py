@@ -66,7 +66,7 @@ def _utc_now() -> str:
 
 
 def _hold_lock(path) -> archive.SessionLock:
-    """Take the session lock (docs/archive.md §7) for the capture; the kernel releases it if
+    """Take the session lock (docs/archive.md §14) for the capture; the kernel releases it if
     the process dies."""
     try:
         return archive.acquire(path, "capture")
@@ -224,7 +224,7 @@ class Recorder:
             raise InputError(self.path, None, f"no room to record on this disk "
                                               f"({exc.strerror or exc}); nothing recorded") from None
         self._attrs.setdefault("session_id", str(uuid.uuid4()))
-        try:  # the empty derived file the session links to (docs/archive.md §7)
+        try:  # the empty derived file the session links to (docs/archive.md §11)
             archive.write_derived_file(self.path, None, {},
                                        session_id=str(self._attrs["session_id"]))
         except OSError as exc:
