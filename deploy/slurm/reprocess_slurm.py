@@ -29,7 +29,7 @@ def make_cluster(cores: int = 16, memory: str = "40GB", walltime: str = "08:00:0
         extra.append(f"--partition={partition}")
     if account:
         extra.append(f"--account={account}")
-    options = {"dashboard_address": None}
+    options = {"dashboard_address": ":0"}
     if scheduler_host:
         options["host"] = scheduler_host
     return SLURMCluster(cores=cores, processes=cores, memory=memory, walltime=walltime,
