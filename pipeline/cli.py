@@ -181,7 +181,7 @@ def _cmd_inspect(args) -> int:
 def _cmd_validate(args) -> int:
     from treadlab.acquisition.archive import validate_session
 
-    problems = validate_session(args.session)
+    problems = validate_session(args.session, quick=args.quick)
     for p in problems:
         print(f"{args.session}: {p}", file=sys.stderr)
     if not problems:
@@ -385,8 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = _command(sub, "validate", "check a file against the treadlab.session contract",
                  "Check every required group, dataset, attribute, shape and unit "
-                 "(docs/archive.md); exit 1 with one line per problem.", _cmd_validate)
+                 "(docs/archive.md), read every dataset (a corrupt chunk is found) and check "
+                 "the values are physically plausible; exit 1 with one line per problem.",
+                 _cmd_validate)
     s.add_argument("session", metavar="FILE.h5", help="the HDF5 file to check")
+    s.add_argument("--quick", action="store_true",
+                   help="layout only: do not read the data (faster on large archives)")
 
     s = _command(sub, "recover", "make an interrupted capture valid",
                  "Repair a capture that was killed or stopped early: clear the HDF5 write flags, "

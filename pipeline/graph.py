@@ -35,8 +35,8 @@ from dask import delayed
 from dask.base import tokenize
 
 from treadlab.acquisition.archive import (SessionLocked, acquire, attr, derived_group,
-                                          derived_path, describe_owner, open_archive,
-                                          read_force, read_markers, read_meta, session_lock,
+                                          derived_path, describe_owner, read_force,
+                                          read_markers, read_meta, reading, session_lock,
                                           write_derived)
 from treadlab.acquisition.capture.recorder import require_finished
 from treadlab.config import load_lab, software_version
@@ -113,7 +113,7 @@ def load_meta(path) -> dict:
     dict
         ``{"attrs": {...}, "subject": {...}}`` with plain Python values.
     """
-    with open_archive(path) as f:
+    with reading(path) as f:
         return read_meta(f)
 
 
@@ -124,14 +124,14 @@ def _loaded(_markers) -> bool:
 def load_force(path, after=None):
     """``/raw/force`` as :class:`treadlab.acquisition.archive.ForceData` (counts not read).
     ``after`` only orders the read in the graph."""
-    with open_archive(path) as f:
+    with reading(path) as f:
         return read_force(f, path)
 
 
 def load_markers(path, marker_names: tuple = ()):
     """``/raw/markers`` as :class:`treadlab.acquisition.archive.MarkerData`, labels mapped to CGM
     names (built-in aliases plus the lab's ``[marker_names]``)."""
-    with open_archive(path) as f:
+    with reading(path) as f:
         return _read_markers(f, path, marker_names)
 
 
@@ -265,7 +265,7 @@ def run_session(path, settings: RunSettings, *, force: bool = False,
                     and float(done_at) >= run_started_unix_s:
                 return {"session": path, "skipped": "processed by another run since this one "
                                                     "started"}
-        with open_archive(path) as f:
+        with reading(path) as f:
             meta = read_meta(f)
             markers = _read_markers(f, path, settings.marker_names)
             force_data = read_force(f, path)
@@ -373,7 +373,7 @@ def derived_fingerprint(path, with_time: bool = False) -> dict | None:
     """The ``/derived`` attributes that decide whether ``path`` is up to date (None: never
     processed). Reads attributes only (of the derived file, through the session's link).
     ``with_time`` adds ``processed_unix_s`` (s since 1970, None when absent)."""
-    with open_archive(path) as f:
+    with reading(path) as f:
         link = f.get("derived", getlink=True)
         if isinstance(link, h5py.ExternalLink) and link.filename != derived_path(path).name:
             return None  # renamed or copied: its derived file is another name's (relinked on write)

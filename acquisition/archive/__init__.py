@@ -36,13 +36,15 @@ from treadlab.acquisition.archive.check import (format_inspection, inspect_sessi
 from treadlab.acquisition.archive.flags import clear_status_flags
 from treadlab.acquisition.archive.format import (
     CHUNK_SECONDS, COMPONENTS, CONTACT_FIELDS, DERIVED_ANGLES_GZIP_LEVEL, DERIVED_FORMAT,
-    DERIVED_SUFFIX, DERIVED_UNITS, FORMAT, FORMAT_VERSION, derived_path, is_derived_file, GZIP_LEVEL, LIBVER, REQUIRED_ROOT_ATTRS, SCORE_FIELDS, STATUSES,
+    DERIVED_SUFFIX, DERIVED_UNITS, FORMAT, FORMAT_VERSION, GZIP_LEVEL, LIBVER,
+    REQUIRED_ROOT_ATTRS, SCORE_FIELDS, STATUSES, derived_path, is_derived_file,
     WRENCH_UNITS, ForceData, MarkerData, Session, attrs_of, from_attr, to_attr)
 from treadlab.acquisition.archive.lock import (SessionLock, SessionLocked, acquire,
                                                describe_owner, lock_owner, lock_path,
                                                session_lock)
-from treadlab.acquisition.archive.read import (attr, derived_group, open_archive, open_xarray, read_derived, read_force,
-                                               read_markers, read_meta, read_session)
+from treadlab.acquisition.archive.read import (attr, derived_group, open_archive, open_xarray,
+                                               read_derived, read_force, read_markers,
+                                               read_meta, read_session, reading)
 from treadlab.acquisition.archive.write import (append_rows, create_raw_layout, link_derived,
                                                 write_derived_file,
                                                 write_plate_geometry,
@@ -54,7 +56,7 @@ __all__ = [
     "clear_status_flags", "CHUNK_SECONDS", "COMPONENTS", "CONTACT_FIELDS",
     "DERIVED_ANGLES_GZIP_LEVEL", "DERIVED_UNITS", "FORMAT", "FORMAT_VERSION", "GZIP_LEVEL",
     "LIBVER", "REQUIRED_ROOT_ATTRS", "SCORE_FIELDS", "STATUSES", "WRENCH_UNITS", "ForceData",
-    "MarkerData", "Session", "attrs_of", "from_attr", "to_attr", "attr", "open_archive",
+    "MarkerData", "Session", "attrs_of", "from_attr", "to_attr", "attr", "open_archive", "reading",
     "read_derived", "read_force", "read_markers", "read_meta", "read_session", "append_rows",
     "create_raw_layout", "write_derived", "write_derived_into", "write_session",
     "write_session_into", "DERIVED_FORMAT", "DERIVED_SUFFIX", "derived_path", "is_derived_file",

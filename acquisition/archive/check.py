@@ -11,6 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from treadlab.acquisition.archive import plausible
 from treadlab.acquisition.archive.format import (one_line, ALLOWED_FILTERS, CONTACT_FIELDS, FORMAT,
     FORMAT_VERSION, RAW_UNITS, RAW_UNITS_TEXT, REQUIRED_ROOT_ATTRS, SCORE_FIELDS, STATUSES,
     attrs_of, from_attr, read_array)
@@ -21,7 +22,7 @@ from treadlab.config.errors import InputError
 
 # --- validation ------------------------------------------------------------------------------
 
-def validate_session(path) -> list[str]:
+def validate_session(path, quick: bool = False) -> list[str]:
     """Check an archive against the ``treadlab.session`` v1 contract (docs/archive.md).
 
     Never raises for a bad file: an unreadable or non-HDF5 file gives one item.
@@ -29,6 +30,12 @@ def validate_session(path) -> list[str]:
     Parameters
     ----------
     path : str or os.PathLike
+    quick : bool
+        Layout only (groups, datasets, shapes, attributes, units, time bases). By default every
+        dataset is also read in full (a corrupt compressed chunk is found) and the values are
+        checked for physical plausibility
+        (:mod:`treadlab.acquisition.archive.plausible`: rates, body mass, finite forces and
+        positions of lab size, text labels and identifiers).
 
     Returns
     -------
@@ -45,9 +52,55 @@ def validate_session(path) -> list[str]:
     try:
         with f:
             _validate_into(f, problems)
+            if not quick:
+                _validate_values(f, problems)
     except Exception as exc:  # a damaged file can fail anywhere; report, never trace back
-        problems.append(f"unreadable structure: {type(exc).__name__}: {exc}")
+        problems.append(f"unreadable structure: {type(exc).__name__}: {one_line(exc)}")
     return problems
+
+
+def _validate_values(f, problems: list[str]) -> None:
+    """Read every dataset in full; check the values of the raw streams and ``/derived``."""
+    add = problems.append
+    data: dict[str, np.ndarray] = {}
+
+    def read(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            try:
+                data[name] = obj[()]
+            except Exception as exc:  # a corrupt chunk: gzip or checksum failure
+                add(f"/{name}: unreadable data, damaged file? ({one_line(exc)})")
+    f.visititems(read)  # hard links only: the derived file (format 2) is read below
+    try:
+        dg = derived_group(f)
+    except InputError:
+        dg = None  # reported by the layout check
+    if dg is not None and dg.file.filename != f.filename:
+        dg.visititems(lambda name, obj: read(f"derived/{name}", obj))
+    found = list(plausible.root_problems(attrs_of(f)))
+    for group, name, limit, unit, names in (
+            ("raw/force", "wrench", plausible.MAX_WRENCH, "N or N*m", "plates"),
+            ("raw/markers", "positions", plausible.MAX_POSITION_MM, "mm", "labels")):
+        g = f.get(group)
+        if not isinstance(g, h5py.Group):
+            continue
+        if "rate_hz" in g.attrs:
+            found += plausible.rate_problems(group, from_attr(g.attrs["rate_hz"]))
+        if names in g.attrs:
+            found += plausible.label_problems(f"/{group}@{names}", from_attr(g.attrs[names]))
+        key = f"{group}/{name}"
+        if key in data and np.asarray(data[key]).dtype.kind in "fiu":
+            found += plausible.value_problems(f"/{key}", data[key], limit, unit)
+    numeric = {"derived/contacts": CONTACT_FIELDS,
+               "derived/scores": ("score", "value", "value_left", "value_right", "normal_low",
+                                  "normal_high", "n_steps")}
+    for group, fields in numeric.items():
+        for key in fields:
+            full = f"{group}/{key}"
+            if full in data and np.asarray(data[full]).dtype.kind not in "biuf":
+                found.append((f"/{full}", f"dtype {np.asarray(data[full]).dtype}, expected "
+                                          f"numbers"))
+    problems.extend(f"{field}: {message}" for field, message in found)
 
 
 def _validate_into(f, problems: list[str]) -> None:
@@ -339,7 +392,7 @@ def _inspect_into(f, info: dict) -> None:
         mg = f["raw/markers"]
         rate = from_attr(mg.attrs.get("rate_hz"))
         labels = from_attr(mg.attrs.get("labels", []))
-        labels = [labels] if isinstance(labels, str) else list(labels)
+        labels = [str(x) for x in ([labels] if isinstance(labels, str) else list(labels))]
         s = {"rate_hz": rate, "labels": labels}
         s.update(_time_summary(mg["time"][()], rate))
         if "positions" in mg and mg["positions"].ndim == 3 and \

@@ -2,8 +2,10 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -11,9 +13,19 @@ import numpy as np
 
 from treadlab.acquisition.archive.format import (DERIVED_FORMAT, one_line, ForceData, INDEX_SCALES, MarkerData, Session,
     attrs_of, from_attr, read_array)
+from treadlab.acquisition.archive.plausible import (MAX_POSITION_MM, MAX_WRENCH, label_problems,
+                                                    rate_problems, root_problems,
+                                                    time_problems, value_problems)
 from treadlab.config.errors import InputError
 
 log = logging.getLogger(__name__)
+
+
+def _raise_first(path, problems) -> None:
+    """The first ``(field, problem)`` of a plausibility check as a one-line InputError."""
+    if problems:
+        field, message = problems[0]
+        raise InputError(path, field, message)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -39,6 +51,21 @@ def open_archive(path) -> h5py.File:
         raise InputError(path, None, f"not a readable HDF5 file ({one_line(exc)})") from None
 
 
+@contextlib.contextmanager
+def reading(path) -> Iterator[h5py.File]:
+    """:func:`open_archive` for a ``with`` block in which anything h5py raises on a damaged file
+    (corrupt object headers, chunks, attributes) becomes one InputError naming the file."""
+    f = open_archive(path)
+    try:
+        with f:
+            yield f
+    except InputError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError,
+            IndexError) as exc:
+        raise InputError(path, None, f"cannot read, damaged file? ({one_line(exc)})") from None
+
+
 def attr(obj, name, default=None):
     """Attribute ``name`` of an HDF5 object as a plain Python value, ``default`` when absent."""
     if name not in obj.attrs:
@@ -50,9 +77,11 @@ def read_meta(f) -> dict:
     """Root attributes and ``/subject`` of an open archive (cheap: no datasets are read).
 
     Returns ``{"attrs": {...}, "subject": {...}}`` with plain Python values.
+    Raises InputError (naming the file when ``f`` has a name) for implausible root attributes.
     """
     attrs = {k: from_attr(v) for k, v in f.attrs.items()}
     subject = {k: from_attr(v) for k, v in f["subject"].attrs.items()} if "subject" in f else {}
+    _raise_first(getattr(f, "filename", None), root_problems(attrs))
     return {"attrs": attrs, "subject": subject}
 
 
@@ -94,9 +123,15 @@ def derived_group(f):
 
 
 def _dataset(f, path, name) -> np.ndarray:
+    """All of dataset ``name``; InputError naming it when missing or unreadable (a corrupt
+    compressed chunk)."""
     if name not in f:
         raise InputError(path, "/" + name, "missing")
-    return f[name][()]
+    try:
+        return f[name][()]
+    except Exception as exc:  # h5py: OSError/RuntimeError/ValueError on damaged chunks
+        raise InputError(path, "/" + name, f"unreadable data, damaged file? "
+                                           f"({one_line(exc)})") from None
 
 
 def read_force(f, path) -> ForceData:
@@ -120,14 +155,18 @@ def read_force(f, path) -> ForceData:
     if rate is None:
         rate = 1.0 / float(np.median(np.diff(t))) if t.size > 1 else 0.0
     p = w.shape[1]
-    plates = attr(g, "plates") or [f"plate{i + 1}" for i in range(p)]
+    plates = attr(g, "plates")
+    if plates is None or len(plates) == 0:
+        plates = [f"plate{i + 1}" for i in range(p)]
     plates = [plates] if isinstance(plates, str) else list(plates)
     origin = np.asarray(plate_geometry(g, "origin", np.zeros((p, 3))),
                         dtype=np.float64).reshape(p, 3)
     corners = np.asarray(plate_geometry(g, "corners", np.zeros((p, 4, 3))),
                          dtype=np.float64).reshape(p, 4, 3)
-    if not float(rate) > 0:
-        raise InputError(path, "/raw/force@rate_hz", f"must be > 0, got {rate!r}")
+    _raise_first(path, rate_problems("raw/force", rate)
+                 + time_problems("/raw/force/time", t)
+                 + value_problems("/raw/force/wrench", w, MAX_WRENCH, "N or N*m")
+                 + label_problems("/raw/force@plates", plates))
     return ForceData(time=t, wrench=w, rate_hz=float(rate), plates=plates, origin=origin,
                      corners=corners)
 
@@ -144,8 +183,9 @@ def read_markers(f, path) -> MarkerData:
     t = np.asarray(_dataset(f, path, "raw/markers/time"), dtype=np.float64)
     pos = np.asarray(_dataset(f, path, "raw/markers/positions"), dtype=np.float32)
     g = f["raw/markers"]
-    labels = attr(g, "labels") or []
-    labels = [labels] if isinstance(labels, str) else list(labels)
+    labels = attr(g, "labels")
+    labels = [] if labels is None else [labels] if isinstance(labels, str) else list(labels)
+    _raise_first(path, label_problems("/raw/markers@labels", labels))
     rate = attr(g, "rate_hz")
     if pos.ndim != 3 or pos.shape[2] != 3 or pos.shape[:2] != (t.shape[0], len(labels)):
         raise InputError(path, "/raw/markers/positions",
@@ -153,6 +193,10 @@ def read_markers(f, path) -> MarkerData:
                          f"k = {len(labels)} labels")
     if rate is None:
         rate = 1.0 / float(np.median(np.diff(t))) if t.size > 1 else 0.0
+    _raise_first(path, rate_problems("raw/markers", rate)
+                 + time_problems("/raw/markers/time", t)
+                 + value_problems("/raw/markers/positions", pos, MAX_POSITION_MM, "mm")
+                 + label_problems("/raw/markers@labels", labels))
     return MarkerData(time=t, positions=pos, labels=labels, rate_hz=float(rate))
 
 
@@ -219,9 +263,10 @@ def read_session(path, derived: bool = False) -> Session:
 
 def read_session_from(f, path, derived) -> Session:
     attrs = attrs_of(f)
+    _raise_first(path, root_problems(attrs))
     fg = _require(f, path, "raw/force")
-    time = np.asarray(_require(f, path, "raw/force/time")[()], dtype=np.float64)
-    wrench = np.asarray(_require(f, path, "raw/force/wrench")[()], dtype=np.float32)
+    time = np.asarray(_dataset(f, path, "raw/force/time"), dtype=np.float64)
+    wrench = np.asarray(_dataset(f, path, "raw/force/wrench"), dtype=np.float32)
     plates = _require_attr(fg, path, "plates")
     plates = [plates] if isinstance(plates, str) else list(plates)
     p = len(plates)
@@ -241,9 +286,13 @@ def read_session_from(f, path, derived) -> Session:
         calibration=read_calibration(fg),
         device_time=fg["device_time"][()] if "device_time" in fg else None)
 
+    _raise_first(path, rate_problems("raw/force", force.rate_hz)
+                 + time_problems("/raw/force/time", time)
+                 + value_problems("/raw/force/wrench", wrench, MAX_WRENCH, "N or N*m")
+                 + label_problems("/raw/force@plates", plates))
     mg = _require(f, path, "raw/markers")
-    mtime = np.asarray(_require(f, path, "raw/markers/time")[()], dtype=np.float64)
-    pos = np.asarray(_require(f, path, "raw/markers/positions")[()], dtype=np.float32)
+    mtime = np.asarray(_dataset(f, path, "raw/markers/time"), dtype=np.float64)
+    pos = np.asarray(_dataset(f, path, "raw/markers/positions"), dtype=np.float32)
     labels = _require_attr(mg, path, "labels")
     labels = [labels] if isinstance(labels, str) else list(labels)
     if len(mtime) == 0 and pos.size == 0:
@@ -254,6 +303,10 @@ def read_session_from(f, path, derived) -> Session:
     markers = MarkerData(time=mtime, positions=pos, labels=labels,
                          rate_hz=float(_require_attr(mg, path, "rate_hz")),
                          device_time=mg["device_time"][()] if "device_time" in mg else None)
+    _raise_first(path, rate_problems("raw/markers", markers.rate_hz)
+                 + time_problems("/raw/markers/time", mtime)
+                 + value_problems("/raw/markers/positions", pos, MAX_POSITION_MM, "mm")
+                 + label_problems("/raw/markers@labels", labels))
 
     events = []
     if "raw/log" in f and "time" in f["raw/log"]:
@@ -319,6 +372,29 @@ def read_derived_from(f) -> dict | None:
             out[key] = read_rows(obj)
         else:
             out[key] = read_array(obj)
+    for key, required in _DERIVED_REQUIRED.items():
+        if key in out:
+            _raise_first(getattr(f, "filename", None), _rows_problems(f"/derived/{key}",
+                                                                      out[key], required))
+    return out
+
+
+#: The columns a reader of ``/derived`` relies on, and which of them hold numbers.
+_DERIVED_REQUIRED = {"contacts": ("side", "t_strike", "t_off"), "scores": ("cause", "score")}
+_DERIVED_TEXT = {"cause", "unit", "peak_hip_extension_source"}
+
+
+def _rows_problems(name: str, rows: dict, required) -> list[tuple[str, str]]:
+    """Parallel columns of one ``/derived`` group: required ones present, one length, numbers
+    where numbers are expected."""
+    out = [(f"{name}/{k}", "missing dataset") for k in required if k not in rows]
+    lengths = {k: len(np.atleast_1d(v)) for k, v in rows.items()}
+    if len(set(lengths.values())) > 1:
+        out.append((name, "columns of different lengths "
+                          + ", ".join(f"{k}={n}" for k, n in sorted(lengths.items()))))
+    for k, v in rows.items():
+        if k not in _DERIVED_TEXT and np.asarray(v).dtype.kind not in "biuf":
+            out.append((f"{name}/{k}", f"dtype {np.asarray(v).dtype}, expected numbers"))
     return out
 
 

@@ -85,13 +85,16 @@ def require_finished(path) -> None:
         raise InputError(path, None, "a capture is still recording it; wait until it ends")
     try:
         f = h5py.File(path, "r")
-    except (OSError, RuntimeError, ValueError):
+    except Exception as exc:
+        msg = str(exc)
+        if "h5clear" not in msg and "already open for write" not in msg:
+            return        # not readable: the command reading it says so
+        # flags left by a killed SWMR writer: readable in SWMR mode (never tried on other
+        # damage, where SWMR-read retries for minutes)
         try:
             f = h5py.File(path, "r", swmr=True)
         except Exception:
             return
-    except Exception:
-        return
     with f:
         try:
             status = archive.from_attr(f.attrs.get("status", ""))

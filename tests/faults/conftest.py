@@ -93,10 +93,8 @@ def run_command(argv, *, inputs=(), expect="fail", subprocess_=False, timeout=12
         if changed:
             COUNTS["inputs modified"] += 1
             run.problems.append(f"modified {changed}")
-    if expect == "fail" and code == 1:
-        lines = [ln for ln in err.splitlines() if ln.startswith("treadlab:")]
-        if not lines:
-            run.problems.append("no one-line error")
+    if expect == "fail" and code == 1 and not err.strip():
+        run.problems.append("no error message")
     if run.problems:
         FAILURES.append(f"treadlab {' '.join(argv)}: {', '.join(run.problems)}: "
                         f"{err.strip()[-300:]}")
