@@ -381,7 +381,7 @@ def read_derived_from(f) -> dict | None:
 
 #: The columns a reader of ``/derived`` relies on, and which of them hold numbers.
 _DERIVED_REQUIRED = {"contacts": ("side", "t_strike", "t_off"), "scores": ("cause", "score")}
-_DERIVED_TEXT = {"cause", "unit", "peak_hip_extension_source"}
+_DERIVED_TEXT = {"cause", "unit", "status", "peak_hip_extension_source"}
 
 
 def _rows_problems(name: str, rows: dict, required) -> list[tuple[str, str]]:
