@@ -31,7 +31,8 @@ class ContactParams:
         must not exceed ``strike_n``.
     min_contact_s : float, s. Shorter contacts get ``FLAG_SHORT`` (default 0.1).
     min_peak_n : float, N. Contacts whose peak is lower get ``FLAG_LOW_PEAK``. The kernel knows
-        no body weight: build it with :meth:`from_bw` (docs/metrics.md §2: 1.0 BW). Default 0 = no check.
+        no body weight: build it with :meth:`from_bw` (docs/metrics.md §2: 1.0 BW). Default 0 =
+        no check.
     min_flight_s : float, s. A shorter unloaded period before a strike gets ``FLAG_NO_FLIGHT``
         (default 0.02).
     """

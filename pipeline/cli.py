@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sys
+import textwrap
 import traceback
 
 from treadlab.config import software_version
@@ -46,7 +47,8 @@ Documentation: docs/ in the source tree (design.md, archive.md, wire.md, metrics
 def _cmd_demo(args) -> int:
     from treadlab.pipeline.demo import format_demo, run_demo
 
-    print(format_demo(run_demo(out_dir=args.out, seconds=args.seconds)))
+    print(format_demo(run_demo(out_dir=args.out, seconds=args.seconds,
+                               status_stream=sys.stderr)))
     return EXIT_OK
 
 
@@ -62,7 +64,7 @@ def _cmd_capture(args) -> int:
         load_settings(args.config)
     path = run_capture(config_path=args.config, subject=args.subject,
                        body_mass_kg=args.body_mass, duration_s=args.duration, out_dir=args.out,
-                       replay=args.replay)
+                       replay=args.replay, status_stream=sys.stderr)
     print(path)
     if not args.no_process:
         _print_summary(process_session(path, config_path=args.config))
@@ -240,8 +242,8 @@ PARAM_HELP = ("synthetic-runner parameter KEY=VALUE, repeatable, e.g. pelvic_dro
 def _command(sub, name: str, summary: str, description: str, func):
     """A subcommand with a one-line summary (in ``treadlab --help``), a description (in
     ``treadlab NAME --help``) and the exit codes."""
-    p = sub.add_parser(name, help=summary, description=description, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(name, help=summary, description=textwrap.fill(description, 79),
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(func=func)
     return p
 
@@ -249,8 +251,9 @@ def _command(sub, name: str, summary: str, description: str, func):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="treadlab",
-        description="treadlab: capture, process, score and export instrumented treadmill "
-                    "running sessions (force-plate treadmill + optical motion capture).",
+        description=textwrap.fill("treadlab: capture, process, score and export instrumented "
+                                  "treadmill running sessions (force-plate treadmill + optical "
+                                  "motion capture).", 79),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=software_version())
     p.add_argument("-v", "--verbose", action="count", default=0,
@@ -287,8 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "runner (default config: a lab derived from the file); stops at its end")
 
     s = sub.add_parser("simulate", help="virtual devices or a synthetic archive",
-                       description="Simulators: serve a virtual lab, or write a synthetic "
-                                   "session archive with its ground truth.", epilog=EPILOG,
+                       description=textwrap.fill("Simulators: serve a virtual lab, or write a "
+                                                 "synthetic session archive with its ground "
+                                                 "truth.", 79), epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ssub = s.add_subparsers(dest="what", metavar="WHAT", required=True)
     t = _command(ssub, "lab", "serve a virtual treadmill (pty) and mocap system (UDP/LSL)",
@@ -403,8 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="body mass (kg) for a recording too short to estimate it")
 
     s = sub.add_parser("reference", help="reference sets for scoring",
-                       description="Reference sets: the healthy means and spreads the cause "
-                                   "scores are measured against.", epilog=EPILOG,
+                       description=textwrap.fill("Reference sets: the healthy means and "
+                                                 "spreads the cause scores are measured "
+                                                 "against.", 79), epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ssub = s.add_subparsers(dest="what", metavar="WHAT", required=True)
     t = _command(ssub, "build", "reference means/spreads from processed healthy sessions",

@@ -330,7 +330,8 @@ def process_session(path, config_path=None, lock_wait_s: float = 10.0) -> dict:
     Parameters
     ----------
     path : str or os.PathLike
-        A ``treadlab.session`` archive (or any file with the minimum contract of docs/archive.md §2).
+        A ``treadlab.session`` archive (or any file with the minimum contract of
+        docs/archive.md §2).
     config_path : str or os.PathLike, optional
         Lab TOML (thresholds, filters, reference set); ``None`` = the shipped simulated lab.
     lock_wait_s : float

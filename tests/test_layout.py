@@ -180,3 +180,31 @@ def test_no_reference_to_documents_outside_the_repository(folder):
                                        "METRICS.md", "../shared/")):
                 bad.append(f"{path.relative_to(ROOT)}:{i}")
     assert not bad, "\n".join(bad)
+
+
+#: Who may import whom (docs/design.md §2.3): a module of the key's package imports nothing
+#: from the listed packages.
+FORBIDDEN = {
+    "treadlab.config": ("treadlab.acquisition", "treadlab.kernels", "treadlab.pipeline"),
+    "treadlab.kernels": ("treadlab.acquisition", "treadlab.pipeline"),
+    "treadlab.acquisition": ("treadlab.pipeline",),
+    "treadlab.acquisition.archive": ("treadlab.acquisition.sources",
+                                     "treadlab.acquisition.capture",
+                                     "treadlab.acquisition.sim", "treadlab.acquisition.io"),
+    "treadlab.acquisition.sources": ("treadlab.acquisition.capture", "treadlab.acquisition.sim",
+                                     "treadlab.acquisition.io"),
+    "treadlab.acquisition.io": ("treadlab.acquisition.capture", "treadlab.acquisition.sim",
+                                "treadlab.acquisition.sources"),
+}
+
+
+def test_dependencies_point_one_way():
+    bad = []
+    for name, path in MODULES.items():
+        for package, forbidden in FORBIDDEN.items():
+            if name != package and not name.startswith(package + "."):
+                continue
+            for node, mod, _ in _imports(name, path):
+                if any(mod == f or mod.startswith(f + ".") for f in forbidden):
+                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name} -> {mod}")
+    assert not bad, "\n".join(sorted(set(bad)))

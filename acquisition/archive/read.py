@@ -39,8 +39,8 @@ def open_archive(path) -> h5py.File:
         return h5py.File(path, "r")
     except (OSError, RuntimeError, ValueError) as first:  # RuntimeError: corrupt superblocks
         msg = str(first).splitlines()[0] if str(first) else type(first).__name__
-        # A capture killed in SWMR mode leaves the consistency flags set (docs/design.md §13.3); such a file
-        # opens in SWMR-read mode. Only then: SWMR-read of a damaged file retries for minutes.
+        # A capture killed in SWMR mode leaves the consistency flags set (docs/design.md
+        # §13.3); such a file opens in SWMR-read mode. Only then: SWMR-read of a damaged file retries for minutes.
         if "h5clear" in msg or "already open for write" in msg:
             try:
                 return h5py.File(path, "r", swmr=True)

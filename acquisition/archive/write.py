@@ -34,6 +34,14 @@ def append_rows(ds, values) -> None:
 
 # --- the live layout -------------------------------------------------------------------------
 
+def _device_time(group, time_scale, rows):
+    """The appendable raw device clock of a stream (s), on the stream's time dimension."""
+    ds = new_dataset(group, "device_time", (0,), np.float64, "s", rows_per_chunk=rows,
+                     clock="device")
+    attach_scales(ds, time_scale)
+    return ds
+
+
 def create_raw_layout(h5file, *, plates, origin, corners, force_rate_hz, labels,
                       marker_rate_hz, n_channels=None, counts_dtype=None, calibration=None,
                       device_time=False, log=True) -> dict:
@@ -104,10 +112,7 @@ def create_raw_layout(h5file, *, plates, origin, corners, force_rate_hz, labels,
     attach_scales(w, t, plate_sc, comp_sc)
     out["force/time"], out["force/wrench"] = t, w
     if "force" in device_time:
-        dt = new_dataset(force, "device_time", (0,), np.float64, "s", rows_per_chunk=rows,
-                          clock="device")
-        attach_scales(dt, t)
-        out["force/device_time"] = dt
+        out["force/device_time"] = _device_time(force, t, rows)
     if n_channels:
         cdt = np.dtype(counts_dtype or np.int32)
         ch_sc = make_scale(force, "channel", np.arange(n_channels, dtype=np.int32), "1")
@@ -133,10 +138,7 @@ def create_raw_layout(h5file, *, plates, origin, corners, force_rate_hz, labels,
     attach_scales(pos, mt, lab_sc, ax_sc)
     out["markers/time"], out["markers/positions"] = mt, pos
     if "markers" in device_time:
-        mdt = new_dataset(markers, "device_time", (0,), np.float64, "s", rows_per_chunk=mrows,
-                           clock="device")
-        attach_scales(mdt, mt)
-        out["markers/device_time"] = mdt
+        out["markers/device_time"] = _device_time(markers, mt, mrows)
 
     if log:
         lg = h5file["raw"].create_group("log")

@@ -35,7 +35,6 @@ import logging
 import math
 import re
 import signal
-import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -68,6 +67,19 @@ FIRST_FRAMES_TIMEOUT_S = 5.0
 #: toe off and the low-pass filter's tail are in the archive.
 REPLAY_TAIL_S = 0.5
 
+
+
+class _NoStatus:
+    """The status stream when the caller wants none: a library does not print on its own."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
 
 def session_filename(subject: str, when: datetime | None = None) -> str:
     """``<subject>_<YYYYmmddTHHMMSSZ>.h5`` with the subject made file-name safe."""
@@ -206,8 +218,8 @@ def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float 
     params : dict, optional
         Synthetic-runner parameters for the simulated lab (``{"cadence_spm": "170"}``).
     status_stream : file-like, optional
-        Where the live status line goes (default ``sys.stderr``); on a terminal it is redrawn
-        about twice a second, otherwise a line is printed every 5 s.
+        Where the live status line goes (default: nowhere; the CLI passes ``sys.stderr``); on a
+        terminal it is redrawn about twice a second, otherwise a line is written every 5 s.
     stop_event : threading.Event, optional
         Set it to end the capture from another thread.
     on_step : callable(LiveStep), optional
@@ -260,7 +272,7 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
                               "config must ask for it (port = \"auto\" or driver \"simulated\")")
     _check_devices(cfg)
     out_dir = Path(out_dir)
-    status_stream = sys.stderr if status_stream is None else status_stream
+    status_stream = _NoStatus() if status_stream is None else status_stream
 
     lab = None
     force = markers = None

@@ -46,7 +46,8 @@ except ImportError:     # not a POSIX system: every port is read through pyseria
 from treadlab.acquisition.sources.base import Block, Source, StreamInfo, table_values
 from treadlab.acquisition.sources.wire import SAMPLE_TYPES, ForceFrameDecoder, ForceFrames
 from treadlab.config.errors import ConfigError, DeviceError
-from treadlab.config.schema import ForcePlateConfig
+from treadlab.config.schema import (ForcePlateConfig, check_link_budget, check_plates,
+                                    check_table)
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,10 @@ class ForcePlateSettings(ForcePlateConfig):
         return cls(**table_values(table, [f.name for f in fields(cls)]))
 
     def __post_init__(self):
-        if self.sample_type not in SAMPLE_TYPES:
-            raise ConfigError(None, "forceplate.sample_type",
-                              f"{self.sample_type!r} is not one of {sorted(SAMPLE_TYPES)}")
-        if int(self.channels) < 1:
-            raise ConfigError(None, "forceplate.channels", f"{self.channels} < 1")
-        if not float(self.rate_hz) > 0:
-            raise ConfigError(None, "forceplate.rate_hz", f"{self.rate_hz} is not > 0")
+        # the schema's declaration is the one check (ConfigError naming forceplate.<key>)
+        checked = check_table(self, ForcePlateConfig, "forceplate")
+        for name in ForcePlateConfig.__dataclass_fields__:
+            setattr(self, name, getattr(checked, name))
 
 
 @dataclass
@@ -109,12 +107,6 @@ class PlateCalibration:
         self.calibration = np.asarray(self.calibration, dtype=np.float64)
         self.origin = np.asarray(self.origin, dtype=np.float64).reshape(3)
         self.corners = np.asarray(self.corners, dtype=np.float64).reshape(4, 3)
-        if len(self.channels) != 6:
-            raise ConfigError(None, f"plates.{self.name}.channels",
-                              f"needs 6 channel indices, got {len(self.channels)}")
-        if self.calibration.shape != (6, 6):
-            raise ConfigError(None, f"plates.{self.name}.calibration",
-                              f"needs a 6×6 matrix, got shape {self.calibration.shape}")
 
 
 class ForceCalibration:
@@ -133,11 +125,8 @@ class ForceCalibration:
         self.plates = list(plates)
         self.n_channels = int(channels)
         self.volts_per_count = float(volts_per_count)
-        for i, p in enumerate(self.plates):
-            bad = [c for c in p.channels if not 0 <= c < self.n_channels]
-            if bad:
-                raise ConfigError(None, f"plates[{i}].channels",
-                                  f"{bad} outside the {self.n_channels} device channels")
+        # the config schema's plate rules; a channel may feed several plates here
+        check_plates(self.plates, self.n_channels, shared_ok=True)
         self.index = np.array([p.channels for p in self.plates], dtype=np.intp).reshape(-1, 6)
         self.matrix = np.array([p.calibration for p in self.plates],
                                dtype=np.float64).reshape(-1, 6, 6)
@@ -443,11 +432,7 @@ class ForcePlateSerial(ForceSourceBase):
         if settings.port in (None, "", "auto"):
             raise ConfigError(None, "forceplate.port",
                               "'auto' needs the simulated lab's pty (start_lab) or a real port")
-        need = settings.line_bits_per_s                            # 8N1: 10 bits per byte
-        if need > settings.baud:
-            raise ConfigError(None, "forceplate.baud",
-                              f"{settings.rate_hz:g} Hz × {settings.frame_bytes}-byte frames "
-                              f"needs {need:,.0f} baud > {settings.baud:,}")
+        check_link_budget(settings)                                # 8N1: 10 bits per byte
         self.port = str(settings.port)
         self.decoder = _FastDecoder(settings.channels, settings.sample_type, settings.rate_hz)
         self._ser: serial.SerialBase | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 
 import numpy as np
 import pylsl
@@ -37,8 +38,9 @@ def channel_labels(info: "pylsl.StreamInfo") -> list[str]:
 
 def mocap_stream_info(name: str, labels, rate_hz: float, source_id: str) -> "pylsl.StreamInfo":
     """An LSL ``Mocap`` stream description: 3 float32 channels per marker, labelled
-    ``LABEL_X, LABEL_Y, LABEL_Z`` in millimetres (docs/wire.md §4) — what :class:`MarkersLSL` reads
-    with :func:`channel_labels`."""
+    ``LABEL_X, LABEL_Y, LABEL_Z`` in millimetres (docs/wire.md §4) — what
+    :class:`~treadlab.acquisition.sources.markers_lsl.MarkersLSL` reads with
+    :func:`channel_labels`."""
     info = pylsl.StreamInfo(name, "Mocap", 3 * len(labels), float(rate_hz), pylsl.cf_float32,
                             source_id)
     chans = info.desc().append_child("channels")
@@ -96,7 +98,8 @@ class LSLInlet:
             self.inlet = None
 
     def pull(self, timeout: float):
-        """(values (n, ch), device_time (n,) s, seq (n,) int64) or None."""
+        """(values (n, ch), device_time (n,) s, seq (n,) int64, host_time (n,) s) or None;
+        host_time is ``time.monotonic()`` at receipt."""
         now = time.monotonic()
         if now - self._corrected_at > CORRECTION_PERIOD:
             try:
@@ -136,4 +139,21 @@ class LSLInlet:
         seq = self._seq + np.cumsum(steps)
         self._seq = int(seq[-1])
         self._last_ts = float(ts[-1])
-        return values, ts + self.correction, seq
+        return values, ts + self.correction, seq, np.full(ts.shape, time.monotonic())
+
+
+class InletReader(ABC):
+    """What an LSL source does with its :class:`LSLInlet` ``self._in``: close it, and pull what
+    arrived into :meth:`_samples` (a driver mixin, before its ``Source`` base)."""
+
+    def _close(self) -> None:
+        self._in.close()
+
+    def _acquire(self, timeout: float) -> None:
+        got = self._in.pull(timeout)
+        if got is not None:
+            self._samples(*got)
+
+    @abstractmethod
+    def _samples(self, values, device_time, seq, host_time) -> None:
+        """Turn one pulled chunk into blocks: values (n, ch), times (n,) s, seq (n,) int64."""

@@ -1,4 +1,4 @@
-"""C3D import (acquisition/c3d_import.py) against the real recordings in ../shared/data.
+"""C3D import (acquisition/io/c3d_import.py) against the real recordings in ../shared/data.
 
 Every comparison with ezc3d goes through the documented axis mapping ``attrs["c3d_axes"]``
 (``lab = A @ file``). Tolerances: markers and force are the same numbers rotated (float32
