@@ -36,7 +36,8 @@ from treadlab.acquisition.archive.check import (format_inspection, inspect_sessi
                                                 validate_session)
 from treadlab.acquisition.archive.flags import clear_status_flags
 from treadlab.acquisition.archive.format import (
-    CHUNK_SECONDS, COMPONENTS, CONTACT_FIELDS, DERIVED_ANGLES_GZIP_LEVEL, DERIVED_FORMAT,
+    ANGLE_SIGNIFICANT_BITS, CHUNK_SECONDS, COMPONENTS, CONTACT_FIELDS, DERIVED_ANGLES_GZIP_LEVEL,
+    DERIVED_FORMAT, bitround,
     DERIVED_SUFFIX, DERIVED_UNITS, FORMAT, FORMAT_VERSION, GZIP_LEVEL, LIBVER,
     REQUIRED_ROOT_ATTRS, SCORE_FIELDS, STATUSES, derived_path, is_derived_file,
     WRENCH_UNITS, ForceData, MarkerData, Session, attrs_of, from_attr, to_attr)
@@ -63,7 +64,7 @@ __all__ = [
     "write_session_into", "DERIVED_FORMAT", "DERIVED_SUFFIX", "derived_path", "is_derived_file",
     "SessionLock", "SessionLocked", "acquire", "describe_owner", "lock_owner", "lock_path",
     "session_lock", "derived_group", "open_xarray", "link_derived", "write_derived_file",
-    "write_plate_geometry", "migrate_session", "migration_needed", "derived_target",
+    "write_plate_geometry", "ANGLE_SIGNIFICANT_BITS", "bitround", "migrate_session", "migration_needed", "derived_target",
 ]
 from treadlab.acquisition.archive.migrate import (derived_target, migrate_session,  # noqa: E402
                                                   migration_needed)

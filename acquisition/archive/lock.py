@@ -41,6 +41,9 @@ class SessionLocked(InputError):
         self.owner = owner
         super().__init__(path, None, f"locked by {describe_owner(owner)}")
 
+    def __reduce__(self):  # picklable, so it can cross a dask worker boundary
+        return (SessionLocked, (self.path, self.owner))
+
 
 def lock_path(path) -> Path:
     """The lock file of the session ``path`` (``<name>.h5.lock`` beside it)."""
