@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from treadlab.acquisition.archive import plausible
+import treadlab.acquisition.archive.plausible as plausible
 from treadlab.acquisition.archive.format import (one_line, ALLOWED_FILTERS, CONTACT_FIELDS, FORMAT,
     FORMAT_VERSION, RAW_UNITS, RAW_UNITS_TEXT, REQUIRED_ROOT_ATTRS, SCORE_FIELDS, STATUSES,
     attrs_of, from_attr, read_array)
