@@ -559,6 +559,12 @@ def build_lab(data: dict, path=None) -> LabConfig:
     except ValidationError as exc:
         raise config_error(exc, path, LabConfig) from None
     cfg.source_path = Path(path) if path is not None else None
+    fp = data.get("forceplate")
+    # simulation is asked for, never inferred: a force plate needs its port written out
+    # (a device, or "auto" for the simulated lab)
+    _rule(not isinstance(fp, dict) or "port" in fp or cfg.forceplate.driver != "forceplate_serial",
+          path, "forceplate.port", 'missing: the serial device (e.g. "/dev/ttyUSB0"), or '
+                                   '"auto" for the simulated lab')
     if cfg.forceplate.driver in ("forceplate_serial", "simulated"):
         check_link_budget(cfg.forceplate, path)
     _check_markers(cfg.markers, path)

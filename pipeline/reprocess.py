@@ -82,8 +82,13 @@ def _client(scheduler: str | None, workers: int | None):
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """One line for a failed session: a treadlab error's own message; anything else (a worker
+    crash) its type and first line, never a worker's traceback text."""
+    text = str(exc).split("Traceback (most recent call last)")[0].strip().splitlines()
+    line = text[0].strip() if text else ""
+    if not isinstance(exc, TreadlabError):
+        line = f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+    return line[:300]
 
 
 def due_reason(have: dict | None, want: dict, force: bool = False) -> str | None:

@@ -11,8 +11,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from treadlab.acquisition.archive.format import (DERIVED_FORMAT, one_line, ForceData, INDEX_SCALES, MarkerData, Session,
-    attrs_of, from_attr, read_array)
+from treadlab.acquisition.archive.format import (DERIVED_FORMAT, INDEX_SCALES, ForceData,
+                                                 MarkerData, Session, attrs_of, from_attr,
+                                                 one_line, read_array)
 from treadlab.acquisition.archive.plausible import (MAX_POSITION_MM, MAX_WRENCH, label_problems,
                                                     rate_problems, root_problems,
                                                     time_problems, value_problems)
@@ -374,17 +375,21 @@ def read_derived_from(f) -> dict | None:
             out[key] = read_array(obj)
     for key, required in _DERIVED_REQUIRED.items():
         if key in out:
-            _raise_first(getattr(f, "filename", None), _rows_problems(f"/derived/{key}",
-                                                                      out[key], required))
+            _raise_first(getattr(f, "filename", None),
+                         _rows_problems(f"/derived/{key}", out[key], required,
+                                        _DERIVED_NUMERIC[key]))
     return out
 
 
-#: The columns a reader of ``/derived`` relies on, and which of them hold numbers.
+#: The columns a reader of ``/derived`` relies on, and those that must hold numbers.
 _DERIVED_REQUIRED = {"contacts": ("side", "t_strike", "t_off"), "scores": ("cause", "score")}
-_DERIVED_TEXT = {"cause", "unit", "status", "peak_hip_extension_source"}
+_DERIVED_NUMERIC = {"contacts": ("side", "t_strike", "t_off", "contact_time", "flight_time",
+                                 "peak_vgrf", "loading_rate", "valid"),
+                    "scores": ("score", "value", "value_left", "value_right", "normal_low",
+                               "normal_high", "n_steps")}
 
 
-def _rows_problems(name: str, rows: dict, required) -> list[tuple[str, str]]:
+def _rows_problems(name: str, rows: dict, required, numeric) -> list[tuple[str, str]]:
     """Parallel columns of one ``/derived`` group: required ones present, one length, numbers
     where numbers are expected."""
     out = [(f"{name}/{k}", "missing dataset") for k in required if k not in rows]
@@ -392,9 +397,9 @@ def _rows_problems(name: str, rows: dict, required) -> list[tuple[str, str]]:
     if len(set(lengths.values())) > 1:
         out.append((name, "columns of different lengths "
                           + ", ".join(f"{k}={n}" for k, n in sorted(lengths.items()))))
-    for k, v in rows.items():
-        if k not in _DERIVED_TEXT and np.asarray(v).dtype.kind not in "biuf":
-            out.append((f"{name}/{k}", f"dtype {np.asarray(v).dtype}, expected numbers"))
+    for k in numeric:
+        if k in rows and np.asarray(rows[k]).dtype.kind not in "biuf":
+            out.append((f"{name}/{k}", f"dtype {np.asarray(rows[k]).dtype}, expected numbers"))
     return out
 
 

@@ -595,6 +595,8 @@ def recover(path, body_mass_kg: float | None = None) -> str:
         raise InputError(path, "byte 0", "empty file (0 bytes): nothing to recover")
     if _writer_alive(path):
         raise InputError(path, None, "a capture is still recording it (lock held); stop it first")
+    # the disk reserve a killed capture left (see Recorder): room for the working copy
+    path.with_name(f".{path.name}.reserve").unlink(missing_ok=True)
     # the pid in the name: a stale-temp sweep never takes a live recover's copy
     tmp = path.with_name(f".{path.name}.{os.getpid()}.recover.tmp")
     tmp.unlink(missing_ok=True)

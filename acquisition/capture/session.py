@@ -195,6 +195,7 @@ class _Stopper:
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
+        self._old.clear()
 
 
 def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float | None = None,
@@ -276,7 +277,9 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
 
     lab = None
     force = markers = None
+    early = _Stopper(None)   # Ctrl-C / SIGTERM while the devices start and the plate tares
     try:
+        early.__enter__()
         if _is_simulated(cfg):
             # a replay is played once: the capture ends with the recording
             lab = (start_lab(cfg, params=params) if replay is None
@@ -289,9 +292,14 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
         if hasattr(force, "tare"):
             force.tare(timeout=2 * tare_s + FIRST_FRAMES_TIMEOUT_S)
         _wait_first_frames([force, markers], FIRST_FRAMES_TIMEOUT_S)
+        early.__exit__(None, None, None)
+        if early.reason is not None:
+            raise DeviceError(f"stopped by {early.reason} while the devices started and the "
+                              f"force plate tared; nothing recorded")
         return _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir,
                        status_stream, stop_event, on_step, params)
     finally:
+        early.__exit__(None, None, None)
         for src in (markers, force):
             if src is not None:
                 try:

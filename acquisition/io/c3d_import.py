@@ -57,7 +57,7 @@ from pathlib import Path
 import ezc3d
 import numpy as np
 
-from treadlab.acquisition.archive import ForceData, MarkerData, Session, write_session
+from treadlab.acquisition.archive import ForceData, MarkerData, Session, plausible, write_session
 from treadlab.acquisition.io.static_calibration import apply_static, calibrate_static
 from treadlab.config import load_lab
 from treadlab.config.constants import G
@@ -203,12 +203,36 @@ def read_c3d(path, *, marker_names: dict | None = None, subject_id: str | None =
     log.info("%s: %d markers × %d frames at %g Hz, %d plates, %d events, %d model outputs, "
              "body mass %.1f kg (%s)", path.name, len(markers.labels), n_frames, rate,
              len(force.plates), len(events["time"]), len(points["data"]), mass, source)
+    _check_plausible(path, attrs, force, markers)
     session = Session(attrs=attrs, force=force, markers=markers, subject=subject,
                       reference=reference)
     if static is not None:
         calibration = calibrate_static(read_c3d(static, marker_names=marker_names))
         session = apply_static(session, calibration)
     return session
+
+
+def _check_plausible(path: Path, attrs: dict, force: ForceData, markers: MarkerData) -> None:
+    """What the file yields must be a running session (the rules every archive reader applies,
+    :mod:`treadlab.acquisition.archive.plausible`), named by the C3D parameter it came from."""
+    where = {"/@body_mass_kg": "PROCESSING:Bodymass (or the force estimate)",
+             "/raw/force@rate_hz": "ANALOG:RATE", "/raw/markers@rate_hz": "POINT:RATE",
+             "/raw/force/wrench": "ANALOG:SCALE/OFFSET (force channels)",
+             "/raw/markers/positions": "POINT:SCALE (marker data)"}
+    problems = (plausible.root_problems(attrs)
+                + (plausible.rate_problems("raw/force", force.rate_hz) if len(force.plates)
+                   else [])
+                + plausible.rate_problems("raw/markers", markers.rate_hz)
+                + plausible.value_problems("/raw/force/wrench", force.wrench,
+                                           plausible.MAX_WRENCH, "N or N*m")
+                + plausible.value_problems("/raw/markers/positions", markers.positions,
+                                           plausible.MAX_POSITION_MM, "mm"))
+    w = np.asarray(force.wrench)
+    if w.size and not np.isfinite(w).any():
+        problems.append(("/raw/force/wrench", "every force sample is NaN"))
+    if problems:
+        field, message = problems[0]
+        raise InputError(path, where.get(field, field), message)
 
 
 def import_c3d(c3d_path, out_path, config_path=None, subject_id: str | None = None,
@@ -396,12 +420,18 @@ def _param(params: dict, group: str, name: str, default=None):
     return g[name]["value"]
 
 
+def _text(value) -> str:
+    """Parameter text as valid UTF-8: bytes a file's encoding cannot give (ezc3d hands them on
+    as lone surrogates) become U+FFFD, so they can be stored, printed and compared."""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
 def _strings(value) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
-        return [value]
-    return [str(v).strip() for v in value]
+        return [_text(value)]
+    return [_text(v).strip() for v in value]
 
 
 def _parse_points(path: Path, c3d: dict):
@@ -475,7 +505,11 @@ def _parse_plate_corners(path: Path, params: dict) -> np.ndarray:
     if c.ndim != 3 or c.shape[0] != 3 or c.shape[1] != 4 or c.shape[2] < n:
         raise InputError(path, "FORCE_PLATFORM:CORNERS",
                          f"shape {c.shape} does not hold 4 corners for {n} plates")
-    return np.transpose(c[:, :, :n], (2, 1, 0))
+    out = np.transpose(c[:, :, :n], (2, 1, 0))
+    if not np.isfinite(out).all():
+        i = int(np.argmax(~np.isfinite(out).reshape(n, -1).all(axis=1)))
+        raise InputError(path, f"FORCE_PLATFORM:CORNERS[{i + 1}]", "not finite (NaN or inf)")
+    return out
 
 
 def _nanmean_rows(x: np.ndarray, axis: int) -> np.ndarray:

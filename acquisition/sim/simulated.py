@@ -718,9 +718,17 @@ class SimulatedLab:
         self.stop()
 
 
-def _free_udp_port(host: str) -> int:
+def _free_udp_port(host: str, cfg_path=None) -> int:
+    """A free UDP port on ``host``; ConfigError naming ``markers.host`` when ``host`` is not an
+    address of this machine."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
+        try:
+            s.bind((host, 0))
+        except OSError as exc:
+            raise ConfigError(cfg_path, "markers.host",
+                              f"{host!r}: cannot bind a UDP socket there "
+                              f"({exc.strerror or exc}); use an address of this machine, e.g. "
+                              f"127.0.0.1") from None
         return s.getsockname()[1]
 
 
@@ -770,6 +778,13 @@ def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
     mk = MarkerSettings.from_table(cfg.markers)
     plates = [p if isinstance(p, PlateCalibration) else PlateCalibration.from_table(p)
               for p in cfg.plates]
+    for i, p in enumerate(plates):
+        # the virtual treadmill inverts the calibration to turn forces into ADC counts
+        m = np.asarray(p.calibration, dtype=np.float64)
+        if not np.isfinite(m).all() or np.linalg.cond(m) > 1e12:
+            raise ConfigError(getattr(cfg, "path", None), f"plates[{i}].calibration",
+                              "singular or non-finite 6x6 matrix: it maps no forces onto "
+                              "volts uniquely (the simulated treadmill must invert it)")
     if fp.driver not in ("forceplate_serial", "simulated", "forceplate_lsl"):
         raise ConfigError(getattr(cfg, "path", None), "forceplate.driver",
                           f"the simulated lab cannot serve {fp.driver!r}")
@@ -796,7 +811,8 @@ def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
     if mk.driver == "markers_udp":
         if marker_address is None:
             host = mk.host or "127.0.0.1"
-            marker_address = (host, int(mk.port) or _free_udp_port(host))
+            marker_address = (host, int(mk.port) or _free_udp_port(host, getattr(cfg, "path",
+                                                                                 None)))
         spec["marker_address"] = (str(marker_address[0]), int(marker_address[1]))
     directory = tempfile.mkdtemp(prefix="treadlab-lab-")
     spec["directory"] = directory

@@ -87,3 +87,36 @@ def test_a_bad_scoring_reference_fails_before_anything_is_recorded(tmp_path):
     assert run.code == 1 and not run.problems, run.problems
     assert "missing.toml" in run.err or "reference" in run.err
     assert not (tmp_path / "out").exists()
+
+
+def test_reprocess_failure_lines_carry_no_worker_traceback():
+    from treadlab.pipeline.reprocess import _one_line
+
+    exc = RuntimeError("worker died\nTraceback (most recent call last):\n  File \"x.py\"")
+    assert _one_line(exc) == "RuntimeError: worker died"
+    exc = RuntimeError("Traceback (most recent call last):\n  File \"x.py\", line 1")
+    assert _one_line(exc) == "RuntimeError"
+    assert _one_line(InputError("s.h5", "/raw", "missing")) == "s.h5: /raw: missing"
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_during_the_tare_is_one_line_and_nothing_recorded(tmp_path, monkeypatch):
+    """SIGTERM while the plate tares: not exit 0 with a file recover cannot fix, but one line
+    and no file."""
+    import signal
+
+    from treadlab.acquisition.sources.forceplate_serial import ForcePlateSerial
+    from treadlab.config.errors import DeviceError
+
+    tare = ForcePlateSerial.tare
+
+    def tare_then_sigterm(self, *a, **kw):
+        os.kill(os.getpid(), signal.SIGTERM)      # the capture's handler only sets a flag
+        return tare(self, *a, **kw)
+
+    monkeypatch.setattr(ForcePlateSerial, "tare", tare_then_sigterm)
+    with pytest.raises(DeviceError, match="SIGTERM.*nothing recorded"):
+        capture_session(lab_cfg(), subject="T", out_dir=tmp_path / "out", duration_s=5.0,
+                        status_stream=io.StringIO())
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL    # handlers restored

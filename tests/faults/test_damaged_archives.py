@@ -195,3 +195,37 @@ def test_every_command_on_a_damaged_archive(base, tmp_path, secret, damage):
         if run.problems:
             problems.append(f"{cmd}: {run.problems}: {run.err.strip()[-200:]}")
     assert not problems, "\n".join(problems)
+
+
+@pytest.fixture(scope="module")
+def real_base(tmp_path_factory):
+    """A real treadmill recording (RBDS, ../shared/data), imported and processed."""
+    from tests.conftest import shared_file
+    from treadlab.acquisition.io.c3d_import import import_c3d
+
+    src = shared_file("running", "RBDS001runT35.c3d")
+    path = tmp_path_factory.mktemp("real") / "rbds.h5"
+    import_c3d(src, path, subject_id="RBDS001")
+    process_session(path)
+    assert validate_session(path) == []
+    return path
+
+
+REAL_DAMAGES = ("force_chunk_flip", "marker_chunk_flip", "markers_time_short", "inf_in_force",
+                "body_mass_huge", "truncated_half", "labels_integers")
+
+
+@pytest.mark.parametrize("damage", REAL_DAMAGES)
+def test_damaged_real_recording(real_base, tmp_path, secret, damage):
+    fn, _ = DAMAGES[damage]
+    path = tmp_path / f"real-{damage}.h5"
+    shutil.copyfile(real_base, path)
+    fn(path)
+    for argv in (["validate", path], ["recover", path],
+                 ["export", path, "--to", tmp_path / "out", "--format", "csv"]):
+        run = run_command(argv, inputs=[path])
+        assert run.code == 1 and not run.problems and path.name in run.err, (argv, run.err)
+    work = tmp_path / "work.h5"
+    shutil.copyfile(path, work)
+    run = run_command(["process", work], inputs=[work])
+    assert run.code == 1 and not run.problems and work.name in run.err, run.err
