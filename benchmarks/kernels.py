@@ -1,5 +1,5 @@
-"""Kernel benchmark: contact detection, force metrics and joint angles on one hour of synthetic
-split-belt running (1000 Hz force, 200 Hz markers).
+"""Kernel benchmark: contacts, force metrics, joint angles, low-pass and re-zeroing on one hour
+of synthetic split-belt running (1000 Hz force, 200 Hz markers).
 
 Prints what it measures; the last line is one JSON object of the figures:
 
@@ -12,7 +12,16 @@ Prints what it measures; the last line is one JSON object of the figures:
   hysteresis, 50 N / 20 N) on a 60-s excerpt — it slows super-linearly, so it is only timed on
   an excerpt (goal ≥ 50);
 - ``angles_vs_numpy``: compiled ``treadlab.kernels.angles.joint_angles`` over its reference
-  ``treadlab.kernels._angles_ref.joint_angles`` on the hour of markers (goal ≥ 5).
+  ``treadlab.kernels._angles_ref.joint_angles`` on the hour of markers (goal ≥ 5);
+- ``filters_vs_scipy_force``: ``scipy.signal.sosfiltfilt`` (its best layout: one contiguous
+  row per channel, ``axis=1``) over ``treadlab.kernels.filters.sosfiltfilt`` on the four force
+  columns as the pipeline holds them, (n, 4), 4th-order 50 Hz; ``filters_vs_scipy_markers``
+  the same on the hour of markers, (m, k, 3) float32 in and out with the runner's occlusions
+  (NaN), 4th-order 12 Hz, against what the pipeline did before the kernel (gaps bridged with
+  ``np.interp``, SciPy on float64 copies of 6 columns at a time); both results are checked
+  equal first;
+- ``rezero_vs_numpy``: compiled ``contacts.rezero_flight`` over its reference
+  ``_contacts_ref.rezero_flight`` (a Python loop over the flights) on one belt-hour of Fx, Fz.
 
 Every time is the best of several repeats (the machine is shared; the minimum is the least
 disturbed run). Usage: ``python benchmarks/kernels.py [--minutes 60] [--repeats 5]``.
@@ -69,6 +78,58 @@ def generate(minutes, with_markers=True):
             tm = np.arange(a, min(a + mchunk, m)) / mrate
             markers[a:a + tm.size] = runner.markers(tm)
     return runner, params, rate, cols, markers
+
+
+def bench_filters(cols, markers, rate, marker_rate, repeats) -> dict:
+    """Time the zero-phase low-pass kernel against SciPy on the force columns and markers."""
+    from scipy.signal import sosfiltfilt
+
+    from treadlab.kernels import filters
+
+    sos_f = filters.butter_sos(rate, 50.0, 4)
+    force = cols.T                                # (n, 4) view: the pipeline's layout
+    t_k, y_k = best_of(lambda: filters.sosfiltfilt(sos_f, force), repeats)
+    t_s, y_s = best_of(lambda: sosfiltfilt(sos_f, cols, axis=1), max(1, repeats // 2))
+    assert np.array_equal(y_k, y_s.T)
+    print(f"low-pass, 4 force columns × {cols.shape[1]} samples: kernel {t_k * 1e3:.0f} ms, "
+          f"scipy.signal.sosfiltfilt {t_s * 1e3:.0f} ms")
+    del y_k, y_s
+
+    sos_m = filters.butter_sos(marker_rate, 12.0, 4)
+    m = markers.shape[0]
+    flat = markers.reshape(m, -1)
+
+    def scipy_blocks():
+        """The pipeline before the kernel (``derive.lowpass`` at commit 11272a8): 6 columns
+        at a time as contiguous float64 rows, gaps bridged with ``np.interp``, SciPy, NaN
+        put back, written into a float32 result."""
+        out = np.empty(markers.shape, np.float32)
+        target = out.reshape(m, -1)
+        idx = np.arange(m)
+        limit = 3 * (2 * sos_m.shape[0] + 1)
+        for c0 in range(0, flat.shape[1], 6):
+            rows = np.ascontiguousarray(flat[:, c0:c0 + 6].T, dtype=np.float64)
+            finite = np.isfinite(rows)
+            n_ok = finite.sum(axis=1)
+            ok = n_ok > limit
+            for j in np.flatnonzero(ok & (n_ok < m)):
+                good = finite[j]
+                rows[j, ~good] = np.interp(idx[~good], idx[good], rows[j, good])
+            if ok.any():
+                rows[ok] = sosfiltfilt(sos_m, rows[ok], axis=1)
+            rows[~finite] = np.nan
+            target[:, c0:c0 + 6] = rows.T
+        return out
+
+    t_mk, z_k = best_of(lambda: filters.sosfiltfilt(sos_m, markers, dtype=np.float32), repeats)
+    t_ms, z_s = best_of(scipy_blocks, max(1, repeats // 2))
+    assert np.array_equal(z_k, z_s, equal_nan=True)
+    print(f"low-pass, markers {markers.shape} float32: kernel {t_mk * 1e3:.0f} ms, "
+          f"scipy.signal.sosfiltfilt (6 columns at a time) {t_ms * 1e3:.0f} ms")
+    return {"filters_force_ms": round(t_k * 1e3, 1),
+            "filters_vs_scipy_force": round(t_s / t_k, 1),
+            "filters_markers_ms": round(t_mk * 1e3, 1),
+            "filters_vs_scipy_markers": round(t_ms / t_mk, 1)}
 
 
 def main(argv=None):
@@ -166,6 +227,21 @@ def main(argv=None):
         print(f"joint angles, {markers.shape[0]} frames: compiled {t_a * 1e3:.0f} ms, "
               f"NumPy reference {t_a_ref * 1e3:.0f} ms")
 
+    # zero-phase low-pass and flight re-zeroing
+    filt = bench_filters(cols, markers, rate, runner.marker_rate_hz, args.repeats)
+    c_l = detect_contacts(fz_l, rate, p)[0]
+    wl = np.ascontiguousarray(np.stack([fx_l, fz_l], axis=1))
+    from treadlab.kernels import contacts as kc
+
+    t_z, z_cy = best_of(lambda: kc.rezero_flight(wl, c_l.i_strike, c_l.i_off, rate),
+                        args.repeats)
+    t_z_ref, z_ref = best_of(lambda: _contacts_ref.rezero_flight(wl, c_l.i_strike, c_l.i_off,
+                                                                 rate),
+                             max(1, args.repeats // 2))
+    assert np.allclose(z_cy[1], z_ref[1], rtol=0, atol=1e-9)
+    print(f"rezero_flight, one belt (Fx, Fz, {len(c_l)} contacts): compiled {t_z * 1e3:.1f} ms, "
+          f"NumPy reference {t_z_ref * 1e3:.1f} ms")
+
     figures = {
         "minutes": args.minutes,
         "force_samples_per_belt": n,
@@ -178,6 +254,9 @@ def main(argv=None):
         "contacts_vs_ktk": None if ktk_ratio is None else round(ktk_ratio, 1),
         "ktk_excerpt_s": args.ktk_seconds,
         "angles_vs_numpy": None if angles_ratio is None else round(angles_ratio, 1),
+        **filt,
+        "rezero_ms": round(t_z * 1e3, 2),
+        "rezero_vs_numpy": round(t_z_ref / t_z, 1),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or ''}"
                    .strip(", "),
         "python": platform.python_version(),

@@ -25,6 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
+from treadlab.acquisition.archive import attr, open_archive, read_derived
+from treadlab.pipeline.reprocess import find_sessions
+
+
+def _speed(path) -> float:
+    """The session's belt speed (m/s), rounded to 0.01."""
+    with open_archive(path) as f:
+        return round(float(attr(f, "belt_speed_m_s")), 2)
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -40,16 +49,14 @@ def _ms(x):
 
 
 def table_contacts(work):
-    import h5py
-
     print("\n## Kinematic contacts vs force events (kinematic - force, ms: median [2.5th, 97.5th "
           "percentile])")
     by = {}
-    for h5 in sorted(Path(work).glob("*.h5")):
-        with h5py.File(h5, "r") as f:
-            c = {k: f["derived/contacts"][k][()] for k in
-                 ("t_strike", "t_off", "kinematic_t_strike", "kinematic_t_off", "valid")}
-            speed = round(float(f.attrs["belt_speed_m_s"]), 2)
+    for h5 in find_sessions(work):
+        d = read_derived(h5)["contacts"]
+        c = {k: d[k] for k in ("t_strike", "t_off", "kinematic_t_strike", "kinematic_t_off",
+                               "valid")}
+        speed = _speed(h5)
         v = c["valid"].astype(bool)
         d = by.setdefault(speed, {"strike": [], "off": [], "ct": [], "n": 0, "found": 0})
         d["n"] += int(v.sum())
@@ -188,7 +195,7 @@ def table_hip(work):
     from treadlab.pipeline import validation as V
 
     new, old, lag = [], [], []
-    for h5 in sorted(Path(work).glob("*.h5")):
+    for h5 in find_sessions(work):
         a = V.hip_toe_off_sensitivity(h5)
         new.append(a["delta"])
         lag.append(a["lag_s"])
@@ -227,16 +234,13 @@ def table_loo(work, cohort, template="literature", title=None):
 
 def table_literature(work):
     """The cohort's own trials scored against the former literature defaults."""
-    import h5py
-
     from treadlab.pipeline.scoring import load_reference, score_causes
 
     ref = load_reference("literature")
     res = {}
-    for h5 in sorted(Path(work).glob("*.h5")):
-        with h5py.File(h5, "r") as f:
-            c = {k: f["derived/contacts"][k][()] for k in f["derived/contacts"]}
-            speed = round(float(f.attrs["belt_speed_m_s"]), 2)
+    for h5 in find_sessions(work):
+        c = dict(read_derived(h5)["contacts"])
+        speed = _speed(h5)
         c["valid"] = c["valid"].astype(bool)
         t = score_causes(c, ref, speed_m_s=speed)
         for cause, s in zip(t["cause"], t["score"]):

@@ -148,3 +148,79 @@ def _detect_contacts_cy(const double[::1] fz, Py_ssize_t start, double rate, dou
     si[4] = i_peak
     si[5] = flags
     return count, j
+
+
+def _rezero_flight_cy(const double[:, ::1] w, const long long[::1] lo, const long long[::1] hi,
+                      Py_ssize_t min_samples, double[::1] centres, double[:, ::1] values,
+                      double[::1] sums, long long[::1] counts, double[:, ::1] corrected,
+                      double[:, ::1] offsets):
+    """Flight-phase re-zeroing of ``w`` (n, k): returns the number of flights used.
+
+    Flight ``f`` is the window ``[lo[f], hi[f])``; it is used when it holds at least
+    ``min_samples`` samples and every channel has at least ``min_samples`` non-NaN ones there
+    (``hi - lo >= min_samples`` implies ``0 <= lo < hi <= n``). Its per-channel mean goes to
+    ``values``, its centre ``(lo + hi - 1) / 2`` to ``centres``. The offsets are
+    ``np.interp(sample index, centres, values[:, ch])`` per channel (same cases and formula,
+    constant beyond the first and last centre; zero when no flight is used) and ``corrected
+    = w - offsets``. Scratch: ``centres`` (F,), ``values`` (F, k), ``sums`` (k,), ``counts``
+    (k,) for F = len(lo) flights.
+    """
+    cdef Py_ssize_t n = w.shape[0], k = w.shape[1], nf = lo.shape[0]
+    cdef Py_ssize_t f, i, ch, s, e, used = 0, j
+    cdef long long least
+    cdef double v, xv, slope, y0, y1, x0, x1
+    with nogil:
+        for f in range(nf):
+            s = <Py_ssize_t>lo[f]
+            e = <Py_ssize_t>hi[f]
+            if e - s < min_samples:
+                continue
+            for ch in range(k):
+                sums[ch] = 0.0
+                counts[ch] = 0
+            for i in range(s, e):
+                for ch in range(k):
+                    v = w[i, ch]
+                    if not isnan(v):
+                        sums[ch] += v
+                        counts[ch] += 1
+            least = counts[0] if k else min_samples
+            for ch in range(k):
+                if counts[ch] < least:
+                    least = counts[ch]
+            if least < min_samples:
+                continue
+            centres[used] = 0.5 * <double>(s + e - 1)
+            for ch in range(k):
+                values[used, ch] = sums[ch] / <double>counts[ch]
+            used += 1
+        if used == 0:
+            for i in range(n):
+                for ch in range(k):
+                    offsets[i, ch] = 0.0
+                    corrected[i, ch] = w[i, ch] - 0.0
+        else:
+            j = 0  # centres[j] <= i < centres[j + 1] once i reached centres[0]
+            for i in range(n):
+                xv = <double>i
+                while j + 1 < used and centres[j + 1] <= xv:
+                    j += 1
+                for ch in range(k):
+                    if xv < centres[0]:
+                        v = values[0, ch]
+                    elif xv > centres[used - 1] or j == used - 1 or centres[j] == xv:
+                        v = values[j, ch]
+                    else:  # np.interp's formula, including its NaN fallbacks
+                        x0 = centres[j]
+                        x1 = centres[j + 1]
+                        y0 = values[j, ch]
+                        y1 = values[j + 1, ch]
+                        slope = (y1 - y0) / (x1 - x0)
+                        v = slope * (xv - x0) + y0
+                        if isnan(v):
+                            v = slope * (xv - x1) + y1
+                            if isnan(v) and y0 == y1:
+                                v = y0
+                    offsets[i, ch] = v
+                    corrected[i, ch] = w[i, ch] - v
+    return used

@@ -1,4 +1,5 @@
-"""NumPy reference for streaming contact detection: the specification of ``_contacts_cy``.
+"""NumPy reference for streaming contact detection and flight re-zeroing: the specification of
+``_contacts_cy`` (``rezero_flight`` is at the end of this file).
 
 Written for clarity, not speed, but vectorised over the samples of a block (no per-sample Python
 loop), so it is a fair NumPy baseline for the benchmark. The compiled kernel is a per-sample
@@ -202,3 +203,49 @@ def _finish(params, i_strike, i_off, i_peak, t_strike, t_off, peak, flags) -> Co
     return Contacts(i_strike=np.asarray(i_strike, np.int64), i_off=np.asarray(i_off, np.int64),
                     t_strike=t_strike, t_off=t_off, peak_n=peak,
                     flags=flags.astype(np.int32), i_peak=np.asarray(i_peak, np.int64))
+
+
+def rezero_flight(wrench, i_strike, i_off, rate_hz, *, guard_s=0.01, min_samples=5):
+    """Reference for :func:`treadlab.kernels.contacts.rezero_flight` (same signature and
+    result; the public function validates, this one trusts its input).
+
+    The rule: flight ``f`` is the window from ``guard`` samples after the toe off of contact
+    ``f`` to ``guard`` samples before the strike of contact ``f + 1``
+    (``guard = ceil(guard_s × rate_hz)``). A flight whose window has fewer than
+    ``min_samples`` samples, or in which some channel has fewer than ``min_samples`` non-NaN
+    samples, is not used. Each used flight gives, per channel, the mean of the non-NaN samples
+    at the window's centre ``(start + end - 1) / 2`` (sample index). The offset of every sample
+    is the linear interpolation of these means over the sample index (``np.interp``: constant
+    before the first and after the last centre), zero when no flight is used; the corrected
+    wrench is the wrench minus the offsets (NaN stays NaN).
+    """
+    w = np.asarray(wrench, dtype=np.float64)
+    squeeze = w.ndim == 1
+    if squeeze:
+        w = w[:, None]
+    n, k = w.shape
+    a = np.asarray(i_strike, np.int64)
+    b = np.asarray(i_off, np.int64)
+    guard = int(np.ceil(guard_s * float(rate_hz)))
+    centres, values = [], []
+    for start, end in zip(b[:-1] + guard, a[1:] - guard):
+        if end - start < min_samples:
+            continue
+        seg = w[start:end]
+        good = ~np.isnan(seg)
+        count = good.sum(axis=0)
+        if k and count.min() < min_samples:
+            continue
+        centres.append(0.5 * (start + end - 1))
+        values.append(np.where(good, seg, 0.0).sum(axis=0) / count)
+    offsets = np.zeros_like(w)
+    if centres:
+        idx = np.arange(n, dtype=np.float64)
+        values = np.asarray(values).reshape(len(centres), k)
+        for ch in range(k):
+            offsets[:, ch] = np.interp(idx, np.asarray(centres), values[:, ch])
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, as in the compiled kernel
+        corrected = w - offsets
+    if squeeze:
+        return corrected[:, 0], offsets[:, 0]
+    return corrected, offsets

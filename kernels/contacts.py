@@ -121,8 +121,9 @@ def detect_contacts(fz, rate_hz, params: ContactParams, t0=0.0, state: ContactSt
 
 
 # ---------------------------------------------------------------------------------------------
-# Whole-trace helpers. These are vectorised NumPy with one step per contact (not per sample),
-# so there is no compiled version: Cython would not pay here.
+# Whole-trace helpers. ``rezero_flight`` runs compiled (``_contacts_cy._rezero_flight_cy``,
+# specified by ``_contacts_ref.rezero_flight``): its per-flight means were a Python loop over
+# the flights. The others are vectorised NumPy with one step per contact (not per sample).
 
 
 def _intervals_check(name_a, a, name_b, b, n):
@@ -155,7 +156,7 @@ def rezero_flight(wrench, i_strike, i_off, rate_hz, *, guard_s=0.01, min_samples
         sorted by time.
     rate_hz : float, Hz.
     guard_s : float, s. Margin kept clear of each contact (default 0.01).
-    min_samples : int. Flights with fewer valid samples in the window are not used.
+    min_samples : int >= 1. Flights with fewer valid samples in the window are not used.
 
     Returns
     -------
@@ -169,31 +170,26 @@ def rezero_flight(wrench, i_strike, i_off, rate_hz, *, guard_s=0.01, min_samples
         w = w[:, None]
     if w.ndim != 2:
         raise ValueError(f"wrench: expected shape (n,) or (n, k), got {np.shape(wrench)}")
+    w = np.ascontiguousarray(w)
     rate_hz = _check_rate(rate_hz)
+    guard_s = float(guard_s)
+    if not math.isfinite(guard_s) or guard_s < 0:
+        raise ValueError(f"guard_s must be finite and >= 0, got {guard_s!r}")
+    if int(min_samples) != min_samples or min_samples < 1:
+        raise ValueError(f"min_samples must be an integer >= 1, got {min_samples!r}")
     n = w.shape[0]
     a, b = _intervals_check("i_strike", i_strike, "i_off", i_off, n)
+    if np.any(np.diff(a) < 0):
+        raise ValueError("i_strike must be sorted (the plate's contacts in time order)")
     guard = int(np.ceil(guard_s * rate_hz))
-    lo = b[:-1] + guard               # flight k: after contact k, before contact k+1
-    hi = a[1:] - guard
-    centres, values = [], []
-    for s, e in zip(lo, hi):
-        if e - s < min_samples:
-            continue
-        seg = w[s:e]
-        good = ~np.isnan(seg)
-        cnt = good.sum(axis=0)
-        if cnt.min() < min_samples:
-            continue
-        centres.append(0.5 * (s + e - 1))
-        values.append(np.where(good, seg, 0.0).sum(axis=0) / cnt)
-    offsets = np.zeros_like(w)
-    if centres:
-        centres = np.asarray(centres)
-        values = np.asarray(values)
-        idx = np.arange(n, dtype=np.float64)
-        for ch in range(w.shape[1]):
-            offsets[:, ch] = np.interp(idx, centres, values[:, ch])
-    corrected = w - offsets
+    lo = np.ascontiguousarray(b[:-1] + guard)   # flight f: after contact f, before contact f+1
+    hi = np.ascontiguousarray(a[1:] - guard)
+    k = w.shape[1]
+    corrected = np.empty_like(w)
+    offsets = np.empty_like(w)
+    compiled("_contacts_cy")._rezero_flight_cy(
+        w, lo, hi, int(min_samples), np.empty(lo.size), np.empty((lo.size, k)), np.empty(k),
+        np.empty(k, np.int64), corrected, offsets)
     if squeeze:
         return corrected[:, 0], offsets[:, 0]
     return corrected, offsets

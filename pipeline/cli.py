@@ -123,10 +123,34 @@ def _cmd_reprocess(args) -> int:
     from treadlab.pipeline.reprocess import reprocess
 
     result = reprocess(args.archive, scheduler=args.scheduler, workers=args.workers,
-                       force=args.force, config_path=args.config)
+                       force=args.force, config_path=args.config, dry_run=args.dry_run)
     for line in result.failure_lines():
         print(f"treadlab: failed: {line}", file=sys.stderr)
+    if result.dry_run:
+        print(result.due_table())
+        print(f"{len(result.due)} due, {len(result.skipped)} up to date, "
+              f"{len(result.failed)} unreadable (dry run: nothing written)")
+        return EXIT_OK if result.ok else EXIT_INPUT
+    for line in result.skip_lines():
+        print(f"treadlab: {line}", file=sys.stderr)
+    if result.processed:
+        print(result.timing_table())
+        print()
     print(result.table())
+    return EXIT_OK if result.ok else EXIT_INPUT
+
+
+def _cmd_migrate(args) -> int:
+    from treadlab.pipeline.reprocess import migrate_archive
+
+    result = migrate_archive(args.archive, dry_run=args.dry_run)
+    for line in result.lines:
+        print(line)
+    for line in result.failure_lines():
+        print(f"treadlab: failed: {line}", file=sys.stderr)
+    verb = "to migrate" if args.dry_run else "migrated"
+    print(f"{len(result.migrated)} {verb}, {len(result.current)} already current, "
+          f"{len(result.skipped)} skipped (locked), {len(result.failed)} failed")
     return EXIT_OK if result.ok else EXIT_INPUT
 
 
@@ -325,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = _command(sub, "process", "derive and score one session",
                  "Contacts, force metrics, joint angles, per-step metrics and the four cause "
-                 "scores of one archive, written atomically as its /derived group.", _cmd_process)
+                 "scores of one archive, written atomically to its derived file (the session's "
+                 "/derived link; the session file itself is not rewritten).", _cmd_process)
     s.add_argument("session", metavar="FILE.h5", help=SESSION_HELP)
     s.add_argument("--config", metavar="LAB.toml",
                    help="lab TOML: thresholds, filters, reference set (default: the shipped "
@@ -342,7 +367,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, metavar="N",
                    help="worker processes of the local cluster (default: the number of cores)")
     s.add_argument("--force", action="store_true", help="reprocess sessions already up to date")
+    s.add_argument("--dry-run", action="store_true",
+                   help="list the sessions that are due and why (pipeline version, config, "
+                        "reference); process and write nothing")
     s.add_argument("--config", metavar="LAB.toml", help=CONFIG_HELP)
+
+    s = _command(sub, "migrate", "convert older archives to the current layout",
+                 "Bring every session under a folder to archive format 2 (docs/archive.md): "
+                 "derived data moved to a derived file beside each session and linked, plate "
+                 "geometry stored as datasets. Crash-safe and idempotent: current sessions are "
+                 "not touched, a killed run is finished by the next.", _cmd_migrate)
+    s.add_argument("archive", metavar="DIR", help="folder searched recursively for *.h5")
+    s.add_argument("--dry-run", action="store_true",
+                   help="list what would change; write nothing")
 
     s = _command(sub, "export", "anonymised copies for collaborating labs",
                  "Copy sessions for another lab: only the documented schema is kept, subject "

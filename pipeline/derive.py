@@ -25,7 +25,6 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import butter, sosfiltfilt
 
 from treadlab.config.constants import G
 from treadlab.config.errors import InputError
@@ -34,6 +33,7 @@ from treadlab.kernels import contacts as kc
 from treadlab.kernels.angles import MARKERS as model_markers, joint_angles
 from treadlab.kernels.forces import estimate_body_weight, force_metrics
 from treadlab.kernels.gaps import fill_gaps
+from treadlab.kernels.filters import butter_sos, sosfiltfilt
 from treadlab.kernels.kinematic_contacts import kinematic_contacts
 from treadlab.kernels.steps import HIP_AFTER_OFF_S, step_metrics
 
@@ -107,10 +107,10 @@ class DeriveSettings:
     def filter_attrs(self) -> dict:
         """The filter settings as ``/derived`` attributes."""
         return {
-            "force_filter": "Butterworth low-pass, zero lag (scipy.signal.sosfiltfilt)",
+            "force_filter": FILTER_DESCRIPTION,
             "force_lowpass_hz": float(self.force_lowpass_hz or 0.0),
             "force_order": int(self.force_order),
-            "marker_filter": "Butterworth low-pass, zero lag (scipy.signal.sosfiltfilt)",
+            "marker_filter": FILTER_DESCRIPTION,
             "marker_lowpass_hz": float(self.marker_lowpass_hz or 0.0),
             "marker_order": int(self.marker_order),
             "max_gap_s": float(self.max_gap_s),
@@ -119,6 +119,12 @@ class DeriveSettings:
 
 # --- filtering ---------------------------------------------------------------------------------
 
+#: The ``force_filter`` / ``marker_filter`` attribute of ``/derived``. The compiled kernel
+#: (``treadlab.kernels.filters``) computes exactly ``scipy.signal.sosfiltfilt`` with its
+#: defaults, so the description, and every stored value, is the one SciPy gave before.
+FILTER_DESCRIPTION = "Butterworth low-pass, zero lag (scipy.signal.sosfiltfilt)"
+
+
 def _sos(rate_hz: float, cutoff_hz, order: int):
     if not cutoff_hz or cutoff_hz <= 0:
         return None
@@ -126,65 +132,39 @@ def _sos(rate_hz: float, cutoff_hz, order: int):
         log.warning("low-pass %.1f Hz is not below Nyquist (%.1f Hz): not filtered",
                     cutoff_hz, 0.5 * rate_hz)
         return None
-    return butter(int(order), cutoff_hz / (0.5 * rate_hz), output="sos")
+    return butter_sos(rate_hz, cutoff_hz, order)
 
 
 def lowpass(x: np.ndarray, rate_hz: float, cutoff_hz, order: int, dtype=np.float64,
-            block: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
-    """Zero-lag Butterworth low-pass along axis 0, NaN-aware.
+            out: np.ndarray | None = None) -> np.ndarray:
+    """Zero-lag Butterworth low-pass along axis 0, NaN-aware
+    (:func:`treadlab.kernels.filters.sosfiltfilt`).
 
     Parameters
     ----------
     x : ndarray, shape (n, ...), float
         Signal (any unit); NaN marks missing samples.
-    rate_hz : float, Hz. cutoff_hz : float, Hz (0/None: no filtering, a copy is returned).
-    order : int. Order of each pass (forward and backward).
+    rate_hz : float, Hz. cutoff_hz : float, Hz (0/None, or not below Nyquist: no filtering,
+        a copy is returned). order : int. Order of each pass (forward and backward).
     dtype : output dtype (float64 default; float32 for marker positions halves the memory).
-    block : int, optional. Columns filtered at a time (bounds the float64 temporaries);
-        default: as many as fit in max(16 MiB, 6 columns of ``x``): every column of a short
-        recording in one ``sosfiltfilt`` call, 6 at a time for an hour of markers.
+        Filtering is in float64 either way.
     out : ndarray, optional. C-contiguous array of ``x``'s shape and ``dtype`` to write into;
-        may be ``x`` itself (each block of columns is copied before it is overwritten).
+        may be ``x`` itself.
 
     Returns
     -------
     ndarray, shape (n, ...), ``dtype``
-        Filtered; NaN where ``x`` is NaN. Inside a column, missing samples are bridged by
-        linear interpolation for the filter only and set back to NaN afterwards, so each
-        column is filtered in one vectorised pass; samples next to a long gap are therefore
-        smoothed towards the bridge (within about one cut-off period). A column with fewer
-        finite samples than the filter's padding is returned unfiltered.
+        Filtered; NaN where ``x`` is not finite. Inside a column, missing samples are bridged
+        by linear interpolation for the filter only and set back to NaN afterwards; samples
+        next to a long gap are therefore smoothed towards the bridge (within about one cut-off
+        period). A column with at most 3 (2 s + 1) finite samples (``s`` second-order
+        sections: 15 for order 4) is returned unfiltered.
     """
     x = np.asarray(x)
     sos = _sos(rate_hz, cutoff_hz, order)
     if sos is None or x.shape[0] == 0:
         return np.array(x, dtype=dtype)
-    n = x.shape[0]
-    flat = x.reshape(n, -1)
-    if out is not None and (out.shape != x.shape or not out.flags.c_contiguous):
-        raise ValueError(f"out must be C-contiguous with shape {x.shape}")
-    if block is None:
-        block = max(1, max(16 << 20, 6 * 8 * n) // (n * 8))
-    result = np.empty(x.shape, dtype=dtype) if out is None else out
-    target = result.reshape(n, -1)  # a view: result must be C-contiguous
-    padlen = 3 * (2 * sos.shape[0] + 1)
-    idx = np.arange(n)
-    for c0 in range(0, flat.shape[1], block):
-        # one row per column, contiguous along time: the layout sosfilt works in
-        rows = np.ascontiguousarray(flat[:, c0:c0 + block].T, dtype=np.float64)
-        finite = np.isfinite(rows)
-        n_ok = finite.sum(axis=1)
-        ok = n_ok > padlen
-        for j in np.flatnonzero(ok & (n_ok < n)):
-            good = finite[j]
-            rows[j, ~good] = np.interp(idx[~good], idx[good], rows[j, good])
-        if n > padlen and ok.all():
-            rows = sosfiltfilt(sos, rows, axis=1)
-        elif n > padlen and ok.any():
-            rows[ok] = sosfiltfilt(sos, rows[ok], axis=1)
-        rows[~finite] = np.nan
-        target[:, c0:c0 + block] = rows.T
-    return result
+    return sosfiltfilt(sos, x, dtype=dtype, out=out)
 
 
 # --- force ---------------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from treadlab.acquisition.archive import (DERIVED_UNITS, LIBVER, ForceData, MarkerData, Session,
+from treadlab.acquisition.archive import (DERIVED_UNITS, FORMAT_VERSION, LIBVER, ForceData,
+                                          MarkerData, Session,
                                           atomic_write, from_attr, read_session,
                                           write_derived_into, write_session_into)
 from treadlab.acquisition.archive.atomic import atomic_h5, unlink_quiet
@@ -563,7 +564,7 @@ def _export_hdf5(src: Path, session, ident: _Identity, out: Path) -> Path:
 
 #: What each kept object holds (the ``/schema`` descriptions); keys are HDF5 paths.
 DESCRIPTIONS = {
-    "/": "treadlab.session v1 archive of one instrumented treadmill-running session. Lab frame: "
+    "/": "treadlab.session v2 archive of one instrumented treadmill-running session. Lab frame: "
          "X = direction of travel, Y = left, Z = up; positions mm, forces N, moments N*m, "
          "times float64 s on the session clock, angles deg.",
     "/raw": "recorded streams",
@@ -571,7 +572,11 @@ DESCRIPTIONS = {
     "/raw/force/time": "sample times on the session clock",
     "/raw/force/wrench": "[Fx, Fy, Fz, Mx, My, Mz] per plate: the ground reaction acting on the "
                          "body (Fz > 0 in stance, Fx < 0 while braking), lab frame, moments "
-                         "about each plate's origin (attribute origin, mm)",
+                         "about each plate's origin (dataset origin, mm)",
+    "/raw/force/origin": "point about which each plate's moments are expressed, lab frame, mm",
+    "/raw/force/corners": "plate corners, lab frame, mm",
+    "/raw/force/xyz": "lab axis names (dimension)",
+    "/raw/force/corner": "plate corner index (dimension)",
     "/raw/force/plate": "plate names (dimension)",
     "/raw/force/component": "wrench component names (dimension)",
     "/raw/force/counts": "raw ADC counts per channel, before calibration",
@@ -681,7 +686,7 @@ def _write_schema(f: h5py.File) -> None:
         objects[path] = entry
 
     f.visititems(visit)
-    doc = {"format": "treadlab.session", "format_version": 1,
+    doc = {"format": "treadlab.session", "format_version": FORMAT_VERSION,
            "conventions": DESCRIPTIONS["/"],
            "anonymisation": "allow-list export: only the objects listed here were copied",
            "objects": objects}

@@ -9,12 +9,14 @@ The graph for one archive::
     load_force ──► force_task (filter, re-zero, contacts,     │  (per-contact kinematics)
                    sides, force metrics) ──────┘
 
-``load_*`` tasks receive the *path* and open the file themselves (docs/design.md §13.4:
-workers get paths, never open files). The only task that writes is ``write_task``: it hands everything to
-:func:`treadlab.acquisition.archive.write_derived`, which copies the archive beside itself,
-writes ``/derived`` in the copy and atomically replaces the original, so the archive is never
-edited in place. :func:`session_graph` builds the graph; :func:`process_session` runs it on the
-local threaded scheduler (the two branches in parallel). :func:`run_session` runs the same task
+``load_*`` tasks receive the *path* and open the file themselves (docs/design.md §13.4: workers get paths,
+never open files). The only task that writes is ``write_task``: it hands everything to
+:func:`treadlab.acquisition.archive.write_derived`, which rebuilds only the session's derived
+file (``<stem>.derived.h5``, reached from the session by the ``/derived`` external link) and
+atomically replaces it: the session file and its raw data are never rewritten
+(docs/archive.md §11). Every run holds the session lock while it reads and writes.
+:func:`session_graph` builds the graph; :func:`process_session` runs it on the local threaded
+scheduler (the two branches in parallel). :func:`run_session` runs the same task
 functions one after the other in one call, reading the archive once: that is the single task per
 session that :mod:`treadlab.pipeline.reprocess` maps over a cluster.
 """
@@ -27,11 +29,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import dask
+import h5py
 import numpy as np
 from dask import delayed
 from dask.base import tokenize
 
-from treadlab.acquisition.archive import (attr, reading, read_force, read_markers, read_meta,
+from treadlab.acquisition.archive import (SessionLocked, acquire, attr, derived_group,
+                                          derived_path, describe_owner, read_force,
+                                          read_markers, read_meta, reading, session_lock,
                                           write_derived)
 from treadlab.acquisition.capture.recorder import require_finished
 from treadlab.config import load_lab, software_version
@@ -194,8 +199,10 @@ def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: 
     """The single write: ``/derived`` via the atomic ``write_derived``; returns the summary."""
     ref = settings.reference
     attrs = dict(settings.fingerprint())
+    now = time.time()
     attrs.update({
-        "processed_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "processed_utc": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
+        "processed_unix_s": now,
         "reference_title": ref.title,
         "min_steps_per_side": settings.min_steps_per_side,
     })
@@ -204,10 +211,12 @@ def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: 
     attrs.update(derive.step_attrs(marker_out))
     derived = {"contacts": contacts, "angles": marker_out["angles"], "scores": scores,
                "units": dict(derive.EXTRA_UNITS)}
-    write_derived(path, derived, attrs)
+    written = write_derived(path, derived, attrs)
     valid = np.asarray(contacts["valid"], bool)
     return {
         "session": str(path),
+        "derived_file": str(written),
+        "bytes_written": written.stat().st_size,
         "contacts": int(valid.size),
         "valid_contacts": int(valid.sum()),
         "body_weight_n": round(float(force_out["attrs"]["body_weight_n"]), 1),
@@ -220,21 +229,30 @@ def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: 
     }
 
 
-def run_session(path, settings: RunSettings) -> dict:
+def run_session(path, settings: RunSettings, *, force: bool = False,
+                run_started_unix_s: float | None = None, what: str = "reprocess") -> dict:
     """The whole session graph as one call in the calling process: one task per session for
     :mod:`treadlab.pipeline.reprocess`.
 
-    The same task functions as :func:`session_graph`, run one after the other: the archive is
-    opened once (root attributes, markers and force in one pass), the branches run in turn, and
-    the only write is ``write_task``'s atomic ``write_derived``. On a cluster of single-threaded
-    worker processes a session's intermediate arrays then never leave the worker and the
-    scheduler handles one task per session instead of eight (docs/design.md §7: workers get
-    paths).
+    The same task functions as :func:`session_graph`, run one after the other under the
+    session lock (docs/archive.md §14): the archive is opened once (root attributes, markers and
+    force in one pass), the branches run in turn, and the only write is ``write_task``'s
+    atomic ``write_derived`` (the derived file alone). On a cluster of single-threaded worker
+    processes a session's intermediate arrays then never leave the worker and the scheduler
+    handles one task per session instead of eight (docs/design.md §7: workers get paths).
+
+    Under the lock the session is checked again, so two runs over one folder process each
+    session once: it is skipped when its derived data already carries this run's fingerprint
+    (unless ``force``), or, with ``force``, when it was processed after
+    ``run_started_unix_s`` (by another run). A session whose lock another live writer holds is
+    skipped, naming the owner.
 
     Returns
     -------
     dict
-        The summary of :func:`write_task`.
+        The summary of :func:`write_task` plus ``timing`` {``read_s``, ``compute_s``,
+        ``write_s``, ``total_s``} and ``bytes_written``; or, for a skipped session,
+        ``{"session": path, "skipped": why}``.
 
     Raises
     ------
@@ -242,17 +260,42 @@ def run_session(path, settings: RunSettings) -> dict:
         The file is not a readable archive or lacks a required dataset.
     """
     path = str(path)
-    with reading(path) as f:
-        meta = read_meta(f)
-        markers = _read_markers(f, path, settings.marker_names)
-        force = read_force(f, path)
-    fo = force_task(path, force, meta, settings)
-    del force
-    mo = marker_task(markers, meta, settings)
-    del markers
-    steps = step_task(fo, mo, settings)
-    scores = score_task(steps, mo, meta, settings)
-    return write_task(path, fo, mo, steps, scores, settings)
+    t0 = time.perf_counter()
+    try:
+        lock = acquire(path, what)
+    except SessionLocked as exc:
+        return {"session": path, "skipped": f"locked by {describe_owner(exc.owner)}"}
+    try:
+        have = derived_fingerprint(path, with_time=True)
+        if have is not None:
+            done_at = have.pop("processed_unix_s", None)
+            if not force and have == settings.fingerprint():
+                return {"session": path, "skipped": "up to date (processed by another run)"}
+            if force and run_started_unix_s is not None and done_at is not None \
+                    and float(done_at) >= run_started_unix_s:
+                return {"session": path, "skipped": "processed by another run since this one "
+                                                    "started"}
+        with reading(path) as f:
+            meta = read_meta(f)
+            markers = _read_markers(f, path, settings.marker_names)
+            force_data = read_force(f, path)
+        t1 = time.perf_counter()
+        fo = force_task(path, force_data, meta, settings)
+        del force_data
+        mo = marker_task(markers, meta, settings)
+        del markers
+        steps = step_task(fo, mo, settings)
+        scores = score_task(steps, mo, meta, settings)
+        t2 = time.perf_counter()
+        summary = write_task(path, fo, mo, steps, scores, settings)
+        t3 = time.perf_counter()
+    finally:
+        lock.release()
+    summary["timing"] = {"read_s": round(t1 - t0, 3), "compute_s": round(t2 - t1, 3),
+                         "write_s": round(t3 - t2, 3), "total_s": round(t3 - t0, 3)}
+    if lock.stale:
+        summary["stale_lock"] = describe_owner(lock.stale)
+    return summary
 
 
 def session_graph(path, settings: RunSettings, name: str | None = None):
@@ -288,7 +331,7 @@ def session_graph(path, settings: RunSettings, name: str | None = None):
                                dask_key_name=f"write-{tok}")
 
 
-def process_session(path, config_path=None) -> dict:
+def process_session(path, config_path=None, lock_wait_s: float = 10.0) -> dict:
     """Derive, score and store one session (``treadlab process``).
 
     Runs :func:`session_graph` on dask's local threaded scheduler (the force and marker
@@ -301,11 +344,14 @@ def process_session(path, config_path=None) -> dict:
         docs/archive.md §2).
     config_path : str or os.PathLike, optional
         Lab TOML (thresholds, filters, reference set); ``None`` = the shipped simulated lab.
+    lock_wait_s : float
+        Seconds to wait for another writer of the session (a capture, a reprocess) to finish;
+        after that the session is not processed (InputError naming the owner).
 
     Returns
     -------
     dict
-        Summary: ``session``, ``contacts``, ``valid_contacts``, ``body_weight_n``,
+        Summary: ``session``, ``derived_file``, ``bytes_written``, ``contacts``, ``valid_contacts``, ``body_weight_n``,
         ``reference_id``, ``scores`` {cause: 0-100 or None}, ``status`` {cause: text},
         ``elapsed_s``.
 
@@ -322,19 +368,31 @@ def process_session(path, config_path=None) -> dict:
     require_finished(path)
     settings = load_settings(config_path)
     t0 = time.perf_counter()
-    (summary,) = dask.compute(session_graph(str(path), settings), scheduler="threads",
-                              num_workers=3)
+    try:
+        with session_lock(path, "process", wait_s=lock_wait_s):
+            (summary,) = dask.compute(session_graph(str(path), settings), scheduler="threads",
+                                      num_workers=3)
+    except SessionLocked as exc:
+        raise InputError(path, None, f"not processed: locked by {describe_owner(exc.owner)} "
+                                     f"(waited {lock_wait_s:g} s)") from None
     summary["elapsed_s"] = round(time.perf_counter() - t0, 3)
     log.info("processed %s in %.2f s", path, summary["elapsed_s"])
     return summary
 
 
-def derived_fingerprint(path) -> dict | None:
+def derived_fingerprint(path, with_time: bool = False) -> dict | None:
     """The ``/derived`` attributes that decide whether ``path`` is up to date (None: never
-    processed). Reads attributes only."""
+    processed). Reads attributes only (of the derived file, through the session's link).
+    ``with_time`` adds ``processed_unix_s`` (s since 1970, None when absent)."""
     with reading(path) as f:
-        if "derived" not in f:
+        link = f.get("derived", getlink=True)
+        if isinstance(link, h5py.ExternalLink) and link.filename != derived_path(path).name:
+            return None  # renamed or copied: its derived file is another name's (relinked on write)
+        g = derived_group(f)
+        if g is None:
             return None
-        g = f["derived"]
-        return {k: attr(g, k) for k in ("pipeline_version", "config_hash", "reference_id",
-                                         "reference_sha256")}
+        keys = ("pipeline_version", "config_hash", "reference_id", "reference_sha256")
+        out = {k: attr(g, k) for k in keys}
+        if with_time:
+            out["processed_unix_s"] = attr(g, "processed_unix_s")
+        return out

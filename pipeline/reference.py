@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from treadlab.acquisition.archive import attr, open_archive
+from treadlab.acquisition.archive import attr, derived_group, open_archive
 from treadlab.acquisition.io.c3d_import import import_c3d
 from treadlab.config.errors import InputError, TreadlabError
 from treadlab.pipeline.graph import load_settings, process_session
@@ -90,14 +90,14 @@ def _toml_value(v) -> str:
 def _read_processed(path: Path, metrics) -> dict | None:
     """Root attrs, ``/derived`` attrs and the contacts columns needed (None when the session
     has not been processed)."""
-
     with open_archive(path) as f:
-        if "derived/contacts" not in f:
+        dg = derived_group(f)  # through the external link to the derived file (format 2)
+        if dg is None or "contacts" not in dg:
             return None
-        g = f["derived/contacts"]
+        g = dg["contacts"]
         cols = {name: g[name][()] for name in ("side", "valid", *metrics) if name in g}
         return {"attrs": {k: attr(f, k) for k in f.attrs},
-                "derived": {k: attr(f["derived"], k) for k in f["derived"].attrs},
+                "derived": {k: attr(dg, k) for k in dg.attrs},
                 "contacts": cols}
 
 
@@ -602,15 +602,14 @@ def prepare_cohort(folders, work, participants) -> list[Path]:
             raise InputError(participants, f"Subject {number} Mass",
                              f"{mass!r} is not a body mass in kg") from None
         dst = work / f"{trial['subject']}_T{int(round(trial['speed'] * 10)):02d}.h5"
-        if not dst.exists():
-            tmp = dst.with_name(f".{dst.name}.tmp")
-            import_c3d(trial["c3d"], tmp, subject_id=trial["subject"], body_mass_kg=mass,
+        if not dst.exists():  # import_c3d writes atomically and links dst's derived file
+            import_c3d(trial["c3d"], dst, subject_id=trial["subject"], body_mass_kg=mass,
                        static_path=trial["static"], belt_speed_m_s=trial["speed"])
-            tmp.replace(dst)
         with open_archive(dst) as f:
-            current = ("derived" in f and all(
-                str(attr(f["derived"], k, "")) == str(v) for k, v in fingerprint.items()
-                if k != "reference_sha256" and k != "reference_id"))
+            dg = derived_group(f)
+            current = dg is not None and all(
+                str(attr(dg, k, "")) == str(v) for k, v in fingerprint.items()
+                if k != "reference_sha256" and k != "reference_id")
         if not current:
             process_session(dst)
         done.append(dst)

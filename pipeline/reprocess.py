@@ -1,21 +1,28 @@
-"""Overnight reprocessing of a whole archive folder (docs/design.md §7, ``treadlab reprocess``).
+"""Overnight reprocessing of a whole archive folder (docs/reprocess.md, ``treadlab reprocess``).
 
-Every ``*.h5`` session under the folder goes through the same task functions as ``treadlab
-process``, as one task per session (:func:`treadlab.pipeline.graph.run_session`: read once,
-derive, score, one atomic write), on a ``distributed.LocalCluster`` of process workers by
+Every session under the folder goes through the same task functions as ``treadlab process``,
+as one task per session (:func:`treadlab.pipeline.graph.run_session`: lock, read once, derive,
+score, write the derived file), on a ``distributed.LocalCluster`` of process workers by
 default, or on an existing cluster given by ``--scheduler tcp://HOST:PORT`` or the
-``DASK_SCHEDULER_ADDRESS`` environment variable. Workers receive paths, never open files. One
-task per session keeps a session's arrays inside one worker process (the eight-task graph let
-the scheduler move them between workers) and the scheduler's work per session small.
+``DASK_SCHEDULER_ADDRESS`` environment variable. Workers receive paths, never open files.
 
-- Idempotent and resumable: a session whose ``/derived`` already carries the same
+- Writes only derived data: each session's ``<stem>.derived.h5`` is rebuilt and atomically
+  replaced; the session file (raw data) is only read (docs/archive.md §11). A session still in
+  format 1 is migrated once on its first write.
+- Idempotent and resumable: a session whose derived data already carries the same
   ``pipeline_version``, ``config_hash`` and reference set is skipped unless ``force``.
+  ``dry_run`` lists what is due and why, and writes nothing.
+- One writer per session: a task holds the session lock; a session another live writer (a
+  capture, another reprocess) holds is skipped with a message naming it; two runs over one
+  folder process every session once (the due-check is repeated under the lock).
 - One failing session is reported by name (``BatchResult.failed``; the CLI prints it and exits
   1) and never stops the batch.
-- Every write goes through the atomic ``write_derived``: a ``kill -9`` at any point leaves each
-  archive either as it was or fully processed. Leftover temporary copies are hidden files
-  (``.NAME.h5.XXXX.tmp``) that are never picked up as sessions, and the next run removes
-  those no live process holds (:func:`treadlab.acquisition.archive.atomic.remove_stale_temps`).
+- Reports what it does: progress with an ETA while it runs, a per-session timing table at the
+  end.
+- A ``kill -9`` at any point leaves each session's derived file either as it was or new.
+  Leftover temporary files are hidden (``.NAME.XXXX.tmp``), never picked up as sessions, and
+  the next run removes those no live process holds
+  (:func:`treadlab.acquisition.archive.atomic.remove_stale_temps`).
 - A session still being recorded (or left ``status="recording"`` by a killed capture) is
   reported, never processed.
 """
@@ -26,9 +33,12 @@ import os
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from treadlab.acquisition.archive import (SessionLocked, acquire, describe_owner,
+                                          is_derived_file, lock_owner, migrate_session,
+                                          migration_needed)
 from treadlab.acquisition.archive.atomic import remove_stale_temps
 from treadlab.acquisition.capture.recorder import require_finished
 from treadlab.config.errors import InputError, TreadlabError
@@ -38,15 +48,17 @@ log = logging.getLogger(__name__)
 
 
 def find_sessions(archive_dir) -> list[Path]:
-    """Every ``*.h5`` under ``archive_dir`` (recursively), skipping hidden files and folders
-    (temporary copies of an interrupted write are hidden)."""
+    """Every session ``*.h5`` under ``archive_dir`` (recursively), skipping hidden files and
+    folders (temporary copies of an interrupted write are hidden) and derived files
+    (``*.derived.h5``)."""
     root = Path(archive_dir)
     if not root.is_dir():
         raise InputError(root, None, "not a folder")
     out = []
     for p in root.rglob("*.h5"):
         rel = p.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file() \
+                or is_derived_file(p):
             continue
         out.append(p)
     return sorted(out)
@@ -79,15 +91,81 @@ def _one_line(exc: BaseException) -> str:
     return line[:300]
 
 
+def due_reason(have: dict | None, want: dict, force: bool = False) -> str | None:
+    """Why a session with derived fingerprint ``have`` must be processed to reach ``want``
+    (:meth:`RunSettings.fingerprint`), or None when it is up to date.
+
+    Parameters
+    ----------
+    have : dict or None
+        ``pipeline_version``, ``config_hash``, ``reference_id``, ``reference_sha256`` as stored
+        (:func:`treadlab.pipeline.graph.derived_fingerprint`); None: never processed.
+    want : dict
+        The same keys, as this run would write them.
+    force : bool
+        Up-to-date sessions are due too (reason ``"forced"``).
+
+    Returns
+    -------
+    str or None
+        e.g. ``"never processed"``, ``"pipeline treadlab 0.1.0 pipeline 1 -> treadlab 0.1.0
+        pipeline 2; config 1a2b3c4d -> 5e6f7a8b"``; several differences are joined by ``"; "``.
+    """
+    if have is None:
+        return "never processed"
+    why = []
+    if have.get("pipeline_version") != want.get("pipeline_version"):
+        why.append(f"pipeline {have.get('pipeline_version') or '?'} -> "
+                   f"{want.get('pipeline_version')}")
+    if have.get("config_hash") != want.get("config_hash"):
+        why.append(f"config {_short(have.get('config_hash'))} -> "
+                   f"{_short(want.get('config_hash'))}")
+    if have.get("reference_id") != want.get("reference_id"):
+        why.append(f"reference {have.get('reference_id') or '?'} -> {want.get('reference_id')}")
+    elif have.get("reference_sha256") != want.get("reference_sha256"):
+        why.append(f"reference {want.get('reference_id')} changed (sha256 "
+                   f"{_short(have.get('reference_sha256'))} -> "
+                   f"{_short(want.get('reference_sha256'))})")
+    if why:
+        return "; ".join(why)
+    return "forced" if force else None
+
+
+def _short(h) -> str:
+    return str(h)[:8] if h else "?"
+
+
+def _name(path, root) -> str:
+    """``path`` relative to ``root`` when it is inside it."""
+    try:
+        return str(Path(path).relative_to(root)) if root is not None else str(path)
+    except ValueError:
+        return str(path)
+
+
+def _size(path) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
+
+
 @dataclass
 class BatchResult:
     """What :func:`reprocess` did. ``processed``: ``(path, summary)``; ``failed``: ``(path,
-    one-line reason)``; ``skipped``: paths already up to date."""
+    one-line reason)``; ``skipped``: paths not processed (up to date, locked by another writer,
+    done by another run), with ``skip_reasons`` {path: why} for those not simply up to date;
+    ``due``: ``(path, why)`` of every session found due (all that a dry run reports)."""
 
     processed: list
     skipped: list
     failed: list
     elapsed_s: float
+    due: list = field(default_factory=list)
+    skip_reasons: dict = field(default_factory=dict)
+    dry_run: bool = False
+    root: Path | None = None
+    want: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -98,20 +176,68 @@ class BatchResult:
         """One line per failed session, naming it."""
         return [why if str(path) in why else f"{path}: {why}" for path, why in self.failed]
 
+    def skip_lines(self) -> list[str]:
+        """One line per session skipped for a reason other than being up to date."""
+        return [f"{p}: skipped: {why}" for p, why in self.skip_reasons.items()]
+
     def table(self) -> str:
         """The final table (:func:`format_batch`)."""
         return format_batch(len(self.processed), len(self.skipped), len(self.failed),
-                            self.elapsed_s, sum(p.stat().st_size for p, _ in self.processed))
+                            self.elapsed_s, sum(_size(p) for p, _ in self.processed),
+                            sum(int(r.get("bytes_written", 0)) for _, r in self.processed))
+
+    def due_table(self) -> str:
+        """The ``--dry-run`` listing: what this run would write, every due session with its
+        reason, the up-to-date count and the unreadable sessions."""
+        want = self.want
+        lines = [f"would write: {want.get('pipeline_version')}, config "
+                 f"{_short(want.get('config_hash'))}, reference {want.get('reference_id')}",
+                 f"due: {len(self.due)} sessions, up to date: {len(self.skipped)}, "
+                 f"unreadable: {len(self.failed)}"]
+        rows = [(_name(p, self.root), why) for p, why in self.due]
+        rows += [(_name(p, self.root), f"unreadable: {why}") for p, why in self.failed]
+        if rows:
+            w = max(len(r[0]) for r in rows)
+            lines += [f"  {name.ljust(w)}  {why}" for name, why in rows]
+        return "\n".join(lines)
+
+    def timing_table(self) -> str:
+        """Per-session table of the processed sessions: wall time on the worker split into
+        read, compute (derive and score) and write, contacts, and the bytes written (the
+        derived file, MB); then the total and the mean."""
+        if not self.processed:
+            return ""
+        rows = []
+        for p, r in self.processed:
+            t = r.get("timing", {})
+            rows.append((_name(p, self.root), t.get("total_s"), t.get("read_s"),
+                         t.get("compute_s"), t.get("write_s"), r.get("contacts"),
+                         int(r.get("bytes_written", 0)) / 1e6))
+        w = max([len("session")] + [len(r[0]) for r in rows])
+        lines = [f"{'session'.ljust(w)}  {'seconds':>8}  {'read':>6}  {'compute':>7}  "
+                 f"{'write':>6}  {'contacts':>8}  {'written MB':>10}"]
+
+        def num(v, width, fmt=".2f"):
+            return ("?" if v is None else format(v, fmt)).rjust(width)
+
+        for name, sec, rd, cp, wr, n, mb in rows:
+            lines.append(f"{name.ljust(w)}  {num(sec, 8)}  {num(rd, 6)}  {num(cp, 7)}  "
+                         f"{num(wr, 6)}  {('' if n is None else str(n)):>8}  {mb:>10.3f}")
+        secs = [r[1] for r in rows if r[1] is not None]
+        if secs:
+            lines.append(f"{'total'.ljust(w)}  {sum(secs):>8.2f}  (worker time; mean "
+                         f"{sum(secs) / len(secs):.2f} s, slowest {max(secs):.2f} s)")
+        return "\n".join(lines)
 
 
 def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_path=None,
-              progress: bool = True) -> BatchResult:
+              progress: bool = True, dry_run: bool = False, out=None) -> BatchResult:
     """Process every session in ``archive_dir`` on a dask cluster.
 
     Parameters
     ----------
     archive_dir : str or os.PathLike
-        Folder searched recursively for ``*.h5`` archives.
+        Folder searched recursively for ``*.h5`` sessions.
     scheduler : str, optional
         ``tcp://HOST:PORT`` of an existing scheduler (else ``DASK_SCHEDULER_ADDRESS``, else a
         ``LocalCluster``).
@@ -122,7 +248,11 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
     config_path : str, optional
         Lab TOML (``None`` = the shipped simulated lab).
     progress : bool
-        Show ``distributed.progress`` while the batch runs.
+        Report progress with an ETA on ``out`` while the batch runs.
+    dry_run : bool
+        Only find what is due and why (``BatchResult.due``); start no cluster, write nothing.
+    out : file, optional
+        Where progress goes (default ``sys.stderr``).
 
     Returns
     -------
@@ -130,81 +260,189 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
         One failing session never stops the batch: it is listed in ``failed``.
     """
     t0 = time.perf_counter()
+    started_unix = time.time()
     settings = load_settings(config_path)  # a config error stops here, before any session
     want = settings.fingerprint()
     sessions = find_sessions(archive_dir)
-    for p in remove_stale_temps(archive_dir):
-        log.warning("%s: removed, a temporary copy left by an interrupted run", p)
-    skipped, failed, todo = [], [], []
+    if not dry_run:
+        for p in remove_stale_temps(archive_dir):
+            log.warning("%s: removed, a temporary copy left by an interrupted run", p)
+    skipped, failed, todo, due, skip_reasons = [], [], [], [], {}
     for path in sessions:
+        owner = lock_owner(path)
+        if owner is not None:  # a capture recording it, another run processing it
+            skipped.append(path)
+            skip_reasons[path] = f"locked by {describe_owner(owner)}"
+            continue
         try:
             require_finished(path)
-            have = derived_fingerprint(path)
+            why = due_reason(derived_fingerprint(path), want, force)
+            if why is not None and dry_run:
+                old = migration_needed(path)
+                if old:
+                    why += f"; migrated on write ({', '.join(old)})"
         except (TreadlabError, OSError) as exc:
             failed.append((path, _one_line(exc)))
             continue
-        if not force and have == want:
+        if why is None:
             skipped.append(path)
         else:
             todo.append(path)
+            due.append((path, why))
     log.info("%d sessions: %d to process, %d up to date, %d unreadable",
              len(sessions), len(todo), len(skipped), len(failed))
+    if dry_run:
+        return BatchResult([], skipped, failed, time.perf_counter() - t0, due=due, dry_run=True,
+                           root=Path(archive_dir), want=want, skip_reasons=skip_reasons)
 
     processed = []
     if todo:
         client, cluster = _client(scheduler, workers)
         try:
-            processed, lost = _run_batch(client, todo, settings, progress)
+            done, lost = _run_batch(client, todo, settings, progress, force=force,
+                                    started_unix=started_unix, out=out, root=archive_dir)
             failed.extend(lost)
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
+        for path, summary in done:
+            if "skipped" in summary:
+                skipped.append(path)
+                skip_reasons[path] = summary["skipped"]
+            else:
+                processed.append((path, summary))
 
-    return BatchResult(processed, skipped, failed, time.perf_counter() - t0)
+    return BatchResult(processed, skipped, failed, time.perf_counter() - t0, due=due,
+                       skip_reasons=skip_reasons, root=Path(archive_dir), want=want)
 
 
-def _run_batch(client, todo: list, settings, progress: bool):
+def _clock(seconds: float) -> str:
+    s = int(round(max(seconds, 0.0)))
+    if s >= 3600:
+        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def format_progress(done: int, total: int, name: str, seconds: float | None,
+                    elapsed_s: float) -> str:
+    """One progress line: ``[ 3/20] subject_a/run1.h5  0.41 s  elapsed 0:02  ETA 0:12``
+    (``FAILED`` instead of the seconds for a failed session, ``skipped`` for one another
+    writer held or had done). The ETA is the mean wall time per finished session so far
+    times the sessions left."""
+    width = len(str(total))
+    took = seconds if isinstance(seconds, str) else (
+        "FAILED" if seconds is None else f"{seconds:.2f} s")
+    eta = elapsed_s / done * (total - done) if done else 0.0
+    return (f"[{done:>{width}}/{total}] {name}  {took}  elapsed {_clock(elapsed_s)}  "
+            f"ETA {_clock(eta)}")
+
+
+def _run_batch(client, todo: list, settings, progress: bool, *, force: bool = False,
+               started_unix: float | None = None, out=None, root=None):
     """Map :func:`treadlab.pipeline.graph.run_session` over ``todo``: one task per session.
 
     Workers receive the path (and the few-kB settings) and open the archive themselves. Every
-    task is submitted in one ``client.map`` message and the results come back in one
-    ``gather``; only a failed session costs another round trip (its exception). Returns
-    ``(processed, failed)`` as lists of ``(path, summary)`` and ``(path, one-line reason)``.
+    task is submitted in one ``client.map`` message; results are taken as they complete (for
+    the progress line and its ETA). Returns ``(done, failed)``: lists of ``(path, summary)``
+    (a summary holding ``"skipped"`` for a session another writer held or had done) and of
+    ``(path, one-line reason)``.
     """
-    from distributed import wait  # distributed takes ~1 s to import: only when a batch runs
+    from distributed import as_completed  # distributed takes ~1 s to import: only for a batch
 
-    futures = client.map(run_session, [str(p) for p in todo], settings=settings,
+    futures = client.map(run_session, [str(p) for p in todo], settings=settings, force=force,
+                         run_started_unix_s=started_unix,
                          key=[f"treadlab-session-{p.stem}-{uuid.uuid4().hex[:12]}"
                               for p in todo])
-    if progress:
-        from distributed import progress as progress_bar  # lazy, as above
-
-        progress_bar(futures)
-        print(file=sys.stdout, flush=True)
-    wait(futures)
-    done = [i for i, fut in enumerate(futures) if fut.status == "finished"]
-    results = client.gather([futures[i] for i in done]) if done else []
-    processed = [(todo[i], r) for i, r in zip(done, results)]
-    failed = []
-    for path, fut in zip(todo, futures):
+    index = {fut.key: i for i, fut in enumerate(futures)}
+    done, failed = [], []
+    t0 = time.perf_counter()
+    for k, fut in enumerate(as_completed(futures), start=1):
+        path = todo[index[fut.key]]
+        took = None
         if fut.status == "finished":
-            continue
-        try:
-            exc = fut.exception()
-        except Exception as err:  # cancelled, lost worker
-            exc = err
-        failed.append((path, _one_line(exc) if exc else fut.status))
-    return processed, failed
+            summary = fut.result()
+            done.append((path, summary))
+            took = "skipped" if "skipped" in summary else summary["timing"]["total_s"]
+        else:
+            try:
+                exc = fut.exception()
+            except Exception as err:  # cancelled, lost worker
+                exc = err
+            failed.append((path, _one_line(exc) if exc else fut.status))
+        if progress:
+            print(format_progress(k, len(todo), _name(path, root), took,
+                                  time.perf_counter() - t0), file=out or sys.stderr, flush=True)
+        fut.release()
+    return done, failed
 
 
 def format_batch(n_processed: int, n_skipped: int, n_failed: int, elapsed_s: float,
-                 bytes_processed: int) -> str:
-    """The final table: counts, wall time and throughput (sessions/s, MB/s of archives)."""
+                 bytes_processed: int, bytes_written: int = 0) -> str:
+    """The final table: counts, wall time, throughput (sessions/s, MB/s of sessions read) and
+    the bytes written (derived files only)."""
     rate = n_processed / elapsed_s if elapsed_s > 0 else 0.0
     mb_s = bytes_processed / 1e6 / elapsed_s if elapsed_s > 0 else 0.0
+    share = (f" ({100 * bytes_written / bytes_processed:.1f} % of the sessions' bytes)"
+             if bytes_processed else "")
     rows = [("processed", str(n_processed)), ("skipped (up to date)", str(n_skipped)),
             ("failed", str(n_failed)), ("time", f"{elapsed_s:.1f} s"),
-            ("throughput", f"{rate:.2f} sessions/s, {mb_s:.1f} MB/s")]
+            ("throughput", f"{rate:.2f} sessions/s, {mb_s:.1f} MB/s"),
+            ("written", f"{bytes_written / 1e6:.1f} MB{share}")]
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(w)}  {v}" for k, v in rows)
+
+
+@dataclass
+class MigrateResult:
+    """What :func:`migrate_archive` did: ``migrated`` ``(path, [changes])``, ``current``
+    paths already in the current layout, ``skipped`` ``(path, why)`` (locked by another
+    writer), ``failed`` ``(path, one-line reason)``."""
+
+    migrated: list
+    current: list
+    skipped: list
+    failed: list
+
+    @property
+    def ok(self) -> bool:
+        """True when no session failed."""
+        return not self.failed
+
+    @property
+    def lines(self) -> list[str]:
+        """One line per session changed or skipped."""
+        return ([f"{p}: {'; '.join(why)}" for p, why in self.migrated] +
+                [f"{p}: skipped: {why}" for p, why in self.skipped])
+
+    def failure_lines(self) -> list[str]:
+        """One line per failed session, naming it."""
+        return [why if str(path) in why else f"{path}: {why}" for path, why in self.failed]
+
+
+def migrate_archive(archive_dir, dry_run: bool = False) -> MigrateResult:
+    """``treadlab migrate DIR``: :func:`treadlab.acquisition.archive.migrate_session` on every
+    session under ``archive_dir``, each under its session lock (a session another writer holds
+    is skipped with a message). Idempotent and crash-safe (docs/archive.md §12)."""
+    out = MigrateResult([], [], [], [])
+    for path in find_sessions(archive_dir):
+        try:
+            why = migration_needed(path)
+            if not why:
+                out.current.append(path)
+                continue
+            if dry_run:
+                out.migrated.append((path, why))
+                continue
+            try:
+                lock = acquire(path, "migrate")
+            except SessionLocked as exc:
+                out.skipped.append((path, exc.message))
+                continue
+            try:
+                out.migrated.append((path, migrate_session(path)))
+            finally:
+                lock.release()
+        except (TreadlabError, OSError) as exc:
+            out.failed.append((path, _one_line(exc)))
+    return out

@@ -31,6 +31,7 @@ from treadlab.kernels.kinematic_contacts import OFF_MM, STRIKE_MM, kinematic_con
 from treadlab.kernels.steps import HIP_AFTER_OFF_S, step_metrics
 from treadlab.pipeline import reference as R
 from treadlab.pipeline.derive import lowpass
+from treadlab.pipeline.reprocess import find_sessions
 from treadlab.pipeline.scoring import load_reference
 
 
@@ -213,7 +214,7 @@ def kinematic_threshold_split(work_dir, strike_grid=(3.0, 5.0, 8.0, 10.0, 15.0),
     ``test`` (median, 2.5th, 97.5th percentile, ms).
     """
     err = {"strike": {}, "off": {}}
-    for h5 in sorted(Path(work_dir).glob("*.h5")):
+    for h5 in find_sessions(work_dir):
         m = re.search(r"(\d+)_T\d\d$", h5.stem)
         group = "train" if m and int(m.group(1)) % 2 else "test"
         with open_archive(h5) as f:

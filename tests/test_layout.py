@@ -16,6 +16,7 @@ FOLDERS = ("acquisition", "kernels", "pipeline", "config")
 LAZY_OK = {
     "matplotlib": "heavy (~0.5 s) and needs its backend chosen first; only for reports",
     "distributed": "heavy (~1 s); only when a batch runs on a cluster",
+    "xarray": "optional (the test extra); only for archive.open_xarray",
 }
 
 

@@ -15,7 +15,8 @@ import treadlab.acquisition.archive.plausible as plausible
 from treadlab.acquisition.archive.format import (one_line, ALLOWED_FILTERS, CONTACT_FIELDS, FORMAT,
     FORMAT_VERSION, RAW_UNITS, RAW_UNITS_TEXT, REQUIRED_ROOT_ATTRS, SCORE_FIELDS, STATUSES,
     attrs_of, from_attr, read_array)
-from treadlab.acquisition.archive.read import open_archive, read_calibration, read_derived_from
+from treadlab.acquisition.archive.read import (derived_group, open_archive, read_calibration,
+                                               read_derived_from)
 from treadlab.config.errors import InputError
 
 
@@ -69,7 +70,13 @@ def _validate_values(f, problems: list[str]) -> None:
                 data[name] = obj[()]
             except Exception as exc:  # a corrupt chunk: gzip or checksum failure
                 add(f"/{name}: unreadable data, damaged file? ({one_line(exc)})")
-    f.visititems(read)
+    f.visititems(read)  # hard links only: the derived file (format 2) is read below
+    try:
+        dg = derived_group(f)
+    except InputError:
+        dg = None  # reported by the layout check
+    if dg is not None and dg.file.filename != f.filename:
+        dg.visititems(lambda name, obj: read(f"derived/{name}", obj))
     found = list(plausible.root_problems(attrs_of(f)))
     for group, name, limit, unit, names in (
             ("raw/force", "wrench", plausible.MAX_WRENCH, "N or N*m", "plates"),
@@ -162,8 +169,15 @@ def _validate_into(f, problems: list[str]) -> None:
         _validate_calibration(fg, problems)
     if "raw/log" in f:
         _validate_columns(f["raw/log"], ("time", "source", "kind", "detail"), problems)
-    if "derived" in f:
-        _validate_derived(f["derived"], problems)
+    try:
+        dg = derived_group(f)
+    except InputError as exc:
+        add(str(exc))
+        return
+    if dg is not None:
+        if dg.file.filename != f.filename:  # a derived file (format 2): visit it too
+            dg.visititems(lambda name, obj: visit(f"derived/{name}", obj))
+        _validate_derived(dg, problems)
 
 
 def is_number(value) -> bool:
@@ -199,9 +213,13 @@ def _validate_stream(f, group, data_name, problems) -> int | None:
         add(f"/{group}: not a group")
         return None
     names_attr = "plates" if data_name == "wrench" else "labels"
-    for key in ("rate_hz", names_attr) + (("origin", "corners") if data_name == "wrench" else ()):
+    for key in ("rate_hz", names_attr):
         if key not in g.attrs:
             add(f"/{group}@{key}: missing attribute")
+    if data_name == "wrench":  # format 2: datasets; format 1: attributes
+        for key in ("origin", "corners"):
+            if key not in g.attrs and not isinstance(g.get(key), h5py.Dataset):
+                add(f"/{group}/{key}: missing dataset")
     rate = from_attr(g.attrs["rate_hz"]) if "rate_hz" in g.attrs else None
     if rate is not None and (not isinstance(rate, (int, float)) or not rate > 0):
         add(f"/{group}@rate_hz: {rate!r} must be a number > 0")
@@ -237,6 +255,8 @@ def _validate_stream(f, group, data_name, problems) -> int | None:
         for key, shape in (("origin", (p, 3)), ("corners", (p, 4, 3))):
             if key in g.attrs and np.shape(g.attrs[key]) != shape:
                 add(f"/{group}@{key}: shape {np.shape(g.attrs[key])}, expected {shape}")
+            elif isinstance(g.get(key), h5py.Dataset) and g[key].shape != shape:
+                add(f"/{group}/{key}: shape {g[key].shape}, expected {shape}")
     if "device_time" in g and data_name == "positions" and g["device_time"].shape != (n,):
         add(f"/{group}/device_time: shape {g['device_time'].shape}, expected ({n},)")
     return n
@@ -387,7 +407,9 @@ def _inspect_into(f, info: dict) -> None:
         for k in read_array(f["raw/log/kind"]):
             kinds[str(k)] = kinds.get(str(k), 0) + 1
     info["log"] = dict(sorted(kinds.items()))
-    info["derived"] = _derived_summary(f) if "derived" in f else None
+    info["derived"] = _derived_summary(f) if derived_group(f) is not None else None
+    link = f.get("derived", getlink=True)
+    info["derived_file"] = getattr(link, "filename", None)
 
 
 def _nan_fraction(ds, rows: int = 100_000, all_nan_rows: bool = False):
@@ -481,12 +503,14 @@ def format_inspection(info: dict) -> str:
     if info.get("log"):
         lines.append("  log        " + ", ".join(f"{k} {v}" for k, v in info["log"].items()))
     d = info.get("derived")
+    where = f" (in {info['derived_file']})" if info.get("derived_file") else ""
     if d is None:
-        lines.append("  derived    not processed")
+        lines.append(f"  derived    not processed{where}")
     else:
         da = d.get("attrs", {})
         lines.append(f"  derived    pipeline {da.get('pipeline_version', '?')}  config "
-                     f"{str(da.get('config_hash', '?'))[:12]}  at {da.get('processed_utc', '?')}")
+                     f"{str(da.get('config_hash', '?'))[:12]}  at {da.get('processed_utc', '?')}"
+                     f"{where}")
         c = d.get("contacts")
         if c:
             lines.append(f"  contacts   {c['n']} ({c['left']} left, {c['right']} right, "

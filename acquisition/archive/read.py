@@ -11,8 +11,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from treadlab.acquisition.archive.format import (INDEX_SCALES, ForceData, MarkerData, Session,
-                                                 attrs_of, from_attr, one_line, read_array)
+from treadlab.acquisition.archive.format import (DERIVED_FORMAT, INDEX_SCALES, ForceData,
+                                                 MarkerData, Session, attrs_of, from_attr,
+                                                 one_line, read_array)
 from treadlab.acquisition.archive.plausible import (MAX_POSITION_MM, MAX_WRENCH, label_problems,
                                                     rate_problems, root_problems,
                                                     time_problems, value_problems)
@@ -85,6 +86,43 @@ def read_meta(f) -> dict:
     return {"attrs": attrs, "subject": subject}
 
 
+def plate_geometry(force_group, name, default=None):
+    """``origin`` or ``corners`` of ``/raw/force``: the dataset (format 2) or the attribute
+    (format 1 and third-party files), ``default`` when neither exists."""
+    obj = force_group.get(name)
+    if isinstance(obj, h5py.Dataset):
+        return obj[()]
+    return attr(force_group, name, default)
+
+
+def derived_group(f):
+    """``/derived`` of an open session as an ``h5py.Group``, or ``None`` when the session has
+    not been processed (no ``/derived``, or an external link whose derived file does not exist
+    yet). Raises :class:`InputError` naming the derived file when it exists but cannot be
+    read, or belongs to another session (its ``session_id`` differs)."""
+    link = f.get("derived", getlink=True)
+    if link is None:
+        return None
+    if not isinstance(link, h5py.ExternalLink):
+        return f["derived"]
+    target = Path(f.filename).parent / link.filename
+    if not target.exists():
+        return None
+    try:
+        g = f["derived"]
+    except (KeyError, OSError) as exc:
+        raise InputError(target, None, f"not a readable derived file ({one_line(exc)})") from None
+    dfile = g.file
+    if attr(dfile, "format") == DERIVED_FORMAT:
+        mine, theirs = attr(f, "session_id"), attr(dfile, "session_id")
+        if mine and theirs and str(mine) != str(theirs):
+            raise InputError(target, "/@session_id",
+                             f"belongs to session {theirs}, not to {f.filename}'s {mine}")
+    if not len(g) and attr(g, "status") == "not processed":
+        return None  # the placeholder written with the session
+    return g
+
+
 def _dataset(f, path, name) -> np.ndarray:
     """All of dataset ``name``; InputError naming it when missing or unreadable (a corrupt
     compressed chunk)."""
@@ -122,8 +160,9 @@ def read_force(f, path) -> ForceData:
     if plates is None or len(plates) == 0:
         plates = [f"plate{i + 1}" for i in range(p)]
     plates = [plates] if isinstance(plates, str) else list(plates)
-    origin = np.asarray(attr(g, "origin", np.zeros((p, 3))), dtype=np.float64).reshape(p, 3)
-    corners = np.asarray(attr(g, "corners", np.zeros((p, 4, 3))),
+    origin = np.asarray(plate_geometry(g, "origin", np.zeros((p, 3))),
+                        dtype=np.float64).reshape(p, 3)
+    corners = np.asarray(plate_geometry(g, "corners", np.zeros((p, 4, 3))),
                          dtype=np.float64).reshape(p, 4, 3)
     _raise_first(path, rate_problems("raw/force", rate)
                  + time_problems("/raw/force/time", t)
@@ -172,6 +211,13 @@ def _require_attr(obj, path, name):
     if name not in obj.attrs:
         raise InputError(path, f"{obj.name}@{name}", "missing attribute")
     return from_attr(obj.attrs[name])
+
+
+def _require_geometry(fg, path, name):
+    value = plate_geometry(fg, name)
+    if value is None:
+        raise InputError(path, f"{fg.name}/{name}", "missing (dataset, or attribute in format 1)")
+    return value
 
 
 def read_rows(g) -> dict:
@@ -233,8 +279,10 @@ def read_session_from(f, path, derived) -> Session:
     force = ForceData(
         time=time, wrench=wrench, rate_hz=float(_require_attr(fg, path, "rate_hz")),
         plates=plates,
-        origin=np.asarray(_require_attr(fg, path, "origin"), dtype=np.float64).reshape(p, 3),
-        corners=np.asarray(_require_attr(fg, path, "corners"), dtype=np.float64).reshape(p, 4, 3),
+        origin=np.asarray(_require_geometry(fg, path, "origin"),
+                          dtype=np.float64).reshape(p, 3),
+        corners=np.asarray(_require_geometry(fg, path, "corners"),
+                           dtype=np.float64).reshape(p, 4, 3),
         counts=fg["counts"][()] if "counts" in fg else None,
         calibration=read_calibration(fg),
         device_time=fg["device_time"][()] if "device_time" in fg else None)
@@ -304,9 +352,9 @@ def read_session_from(f, path, derived) -> Session:
 
 
 def read_derived_from(f) -> dict | None:
-    if "derived" not in f:
+    g = derived_group(f)
+    if g is None:
         return None
-    g = f["derived"]
     out: dict = {"attrs": attrs_of(g)}
     for key, obj in g.items():
         if key == "angles" and isinstance(obj, h5py.Group):
@@ -384,3 +432,33 @@ def read_calibration(force_group) -> dict | None:
             out["volts_per_count"] = from_attr(force_group.attrs["volts_per_count"])
         return out
     return None
+
+
+def open_xarray(path, group: str):
+    """``xarray.open_dataset`` of one group of a session, with named dimensions (engine
+    h5netcdf): ``raw/...`` and the other session groups from the session file, ``derived/...``
+    from its derived file.
+
+    h5py, MATLAB and every HDF5-library reader follow the session's ``/derived`` external link;
+    h5netcdf does too, but then looks up the dimension scales of the derived datasets in the
+    session file and fails, so derived groups are opened in the derived file itself, where
+    they have the same paths (docs/archive.md §11).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The session (``NAME.h5``).
+    group : str
+        e.g. ``"raw/force"``, ``"derived/contacts"``.
+    """
+    import xarray as xr
+
+    path = Path(path)
+    group = group.strip("/")
+    target = path
+    if group == "derived" or group.startswith("derived/"):
+        with open_archive(path) as f:
+            link = f.get("derived", getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                target = path.parent / link.filename
+    return xr.open_dataset(target, group=group, engine="h5netcdf")

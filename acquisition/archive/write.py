@@ -12,10 +12,10 @@ import h5py
 import numpy as np
 
 from treadlab.acquisition.archive.atomic import atomic_h5, atomic_write
-from treadlab.acquisition.archive.format import (COMPONENTS,
-    DERIVED_ANGLES_GZIP_LEVEL, DERIVED_UNITS, FORMAT, FORMAT_VERSION, LIBVER, Session,
-    WRENCH_UNITS, attach_scales, chunk_rows, make_scale, new_dataset, to_attr, utc_now,
-    write_array)
+from treadlab.acquisition.archive.format import (
+    ANGLE_SIGNIFICANT_BITS, COMPONENTS, DERIVED_ANGLES_GZIP_LEVEL, DERIVED_FORMAT, DERIVED_UNITS,
+    FORMAT, FORMAT_VERSION, LIBVER, WRENCH_UNITS, Session, attach_scales, bitround, chunk_rows,
+    derived_path, make_scale, new_dataset, put_attr, to_attr, utc_now, write_array)
 from treadlab.config import software_version
 from treadlab.config.errors import InputError
 
@@ -99,14 +99,13 @@ def create_raw_layout(h5file, *, plates, origin, corners, force_rate_hz, labels,
     force = h5file.require_group("raw").create_group("force")
     force.attrs["rate_hz"] = float(force_rate_hz)
     force.attrs["plates"] = to_attr(plates)
-    force.attrs["origin"] = origin
-    force.attrs["corners"] = corners
     force.attrs["frame"] = "lab: X travel, Y left, Z up; mm"
     rows = chunk_rows(force_rate_hz, p * 6 * 4)
     t = new_dataset(force, "time", (0,), np.float64, "s", rows_per_chunk=rows, clock="session")
     t.make_scale("time")
     plate_sc = make_scale(force, "plate", np.array(plates, dtype=object))
     comp_sc = make_scale(force, "component", np.array(COMPONENTS, dtype=object))
+    write_plate_geometry(force, origin, corners, plate_sc)
     w = new_dataset(force, "wrench", (0, p, 6), np.float32, WRENCH_UNITS, rows_per_chunk=rows,
                      components=list(COMPONENTS),
                      description="ground reaction on the body, moments about plate origin")
@@ -153,6 +152,27 @@ def create_raw_layout(h5file, *, plates, origin, corners, force_rate_hz, labels,
     return out
 
 
+def write_plate_geometry(force_group, origin, corners, plate_scale=None) -> None:
+    """``/raw/force/origin`` (plate, xyz) and ``/raw/force/corners`` (plate, corner, xyz), mm,
+    lab frame, as datasets with named dimensions (format 2; netCDF cannot represent
+    multi-dimensional attributes, docs/archive.md §13)."""
+    origin = np.asarray(origin, dtype=np.float64)
+    corners = np.asarray(corners, dtype=np.float64)
+    p = origin.shape[0]
+    if plate_scale is None:
+        plate_scale = force_group["plate"] if "plate" in force_group else None
+    xyz = (force_group["xyz"] if "xyz" in force_group
+           else make_scale(force_group, "xyz", np.array(["X", "Y", "Z"], dtype=object)))
+    corner = (force_group["corner"] if "corner" in force_group
+              else make_scale(force_group, "corner", np.arange(4, dtype=np.int32), "1"))
+    o = new_dataset(force_group, "origin", (p, 3), np.float64, "mm", data=origin,
+                    description="point about which each plate's moments are expressed, lab frame")
+    c = new_dataset(force_group, "corners", (p, 4, 3), np.float64, "mm", data=corners,
+                    description="plate corners, lab frame")
+    attach_scales(o, plate_scale, xyz)
+    attach_scales(c, plate_scale, corner, xyz)
+
+
 def _write_calibration(force_group, calibration: dict) -> None:
     cal = force_group.create_group("calibration")
     units = {"volts_per_count": "V/count", "zero": "counts", "channels": "1",
@@ -181,11 +201,15 @@ def _root_attrs(session: Session) -> dict:
     return attrs
 
 
-def write_session(path, session: Session) -> Path:
-    """Write ``session`` as a new ``treadlab.session`` v1 file (replacing ``path``).
+def write_session(path, session: Session, *, self_contained: bool = False) -> Path:
+    """Write ``session`` as a new ``treadlab.session`` file (replacing ``path``).
 
     The file is written beside ``path`` under a temporary name and moved into place with
-    ``os.replace``, so a reader never sees a half-written archive.
+    ``os.replace``, so a reader never sees a half-written archive. ``/derived`` is an HDF5
+    external link to ``<stem>.derived.h5`` beside it (docs/archive.md §11); when
+    ``session.derived`` is given that derived file is written first (atomically too).
+    ``self_contained=True`` (exports) stores ``session.derived`` inside the file instead and
+    creates no link.
 
     Parameters
     ----------
@@ -202,16 +226,44 @@ def write_session(path, session: Session) -> Path:
         ``path``.
     """
     path = Path(path)
-    with atomic_h5(path, libver=LIBVER) as f:
-        write_session_into(f, session)
+    if self_contained:
+        with atomic_h5(path, libver=LIBVER) as f:
+            write_session_into(f, session)
+    else:
+        # the derived file exists from the start (empty until processed): netCDF-C cannot open
+        # a file with a dangling external link
+        write_derived_file(path, session.derived or None,
+                           dict((session.derived or {}).get("attrs") or {}),
+                           session_id=_root_attrs_id(session))
+        with atomic_h5(path, libver=LIBVER) as f:
+            write_session_into(f, session, derived_link=derived_path(path).name)
     log.debug("wrote %s", path)
     return path
 
 
-def write_session_into(f: h5py.File, session: Session) -> None:
+def _root_attrs_id(session: Session) -> str:
+    """The session's UUID, created now (and kept in ``session.attrs``) when missing."""
+    if not session.attrs.get("session_id"):
+        session.attrs = {**session.attrs, "session_id": str(uuid.uuid4())}
+    return str(session.attrs["session_id"])
+
+
+def link_derived(f: h5py.File, derived_name: str) -> None:
+    """Make ``/derived`` of the open session ``f`` an HDF5 external link to
+    ``derived_name:/derived`` (a file name relative to the session's folder, where HDF5 looks
+    first). The link may dangle until the session is first processed."""
+    if "derived" in f or f.get("derived", getlink=True) is not None:
+        del f["derived"]
+    f["derived"] = h5py.ExternalLink(str(derived_name), "/derived")
+
+
+def write_session_into(f: h5py.File, session: Session, *, derived_link: str | None = None) -> None:
+    """Write ``session`` into the open, empty file ``f``. ``derived_link``: the derived file's
+    name, linked as ``/derived`` (``session.derived`` is then not written here); ``None``:
+    ``session.derived`` is stored inside ``f`` (a self-contained file: exports)."""
     for key, value in _root_attrs(session).items():
         if value is not None:
-            f.attrs[key] = to_attr(value)
+            put_attr(f, key, value)
     fo, mk = session.force, session.markers
     wrench = np.asarray(fo.wrench, dtype=np.float32)
     counts = None if fo.counts is None else np.asarray(fo.counts)
@@ -244,13 +296,15 @@ def write_session_into(f: h5py.File, session: Session) -> None:
         g = f.create_group("subject")
         for key, value in session.subject.items():
             if value is not None:
-                g.attrs[key] = to_attr(value)
+                put_attr(g, key, value)
     if session.truth:
         _write_truth(f, session.truth)
     if session.reference:
         _write_reference(f, session.reference)
-    if session.derived:
-        write_derived_into(f, session.derived, {})
+    if derived_link is not None:
+        link_derived(f, derived_link)
+    elif session.derived:
+        write_derived_into(f, session.derived, dict(session.derived.get("attrs") or {}))
 
 
 def _write_truth(f, truth: dict) -> None:
@@ -258,7 +312,7 @@ def _write_truth(f, truth: dict) -> None:
     params = g.create_group("params")
     for key, value in (truth.get("params") or {}).items():
         if value is not None:
-            params.attrs[key] = to_attr(value)
+            put_attr(params, key, value)
     _write_rows(g, "steps", truth.get("steps") or {}, "step")
     for key, value in truth.items():
         if key not in ("params", "steps") and value is not None:
@@ -315,11 +369,11 @@ def _write_reference(f, reference: dict) -> None:
             sub = g.create_group(key)
             for k2, v2 in value.items():
                 if isinstance(v2, (str, int, float, bool, np.generic)):
-                    sub.attrs[k2] = to_attr(v2)
+                    put_attr(sub, k2, v2)
                 else:
                     write_array(sub, k2, np.asarray(v2), "1")
         else:
-            g.attrs[key] = to_attr(value)
+            put_attr(g, key, value)
 
 
 def write_derived_into(f, derived: dict, attrs: dict) -> None:
@@ -330,7 +384,7 @@ def write_derived_into(f, derived: dict, attrs: dict) -> None:
     attrs.setdefault("processed_utc", utc_now())
     for key, value in attrs.items():
         if value is not None:
-            g.attrs[key] = to_attr(value)
+            put_attr(g, key, value)
     units = {**DERIVED_UNITS, **dict(derived.get("units") or {})}
     for key, value in derived.items():
         if value is None or key in ("units", "attrs"):
@@ -360,43 +414,35 @@ def _write_angles(parent, angles: dict) -> None:
     t = write_array(g, "time", time, "s", clock="session")
     t.make_scale("time")
     sc = make_scale(g, "angle", np.array(names, dtype=object))
-    v = write_array(g, "values", values, "deg", level=DERIVED_ANGLES_GZIP_LEVEL,
-                     conventions="Plug-in Gait (left-side signs)")
+    v = write_array(g, "values", bitround(values, ANGLE_SIGNIFICANT_BITS), "deg",
+                    level=DERIVED_ANGLES_GZIP_LEVEL, quantize_bitround_bits=ANGLE_SIGNIFICANT_BITS,
+                    conventions="Plug-in Gait (left-side signs)")
     attach_scales(v, t, sc)
     extra = {k: v for k, v in reasons.items() if k not in names}
     if extra:
         g.attrs["reasons_other"] = json.dumps(extra, sort_keys=True)
 
 
-def write_derived(path, derived: dict, attrs: dict) -> Path:
-    """Store ``derived`` as ``/derived`` of the archive at ``path``, atomically.
+def write_derived_file(session_path, derived: dict, attrs: dict, *, session_id: str,
+                       target=None) -> Path:
+    """Write the derived file of ``session_path`` (``<stem>.derived.h5``, or ``target``),
+    atomically: root attributes ``format="treadlab.derived"``, ``format_version``,
+    ``session_id`` and ``session_file``, and the group ``/derived``. Built in memory and written
+    by plain I/O (a full disk is one ``OSError``; the previous derived file stays).
 
-    The archive is copied to a temporary file in the same folder, ``/derived`` is replaced in
-    the copy, the copy is flushed and fsynced and then moved over the original with
-    ``os.replace``. The original is never opened for writing: a crash or kill at any point
-    leaves either the old or the new archive, complete.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        An existing archive.
-    derived : dict
-        ``{"contacts": {name: (s,) array}, "angles": {"time", "values", "names", "reasons"},
-        "scores": {name: (4,) array}}`` (docs/archive.md §4 names; extra columns and extra
-        groups of parallel columns are kept). An optional ``"units": {column: unit}`` entry gives the
-        units of columns :data:`DERIVED_UNITS` does not know; ``"attrs"`` (as returned by
-        :func:`read_derived`) is ignored.
-    attrs : dict
-        ``/derived`` attributes: ``pipeline_version``, ``config_hash`` (``processed_utc`` is
-        filled in when missing).
-
-    Returns
-    -------
-    pathlib.Path
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, None, "no such file")
-    with atomic_h5(path, copy_from=path) as f:     # InputError when not HDF5
-        write_derived_into(f, derived, attrs)
-    return path
+    ``derived=None`` writes the placeholder of a session not processed yet: an empty
+    ``/derived`` with ``status="not processed"`` (readers treat it as no derived data), so the
+    session's external link never dangles (netCDF-C refuses a file whose link dangles)."""
+    session_path = Path(session_path)
+    target = derived_path(session_path) if target is None else Path(target)
+    with atomic_h5(target, libver=LIBVER) as f:
+        f.attrs["format"] = DERIVED_FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["session_id"] = str(session_id)
+        f.attrs["session_file"] = session_path.name
+        f.attrs["software"] = software_version()
+        if derived is None:
+            f.create_group("derived").attrs["status"] = "not processed"
+        else:
+            write_derived_into(f, derived, attrs)
+    return target

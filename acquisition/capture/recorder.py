@@ -25,7 +25,6 @@ the clock mapping and sets ``status="interrupted"``.
 """
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
 import os
@@ -42,6 +41,7 @@ import numpy as np
 
 from treadlab.acquisition import archive
 from treadlab.acquisition.archive import clear_status_flags
+from treadlab.acquisition.archive.lock import lock_path
 from treadlab.acquisition.capture.clock import fit_clock
 from treadlab.config import software_version
 from treadlab.config.constants import G
@@ -65,23 +65,14 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def lock_path(path) -> Path:
-    """The lock file a recording holds beside its archive (``<name>.h5.lock``)."""
-    path = Path(path)
-    return path.with_name(path.name + ".lock")
-
-
-def _hold_lock(path) -> int:
-    """Create and ``flock`` the lock file; the kernel releases it if the process dies."""
-    fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+def _hold_lock(path) -> archive.SessionLock:
+    """Take the session lock (docs/archive.md §14) for the capture; the kernel releases it if
+    the process dies."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise InputError(path, None, "another capture is recording this session") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
+        return archive.acquire(path, "capture")
+    except archive.SessionLocked as exc:
+        raise InputError(path, None, f"another writer holds this session: "
+                                     f"{archive.describe_owner(exc.owner)}") from None
 
 
 def require_finished(path) -> None:
@@ -114,21 +105,15 @@ def require_finished(path) -> None:
                                            "`treadlab recover` on it first")
 
 
+#: Session-lock owners that only write derived data: not a capture still recording.
+_DERIVED_WRITERS = ("process", "reprocess", "migrate")
+
+
 def _writer_alive(path) -> bool:
-    """True while some process holds the recording lock of ``path``."""
-    lp = lock_path(path)
-    if not lp.exists():
-        return False
-    fd = os.open(lp, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
+    """True while a capture holds the session lock of ``path`` (a process, reprocess or
+    migrate holding it is not recording)."""
+    owner = archive.lock_owner(path)
+    return owner is not None and owner.get("what", "capture") not in _DERIVED_WRITERS
 
 
 def _append_stream(ds: dict, stream: str, data_name: str, seq_name: str, items) -> int:
@@ -221,7 +206,7 @@ class Recorder:
         self.written = {"force": 0, "markers": 0, "log": 0}
         self.flushes = 0
         self.last_flush_host: float | None = None
-        self._lock_fd: int | None = None
+        self._lock_fd: archive.SessionLock | None = None
         self.reserve_bytes = int(reserve_bytes)
         self._reserve = self.path.with_name(f".{self.path.name}.reserve")
 
@@ -240,6 +225,15 @@ class Recorder:
         except OSError as exc:
             self._release_lock()
             raise InputError(self.path, None, f"no room to record on this disk "
+                                              f"({exc.strerror or exc}); nothing recorded") from None
+        self._attrs.setdefault("session_id", str(uuid.uuid4()))
+        try:  # the empty derived file the session links to (docs/archive.md §11)
+            archive.write_derived_file(self.path, None, {},
+                                       session_id=str(self._attrs["session_id"]))
+        except OSError as exc:
+            self._release_lock()
+            self._drop_reserve()
+            raise InputError(self.path, None, f"cannot write the derived file "
                                               f"({exc.strerror or exc}); nothing recorded") from None
         f = h5py.File(self.path, "w", libver=archive.LIBVER)
         try:
@@ -260,6 +254,7 @@ class Recorder:
                 for key, value in self._subject.items():
                     g.attrs[key] = archive.to_attr(value)
             ds = archive.create_raw_layout(f, device_time=True, log=True, **self._layout_kw)
+            archive.link_derived(f, archive.derived_path(self.path).name)
             ds.update(_create_acquisition_datasets(f))
             f["raw"].attrs["clock_t0_host_s"] = float(self.t0_host)
             f["raw"].attrs["clock"] = ("session clock = host time (time.monotonic) - "
@@ -404,11 +399,8 @@ class Recorder:
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
-            try:
-                lock_path(self.path).unlink(missing_ok=True)
-            finally:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+            self._lock_fd.release()
+            self._lock_fd = None
 
     # --- the writer thread ----------------------------------------------------------------
 

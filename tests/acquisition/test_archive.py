@@ -14,7 +14,8 @@ import pytest
 
 from treadlab.acquisition.archive import (
     CHUNK_SECONDS, LIBVER, ForceData, MarkerData, Session, create_raw_layout, format_inspection,
-    inspect_session, read_derived, read_session, validate_session, write_derived, write_session)
+    inspect_session, read_derived, read_session, validate_session, write_derived, write_session,
+    derived_path, open_xarray)
 from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
 from treadlab.config.errors import InputError
 
@@ -92,7 +93,7 @@ def test_round_trip_equal(tmp_path):
     path = write_session(tmp_path / "a" / "s.h5", s)
     assert validate_session(path) == []
     r = read_session(path)
-    assert r.attrs["format"] == "treadlab.session" and r.attrs["format_version"] == 1
+    assert r.attrs["format"] == "treadlab.session" and r.attrs["format_version"] == 2
     assert r.attrs["status"] == "complete" and r.attrs["software"].startswith("treadlab ")
     uuid.UUID(r.attrs["session_id"])
     assert {k: r.attrs[k] for k in s.attrs} == s.attrs
@@ -276,12 +277,20 @@ def test_xarray_named_dimensions(session_file):
     with xr.open_dataset(session_file, group="raw/force", engine="h5netcdf") as ds:
         assert ds["wrench"].dims == ("time", "plate", "component")
         assert ds["counts"].dims == ("time", "channel")
-    with xr.open_dataset(session_file, group="derived/contacts", engine="h5netcdf") as ds:
+    with xr.open_dataset(session_file, group="raw/force", engine="h5netcdf") as ds:
+        assert ds["origin"].dims == ("plate", "xyz")
+        assert ds["corners"].dims == ("plate", "corner", "xyz")
+    # h5netcdf resolves dimension scales in the file it opened, so derived groups are opened
+    # in the derived file (open_xarray picks the file for the group)
+    derived = derived_path(session_file)
+    with xr.open_dataset(derived, group="derived/contacts", engine="h5netcdf") as ds:
         assert ds["t_strike"].dims == ("contact",) and ds.sizes["contact"] == 6
-    with xr.open_dataset(session_file, group="derived/angles", engine="h5netcdf") as ds:
+    with open_xarray(session_file, "derived/angles") as ds:
         assert ds["values"].dims == ("time", "angle")
-    with xr.open_dataset(session_file, group="derived/scores", engine="h5netcdf") as ds:
+    with open_xarray(session_file, "derived/scores") as ds:
         assert list(ds["cause"].values) == CAUSES
+    with open_xarray(session_file, "raw/markers") as ds:
+        assert ds["positions"].dims == ("time", "label", "axis")
 
 
 def test_write_derived_round_trip_and_replace(session_file):
@@ -295,7 +304,7 @@ def test_write_derived_round_trip_and_replace(session_file):
     assert r["contacts"]["valid"].dtype == bool and set(r["contacts"]) == set(CONTACT_FIELDS)
     assert r["angles"]["names"] == d["angles"]["names"]
     assert r["angles"]["reasons"] == d["angles"]["reasons"]
-    np.testing.assert_array_equal(r["angles"]["values"], d["angles"]["values"])
+    np.testing.assert_allclose(r["angles"]["values"], d["angles"]["values"], rtol=2.0 ** -11)  # BitRound, docs/archive.md §4.2
     assert list(r["scores"]["cause"]) == CAUSES
     np.testing.assert_array_equal(r["scores"]["value"], d["scores"]["value"])
     # a second write replaces /derived; the raw data are untouched; extra columns keep units
@@ -317,13 +326,14 @@ def test_write_derived_round_trip_and_replace(session_file):
 
 
 def test_write_derived_failure_leaves_original(session_file):
-    before = session_file.read_bytes()
+    write_derived(session_file, make_derived(), {"pipeline_version": "0.1", "config_hash": "x"})
+    before = session_file.read_bytes(), derived_path(session_file).read_bytes()
     bad = make_derived()
     bad["contacts"]["t_off"] = np.zeros(3)  # columns of different lengths
     with pytest.raises(ValueError):
-        write_derived(session_file, bad, {"pipeline_version": "0.1", "config_hash": "x"})
-    assert session_file.read_bytes() == before
-    assert sorted(p.name for p in session_file.parent.iterdir()) == ["s.h5"]
+        write_derived(session_file, bad, {"pipeline_version": "0.2", "config_hash": "y"})
+    assert (session_file.read_bytes(), derived_path(session_file).read_bytes()) == before
+    assert sorted(p.name for p in session_file.parent.iterdir()) == ["s.derived.h5", "s.h5"]
 
 
 _KILLED_WRITER = """
@@ -348,9 +358,10 @@ def test_write_derived_killed_leaves_original(session_file):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    assert session_file.read_bytes() == before
+    assert session_file.read_bytes() == before  # the session file is never written
+    assert read_derived(session_file) is None  # still the placeholder written with it
     assert validate_session(session_file) == []
-    assert sorted(p.name for p in session_file.parent.iterdir()) == ["s.h5"]
+    assert sorted(p.name for p in session_file.parent.iterdir()) == ["s.derived.h5", "s.h5"]
 
 
 def test_create_raw_layout_swmr_append(tmp_path):

@@ -123,7 +123,7 @@ def _wait_for_rows(out_dir: Path, proc, min_rows: int, timeout: float = 60.0) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read()
-        files = list(out_dir.glob("*.h5"))
+        files = [p for p in out_dir.glob("*.h5") if not p.name.endswith(".derived.h5")]
         if files:
             try:
                 with h5py.File(files[0], "r", swmr=True) as f:

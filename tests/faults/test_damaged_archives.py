@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.faults.conftest import run_command
-from treadlab.acquisition.archive import validate_session, write_session
+from treadlab.acquisition.archive import derived_path, validate_session, write_session
 from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
 from treadlab.pipeline.graph import process_session
 
@@ -158,6 +158,15 @@ _NAMES = {"inspect_json": "inspect", "export_hdf5": "export", "export_c3d": "exp
           "export_csv": "export"}
 
 
+def _copy_session(src, folder):
+    """``src`` and its derived file (docs/archive.md §11) copied into ``folder``, same names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, folder / src.name)
+    if derived_path(src).exists():
+        shutil.copyfile(derived_path(src), derived_path(folder / src.name))
+    return folder / src.name
+
+
 @pytest.fixture
 def secret(monkeypatch):
     monkeypatch.setenv("TREADLAB_PSEUDONYM_SECRET", "damaged-archives-secret-0123456789")
@@ -166,23 +175,22 @@ def secret(monkeypatch):
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
 def test_every_command_on_a_damaged_archive(base, tmp_path, secret, damage):
     fn, kind = DAMAGES[damage]
-    path = tmp_path / f"{damage}.h5"
-    shutil.copyfile(base, path)
+    path = _copy_session(base, tmp_path / damage)  # a session travels with its derived file
     fn(path)
     problems = []
     for cmd, (extra, must_fail) in COMMANDS.items():
         out = tmp_path / f"out-{cmd}"
         argv = [_NAMES.get(cmd, cmd), path] + [a.format(out=out) for a in extra]
         if cmd == "process":           # process writes: work on a copy, keep the damage
-            work = tmp_path / f"work-{damage}.h5"
-            shutil.copyfile(path, work)
+            work = _copy_session(path, tmp_path / f"work-{damage}")
             argv[1] = work
             run = run_command(argv, inputs=[work], expect="fail" if kind in must_fail
                               else "any")
         else:
             run = run_command(argv, inputs=[path], expect="fail" if kind in must_fail
                               else "any")
-        if run.code == 1 and path.name not in run.err and "work-" not in run.err:
+        if run.code == 1 and path.name not in run.err and "work-" not in run.err \
+                and derived_path(path).name not in run.err:
             run.problems.append("the error does not name the file")
         if run.problems:
             problems.append(f"{cmd}: {run.problems}: {run.err.strip()[-200:]}")

@@ -268,6 +268,79 @@ def test_rezero_flight_removes_drift():
     assert not off0.any()
 
 
+REZERO = {"compiled": contacts.rezero_flight, "reference": _contacts_ref.rezero_flight}
+
+
+def _assert_rezero_same(w, i_strike, i_off, rate, **kw):
+    got = contacts.rezero_flight(w, i_strike, i_off, rate, **kw)
+    want = _contacts_ref.rezero_flight(w, i_strike, i_off, rate, **kw)
+    for g, r in zip(got, want):
+        assert g.shape == r.shape == np.shape(w) and g.dtype == np.float64
+        # same means (a sequential sum against NumPy's, which may be pairwise) and the same
+        # interpolation formula: rounding only
+        np.testing.assert_allclose(g, r, rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(r))
+    return got
+
+
+def test_rezero_flight_compiled_matches_reference():
+    rate = 1000.0
+    t, fz = _running_trace(20, rate)
+    rng = np.random.default_rng(4)
+    w = np.zeros((t.size, 6))
+    w[:, 2] = fz
+    w += np.stack([0.5 + 0.2 * t, -1 + 0 * t, 3 + 1.5 * t, 0.1 * t, 0 * t, 0 * t], 1)
+    w += rng.normal(0, 2.0, w.shape)
+    c, _ = contacts.detect_contacts(w[:, 2], rate, ContactParams())
+    _assert_rezero_same(w, c.i_strike, c.i_off, rate)
+    # NaN: scattered, a whole flight of one channel (that flight is not used), and ±inf
+    x = w.copy()
+    x[rng.random(x.shape) < 0.05] = np.nan
+    f0 = slice(c.i_off[3], c.i_strike[4])
+    x[f0, 4] = np.nan
+    x[c.i_off[6] + 20, 1] = np.inf
+    corr, off = _assert_rezero_same(x, c.i_strike, c.i_off, rate)
+    assert np.isnan(corr[np.isnan(x)]).all() and np.isfinite(off[:, :1]).all()
+    # guard and min_samples change which flights are used
+    _assert_rezero_same(x, c.i_strike, c.i_off, rate, guard_s=0.05, min_samples=40)
+    _assert_rezero_same(x[:, 2], c.i_strike, c.i_off, rate, guard_s=0.0, min_samples=1)
+    # one usable flight: its mean everywhere
+    corr1, off1 = _assert_rezero_same(w, c.i_strike[:2], c.i_off[:2], rate)
+    assert np.ptp(off1, axis=0).max() == 0.0
+
+
+def test_rezero_flight_empty_and_no_contacts():
+    for impl in REZERO.values():
+        w = np.arange(30.0).reshape(10, 3)
+        none = np.zeros(0, np.int64)
+        corr, off = impl(w, none, none, 100.0)            # no contacts: nothing to estimate
+        np.testing.assert_array_equal(corr, w)
+        assert not off.any()
+        corr, off = impl(w[:, 0], [2], [5], 100.0)        # one contact: no flight
+        np.testing.assert_array_equal(corr, w[:, 0])
+        corr, off = impl(np.zeros((0, 6)), none, none, 100.0)
+        assert corr.shape == off.shape == (0, 6)
+        corr, off = impl(np.zeros(0), none, none, 100.0)
+        assert corr.shape == off.shape == (0,)
+        nan = np.full((200, 2), np.nan)                   # all NaN: no flight usable
+        corr, off = impl(nan, [10, 100], [40, 150], 100.0)
+        assert np.isnan(corr).all() and not off.any()
+
+
+def test_rezero_flight_validation():
+    w = np.zeros((100, 2))
+    with pytest.raises(ValueError, match="sorted"):
+        contacts.rezero_flight(w, [50, 10], [60, 20], 100.0)
+    with pytest.raises(ValueError, match="out of range"):
+        contacts.rezero_flight(w, [10], [200], 100.0)
+    with pytest.raises(ValueError, match="guard_s"):
+        contacts.rezero_flight(w, [10], [20], 100.0, guard_s=-1)
+    with pytest.raises(ValueError, match="min_samples"):
+        contacts.rezero_flight(w, [10], [20], 100.0, min_samples=0)
+    with pytest.raises(ValueError, match="shape"):
+        contacts.rezero_flight(np.zeros((3, 3, 3)), [0], [1], 100.0)
+
+
 @pytest.mark.parametrize("belt", ["split", "single"])
 def test_flight_baseline_recovers_contacts_hidden_by_drift(belt):
     syn = pytest.importorskip("treadlab.acquisition.sim.synthetic")
@@ -416,6 +489,23 @@ def test_fukuchi_treadmill_runs(name):
     assert np.all(np.diff(s) != 0)
     # measured: 0, 0, 5 and 0 of 77–91 steps doubtful (COP alone is weakest at 4.5 m/s)
     assert np.count_nonzero(sided.flags[c.valid] & FLAG_SIDE) <= 0.1 * len(steps)
+
+
+def test_fukuchi_rezero_flight_compiled_matches_reference():
+    """RBDS001runT35, all six channels: the flights of a real treadmill plate (300 Hz, ±30 N
+    noise), re-zeroed by both implementations."""
+    session = _read(shared_file("running", "RBDS001runT35.c3d"))
+    force = session.force
+    w = np.asarray(force.wrench[:, 0, :], np.float64)
+    c, _ = contacts.detect_contacts(w[:, 2], force.rate_hz, ContactParams())
+    assert len(c) > 70
+    corr, off = _assert_rezero_same(w, c.i_strike, c.i_off, force.rate_hz)
+    assert np.any(off != 0)
+    # Fz during the flights is centred on zero after re-zeroing (measured mean |..| < 1 N)
+    flight = np.zeros(w.shape[0], bool)
+    for a, b in zip(c.i_off[:-1] + 3, c.i_strike[1:] - 3):
+        flight[a:b] = True
+    assert abs(np.mean(corr[flight, 2])) < 2.0
 
 
 def test_fukuchi_sides_agree_with_foot_markers():

@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from treadlab.acquisition.archive import validate_session, write_session
+from treadlab.acquisition.archive import read_derived, validate_session, write_session
 from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
 from treadlab.pipeline.reprocess import find_sessions, reprocess
 
@@ -134,15 +134,15 @@ def test_existing_scheduler_and_worker_via_cli(archive, scheduler, monkeypatch, 
 
 @pytest.mark.timeout(300)
 def test_kill_9_leaves_every_archive_valid(archive, scheduler):
-    before = {p: p.stat().st_mtime_ns for p in find_sessions(archive)}
+    before = {p: p.read_bytes() for p in find_sessions(archive)}
     proc = subprocess.Popen([PY, "-m", "treadlab.pipeline.cli", "reprocess", str(archive),
                              "--workers", "1"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        # kill as soon as the first archive has been replaced (mid-batch), or after 60 s
+        # kill as soon as the first derived file has been written (mid-batch), or after 60 s
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            if any(p.stat().st_mtime_ns != m for p, m in before.items()):
+            if any(read_derived(p) is not None for p in before):
                 break
             time.sleep(0.05)
         time.sleep(0.05)
@@ -150,8 +150,9 @@ def test_kill_9_leaves_every_archive_valid(archive, scheduler):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its cluster: one process group
         proc.wait(timeout=30)
-    for p in before:
+    for p, raw in before.items():
         assert validate_session(p) == [], p
+        assert p.read_bytes() == raw, p  # a reprocess never rewrites the session file
     # resumable: the next run (here on the running test cluster) finishes the job
     assert reprocess(archive, scheduler=scheduler, progress=False).ok
     assert all(_processed(p) for p in find_sessions(archive))
