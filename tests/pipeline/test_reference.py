@@ -140,12 +140,14 @@ def test_sessions_without_belt_speed_give_a_flat_reference(healthy, tmp_path):
     speed, and the file says it is not speed-conditioned."""
     import shutil
 
+    from treadlab.acquisition.archive import derived_path
     from treadlab.pipeline.reference import build_reference
 
     root = tmp_path / "nospeed"
     root.mkdir()
     for name in ("h0.h5", "h1.h5", "h2.h5"):
-        shutil.copy(healthy / name, root / name)
+        shutil.copy(healthy / name, root / name)  # the session and, beside it, its derived file
+        shutil.copy(derived_path(healthy / name), derived_path(root / name))
         with h5py.File(root / name, "r+") as f:
             f.attrs["belt_speed_m_s"] = np.nan
     out = build_reference(root, tmp_path / "reference_flat.toml")
