@@ -18,8 +18,10 @@ from pathlib import Path
 
 from treadlab.config.errors import ConfigError
 
-FORCE_DRIVERS = ("forceplate_serial", "forceplate_lsl", "simulated")
-MARKER_DRIVERS = ("markers_udp", "markers_lsl")
+FORCE_DRIVERS = ("forceplate_serial", "forceplate_lsl", "simulated", "qualisys")
+MARKER_DRIVERS = ("markers_udp", "markers_lsl", "qualisys")
+#: force drivers that receive the plates' wrench (not ADC counts through [[plates]] calibration)
+FORCE_DEVICES = ("qualisys",)
 SAMPLE_BYTES = {"int16": 2, "int32": 4}
 #: Bits on the line per byte of payload: 8 data bits + start + stop (8N1).
 BITS_PER_BYTE = 10
@@ -63,13 +65,15 @@ class PlateConfig:
     channels : 6 indices into the device's channel list feeding this plate's calibration.
     calibration : 6 × 6, volts (of those channels) → [Fx, Fy, Fz, Mx, My, Mz] in N and N·m, lab
         frame, ground reaction on the body (rows = outputs, columns = channels).
+        ``channels`` and ``calibration`` are left out for a device that sends forces, not
+        volts (``[forceplate] driver = "qualisys"``).
     """
 
     name: str
     origin: list[float]
     corners: list[list[float]]
-    channels: list[int]
-    calibration: list[list[float]]
+    channels: list[int] = field(default_factory=list)
+    calibration: list[list[float]] = field(default_factory=list)
 
 
 @dataclass
@@ -210,6 +214,9 @@ class LabConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     simulator: dict = field(default_factory=dict)
+    #: ``[qualisys]``: QTM host and plate mapping, checked by
+    #: ``treadlab.acquisition.sources.qualisys.QualisysSettings`` (README, Supported devices)
+    qualisys: dict | None = None
     source_path: Path | None = None
 
     @property
@@ -252,7 +259,7 @@ class LabConfig:
 TABLES = {"lab": LabTable, "plates": PlateConfig, "forceplate": ForcePlateConfig,
           "markers": MarkersConfig, "marker_names": dict, "contacts": ContactsConfig,
           "filters": FiltersConfig, "scoring": ScoringConfig, "export": ExportConfig,
-          "simulator": dict}
+          "simulator": dict, "qualisys": dict}
 REQUIRED_TABLES = ("lab", "plates", "forceplate", "markers")
 
 
@@ -392,6 +399,8 @@ def _check_plates(plates: list[PlateConfig], fp: ForcePlateConfig, lab: LabTable
                f"needs [x, y, z] (mm), got {len(p.origin)} values")
         _range(len(p.corners) == 4 and all(len(c) == 3 for c in p.corners), path,
                f"{key}.corners", "needs 4 corners of [x, y, z] (mm)")
+        if fp.driver in FORCE_DEVICES:
+            continue                # the device sends the wrench: no channels to calibrate
         _range(len(p.channels) == 6, path, f"{key}.channels",
                f"needs 6 channel indices, got {len(p.channels)}")
         for j, ch in enumerate(p.channels):
@@ -502,13 +511,21 @@ def build_lab(data: dict, path=None) -> LabConfig:
     export = _build(ExportConfig, data.get("export", {}), path, "export")
     _check_export(export, path)
     simulator = _scalar_table(data.get("simulator", {}), path, "simulator")
+    qualisys = data.get("qualisys")
+    if qualisys is not None and not isinstance(qualisys, dict):
+        raise ConfigError(path, "qualisys", f"expected a table, got {type(qualisys).__name__}")
     if "belt" in simulator:
         _range(simulator["belt"] == lab.belt, path, "simulator.belt",
                f"{simulator['belt']!r} differs from lab.belt {lab.belt!r} (leave it out: the "
                f"simulated runner follows lab.belt)")
-    return LabConfig(
+    cfg = LabConfig(
         lab=lab, plates=plates, forceplate=forceplate, markers=markers,
         marker_names=_string_table(data.get("marker_names", {}), path, "marker_names"),
         contacts=contacts, filters=filters, scoring=scoring, export=export,
-        simulator=simulator,
+        simulator=simulator, qualisys=qualisys,
         source_path=Path(path) if path is not None else None)
+    if "qualisys" in (forceplate.driver, markers.driver):
+        from treadlab.acquisition.sources.qualisys import QualisysSettings
+
+        QualisysSettings.from_config(cfg)      # ConfigError naming qualisys.<key>
+    return cfg

@@ -67,8 +67,18 @@ def session_filename(subject: str, when: datetime | None = None) -> str:
     return f"{safe}_{when.strftime('%Y%m%dT%H%M%SZ')}.h5"
 
 
+def _is_qtm_emulated(cfg) -> bool:
+    """The lab asks for the QTM emulator: a ``qualisys`` driver with ``qualisys.host = "auto"``."""
+    table = getattr(cfg, "qualisys", None) or {}
+    return ("qualisys" in (getattr(cfg.forceplate, "driver", ""),
+                           getattr(cfg.markers, "driver", ""))
+            and str(table.get("host", "auto")) == "auto")
+
+
 def _is_simulated(cfg) -> bool:
     fp, mk = cfg.forceplate, cfg.markers
+    if "qualisys" in (getattr(fp, "driver", ""), getattr(mk, "driver", "")):
+        return _is_qtm_emulated(cfg)
     return (getattr(fp, "driver", "") == "simulated"
             or str(getattr(fp, "port", "")) in ("auto", "")
             or (getattr(mk, "driver", "") == "markers_udp" and int(getattr(mk, "port", 1)) == 0))
@@ -164,7 +174,7 @@ class _Stopper:
 def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float | None = None,
                 duration_s: float | None = None, out_dir=".", *, params: dict | None = None,
                 status_stream=None, stop_event: threading.Event | None = None,
-                on_step=None, replay=None) -> Path:
+                on_step=None, replay=None, protocol: str | None = None) -> Path:
     """Record one capture session into ``out_dir/<subject>_<UTC>.h5``.
 
     Parameters
@@ -195,6 +205,10 @@ def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float 
         replay_lab_config`); a lab TOML of your own is used as given (it must ask for the
         simulated devices: ``port = "auto"``). The capture ends :data:`REPLAY_TAIL_S` s after
         the last recorded sample, or at ``duration_s`` if that comes first.
+    protocol : str, optional
+        ``"qtm"``: the simulated lab is the QTM emulator and the capture reads it through the
+        ``qualisys`` source (qtm-rt), with the plates and labels of the lab (or of the replayed
+        file); None: the lab config's own drivers.
 
     Returns
     -------
@@ -211,13 +225,13 @@ def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float 
     return capture_session(cfg, subject=subject, body_mass_kg=body_mass_kg,
                            duration_s=duration_s, out_dir=out_dir, params=params,
                            status_stream=status_stream, stop_event=stop_event, on_step=on_step,
-                           replay=replay)
+                           replay=replay, protocol=protocol)
 
 
 def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = None,
                     duration_s: float | None = None, out_dir=".", *, params: dict | None = None,
                     status_stream=None, stop_event: threading.Event | None = None,
-                    on_step=None, replay=None) -> Path:
+                    on_step=None, replay=None, protocol: str | None = None) -> Path:
     """:func:`run_capture` for a lab configuration already loaded (``LabConfig``).
 
     ``cfg`` needs the tables ``lab``, ``forceplate``, ``plates``, ``markers`` and optionally
@@ -240,6 +254,10 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
             raise ConfigError(getattr(cfg, "path", None), "forceplate.port",
                               "--replay plays the recording through the simulated lab: the lab "
                               "config must ask for it (port = \"auto\" or driver \"simulated\")")
+    if protocol is not None:
+        from treadlab.acquisition.sim.qtm_emulator import emulated_lab_config
+
+        cfg = emulated_lab_config(cfg, protocol)   # ConfigError for an unknown protocol
     out_dir = Path(out_dir)
     status_stream = sys.stderr if status_stream is None else status_stream
 
@@ -249,6 +267,8 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
         if _is_simulated(cfg):
             from treadlab.acquisition.sim.simulated import start_lab
 
+            if _is_qtm_emulated(cfg):
+                from treadlab.acquisition.sim.qtm_emulator import start_qtm_lab as start_lab
             # a replay is played once: the capture ends with the recording
             lab = (start_lab(cfg, params=params) if replay is None
                    else start_lab(cfg, replay=replay, loop=False))

@@ -313,6 +313,7 @@ SOURCES: dict[str, type[Source]] = _Registry({
     "forceplate_lsl": "treadlab.acquisition.sources.markers_lsl:ForceLSL",
     "markers_udp": "treadlab.acquisition.sources.markers_udp:MarkersUDP",
     "markers_lsl": "treadlab.acquisition.sources.markers_lsl:MarkersLSL",
+    "qualisys": "treadlab.acquisition.sources.qualisys:Qualisys",
 })
 
 
@@ -331,6 +332,8 @@ def sources_from_config(cfg, lab=None) -> tuple[Source, Source]:
     """
     fp_cls = SOURCES[cfg.forceplate.driver]
     mk_cls = SOURCES[cfg.markers.driver]
+    if fp_cls is mk_cls and hasattr(fp_cls, "pair_from_config"):
+        return fp_cls.pair_from_config(cfg, lab=lab)    # both streams on one connection
     force = fp_cls.from_config(cfg, lab=lab)
     markers = mk_cls.from_config(cfg, lab=lab)
     return force, markers
