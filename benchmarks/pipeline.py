@@ -153,16 +153,17 @@ def main(argv=None) -> int:
                 Client(cluster) as client:
             # steady state, as in an overnight run: every worker has imported the pipeline
             client.gather(client.map(_read_raw, paths[:2], pure=False))
-            reprocess(warm, scheduler=cluster.scheduler_address, force=True, progress=False,
-                      out=sys.stderr)
+            reprocess(warm, scheduler=cluster.scheduler_address, force=True, progress=False)
             runs = []
             for _ in range(max(1, args.repeat)):
                 t = time.perf_counter()
                 nbytes = sum(client.gather(client.map(_read_raw, paths, pure=False)))
                 t_read = time.perf_counter() - t
                 t = time.perf_counter()
-                rc = reprocess(batch, scheduler=cluster.scheduler_address, force=True,
-                               progress=False, out=sys.stderr)
+                result = reprocess(batch, scheduler=cluster.scheduler_address, force=True,
+                                   progress=False)
+                print(result.table(), file=sys.stderr)
+                rc = 0 if result.ok else 1
                 t_proc = time.perf_counter() - t
                 runs.append((t_read / t_proc, t_read, t_proc, rc))
                 print(f"{len(paths)} sessions of {batch_min:g} min: raw read {t_read:.2f} s, "

@@ -2,6 +2,8 @@
 
 Every other treadlab package may read this one; it depends on none of them.
 """
+from importlib.metadata import PackageNotFoundError, version
+
 from treadlab.config.errors import ConfigError, DeviceError, InputError, TreadlabError
 from treadlab.config.loader import load_lab, shipped_lab_path
 from treadlab.config.schema import LabConfig
@@ -12,8 +14,6 @@ __all__ = ["ConfigError", "DeviceError", "InputError", "LabConfig", "TreadlabErr
 
 def software_version() -> str:
     """``"treadlab X.Y.Z"`` as installed (stored in every archive's ``software`` attribute)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return f"treadlab {version('treadlab')}"
     except PackageNotFoundError:  # running from a checkout without an install

@@ -1,7 +1,8 @@
 """Errors every layer raises and the CLI turns into one line on stderr and exit code 1.
 
 Every message names the file and the field, key or byte offset, so a technician can act on it
-without a traceback (DESIGN §8).
+without a traceback (docs/design.md §9). Library functions raise these and never print; only
+the CLI (:mod:`treadlab.pipeline.cli`) prints and chooses exit codes.
 """
 from __future__ import annotations
 

@@ -1,10 +1,18 @@
-"""The ``treadlab`` console script (DESIGN §5b).
+"""The ``treadlab`` console script (docs/design.md §8).
 
-Each subcommand parses its arguments, calls one library function, prints, and returns an exit
-code: 0 success, 1 a problem with the input or a failed session (one line per problem on
-stderr, no traceback), 2 a usage error. This module is the only place that configures logging.
-Library modules are imported inside the handlers so ``treadlab --help`` stays fast and a
-missing optional piece only affects its own command.
+Each command parses its arguments, calls one library function, prints what it returned and
+chooses the exit code. This module is the only place that prints for the library, configures
+logging and maps exceptions to exit codes:
+
+0  success
+1  a problem with the input or a failed session (``TreadlabError``, ``OSError``): one line per
+   problem on stderr, no traceback
+2  a usage error (argparse)
+3  an unexpected internal error (a bug): a short message pointing to ``-v``, which shows the
+   traceback
+
+The library is imported inside each command's handler, so ``treadlab --help`` answers at once
+and a broken optional piece only affects its own command.
 """
 from __future__ import annotations
 
@@ -13,90 +21,125 @@ import json
 import logging
 import os
 import sys
+import traceback
 
+from treadlab.config import software_version
 from treadlab.config.errors import TreadlabError
 
 log = logging.getLogger("treadlab")
+
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+EPILOG = """\
+exit codes:
+  0  success
+  1  a problem with the input or a failed session (one line per problem on stderr)
+  2  a usage error
+  3  an unexpected internal error (run again with -v for the traceback)
+
+Units: body mass kg, durations s, positions mm, forces N. Lab frame: X forward, Y left, Z up.
+Documentation: docs/ in the source tree (design.md, archive.md, wire.md, metrics.md)."""
 
 
 # --- handlers: one library call each -------------------------------------------------------
 
 def _cmd_demo(args) -> int:
-    from treadlab.pipeline.demo import run_demo
+    from treadlab.pipeline.demo import format_demo, run_demo
 
-    return run_demo(out_dir=args.out, seconds=args.seconds)
+    print(format_demo(run_demo(out_dir=args.out, seconds=args.seconds)))
+    return EXIT_OK
 
 
 def _cmd_capture(args) -> int:
-    # acquisition records; processing the finished session is the pipeline's job (DESIGN §2:
-    # pipeline -> acquisition, never the other way round).
+    # acquisition records; processing the finished session is the pipeline's job
+    # (docs/design.md §2: pipeline -> acquisition, never the other way round).
     from treadlab.acquisition.capture.session import run_capture
+    from treadlab.pipeline.graph import process_session
 
     path = run_capture(config_path=args.config, subject=args.subject,
                        body_mass_kg=args.body_mass, duration_s=args.duration, out_dir=args.out,
                        replay=args.replay)
     print(path)
-    if args.no_process:
-        return 0
-    from treadlab.pipeline.graph import process_session
-
-    _print_summary(process_session(path, config_path=args.config))
-    return 0
+    if not args.no_process:
+        _print_summary(process_session(path, config_path=args.config))
+    return EXIT_OK
 
 
 def _cmd_simulate_lab(args) -> int:
-    params = _params(args.param)
     from treadlab.acquisition.sim.simulated import serve_lab
 
-    return serve_lab(config_path=args.config, replay=args.replay, duration_s=args.duration,
-                     params=params)
+    params = _params(args.param)
+
+    def ready(lab):
+        if lab.force_port:
+            print(f"force plate (serial): {lab.force_port}")
+        if lab.force_stream:
+            print(f"force plate (LSL stream): {lab.force_stream}")
+        if lab.marker_address:
+            print(f"markers (UDP): {lab.marker_address[0]}:{lab.marker_address[1]}")
+        if lab.marker_stream:
+            print(f"markers (LSL stream): {lab.marker_stream}")
+        print("serving" + (f" for {args.duration:g} s" if args.duration else
+                           "; Ctrl-C to stop"), flush=True)
+
+    stats = serve_lab(config_path=args.config, replay=args.replay, duration_s=args.duration,
+                      params=params, on_ready=ready)
+    if stats:
+        print(f"sent {stats.get('force_written', 0)} force frames, "
+              f"{stats.get('marker_sent', 0)} marker frames")
+    return EXIT_OK
 
 
 def _cmd_simulate_session(args) -> int:
-    params = _params(args.param)
     from treadlab.acquisition.sim.synthetic import simulate_session_file
 
-    path = simulate_session_file(args.output, params=params)
-    print(path)
-    return 0
+    print(simulate_session_file(args.output, params=_params(args.param)))
+    return EXIT_OK
 
 
 def _cmd_import(args) -> int:
     from treadlab.acquisition.io.c3d_import import import_c3d
 
-    path = import_c3d(args.c3d, args.output, config_path=args.config, subject_id=args.subject,
-                      body_mass_kg=args.body_mass, static_path=args.static)
-    print(path)
-    return 0
+    print(import_c3d(args.c3d, args.output, config_path=args.config, subject_id=args.subject,
+                     body_mass_kg=args.body_mass, static_path=args.static))
+    return EXIT_OK
 
 
 def _cmd_process(args) -> int:
     from treadlab.pipeline.graph import process_session
 
-    summary = process_session(args.session, config_path=args.config)
-    _print_summary(summary)
-    return 0
+    _print_summary(process_session(args.session, config_path=args.config))
+    return EXIT_OK
 
 
 def _cmd_reprocess(args) -> int:
     from treadlab.pipeline.reprocess import reprocess
 
-    return reprocess(args.archive, scheduler=args.scheduler, workers=args.workers,
-                     force=args.force, config_path=args.config)
+    result = reprocess(args.archive, scheduler=args.scheduler, workers=args.workers,
+                       force=args.force, config_path=args.config)
+    for line in result.failure_lines():
+        print(f"treadlab: failed: {line}", file=sys.stderr)
+    print(result.table())
+    return EXIT_OK if result.ok else EXIT_INPUT
 
 
 def _cmd_export(args) -> int:
     from treadlab.pipeline.export import export_sessions
 
-    return export_sessions(args.sessions, args.to, fmt=args.format,
-                           keep_identity=args.keep_identity, config_path=args.config)
+    result = export_sessions(args.sessions, args.to, fmt=args.format,
+                             keep_identity=args.keep_identity, config_path=args.config)
+    for line in result.failed:
+        print(f"treadlab: {line}", file=sys.stderr)
+    for path in result.written:
+        print(path)
+    return EXIT_OK if result.ok else EXIT_INPUT
 
 
 def _cmd_report(args) -> int:
     from treadlab.pipeline.report import make_report
 
     print(make_report(args.session, args.output))
-    return 0
+    return EXIT_OK
 
 
 def _cmd_inspect(args) -> int:
@@ -104,7 +147,7 @@ def _cmd_inspect(args) -> int:
 
     info = inspect_session(args.session)
     print(json.dumps(info, indent=2, default=str) if args.json else format_inspection(info))
-    return 0
+    return EXIT_OK
 
 
 def _cmd_validate(args) -> int:
@@ -115,21 +158,21 @@ def _cmd_validate(args) -> int:
         print(f"{args.session}: {p}", file=sys.stderr)
     if not problems:
         print(f"{args.session}: valid treadlab.session")
-    return 1 if problems else 0
+    return EXIT_INPUT if problems else EXIT_OK
 
 
 def _cmd_recover(args) -> int:
     from treadlab.acquisition.capture.recorder import recover
 
     print(recover(args.session))
-    return 0
+    return EXIT_OK
 
 
 def _cmd_reference_build(args) -> int:
     from treadlab.pipeline.reference import build_reference
 
     print(build_reference(args.archive, args.output, config_path=args.config))
-    return 0
+    return EXIT_OK
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -158,99 +201,170 @@ class _UsageError(Exception):
     pass
 
 
+# --- the parser --------------------------------------------------------------------------------
+
+CONFIG_HELP = "lab TOML file (default: the shipped simulated lab)"
+SESSION_HELP = "session archive (.h5, format treadlab.session)"
+PARAM_HELP = ("synthetic-runner parameter KEY=VALUE, repeatable, e.g. pelvic_drop_deg=8 "
+              "(names and units: docs/design.md §6)")
+
+
+def _command(sub, name: str, summary: str, description: str, func):
+    """A subcommand with a one-line summary (in ``treadlab --help``), a description (in
+    ``treadlab NAME --help``) and the exit codes."""
+    p = sub.add_parser(name, help=summary, description=description, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="treadlab", description=__doc__.splitlines()[0])
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    p = argparse.ArgumentParser(
+        prog="treadlab",
+        description="treadlab: capture, process, score and export instrumented treadmill "
+                    "running sessions (force-plate treadmill + optical motion capture).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=software_version())
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="more log output (-vv: debug); tracebacks of internal errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    s = sub.add_parser("demo", help="simulated lab -> capture -> process -> score table")
-    s.add_argument("--out", default="treadlab-demo", help="folder for the session archive")
-    s.add_argument("--seconds", type=float, default=30.0, help="capture length (s)")
-    s.set_defaults(func=_cmd_demo)
+    s = _command(sub, "demo", "simulated lab -> capture -> process -> score table",
+                 "Run the whole chain on this machine with no hardware: a virtual treadmill "
+                 "(pseudo-terminal) and mocap system (UDP) serve a synthetic runner, the capture "
+                 "records them, the pipeline processes the session and the four cause scores "
+                 "are printed.", _cmd_demo)
+    s.add_argument("--out", default="treadlab-demo", metavar="DIR",
+                   help="folder for the session archive (default: %(default)s)")
+    s.add_argument("--seconds", type=float, default=30.0, metavar="S",
+                   help="capture length in seconds (default: %(default)s; 20 s or more give "
+                        "enough steps to score)")
 
-    s = sub.add_parser("capture", help="a technician's capture session")
-    s.add_argument("--config", help="lab TOML (default: the shipped simulated lab)")
-    s.add_argument("--subject", required=True, help="subject identifier")
-    s.add_argument("--body-mass", type=float, help="body mass (kg); else estimated from force")
-    s.add_argument("--duration", type=float, help="stop after S seconds (default: Ctrl-C)")
-    s.add_argument("--out", default=".", help="folder for the session archive")
+    s = _command(sub, "capture", "a technician's capture session",
+                 "Open the lab's force plates and mocap stream, tare, record one session into "
+                 "a crash-safe archive with live status, then process it (unless "
+                 "--no-process). Stops after --duration or on Ctrl-C.", _cmd_capture)
+    s.add_argument("--config", metavar="LAB.toml", help=CONFIG_HELP)
+    s.add_argument("--subject", required=True, metavar="ID",
+                   help="subject identifier (stored in the archive, pseudonymised on export)")
+    s.add_argument("--body-mass", type=float, metavar="KG",
+                   help="body mass in kg (default: estimated from the vertical force)")
+    s.add_argument("--duration", type=float, metavar="S",
+                   help="stop after S seconds (default: run until Ctrl-C)")
+    s.add_argument("--out", default=".", metavar="DIR",
+                   help="folder for the session archive (default: the current folder)")
     s.add_argument("--no-process", action="store_true", help="record only; skip processing")
     s.add_argument("--replay", metavar="FILE.c3d",
-                   help="simulated lab plays this recording once instead of the synthetic "
-                        "runner (default config: lab derived from the file); stops at its end")
-    s.set_defaults(func=_cmd_capture)
+                   help="the simulated lab plays this recording once instead of the synthetic "
+                        "runner (default config: a lab derived from the file); stops at its end")
 
-    s = sub.add_parser("simulate", help="virtual devices or a synthetic archive")
+    s = sub.add_parser("simulate", help="virtual devices or a synthetic archive",
+                       description="Simulators: serve a virtual lab, or write a synthetic "
+                                   "session archive with its ground truth.", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     ssub = s.add_subparsers(dest="what", metavar="WHAT", required=True)
-    t = ssub.add_parser("lab", help="serve a virtual treadmill (pty) and mocap (UDP/LSL)")
-    t.add_argument("--config", help="lab TOML (default: the shipped simulated lab)")
-    t.add_argument("--replay", help="play back a real C3D recording instead of the runner")
-    t.add_argument("--duration", type=float, help="stop after S seconds (default: Ctrl-C)")
-    t.add_argument("--param", action="append", metavar="K=V", help="synthetic runner parameter")
-    t.set_defaults(func=_cmd_simulate_lab)
-    t = ssub.add_parser("session", help="write a synthetic session archive with /truth")
-    t.add_argument("-o", "--output", required=True, help="archive to write (.h5)")
-    t.add_argument("--param", action="append", metavar="K=V",
-                   help="synthetic runner parameter, e.g. pelvic_drop_deg=8 (repeatable)")
-    t.set_defaults(func=_cmd_simulate_session)
+    t = _command(ssub, "lab", "serve a virtual treadmill (pty) and mocap system (UDP/LSL)",
+                 "Serve the lab config's devices from a synthetic runner (or a C3D recording) "
+                 "over the real wire formats until Ctrl-C or --duration; prints the endpoints.",
+                 _cmd_simulate_lab)
+    t.add_argument("--config", metavar="LAB.toml", help=CONFIG_HELP)
+    t.add_argument("--replay", metavar="FILE.c3d",
+                   help="play back a real C3D recording instead of the synthetic runner")
+    t.add_argument("--duration", type=float, metavar="S",
+                   help="stop after S seconds (default: run until Ctrl-C)")
+    t.add_argument("--param", action="append", metavar="KEY=VALUE", help=PARAM_HELP)
+    t = _command(ssub, "session", "write a synthetic session archive with /truth",
+                 "Write a complete raw archive of a synthetic runner, with the true per-step "
+                 "values in /truth (for tests and validation).", _cmd_simulate_session)
+    t.add_argument("-o", "--output", required=True, metavar="FILE.h5", help="archive to write")
+    t.add_argument("--param", action="append", metavar="KEY=VALUE", help=PARAM_HELP)
 
-    s = sub.add_parser("import", help="a real C3D recording into a raw session archive")
-    s.add_argument("c3d")
-    s.add_argument("-o", "--output", required=True)
-    s.add_argument("--config", help="lab TOML (marker names, axes)")
-    s.add_argument("--subject", help="subject identifier (default: from the file name)")
-    s.add_argument("--body-mass", type=float, help="body mass (kg)")
+    s = _command(sub, "import", "a real C3D recording into a raw session archive",
+                 "Read a C3D file (markers, force plates, events, model outputs), map its axes "
+                 "onto the lab frame and its marker names onto CGM, and write a raw archive.",
+                 _cmd_import)
+    s.add_argument("c3d", metavar="FILE.c3d", help="the C3D recording to import")
+    s.add_argument("-o", "--output", required=True, metavar="FILE.h5", help="archive to write")
+    s.add_argument("--config", metavar="LAB.toml",
+                   help="lab TOML: marker name map and lab name (optional)")
+    s.add_argument("--subject", metavar="ID", help="subject identifier (default: the file name)")
+    s.add_argument("--body-mass", type=float, metavar="KG",
+                   help="body mass in kg (default: the file's, else estimated from the force)")
     s.add_argument("--static", metavar="STATIC.c3d",
                    help="static trial: rebuild knee/ankle markers from the thigh and shank "
                         "clusters (cluster technique) and take the subject measurements")
-    s.set_defaults(func=_cmd_import)
 
-    s = sub.add_parser("process", help="derive and score one session")
-    s.add_argument("session")
-    s.add_argument("--config", help="lab TOML (thresholds, filters, reference set)")
-    s.set_defaults(func=_cmd_process)
+    s = _command(sub, "process", "derive and score one session",
+                 "Contacts, force metrics, joint angles, per-step metrics and the four cause "
+                 "scores of one archive, written atomically as its /derived group.", _cmd_process)
+    s.add_argument("session", metavar="FILE.h5", help=SESSION_HELP)
+    s.add_argument("--config", metavar="LAB.toml",
+                   help="lab TOML: thresholds, filters, reference set (default: the shipped "
+                        "simulated lab)")
 
-    s = sub.add_parser("reprocess", help="process a whole archive folder (overnight)")
-    s.add_argument("archive")
-    s.add_argument("--scheduler", help="existing dask scheduler, tcp://HOST:PORT")
-    s.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    s = _command(sub, "reprocess", "process a whole archive folder (overnight)",
+                 "Process every session under a folder on a dask cluster (local by default). "
+                 "Sessions already processed with the same pipeline and config are skipped; a "
+                 "failing session is reported and never stops the batch.", _cmd_reprocess)
+    s.add_argument("archive", metavar="DIR", help="folder searched recursively for *.h5")
+    s.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="an existing dask scheduler (default: DASK_SCHEDULER_ADDRESS, else a "
+                        "local cluster)")
+    s.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes of the local cluster (default: the number of cores)")
     s.add_argument("--force", action="store_true", help="reprocess sessions already up to date")
-    s.add_argument("--config", help="lab TOML")
-    s.set_defaults(func=_cmd_reprocess)
+    s.add_argument("--config", metavar="LAB.toml", help=CONFIG_HELP)
 
-    s = sub.add_parser("export", help="anonymised copies for collaborating labs")
-    s.add_argument("sessions", nargs="+")
-    s.add_argument("--to", required=True, help="destination folder")
-    s.add_argument("--format", choices=["hdf5", "c3d", "csv"], default="hdf5")
-    s.add_argument("--keep-identity", action="store_true", help="do not pseudonymise")
-    s.add_argument("--config", help="lab TOML (pseudonym secret)")
-    s.set_defaults(func=_cmd_export)
+    s = _command(sub, "export", "anonymised copies for collaborating labs",
+                 "Copy sessions for another lab: only the documented schema is kept, subject "
+                 "and session identifiers become keyed pseudonyms, dates are coarsened to the "
+                 "day. HDF5 (with an embedded schema), C3D or CSV.", _cmd_export)
+    s.add_argument("sessions", nargs="+", metavar="FILE.h5", help=SESSION_HELP)
+    s.add_argument("--to", required=True, metavar="DIR", help="destination folder")
+    s.add_argument("--format", choices=["hdf5", "c3d", "csv"], default="hdf5",
+                   help="output format (default: %(default)s)")
+    s.add_argument("--keep-identity", action="store_true",
+                   help="keep identifiers and full dates (no pseudonym, no secret needed)")
+    s.add_argument("--config", metavar="LAB.toml",
+                   help="lab TOML holding the pseudonym secret ([export] secret or secret_env; "
+                        "default: environment variable TREADLAB_PSEUDONYM_SECRET)")
 
-    s = sub.add_parser("report", help="figures and an HTML page for a clinician")
-    s.add_argument("session")
-    s.add_argument("-o", "--output", required=True, help="output folder")
-    s.set_defaults(func=_cmd_report)
+    s = _command(sub, "report", "figures and an HTML page for a clinician",
+                 "Ground reaction force over stance, joint angles over the gait cycle with "
+                 "normative bands, and the four scores, as PNG figures and one HTML page.",
+                 _cmd_report)
+    s.add_argument("session", metavar="FILE.h5", help="a processed session archive")
+    s.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
 
-    s = sub.add_parser("inspect", help="metadata, streams, quality, derived data and scores")
-    s.add_argument("session")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=_cmd_inspect)
+    s = _command(sub, "inspect", "metadata, streams, quality, derived data and scores",
+                 "Summarise an archive: attributes, stream lengths and gaps, marker dropouts, "
+                 "acquisition log, contacts and scores.", _cmd_inspect)
+    s.add_argument("session", metavar="FILE.h5", help=SESSION_HELP)
+    s.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    s = sub.add_parser("validate", help="check a file against the treadlab.session contract")
-    s.add_argument("session")
-    s.set_defaults(func=_cmd_validate)
+    s = _command(sub, "validate", "check a file against the treadlab.session contract",
+                 "Check every required group, dataset, attribute, shape and unit "
+                 "(docs/archive.md); exit 1 with one line per problem.", _cmd_validate)
+    s.add_argument("session", metavar="FILE.h5", help="the HDF5 file to check")
 
-    s = sub.add_parser("recover", help="make an interrupted capture valid")
-    s.add_argument("session")
-    s.set_defaults(func=_cmd_recover)
+    s = _command(sub, "recover", "make an interrupted capture valid",
+                 "Repair, in place, a capture that was killed: clear the HDF5 write flags, trim "
+                 "the streams to a common length, refit the clocks, mark it interrupted.",
+                 _cmd_recover)
+    s.add_argument("session", metavar="FILE.h5", help="the archive a killed capture left")
 
-    s = sub.add_parser("reference", help="reference sets for scoring")
+    s = sub.add_parser("reference", help="reference sets for scoring",
+                       description="Reference sets: the healthy means and spreads the cause "
+                                   "scores are measured against.", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     ssub = s.add_subparsers(dest="what", metavar="WHAT", required=True)
-    t = ssub.add_parser("build", help="reference means/spreads from processed healthy sessions")
-    t.add_argument("archive")
-    t.add_argument("-o", "--output", required=True)
-    t.add_argument("--config", help="lab TOML")
-    t.set_defaults(func=_cmd_reference_build)
+    t = _command(ssub, "build", "reference means/spreads from processed healthy sessions",
+                 "Build a reference set TOML from a folder of processed sessions of healthy "
+                 "runners.", _cmd_reference_build)
+    t.add_argument("archive", metavar="DIR", help="folder of processed session archives")
+    t.add_argument("-o", "--output", required=True, metavar="FILE.toml",
+                   help="reference set to write")
+    t.add_argument("--config", metavar="LAB.toml", help=CONFIG_HELP)
     return p
 
 
@@ -268,16 +382,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))  # exit 2
     except TreadlabError as exc:
         print(f"treadlab: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_INPUT
     except KeyboardInterrupt:
         print("treadlab: interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError) as exc:  # unreadable files, bad numbers: still one line
-        if args.verbose:
-            raise
+    except OSError as exc:  # a file or folder the system refused: still the input, one line
         print(f"treadlab: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_INPUT
+    except Exception as exc:  # a bug: never mistaken for bad input
+        if args.verbose:
+            traceback.print_exc()
+        text = str(exc).strip().splitlines()
+        print(f"treadlab: internal error: {type(exc).__name__}"
+              + (f": {text[0]}" if text else "")
+              + ("" if args.verbose else " (run again with -v for the traceback)"),
+              file=sys.stderr)
+        return EXIT_INTERNAL
+    return EXIT_OK
 
 
 if __name__ == "__main__":

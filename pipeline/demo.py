@@ -8,17 +8,21 @@ path on stdout. The archive ends up holding the raw data, the contacts and the f
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
+
+from treadlab.acquisition.archive import read_derived
+from treadlab.acquisition.capture.session import run_capture
+from treadlab.pipeline.graph import process_session
+from treadlab.pipeline.scoring import format_scores
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "format_demo"]
 
 
 def run_demo(out_dir="treadlab-demo", seconds: float = 30.0, *, params: dict | None = None,
-             stdout=None, status_stream=None) -> int:
-    """Capture ``seconds`` from the simulated lab, process the session and print its scores.
+             status_stream=None) -> dict:
+    """Capture ``seconds`` from the simulated lab and process the session.
 
     Parameters
     ----------
@@ -29,32 +33,30 @@ def run_demo(out_dir="treadlab-demo", seconds: float = 30.0, *, params: dict | N
         work, with causes reported as not scored).
     params : dict, optional
         Synthetic-runner parameters (``{"pelvic_drop_deg": "8"}``).
-    stdout : file-like, optional
-        Where the table and path go (default ``sys.stdout``).
     status_stream : file-like, optional
         Where the live capture status goes (default ``sys.stderr``).
 
     Returns
     -------
-    int : exit code, 0 on success (errors raise ``TreadlabError`` for the CLI to report).
+    dict
+        ``{"path": archive, "summary": process_session's summary, "scores": /derived/scores
+        columns or None}``; :func:`format_demo` turns it into the table the CLI prints.
+        Errors raise ``TreadlabError``.
     """
-    from treadlab.acquisition.archive import read_derived
-    from treadlab.acquisition.capture.session import run_capture
-    from treadlab.pipeline.graph import process_session
-    from treadlab.pipeline.scoring import format_scores
-
-    out = sys.stdout if stdout is None else stdout
     path = run_capture(None, subject="demo", body_mass_kg=None, duration_s=float(seconds),
                        out_dir=Path(out_dir), params=params, status_stream=status_stream)
     summary = process_session(path)
     derived = read_derived(path) or {}
-    scores = derived.get("scores")
+    return {"path": path, "summary": summary, "scores": derived.get("scores")}
+
+
+def format_demo(result: dict) -> str:
+    """Contacts, the score table and the archive path of a :func:`run_demo` result."""
+    summary = result.get("summary")
     n_contacts = summary.get("contacts", "?") if isinstance(summary, dict) else "?"
     valid = summary.get("valid_contacts", "?") if isinstance(summary, dict) else "?"
-    print(f"contacts: {n_contacts} ({valid} valid)", file=out)
-    if scores:
-        print(format_scores(scores), file=out)
-    else:
-        print("no scores were written", file=out)
-    print(f"archive: {path}", file=out)
-    return 0
+    scores = result.get("scores")
+    lines = [f"contacts: {n_contacts} ({valid} valid)",
+             format_scores(scores) if scores else "no scores were written",
+             f"archive: {result['path']}"]
+    return "\n".join(lines)

@@ -27,6 +27,13 @@ import numpy as np
 from scipy.signal import butter, sosfiltfilt
 
 from treadlab.config.schema import ContactsConfig, FiltersConfig, LabTable
+from treadlab.config.errors import InputError
+from treadlab.kernels import contacts as kc
+from treadlab.kernels.forces import force_metrics
+from treadlab.kernels.angles import joint_angles
+from treadlab.kernels.gaps import fill_gaps
+from treadlab.kernels.angles import MARKERS as model_markers
+from treadlab.kernels.steps import step_metrics
 
 log = logging.getLogger(__name__)
 
@@ -271,9 +278,6 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
         ``plate`` int16; ``cop_y``: (n,) float64 mm per sample (single belt) or None;
         ``attrs``: body weight and its source, filter and contact settings, re-zero offsets.
     """
-    from treadlab.config.errors import InputError
-    from treadlab.kernels import contacts as kc
-    from treadlab.kernels.forces import force_metrics
 
     s = settings
     rate = float(force.rate_hz)
@@ -409,13 +413,10 @@ def marker_task(markers, subject: dict, settings: DeriveSettings) -> dict:
         (incl. ``heel_lead_*`` mm); ``time``, ``rate_hz``; ``metric_reasons``: ``{metric: why}`` for
         cause metrics that cannot be measured; ``attrs``: model and gap-fill settings.
     """
-    from treadlab.kernels.angles import joint_angles
-    from treadlab.kernels.gaps import fill_gaps
 
     s = settings
     rate = float(markers.rate_hz)
     labels = list(markers.labels)
-    from treadlab.kernels.angles import MARKERS as model_markers
 
     keep = [i for i, name in enumerate(labels) if name in set(model_markers)]
     pos = np.asarray(markers.positions)
@@ -508,8 +509,6 @@ def step_task(force_out: dict, marker_out: dict, settings: DeriveSettings) -> di
         BW·s, deg, mm; ``valid`` bool), then ``flags``, ``plate``, ``loading_rate_fallback``,
         ``trunk_lean_midstance``.
     """
-    from treadlab.kernels import contacts as kc
-    from treadlab.kernels.steps import step_metrics
 
     c = dict(force_out["contacts"])
     if force_out.get("cop_y") is not None and c["t_strike"].size:

@@ -1,4 +1,4 @@
-"""Export sessions for collaborating labs (``treadlab export``, DESIGN §5).
+"""Export sessions for collaborating labs (``treadlab export``, docs/design.md §7).
 
 Three formats, one entry point (:func:`export_sessions`):
 
@@ -13,13 +13,8 @@ Three formats, one entry point (:func:`export_sessions`):
     attribute kept, with units, is embedded as the ``/schema`` dataset. gzip only; dimension
     scales are attached so xarray (h5netcdf) opens each group with named dimensions.
 ``c3d``
-    Markers (mm, lab frame), analog force channels per plate (``Fx1 … Mz1``: the force and
-    moment the runner applies to the plate, N and N·mm, about the centre of the plate surface,
-    with ``FORCE_PLATFORM`` type-2 parameters) and the contacts of ``/derived/contacts`` as
-    ``Foot Strike`` / ``Foot Off`` events. ezc3d writes at most 65535 frames per file
-    (NOTES.md), so longer sessions are split into equal numbered parts ``…_part01.c3d``,
-    ``…_part02.c3d`` …; a C3D parameter dimension is one byte, so a part also holds at most 255
-    events (about 40 s of running), which sets the number of parts of a processed session.
+    Markers, analog force channels and contact events, written by
+    :func:`treadlab.acquisition.io.c3d_export.write_c3d` (beside the C3D import).
 ``csv``
     ``…_contacts.csv`` (one row per contact) and ``…_scores.csv`` (one row per cause), units in
     the column headers.
@@ -34,11 +29,8 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 import os
 import re
-import sys
-import tempfile
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -47,7 +39,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from treadlab.acquisition.archive import (DERIVED_UNITS, LIBVER, ForceData, MarkerData, Session,
+                                          atomic_write, from_attr, read_session,
+                                          write_derived_into, write_session_into)
+from treadlab.acquisition.archive.atomic import unlink_quiet
+from treadlab.acquisition.io.c3d_export import text_values, write_c3d
+from treadlab.config import load_lab
 from treadlab.config.errors import ConfigError, InputError, TreadlabError
+from treadlab.pipeline.derive import CONTACT_COLUMNS
+from treadlab.pipeline.scoring import SCORE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,6 @@ FORMATS = ("hdf5", "c3d", "csv")
 DEFAULT_SECRET_ENV = "TREADLAB_PSEUDONYM_SECRET"
 #: Shortest secret accepted: a short secret over a guessable id format can be brute-forced.
 MIN_SECRET_CHARS = 16
-#: ezc3d writes at most this many point frames per file (NOTES.md).
-C3D_MAX_FRAMES = 65535
-#: A C3D parameter dimension is one byte: the EVENT group holds at most 255 events.
-C3D_MAX_EVENTS = 255
 
 #: Root attributes copied (DESIGN §4), with what each holds. Nothing else is copied.
 ROOT_ATTRS = {
@@ -98,9 +94,25 @@ TRUTH_STR_VALUES = {"belt": ("split", "single")}
 # public API
 # =============================================================================================
 
+@dataclass
+class ExportResult:
+    """What :func:`export_sessions` did: the files written and one line per failed session."""
+
+    written: list[Path]
+    failed: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """True when every session was exported."""
+        return not self.failed
+
+
 def export_sessions(paths, to_dir, fmt: str = "hdf5", keep_identity: bool = False,
-                    config_path=None) -> int:
+                    config_path=None) -> ExportResult:
     """Export sessions for a collaborating lab (``treadlab export``).
+
+    One session that cannot be exported never stops the others: its one-line reason is
+    collected in :attr:`ExportResult.failed` (the CLI prints it and exits 1).
 
     Parameters
     ----------
@@ -118,9 +130,7 @@ def export_sessions(paths, to_dir, fmt: str = "hdf5", keep_identity: bool = Fals
 
     Returns
     -------
-    int
-        Exit code: 0 when every file was exported, 1 when any failed (one line per failed file
-        on stderr; the others are still exported).
+    ExportResult
 
     Raises
     ------
@@ -133,24 +143,17 @@ def export_sessions(paths, to_dir, fmt: str = "hdf5", keep_identity: bool = Fals
     secret = None if keep_identity else pseudonym_secret(config_path)
     to_dir = Path(to_dir)
     to_dir.mkdir(parents=True, exist_ok=True)
-    failed = 0
+    result = ExportResult([], [])
     for path in paths:
         try:
-            written = export_session(path, to_dir, fmt=fmt, secret=secret,
-                                     keep_identity=keep_identity)
+            result.written += export_session(path, to_dir, fmt=fmt, secret=secret,
+                                             keep_identity=keep_identity)
         except TreadlabError as exc:
-            failed += 1
-            print(f"treadlab: {exc}", file=sys.stderr)
-            continue
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            failed += 1
+            result.failed.append(str(exc))
+        except OSError as exc:  # the file system refused this session's files
             msg = str(exc).strip().splitlines()
-            print(f"treadlab: {path}: {type(exc).__name__}: {msg[0] if msg else ''}",
-                  file=sys.stderr)
-            continue
-        for p in written:
-            print(p)
-    return 1 if failed else 0
+            result.failed.append(f"{path}: {type(exc).__name__}: {msg[0] if msg else ''}")
+    return result
 
 
 def export_session(path, to_dir, fmt: str = "hdf5", secret: bytes | None = None,
@@ -165,8 +168,6 @@ def export_session(path, to_dir, fmt: str = "hdf5", secret: bytes | None = None,
         The file is not a readable session, lacks what the format needs, or an identifier
         would survive in the output (the output is then removed).
     """
-    from treadlab.acquisition.archive import read_session
-
     path = Path(path)
     if not keep_identity and not secret:
         raise ConfigError(None, "export.secret", "no pseudonym secret given")
@@ -177,7 +178,11 @@ def export_session(path, to_dir, fmt: str = "hdf5", secret: bytes | None = None,
     if fmt == "hdf5":
         out = [_export_hdf5(path, session, ident, to_dir / f"{ident.stem}.h5")]
     elif fmt == "c3d":
-        out = _export_c3d(path, session, ident, to_dir)
+        check = None if ident.keep else (
+            lambda target, strings: _check_no_identity(target, ident.secrets_to_hide, strings))
+        out = write_c3d(session, to_dir, ident.stem, subject_id=ident.subject_id,
+                        session_id=ident.session_id, date=ident.created_utc, source=path,
+                        check=check)
     elif fmt == "csv":
         out = _export_csv(path, session, ident, to_dir)
     else:
@@ -188,7 +193,7 @@ def export_session(path, to_dir, fmt: str = "hdf5", secret: bytes | None = None,
                 _check_no_identity(p, ident.secrets_to_hide)
             except InputError:
                 for q in out:
-                    _unlink_quiet(q)
+                    unlink_quiet(q)
                 raise
     log.info("exported %s -> %s", path, ", ".join(str(p) for p in out))
     return out
@@ -204,8 +209,6 @@ def pseudonym_secret(config_path=None) -> bytes:
         No secret set, or one shorter than :data:`MIN_SECRET_CHARS` characters: a pseudonym
         from a guessable secret could be reversed by trying every plausible subject id.
     """
-    from treadlab.config import load_lab
-
     cfg = load_lab(config_path)
     table = getattr(cfg, "export", None)
     secret = getattr(table, "secret", None) if table is not None else None
@@ -327,7 +330,7 @@ def _strings_of(path: Path):
             def attrs_of(obj, name):
                 for key, value in obj.attrs.items():
                     out.append((f"{name}@{key}", key))
-                    for s in _text_values(value):
+                    for s in text_values(value):
                         out.append((f"{name}@{key}", s))
 
             attrs_of(f, "/")
@@ -346,56 +349,12 @@ def _strings_of(path: Path):
         yield path.name, path.name
 
 
-def _c3d_strings(c, name: str):
-    """(where, text) of every parameter name, string value and description of an ezc3d
-    object, and the file name."""
-    yield name, name
-    for group, params in c["parameters"].items():
-        yield group, group
-        for key, p in params.items():
-            if key == "__METADATA__":
-                continue
-            yield f"{group}:{key}", key
-            for s in _text_values(p.get("value")):
-                yield f"{group}:{key}", s
-            yield f"{group}:{key}", str(p.get("description", ""))
-
-
-def _text_values(value):
-    if isinstance(value, (bytes, np.bytes_)):
-        yield value.decode("utf-8", "replace")
-    elif isinstance(value, str):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _text_values(v)
-    elif isinstance(value, np.ndarray) and value.dtype.kind in "SOU":
-        for v in value.ravel():
-            yield from _text_values(v)
-
-
-def _chmod_default(p) -> None:
-    """Give a file made by ``mkstemp`` (mode 0600) the usual mode under the umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(p, 0o666 & ~mask)
-
-
-def _unlink_quiet(p) -> None:
-    try:
-        os.unlink(p)
-    except FileNotFoundError:
-        pass
-
-
 # =============================================================================================
 # HDF5
 # =============================================================================================
 
 def _anonymised_session(session, ident: _Identity):
     """A copy of ``session`` holding only what the allow-lists name."""
-    from treadlab.acquisition.archive import ForceData, MarkerData, Session
-
     attrs = {k: v for k, v in session.attrs.items() if k in ROOT_ATTRS}
     attrs["subject_id"] = ident.subject_id
     attrs["session_id"] = ident.session_id
@@ -442,10 +401,6 @@ def _anonymised_session(session, ident: _Identity):
 
 def _anonymised_derived(derived: dict | None, keep: bool):
     """``(derived, attrs)`` reduced to the allow-listed columns and attributes."""
-    from treadlab.acquisition.archive import DERIVED_UNITS
-    from treadlab.pipeline.derive import CONTACT_COLUMNS
-    from treadlab.pipeline.scoring import SCORE_COLUMNS
-
     if not derived:
         return None, {}
     attrs = {}
@@ -484,19 +439,15 @@ def _is_number(value, arrays: bool = False) -> bool:
 
 
 def _export_hdf5(src: Path, session, ident: _Identity, out: Path) -> Path:
-    from treadlab.acquisition import archive as ar
-
     anon = _anonymised_session(session, ident)
     derived, dattrs = _anonymised_derived(session.derived, ident.keep)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w", libver=ar.LIBVER) as f:
-            ar._write_session_into(f, anon)
+    with atomic_write(out) as tmp:
+        with h5py.File(tmp, "w", libver=LIBVER) as f:
+            write_session_into(f, anon)
             if "created_utc" not in anon.attrs and "created_utc" in f.attrs:
                 del f.attrs["created_utc"]  # the writer fills in now; the source had no date
             if derived:
-                ar._write_derived_into(f, derived, dattrs)
+                write_derived_into(f, derived, dattrs)
             f.attrs["exported_utc"] = (datetime.now(timezone.utc).isoformat(timespec="seconds")
                                        if ident.keep else
                                        datetime.now(timezone.utc).date().isoformat())
@@ -507,11 +458,6 @@ def _export_hdf5(src: Path, session, ident: _Identity, out: Path) -> Path:
                     "session_id = UUID from HMAC-SHA256(lab secret, 'session:' + session id); "
                     "dates coarsened to the day")
             _write_schema(f)
-        _chmod_default(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        _unlink_quiet(tmp)
-        raise
     return out
 
 
@@ -594,8 +540,6 @@ DESCRIPTIONS = {
 
 def _write_schema(f: h5py.File) -> None:
     """Describe every group, dataset and attribute of ``f`` as JSON in the ``/schema`` dataset."""
-    from treadlab.acquisition.archive import _from_attr
-
     skip = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid"}
 
     def attr_doc(obj, path):
@@ -603,7 +547,7 @@ def _write_schema(f: h5py.File) -> None:
         for key, value in obj.attrs.items():
             if key in skip:
                 continue
-            v = _from_attr(value)
+            v = from_attr(value)
             entry = {"type": type(v).__name__ if not isinstance(v, np.ndarray)
                      else f"array{list(v.shape)} {v.dtype}"}
             if path == "/" and key in ROOT_ATTRS:
@@ -626,7 +570,7 @@ def _write_schema(f: h5py.File) -> None:
         if isinstance(obj, h5py.Dataset):
             entry["shape"] = list(obj.shape)
             entry["dtype"] = "string" if h5py.check_string_dtype(obj.dtype) else str(obj.dtype)
-            entry["units"] = str(_from_attr(obj.attrs.get("units", "")))
+            entry["units"] = str(from_attr(obj.attrs.get("units", "")))
             dims = []
             for d in obj.dims:
                 dims.append(d[0].name.rsplit("/", 1)[-1] if len(d) else None)
@@ -649,235 +593,10 @@ def _write_schema(f: h5py.File) -> None:
 
 
 # =============================================================================================
-# C3D
-# =============================================================================================
-
-def _export_c3d(src: Path, session, ident: _Identity, to_dir: Path) -> list[Path]:
-    import ezc3d
-
-    mk, fo = session.markers, session.force
-    m = len(mk.time)
-    if m < 2:
-        raise InputError(src, "/raw/markers/time", f"{m} marker frame(s): C3D needs the marker "
-                                                   "clock to carry the analog channels")
-    rate = float(mk.rate_hz)
-    analog_rate, ratio, resampled = _analog_rate(fo.rate_hz, rate)
-    analog = _analog_channels(fo)  # (n, 6p) action on plate, N and N*mm
-    # analog samples on the marker clock: frame j carries samples j*ratio .. j*ratio+ratio-1
-    ta = mk.time[0] + np.arange(m * ratio) / analog_rate
-    if not resampled and len(fo.time) and abs(fo.time[0] - mk.time[0]) < 0.25 / fo.rate_hz:
-        idx = np.rint((ta - fo.time[0]) * fo.rate_hz).astype(np.int64)
-        ok = (idx >= 0) & (idx < len(fo.time))
-        a = np.zeros((len(ta), analog.shape[1]))
-        a[ok] = analog[idx[ok]]
-    else:
-        a = np.stack([np.interp(ta, fo.time, analog[:, c], left=0.0, right=0.0)
-                      for c in range(analog.shape[1])], axis=1) if len(fo.time) \
-            else np.zeros((len(ta), analog.shape[1]))
-    if resampled:
-        log.info("%s: force resampled from %g Hz to %g Hz (%d x the marker rate)", src,
-                 fo.rate_hz, analog_rate, ratio)
-    events = _events(session)
-    bounds, groups = _parts(mk.time, rate, [e[0] for e in events])
-    n_parts = len(bounds) - 1
-    if n_parts > 1:
-        log.info("%s: %d frames, %d events: split into %d C3D parts (at most %d frames and %d "
-                 "events each)", src, m, len(events), n_parts, C3D_MAX_FRAMES, C3D_MAX_EVENTS)
-    out = []
-    for part in range(n_parts):
-        i0, i1 = bounds[part], bounds[part + 1]
-        name = ident.stem + (f"_part{part + 1:02d}" if n_parts > 1 else "") + ".c3d"
-        target = to_dir / name
-        c = ezc3d.c3d()
-        _fill_points(c, mk, i0, i1)
-        _fill_analogs(c, fo, a[i0 * ratio:i1 * ratio], analog_rate, resampled)
-        t0 = mk.time[i0]
-        _fill_events(c, [(max(0.0, events[j][0] - t0),) + events[j][1:] for j in groups[part]])
-        _fill_treadlab(c, session, ident, part, n_parts, float(t0), fo.rate_hz, resampled)
-        if not ident.keep:
-            _check_no_identity(target, ident.secrets_to_hide, _c3d_strings(c, name))
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".c3d", dir=to_dir)
-        os.close(fd)
-        try:
-            c.write(tmp)
-            _chmod_default(tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            _unlink_quiet(tmp)
-            raise
-        out.append(target)
-    return out
-
-
-def _parts(time: np.ndarray, rate: float, event_times: list[float]):
-    """Split frames ``0..m`` into the fewest equal parts with at most :data:`C3D_MAX_FRAMES`
-    frames and :data:`C3D_MAX_EVENTS` events each.
-
-    Returns ``(bounds, groups)``: part ``i`` holds frames ``bounds[i]:bounds[i+1]`` and the
-    events with indices ``groups[i]`` (an event belongs to the part whose frames it falls on).
-    """
-    m = len(time)
-    et = np.asarray(event_times, dtype=np.float64)
-    frame = np.clip(np.rint((et - time[0]) * rate).astype(np.int64), 0, m - 1) if et.size \
-        else np.zeros(0, np.int64)
-    n = max(1, math.ceil(m / C3D_MAX_FRAMES), math.ceil(et.size / C3D_MAX_EVENTS))
-    while True:
-        bounds = np.linspace(0, m, n + 1).round().astype(np.int64)
-        part = np.searchsorted(bounds, frame, side="right") - 1
-        counts = np.bincount(part, minlength=n) if et.size else np.zeros(n, np.int64)
-        if counts.max(initial=0) <= C3D_MAX_EVENTS or n >= m:
-            return bounds, [np.flatnonzero(part == i) for i in range(n)]
-        n += 1
-
-
-def _fill_events(c, events) -> None:
-    """EVENT group from ``[(time s from the part start, context, label)]``, written in one
-    go (``add_event`` rebuilds the group per event) with USED stored as an integer."""
-    if not events:
-        return
-    n = len(events)
-    c.add_parameter("EVENT", "USED", [n])
-    c.add_parameter("EVENT", "TIMES", np.array([[0.0] * n, [float(e[0]) for e in events]]))
-    c.add_parameter("EVENT", "CONTEXTS", [e[1] for e in events])
-    c.add_parameter("EVENT", "LABELS", [e[2] for e in events])
-    c.add_parameter("EVENT", "DESCRIPTIONS", ["" for _ in events])
-    c.add_parameter("EVENT", "SUBJECTS", ["" for _ in events])
-    c.add_parameter("EVENT", "ICON_IDS", [0.0] * n)
-    c.add_parameter("EVENT", "GENERIC_FLAGS", [0.0] * n)
-    # add_parameter stores integers as floats (NOTES.md): assign the existing parameter
-    c["parameters"]["EVENT"]["USED"]["value"] = np.array([n])
-
-
-def _analog_rate(force_rate: float, marker_rate: float) -> tuple[float, int, bool]:
-    """(analog rate, samples per marker frame, resampled?): the force rate when it is an integer
-    multiple of the marker rate, else the next multiple above it."""
-    ratio = force_rate / marker_rate
-    if abs(ratio - round(ratio)) < 1e-9 and round(ratio) >= 1:
-        return float(force_rate), int(round(ratio)), False
-    k = max(1, math.ceil(ratio))
-    return float(k * marker_rate), k, True
-
-
-def _analog_channels(fo) -> np.ndarray:
-    """(n, 6p) float64: per plate the force (N) and moment (N*mm) the runner applies to the
-    plate, lab axes, moments about the centre of the plate surface (mean of its corners)."""
-    w = np.asarray(fo.wrench, dtype=np.float64)
-    n, p = w.shape[0], w.shape[1]
-    out = np.zeros((n, 6 * p))
-    for i in range(p):
-        force = w[:, i, :3]
-        moment = w[:, i, 3:]  # N*m about origin
-        centre = np.asarray(fo.corners[i], dtype=np.float64).mean(axis=0)
-        r = (np.asarray(fo.origin[i], dtype=np.float64) - centre) / 1000.0  # m, centre->origin
-        m_centre = moment + np.cross(r, force)
-        out[:, 6 * i:6 * i + 3] = -force
-        out[:, 6 * i + 3:6 * i + 6] = -m_centre * 1000.0
-    return np.nan_to_num(out, nan=0.0)
-
-
-def _fill_points(c, mk, i0: int, i1: int) -> None:
-    pos = np.asarray(mk.positions[i0:i1], dtype=np.float64)  # (f, k, 3)
-    k = pos.shape[1]
-    pts = np.ones((4, k, i1 - i0))
-    pts[:3] = pos.transpose(2, 1, 0)
-    c["parameters"]["POINT"]["RATE"]["value"] = [float(mk.rate_hz)]
-    c["parameters"]["POINT"]["LABELS"]["value"] = [str(lb) for lb in mk.labels]
-    c["parameters"]["POINT"]["DESCRIPTIONS"]["value"] = ["marker, lab frame"] * k
-    c["parameters"]["POINT"]["UNITS"]["value"] = ["mm"]
-    c["data"]["points"] = pts
-    resid = np.zeros((1, k, i1 - i0))
-    resid[0][np.isnan(pos).any(axis=2).T] = -1.0  # C3D: negative residual = invalid point
-    c["data"]["meta_points"] = {"residuals": resid,
-                                "camera_masks": np.zeros((7, k, i1 - i0), dtype=bool)}
-
-
-def _fill_analogs(c, fo, a: np.ndarray, analog_rate: float, resampled: bool) -> None:
-    p = len(fo.plates)
-    labels, units, desc = [], [], []
-    for i, plate in enumerate(fo.plates):
-        for comp in ("Fx", "Fy", "Fz", "Mx", "My", "Mz"):
-            labels.append(f"{comp}{i + 1}")
-            units.append("N" if comp[0] == "F" else "Nmm")
-            desc.append(f"plate {plate}: {comp} applied to the plate, lab axes"
-                        + ("" if comp[0] == "F" else ", about the surface centre"))
-    n = len(labels)
-    ap = c["parameters"]["ANALOG"]
-    ap["RATE"]["value"] = [float(analog_rate)]
-    ap["LABELS"]["value"] = labels
-    ap["DESCRIPTIONS"]["value"] = desc
-    ap["UNITS"]["value"] = units
-    ap["SCALE"]["value"] = [1.0] * n
-    ap["OFFSET"]["value"] = [0] * n
-    ap["GEN_SCALE"]["value"] = [1.0]
-    c["data"]["analogs"] = a.T[np.newaxis, :, :].astype(np.float64)
-    fp = c["parameters"]["FORCE_PLATFORM"]
-    fp["USED"]["value"] = np.array([p])
-    fp["TYPE"]["value"] = np.full(p, 2)
-    fp["ZERO"]["value"] = np.array([0, 0])
-    fp["CHANNEL"]["value"] = np.arange(1, 6 * p + 1).reshape(p, 6).T
-    # C3D corner order: +x+y, -x+y, -x-y, +x-y in the plate frame; plate axes = lab axes
-    corners = np.zeros((3, 4, p))
-    for i in range(p):
-        cr = np.asarray(fo.corners[i], dtype=np.float64)
-        centre = cr.mean(axis=0)
-        d = cr - centre
-        order = [int(np.argmax(d[:, 0] * sx + d[:, 1] * sy))
-                 for sx, sy in ((1, 1), (-1, 1), (-1, -1), (1, -1))]
-        corners[:, :, i] = cr[order].T
-    fp["CORNERS"]["value"] = corners
-    fp["ORIGIN"]["value"] = np.zeros((3, p))
-
-
-def _events(session) -> list[tuple[float, str, str]]:
-    """(time s, "Left"/"Right", "Foot Strike"/"Foot Off") of the sided contacts."""
-    d = session.derived or {}
-    c = d.get("contacts") or {}
-    if not c or "t_strike" not in c:
-        log.info("session not processed: C3D written without events")
-        return []
-    out = []
-    side = np.asarray(c.get("side"), dtype=np.int64)
-    for s, ts, to in zip(side, np.asarray(c["t_strike"], float), np.asarray(c["t_off"], float)):
-        if s not in (0, 1):
-            continue
-        context = "Left" if s == 0 else "Right"
-        if np.isfinite(ts):
-            out.append((float(ts), context, "Foot Strike"))
-        if np.isfinite(to):
-            out.append((float(to), context, "Foot Off"))
-    out.sort()
-    return out
-
-
-def _fill_treadlab(c, session, ident, part, n_parts, t0, force_rate, resampled) -> None:
-    c.add_parameter("SUBJECTS", "NAMES", [ident.subject_id or ""])
-    c.add_parameter("SUBJECTS", "USED", [1.0])
-    c.add_parameter("TREADLAB", "FORMAT", "treadlab.session v1 export")
-    c.add_parameter("TREADLAB", "SUBJECT_ID", ident.subject_id or "")
-    c.add_parameter("TREADLAB", "SESSION_ID", ident.session_id or "")
-    c.add_parameter("TREADLAB", "DATE", ident.created_utc or "")
-    c.add_parameter("TREADLAB", "PART", f"{part + 1} of {n_parts}")
-    c.add_parameter("TREADLAB", "PART_START_S", [float(t0)])
-    bm = session.attrs.get("body_mass_kg")
-    if _is_number(bm):
-        c.add_parameter("TREADLAB", "BODY_MASS_KG", [float(bm)])
-    bs = session.attrs.get("belt_speed_m_s")
-    if _is_number(bs):
-        c.add_parameter("TREADLAB", "BELT_SPEED_M_S", [float(bs)])
-    c.add_parameter("TREADLAB", "FRAME", "lab: X travel, Y left, Z up; mm")
-    c.add_parameter("TREADLAB", "FORCE",
-                    "analog Fx..Mz per plate: force and moment applied to the plate (the "
-                    "negated ground reaction on the body), N and N*mm, about the plate centre"
-                    + (f"; resampled from {force_rate:g} Hz" if resampled else ""))
-
-
-# =============================================================================================
 # CSV
 # =============================================================================================
 
 def _export_csv(src: Path, session, ident: _Identity, to_dir: Path) -> list[Path]:
-    from treadlab.acquisition.archive import DERIVED_UNITS
-
     d = session.derived
     if not d or not d.get("contacts") or not d.get("scores"):
         raise InputError(src, "/derived", "not processed (run `treadlab process` first)")
@@ -920,13 +639,7 @@ def _cell(v) -> str:
 
 
 def _write_csv(path: Path, rows) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+    with atomic_write(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
             csv.writer(fh).writerows(rows)
-        _chmod_default(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quiet(tmp)
-        raise
     return path

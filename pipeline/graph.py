@@ -23,13 +23,22 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
-import h5py
+import dask
 import numpy as np
 from dask import delayed
+from dask.base import tokenize
 
+from treadlab.acquisition.archive import (attr, open_archive, read_force, read_markers,
+                                          read_meta, write_derived)
+from treadlab.config import load_lab, software_version
 from treadlab.config.errors import InputError
+from treadlab.config.markers import to_cgm
+from treadlab.pipeline import derive
+from treadlab.pipeline.derive import DeriveSettings
+from treadlab.pipeline.scoring import load_reference, reference_path, score_causes
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +48,6 @@ PIPELINE_REVISION = 1
 
 def pipeline_version() -> str:
     """``"treadlab X.Y.Z pipeline N"``: stored as ``/derived`` attr ``pipeline_version``."""
-    from treadlab.config import software_version
-
     return f"{software_version()} pipeline {PIPELINE_REVISION}"
 
 
@@ -76,10 +83,6 @@ def load_settings(config_path=None) -> RunSettings:
     ConfigError
         From the config loader or an unknown reference set, before any session is touched.
     """
-    from treadlab.config import load_lab
-    from treadlab.pipeline.derive import DeriveSettings
-    from treadlab.pipeline.scoring import load_reference, reference_path
-
     cfg = load_lab(config_path)
     scoring = getattr(cfg, "scoring", None)
     ref_spec = getattr(scoring, "reference", "default") if scoring is not None else "default"
@@ -96,51 +99,6 @@ def load_settings(config_path=None) -> RunSettings:
 
 # --- load tasks: paths in, arrays out ------------------------------------------------------------
 
-def _open(path) -> h5py.File:
-    """Open an archive read-only (SWMR-aware); any failure is a one-line InputError."""
-    from treadlab.acquisition.archive import _open as open_archive
-    from treadlab.config.errors import TreadlabError
-
-    try:
-        return open_archive(path)
-    except TreadlabError:
-        raise
-    except Exception as exc:  # h5py raises RuntimeError for some corrupt superblocks
-        msg = str(exc).strip().splitlines()
-        why = msg[0] if msg else type(exc).__name__
-        raise InputError(path, None, f"not a readable HDF5 file ({why})") from None
-
-
-def _attr(obj, name, default=None):
-    if name not in obj.attrs:
-        return default
-    return _plain(obj.attrs[name])
-
-
-def _plain(value):
-    """An HDF5 attribute value as a plain Python value (str, list of str, number, array)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray) and value.dtype.kind in "SOU":
-        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-                for v in value.ravel()]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _dataset(f, path, name) -> np.ndarray:
-    if name not in f:
-        raise InputError(path, "/" + name, "missing")
-    return f[name][()]
-
-
-def _read_meta(f) -> dict:
-    attrs = {k: _plain(v) for k, v in f.attrs.items()}
-    subject = {k: _plain(v) for k, v in f["subject"].attrs.items()} if "subject" in f else {}
-    return {"attrs": attrs, "subject": subject}
-
-
 def load_meta(path) -> dict:
     """Root attributes and ``/subject`` of an archive (cheap: no datasets are read).
 
@@ -149,8 +107,8 @@ def load_meta(path) -> dict:
     dict
         ``{"attrs": {...}, "subject": {...}}`` with plain Python values.
     """
-    with _open(path) as f:
-        return _read_meta(f)
+    with open_archive(path) as f:
+        return read_meta(f)
 
 
 def _loaded(_markers) -> bool:
@@ -160,61 +118,20 @@ def _loaded(_markers) -> bool:
 def load_force(path, after=None):
     """``/raw/force`` as :class:`treadlab.acquisition.archive.ForceData` (counts not read).
     ``after`` only orders the read in the graph."""
-    with _open(path) as f:
-        return _read_force(f, path)
-
-
-def _read_force(f, path):
-    from treadlab.acquisition.archive import ForceData
-
-    t = np.asarray(_dataset(f, path, "raw/force/time"), dtype=np.float64)
-    w = np.asarray(_dataset(f, path, "raw/force/wrench"), dtype=np.float32)
-    g = f["raw/force"]
-    if w.ndim == 2 and w.shape[1] == 6:  # a single plate written as (n, 6)
-        w = w[:, None, :]
-    if w.ndim != 3 or w.shape[2] != 6 or w.shape[0] != t.shape[0]:
-        raise InputError(path, "/raw/force/wrench",
-                         f"shape {w.shape} is not (n, plates, 6) with n = {t.shape[0]}")
-    rate = _attr(g, "rate_hz")
-    if rate is None:
-        rate = 1.0 / float(np.median(np.diff(t))) if t.size > 1 else 0.0
-    p = w.shape[1]
-    plates = _attr(g, "plates") or [f"plate{i + 1}" for i in range(p)]
-    plates = [plates] if isinstance(plates, str) else list(plates)
-    origin = np.asarray(_attr(g, "origin", np.zeros((p, 3))), dtype=np.float64).reshape(p, 3)
-    corners = np.asarray(_attr(g, "corners", np.zeros((p, 4, 3))),
-                         dtype=np.float64).reshape(p, 4, 3)
-    if not float(rate) > 0:
-        raise InputError(path, "/raw/force@rate_hz", f"must be > 0, got {rate!r}")
-    return ForceData(time=t, wrench=w, rate_hz=float(rate), plates=plates, origin=origin,
-                     corners=corners)
+    with open_archive(path) as f:
+        return read_force(f, path)
 
 
 def load_markers(path, marker_names: tuple = ()):
     """``/raw/markers`` as :class:`treadlab.acquisition.archive.MarkerData`, labels mapped to CGM
     names (built-in aliases plus the lab's ``[marker_names]``)."""
-    with _open(path) as f:
+    with open_archive(path) as f:
         return _read_markers(f, path, marker_names)
 
 
 def _read_markers(f, path, marker_names: tuple = ()):
-    from treadlab.acquisition.archive import MarkerData
-    from treadlab.config.markers import to_cgm
-
-    if "raw/markers" not in f:
-        raise InputError(path, "/raw/markers", "missing")
-    t = np.asarray(_dataset(f, path, "raw/markers/time"), dtype=np.float64)
-    pos = np.asarray(_dataset(f, path, "raw/markers/positions"), dtype=np.float32)
-    g = f["raw/markers"]
-    labels = _attr(g, "labels") or []
-    labels = [labels] if isinstance(labels, str) else list(labels)
-    rate = _attr(g, "rate_hz")
-    if pos.ndim != 3 or pos.shape[2] != 3 or pos.shape[:2] != (t.shape[0], len(labels)):
-        raise InputError(path, "/raw/markers/positions",
-                         f"shape {pos.shape} is not (m, k, 3) with m = {t.shape[0]}, "
-                         f"k = {len(labels)} labels")
-    if rate is None:
-        rate = 1.0 / float(np.median(np.diff(t))) if t.size > 1 else 0.0
+    markers = read_markers(f, path)
+    labels = markers.labels
     mapped = list(to_cgm(labels, extra=dict(marker_names) or None))
     seen: set[str] = set()
     for i, name in enumerate(mapped):  # two markers on one CGM name: the second keeps its own
@@ -222,7 +139,8 @@ def _read_markers(f, path, marker_names: tuple = ()):
             mapped[i] = labels[i]
         seen.add(mapped[i])
     labels = mapped
-    return MarkerData(time=t, positions=pos, labels=labels, rate_hz=float(rate))
+    markers.labels = labels
+    return markers
 
 
 # --- compute and write tasks --------------------------------------------------------------------
@@ -237,29 +155,21 @@ def _body_mass(meta: dict) -> float | None:
 
 
 def force_task(path, force, meta: dict, settings: RunSettings) -> dict:
-    from treadlab.pipeline.derive import force_task as run
-
     try:
-        return run(force, _body_mass(meta), settings.derive)
+        return derive.force_task(force, _body_mass(meta), settings.derive)
     except InputError as exc:  # derive knows arrays, not files: name the file here
         raise InputError(path, exc.where, exc.message) from None
 
 
 def marker_task(markers, meta: dict, settings: RunSettings) -> dict:
-    from treadlab.pipeline.derive import marker_task as run
-
-    return run(markers, meta["subject"], settings.derive)
+    return derive.marker_task(markers, meta["subject"], settings.derive)
 
 
 def step_task(force_out: dict, marker_out: dict, settings: RunSettings) -> dict:
-    from treadlab.pipeline.derive import step_task as run
-
-    return run(force_out, marker_out, settings.derive)
+    return derive.step_task(force_out, marker_out, settings.derive)
 
 
 def score_task(contacts: dict, marker_out: dict, meta: dict, settings: RunSettings) -> dict:
-    from treadlab.pipeline.scoring import score_causes
-
     speed = meta["attrs"].get("belt_speed_m_s")
     try:
         speed = float(speed)
@@ -273,9 +183,6 @@ def score_task(contacts: dict, marker_out: dict, meta: dict, settings: RunSettin
 def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: dict,
                settings: RunSettings) -> dict:
     """The single write: ``/derived`` via the atomic ``write_derived``; returns the summary."""
-    from datetime import datetime, timezone
-
-    from treadlab.acquisition.archive import write_derived
     ref = settings.reference
     attrs = dict(settings.fingerprint())
     attrs.update({
@@ -323,10 +230,10 @@ def run_session(path, settings: RunSettings) -> dict:
         The file is not a readable archive or lacks a required dataset.
     """
     path = str(path)
-    with _open(path) as f:
-        meta = _read_meta(f)
+    with open_archive(path) as f:
+        meta = read_meta(f)
         markers = _read_markers(f, path, settings.marker_names)
-        force = _read_force(f, path)
+        force = read_force(f, path)
     fo = force_task(path, force, meta, settings)
     del force
     mo = marker_task(markers, meta, settings)
@@ -348,8 +255,6 @@ def session_graph(path, settings: RunSettings, name: str | None = None):
     name : str, optional
         Key prefix (default: a token of the path), so tasks of many sessions stay apart.
     """
-    from dask.base import tokenize
-
     path = str(path)
     tok = name or tokenize(path, settings)
 
@@ -398,8 +303,6 @@ def process_session(path, config_path=None) -> dict:
     ConfigError
         The lab config or reference set is invalid.
     """
-    import dask
-
     path = Path(path)
     if not path.exists():
         raise InputError(path, None, "no such file")
@@ -415,9 +318,9 @@ def process_session(path, config_path=None) -> dict:
 def derived_fingerprint(path) -> dict | None:
     """The ``/derived`` attributes that decide whether ``path`` is up to date (None: never
     processed). Reads attributes only."""
-    with _open(path) as f:
+    with open_archive(path) as f:
         if "derived" not in f:
             return None
         g = f["derived"]
-        return {k: _attr(g, k) for k in ("pipeline_version", "config_hash", "reference_id",
+        return {k: attr(g, k) for k in ("pipeline_version", "config_hash", "reference_id",
                                          "reference_sha256")}

@@ -19,10 +19,14 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from treadlab.config.errors import InputError, TreadlabError
+from treadlab.acquisition.archive import attr, open_archive
+from treadlab.pipeline.scoring import CAUSE_METRIC
+from treadlab.pipeline.graph import load_settings
+from treadlab.pipeline.reprocess import find_sessions
+from treadlab.pipeline.scoring import CAUSES, load_reference, score_causes
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +39,8 @@ MIN_SESSIONS_PER_BAND = 3
 def _read_processed(path: Path) -> dict | None:
     """Root attrs, ``/derived`` attrs and the contacts columns the causes need (None when the
     session has not been processed)."""
-    from treadlab.pipeline.graph import _attr, _open
-    from treadlab.pipeline.scoring import CAUSE_METRIC
 
-    with _open(path) as f:
+    with open_archive(path) as f:
         if "derived/contacts" not in f:
             return None
         g = f["derived/contacts"]
@@ -46,8 +48,8 @@ def _read_processed(path: Path) -> dict | None:
         for name in ("side", "valid", *CAUSE_METRIC.values()):
             if name in g:
                 cols[name] = g[name][()]
-        return {"attrs": {k: _attr(f, k) for k in f.attrs},
-                "derived": {k: _attr(f["derived"], k) for k in f["derived"].attrs},
+        return {"attrs": {k: attr(f, k) for k in f.attrs},
+                "derived": {k: attr(f["derived"], k) for k in f["derived"].attrs},
                 "contacts": cols}
 
 
@@ -92,9 +94,6 @@ def build_reference(archive_dir, output, config_path=None, speed_edges=SPEED_EDG
     InputError
         Fewer than two usable processed sessions in the folder.
     """
-    from treadlab.pipeline.graph import load_settings
-    from treadlab.pipeline.reprocess import find_sessions
-    from treadlab.pipeline.scoring import CAUSES, load_reference, score_causes
 
     settings = load_settings(config_path)
     template = settings.reference

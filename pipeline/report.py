@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from treadlab.config.errors import InputError
+from treadlab.acquisition.archive import read_session
+import textwrap
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +71,6 @@ def make_report(session_path, out_dir) -> str:
     InputError
         The file is not a readable session, or it has not been processed.
     """
-    from treadlab.acquisition.archive import read_session
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -408,8 +408,6 @@ def _figure_scores(scores: dict, target: Path) -> None:
 
 
 def _wrap(text: str, width: int) -> str:
-    import textwrap
-
     return "\n".join(textwrap.wrap(text, width)) or text
 
 

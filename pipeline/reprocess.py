@@ -10,7 +10,8 @@ the scheduler move them between workers) and the scheduler's work per session sm
 
 - Idempotent and resumable: a session whose ``/derived`` already carries the same
   ``pipeline_version``, ``config_hash`` and reference set is skipped unless ``force``.
-- One failing session is reported by name on stderr and never stops the batch (exit code 1).
+- One failing session is reported by name (``BatchResult.failed``; the CLI prints it and exits
+  1) and never stops the batch.
 - Every write goes through the atomic ``write_derived``: a ``kill -9`` at any point leaves each
   archive either as it was or fully processed. Leftover temporary copies are hidden files
   (``.NAME.h5.XXXX.tmp``) that are never picked up as sessions.
@@ -22,9 +23,11 @@ import os
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from treadlab.config.errors import InputError, TreadlabError
+from treadlab.pipeline.graph import derived_fingerprint, load_settings, run_session
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +69,33 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+@dataclass
+class BatchResult:
+    """What :func:`reprocess` did. ``processed``: ``(path, summary)``; ``failed``: ``(path,
+    one-line reason)``; ``skipped``: paths already up to date."""
+
+    processed: list
+    skipped: list
+    failed: list
+    elapsed_s: float
+
+    @property
+    def ok(self) -> bool:
+        """True when no session failed."""
+        return not self.failed
+
+    def failure_lines(self) -> list[str]:
+        """One line per failed session, naming it."""
+        return [why if str(path) in why else f"{path}: {why}" for path, why in self.failed]
+
+    def table(self) -> str:
+        """The final table (:func:`format_batch`)."""
+        return format_batch(len(self.processed), len(self.skipped), len(self.failed),
+                            self.elapsed_s, sum(p.stat().st_size for p, _ in self.processed))
+
+
 def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_path=None,
-              progress: bool = True, out=None) -> int:
+              progress: bool = True) -> BatchResult:
     """Process every session in ``archive_dir`` on a dask cluster.
 
     Parameters
@@ -85,17 +113,12 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
         Lab TOML (``None`` = the shipped simulated lab).
     progress : bool
         Show ``distributed.progress`` while the batch runs.
-    out : file, optional
-        Where the final table goes (default stdout); failures go to stderr.
 
     Returns
     -------
-    int
-        0 when every session was processed or skipped, 1 when any failed.
+    BatchResult
+        One failing session never stops the batch: it is listed in ``failed``.
     """
-    from treadlab.pipeline.graph import derived_fingerprint, load_settings
-
-    out = out or sys.stdout
     t0 = time.perf_counter()
     settings = load_settings(config_path)  # a config error stops here, before any session
     want = settings.fingerprint()
@@ -125,13 +148,7 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
             if cluster is not None:
                 cluster.close()
 
-    for path, why in failed:
-        msg = why if str(path) in why else f"{path}: {why}"
-        print(f"treadlab: failed: {msg}", file=sys.stderr)
-    elapsed = time.perf_counter() - t0
-    print(format_batch(len(processed), len(skipped), len(failed), elapsed,
-                      sum(p.stat().st_size for p, _ in processed)), file=out)
-    return 1 if failed else 0
+    return BatchResult(processed, skipped, failed, time.perf_counter() - t0)
 
 
 def _run_batch(client, todo: list, settings, progress: bool):
@@ -142,9 +159,7 @@ def _run_batch(client, todo: list, settings, progress: bool):
     ``gather``; only a failed session costs another round trip (its exception). Returns
     ``(processed, failed)`` as lists of ``(path, summary)`` and ``(path, one-line reason)``.
     """
-    from distributed import wait
-
-    from treadlab.pipeline.graph import run_session
+    from distributed import wait  # distributed takes ~1 s to import: only when a batch runs
 
     futures = client.map(run_session, [str(p) for p in todo], settings=settings,
                          key=[f"treadlab-session-{p.stem}-{uuid.uuid4().hex[:12]}"

@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from treadlab.kernels.contacts import ContactParams, detect_contacts
+from treadlab.kernels.angles import joint_angles
+import warnings
 
 log = logging.getLogger(__name__)
 
@@ -398,8 +400,6 @@ class LiveProcessor:
 
     def _joint_angles(self, positions):
         if self._angles is None:
-            from treadlab.kernels.angles import joint_angles
-
             self._angles = joint_angles
         try:
             return self._angles(positions, self.labels, self.subject or None)
@@ -450,8 +450,6 @@ class _quiet:
     """Silence NumPy's all-NaN warnings inside a block."""
 
     def __enter__(self):
-        import warnings
-
         self._w = warnings.catch_warnings()
         self._w.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -29,7 +29,6 @@ import fcntl
 import logging
 import math
 import os
-import struct
 import threading
 import time
 import uuid
@@ -41,6 +40,7 @@ import h5py
 import numpy as np
 
 from treadlab.acquisition import archive
+from treadlab.acquisition.archive import clear_status_flags
 from treadlab.acquisition.capture.clock import fit_clock
 from treadlab.config import software_version
 from treadlab.config.errors import InputError
@@ -205,11 +205,11 @@ class Recorder:
             attrs.setdefault("lab", "")
             attrs.setdefault("subject_id", "")
             for key, value in attrs.items():
-                f.attrs[key] = archive._to_attr(value)
+                f.attrs[key] = archive.to_attr(value)
             if self._subject:
                 g = f.create_group("subject")
                 for key, value in self._subject.items():
-                    g.attrs[key] = archive._to_attr(value)
+                    g.attrs[key] = archive.to_attr(value)
             ds = archive.create_raw_layout(f, device_time=True, log=True, **self._layout_kw)
             ds.update(_create_acquisition_datasets(f))
             f["raw"].attrs["clock_t0_host_s"] = float(self.t0_host)
@@ -281,7 +281,7 @@ class Recorder:
         try:
             with h5py.File(self.path, "r+", libver=archive.LIBVER) as f:
                 for key, value in (attrs or {}).items():
-                    f.attrs[key] = archive._to_attr(value)
+                    f.attrs[key] = archive.to_attr(value)
                 _finish(f, status, note=f"recording {status}")
         finally:
             self._release_lock()
@@ -475,91 +475,6 @@ def _finish(f: h5py.File, status: str, note: str) -> dict:
     return counts
 
 
-# --- clearing HDF5's "open for write" superblock flags (what `h5clear -s` does) ----------------
-
-def _rot(x: int, k: int) -> int:
-    return ((x << k) | (x >> (32 - k))) & 0xFFFFFFFF
-
-
-def _lookup3(data: bytes, initval: int = 0) -> int:
-    """Bob Jenkins' lookup3 ``hashlittle``, the checksum of HDF5 metadata (H5_checksum_lookup3)."""
-    m = 0xFFFFFFFF
-    length = len(data)
-    a = b = c = (0xDEADBEEF + length + initval) & m
-    i = 0
-    while length > 12:
-        a = (a + struct.unpack_from("<I", data, i)[0]) & m
-        b = (b + struct.unpack_from("<I", data, i + 4)[0]) & m
-        c = (c + struct.unpack_from("<I", data, i + 8)[0]) & m
-        a = (a - c) & m; a ^= _rot(c, 4); c = (c + b) & m    # noqa: E702
-        b = (b - a) & m; b ^= _rot(a, 6); a = (a + c) & m    # noqa: E702
-        c = (c - b) & m; c ^= _rot(b, 8); b = (b + a) & m    # noqa: E702
-        a = (a - c) & m; a ^= _rot(c, 16); c = (c + b) & m   # noqa: E702
-        b = (b - a) & m; b ^= _rot(a, 19); a = (a + c) & m   # noqa: E702
-        c = (c - b) & m; c ^= _rot(b, 4); b = (b + a) & m    # noqa: E702
-        length -= 12
-        i += 12
-    if length == 0:
-        return c
-    tail = data[i:] + b"\0" * (12 - length)
-    a = (a + struct.unpack_from("<I", tail, 0)[0]) & m
-    b = (b + struct.unpack_from("<I", tail, 4)[0]) & m
-    c = (c + struct.unpack_from("<I", tail, 8)[0]) & m
-    c ^= b; c = (c - _rot(b, 14)) & m   # noqa: E702
-    a ^= c; a = (a - _rot(c, 11)) & m   # noqa: E702
-    b ^= a; b = (b - _rot(a, 25)) & m   # noqa: E702
-    c ^= b; c = (c - _rot(b, 16)) & m   # noqa: E702
-    a ^= c; a = (a - _rot(c, 4)) & m    # noqa: E702
-    b ^= a; b = (b - _rot(a, 14)) & m   # noqa: E702
-    c ^= b; c = (c - _rot(b, 24)) & m   # noqa: E702
-    return c
-
-
-_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-def clear_status_flags(path) -> bool:
-    """Clear the file-consistency flags a killed writer leaves in an HDF5 superblock.
-
-    Equivalent of ``h5clear -s``: superblock versions 2 and 3 only (what ``libver="v110"``
-    writes). The superblock is searched at 0, 512, 1024, … as HDF5 does.
-
-    Returns
-    -------
-    bool : True if flags were set and have been cleared.
-    """
-    path = Path(path)
-    with open(path, "r+b") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        base = 0
-        while base + 48 <= size:
-            fh.seek(base)
-            head = fh.read(12)
-            if head[:8] == _SIGNATURE:
-                break
-            base = 512 if base == 0 else base * 2
-        else:
-            raise InputError(path, "superblock", "no HDF5 signature found")
-        version, size_offsets = head[8], head[9]
-        if version not in (2, 3):
-            raise InputError(path, "superblock", f"version {version}: cannot clear its flags")
-        end = 12 + 4 * size_offsets
-        fh.seek(base)
-        sb = bytearray(fh.read(end + 4))
-        stored = struct.unpack_from("<I", sb, end)[0]
-        if stored != _lookup3(bytes(sb[:end])):
-            raise InputError(path, "superblock", "checksum mismatch; not touching the file")
-        if sb[11] == 0:
-            return False
-        sb[11] = 0
-        struct.pack_into("<I", sb, end, _lookup3(bytes(sb[:end])))
-        fh.seek(base)
-        fh.write(sb)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return True
-
-
 def recover(path) -> str:
     """Make an interrupted or killed capture a valid session archive, in place.
 
@@ -603,7 +518,7 @@ def recover(path) -> str:
     with f:
         if f.attrs.get("format") not in (archive.FORMAT, archive.FORMAT.encode()):
             raise InputError(path, "format", "not a treadlab.session archive")
-        old = archive._from_attr(f.attrs.get("status", ""))
+        old = archive.from_attr(f.attrs.get("status", ""))
         status = "complete" if old == "complete" else "interrupted"
         counts = _finish(f, status, note=f"recovered by treadlab recover (was {old!r}"
                                          f"{', flags cleared' if cleared else ''})")

@@ -47,6 +47,14 @@ from treadlab.acquisition.capture.clock import SessionClock
 from treadlab.acquisition.capture.live import LiveProcessor, format_status
 from treadlab.acquisition.capture.recorder import G, Recorder
 from treadlab.config.errors import ConfigError, DeviceError
+from treadlab.config.markers import to_cgm
+from treadlab.acquisition.sim.synthetic import parse_params
+from treadlab.kernels.contacts import ContactParams
+from treadlab.config import load_lab
+from treadlab.acquisition.sources.base import sources_from_config
+from treadlab.acquisition.sim.replay import replay_lab_config
+from treadlab.acquisition.sim.simulated import start_lab
+from treadlab.acquisition.sources.base import Block
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +93,6 @@ def _is_simulated(cfg) -> bool:
 
 
 def _cgm_labels(labels, cfg) -> list[str]:
-    from treadlab.config.markers import to_cgm
-
     extra = getattr(cfg, "marker_names", None) or None
     return list(to_cgm(list(labels), extra))
 
@@ -99,8 +105,6 @@ def _belt_speed(cfg, simulated: bool, params) -> tuple[float, str]:
     if value is not None:
         return float(value), "lab config"
     if simulated:
-        from treadlab.acquisition.sim.synthetic import parse_params
-
         sim = getattr(cfg, "simulator", None) or {}
         values = dict(sim) if isinstance(sim, dict) else dict(vars(sim))
         values = {k: v for k, v in values.items() if v is not None}
@@ -110,8 +114,6 @@ def _belt_speed(cfg, simulated: bool, params) -> tuple[float, str]:
 
 
 def _contact_params(cfg, body_mass_kg):
-    from treadlab.kernels.contacts import ContactParams
-
     c = getattr(cfg, "contacts", None)
     get = (lambda k, d: getattr(c, k, d)) if c is not None else (lambda k, d: d)
     min_peak = 0.0
@@ -219,8 +221,6 @@ def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float 
     ConfigError before anything is opened; InputError naming an unreadable replay file;
     DeviceError naming the port/stream before anything is recorded.
     """
-    from treadlab.config import load_lab
-
     cfg = load_lab(config_path)
     return capture_session(cfg, subject=subject, body_mass_kg=body_mass_kg,
                            duration_s=duration_s, out_dir=out_dir, params=params,
@@ -239,16 +239,12 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
     C3D file played once by the simulated lab (see :func:`run_capture`); ``cfg`` is replaced by
     the lab derived from the file when it is the shipped default.
     """
-    from treadlab.acquisition.sources.base import sources_from_config
-
     if body_mass_kg is not None and not (math.isfinite(body_mass_kg) and body_mass_kg > 0):
         raise ConfigError(None, "--body-mass", f"must be a positive number of kg, got "
                                                 f"{body_mass_kg}")
     if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
         raise ConfigError(None, "--duration", f"must be a positive number of s, got {duration_s}")
     if replay is not None:
-        from treadlab.acquisition.sim.replay import replay_lab_config
-
         cfg = replay_lab_config(cfg, replay)   # InputError naming the file before any device
         if not _is_simulated(cfg):
             raise ConfigError(getattr(cfg, "path", None), "forceplate.port",
@@ -265,13 +261,12 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
     force = markers = None
     try:
         if _is_simulated(cfg):
-            from treadlab.acquisition.sim.simulated import start_lab
-
+            starter = start_lab
             if _is_qtm_emulated(cfg):
-                from treadlab.acquisition.sim.qtm_emulator import start_qtm_lab as start_lab
+                from treadlab.acquisition.sim.qtm_emulator import start_qtm_lab as starter
             # a replay is played once: the capture ends with the recording
-            lab = (start_lab(cfg, params=params) if replay is None
-                   else start_lab(cfg, replay=replay, loop=False))
+            lab = (starter(cfg, params=params) if replay is None
+                   else starter(cfg, replay=replay, loop=False))
         force, markers = sources_from_config(cfg, lab=lab)
         force.open()
         markers.open()
@@ -445,7 +440,6 @@ def _merge(blocks):
     """Consecutive blocks of one source as one block (less per-block work downstream)."""
     if len(blocks) <= 1:
         return blocks
-    from treadlab.acquisition.sources.base import Block
 
     first = blocks[0]
 

@@ -58,6 +58,11 @@ import numpy as np
 
 from treadlab.acquisition.archive import ForceData, MarkerData, Session
 from treadlab.config.errors import InputError
+from treadlab.acquisition.io.static_calibration import apply_static, calibrate_static
+from treadlab.acquisition.archive import write_session
+from treadlab.config import load_lab
+import ezc3d
+from treadlab.config.markers import to_cgm, virtual_markers
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +206,6 @@ def read_c3d(path, *, marker_names: dict | None = None, subject_id: str | None =
     session = Session(attrs=attrs, force=force, markers=markers, subject=subject,
                       reference=reference)
     if static is not None:
-        from treadlab.acquisition.io.static_calibration import apply_static, calibrate_static
-
         calibration = calibrate_static(read_c3d(static, marker_names=marker_names))
         session = apply_static(session, calibration)
     return session
@@ -234,8 +237,6 @@ def import_c3d(c3d_path, out_path, config_path=None, subject_id: str | None = No
     marker_names = None
     lab_name = None
     if config_path is not None:
-        from treadlab.config import load_lab
-
         cfg = load_lab(config_path)
         marker_names = dict(getattr(cfg, "marker_names", None) or {}) or None
         lab = getattr(cfg, "lab", None)
@@ -248,7 +249,6 @@ def import_c3d(c3d_path, out_path, config_path=None, subject_id: str | None = No
                          "force (no whole strides, no standing); pass --body-mass KG")
     if lab_name:
         session.attrs["lab"] = lab_name
-    from treadlab.acquisition.archive import write_session
 
     return Path(write_session(out_path, session))
 
@@ -257,8 +257,6 @@ def import_c3d(c3d_path, out_path, config_path=None, subject_id: str | None = No
 
 def _open_c3d(path: Path) -> dict:
     """Open with ezc3d; anything it rejects becomes an InputError naming the file."""
-    import ezc3d
-
     if not path.exists():
         raise InputError(path, None, "no such file")
     if path.is_dir():
@@ -623,8 +621,6 @@ def _markers_in_lab(path, params, labels, pts, is_marker, axes, rate, marker_nam
     documented virtual markers (``SACR`` from the PSIS, ``LTOE``/``RTOE`` from MT1/MT5) are
     appended by :func:`treadlab.config.markers.virtual_markers`.
     """
-    from treadlab.config.markers import to_cgm, virtual_markers
-
     units = (_strings(_param(params, "POINT", "UNITS", ["mm"])) or ["mm"])[0].lower()
     scale = _LENGTH_MM.get(units)
     if scale is None:

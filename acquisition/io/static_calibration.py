@@ -48,6 +48,9 @@ import numpy as np
 
 from treadlab.config.errors import InputError
 from treadlab.config.markers import to_cgm
+from treadlab.kernels._angles_ref import resolve_model
+from treadlab.kernels.angles import joint_angles
+import warnings
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +254,6 @@ def _static_hjc(pos, labels, subject):
 
     Returns {"L": (m, 3), "R": (m, 3)} (mm, lab frame) or {} without the pelvis markers.
     """
-    from treadlab.kernels._angles_ref import resolve_model
-
     cols = _columns(pos, labels, ["LASI", "RASI", "LPSI", "RPSI", "SACR"])
     lasi, rasi, lpsi, rpsi, sacr = (cols[:, i] for i in range(5))
     if not (np.isfinite(lasi).any() and np.isfinite(rasi).any()):
@@ -291,10 +292,9 @@ def calibrate_static(static_session, segments=DEFAULT_SEGMENTS) -> StaticCalibra
 
     Parameters
     ----------
-    static_session : Session or str or os.PathLike
-        The static standing trial (a :class:`~treadlab.acquisition.archive.Session` as read by
-        :func:`~treadlab.acquisition.io.c3d_import.read_c3d`, or the path of its ``.c3d``);
-        marker positions mm, lab frame.
+    static_session : treadlab.acquisition.archive.Session
+        The static standing trial as :func:`~treadlab.acquisition.io.c3d_import.read_c3d` reads
+        it (``read_c3d(path, static=...)`` does both); marker positions mm, lab frame.
     segments : sequence of Segment, optional
         The segment table (default :data:`DEFAULT_SEGMENTS`). Segments whose cluster (≥ 3
         markers) or distal landmarks the static trial lacks are skipped.
@@ -319,12 +319,6 @@ def calibrate_static(static_session, segments=DEFAULT_SEGMENTS) -> StaticCalibra
         No segment of the table can be calibrated from the static trial (the message lists
         the missing markers).
     """
-    from treadlab.acquisition.archive import Session
-
-    if not isinstance(static_session, Session):
-        from treadlab.acquisition.io.c3d_import import read_c3d
-
-        static_session = read_c3d(static_session)
     src = str(static_session.attrs.get("source_file") or static_session.attrs.get(
         "subject_id", "static trial"))
     labels = list(static_session.markers.labels)
@@ -423,8 +417,6 @@ def calibrate_static(static_session, segments=DEFAULT_SEGMENTS) -> StaticCalibra
 
     obliquity = float("nan")
     try:
-        from treadlab.kernels.angles import joint_angles
-
         ang = joint_angles(pos, labels, {**subject, **dict(static_session.subject)})
         if "pelvis_obliquity" not in ang.reasons:
             with _quiet_nan():
@@ -569,8 +561,6 @@ class _quiet_nan:
     """Silence NumPy's all-NaN slice warnings inside a block."""
 
     def __enter__(self):
-        import warnings
-
         self._cm = warnings.catch_warnings()
         self._cm.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)

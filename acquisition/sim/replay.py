@@ -24,10 +24,66 @@ import logging
 
 import numpy as np
 
-from treadlab.acquisition.sim.simulated import label_map, plate_transfer, transfer_wrench
 from treadlab.config.errors import InputError
+from treadlab.config.markers import to_cgm
+from pathlib import Path
+from treadlab.config.loader import shipped_lab_path
+import dataclasses
+from treadlab.acquisition.io.c3d_import import read_c3d
+from treadlab.config.schema import LabTable, PlateConfig
 
 log = logging.getLogger(__name__)
+
+
+def label_map(wanted: list[str], have: list[str], extra: dict | None = None) -> np.ndarray:
+    """Index into ``have`` of every ``wanted`` label (−1 = absent), via CGM aliases if needed."""
+    pos = {h: i for i, h in enumerate(have)}
+    cgm_w = list(to_cgm(list(wanted), extra or None))
+    cgm_h = list(to_cgm(list(have), extra or None))
+    pos_cgm = {h: i for i, h in enumerate(cgm_h)}
+    return np.array([pos.get(w, pos_cgm.get(c, -1)) for w, c in zip(wanted, cgm_w)],
+                    dtype=np.intp)
+
+
+def plate_transfer(src_names, src_origin, dst_names, dst_origin):
+    """How source plates feed configured plates: ``(dst, src)`` index pairs.
+
+    By name; else by index when the counts match; else everything onto configured plate 0
+    (a single-plate recording replayed into a split-belt lab). Moments are re-referenced to
+    the configured plate origins by :func:`transfer_wrench`.
+    """
+    pairs = []
+    by_name = {n: i for i, n in enumerate(src_names)}
+    if all(n in by_name for n in dst_names):
+        pairs = [(j, by_name[n]) for j, n in enumerate(dst_names)]
+    elif len(src_names) == len(dst_names):
+        pairs = [(j, j) for j in range(len(dst_names))]
+    else:
+        pairs = [(0, i) for i in range(len(src_names))]
+    return pairs
+
+
+def transfer_wrench(wrench, pairs, src_origin, dst_origin, n_dst) -> np.ndarray:
+    """Wrench of the configured plates from the source plates.
+
+    Parameters
+    ----------
+    wrench : (n, ps, 6) float, N and N·m about ``src_origin``.
+    pairs : ``(dst, src)`` from :func:`plate_transfer`.
+    src_origin : (ps, 3) mm. dst_origin : (pd, 3) mm. n_dst : pd.
+
+    Returns
+    -------
+    (n, pd, 6) float64, moments about ``dst_origin`` (``M_B = M_A + (A − B) × F``, in m).
+    """
+    wrench = np.asarray(wrench, dtype=np.float64)
+    out = np.zeros((wrench.shape[0], n_dst, 6))
+    for j, i in pairs:
+        f = wrench[:, i, :3]
+        d = (np.asarray(src_origin[i], float) - np.asarray(dst_origin[j], float)) * 1e-3
+        out[:, j, :3] += f
+        out[:, j, 3:] += wrench[:, i, 3:] + np.cross(d, f)
+    return out
 
 
 def _interp_columns(t_src: np.ndarray, values: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -106,8 +162,6 @@ class ReplaySignal:
     @classmethod
     def from_c3d(cls, path, plates, labels, marker_names=None, loop: bool = True):
         """Read ``path`` with ``read_c3d`` (InputError naming the file when it cannot)."""
-        from treadlab.acquisition.io.c3d_import import read_c3d
-
         session = read_c3d(path, marker_names=marker_names or None)
         return cls(session, plates, labels, marker_names=marker_names, loop=loop,
                    source=str(path))
@@ -137,13 +191,6 @@ class ReplaySignal:
         return out
 
 
-def start_replay_lab(cfg, path, **kw):
-    """Serve the C3D file ``path`` through the virtual devices of ``cfg`` (see ``start_lab``)."""
-    from treadlab.acquisition.sim.simulated import start_lab
-
-    return start_lab(cfg, replay=path, **kw)
-
-
 #: Calibration of the virtual amplifier behind a lab derived from a C3D file: volts of the six
 #: channels → ``[Fx, Fy, Fz, Mx, My, Mz]`` (N/V shear, N/V vertical, N·m/V). With a 24-bit
 #: ±10 V converter (int32 counts, 10 V / 2**23 per count) that is ±5 kN shear, ±10 kN vertical,
@@ -154,10 +201,6 @@ REPLAY_VOLTS_PER_COUNT = 10.0 / 2 ** 23
 
 def is_default_lab(cfg) -> bool:
     """True when ``cfg`` was read from the shipped simulated lab (``load_lab(None)``)."""
-    from pathlib import Path
-
-    from treadlab.config.loader import shipped_lab_path
-
     src = getattr(cfg, "source_path", None)
     if src is None:
         return False
@@ -197,11 +240,7 @@ def replay_lab_config(cfg, path):
     ------
     InputError naming the file when it cannot be read or has no force plate / markers.
     """
-    import dataclasses
-    from pathlib import Path
 
-    from treadlab.acquisition.io.c3d_import import read_c3d
-    from treadlab.config.schema import LabTable, PlateConfig
 
     if not is_default_lab(cfg):
         return cfg

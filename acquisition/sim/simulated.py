@@ -52,7 +52,17 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
+from treadlab.acquisition.sim.replay import (ReplaySignal, label_map, plate_transfer,
+                                             transfer_wrench)
+from treadlab.config import load_lab
 from treadlab.config.errors import ConfigError, DeviceError, TreadlabError
+from treadlab.acquisition.sim.synthetic import RunnerParams, parse_params
+from treadlab.acquisition.sources.forceplate_serial import ForcePlateSettings, PlateCalibration
+from treadlab.acquisition.sources.markers_udp import MarkerSettings
+from treadlab.acquisition.sim.synthetic import SyntheticRunner
+from treadlab.acquisition.sources.forceplate_serial import ForceCalibration
+from treadlab.acquisition.sources.wire import encode_force_frames, encode_marker_packet
+from treadlab.acquisition.sources.markers_lsl import mocap_stream_info
 
 log = logging.getLogger(__name__)
 
@@ -241,59 +251,6 @@ def _plain(obj) -> dict:
     return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
 
 
-def label_map(wanted: list[str], have: list[str], extra: dict | None = None) -> np.ndarray:
-    """Index into ``have`` of every ``wanted`` label (−1 = absent), via CGM aliases if needed."""
-    from treadlab.config.markers import to_cgm
-
-    pos = {h: i for i, h in enumerate(have)}
-    cgm_w = list(to_cgm(list(wanted), extra or None))
-    cgm_h = list(to_cgm(list(have), extra or None))
-    pos_cgm = {h: i for i, h in enumerate(cgm_h)}
-    return np.array([pos.get(w, pos_cgm.get(c, -1)) for w, c in zip(wanted, cgm_w)],
-                    dtype=np.intp)
-
-
-def plate_transfer(src_names, src_origin, dst_names, dst_origin):
-    """How source plates feed configured plates: ``(dst, src)`` index pairs.
-
-    By name; else by index when the counts match; else everything onto configured plate 0
-    (a single-plate recording replayed into a split-belt lab). Moments are re-referenced to
-    the configured plate origins by :func:`transfer_wrench`.
-    """
-    pairs = []
-    by_name = {n: i for i, n in enumerate(src_names)}
-    if all(n in by_name for n in dst_names):
-        pairs = [(j, by_name[n]) for j, n in enumerate(dst_names)]
-    elif len(src_names) == len(dst_names):
-        pairs = [(j, j) for j in range(len(dst_names))]
-    else:
-        pairs = [(0, i) for i in range(len(src_names))]
-    return pairs
-
-
-def transfer_wrench(wrench, pairs, src_origin, dst_origin, n_dst) -> np.ndarray:
-    """Wrench of the configured plates from the source plates.
-
-    Parameters
-    ----------
-    wrench : (n, ps, 6) float, N and N·m about ``src_origin``.
-    pairs : ``(dst, src)`` from :func:`plate_transfer`.
-    src_origin : (ps, 3) mm. dst_origin : (pd, 3) mm. n_dst : pd.
-
-    Returns
-    -------
-    (n, pd, 6) float64, moments about ``dst_origin`` (``M_B = M_A + (A − B) × F``, in m).
-    """
-    wrench = np.asarray(wrench, dtype=np.float64)
-    out = np.zeros((wrench.shape[0], n_dst, 6))
-    for j, i in pairs:
-        f = wrench[:, i, :3]
-        d = (np.asarray(src_origin[i], float) - np.asarray(dst_origin[j], float)) * 1e-3
-        out[:, j, :3] += f
-        out[:, j, 3:] += wrench[:, i, 3:] + np.cross(d, f)
-    return out
-
-
 class RunnerSignal:
     """The synthetic runner, sampled onto the configured plates and marker labels.
 
@@ -305,8 +262,6 @@ class RunnerSignal:
     """
 
     def __init__(self, params, plates, labels, marker_names=None):
-        from treadlab.acquisition.sim.synthetic import SyntheticRunner
-
         self.runner = SyntheticRunner(params)
         self.subject = dict(getattr(self.runner, "subject", {}) or {})
         self.n_plates = len(plates)
@@ -375,8 +330,6 @@ class _DeviceLab:
     PACE_S = 0.002          # frames due are written in bursts at most this often
 
     def __init__(self, spec: dict):
-        from treadlab.acquisition.sources.forceplate_serial import ForceCalibration
-        from treadlab.acquisition.sources.wire import encode_force_frames, encode_marker_packet
 
         self._encode_force = encode_force_frames
         self._encode_marker = encode_marker_packet
@@ -418,8 +371,6 @@ class _DeviceLab:
         self.sock = self.marker_outlet = None
         if self.mk.driver == "markers_lsl":
             import pylsl
-
-            from treadlab.acquisition.sources.markers_lsl import mocap_stream_info
 
             info = mocap_stream_info(spec["marker_stream"], self.mk.labels, self.mk.rate_hz,
                                      f"treadlab-sim-mocap-{os.getpid()}")
@@ -781,8 +732,6 @@ def _free_udp_port(host: str) -> int:
 
 def _runner_params(cfg, params):
     """RunnerParams from the config's ``[simulator]`` table overridden by ``params``."""
-    from treadlab.acquisition.sim.synthetic import RunnerParams, parse_params
-
     if isinstance(params, RunnerParams):
         return params
     values = {k: v for k, v in _plain(getattr(cfg, "simulator", None)).items() if v is not None}
@@ -822,8 +771,6 @@ def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
     ------
     ConfigError for a config the simulator cannot serve; DeviceError when the process fails.
     """
-    from treadlab.acquisition.sources.forceplate_serial import ForcePlateSettings, PlateCalibration
-    from treadlab.acquisition.sources.markers_udp import MarkerSettings
 
     fp = ForcePlateSettings.from_table(cfg.forceplate)
     mk = MarkerSettings.from_table(cfg.markers)
@@ -842,8 +789,6 @@ def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
             "log_level": logging.getLogger("treadlab").getEffectiveLevel()}
     if replay is not None:
         # read here, so a bad file is an InputError before any device exists
-        from treadlab.acquisition.sim.replay import ReplaySignal
-
         spec["replay"] = ReplaySignal.from_c3d(replay, plates, mk.labels,
                                                marker_names=marker_names, loop=loop)
         replay_info = {"source": str(replay), "duration_s": spec["replay"].duration_s,
@@ -896,17 +841,24 @@ def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
                         _directory=directory)
 
 
+def start_replay_lab(cfg, path, **kw) -> SimulatedLab:
+    """Serve the C3D file ``path`` through the virtual devices of ``cfg`` (see :func:`start_lab`)."""
+    return start_lab(cfg, replay=path, **kw)
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def serve_lab(config_path=None, replay=None, duration_s=None, params=None) -> int:
-    """``treadlab simulate lab``: serve the virtual devices until Ctrl-C or ``duration_s``.
+def serve_lab(config_path=None, replay=None, duration_s=None, params=None,
+              on_ready=None) -> dict:
+    """``treadlab simulate lab``: serve the virtual devices until Ctrl-C, SIGTERM or
+    ``duration_s`` (s).
 
-    Prints the endpoints (pty path, UDP address or LSL stream names) to stdout. Returns 0.
+    ``on_ready(lab)`` is called with the running :class:`SimulatedLab` once its endpoints
+    exist (the CLI prints them). Returns the device statistics (``force_written``,
+    ``marker_sent`` …). Raises :class:`DeviceError` when the device process stops by itself.
     """
-    from treadlab.config import load_lab
-
     cfg = load_lab(config_path)
     lab = start_lab(cfg, params=params, replay=replay, unique_names=False)
     old_term = None
@@ -915,16 +867,8 @@ def serve_lab(config_path=None, replay=None, duration_s=None, params=None) -> in
     deadline = None if duration_s is None else time.monotonic() + float(duration_s)
     failed = False
     try:
-        if lab.force_port:
-            print(f"force plate (serial): {lab.force_port}")
-        if lab.force_stream:
-            print(f"force plate (LSL stream): {lab.force_stream}")
-        if lab.marker_address:
-            print(f"markers (UDP): {lab.marker_address[0]}:{lab.marker_address[1]}")
-        if lab.marker_stream:
-            print(f"markers (LSL stream): {lab.marker_stream}")
-        print("serving" + (f" for {duration_s:g} s" if duration_s else "; Ctrl-C to stop"),
-              flush=True)
+        if on_ready is not None:
+            on_ready(lab)
         while lab.running and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.1 if deadline is None else
                        max(0.0, min(0.1, deadline - time.monotonic())))
@@ -936,12 +880,9 @@ def serve_lab(config_path=None, replay=None, duration_s=None, params=None) -> in
             signal.signal(signal.SIGTERM, old_term)
         stats = lab.stop()
     if failed:
-        print("treadlab: simulated lab: the device process stopped", file=sys.stderr)
-        return 1
-    if stats:
-        print(f"sent {stats.get('force_written', 0)} force frames, "
-              f"{stats.get('marker_sent', 0)} marker frames")
-    return 0
+        raise DeviceError("simulated lab: the device process stopped")
+    return stats or {}
+
 
 if __name__ == "__main__":          # the device process started by start_lab()
     _device_main(Connection(int(sys.argv[1])))

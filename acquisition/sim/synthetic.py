@@ -61,6 +61,8 @@ from pathlib import Path
 import numpy as np
 
 from treadlab.config.errors import ConfigError
+from treadlab.acquisition.archive import ForceData, MarkerData, Session
+from treadlab.acquisition.archive import write_session
 
 log = logging.getLogger(__name__)
 
@@ -1342,8 +1344,6 @@ def simulate_session(params: RunnerParams | None = None):
         ``body_mass_kg``, ``belt_speed_m_s``, ``lab``, ``status="complete"``; ``subject``
         anthropometrics; ``truth = {"params": {...}, "steps": {...}}``.
     """
-    from treadlab.acquisition.archive import ForceData, MarkerData, Session
-
     p = params if params is not None else RunnerParams()
     runner = SyntheticRunner(p)
     n_f = int(round(p.duration_s * runner.force_rate_hz))
@@ -1381,7 +1381,5 @@ def simulate_session_file(path, params: dict[str, str] | RunnerParams | None = N
     -------
     Path of the written file.
     """
-    from treadlab.acquisition.archive import write_session
-
     p = params if isinstance(params, RunnerParams) else parse_params(params, source="--param")
     return Path(write_session(path, simulate_session(p)))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from treadlab.acquisition.archive import (
     CHUNK_SECONDS, LIBVER, ForceData, MarkerData, Session, create_raw_layout, format_inspection,
     inspect_session, read_derived, read_session, validate_session, write_derived, write_session)
+from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
 from treadlab.config.errors import InputError
 
 LABELS = ["LASI", "RASI", "LPSI", "RPSI", "LHEE", "RHEE"]
@@ -433,3 +435,38 @@ def test_killed_swmr_capture_still_reads(tmp_path):
     assert len(problems) == 1 and "recover" in problems[0]
     info = inspect_session(path)
     assert info["status"] == "recording" and info["streams"]["force"]["samples"] == 2000
+
+
+# --- the one atomic write -------------------------------------------------------------------
+
+def test_atomic_write_mode_follows_the_umask_and_failure_leaves_the_target(tmp_path):
+    from treadlab.acquisition.archive import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "out.bin"
+        with atomic_write(target) as tmp:
+            tmp.write_bytes(b"new")
+        assert target.read_bytes() == b"new"
+        assert target.stat().st_mode & 0o777 == 0o644
+        with pytest.raises(RuntimeError):
+            with atomic_write(target) as tmp:
+                tmp.write_bytes(b"half")
+                raise RuntimeError("killed mid-write")
+        assert target.read_bytes() == b"new"
+        assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+        os.chmod(target, 0o640)  # a replaced file keeps the mode it was given
+        with atomic_write(target) as tmp:
+            tmp.write_bytes(b"newer")
+        assert target.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+
+
+def test_write_session_leaves_a_readable_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_session(tmp_path / "s.h5", simulate_session(RunnerParams(duration_s=1.0)))
+        assert path.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)

@@ -10,8 +10,8 @@ import pytest
 from treadlab.acquisition.sources.forceplate_serial import (
     ForcePlateSerial, ForcePlateSettings, PlateCalibration)
 from treadlab.acquisition.sources.markers_udp import MarkersUDP, MarkerSettings
-from treadlab.acquisition.sim.replay import ReplaySignal, start_replay_lab
-from treadlab.acquisition.sim.simulated import transfer_wrench
+from treadlab.acquisition.sim.replay import ReplaySignal, transfer_wrench
+from treadlab.acquisition.sim.simulated import start_replay_lab
 from tests.conftest import shared_file
 
 pytestmark = pytest.mark.timeout(120)

@@ -7,7 +7,7 @@ import h5py
 import pytest
 
 from treadlab.acquisition.archive import validate_session
-from treadlab.pipeline.demo import run_demo
+from treadlab.pipeline.demo import format_demo, run_demo
 
 CAUSES = {"pelvic_drop", "upright_trunk", "overstride", "limited_hip_extension"}
 
@@ -18,14 +18,12 @@ def _text(values):
 
 @pytest.mark.timeout(120)
 def test_demo_short_run_leaves_raw_contacts_and_scores(tmp_path):
-    out = io.StringIO()
-    code = run_demo(out_dir=tmp_path / "demo", seconds=8.0, stdout=out,
-                    status_stream=io.StringIO())
-    assert code == 0
+    result = run_demo(out_dir=tmp_path / "demo", seconds=8.0, status_stream=io.StringIO())
     files = list((tmp_path / "demo").glob("demo_*.h5"))
     assert len(files) == 1
     path = files[0]
-    text = out.getvalue()
+    text = format_demo(result)
+    assert result["path"] == path
     assert f"archive: {path}" in text
     for cause in CAUSES:
         assert cause in text

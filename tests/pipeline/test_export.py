@@ -19,8 +19,9 @@ from treadlab.acquisition.archive import (read_derived, read_session, validate_s
 from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
 from treadlab.config.errors import ConfigError
 from treadlab.pipeline.cli import main
-from treadlab.pipeline.export import (C3D_MAX_EVENTS, C3D_MAX_FRAMES, export_session,
-                                      export_sessions, pseudonym, pseudonym_secret)
+from treadlab.acquisition.io.c3d_export import C3D_MAX_EVENTS, C3D_MAX_FRAMES, split_parts
+from treadlab.pipeline.export import (export_session, export_sessions, pseudonym,
+                                      pseudonym_secret)
 from treadlab.pipeline.graph import process_session
 
 pytestmark = pytest.mark.timeout(120)
@@ -101,7 +102,7 @@ def _one(folder, pattern):
 # --- HDF5 ------------------------------------------------------------------------------------
 
 def test_hdf5_no_identifier_survives(processed, secret, tmp_path):
-    assert export_sessions([processed], tmp_path, fmt="hdf5") == 0
+    assert export_sessions([processed], tmp_path, fmt="hdf5").ok
     out = _one(tmp_path, "*.h5")
     assert validate_session(out) == []
     strings = _all_strings(out)
@@ -166,7 +167,7 @@ def test_no_secret_is_refused(processed, monkeypatch, tmp_path, capsys):
         export_sessions([processed], tmp_path)
     assert not list(tmp_path.glob("*.h5"))
     # with identity kept no secret is needed, and the allow-list still applies
-    assert export_sessions([processed], tmp_path, keep_identity=True) == 0
+    assert export_sessions([processed], tmp_path, keep_identity=True).ok
     out = _one(tmp_path, "*.h5")
     with h5py.File(out, "r") as f:
         assert f.attrs["subject_id"] == SUBJECT and f.attrs["created_utc"] == CREATED
@@ -191,7 +192,7 @@ def test_secret_from_the_lab_config(processed, monkeypatch, tmp_path):
     monkeypatch.setenv("MY_LAB_PSEUDONYM_KEY", key)
     lab = _lab_toml(tmp_path, 'secret_env = "MY_LAB_PSEUDONYM_KEY"')
     assert pseudonym_secret(lab) == key.encode()
-    assert export_sessions([processed], tmp_path / "a", config_path=lab) == 0
+    assert export_sessions([processed], tmp_path / "a", config_path=lab).ok
     with h5py.File(_one(tmp_path / "a", "*.h5"), "r") as f:
         assert f.attrs["subject_id"] == pseudonym(SUBJECT, key.encode())
     # a secret written in the config wins over the environment
@@ -231,7 +232,7 @@ def test_hdf5_named_dimensions_and_schema(processed, secret, tmp_path):
 # --- C3D -------------------------------------------------------------------------------------
 
 def test_c3d_markers_force_and_events(processed, secret, tmp_path):
-    assert export_sessions([processed], tmp_path, fmt="c3d") == 0
+    assert export_sessions([processed], tmp_path, fmt="c3d").ok
     out = _one(tmp_path, "*.c3d")
     s = read_session(processed, derived=True)
     c = ezc3d.c3d(str(out))
@@ -281,7 +282,7 @@ def test_c3d_resamples_force_to_a_multiple_of_the_marker_rate(secret, tmp_path):
     write_session(src, simulate_session(RunnerParams(duration_s=3.0, seed=2,
                                                      force_rate_hz=1000.0,
                                                      marker_rate_hz=150.0)))
-    assert export_sessions([src], tmp_path / "out", fmt="c3d") == 0
+    assert export_sessions([src], tmp_path / "out", fmt="c3d").ok
     c = ezc3d.c3d(str(_one(tmp_path / "out", "*.c3d")))
     assert c["parameters"]["ANALOG"]["RATE"]["value"][0] == 1050.0  # 7 x 150 Hz
     assert "resampled from 1000 Hz" in c["parameters"]["TREADLAB"]["FORCE"]["value"][0]
@@ -305,7 +306,7 @@ def test_c3d_splits_a_ten_minute_session(secret, tmp_path):
                                      "t_off": steps["t_off"],
                                      "valid": np.ones(len(steps["side"]), bool)}},
                   {"pipeline_version": "test", "config_hash": "test"})
-    assert export_sessions([src], tmp_path / "out", fmt="c3d") == 0
+    assert export_sessions([src], tmp_path / "out", fmt="c3d").ok
     parts = sorted((tmp_path / "out").glob("*.c3d"))
     m, n_ev = len(s.markers.time), 2 * len(steps["side"])
     assert m == 120000 > C3D_MAX_FRAMES and n_ev > C3D_MAX_EVENTS
@@ -334,19 +335,17 @@ def test_c3d_splits_a_ten_minute_session(secret, tmp_path):
 
 
 def test_c3d_parts_by_frames_alone():
-    from treadlab.pipeline.export import _parts
-
     t = np.arange(120000) / 200.0
-    bounds, groups = _parts(t, 200.0, [])
+    bounds, groups = split_parts(t, 200.0, [])
     assert list(bounds) == [0, 60000, 120000] and all(g.size == 0 for g in groups)
-    bounds, groups = _parts(t[:1000], 200.0, [0.1, 4.9])
+    bounds, groups = split_parts(t[:1000], 200.0, [0.1, 4.9])
     assert list(bounds) == [0, 1000] and list(groups[0]) == [0, 1]
 
 
 # --- CSV -------------------------------------------------------------------------------------
 
 def test_csv_contacts_and_scores(processed, secret, tmp_path):
-    assert export_sessions([processed], tmp_path, fmt="csv") == 0
+    assert export_sessions([processed], tmp_path, fmt="csv").ok
     d = read_derived(processed)
     with open(_one(tmp_path, "*_contacts.csv"), newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -370,8 +369,9 @@ def test_csv_contacts_and_scores(processed, secret, tmp_path):
 def test_csv_needs_a_processed_session(secret, tmp_path, capsys):
     src = tmp_path / "raw.h5"
     write_session(src, simulate_session(RunnerParams(duration_s=2.0, seed=1)))
-    assert export_sessions([src], tmp_path / "out", fmt="csv") == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    result = export_sessions([src], tmp_path / "out", fmt="csv")
+    assert not result.ok
+    err = result.failed
     assert len(err) == 1 and "raw.h5" in err[0] and "process" in err[0]
 
 
@@ -401,8 +401,8 @@ def test_real_recording_export(secret, tmp_path):
     src = tmp_path / "RBDS001runT35.h5"
     import_c3d(c3d, src)
     process_session(src)
-    assert export_sessions([src], tmp_path / "out", fmt="hdf5") == 0
-    assert export_sessions([src], tmp_path / "out", fmt="c3d") == 0
+    assert export_sessions([src], tmp_path / "out", fmt="hdf5").ok
+    assert export_sessions([src], tmp_path / "out", fmt="c3d").ok
     h5 = _one(tmp_path / "out", "*.h5")
     assert validate_session(h5) == []
     for s in _all_strings(h5):

@@ -59,11 +59,12 @@ def test_local_cluster_reports_a_corrupt_file_and_processes_the_rest(archive, ca
         f.attrs["format"] = "treadlab.session"
         f.create_group("raw/markers")
     (archive / ".hidden.h5.abc.tmp").write_bytes(b"leftover")  # never a session
-    rc = reprocess(archive, workers=2, progress=True)
-    out, err = capsys.readouterr()
-    assert rc == 1
+    result = reprocess(archive, workers=2, progress=True)
+    assert not result.ok
+    err = "\n".join(result.failure_lines())
+    out = result.table()
     assert "corrupt.h5" in err and "no_force.h5: /raw/" in err and ": missing" in err
-    assert err.count("treadlab: failed") == 2
+    assert len(result.failure_lines()) == 2
     good = [p for p in find_sessions(archive) if p not in (corrupt, broken)]
     assert len(good) == 4
     assert all(_processed(p) for p in good)
@@ -72,8 +73,9 @@ def test_local_cluster_reports_a_corrupt_file_and_processes_the_rest(archive, ca
     # the second run skips every processed session and starts no cluster
     corrupt.unlink()
     broken.unlink()
-    assert reprocess(archive, progress=False) == 0
-    out, _ = capsys.readouterr()
+    result = reprocess(archive, progress=False)
+    assert result.ok
+    out = result.table()
     assert "skipped (up to date)  4" in out and "processed             0" in out
 
 
@@ -125,8 +127,9 @@ def test_existing_scheduler_and_worker_via_cli(archive, scheduler, monkeypatch, 
     assert "processed             4" in out.stdout
     # DASK_SCHEDULER_ADDRESS is honoured the same way (and force redoes everything)
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", scheduler)
-    assert reprocess(archive, force=True, progress=False) == 0
-    assert "processed             4" in capsys.readouterr().out
+    result = reprocess(archive, force=True, progress=False)
+    assert result.ok
+    assert "processed             4" in result.table()
 
 
 @pytest.mark.timeout(300)
@@ -150,5 +153,5 @@ def test_kill_9_leaves_every_archive_valid(archive, scheduler):
     for p in before:
         assert validate_session(p) == [], p
     # resumable: the next run (here on the running test cluster) finishes the job
-    assert reprocess(archive, scheduler=scheduler, progress=False) == 0
+    assert reprocess(archive, scheduler=scheduler, progress=False).ok
     assert all(_processed(p) for p in find_sessions(archive))

@@ -1,0 +1,280 @@
+"""The ``treadlab.session`` v1 format: constants, in-memory dataclasses and the small HDF5
+helpers every reader and writer shares (docs/archive.md).
+
+Lab frame: X = direction of travel, Y = left, Z = up; positions in mm, forces in N, moments in
+N·m, times in float64 seconds on the session clock.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+FORMAT = "treadlab.session"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ForceData:
+    """Force-plate stream.
+
+    time : (n,) float64, s, session clock.
+    wrench : (n, p, 6) float32, [Fx, Fy, Fz, Mx, My, Mz] in N and N·m, lab frame, the ground
+        reaction acting on the body (Fz > 0 in stance, Fx < 0 while braking), moments about each
+        plate's ``origin``.
+    rate_hz : nominal sample rate (Hz).
+    plates : p plate names.
+    origin : (p, 3) float64 mm, lab frame. corners : (p, 4, 3) float64 mm, lab frame.
+    counts : (n, c) int16/int32 raw ADC counts, when recorded live.
+    calibration : {"volts_per_count": float, "zero": (c,) counts, "channels": (p, 6) int,
+        "matrix": (p, 6, 6) volts → N, N·m}, the calibration used to make ``wrench``.
+    device_time : (n,) float64 s, the raw device clock (kept so alignment can be redone).
+    """
+
+    time: np.ndarray
+    wrench: np.ndarray
+    rate_hz: float
+    plates: list[str]
+    origin: np.ndarray
+    corners: np.ndarray
+    counts: np.ndarray | None = None
+    calibration: dict | None = None
+    device_time: np.ndarray | None = None
+
+
+@dataclass
+class MarkerData:
+    """Marker stream.
+
+    time : (m,) float64 s, session clock.
+    positions : (m, k, 3) float32 mm, lab frame; NaN = occluded.
+    labels : k marker names (CGM names where known, others kept).
+    rate_hz : nominal frame rate (Hz).
+    device_time : (m,) float64 s, the raw device clock, when recorded live.
+    """
+
+    time: np.ndarray
+    positions: np.ndarray
+    labels: list[str]
+    rate_hz: float
+    device_time: np.ndarray | None = None
+
+
+@dataclass
+class Session:
+    """One session: root attributes, the raw streams and the optional groups.
+
+    attrs : root attributes of DESIGN §4; the writer fills ``format``, ``format_version``,
+        ``session_id``, ``created_utc`` and ``software`` when missing.
+    log : acquisition events ``(time s, source, kind, detail)``.
+    subject : anthropometrics stored as ``/subject`` attributes (all optional, mm):
+        ``leg_length_left_mm``, ``leg_length_right_mm``, ``inter_asis_mm``,
+        ``knee_width_left_mm`` …, ``ankle_width_left_mm`` …, ``marker_diameter_mm``, ``height_mm``.
+    truth : ``/truth`` (simulator only): ``{"params": {...}, "steps": {name: (s,) array}}``.
+    reference : ``/reference`` (import only): ``{"events": {"time", "side", "kind", "source"},
+        "points": {label: (m, 3) float32}}``.
+    derived : ``/derived`` when read with ``derived=True``.
+    """
+
+    attrs: dict
+    force: ForceData
+    markers: MarkerData
+    log: list = field(default_factory=list)
+    subject: dict = field(default_factory=dict)
+    truth: dict | None = None
+    reference: dict | None = None
+    derived: dict | None = None
+
+
+LIBVER = ("v110", "v110")
+#: gzip level for every dataset (DESIGN §4: gzip only, readable everywhere without plugins).
+#: Level 1: on noisy float32 force it wrote 20 % faster than level 4 at the same ratio (0.96).
+GZIP_LEVEL = 1
+#: gzip level of ``/derived/angles/values``: 0 (deflate "stored" blocks, still the gzip filter,
+#: read everywhere). Joint angles are measured float32 noise to gzip: level 1 shrank them by 7 %
+#: (ratio 0.93) at about 20 MB/s, 54 ms of a 2-minute session's write; level 0 takes 6 ms.
+DERIVED_ANGLES_GZIP_LEVEL = 0
+#: Longest time span one chunk of a live (resizable) stream may hold, in seconds. Under SWMR a
+#: chunk must not span more than the flush interval (NOTES.md), and the recorder flushes at least
+#: once a second.
+CHUNK_SECONDS = 0.5
+STATUSES = ("recording", "complete", "interrupted")
+COMPONENTS = ("Fx", "Fy", "Fz", "Mx", "My", "Mz")
+WRENCH_UNITS = "N (Fx, Fy, Fz), N*m (Mx, My, Mz)"
+REQUIRED_ROOT_ATTRS = ("format", "format_version", "session_id", "subject_id", "body_mass_kg",
+                       "created_utc", "software", "lab", "status", "belt_speed_m_s")
+CONTACT_FIELDS = ("side", "t_strike", "t_off", "contact_time", "flight_time", "peak_vgrf",
+                  "loading_rate", "peak_braking", "braking_impulse", "propulsive_impulse",
+                  "pelvic_drop", "trunk_lean", "overstride", "shank_angle_ic",
+                  "peak_hip_extension", "valid")
+SCORE_FIELDS = ("cause", "score", "value", "value_left", "value_right", "unit", "normal_low",
+                "normal_high", "n_steps")
+#: Units of the known per-row derived quantities. Others are stored with units "1" unless the
+#: ``derived`` dict given to :func:`write_derived` carries ``"units": {name: unit}``.
+DERIVED_UNITS = {
+    "side": "1", "t_strike": "s", "t_off": "s", "contact_time": "s", "flight_time": "s",
+    "peak_vgrf": "BW", "loading_rate": "BW/s", "loading_rate_fallback": "BW/s",
+    "peak_braking": "BW", "braking_impulse": "BW*s", "propulsive_impulse": "BW*s",
+    "pelvic_drop": "deg", "trunk_lean": "deg", "trunk_lean_midstance": "deg",
+    "overstride": "mm", "shank_angle_ic": "deg", "peak_hip_extension": "deg", "valid": "1",
+    "flags": "1", "i_strike": "sample", "i_off": "sample", "peak_n": "N",
+    "score": "1", "value": "see unit", "value_left": "see unit", "value_right": "see unit",
+    "unit": "", "cause": "", "normal_low": "see unit", "normal_high": "see unit",
+    "n_steps": "1", "z": "1", "status": "", "plate": "1", "pelvis_tilt_mean": "deg",
+    "peak_hip_extension_source": "", "heel_lead": "mm",
+}
+#: Index datasets written only to serve as netCDF dimensions; the reader drops them.
+INDEX_SCALES = ("contact", "step", "row", "event")
+ALLOWED_FILTERS = {"gzip", "shuffle", "fletcher32", "scaleoffset"}
+#: Units the raw streams must be in (a file in m or kN would be silently wrong by 1000×).
+RAW_UNITS = {
+    "raw/force/time": lambda u: u in ("s", "seconds", "second"),
+    "raw/markers/time": lambda u: u in ("s", "seconds", "second"),
+    "raw/markers/positions": lambda u: u == "mm",
+    "raw/force/wrench": lambda u: u.startswith("N") and not u.startswith("N*mm"),
+}
+RAW_UNITS_TEXT = {"raw/force/time": "'s'", "raw/markers/time": "'s'",
+                   "raw/markers/positions": "'mm'",
+                   "raw/force/wrench": f"N and N*m (e.g. {WRENCH_UNITS!r})"}
+
+
+# --- small helpers ---------------------------------------------------------------------------
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def str_dtype():
+    return h5py.string_dtype("utf-8")
+
+
+def to_attr(value):
+    """Python/NumPy value → something h5py stores portably as an attribute."""
+    if isinstance(value, (bool, np.bool_)):
+        return np.uint8(bool(value))
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return np.array(value, dtype=str_dtype())
+    if isinstance(value, (list, tuple)) and not value:
+        return np.array([], dtype=str_dtype())
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, default=str)
+    arr = np.asarray(value)
+    if arr.dtype.kind in ("U", "O"):
+        return arr.astype(str).astype(str_dtype())
+    if arr.dtype.kind == "b":
+        return arr.astype(np.uint8)
+    return value
+
+
+def from_attr(value):
+    """h5py attribute value → plain Python (str, int, float, list[str]) or a NumPy array."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in ("S", "O", "U"):
+            return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                    for v in value.ravel()]
+        if value.ndim == 0:
+            return value.item()
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def attrs_of(obj) -> dict:
+    return {k: from_attr(v) for k, v in obj.attrs.items()
+            if k not in ("DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid")}
+
+
+def read_array(ds) -> np.ndarray:
+    """A dataset as a NumPy array; variable-length strings come back as ``str`` objects."""
+    if h5py.check_string_dtype(ds.dtype) is not None:
+        return np.array(ds.asstr()[()], dtype=object) if ds.shape else np.array(ds.asstr()[()])
+    return ds[()]
+
+
+def chunk_rows(rate_hz: float, row_bytes: int) -> int:
+    rows = max(1, int(rate_hz * CHUNK_SECONDS))
+    # keep a chunk under ~1 MiB even for very wide rows
+    return max(1, min(rows, (1 << 20) // max(1, row_bytes)))
+
+
+def new_dataset(group, name, shape, dtype, units, *, rows_per_chunk=None, data=None,
+                 level=None, **attrs):
+    """Create one chunked, gzip-compressed dataset with a ``units`` attribute.
+
+    ``rows_per_chunk`` given: the first axis is resizable (``maxshape=None``), chunked by that
+    many rows, for live appending. Otherwise the dataset has a fixed shape (chunked along the
+    first axis when it is not scalar). ``level``: gzip level (default :data:`GZIP_LEVEL`).
+    """
+    dtype = str_dtype() if dtype is str else np.dtype(dtype)
+    kwargs = {}
+    if rows_per_chunk is not None:
+        # a zero-width axis (no plates, no markers) cannot hold a chunk unless it may grow
+        kwargs["maxshape"] = (None,) + tuple(s if s else None for s in shape[1:])
+        kwargs["chunks"] = (rows_per_chunk,) + tuple(max(1, s) for s in shape[1:])
+    elif len(shape) and all(s > 0 for s in shape):
+        row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * (dtype.itemsize or 16)
+        rows = max(1, min(shape[0], (1 << 20) // max(1, row_bytes)))
+        if level == 0:  # stored, not compressed: equal chunks, no padded edge chunk on disk
+            rows = -(-shape[0] // -(-shape[0] // rows))
+        kwargs["chunks"] = (rows,) + tuple(shape[1:])
+    elif len(shape):  # empty fixed dataset: make it resizable so it can be chunked
+        kwargs["maxshape"] = tuple(None if s == 0 else s for s in shape)
+        kwargs["chunks"] = tuple(max(1, s) for s in shape)
+    if "chunks" in kwargs:
+        kwargs["compression"] = "gzip"
+        kwargs["compression_opts"] = GZIP_LEVEL if level is None else level
+    if data is not None and "maxshape" not in kwargs and np.shape(data) == tuple(shape):
+        # written as it is created: one call into HDF5 instead of create, select and write
+        ds = group.create_dataset(name, dtype=dtype, data=data, **kwargs)
+    else:
+        ds = group.create_dataset(name, shape=shape, dtype=dtype, **kwargs)
+        if data is not None and ds.size:
+            ds[...] = data
+    ds.attrs["units"] = units
+    for key, value in attrs.items():
+        ds.attrs[key] = to_attr(value)
+    return ds
+
+
+def write_array(group, name, data, units, *, level=None, **attrs):
+    """Write a whole array (numbers or strings) as a fixed-size chunked, compressed dataset
+    (gzip ``level``, default :data:`GZIP_LEVEL`)."""
+    arr = np.asarray(data)
+    if arr.dtype.kind in ("U", "S", "O"):
+        arr = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in arr.ravel()],
+                       dtype=object).reshape(arr.shape)
+        return new_dataset(group, name, arr.shape, str, units, data=arr, level=level, **attrs)
+    if arr.dtype.kind == "b":
+        attrs.setdefault("boolean", 1)
+        arr = arr.astype(np.uint8)
+    return new_dataset(group, name, arr.shape, arr.dtype, units, data=arr, level=level,
+                        **attrs)
+
+
+def make_scale(group, name, values, units=""):
+    """Create a fixed dimension-scale dataset ``name`` (netCDF dimension of the same name)."""
+    ds = write_array(group, name, np.asarray(values), units)
+    ds.make_scale(name)
+    return ds
+
+
+def attach_scales(ds, *scales):
+    for axis, sc in enumerate(scales):
+        if sc is not None:
+            ds.dims[axis].attach_scale(sc)
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
