@@ -58,7 +58,7 @@ def _cmd_capture(args) -> int:
 
     path = run_capture(config_path=args.config, subject=args.subject,
                        body_mass_kg=args.body_mass, duration_s=args.duration, out_dir=args.out,
-                       replay=args.replay)
+                       replay=args.replay, protocol=args.protocol)
     print(path)
     if not args.no_process:
         _print_summary(process_session(path, config_path=args.config))
@@ -69,6 +69,10 @@ def _cmd_simulate_lab(args) -> int:
     from treadlab.acquisition.sim.simulated import serve_lab
 
     params = _params(args.param)
+    if args.protocol:
+        return _simulate_vendor_lab(args, params)
+    if args.port is not None:
+        raise _UsageError("--port goes with --protocol")
 
     def ready(lab):
         if lab.force_port:
@@ -87,6 +91,30 @@ def _cmd_simulate_lab(args) -> int:
     if stats:
         print(f"sent {stats.get('force_written', 0)} force frames, "
               f"{stats.get('marker_sent', 0)} marker frames")
+    return EXIT_OK
+
+
+def _simulate_vendor_lab(args, params) -> int:
+    from treadlab.acquisition.sim.emulated import serve_emulated_lab
+
+    def ready(lab, cfg):
+        host, port = lab.qtm_address
+        print(f"QTM real-time server (RT protocol 1.25, little endian): {host}:{port}")
+        print("lab config: [forceplate] and [markers] driver = \"qualisys\", and")
+        print(f"[qualisys]\nhost = \"{host}\"\nport = {port}")
+        for p in cfg.qualisys["plates"]:
+            print(f"[[qualisys.plates]]\nqtm_id = {p['qtm_id']}\nname = \"{p['name']}\"\n"
+                  f"rotation = {p['rotation']}\nmoment_origin = {p['moment_origin']}\n"
+                  f"force = \"{p['force']}\"")
+        print("serving" + (f" for {args.duration:g} s" if args.duration else
+                           "; Ctrl-C to stop"), flush=True)
+
+    stats = serve_emulated_lab(config_path=args.config, protocol=args.protocol,
+                               replay=args.replay, duration_s=args.duration, params=params,
+                               port=args.port or 0, on_ready=ready)
+    if stats:
+        print(f"{stats.get('camera_frames', 0)} camera frames, {stats.get('frames_sent', 0)} "
+              f"sent to clients")
     return EXIT_OK
 
 
@@ -257,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--replay", metavar="FILE.c3d",
                    help="the simulated lab plays this recording once instead of the synthetic "
                         "runner (default config: a lab derived from the file); stops at its end")
+    s.add_argument("--protocol", choices=["qtm"],
+                   help="the simulated lab is a vendor system read through its own client: "
+                        "qtm = the QTM emulator read by the qualisys source (qtm-rt)")
 
     s = sub.add_parser("simulate", help="virtual devices or a synthetic archive",
                        description="Simulators: serve a virtual lab, or write a synthetic "
@@ -273,6 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--duration", type=float, metavar="S",
                    help="stop after S seconds (default: run until Ctrl-C)")
     t.add_argument("--param", action="append", metavar="KEY=VALUE", help=PARAM_HELP)
+    t.add_argument("--protocol", choices=["qtm"],
+                   help="serve the mocap and force plates as a vendor system instead: qtm = "
+                        "Qualisys Track Manager's real-time protocol over TCP (read with "
+                        "driver \"qualisys\")")
+    t.add_argument("--port", type=int, metavar="P",
+                   help="TCP port of the --protocol server (default: a free one)")
     t = _command(ssub, "session", "write a synthetic session archive with /truth",
                  "Write a complete raw archive of a synthetic runner, with the true per-step "
                  "values in /truth (for tests and validation).", _cmd_simulate_session)

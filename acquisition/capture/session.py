@@ -251,7 +251,7 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
                               "--replay plays the recording through the simulated lab: the lab "
                               "config must ask for it (port = \"auto\" or driver \"simulated\")")
     if protocol is not None:
-        from treadlab.acquisition.sim.qtm_emulator import emulated_lab_config
+        from treadlab.acquisition.sim.emulated import emulated_lab_config
 
         cfg = emulated_lab_config(cfg, protocol)   # ConfigError for an unknown protocol
     out_dir = Path(out_dir)

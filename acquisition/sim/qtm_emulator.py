@@ -117,31 +117,6 @@ def qualisys_table(cfg, address: tuple[str, int]) -> dict:
                         "force": "on_plate"} for f in plate_frames(plates)]}
 
 
-PROTOCOLS = ("qtm",)
-
-
-def emulated_lab_config(cfg, protocol: str):
-    """``cfg`` read through an emulated vendor system: ``"qtm"`` → both streams from the QTM
-    emulator through the ``qualisys`` driver (``qualisys.host = "auto"``), with the emulated
-    plates' mapping (:func:`qualisys_table`); rates, plates and labels are ``cfg``'s.
-
-    Raises
-    ------
-    ConfigError naming ``--protocol`` for a protocol the simulated lab does not emulate.
-    """
-    import dataclasses
-
-    from treadlab.config.errors import ConfigError
-
-    if protocol not in PROTOCOLS:
-        raise ConfigError(None, "--protocol", f"unknown protocol {protocol!r} (known: "
-                          f"{', '.join(PROTOCOLS)})")
-    table = qualisys_table(cfg, ("auto", 22223))
-    return dataclasses.replace(
-        cfg, forceplate=dataclasses.replace(cfg.forceplate, driver="qualisys"),
-        markers=dataclasses.replace(cfg.markers, driver="qualisys"), qualisys=table)
-
-
 def lab_to_qtm(wrench: np.ndarray, origin: np.ndarray, frame: dict) -> np.ndarray:
     """Lab-frame ground reaction (n, 6) N, N·m about ``origin`` (mm) → QTM force samples
     (n, 9): force applied to the plate, moment about the plate's moment origin, centre of

@@ -200,3 +200,25 @@ moment_origin = [0.0, -250.0, 0.0]
     p.write_text(toml.replace('qtm_id = 2\nname = "right"', 'qtm_id = 2\nname = "rihgt"'))
     with pytest.raises(ConfigError, match=r"qualisys.plates\[1\].name"):
         load_lab(p)
+
+
+def test_cli_capture_through_the_qtm_emulator_exits_0(tmp_path, capsys):
+    from treadlab.pipeline.cli import main
+
+    code = main(["capture", "--protocol", "qtm", "--subject", "Q", "--duration", "3",
+                 "--out", str(tmp_path), "--no-process"])
+    assert code == 0
+    path = capsys.readouterr().out.strip().splitlines()[0]
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "complete"
+        kinds = f["/raw/log/kind"].asstr()[()]
+        assert "qtm" in kinds and "drop" not in kinds
+        assert f["/raw/force/wrench"].shape[0] > 1000
+
+
+def test_cli_simulate_lab_protocol_qtm_prints_the_qualisys_table(capsys):
+    from treadlab.pipeline.cli import main
+
+    assert main(["simulate", "lab", "--protocol", "qtm", "--duration", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "QTM real-time server" in out and "[[qualisys.plates]]" in out
