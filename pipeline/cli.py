@@ -128,6 +128,15 @@ def _cmd_simulate_session(args) -> int:
 def _cmd_import(args) -> int:
     from treadlab.acquisition.io.c3d_import import import_c3d
 
+    if str(args.c3d).lower().endswith((".xdf", ".xdfz", ".xdf.gz")):
+        from treadlab.acquisition.io.xdf_import import import_xdf
+
+        if args.static:
+            raise _UsageError("--static goes with a C3D recording, not an XDF file")
+        print(import_xdf(args.c3d, args.output, config_path=args.config,
+                         subject_id=args.subject, body_mass_kg=args.body_mass))
+        return EXIT_OK
+
     print(import_c3d(args.c3d, args.output, config_path=args.config, subject_id=args.subject,
                      body_mass_kg=args.body_mass, static_path=args.static))
     return EXIT_OK
@@ -316,11 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", required=True, metavar="FILE.h5", help="archive to write")
     t.add_argument("--param", action="append", metavar="KEY=VALUE", help=PARAM_HELP)
 
-    s = _command(sub, "import", "a real C3D recording into a raw session archive",
+    s = _command(sub, "import", "a real C3D or XDF recording into a raw session archive",
                  "Read a C3D file (markers, force plates, events, model outputs), map its axes "
-                 "onto the lab frame and its marker names onto CGM, and write a raw archive.",
+                 "onto the lab frame and its marker names onto CGM, and write a raw archive. "
+                 "An .xdf file (LabRecorder) is read with pyxdf's clock synchronisation and "
+                 "dejittering: one Mocap stream (LABEL_X/_Y/_Z) and one Force stream "
+                 "(<plate>_Fx … _Mz, N and N*m).",
                  _cmd_import)
-    s.add_argument("c3d", metavar="FILE.c3d", help="the C3D recording to import")
+    s.add_argument("c3d", metavar="FILE.c3d|FILE.xdf", help="the recording to import")
     s.add_argument("-o", "--output", required=True, metavar="FILE.h5", help="archive to write")
     s.add_argument("--config", metavar="LAB.toml",
                    help="lab TOML: marker name map and lab name (optional)")
