@@ -19,7 +19,7 @@ from pathlib import Path
 from treadlab.config.errors import ConfigError
 
 FORCE_DRIVERS = ("forceplate_serial", "forceplate_lsl", "simulated", "qualisys")
-MARKER_DRIVERS = ("markers_udp", "markers_lsl", "qualisys")
+MARKER_DRIVERS = ("markers_udp", "markers_lsl", "qualisys", "natnet")
 #: force drivers that receive the plates' wrench (not ADC counts through [[plates]] calibration)
 FORCE_DEVICES = ("qualisys",)
 SAMPLE_BYTES = {"int16": 2, "int32": 4}
@@ -217,6 +217,9 @@ class LabConfig:
     #: ``[qualisys]``: QTM host and plate mapping, checked by
     #: ``treadlab.acquisition.sources.qualisys.QualisysSettings`` (README, Supported devices)
     qualisys: dict | None = None
+    #: ``[natnet]``: OptiTrack Motive server and frame mapping, checked by
+    #: ``treadlab.acquisition.sources.natnet.NatNetSettings``
+    natnet: dict | None = None
     source_path: Path | None = None
 
     @property
@@ -259,7 +262,7 @@ class LabConfig:
 TABLES = {"lab": LabTable, "plates": PlateConfig, "forceplate": ForcePlateConfig,
           "markers": MarkersConfig, "marker_names": dict, "contacts": ContactsConfig,
           "filters": FiltersConfig, "scoring": ScoringConfig, "export": ExportConfig,
-          "simulator": dict, "qualisys": dict}
+          "simulator": dict, "qualisys": dict, "natnet": dict}
 REQUIRED_TABLES = ("lab", "plates", "forceplate", "markers")
 
 
@@ -514,6 +517,9 @@ def build_lab(data: dict, path=None) -> LabConfig:
     qualisys = data.get("qualisys")
     if qualisys is not None and not isinstance(qualisys, dict):
         raise ConfigError(path, "qualisys", f"expected a table, got {type(qualisys).__name__}")
+    natnet = data.get("natnet")
+    if natnet is not None and not isinstance(natnet, dict):
+        raise ConfigError(path, "natnet", f"expected a table, got {type(natnet).__name__}")
     if "belt" in simulator:
         _range(simulator["belt"] == lab.belt, path, "simulator.belt",
                f"{simulator['belt']!r} differs from lab.belt {lab.belt!r} (leave it out: the "
@@ -522,10 +528,14 @@ def build_lab(data: dict, path=None) -> LabConfig:
         lab=lab, plates=plates, forceplate=forceplate, markers=markers,
         marker_names=_string_table(data.get("marker_names", {}), path, "marker_names"),
         contacts=contacts, filters=filters, scoring=scoring, export=export,
-        simulator=simulator, qualisys=qualisys,
+        simulator=simulator, qualisys=qualisys, natnet=natnet,
         source_path=Path(path) if path is not None else None)
     if "qualisys" in (forceplate.driver, markers.driver):
         from treadlab.acquisition.sources.qualisys import QualisysSettings
 
         QualisysSettings.from_config(cfg)      # ConfigError naming qualisys.<key>
+    if markers.driver == "natnet":
+        from treadlab.acquisition.sources.natnet import NatNetSettings
+
+        NatNetSettings.from_config(cfg)        # ConfigError naming natnet.<key>
     return cfg

@@ -98,6 +98,17 @@ def _simulate_vendor_lab(args, params) -> int:
     from treadlab.acquisition.sim.emulated import serve_emulated_lab
 
     def ready(lab, cfg):
+        if args.protocol == "natnet":
+            host, port = lab.natnet_address
+            print(f"OptiTrack Motive NatNet 3.1 server (unicast, command port): {host}:{port}")
+            print("lab config: [markers] driver = \"natnet\", and")
+            t = cfg.natnet
+            print(f"[natnet]\nserver = \"{host}\"\ncommand_port = {port}\nmulticast = false\n"
+                  f"marker_set = \"{t['marker_set']}\"\nunits_m = {t['units_m']:g}\n"
+                  f"lab_from_motive = {t['lab_from_motive']}")
+            print("serving" + (f" for {args.duration:g} s" if args.duration else
+                               "; Ctrl-C to stop"), flush=True)
+            return
         host, port = lab.qtm_address
         print(f"QTM real-time server (RT protocol 1.25, little endian): {host}:{port}")
         print("lab config: [forceplate] and [markers] driver = \"qualisys\", and")
@@ -113,8 +124,11 @@ def _simulate_vendor_lab(args, params) -> int:
                                replay=args.replay, duration_s=args.duration, params=params,
                                port=args.port or 0, on_ready=ready)
     if stats:
-        print(f"{stats.get('camera_frames', 0)} camera frames, {stats.get('frames_sent', 0)} "
-              f"sent to clients")
+        if args.protocol == "natnet":
+            print(f"{stats.get('frames', 0)} frames, {stats.get('datagrams', 0)} datagrams sent")
+        else:
+            print(f"{stats.get('camera_frames', 0)} camera frames, "
+                  f"{stats.get('frames_sent', 0)} sent to clients")
     return EXIT_OK
 
 
@@ -294,9 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--replay", metavar="FILE.c3d",
                    help="the simulated lab plays this recording once instead of the synthetic "
                         "runner (default config: a lab derived from the file); stops at its end")
-    s.add_argument("--protocol", choices=["qtm"],
+    s.add_argument("--protocol", choices=["qtm", "natnet"],
                    help="the simulated lab is a vendor system read through its own client: "
-                        "qtm = the QTM emulator read by the qualisys source (qtm-rt)")
+                        "qtm = the QTM emulator read by the qualisys source (qtm-rt); natnet "
+                        "= markers from the Motive emulator read by the natnet source, force "
+                        "from the simulated treadmill")
 
     s = sub.add_parser("simulate", help="virtual devices or a synthetic archive",
                        description="Simulators: serve a virtual lab, or write a synthetic "
@@ -313,10 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--duration", type=float, metavar="S",
                    help="stop after S seconds (default: run until Ctrl-C)")
     t.add_argument("--param", action="append", metavar="KEY=VALUE", help=PARAM_HELP)
-    t.add_argument("--protocol", choices=["qtm"],
-                   help="serve the mocap and force plates as a vendor system instead: qtm = "
-                        "Qualisys Track Manager's real-time protocol over TCP (read with "
-                        "driver \"qualisys\")")
+    t.add_argument("--protocol", choices=["qtm", "natnet"],
+                   help="serve the mocap as a vendor system instead: qtm = Qualisys Track "
+                        "Manager's real-time protocol over TCP, markers and force plates (read "
+                        "with driver \"qualisys\"); natnet = OptiTrack Motive's NatNet over "
+                        "UDP unicast, markers (read with driver \"natnet\")")
     t.add_argument("--port", type=int, metavar="P",
                    help="TCP port of the --protocol server (default: a free one)")
     t = _command(ssub, "session", "write a synthetic session archive with /truth",

@@ -75,18 +75,13 @@ def session_filename(subject: str, when: datetime | None = None) -> str:
     return f"{safe}_{when.strftime('%Y%m%dT%H%M%SZ')}.h5"
 
 
-def _is_qtm_emulated(cfg) -> bool:
-    """The lab asks for the QTM emulator: a ``qualisys`` driver with ``qualisys.host = "auto"``."""
-    table = getattr(cfg, "qualisys", None) or {}
-    return ("qualisys" in (getattr(cfg.forceplate, "driver", ""),
-                           getattr(cfg.markers, "driver", ""))
-            and str(table.get("host", "auto")) == "auto")
-
-
 def _is_simulated(cfg) -> bool:
+    from treadlab.acquisition.sim.emulated import asks_for_emulator
+
     fp, mk = cfg.forceplate, cfg.markers
-    if "qualisys" in (getattr(fp, "driver", ""), getattr(mk, "driver", "")):
-        return _is_qtm_emulated(cfg)
+    vendor = asks_for_emulator(cfg)          # a vendor system: its emulator or the real one
+    if vendor is not None:
+        return vendor
     return (getattr(fp, "driver", "") == "simulated"
             or str(getattr(fp, "port", "")) in ("auto", "")
             or (getattr(mk, "driver", "") == "markers_udp" and int(getattr(mk, "port", 1)) == 0))
@@ -261,9 +256,9 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
     force = markers = None
     try:
         if _is_simulated(cfg):
-            starter = start_lab
-            if _is_qtm_emulated(cfg):
-                from treadlab.acquisition.sim.qtm_emulator import start_qtm_lab as starter
+            from treadlab.acquisition.sim.emulated import lab_starter
+
+            starter = lab_starter(cfg)       # the simulated lab, or a vendor's emulator
             # a replay is played once: the capture ends with the recording
             lab = (starter(cfg, params=params) if replay is None
                    else starter(cfg, replay=replay, loop=False))

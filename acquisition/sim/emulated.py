@@ -5,7 +5,11 @@ synthetic runner or a C3D recording in real time, so ``capture`` reads it throug
 vendor's own client library exactly as it would read the real system:
 
 - ``qtm``: Qualisys Track Manager's real-time protocol (TCP), read by the ``qualisys``
-  source through ``qtm-rt`` (:mod:`treadlab.acquisition.sim.qtm_emulator`).
+  source through ``qtm-rt`` (:mod:`treadlab.acquisition.sim.qtm_emulator`): markers and
+  force plates;
+- ``natnet``: OptiTrack Motive's NatNet (UDP, unicast), read by the ``natnet`` source
+  through the ``natnet`` client (:mod:`treadlab.acquisition.sim.natnet_emulator`): markers;
+  the force plates stay the lab's (the simulated serial treadmill by default).
 
 :func:`emulated_lab_config` turns a lab config into the one that reads the emulator;
 :func:`serve_emulated_lab` serves it until Ctrl-C or a duration.
@@ -19,7 +23,7 @@ import time
 
 from treadlab.config.errors import ConfigError, DeviceError
 
-PROTOCOLS = ("qtm",)
+PROTOCOLS = ("qtm", "natnet")
 
 
 def _check(protocol: str) -> None:
@@ -41,6 +45,12 @@ def emulated_lab_config(cfg, protocol: str):
     ConfigError naming ``--protocol`` for a protocol the simulated lab does not emulate.
     """
     _check(protocol)
+    if protocol == "natnet":
+        from treadlab.acquisition.sim.natnet_emulator import natnet_table
+
+        return dataclasses.replace(cfg, markers=dataclasses.replace(cfg.markers,
+                                                                     driver="natnet"),
+                                   natnet=natnet_table(("auto", 1510)))
     from treadlab.acquisition.sim.qtm_emulator import qualisys_table
 
     table = qualisys_table(cfg, ("auto", 22223))
@@ -50,11 +60,102 @@ def emulated_lab_config(cfg, protocol: str):
 
 
 def start_emulated_lab(cfg, protocol: str, params=None, replay=None, port: int = 0, **kw):
-    """Start the emulator of ``protocol`` for ``cfg`` (see ``start_qtm_lab``)."""
+    """Start the emulator of ``protocol`` for ``cfg`` (``start_qtm_lab`` /
+    ``start_natnet_lab``)."""
     _check(protocol)
+    if protocol == "natnet":
+        from treadlab.acquisition.sim.natnet_emulator import start_natnet_lab
+
+        return start_natnet_lab(cfg, params=params, replay=replay, port=port, **kw)
     from treadlab.acquisition.sim.qtm_emulator import start_qtm_lab
 
     return start_qtm_lab(cfg, params=params, replay=replay, port=port, **kw)
+
+
+class LabPair:
+    """The simulated treadmill (force) and an emulated mocap system (markers), as one lab:
+    the endpoints of both, ``stop()`` stops both, ``device_stats()`` merges theirs."""
+
+    def __init__(self, force_lab, marker_lab):
+        self.force_lab, self.marker_lab = force_lab, marker_lab
+        self.force_port = force_lab.force_port
+        self.force_stream = force_lab.force_stream
+        self.natnet_address = getattr(marker_lab, "natnet_address", None)
+        self.marker_address = self.marker_stream = None
+        self.subject = force_lab.subject
+        self.replay = force_lab.replay
+
+    @property
+    def running(self) -> bool:
+        return self.force_lab.running and self.marker_lab.running
+
+    def vanish(self, seconds: float) -> None:
+        self.force_lab.vanish(seconds)
+
+    def device_stats(self, timeout: float = 5.0) -> dict:
+        out = dict(self.marker_lab.device_stats(timeout))
+        out.update(self.force_lab.device_stats(timeout))
+        return out
+
+    def stop(self, timeout: float = 5.0) -> dict:
+        out = dict(self.marker_lab.stop(timeout))
+        out.update(self.force_lab.stop(timeout))
+        return out
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def start_natnet_pair(cfg, params=None, replay=None, **kw) -> LabPair:
+    """Force from the simulated serial treadmill, markers from the NatNet emulator (both
+    playing the same runner or recording, each from the moment its reader connects)."""
+    from treadlab.acquisition.sim.natnet_emulator import start_natnet_lab
+    from treadlab.acquisition.sim.simulated import start_lab
+
+    # the treadmill's own mocap stream goes to a free loopback port nobody reads
+    serial_cfg = dataclasses.replace(cfg, markers=dataclasses.replace(
+        cfg.markers, driver="markers_udp", host="127.0.0.1", port=0))
+    force_lab = start_lab(serial_cfg, params=params, replay=replay, **kw)
+    try:
+        marker_lab = start_natnet_lab(cfg, params=params, replay=replay,
+                                      loop=kw.get("loop", True))
+    except BaseException:
+        force_lab.stop()
+        raise
+    return LabPair(force_lab, marker_lab)
+
+
+def lab_starter(cfg):
+    """The function that starts the simulated lab ``cfg`` asks for: the QTM emulator
+    (``qualisys`` with host "auto"), the serial treadmill + NatNet emulator (``natnet``
+    markers with server "auto"), or the simulated lab of :mod:`~treadlab.acquisition.sim.
+    simulated`."""
+    from treadlab.acquisition.sim.simulated import start_lab
+
+    drivers = (cfg.forceplate.driver, cfg.markers.driver)
+    if "qualisys" in drivers:
+        from treadlab.acquisition.sim.qtm_emulator import start_qtm_lab
+
+        return start_qtm_lab
+    if cfg.markers.driver == "natnet" and _auto(cfg, "natnet", "server"):
+        return start_natnet_pair
+    return start_lab
+
+
+def _auto(cfg, table: str, key: str) -> bool:
+    t = getattr(cfg, table, None) or {}
+    return str(t.get(key, "auto")) == "auto"
+
+
+def asks_for_emulator(cfg) -> bool | None:
+    """True/False when ``cfg`` names a vendor driver (its host "auto" or not); None when it
+    names none (the simulated lab's own rules apply)."""
+    if "qualisys" in (cfg.forceplate.driver, cfg.markers.driver):
+        return _auto(cfg, "qualisys", "host")
+    return None
 
 
 def _interrupt(signum, frame):

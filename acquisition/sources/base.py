@@ -314,6 +314,7 @@ SOURCES: dict[str, type[Source]] = _Registry({
     "markers_udp": "treadlab.acquisition.sources.markers_udp:MarkersUDP",
     "markers_lsl": "treadlab.acquisition.sources.markers_lsl:MarkersLSL",
     "qualisys": "treadlab.acquisition.sources.qualisys:Qualisys",
+    "natnet": "treadlab.acquisition.sources.natnet:NatNetMarkers",
 })
 
 

@@ -123,8 +123,8 @@ def lsl_lab():
     ("markers_lsl", "markers", "lsl_lab"),
 ])
 def test_every_registered_source_conforms(driver, table, lab_fixture, request):
-    """(``qualisys``, one driver for both tables, runs this check against the QTM emulator in
-    tests/acquisition/test_qualisys.py.)"""
+    """(``qualisys`` and ``natnet`` run this check against their vendor-protocol emulators
+    in tests/acquisition/test_qualisys.py and test_natnet.py.)"""
     cfg, lab = request.getfixturevalue(lab_fixture)
     cls = SOURCES[driver]
     src = cls.from_config(cfg, lab=lab)
@@ -133,7 +133,7 @@ def test_every_registered_source_conforms(driver, table, lab_fixture, request):
 
 def test_registry_lists_every_driver():
     assert set(SOURCES) == {"forceplate_serial", "simulated", "forceplate_lsl", "markers_udp",
-                            "markers_lsl", "qualisys"}
+                            "markers_lsl", "qualisys", "natnet"}
     for name in SOURCES:
         assert issubclass(SOURCES[name], Source)
 
