@@ -220,6 +220,9 @@ class LabConfig:
     #: ``[natnet]``: OptiTrack Motive server and frame mapping, checked by
     #: ``treadlab.acquisition.sources.natnet.NatNetSettings``
     natnet: dict | None = None
+    #: ``[treadmill]``: the belt-speed controller, checked by
+    #: ``treadlab.acquisition.sources.treadmill_bertec.TreadmillSettings``
+    treadmill: dict | None = None
     source_path: Path | None = None
 
     @property
@@ -262,7 +265,8 @@ class LabConfig:
 TABLES = {"lab": LabTable, "plates": PlateConfig, "forceplate": ForcePlateConfig,
           "markers": MarkersConfig, "marker_names": dict, "contacts": ContactsConfig,
           "filters": FiltersConfig, "scoring": ScoringConfig, "export": ExportConfig,
-          "simulator": dict, "qualisys": dict, "natnet": dict}
+          "simulator": dict, "qualisys": dict, "natnet": dict,
+          "treadmill": dict}
 REQUIRED_TABLES = ("lab", "plates", "forceplate", "markers")
 
 
@@ -520,6 +524,10 @@ def build_lab(data: dict, path=None) -> LabConfig:
     natnet = data.get("natnet")
     if natnet is not None and not isinstance(natnet, dict):
         raise ConfigError(path, "natnet", f"expected a table, got {type(natnet).__name__}")
+    treadmill = data.get("treadmill")
+    if treadmill is not None and not isinstance(treadmill, dict):
+        raise ConfigError(path, "treadmill", f"expected a table, got "
+                                             f"{type(treadmill).__name__}")
     if "belt" in simulator:
         _range(simulator["belt"] == lab.belt, path, "simulator.belt",
                f"{simulator['belt']!r} differs from lab.belt {lab.belt!r} (leave it out: the "
@@ -529,6 +537,7 @@ def build_lab(data: dict, path=None) -> LabConfig:
         marker_names=_string_table(data.get("marker_names", {}), path, "marker_names"),
         contacts=contacts, filters=filters, scoring=scoring, export=export,
         simulator=simulator, qualisys=qualisys, natnet=natnet,
+        treadmill=treadmill,
         source_path=Path(path) if path is not None else None)
     if "qualisys" in (forceplate.driver, markers.driver):
         from treadlab.acquisition.sources.qualisys import QualisysSettings
@@ -538,4 +547,8 @@ def build_lab(data: dict, path=None) -> LabConfig:
         from treadlab.acquisition.sources.natnet import NatNetSettings
 
         NatNetSettings.from_config(cfg)        # ConfigError naming natnet.<key>
+    if treadmill is not None:
+        from treadlab.acquisition.sources.treadmill_bertec import TreadmillSettings
+
+        TreadmillSettings.from_config(cfg)     # ConfigError naming treadmill.<key>
     return cfg

@@ -58,7 +58,8 @@ def _cmd_capture(args) -> int:
 
     path = run_capture(config_path=args.config, subject=args.subject,
                        body_mass_kg=args.body_mass, duration_s=args.duration, out_dir=args.out,
-                       replay=args.replay, protocol=args.protocol)
+                       replay=args.replay, protocol=args.protocol,
+                       speed_protocol=args.speed_protocol)
     print(path)
     if not args.no_process:
         _print_summary(process_session(path, config_path=args.config))
@@ -313,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "qtm = the QTM emulator read by the qualisys source (qtm-rt); natnet "
                         "= markers from the Motive emulator read by the natnet source, force "
                         "from the simulated treadmill")
+    s.add_argument("--speed-protocol", metavar="V:S,V:S,...",
+                   help="belt speed stages in m/s:seconds (e.g. 2.5:60,3.5:60,4.5:60) run on "
+                        "the lab's [treadmill] controller; the capture lasts the protocol "
+                        "unless --duration is given")
 
     s = sub.add_parser("simulate", help="virtual devices or a synthetic archive",
                        description="Simulators: serve a virtual lab, or write a synthetic "

@@ -171,7 +171,8 @@ class _Stopper:
 def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float | None = None,
                 duration_s: float | None = None, out_dir=".", *, params: dict | None = None,
                 status_stream=None, stop_event: threading.Event | None = None,
-                on_step=None, replay=None, protocol: str | None = None) -> Path:
+                on_step=None, replay=None, protocol: str | None = None,
+                speed_protocol: str | None = None) -> Path:
     """Record one capture session into ``out_dir/<subject>_<UTC>.h5``.
 
     Parameters
@@ -206,6 +207,11 @@ def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float 
         ``"qtm"``: the simulated lab is the QTM emulator and the capture reads it through the
         ``qualisys`` source (qtm-rt), with the plates and labels of the lab (or of the replayed
         file); None: the lab config's own drivers.
+    speed_protocol : str, optional
+        ``"2.5:60,3.5:60,4.5:60"``: belt speed stages (m/s:s) run on the lab's ``[treadmill]``
+        controller; the capture lasts the protocol unless ``duration_s`` is given. The
+        measured belt speeds are recorded in ``/raw/belt`` whenever a ``[treadmill]`` table
+        exists.
 
     Returns
     -------
@@ -220,13 +226,14 @@ def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float 
     return capture_session(cfg, subject=subject, body_mass_kg=body_mass_kg,
                            duration_s=duration_s, out_dir=out_dir, params=params,
                            status_stream=status_stream, stop_event=stop_event, on_step=on_step,
-                           replay=replay, protocol=protocol)
+                           replay=replay, protocol=protocol, speed_protocol=speed_protocol)
 
 
 def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = None,
                     duration_s: float | None = None, out_dir=".", *, params: dict | None = None,
                     status_stream=None, stop_event: threading.Event | None = None,
-                    on_step=None, replay=None, protocol: str | None = None) -> Path:
+                    on_step=None, replay=None, protocol: str | None = None,
+                    speed_protocol: str | None = None) -> Path:
     """:func:`run_capture` for a lab configuration already loaded (``LabConfig``).
 
     ``cfg`` needs the tables ``lab``, ``forceplate``, ``plates``, ``markers`` and optionally
@@ -252,8 +259,16 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
     out_dir = Path(out_dir)
     status_stream = sys.stderr if status_stream is None else status_stream
 
+    stages = None
+    if speed_protocol is not None:
+        from treadlab.acquisition.sources.treadmill_bertec import parse_protocol
+
+        stages = parse_protocol(speed_protocol)
+        if getattr(cfg, "treadmill", None) is None:
+            raise ConfigError(getattr(cfg, "path", None), "treadmill",
+                              "--speed-protocol needs the lab's [treadmill] table")
     lab = None
-    force = markers = None
+    force = markers = treadmill = belt_sim = None
     try:
         if _is_simulated(cfg):
             from treadlab.acquisition.sim.emulated import lab_starter
@@ -269,11 +284,15 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
         tare_s = float(getattr(cfg.forceplate, "tare_seconds", 0.0) or 0.0)
         if hasattr(force, "tare"):
             force.tare(timeout=2 * tare_s + FIRST_FRAMES_TIMEOUT_S)
+        treadmill, belt_sim = _open_treadmill(cfg)
         _wait_first_frames([force, markers], FIRST_FRAMES_TIMEOUT_S)
         return _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir,
-                       status_stream, stop_event, on_step, params)
+                       status_stream, stop_event, on_step, params, treadmill=treadmill,
+                       stages=stages)
     finally:
-        for src in (markers, force):
+        if belt_sim is not None:
+            belt_sim.stop()
+        for src in (treadmill, markers, force):
             if src is not None:
                 try:
                     src.close()
@@ -283,8 +302,39 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
             lab.stop()
 
 
+def _open_treadmill(cfg):
+    """The ``[treadmill]`` controller as an open source, and the simulated treadmill serving
+    it when its host is ``"auto"`` (None, None without the table)."""
+    if getattr(cfg, "treadmill", None) is None:
+        return None, None
+    from treadlab.acquisition.sources.treadmill_bertec import TreadmillBertec, TreadmillSettings
+
+    settings = TreadmillSettings.from_config(cfg)
+    sim = None
+    if settings.host == "auto":
+        from treadlab.acquisition.sim.treadmill_emulator import SimulatedTreadmill
+
+        sim = SimulatedTreadmill(rate_hz=settings.rate_hz)
+        settings.host, settings.port = sim.address
+    src = TreadmillBertec(settings)
+    try:
+        src.open()
+    except BaseException:
+        if sim is not None:
+            sim.stop()
+        raise
+    return src, sim
+
+
+def _move_belt(blocks, rec: Recorder, t0: float, speeds: list) -> None:
+    """Belt blocks → ``/raw/belt`` on the session clock (receipt time − t0)."""
+    for b in blocks:
+        rec.put(b, b.host_time - t0)
+        speeds.append(np.asarray(b.data, np.float64))
+
+
 def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir, status_stream,
-            stop_event, on_step, params=None) -> Path:
+            stop_event, on_step, params=None, treadmill=None, stages=None) -> Path:
     finfo, minfo = force.info, markers.info
     plates = list(finfo.plates or finfo.labels)
     labels = _cgm_labels(minfo.labels, cfg)
@@ -333,7 +383,19 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
                    force_rate_hz=finfo.rate_hz, labels=labels, marker_rate_hz=minfo.rate_hz,
                    n_channels=finfo.channels or None,
                    counts_dtype=np.dtype(finfo.sample_type) if finfo.channels else None,
-                   calibration=cal, t0_host=t0, subject=subject_attrs).start()
+                   calibration=cal, t0_host=t0, subject=subject_attrs,
+                   belts=treadmill.info.labels if treadmill is not None else None).start()
+    devices = (force, markers) + ((treadmill,) if treadmill is not None else ())
+    belt_speeds: list = []
+    speed_protocol = None
+    if treadmill is not None:
+        treadmill.read(0)
+        if stages:
+            from treadlab.acquisition.sources.treadmill_bertec import SpeedProtocol
+
+            speed_protocol = SpeedProtocol(treadmill, stages).start()
+            if duration_s is None:
+                duration_s = speed_protocol.duration_s
     clock = SessionClock(t0)
     live = LiveProcessor(plates, finfo.rate_hz, labels, minfo.rate_hz,
                          params=_contact_params(cfg, body_mass_kg), belt=belt,
@@ -362,10 +424,12 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
                     break
                 last = _move(force.read(0.02), clock, rec, live)
                 _move(markers.read(0.0), clock, rec, live)
+                if treadmill is not None:
+                    _move_belt(treadmill.read(0.0), rec, t0, belt_speeds)
                 if end_frame is not None and last is not None and last >= end_frame:
                     stopper.reason = "end of the replayed recording"
                     break
-                for src in (force, markers):
+                for src in devices:
                     for ev in src.drain_events():
                         rec.event(*ev)
                 if now >= next_status:
@@ -375,16 +439,23 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
                     raise rec.error
             reason = stopper.reason or "stop requested"
         # stop the devices, then move what they still hold
-        for src in (force, markers):
+        if speed_protocol is not None:
+            speed_protocol.stop()
+        for src in devices:
             src.close()
-            _move(src.read(0), clock, rec, live)
+            if src is treadmill:
+                _move_belt(src.read(0), rec, t0, belt_speeds)
+            else:
+                _move(src.read(0), clock, rec, live)
             for ev in src.drain_events():
                 rec.event(*ev)
         status = "complete"
     finally:
         live.stop()
         end_t = time.monotonic()
-        counters = {src.name: src.counters for src in (force, markers)}
+        if speed_protocol is not None:
+            speed_protocol.stop()
+        counters = {src.name: src.counters for src in devices}
         for name, c in counters.items():
             rec.event(end_t, name, "counters",
                       ", ".join(f"{k} {v}" for k, v in sorted(c.items()) if v))
@@ -396,7 +467,14 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
         if tty:
             status_stream.write("\n")
         # without --body-mass, close() estimates it from the mean vertical force over whole steps
-        rec.close(status=status)
+        end_attrs = None
+        if belt_speeds:
+            v = np.concatenate(belt_speeds).mean(axis=1)
+            moving = v[v > 0.1]
+            end_attrs = {"belt_speed_m_s": float(np.median(moving)) if moving.size else 0.0,
+                         "belt_speed_source": "treadmill controller: median of /raw/belt "
+                                              "while moving"}
+        rec.close(status=status, attrs=end_attrs)
     _show(status_stream, False, time.monotonic() - t0, live, force, markers)
     log.info("%s: %s (%s)", path, status, reason)
     return path

@@ -25,12 +25,12 @@ CAL = np.diag([2000.0, 2000.0, 4000.0, 800.0, 800.0, 400.0])
 def check_source(src: Source, min_frames: int = 20, timeout: float = 20.0) -> list[Block]:
     """Open ``src``, read until ``min_frames`` arrived, close; assert the Source contract."""
     assert isinstance(src, Source)
-    assert isinstance(src.name, str) and src.kind in ("force", "markers")
+    assert isinstance(src.name, str) and src.kind in ("force", "markers", "belt")
     info = src.info
     assert isinstance(info, StreamInfo) and info.stream == src.kind and info.rate_hz > 0
     # a force source delivers ADC counts (channels > 0, raw) or, for a device that sends the
     # plates' wrench itself (QTM), no counts at all (channels 0, raw None)
-    assert info.labels and (info.channels > 0 or (src.kind == "force"
+    assert info.labels and (info.channels > 0 or (src.kind in ("force", "belt")
                                                    and info.sample_type == "float32"))
     c0 = src.counters
     assert set(COUNTERS) <= set(c0) and all(v == 0 for v in c0.values())
@@ -68,6 +68,8 @@ def check_source(src: Source, min_frames: int = 20, timeout: float = 20.0) -> li
                 assert b.raw.dtype == np.dtype(info.sample_type)
             else:
                 assert b.raw is None
+        elif src.kind == "belt":                          # speed per belt, m/s
+            assert b.data.shape == (n, len(info.labels))
         else:
             assert b.data.shape == (n, len(info.labels), 3)
         # frames come out in order, on a device clock that never runs backwards; host times
