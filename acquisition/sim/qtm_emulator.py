@@ -234,6 +234,9 @@ class _QTMServer:
         self.down_until: float | None = None
         self.disconnect_plan = self.faults.disconnect_at_s
         self.xml = parameters_xml(self.labels, self.m_rate, self.f_rate, self.frames)
+        #: with ``send_log``: (first force number, samples, time.monotonic() after the send)
+        #: of every packet sent, for latency measurements (benchmarks/live.py)
+        self.send_log: list | None = [] if spec.get("send_log") else None
 
     def _listen(self) -> None:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -429,7 +432,10 @@ class _QTMServer:
                 if conn.poll(0):
                     msg = conn.recv()
                     if msg[0] == "stop":
-                        conn.send({"stats": dict(self.stats)})
+                        out = dict(self.stats)
+                        if self.send_log is not None:
+                            out["send_log"] = np.asarray(self.send_log, np.float64)
+                        conn.send({"stats": out})
                         return
                     if msg[0] == "stats":
                         conn.send({"stats": dict(self.stats)})
@@ -463,6 +469,8 @@ class _QTMServer:
                                           plate_ids)
                         self._send(c, pkt)
                     self.stats["frames_sent"] += 1
+                    if self.send_log is not None and forces.shape[1]:
+                        self.send_log.append((i_next, forces.shape[1], time.monotonic()))
                 i_next = max(i_next, i_due)
                 j_next += 1
             nxt = j_next / self.m_rate
@@ -491,7 +499,7 @@ def _emulator_main(conn) -> None:
 
 def start_qtm_lab(cfg, params=None, replay=None, *, faults: QTMFaults | None = None,
                   port: int = 0, host: str = "127.0.0.1", loop: bool = True,
-                  start_timeout: float = 60.0):
+                  start_timeout: float = 60.0, send_log: bool = False):
     """Run the emulated QTM of ``cfg`` (its plates, marker labels and rates) in its own process.
 
     Parameters
@@ -503,6 +511,7 @@ def start_qtm_lab(cfg, params=None, replay=None, *, faults: QTMFaults | None = N
     faults : :class:`QTMFaults`.
     port : TCP port to listen on (0 = a free one); host: loopback address.
     loop : replay: start over at the end of the recording.
+    send_log : keep the send time of every packet (``stop()`` returns it as ``send_log``).
 
     Returns
     -------
@@ -521,7 +530,7 @@ def start_qtm_lab(cfg, params=None, replay=None, *, faults: QTMFaults | None = N
             "marker_rate_hz": float(cfg.markers.rate_hz), "faults": faults or QTMFaults(),
             "marker_names": marker_names, "host": host, "port": int(port), "replay": None,
             "unloaded_s": float(getattr(cfg.forceplate, "tare_seconds", 1.0) or 0.0) + 1.0,
-            "log_level": logging.getLogger("treadlab").getEffectiveLevel()}
+            "send_log": bool(send_log), "log_level": logging.getLogger("treadlab").getEffectiveLevel()}
     replay_info = {}
     if replay is not None:
         from treadlab.acquisition.sim.replay import ReplaySignal
