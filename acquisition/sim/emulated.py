@@ -76,7 +76,7 @@ class LabPair:
     """The simulated treadmill (force) and an emulated mocap system (markers), as one lab:
     the endpoints of both, ``stop()`` stops both, ``device_stats()`` merges theirs."""
 
-    def __init__(self, force_lab, marker_lab):
+    def __init__(self, force_lab, marker_lab=None):
         self.force_lab, self.marker_lab = force_lab, marker_lab
         self.force_port = force_lab.force_port
         self.force_stream = force_lab.force_stream
@@ -87,18 +87,18 @@ class LabPair:
 
     @property
     def running(self) -> bool:
-        return self.force_lab.running and self.marker_lab.running
+        return self.force_lab.running and (self.marker_lab is None or self.marker_lab.running)
 
     def vanish(self, seconds: float) -> None:
         self.force_lab.vanish(seconds)
 
     def device_stats(self, timeout: float = 5.0) -> dict:
-        out = dict(self.marker_lab.device_stats(timeout))
+        out = dict(self.marker_lab.device_stats(timeout)) if self.marker_lab else {}
         out.update(self.force_lab.device_stats(timeout))
         return out
 
     def stop(self, timeout: float = 5.0) -> dict:
-        out = dict(self.marker_lab.stop(timeout))
+        out = dict(self.marker_lab.stop(timeout)) if self.marker_lab else {}
         out.update(self.force_lab.stop(timeout))
         return out
 
@@ -111,7 +111,9 @@ class LabPair:
 
 def start_natnet_pair(cfg, params=None, replay=None, **kw) -> LabPair:
     """Force from the simulated serial treadmill, markers from the NatNet emulator (both
-    playing the same runner or recording, each from the moment its reader connects)."""
+    playing the same runner or recording, each from the moment its reader connects); with
+    ``natnet.server`` other than "auto" only the treadmill is simulated and the markers come
+    from that Motive."""
     from treadlab.acquisition.sim.natnet_emulator import start_natnet_lab
     from treadlab.acquisition.sim.simulated import start_lab
 
@@ -119,6 +121,8 @@ def start_natnet_pair(cfg, params=None, replay=None, **kw) -> LabPair:
     serial_cfg = dataclasses.replace(cfg, markers=dataclasses.replace(
         cfg.markers, driver="markers_udp", host="127.0.0.1", port=0))
     force_lab = start_lab(serial_cfg, params=params, replay=replay, **kw)
+    if not _auto(cfg, "natnet", "server"):
+        return LabPair(force_lab)
     try:
         marker_lab = start_natnet_lab(cfg, params=params, replay=replay,
                                       loop=kw.get("loop", True))
@@ -140,7 +144,7 @@ def lab_starter(cfg):
         from treadlab.acquisition.sim.qtm_emulator import start_qtm_lab
 
         return start_qtm_lab
-    if cfg.markers.driver == "natnet" and _auto(cfg, "natnet", "server"):
+    if cfg.markers.driver == "natnet":
         return start_natnet_pair
     return start_lab
 

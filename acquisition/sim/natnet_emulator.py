@@ -280,7 +280,10 @@ class _MotiveServer:
     def _vanish(self, now: float, seconds: float) -> None:
         self.away_until = now + seconds
         self.clients.clear()
-        self._held = None
+        if self._held is not None:           # held for reordering, now never sent: lost
+            self.stats["reordered"] -= 1
+            self.stats["lost"] += 1
+            self._held = None
         self.stats["outages"] += 1
         log.warning("Motive away for %.2f s", seconds)
 

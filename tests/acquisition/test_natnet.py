@@ -5,6 +5,7 @@ the emulator process (:mod:`treadlab.acquisition.sim.natnet_emulator`), bounded 
 """
 from __future__ import annotations
 
+import io
 import h5py
 import numpy as np
 import pytest
@@ -119,6 +120,39 @@ def test_capture_with_natnet_markers_logs_faults_in_raw_log(tmp_path):
     assert any(k == "unlabelled" for _, k, _ in log)
     counters = [d for s, k, d in log if s == "markers" and k == "counters"][-1]
     assert "unlabelled" in counters
+
+
+def test_udp_faults_through_a_capture_are_counted_in_raw_log(tmp_path):
+    """A Motive at a "real" address losing, duplicating and reordering datagrams, with the
+    simulated treadmill's force: every incident is a /raw/log line, and every frame number is
+    recorded or counted as dropped."""
+    from treadlab.acquisition.capture.session import capture_session
+    from treadlab.config import load_lab
+
+    base = load_lab(None)
+    faults = NatNetFaults(loss_every=23, duplicate_every=29, reorder_every=31)
+    with start_natnet_lab(base, faults=faults) as lab:
+        import dataclasses
+
+        cfg = dataclasses.replace(base, markers=dataclasses.replace(base.markers,
+                                                                    driver="natnet"),
+                                  natnet=natnet_table(lab.natnet_address))
+        path = capture_session(cfg, subject="nnfaults", body_mass_kg=70.0, duration_s=4.0,
+                               out_dir=tmp_path, status_stream=io.StringIO())
+        stats = lab.stop()
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "complete"
+        log = list(zip(f["/raw/log/source"].asstr()[()], f["/raw/log/kind"].asstr()[()],
+                       f["/raw/log/detail"].asstr()[()]))
+        frames = f["/raw/markers/frame"][()]
+    mk = [(k, d) for s, k, d in log if s == "markers"]
+    # drops logged while recording (the frames read before it, during the tare, are not kept)
+    n_drop = sum(int(d.split()[0]) for k, d in mk
+                 if k == "drop" and int(d.split("before frame ")[1].split()[0]) > frames[0])
+    assert len(frames) + n_drop == frames[-1] - frames[0] + 1
+    for kind in ("drop", "duplicate", "reordered"):
+        assert any(k == kind for k, _ in mk), kind
+    assert stats["lost"] >= 3
 
 
 def test_natnet_errors_are_one_line():
