@@ -2,7 +2,7 @@
 Cython kernels.
 
 ``acquisition/``, ``kernels/``, ``pipeline/`` and ``config/`` are generic names taken on PyPI by
-unrelated projects, so they are only ever importable as ``treadlab.<folder>`` (DESIGN §2).
+unrelated projects, so they are only ever importable as ``treadlab.<folder>`` (docs/design.md §2).
 ``treadlab`` itself is an implicit namespace package; every ``kernels/*.pyx`` becomes the
 extension ``treadlab.kernels.<stem>``.
 """

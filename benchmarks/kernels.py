@@ -28,6 +28,7 @@ import time
 from datetime import datetime, timezone
 
 import numpy as np
+from treadlab.config.constants import G
 
 
 def best_of(fn, repeats):
@@ -87,7 +88,7 @@ def main(argv=None):
     print(f"generated {args.minutes:g} min: force {n} samples × 2 belts at {rate:g} Hz, "
           f"markers {markers.shape[0]} frames × {markers.shape[1]} at "
           f"{runner.marker_rate_hz:g} Hz ({time.perf_counter() - t:.1f} s)")
-    bw = params.body_mass_kg * 9.81
+    bw = params.body_mass_kg * G
     p = ContactParams.from_bw(bw)
     fx_l, fz_l, fx_r, fz_r = cols
 

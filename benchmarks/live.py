@@ -1,7 +1,7 @@
 """Live capture benchmark: latency to the live processor, capture CPU, drops.
 
 A device emulator in this process plays a split-belt force-plate treadmill on a pseudo-terminal
-(2000 Hz × 12 int16 channels, the DESIGN §3 wire format) and a mocap system on loopback UDP
+(2000 Hz × 12 int16 channels, the wire format of docs/wire.md §1) and a mocap system on loopback UDP
 (200 Hz × 40 markers, ``TLMK`` datagrams). A separate process runs the real capture path
 (``treadlab.acquisition.capture.session.capture_session`` with a lab configuration pointing at those
 devices: reader threads, clock fit, SWMR recorder, live processor) and reports every step its live processor
@@ -52,6 +52,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from treadlab.config.constants import G
 
 HERE = Path(__file__).resolve().parent
 
@@ -130,7 +132,7 @@ def _force_counts(n0: int, n: int) -> np.ndarray:
     k = np.floor(t / step)
     phase = t - k * step
     fz = np.where((t >= 0) & (phase < CONTACT_S),
-                  2.5 * BODY_MASS * 9.81 * np.sin(np.pi * np.clip(phase, 0, CONTACT_S) / CONTACT_S),
+                  2.5 * BODY_MASS * G * np.sin(np.pi * np.clip(phase, 0, CONTACT_S) / CONTACT_S),
                   0.0)
     fx = np.where(fz > 0, -0.3 * fz * np.cos(np.pi * phase / CONTACT_S), 0.0)
     left = (k % 2 == 0)

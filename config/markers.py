@@ -1,4 +1,4 @@
-"""Marker names: the Conventional Gait Model set (METRICS.md §1) and aliases onto it.
+"""Marker names: the Conventional Gait Model set (docs/metrics.md §1) and aliases onto it.
 
 Labs name the same anatomical landmark differently (Plug-in Gait ``LASI``, the dotted names of
 the Fukuchi et al. 2017 treadmill data ``L.ASIS``, Qualisys' ``L_IAS``, …). :func:`to_cgm` maps
@@ -14,7 +14,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-#: The CGM / Plug-in Gait marker set treadlab measures with (METRICS.md §1), by segment.
+#: The CGM / Plug-in Gait marker set treadlab measures with (docs/metrics.md §1), by segment.
 PELVIS = ("LASI", "RASI", "LPSI", "RPSI")
 LEFT_LEG = ("LTHI", "LKNE", "LTIB", "LANK", "LHEE", "LTOE")
 RIGHT_LEG = ("RTHI", "RKNE", "RTIB", "RANK", "RHEE", "RTOE")
@@ -121,7 +121,7 @@ def virtual_markers(positions, labels) -> tuple[np.ndarray, list[str]]:
     where any source is NaN gives NaN):
 
     - ``SACR`` = mean of ``LPSI`` and ``RPSI`` (CGM: the sacrum marker may replace the two
-      PSIS markers, METRICS.md §1).
+      PSIS markers, docs/metrics.md §1).
     - ``LTOE`` = midpoint of ``LMT1`` and ``LMT5`` (first and fifth metatarsal heads), and the
       same for ``RTOE``; PiG's toe marker sits on the second metatarsal head, between them.
       Swapped MT1/MT5 labels (as in ``RBDS001runT25``) give the same midpoint.

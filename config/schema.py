@@ -1,20 +1,29 @@
-"""The lab configuration: one dataclass per TOML table (attribute names = TOML keys).
+"""The lab configuration, declared once: one dataclass per TOML table (attribute names = TOML
+keys), with types, defaults, units and ranges on the fields (docs/design.md §10).
 
 A lab file holds the tables ``[lab] [[plates]] [forceplate] [markers] [marker_names] [contacts]
-[filters] [scoring] [export] [simulator]`` (docs/architecture.md). :func:`build_lab` turns the
-parsed TOML into a :class:`LabConfig`, checking every key, type and range; anything wrong is a
-:class:`~treadlab.config.errors.ConfigError` naming the file and ``table.key``, raised before any
-device is opened (DESIGN §8). Units: mm, N, N·m, s, Hz, V, bits per second.
+[filters] [scoring] [export] [simulator]``. :func:`build_lab` validates the parsed TOML with
+pydantic (types, unknown and missing keys, ranges, all from the declarations below), then applies
+the cross-field rules, which stay explicit functions: plates against the device channels and the
+belt, marker labels, the serial link budget (docs/wire.md §2), filter cut-offs below Nyquist,
+``strike_n >= off_n``. Anything wrong is one :class:`~treadlab.config.errors.ConfigError` naming
+the file and ``table.key``, raised before any device is opened (docs/design.md §9). Units: mm, N,
+N·m, s, Hz, V, bits per second.
+
+The tables are plain dataclasses (``dataclasses.replace``, ``fields``, ``asdict`` work as
+usual); pydantic validates them when a lab is loaded (:func:`build_lab`) and when a driver checks
+the settings it was given (:func:`check_table`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (AfterValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError)
 
 from treadlab.config.errors import ConfigError
 
@@ -27,14 +36,55 @@ SAMPLE_BYTES = {"int16": 2, "int32": 4}
 BITS_PER_BYTE = 10
 #: Bumped when the content hashed by :meth:`LabConfig.hash` changes meaning.
 HASH_SCHEMA = 1
+#: UDP's payload limit, bytes; a ``TLMK`` packet is 20 + 12 per marker (docs/wire.md §3).
+UDP_MAX_PAYLOAD = 65507
+
+#: Every table: unknown keys refused, NaN and infinities refused.
+TABLE_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _nonblank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("empty")
+    return text
+
+
+def _env_name(text: str) -> str:
+    if not text.isidentifier():
+        raise ValueError(f"{text!r} is not an environment variable name")
+    return text
+
+
+def _marker_name(value):
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a marker name (string), got {value!r}")
+    return value
+
+
+def _scalar(value):
+    if not isinstance(value, (str, int, float, bool)):
+        raise ValueError(f"expected a number, string or true/false, got {value!r}")
+    return value
+
+
+#: Field types: TOML values are taken as they are (no string-to-number coercion; an integer is a
+#: valid number).
+Number = Annotated[float, Strict()]
+Integer = Annotated[int, Strict()]
+NonBlank = Annotated[str, Strict(), AfterValidator(_nonblank)]
+EnvName = Annotated[str, Strict(), AfterValidator(_env_name)]
+MarkerName = Annotated[Any, AfterValidator(_marker_name)]
+Scalar = Annotated[Any, AfterValidator(_scalar)]
 
 
 def frame_bytes(channels: int, sample_type: str) -> int:
-    """Bytes of one force frame on the wire (DESIGN §3).
+    """Bytes of one force frame on the wire (docs/wire.md §1).
 
     2 sync + 2 seq + 4 device time + ``channels`` × (2 for int16 | 4 for int32) + 2 CRC:
-    34 bytes for 12 int16 channels, 58 for 12 int32 (NOTES.md says 56: it forgot the sync).
-    Must equal :func:`treadlab.acquisition.sources.wire.frame_size` (tests/acquisition/test_wire.py).
+    34 bytes for 12 int16 channels, 58 for 12 int32 (the 56 of the project's original notes
+    forgot the sync bytes, docs/wire.md §2).
+    Must equal :func:`treadlab.acquisition.sources.wire.frame_size`
+    (tests/acquisition/test_wire.py).
     """
     return 2 + 2 + 4 + int(channels) * SAMPLE_BYTES[sample_type] + 2
 
@@ -50,9 +100,11 @@ class LabTable:
         report it; absent = unknown (the simulated lab takes the runner's speed).
     """
 
-    name: str = "treadlab lab"
-    belt: str = "split"
-    belt_speed_m_s: float | None = None
+    __pydantic_config__ = TABLE_CONFIG
+
+    name: NonBlank = "treadlab lab"
+    belt: Literal["split", "single"] = "split"
+    belt_speed_m_s: Annotated[float, Strict(), Field(ge=0, le=15)] | None = None
 
 
 @dataclass
@@ -69,11 +121,13 @@ class PlateConfig:
         volts (``[forceplate] driver = "qualisys"``).
     """
 
-    name: str
-    origin: list[float]
-    corners: list[list[float]]
-    channels: list[int] = field(default_factory=list)
-    calibration: list[list[float]] = field(default_factory=list)
+    __pydantic_config__ = TABLE_CONFIG
+
+    name: NonBlank
+    origin: list[Number]
+    corners: list[list[Number]]
+    channels: list[Integer] = field(default_factory=list)
+    calibration: list[list[Number]] = field(default_factory=list)
 
 
 @dataclass
@@ -91,15 +145,17 @@ class ForcePlateConfig:
     stream_name : LSL stream name (``forceplate_lsl``).
     """
 
-    driver: str = "forceplate_serial"
-    port: str = "auto"
-    baud: int = 2_000_000
-    rate_hz: float = 1000.0
-    channels: int = 12
-    sample_type: str = "int16"
-    volts_per_count: float = 10.0 / 32768
-    tare_seconds: float = 1.0
-    stream_name: str = "treadlab-force"
+    __pydantic_config__ = TABLE_CONFIG
+
+    driver: Literal[FORCE_DRIVERS] = "forceplate_serial"
+    port: NonBlank = "auto"
+    baud: Annotated[int, Strict(), Field(gt=0)] = 2_000_000
+    rate_hz: Annotated[float, Strict(), Field(gt=0, le=100_000)] = 1000.0
+    channels: Annotated[int, Strict(), Field(ge=6, le=256)] = 12
+    sample_type: Literal["int16", "int32"] = "int16"
+    volts_per_count: Annotated[float, Strict(), Field(gt=0, lt=1)] = 10.0 / 32768
+    tare_seconds: Annotated[float, Strict(), Field(ge=0, le=60)] = 1.0
+    stream_name: NonBlank = "treadlab-force"
 
     @property
     def frame_bytes(self) -> int:
@@ -125,17 +181,19 @@ class MarkersConfig:
     stream_name : LSL stream name (``markers_lsl``).
     """
 
-    driver: str = "markers_udp"
-    host: str = "127.0.0.1"
-    port: int = 0
-    rate_hz: float = 200.0
-    labels: list[str] = field(default_factory=list)
-    stream_name: str = "treadlab-markers"
+    __pydantic_config__ = TABLE_CONFIG
+
+    driver: Literal[MARKER_DRIVERS] = "markers_udp"
+    host: Annotated[str, Strict()] = "127.0.0.1"
+    port: Annotated[int, Strict(), Field(ge=0, le=65535)] = 0
+    rate_hz: Annotated[float, Strict(), Field(gt=0, le=10_000)] = 200.0
+    labels: Annotated[list[NonBlank], Field(min_length=1)] = field(default_factory=list)
+    stream_name: NonBlank = "treadlab-markers"
 
 
 @dataclass
 class ContactsConfig:
-    """``[contacts]``: ground-contact detection on vertical force (METRICS §2).
+    """``[contacts]``: ground-contact detection on vertical force (docs/metrics.md §2).
 
     strike_n : N, a contact starts when Fz reaches this.
     off_n : N, the contact ends when Fz falls below this (and strike is back-dated to the last
@@ -145,11 +203,13 @@ class ContactsConfig:
     min_flight_s : s, shortest unloaded gap that counts as a flight phase.
     """
 
-    strike_n: float = 50.0
-    off_n: float = 20.0
-    min_contact_s: float = 0.1
-    min_peak_bw: float = 1.0
-    min_flight_s: float = 0.02
+    __pydantic_config__ = TABLE_CONFIG
+
+    strike_n: Number = 50.0
+    off_n: Annotated[float, Strict(), Field(gt=0)] = 20.0
+    min_contact_s: Annotated[float, Strict(), Field(gt=0, lt=2)] = 0.1
+    min_peak_bw: Annotated[float, Strict(), Field(ge=0, lt=10)] = 1.0
+    min_flight_s: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.02
 
 
 @dataclass
@@ -161,24 +221,28 @@ class FiltersConfig:
     max_gap_s : s, longest marker gap that is filled; longer gaps stay NaN.
     """
 
-    force_lowpass_hz: float = 50.0
-    force_order: int = 4
-    marker_lowpass_hz: float = 12.0
-    marker_order: int = 4
-    max_gap_s: float = 0.1
+    __pydantic_config__ = TABLE_CONFIG
+
+    force_lowpass_hz: Annotated[float, Strict(), Field(ge=0)] = 50.0
+    force_order: Annotated[int, Strict(), Field(ge=1, le=8)] = 4
+    marker_lowpass_hz: Annotated[float, Strict(), Field(ge=0)] = 12.0
+    marker_order: Annotated[int, Strict(), Field(ge=1, le=8)] = 4
+    max_gap_s: Annotated[float, Strict(), Field(ge=0, le=10)] = 0.1
 
 
 @dataclass
 class ScoringConfig:
-    """``[scoring]``: cause scores (METRICS §4).
+    """``[scoring]``: cause scores (docs/metrics.md §4).
 
     reference : a shipped reference-set id (``"default"``) or a TOML path (relative paths are
         relative to the lab file).
     min_steps_per_side : valid steps a side needs before a cause is scored.
     """
 
-    reference: str = "default"
-    min_steps_per_side: int = 20
+    __pydantic_config__ = TABLE_CONFIG
+
+    reference: NonBlank = "default"
+    min_steps_per_side: Annotated[int, Strict(), Field(ge=1)] = 20
 
 
 @dataclass
@@ -190,8 +254,10 @@ class ExportConfig:
         kept out of files that are shared).
     """
 
-    secret_env: str = "TREADLAB_PSEUDONYM_SECRET"
-    secret: str | None = None
+    __pydantic_config__ = TABLE_CONFIG
+
+    secret_env: EnvName = "TREADLAB_PSEUDONYM_SECRET"
+    secret: Annotated[str, Strict()] | None = None
 
 
 @dataclass
@@ -204,25 +270,25 @@ class LabConfig:
     dicts. ``source_path`` is the file it was read from (``None`` for a config built in code).
     """
 
+    __pydantic_config__ = TABLE_CONFIG
+
     lab: LabTable
     plates: list[PlateConfig]
     forceplate: ForcePlateConfig
     markers: MarkersConfig
-    marker_names: dict[str, str] = field(default_factory=dict)
+    marker_names: dict[str, MarkerName] = field(default_factory=dict)
     contacts: ContactsConfig = field(default_factory=ContactsConfig)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
-    simulator: dict = field(default_factory=dict)
-    #: ``[qualisys]``: QTM host and plate mapping, checked by
-    #: ``treadlab.acquisition.sources.qualisys.QualisysSettings`` (README, Supported devices)
-    qualisys: dict | None = None
-    #: ``[natnet]``: OptiTrack Motive server and frame mapping, checked by
-    #: ``treadlab.acquisition.sources.natnet.NatNetSettings``
-    natnet: dict | None = None
-    #: ``[treadmill]``: the belt-speed controller, checked by
-    #: ``treadlab.acquisition.sources.treadmill_bertec.TreadmillSettings``
-    treadmill: dict | None = None
+    simulator: dict[str, Scalar] = field(default_factory=dict)
+    #: ``[qualisys]``, ``[natnet]``, ``[treadmill]``: vendor systems, each checked key by key
+    #: by its driver's settings class (``QualisysSettings``, ``NatNetSettings``,
+    #: ``TreadmillSettings`` in ``treadlab.acquisition.sources``) when the capture builds its
+    #: sources, before any device is opened
+    qualisys: dict[str, Any] | None = None
+    natnet: dict[str, Any] | None = None
+    treadmill: dict[str, Any] | None = None
     source_path: Path | None = None
 
     @property
@@ -265,221 +331,223 @@ class LabConfig:
 TABLES = {"lab": LabTable, "plates": PlateConfig, "forceplate": ForcePlateConfig,
           "markers": MarkersConfig, "marker_names": dict, "contacts": ContactsConfig,
           "filters": FiltersConfig, "scoring": ScoringConfig, "export": ExportConfig,
-          "simulator": dict, "qualisys": dict, "natnet": dict,
-          "treadmill": dict}
+          "simulator": dict, "qualisys": dict, "natnet": dict, "treadmill": dict}
 REQUIRED_TABLES = ("lab", "plates", "forceplate", "markers")
 
 
-# --- building and checking ---------------------------------------------------------------------
+# --- validation errors as one line naming the key ----------------------------------------------
 
-def _type_name(hint) -> str:
-    origin = typing.get_origin(hint)
-    if origin is list:
-        return f"list of {_type_name(typing.get_args(hint)[0])}"
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(hint) if a is not type(None))
-    return {float: "number", int: "integer", str: "string", bool: "true/false"}.get(
-        hint, getattr(hint, "__name__", str(hint)))
+_TYPE_NAMES = {"int_type": "integer", "float_type": "number", "string_type": "string",
+               "bool_type": "true/false", "list_type": "list", "dict_type": "table",
+               "dataclass_type": "table"}
 
 
-def _coerce(value, hint, path, key):
-    """Check ``value`` (parsed TOML) against the annotation ``hint``; return it typed."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _coerce(value, args[0], path, key)
-    bad = ConfigError(path, key, f"expected {_type_name(hint)}, got {type(value).__name__} "
-                                 f"{value!r}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise bad
-        (item,) = typing.get_args(hint)
-        return [_coerce(v, item, path, f"{key}[{i}]") for i, v in enumerate(value)]
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        if not math.isfinite(value):
-            raise ConfigError(path, key, f"{value!r} is not a finite number")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise bad
-        return value
-    raise TypeError(f"unsupported annotation {hint!r} for {key}")  # a schema bug, not input
+def _key(loc) -> str:
+    """``("plates", 0, "calibration", 5, 0)`` → ``"plates[0].calibration[5][0]"``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
 
 
-def _build(cls, raw, path, table: str):
-    """Dataclass ``cls`` from the TOML table ``raw``; unknown/missing keys and types checked."""
-    if not isinstance(raw, dict):
-        raise ConfigError(path, table, f"expected a table, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in fields(cls) if f.init and f.name != "source_path"]
-    for key in raw:
-        if key not in names:
-            raise ConfigError(path, f"{table}.{key}",
-                              f"unknown key; known: {', '.join(names)}")
-    kwargs = {}
-    for f in fields(cls):
-        if f.name in raw:
-            kwargs[f.name] = _coerce(raw[f.name], hints[f.name], path, f"{table}.{f.name}")
-        elif f.default is MISSING and f.default_factory is MISSING:
-            raise ConfigError(path, f"{table}.{f.name}", "missing (required)")
-    return cls(**kwargs)
+def _owner(cls, loc):
+    """The dataclass that declares the last key of ``loc`` (None for a dict entry)."""
+    if cls is not LabConfig:
+        return cls if len([p for p in loc if isinstance(p, str)]) <= 2 else None
+    for part in loc[:-1]:
+        if isinstance(part, int) or cls is None:
+            continue
+        hint = getattr(cls, "__annotations__", {}).get(part)
+        nxt = TABLES.get(part) if cls is LabConfig else None
+        cls = nxt if isinstance(nxt, type) and nxt is not dict else None
+        if hint is None:
+            cls = None
+    return cls
 
 
-def _range(ok: bool, path, key, message):
+def _bounds(cls, name) -> dict:
+    """The ``gt``/``ge``/``lt``/``le`` constraints declared on field ``name`` of ``cls``."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out: dict = {}
+    stack = [hints.get(name)]
+    while stack:
+        hint = stack.pop()
+        for meta in getattr(hint, "__metadata__", ()):
+            for m in getattr(meta, "metadata", ()):
+                for k in ("gt", "ge", "lt", "le"):
+                    if getattr(m, k, None) is not None:
+                        out[k] = getattr(m, k)
+        stack.extend(typing.get_args(hint))
+    return out
+
+
+def _num(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _range_message(value, b: dict) -> str:
+    lo = b.get("gt", b.get("ge"))
+    hi = b.get("lt", b.get("le"))
+    if lo is not None and hi is not None:
+        if isinstance(value, int) and "ge" in b and "le" in b:
+            return f"{value} is outside {lo}..{hi}"
+        return (f"{_num(value)} is outside {'(' if 'gt' in b else '['}{_num(lo)}, {_num(hi)}"
+                f"{')' if 'lt' in b else ']'}")
+    if lo is not None:
+        return f"{_num(value)} must be {'>' if 'gt' in b else '>='} {_num(lo)}"
+    return f"{_num(value)} must be {'<' if 'lt' in b else '<='} {_num(hi)}"
+
+
+def _message(err: dict, root) -> str:
+    kind, loc, value = err["type"], err["loc"], err.get("input")
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        owner = root if len(loc) == 1 else _owner(root, loc)
+        names = [n for n in getattr(owner, "__dataclass_fields__", {}) if n != "source_path"]
+        what = "table" if owner is LabConfig else "key"
+        return f"unknown {what}; known: {', '.join(names)}" if names else f"unknown {what}"
+    if kind == "missing":
+        return "missing (required table)" if root is LabConfig and len(loc) == 1 \
+            else "missing (required)"
+    if kind in _TYPE_NAMES:
+        return f"expected {_TYPE_NAMES[kind]}, got {type(value).__name__} {value!r}"
+    if kind == "finite_number":
+        return f"{value!r} is not a finite number"
+    if kind == "literal_error":
+        known = err.get("ctx", {}).get("expected", "")
+        known = known.replace("'", "").replace(" or ", ", ")
+        return f"unknown value {value!r}; known: {known}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        owner = _owner(root, loc)
+        return _range_message(value, _bounds(owner, loc[-1]) if owner else err.get("ctx", {}))
+    if kind == "too_short":
+        return "needs at least one value"
+    if kind == "value_error":
+        return str(err.get("ctx", {}).get("error", err["msg"]))
+    return err["msg"]
+
+
+def config_error(exc: ValidationError, path, root, prefix: tuple = ()) -> ConfigError:
+    """The first problem of a pydantic ``ValidationError`` as one :class:`ConfigError` naming
+    ``path`` and the ``table.key`` (``prefix`` is prepended to the error's location)."""
+    err = exc.errors(include_url=False)[0]
+    err = dict(err, loc=tuple(prefix) + tuple(err["loc"]))
+    return ConfigError(path, _key(err["loc"]), _message(err, root))
+
+
+_ADAPTERS: dict = {}
+
+
+def _adapter(cls) -> TypeAdapter:
+    if cls not in _ADAPTERS:
+        _ADAPTERS[cls] = TypeAdapter(cls)
+    return _ADAPTERS[cls]
+
+
+def check_table(values, cls, table: str | None, path=None):
+    """Validate a table against the declaration of dataclass ``cls``.
+
+    ``values`` is a dict (returns a new ``cls`` instance), or an instance of ``cls`` or of a
+    subclass (a driver checking the settings it was given, e.g.
+    :class:`treadlab.acquisition.sources.forceplate_serial.ForcePlateSettings`, or the synthetic
+    runner's parameters): each declared field is validated in place, coerced values written
+    back, and the instance returned. Raises :class:`ConfigError` ``"<path>: <table>.<key>:
+    <why>"`` (``"<path>: <key>: <why>"`` when ``table`` is None).
+    """
+    prefix = () if table is None else (table,)
+    if isinstance(values, dict):
+        try:
+            return _adapter(cls).validate_python(values)
+        except ValidationError as exc:
+            raise config_error(exc, path, cls, prefix) from None
+    for name, adapter in _field_adapters(cls).items():
+        try:
+            value = adapter.validate_python(getattr(values, name))
+        except ValidationError as exc:
+            raise config_error(exc, path, cls, prefix + (name,)) from None
+        object.__setattr__(values, name, value)  # frozen dataclasses too
+    return values
+
+
+def _field_adapters(cls) -> dict:
+    key = ("fields", cls)
+    if key not in _ADAPTERS:
+        hints = typing.get_type_hints(cls, include_extras=True)
+        _ADAPTERS[key] = {name: TypeAdapter(hints[name]) for name in cls.__dataclass_fields__}
+    return _ADAPTERS[key]
+
+
+# --- cross-field rules: explicit ---------------------------------------------------------------
+
+def _rule(ok: bool, path, key, message):
     if not ok:
         raise ConfigError(path, key, message)
 
 
-def _check_lab(t: LabTable, path) -> None:
-    _range(t.belt in ("split", "single"), path, "lab.belt",
-           f"{t.belt!r}: expected \"split\" or \"single\"")
-    _range(bool(t.name.strip()), path, "lab.name", "empty")
-    if t.belt_speed_m_s is not None:
-        _range(0 <= t.belt_speed_m_s <= 15, path, "lab.belt_speed_m_s",
-               f"{t.belt_speed_m_s} m/s is outside 0..15")
-
-
-def _check_forceplate(t: ForcePlateConfig, path) -> None:
-    _range(t.driver in FORCE_DRIVERS, path, "forceplate.driver",
-           f"unknown driver {t.driver!r}; known: {', '.join(FORCE_DRIVERS)}")
-    _range(t.sample_type in SAMPLE_BYTES, path, "forceplate.sample_type",
-           f"{t.sample_type!r}: expected \"int16\" or \"int32\"")
-    _range(0 < t.rate_hz <= 100_000, path, "forceplate.rate_hz",
-           f"{t.rate_hz:g} Hz is outside (0, 100000]")
-    _range(6 <= t.channels <= 256, path, "forceplate.channels",
-           f"{t.channels} is outside 6..256")
-    _range(t.baud > 0, path, "forceplate.baud", f"{t.baud} must be > 0")
-    _range(0 < t.volts_per_count < 1, path, "forceplate.volts_per_count",
-           f"{t.volts_per_count!r} V/count is outside (0, 1)")
-    _range(0 <= t.tare_seconds <= 60, path, "forceplate.tare_seconds",
-           f"{t.tare_seconds:g} s is outside 0..60")
-    _range(bool(t.port.strip()), path, "forceplate.port", "empty")
-    if t.driver in ("forceplate_serial", "simulated"):
-        need = t.line_bits_per_s
-        _range(need <= t.baud, path, "forceplate.baud",
-               f"{t.rate_hz:g} Hz × {t.channels} {t.sample_type} channels = {t.frame_bytes}-byte "
-               f"frames needs {need:,.0f} baud (10 bits per byte) > {t.baud:,}: lower rate_hz, "
-               f"use fewer channels or int16, or raise baud")
+def check_link_budget(fp: ForcePlateConfig, path=None) -> None:
+    """The serial line must carry ``rate_hz`` frames of ``frame_bytes`` at 10 bits per byte
+    (docs/wire.md §2); a pseudo-terminal ignores baud, so only this check shows it."""
+    need = fp.line_bits_per_s
+    _rule(need <= fp.baud, path, "forceplate.baud",
+          f"{fp.rate_hz:g} Hz × {fp.channels} {fp.sample_type} channels = {fp.frame_bytes}-byte "
+          f"frames needs {need:,.0f} baud (10 bits per byte) > {fp.baud:,}: lower rate_hz, "
+          f"use fewer channels or int16, or raise baud")
 
 
 def _check_markers(t: MarkersConfig, path) -> None:
-    _range(t.driver in MARKER_DRIVERS, path, "markers.driver",
-           f"unknown driver {t.driver!r}; known: {', '.join(MARKER_DRIVERS)}")
-    _range(0 < t.rate_hz <= 10_000, path, "markers.rate_hz",
-           f"{t.rate_hz:g} Hz is outside (0, 10000]")
-    _range(0 <= t.port <= 65535, path, "markers.port", f"{t.port} is outside 0..65535")
-    _range(1 <= len(t.labels) <= 65535, path, "markers.labels",
-           "needs at least one marker label (in wire order)")
     if t.driver == "markers_udp":  # one datagram per frame: 20-byte header + 12 bytes/marker
         size = 20 + 12 * len(t.labels)
-        _range(size <= 65507, path, "markers.labels",
-               f"{len(t.labels)} markers make {size}-byte datagrams > 65507 (UDP limit)")
+        _rule(size <= UDP_MAX_PAYLOAD, path, "markers.labels",
+              f"{len(t.labels)} markers make {size}-byte datagrams > {UDP_MAX_PAYLOAD} "
+              f"(UDP limit)")
     seen = set()
     for i, label in enumerate(t.labels):
-        _range(bool(label.strip()), path, f"markers.labels[{i}]", "empty label")
-        _range(label not in seen, path, f"markers.labels[{i}]", f"duplicate label {label!r}")
+        _rule(label not in seen, path, f"markers.labels[{i}]", f"duplicate label {label!r}")
         seen.add(label)
 
 
 def _check_plates(plates: list[PlateConfig], fp: ForcePlateConfig, lab: LabTable, path):
-    _range(len(plates) >= 1, path, "plates", "at least one [[plates]] entry is needed")
+    _rule(len(plates) >= 1, path, "plates", "at least one [[plates]] entry is needed")
     if lab.belt == "split":
-        _range(len(plates) == 2, path, "plates",
-               f"a split-belt lab needs 2 plates (one per belt), got {len(plates)}")
+        _rule(len(plates) == 2, path, "plates",
+              f"a split-belt lab needs 2 plates (one per belt), got {len(plates)}")
     names, used = set(), {}
     for i, p in enumerate(plates):
         key = f"plates[{i}]"
-        _range(bool(p.name.strip()), path, f"{key}.name", "empty")
-        _range(p.name not in names, path, f"{key}.name", f"duplicate plate name {p.name!r}")
+        _rule(p.name not in names, path, f"{key}.name", f"duplicate plate name {p.name!r}")
         names.add(p.name)
-        _range(len(p.origin) == 3, path, f"{key}.origin",
-               f"needs [x, y, z] (mm), got {len(p.origin)} values")
-        _range(len(p.corners) == 4 and all(len(c) == 3 for c in p.corners), path,
-               f"{key}.corners", "needs 4 corners of [x, y, z] (mm)")
+        _rule(len(p.origin) == 3, path, f"{key}.origin",
+              f"needs [x, y, z] (mm), got {len(p.origin)} values")
+        _rule(len(p.corners) == 4 and all(len(c) == 3 for c in p.corners), path,
+              f"{key}.corners", "needs 4 corners of [x, y, z] (mm)")
         if fp.driver in FORCE_DEVICES:
             continue                # the device sends the wrench: no channels to calibrate
-        _range(len(p.channels) == 6, path, f"{key}.channels",
-               f"needs 6 channel indices, got {len(p.channels)}")
+        _rule(len(p.channels) == 6, path, f"{key}.channels",
+              f"needs 6 channel indices, got {len(p.channels)}")
         for j, ch in enumerate(p.channels):
-            _range(0 <= ch < fp.channels, path, f"{key}.channels[{j}]",
-                   f"channel {ch} out of range 0..{fp.channels - 1} (forceplate.channels = "
-                   f"{fp.channels})")
-            _range(ch not in used, path, f"{key}.channels[{j}]",
-                   f"channel {ch} is already used by plate {used.get(ch)!r}")
+            _rule(0 <= ch < fp.channels, path, f"{key}.channels[{j}]",
+                  f"channel {ch} out of range 0..{fp.channels - 1} (forceplate.channels = "
+                  f"{fp.channels})")
+            _rule(ch not in used, path, f"{key}.channels[{j}]",
+                  f"channel {ch} is already used by plate {used.get(ch)!r}")
             used[ch] = p.name
         shape = (len(p.calibration), *{len(r) for r in p.calibration})
-        _range(shape == (6, 6), path, f"{key}.calibration",
-               f"needs a 6×6 matrix (volts → N, N·m), got "
-               f"{len(p.calibration)} rows of {sorted({len(r) for r in p.calibration})} values")
+        _rule(shape == (6, 6), path, f"{key}.calibration",
+              f"needs a 6×6 matrix (volts → N, N·m), got "
+              f"{len(p.calibration)} rows of {sorted({len(r) for r in p.calibration})} values")
         for r, row in enumerate(p.calibration):
-            _range(any(v != 0 for v in row), path, f"{key}.calibration[{r}]",
-                   "row of zeros: that force/moment component would always be 0")
-
-
-def _check_contacts(t: ContactsConfig, path) -> None:
-    _range(t.off_n > 0, path, "contacts.off_n", f"{t.off_n:g} N must be > 0")
-    _range(t.strike_n >= t.off_n, path, "contacts.strike_n",
-           f"{t.strike_n:g} N must be >= contacts.off_n ({t.off_n:g} N)")
-    _range(0 < t.min_contact_s < 2, path, "contacts.min_contact_s",
-           f"{t.min_contact_s:g} s is outside (0, 2)")
-    _range(0 <= t.min_peak_bw < 10, path, "contacts.min_peak_bw",
-           f"{t.min_peak_bw:g} BW is outside [0, 10)")
-    _range(0 <= t.min_flight_s < 1, path, "contacts.min_flight_s",
-           f"{t.min_flight_s:g} s is outside [0, 1)")
+            _rule(any(v != 0 for v in row), path, f"{key}.calibration[{r}]",
+                  "row of zeros: that force/moment component would always be 0")
 
 
 def _check_filters(t: FiltersConfig, fp: ForcePlateConfig, mk: MarkersConfig, path) -> None:
     for name, cut, rate in (("force", t.force_lowpass_hz, fp.rate_hz),
                             ("marker", t.marker_lowpass_hz, mk.rate_hz)):
-        _range(0 <= cut < rate / 2, path, f"filters.{name}_lowpass_hz",
-               f"{cut:g} Hz must be in [0, {rate / 2:g}) (0 = off; below Nyquist of "
-               f"{rate:g} Hz)")
-    for name in ("force_order", "marker_order"):
-        order = getattr(t, name)
-        _range(1 <= order <= 8, path, f"filters.{name}", f"{order} is outside 1..8")
-    _range(0 <= t.max_gap_s <= 10, path, "filters.max_gap_s",
-           f"{t.max_gap_s:g} s is outside 0..10")
-
-
-def _check_scoring(t: ScoringConfig, path) -> None:
-    _range(bool(t.reference.strip()), path, "scoring.reference", "empty")
-    _range(1 <= t.min_steps_per_side <= 100_000, path, "scoring.min_steps_per_side",
-           f"{t.min_steps_per_side} must be >= 1")
-
-
-def _check_export(t: ExportConfig, path) -> None:
-    _range(t.secret_env.isidentifier(), path, "export.secret_env",
-           f"{t.secret_env!r} is not an environment variable name")
-
-
-def _string_table(raw, path, table: str) -> dict[str, str]:
-    if not isinstance(raw, dict):
-        raise ConfigError(path, table, f"expected a table, got {type(raw).__name__}")
-    for key, value in raw.items():
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError(path, f"{table}.{key}",
-                              f"expected a marker name (string), got {value!r}")
-    return dict(raw)
-
-
-def _scalar_table(raw, path, table: str) -> dict:
-    if not isinstance(raw, dict):
-        raise ConfigError(path, table, f"expected a table, got {type(raw).__name__}")
-    for key, value in raw.items():
-        if not isinstance(value, (str, int, float, bool)):
-            raise ConfigError(path, f"{table}.{key}",
-                              f"expected a number, string or true/false, got {value!r}")
-    return dict(raw)
+        _rule(cut < rate / 2, path, f"filters.{name}_lowpass_hz",
+              f"{cut:g} Hz must be in [0, {rate / 2:g}) (0 = off; below Nyquist of "
+              f"{rate:g} Hz)")
 
 
 def build_lab(data: dict, path=None) -> LabConfig:
@@ -492,63 +560,22 @@ def build_lab(data: dict, path=None) -> LabConfig:
         table or key, a wrong type, an impossible value, plate channels out of range, a
         calibration that is not 6×6, or a serial link that cannot carry the frames.
     """
-    for table in data:
-        if table not in TABLES:
-            raise ConfigError(path, table, f"unknown table; known: {', '.join(TABLES)}")
-    for table in REQUIRED_TABLES:
-        if table not in data:
-            raise ConfigError(path, table, "missing (required table)")
-    lab = _build(LabTable, data["lab"], path, "lab")
-    _check_lab(lab, path)
-    forceplate = _build(ForcePlateConfig, data["forceplate"], path, "forceplate")
-    _check_forceplate(forceplate, path)
-    markers = _build(MarkersConfig, data["markers"], path, "markers")
-    _check_markers(markers, path)
-    raw_plates = data["plates"]
-    if not isinstance(raw_plates, list):
-        raise ConfigError(path, "plates", "expected [[plates]] entries (an array of tables)")
-    plates = [_build(PlateConfig, p, path, f"plates[{i}]") for i, p in enumerate(raw_plates)]
-    _check_plates(plates, forceplate, lab, path)
-    contacts = _build(ContactsConfig, data.get("contacts", {}), path, "contacts")
-    _check_contacts(contacts, path)
-    filters = _build(FiltersConfig, data.get("filters", {}), path, "filters")
-    _check_filters(filters, forceplate, markers, path)
-    scoring = _build(ScoringConfig, data.get("scoring", {}), path, "scoring")
-    _check_scoring(scoring, path)
-    export = _build(ExportConfig, data.get("export", {}), path, "export")
-    _check_export(export, path)
-    simulator = _scalar_table(data.get("simulator", {}), path, "simulator")
-    qualisys = data.get("qualisys")
-    if qualisys is not None and not isinstance(qualisys, dict):
-        raise ConfigError(path, "qualisys", f"expected a table, got {type(qualisys).__name__}")
-    natnet = data.get("natnet")
-    if natnet is not None and not isinstance(natnet, dict):
-        raise ConfigError(path, "natnet", f"expected a table, got {type(natnet).__name__}")
-    treadmill = data.get("treadmill")
-    if treadmill is not None and not isinstance(treadmill, dict):
-        raise ConfigError(path, "treadmill", f"expected a table, got "
-                                             f"{type(treadmill).__name__}")
-    if "belt" in simulator:
-        _range(simulator["belt"] == lab.belt, path, "simulator.belt",
-               f"{simulator['belt']!r} differs from lab.belt {lab.belt!r} (leave it out: the "
-               f"simulated runner follows lab.belt)")
-    cfg = LabConfig(
-        lab=lab, plates=plates, forceplate=forceplate, markers=markers,
-        marker_names=_string_table(data.get("marker_names", {}), path, "marker_names"),
-        contacts=contacts, filters=filters, scoring=scoring, export=export,
-        simulator=simulator, qualisys=qualisys, natnet=natnet,
-        treadmill=treadmill,
-        source_path=Path(path) if path is not None else None)
-    if "qualisys" in (forceplate.driver, markers.driver):
-        from treadlab.acquisition.sources.qualisys import QualisysSettings
-
-        QualisysSettings.from_config(cfg)      # ConfigError naming qualisys.<key>
-    if markers.driver == "natnet":
-        from treadlab.acquisition.sources.natnet import NatNetSettings
-
-        NatNetSettings.from_config(cfg)        # ConfigError naming natnet.<key>
-    if treadmill is not None:
-        from treadlab.acquisition.sources.treadmill_bertec import TreadmillSettings
-
-        TreadmillSettings.from_config(cfg)     # ConfigError naming treadmill.<key>
+    if "source_path" in data:
+        raise ConfigError(path, "source_path", f"unknown table; known: {', '.join(TABLES)}")
+    try:
+        cfg = _adapter(LabConfig).validate_python(dict(data))
+    except ValidationError as exc:
+        raise config_error(exc, path, LabConfig) from None
+    cfg.source_path = Path(path) if path is not None else None
+    if cfg.forceplate.driver in ("forceplate_serial", "simulated"):
+        check_link_budget(cfg.forceplate, path)
+    _check_markers(cfg.markers, path)
+    _check_plates(cfg.plates, cfg.forceplate, cfg.lab, path)
+    _rule(cfg.contacts.strike_n >= cfg.contacts.off_n, path, "contacts.strike_n",
+          f"{cfg.contacts.strike_n:g} N must be >= contacts.off_n ({cfg.contacts.off_n:g} N)")
+    _check_filters(cfg.filters, cfg.forceplate, cfg.markers, path)
+    if "belt" in cfg.simulator:
+        _rule(cfg.simulator["belt"] == cfg.lab.belt, path, "simulator.belt",
+              f"{cfg.simulator['belt']!r} differs from lab.belt {cfg.lab.belt!r} (leave it "
+              f"out: the simulated runner follows lab.belt)")
     return cfg

@@ -5,7 +5,7 @@ loop), so it is a fair NumPy baseline for the benchmark. The compiled kernel is 
 state machine; the two are independent implementations of the same rule and the tests hold them
 to the same answers on every block partition.
 
-The rule (METRICS §2), on one plate's vertical force ``fz`` (N):
+The rule (docs/metrics.md §2), on one plate's vertical force ``fz`` (N):
 
 Each sample is *unloaded* (valid and ``< off_n``), *loaded* (valid and ``>= strike_n``), *NaN*
 (dropout) or in between (``off_n <= fz < strike_n``, it changes nothing by itself).
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from treadlab.kernels.contacts import (
+from treadlab.kernels._contacts_common import (
     FLAG_DROPOUT, FLAG_LOW_PEAK, FLAG_NO_FLIGHT, FLAG_SHORT, PHASE_ARMED, PHASE_CONTACT,
     PHASE_UNARMED, ContactParams, Contacts, ContactState,
 )

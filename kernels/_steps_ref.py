@@ -11,7 +11,7 @@ included) and *valid* meaning finite:
   ``max(obliquity - zero)``; right stance: ``max(-(obliquity - zero))``.
 * ``trunk_lean`` (deg): mean trunk lean over stance; ``trunk_lean_midstance``: trunk lean
   interpolated at midstance ``(t_strike + t_off) / 2``.
-* ``pelvis_tilt_mean`` (deg): mean pelvis tilt over stance (METRICS §4, cause 4 context).
+* ``pelvis_tilt_mean`` (deg): mean pelvis tilt over stance (docs/metrics.md §4, cause 4 context).
 * ``overstride`` (mm): heel lead of the striking foot interpolated at ``t_strike``.
 * ``shank_angle_ic`` (deg): shank angle of the striking foot interpolated at ``t_strike``.
 * ``peak_hip_extension`` (deg): ``-min(hip_flexion_<side>)`` over the frames in
@@ -27,65 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from treadlab.kernels._steps_common import COLUMNS, OUTPUTS, prepare
+
 __all__ = ["OUTPUTS", "COLUMNS", "prepare", "step_metrics"]
-
-#: Per-contact outputs (all float64 except the int8 source flag).
-OUTPUTS = ("pelvic_drop", "trunk_lean", "trunk_lean_midstance", "pelvis_tilt_mean", "overstride",
-           "shank_angle_ic", "peak_hip_extension", "peak_hip_extension_source")
-
-#: Angle columns used, in the order of the column table handed to the kernel.
-COLUMNS = ("pelvis_obliquity", "trunk_lean", "pelvis_tilt",
-           "heel_lead_left", "heel_lead_right", "shank_angle_left", "shank_angle_right",
-           "hip_flexion_left", "hip_flexion_right", "thigh_angle_left", "thigh_angle_right")
-
-
-def prepare(t_strike, t_off, side, angle_time, angle_values, angle_names, static_obliquity_deg,
-            min_valid_fraction):
-    """Validate and normalise the inputs shared by both implementations.
-
-    Returns ``(t_strike, t_off, side, time, values, columns, stride_lo, stride_hi, static,
-    min_valid_fraction)``: float64/int64 contiguous arrays, ``columns`` (len(COLUMNS),) int64
-    index into ``values`` or -1, and the stride bounds (s,) float64 (NaN when no stride).
-    """
-    t_strike = np.ascontiguousarray(t_strike, dtype=np.float64).reshape(-1)
-    t_off = np.ascontiguousarray(t_off, dtype=np.float64).reshape(-1)
-    side = np.ascontiguousarray(side).reshape(-1)
-    if not (len(t_strike) == len(t_off) == len(side)):
-        raise ValueError(f"t_strike, t_off and side differ in length: {len(t_strike)}, "
-                         f"{len(t_off)}, {len(side)}")
-    if side.size and not np.isin(side, (0, 1)).all():
-        raise ValueError("side must hold 0 (left) or 1 (right)")
-    side = side.astype(np.int64)
-    time = np.ascontiguousarray(angle_time, dtype=np.float64).reshape(-1)
-    values = np.asarray(angle_values, dtype=np.float64)
-    if values.ndim != 2 or values.shape[0] != len(time):
-        raise ValueError(f"angle_values must have shape (m, a) with m = len(angle_time) = "
-                         f"{len(time)}, got {values.shape}")
-    names = [str(n) for n in angle_names]
-    if len(names) != values.shape[1]:
-        raise ValueError(f"{len(names)} angle_names for {values.shape[1]} columns")
-    if len(time) > 1 and np.any(np.diff(time) < 0):
-        raise ValueError("angle_time must be non-decreasing")
-    if not 0.0 <= float(min_valid_fraction) <= 1.0:
-        raise ValueError(f"min_valid_fraction must be in [0, 1], got {min_valid_fraction}")
-    values = np.ascontiguousarray(values)
-    columns = np.array([names.index(n) if n in names else -1 for n in COLUMNS], dtype=np.int64)
-    static = np.nan if static_obliquity_deg is None else float(static_obliquity_deg)
-
-    s = len(t_strike)
-    stride_lo = np.full(s, np.nan)
-    stride_hi = np.full(s, np.nan)
-    for foot in (0, 1):
-        idx = np.flatnonzero(side == foot)
-        idx = idx[np.argsort(t_strike[idx], kind="stable")]
-        for n, i in enumerate(idx):
-            if n + 1 < len(idx):
-                stride_lo[i], stride_hi[i] = t_strike[i], t_strike[idx[n + 1]]
-            elif n > 0:
-                stride_lo[i], stride_hi[i] = t_strike[idx[n - 1]], t_strike[i]
-    return (t_strike, t_off, side, time, values, columns, stride_lo, stride_hi, static,
-            float(min_valid_fraction))
-
 
 def _window(time, lo, hi, closed=True):
     """Frames with lo <= t <= hi (closed) or lo <= t < hi."""

@@ -1,4 +1,4 @@
-"""Joint and segment angles from CGM / Plug-in Gait markers (DESIGN §4, METRICS §1, §4).
+"""Joint and segment angles from CGM / Plug-in Gait markers (docs/archive.md §4.2, docs/metrics.md §1, §4).
 
 :func:`joint_angles` validates its input, resolves the model (which markers exist, subject
 measurements and the defaults standing in for missing ones, the Davis hip-joint-centre offsets)
@@ -6,9 +6,9 @@ and runs the per-frame geometry in the compiled kernel :mod:`treadlab.kernels._a
 :func:`treadlab.kernels._angles_ref.joint_angles` is the NumPy reference with the same signature
 and result; its module docstring is the specification of every axis, sign and fallback.
 
-Accuracy against Vicon Plug-in Gait (tests/kernels/test_angles.py, walking trials in
-``../shared/data/pig``): pelvis angles to 1e-5 degrees RMS; hip flexion within 1 degree RMS with
-the file's subject measurements (Plug-in Gait's static thigh-rotation / tibial-torsion offsets
+Accuracy against Vicon Plug-in Gait (tests/kernels/test_angles.py, the public Plug-in Gait
+walking sample recordings): pelvis angles to 1e-5 degrees RMS; hip flexion within 1 degree RMS
+with the file's subject measurements (Plug-in Gait's static thigh-rotation / tibial-torsion offsets
 are not modelled).
 """
 from __future__ import annotations
@@ -18,10 +18,10 @@ from collections.abc import Mapping
 import numpy as np
 
 from treadlab.kernels._compiled import compiled
-from treadlab.kernels._angles_ref import (MARKERS, NAMES, PARAMS, UNITS, Angles,
-                                          resolve_model)
+from treadlab.kernels._angles_common import (MARKERS, NAMES, PARAMS, UNITS, Angles,
+                                             resolve_model)
 
-__all__ = ["Angles", "NAMES", "UNITS", "joint_angles"]
+__all__ = ["Angles", "MARKERS", "NAMES", "UNITS", "joint_angles", "resolve_model"]
 
 
 

@@ -1,8 +1,9 @@
 """Marker gap filling: cubic Hermite interpolation across short occlusions.
 
 :func:`fill_gaps` is the public, validated function and calls the compiled kernel
-:mod:`treadlab.kernels._gaps_cy`; :func:`_fill_gaps_ref` is the NumPy reference with the same
-signature, written for clarity (the specification the tests hold the kernel to).
+:mod:`treadlab.kernels._gaps_cy`; :func:`treadlab.kernels._gaps_ref.fill_gaps` is the NumPy
+reference with the same signature, written for clarity (the specification the tests hold the
+kernel to).
 
 The rule, per marker: a frame is *seen* when its three coordinates are finite. A run of unseen
 frames with a seen frame on both sides and at most ``max_gap_frames`` frames long is filled by a
@@ -19,7 +20,6 @@ import numpy as np
 from treadlab.kernels._compiled import compiled
 
 __all__ = ["fill_gaps"]
-
 
 
 def _check(positions, max_gap_frames):
@@ -59,30 +59,3 @@ def fill_gaps(positions, max_gap_frames):
     work = np.array(pos, dtype=np.float64, order="C", copy=True)
     longest = cy.fill_gaps_cy(work, max_gap)
     return work.astype(out_dtype, copy=False), int(longest)
-
-
-def _fill_gaps_ref(positions, max_gap_frames):
-    """NumPy reference for :func:`fill_gaps` (same signature and result)."""
-    pos, max_gap, out_dtype = _check(positions, max_gap_frames)
-    out = np.array(pos, dtype=np.float64, copy=True)
-    m = out.shape[0]
-    longest = 0
-    for j in range(out.shape[1]):
-        p = out[:, j, :]
-        seen = np.isfinite(p).all(axis=1)
-        p[~seen] = np.nan
-        idx = np.flatnonzero(seen)
-        for a, b in zip(idx[:-1], idx[1:]):
-            n = b - a - 1
-            if n < 1 or n > max_gap:
-                continue
-            h = float(b - a)
-            chord = (p[b] - p[a]) / h
-            ma = p[a] - p[a - 1] if a >= 1 and seen[a - 1] else chord
-            mb = p[b + 1] - p[b] if b + 1 < m and seen[b + 1] else chord
-            s = (np.arange(a + 1, b) - a)[:, None] / h
-            s2, s3 = s * s, s * s * s
-            p[a + 1:b] = ((2 * s3 - 3 * s2 + 1) * p[a] + (s3 - 2 * s2 + s) * h * ma
-                          + (-2 * s3 + 3 * s2) * p[b] + (s3 - s2) * h * mb)
-            longest = max(longest, int(n))
-    return out.astype(out_dtype, copy=False), longest

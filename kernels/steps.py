@@ -1,4 +1,4 @@
-"""Per-step running metrics joining foot contacts and joint angles (METRICS §4).
+"""Per-step running metrics joining foot contacts and joint angles (docs/metrics.md §4).
 
 :func:`step_metrics` validates its input and runs the per-contact windows in the compiled kernel
 :mod:`treadlab.kernels._steps_cy`; :func:`treadlab.kernels._steps_ref.step_metrics` is the NumPy
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from treadlab.kernels._compiled import compiled
-from treadlab.kernels._steps_ref import COLUMNS, OUTPUTS, prepare
+from treadlab.kernels._steps_common import COLUMNS, OUTPUTS, prepare
 
 __all__ = ["OUTPUTS", "step_metrics"]
 

@@ -46,7 +46,8 @@ Documentation: docs/ in the source tree (design.md, archive.md, wire.md, metrics
 def _cmd_demo(args) -> int:
     from treadlab.pipeline.demo import format_demo, run_demo
 
-    print(format_demo(run_demo(out_dir=args.out, seconds=args.seconds)))
+    print(format_demo(run_demo(out_dir=args.out, seconds=args.seconds,
+                               status_stream=sys.stderr)))
     return EXIT_OK
 
 
@@ -58,7 +59,7 @@ def _cmd_capture(args) -> int:
 
     path = run_capture(config_path=args.config, subject=args.subject,
                        body_mass_kg=args.body_mass, duration_s=args.duration, out_dir=args.out,
-                       replay=args.replay, protocol=args.protocol,
+                       replay=args.replay, status_stream=sys.stderr, protocol=args.protocol,
                        speed_protocol=args.speed_protocol)
     print(path)
     if not args.no_process:

@@ -34,7 +34,7 @@ def run_demo(out_dir="treadlab-demo", seconds: float = 30.0, *, params: dict | N
     params : dict, optional
         Synthetic-runner parameters (``{"pelvic_drop_deg": "8"}``).
     status_stream : file-like, optional
-        Where the live capture status goes (default ``sys.stderr``).
+        Where the live capture status goes (default: nowhere; the CLI passes ``sys.stderr``).
 
     Returns
     -------

@@ -2,11 +2,11 @@
 
 ``force_task``
     force → zero-lag Butterworth low-pass → re-zero on flight phases → contacts per plate →
-    left/right → force metrics per contact (METRICS §2-3).
+    left/right → force metrics per contact (docs/metrics.md §2-3).
 ``marker_task``
     markers → gap fill → zero-lag Butterworth low-pass → joint angles (CGM / Plug-in Gait).
 ``step_task``
-    both → the per-contact table of ``/derived/contacts`` (DESIGN §4): events, force metrics and
+    both → the per-contact table of ``/derived/contacts`` (docs/archive.md §4.1): events, force metrics and
     the kinematics at each stance (pelvic drop, trunk lean, over-stride, shank angle, hip
     extension).
 
@@ -14,9 +14,10 @@ Nothing here opens files or knows about dask; :mod:`treadlab.pipeline.graph` wir
 graph. Every filter setting actually used is returned in ``attrs`` so it is stored with the
 derived data (loading rates depend on the filter, Abolins 2019).
 
-Body weight is ``body_mass_kg × 9.81`` N. An archive without a body mass gets an estimate: the
-mean total vertical force over whole strides (over a whole number of strides at steady speed the
-mean vertical ground reaction equals body weight), recorded in ``attrs["body_weight_source"]``.
+Body weight is ``body_mass_kg × g`` N (g = 9.80665 m/s², ``treadlab.config.constants.G``). An
+archive without a body mass gets the shared estimate of
+:func:`treadlab.kernels.forces.estimate_body_weight` on the re-zeroed total vertical force (the
+mean over whole strides, docs/metrics.md §2), recorded in ``attrs["body_weight_source"]``.
 """
 from __future__ import annotations
 
@@ -26,25 +27,23 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import butter, sosfiltfilt
 
-from treadlab.config.schema import ContactsConfig, FiltersConfig, LabTable
+from treadlab.config.constants import G
 from treadlab.config.errors import InputError
+from treadlab.config.schema import ContactsConfig, FiltersConfig, LabTable
 from treadlab.kernels import contacts as kc
-from treadlab.kernels.forces import force_metrics
-from treadlab.kernels.angles import joint_angles
+from treadlab.kernels.angles import MARKERS as model_markers, joint_angles
+from treadlab.kernels.forces import estimate_body_weight, force_metrics
 from treadlab.kernels.gaps import fill_gaps
-from treadlab.kernels.angles import MARKERS as model_markers
 from treadlab.kernels.steps import step_metrics
 
 log = logging.getLogger(__name__)
 
-G = 9.81  #: m/s², body weight = mass × G (METRICS §3)
-
-#: Columns of ``/derived/contacts`` (DESIGN §4), in order; extra columns follow them.
+#: Columns of ``/derived/contacts`` (docs/archive.md §4.1), in order; extra columns follow them.
 CONTACT_COLUMNS = ("side", "t_strike", "t_off", "contact_time", "flight_time", "peak_vgrf",
                    "loading_rate", "peak_braking", "braking_impulse", "propulsive_impulse",
                    "pelvic_drop", "trunk_lean", "overstride", "shank_angle_ic",
                    "peak_hip_extension", "valid")
-#: Angle columns stored in ``/derived/angles`` (DESIGN §4, degrees). The kernel's 2-D shank and
+#: Angle columns stored in ``/derived/angles`` (docs/archive.md §4.2, degrees). The kernel's 2-D shank and
 #: thigh angles and heel lead feed the per-step metrics but are not stored (archive size and
 #: write time: every stored column is another gzip-compressed float32 per marker frame).
 STORED_ANGLES = ("pelvis_tilt", "pelvis_obliquity", "pelvis_rotation", "trunk_lean",
@@ -61,7 +60,7 @@ METRIC_SOURCE = {"pelvic_drop": "pelvis_obliquity", "trunk_lean": "trunk_lean",
 class DeriveSettings:
     """The lab-config values the derivation uses (``[lab] belt``, ``[contacts]``, ``[filters]``).
 
-    strike_n, off_n : N. Contact thresholds (METRICS §2).
+    strike_n, off_n : N. Contact thresholds (docs/metrics.md §2).
     min_contact_s, min_flight_s : s. min_peak_bw : body weights.
     force_lowpass_hz, marker_lowpass_hz : Hz, Butterworth cut-off (0 or None = no filter).
     force_order, marker_order : Butterworth order of one pass (applied forward and backward:
@@ -185,31 +184,6 @@ def lowpass(x: np.ndarray, rate_hz: float, cutoff_hz, order: int, dtype=np.float
 
 # --- force ---------------------------------------------------------------------------------------
 
-def estimate_body_weight(fz_total: np.ndarray, rate_hz: float, t_strike: np.ndarray,
-                         t0: float = 0.0) -> tuple[float, int]:
-    """Body weight from the mean total vertical force over whole strides.
-
-    Parameters
-    ----------
-    fz_total : (n,) float64, N. Sum of the plates' vertical force.
-    rate_hz : Hz. t_strike : (c,) float64 s, strike times of all contacts, sorted.
-    t0 : s, time of sample 0.
-
-    Returns
-    -------
-    (body_weight_n, n_strides)
-        ``(nan, 0)`` when fewer than three contacts (one whole stride) were seen.
-    """
-    t_strike = np.sort(np.asarray(t_strike, np.float64))
-    if t_strike.size < 3:
-        return float("nan"), 0
-    last = (t_strike.size - 1) // 2 * 2  # an even number of steps = whole strides
-    a = int(np.ceil((t_strike[0] - t0) * rate_hz))
-    b = int(np.floor((t_strike[last] - t0) * rate_hz))
-    seg = fz_total[max(a, 0):max(b, a + 1)]
-    return float(np.nanmean(seg)) if seg.size else float("nan"), last // 2
-
-
 def _left_right(force) -> tuple[int, int]:
     """Plate indices (left, right) of a split belt: by name, else by origin Y (Y = left)."""
     names = [str(n).lower() for n in force.plates]
@@ -322,13 +296,13 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
             raise InputError("session", "@body_mass_kg",
                              f"missing: needed with {p} separate plates (the runner is not on a "
                              f"plate over whole strides, so body weight cannot be estimated)")
-        strikes = np.concatenate([c.t_strike[c.valid] for c in found])
         fz_total = plates[0]["fz"] if p == 1 else plates[0]["fz"] + plates[1]["fz"]
-        bw, strides = estimate_body_weight(fz_total, rate, strikes, t0)
+        bw, how = estimate_body_weight(fz_total, rate, strike_n=s.strike_n, off_n=s.off_n,
+                                       t0=t0)
         if not np.isfinite(bw) or bw <= 0:
             raise InputError("session", "/raw/force/wrench",
-                             "no body_mass_kg and too few contacts to estimate body weight")
-        bw_source = f"estimated: mean total Fz over {strides} whole strides"
+                             f"no body_mass_kg and no body weight from the force ({how['method']})")
+        bw_source = f"estimated: mean total Fz over {how['strides']} whole strides"
     for c in found:
         c.flags[c.peak_n < s.min_peak_bw * bw] |= kc.FLAG_LOW_PEAK
 
@@ -374,7 +348,7 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
     out.update(metrics)
     out["contact_time"] = out["t_off"] - out["t_strike"]
     # flight before each contact, from the latest toe off of either foot; a contact with no
-    # flight before it (walking, double support) is flagged and not scored (METRICS §2)
+    # flight before it (walking, double support) is flagged and not scored (docs/metrics.md §2)
     prev_off = np.maximum.accumulate(out["t_off"])[:-1] if out["t_off"].size else np.zeros(0)
     flight = out["t_strike"] - np.concatenate(([np.nan], prev_off))
     out["flight_time"] = flight
@@ -505,7 +479,7 @@ def step_task(force_out: dict, marker_out: dict, settings: DeriveSettings) -> di
     Returns
     -------
     dict
-        {name: (c,) array} with :data:`CONTACT_COLUMNS` first (DESIGN §4 units: s, BW, BW/s,
+        {name: (c,) array} with :data:`CONTACT_COLUMNS` first (docs/archive.md §4.1 units: s, BW, BW/s,
         BW·s, deg, mm; ``valid`` bool), then ``flags``, ``plate``, ``loading_rate_fallback``,
         ``trunk_lean_midstance``.
     """
@@ -563,4 +537,4 @@ def step_task(force_out: dict, marker_out: dict, settings: DeriveSettings) -> di
 
 
 __all__ = ["DeriveSettings", "CONTACT_COLUMNS", "STORED_ANGLES", "lowpass",
-           "estimate_body_weight", "force_task", "marker_task", "step_task"]
+           "force_task", "marker_task", "step_task"]

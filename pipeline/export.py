@@ -57,7 +57,7 @@ DEFAULT_SECRET_ENV = "TREADLAB_PSEUDONYM_SECRET"
 #: Shortest secret accepted: a short secret over a guessable id format can be brute-forced.
 MIN_SECRET_CHARS = 16
 
-#: Root attributes copied (DESIGN §4), with what each holds. Nothing else is copied.
+#: Root attributes copied (docs/archive.md §2), with what each holds. Nothing else is copied.
 ROOT_ATTRS = {
     "format": "file format name, 'treadlab.session'",
     "format_version": "file format version",
@@ -519,7 +519,7 @@ DESCRIPTIONS = {
     "/derived/angles/time": "frame times on the session clock",
     "/derived/angles/angle": "angle names (dimension)",
     "/derived/angles/values": "angles per frame; NaN where not computable (reasons attribute)",
-    "/derived/scores": "the four cause scores (METRICS.md section 4)",
+    "/derived/scores": "the four cause scores (docs/metrics.md §4)",
     "/derived/scores/cause": "cause name (dimension)",
     "/derived/scores/score": "0-100, higher = stronger contributor; NaN = not scored",
     "/derived/scores/value": "median of the cause metric over both sides",

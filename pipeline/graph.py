@@ -1,4 +1,4 @@
-"""Process one session as a dask graph (DESIGN §5): derive, score, and one atomic write.
+"""Process one session as a dask graph (docs/design.md §7): derive, score, and one atomic write.
 
 The graph for one archive::
 
@@ -9,8 +9,8 @@ The graph for one archive::
     load_force ──► force_task (filter, re-zero, contacts,     │  (per-contact kinematics)
                    sides, force metrics) ──────┘
 
-``load_*`` tasks receive the *path* and open the file themselves (NOTES.md: workers get paths,
-never open files). The only task that writes is ``write_task``: it hands everything to
+``load_*`` tasks receive the *path* and open the file themselves (docs/design.md §13.4:
+workers get paths, never open files). The only task that writes is ``write_task``: it hands everything to
 :func:`treadlab.acquisition.archive.write_derived`, which copies the archive beside itself,
 writes ``/derived`` in the copy and atomically replaces the original, so the archive is never
 edited in place. :func:`session_graph` builds the graph; :func:`process_session` runs it on the
@@ -31,8 +31,8 @@ import numpy as np
 from dask import delayed
 from dask.base import tokenize
 
-from treadlab.acquisition.archive import (attr, open_archive, read_force, read_markers,
-                                          read_meta, write_derived)
+from treadlab.acquisition.archive import (attr, open_archive, read_force, read_markers, read_meta,
+                                          write_derived)
 from treadlab.config import load_lab, software_version
 from treadlab.config.errors import InputError
 from treadlab.config.markers import to_cgm
@@ -217,7 +217,8 @@ def run_session(path, settings: RunSettings) -> dict:
     opened once (root attributes, markers and force in one pass), the branches run in turn, and
     the only write is ``write_task``'s atomic ``write_derived``. On a cluster of single-threaded
     worker processes a session's intermediate arrays then never leave the worker and the
-    scheduler handles one task per session instead of eight (DESIGN §5: workers get paths).
+    scheduler handles one task per session instead of eight (docs/design.md §7: workers get
+    paths).
 
     Returns
     -------
@@ -285,7 +286,8 @@ def process_session(path, config_path=None) -> dict:
     Parameters
     ----------
     path : str or os.PathLike
-        A ``treadlab.session`` archive (or any file with the minimum contract of DESIGN §4).
+        A ``treadlab.session`` archive (or any file with the minimum contract of
+        docs/archive.md §2).
     config_path : str or os.PathLike, optional
         Lab TOML (thresholds, filters, reference set); ``None`` = the shipped simulated lab.
 

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from treadlab.config.errors import InputError, TreadlabError
 from treadlab.acquisition.archive import attr, open_archive
-from treadlab.pipeline.scoring import CAUSE_METRIC
+from treadlab.config.errors import InputError, TreadlabError
 from treadlab.pipeline.graph import load_settings
 from treadlab.pipeline.reprocess import find_sessions
-from treadlab.pipeline.scoring import CAUSES, load_reference, score_causes
+from treadlab.pipeline.scoring import CAUSES, load_reference, score_causes, CAUSE_METRIC
 
 log = logging.getLogger(__name__)
 

@@ -26,17 +26,17 @@ from __future__ import annotations
 import html
 import logging
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
+from treadlab.acquisition.archive import atomic_write, read_session
+from treadlab.config.constants import G
 from treadlab.config.errors import InputError
-from treadlab.acquisition.archive import read_session
-import textwrap
 
 log = logging.getLogger(__name__)
 
-G = 9.80665  # m/s²
 #: Napier et al. 2018: peak braking force below this was the highest-injury tertile (BW).
 NAPIER_BRAKING_BW = -0.27
 SIDES = ((0, "left", "#1f77b4"), (1, "right", "#d62728"))
@@ -49,6 +49,12 @@ CAUSE_METRIC_TITLES = {"pelvic_drop": "contralateral pelvic drop",
 FIGURES = ("grf_stance.png", "angles_gait_cycle.png", "scores.png")
 _N_POINTS = 101  # 0, 1, ..., 100 %
 
+
+
+def _save(fig, target) -> None:
+    """A figure as PNG, written atomically (docs/archive.md §6)."""
+    with atomic_write(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, pil_kwargs={"compress_level": 3})
 
 def make_report(session_path, out_dir) -> str:
     """Write the figures and ``index.html`` for one processed session.
@@ -71,7 +77,7 @@ def make_report(session_path, out_dir) -> str:
     InputError
         The file is not a readable session, or it has not been processed.
     """
-    import matplotlib
+    import matplotlib  # lazy: ~0.5 s, only for reports; the backend must be set before pyplot
 
     matplotlib.use("Agg")
     path = Path(session_path)
@@ -88,7 +94,8 @@ def make_report(session_path, out_dir) -> str:
     notes["angles"] = _figure_angles(d, contacts, _reference_bands(d), out / FIGURES[1])
     _figure_scores(d.get("scores") or {}, out / FIGURES[2])
     page = out / "index.html"
-    page.write_text(_html(path, session, d, contacts, bw, notes), encoding="utf-8")
+    with atomic_write(page) as tmp:
+        tmp.write_text(_html(path, session, d, contacts, bw, notes), encoding="utf-8")
     log.info("report for %s in %s", path, out)
     return str(page)
 
@@ -222,7 +229,7 @@ def _message(ax, text):
 
 
 def _figure_grf(session, contacts, bw, target: Path) -> str:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: heavy, and the backend is chosen first
 
     curves = _stance_curves(session, contacts, bw)
     x = np.linspace(0, 100, _N_POINTS)
@@ -252,13 +259,13 @@ def _figure_grf(session, contacts, bw, target: Path) -> str:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", fontsize=8, frameon=False)
     fig.suptitle("Ground reaction over stance (mean ± SD per side)", fontsize=12)
-    fig.savefig(target, dpi=110, pil_kwargs={"compress_level": 3})
+    _save(fig, target)
     plt.close(fig)
     return note
 
 
 def _figure_angles(d, contacts, bands, target: Path) -> dict:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: heavy, and the backend is chosen first
 
     a = d.get("angles") or {}
     names = [str(n) for n in a.get("names", [])]
@@ -304,7 +311,7 @@ def _figure_angles(d, contacts, bands, target: Path) -> dict:
             ax.legend(loc="best", fontsize=8, frameon=False)
     fig.suptitle("Angles over the gait cycle (mean ± SD per side; shaded grey: reference band)",
                  fontsize=12)
-    fig.savefig(target, dpi=110, pil_kwargs={"compress_level": 3})
+    _save(fig, target)
     plt.close(fig)
     return notes
 
@@ -334,7 +341,7 @@ def _num(v) -> float:
 
 
 def _figure_scores(scores: dict, target: Path) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: heavy, and the backend is chosen first
 
     rows = _score_rows(scores)
     n = max(1, len(rows))
@@ -403,7 +410,7 @@ def _figure_scores(scores: dict, target: Path) -> None:
                       fontsize=9)
         gx.grid(axis="x", alpha=0.3)
     fig.suptitle("Cause scores for running-related low back pain", fontsize=12)
-    fig.savefig(target, dpi=110, pil_kwargs={"compress_level": 3})
+    _save(fig, target)
     plt.close(fig)
 
 

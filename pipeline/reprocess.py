@@ -1,4 +1,4 @@
-"""Overnight reprocessing of a whole archive folder (DESIGN §5, ``treadlab reprocess``).
+"""Overnight reprocessing of a whole archive folder (docs/design.md §7, ``treadlab reprocess``).
 
 Every ``*.h5`` session under the folder goes through the same task functions as ``treadlab
 process``, as one task per session (:func:`treadlab.pipeline.graph.run_session`: read once,
@@ -49,8 +49,8 @@ def find_sessions(archive_dir) -> list[Path]:
 
 def _client(scheduler: str | None, workers: int | None):
     """(client, cluster or None): an existing scheduler, or a LocalCluster of process workers
-    on 127.0.0.1 (the HDF5 library lock makes threads useless for reading, NOTES.md)."""
-    from distributed import Client, LocalCluster
+    on 127.0.0.1 (the HDF5 library lock makes threads useless for reading, docs/design.md §13.4)."""
+    from distributed import Client, LocalCluster  # lazy: ~1 s to import, only for a batch
 
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
     if address:
@@ -165,7 +165,7 @@ def _run_batch(client, todo: list, settings, progress: bool):
                          key=[f"treadlab-session-{p.stem}-{uuid.uuid4().hex[:12]}"
                               for p in todo])
     if progress:
-        from distributed import progress as progress_bar
+        from distributed import progress as progress_bar  # lazy, as above
 
         progress_bar(futures)
         print(file=sys.stdout, flush=True)

@@ -1,4 +1,4 @@
-"""Cause scores for running-related low back pain (METRICS.md §4) and reference sets.
+"""Cause scores for running-related low back pain (docs/metrics.md §4) and reference sets.
 
 Each cause summarises one per-contact metric of ``/derived/contacts`` as the median over at least
 ``min_steps_per_side`` valid steps on each side, turns it into ``z = (x - mu) / sigma`` signed so
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 CAUSES = ("pelvic_drop", "upright_trunk", "overstride", "limited_hip_extension")
 CAUSE_METRIC = {"pelvic_drop": "pelvic_drop", "upright_trunk": "trunk_lean",
                 "overstride": "overstride", "limited_hip_extension": "peak_hip_extension"}
-#: Columns of the score table (DESIGN §4 ``/derived/scores``) plus ``z`` and ``status``.
+#: Columns of the score table (docs/archive.md §4.3 ``/derived/scores``) plus ``z`` and ``status``.
 SCORE_COLUMNS = ("cause", "score", "value", "value_left", "value_right", "unit", "normal_low",
                  "normal_high", "n_steps", "z", "status")
 

@@ -41,7 +41,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _lsl_machine_scope(tmp_path_factory):
-    """Keep LSL discovery on this machine (NOTES.md): an lsl_api.cfg with machine scope."""
+    """Keep LSL discovery on this machine (docs/design.md §13.2): an lsl_api.cfg with machine scope."""
     cfg = tmp_path_factory.mktemp("lsl") / "lsl_api.cfg"
     cfg.write_text("[multicast]\nResolveScope = machine\n[ports]\nIPv6 = disable\n"
                    "[log]\nlevel = -2\n")

@@ -13,7 +13,8 @@ atomic replace      :func:`atomic_write` (temp file beside the target, fsync, ``
                     fsync of the folder, mode 0644 under the umask)
 validate / inspect  :func:`validate_session`, :func:`inspect_session`, :func:`format_inspection`
 recover             :func:`clear_status_flags` here; the whole ``treadlab recover`` (which also
-                    refits the session clock) is :func:`treadlab.acquisition.capture.recorder.recover`
+                    refits the session clock) is
+                    :func:`treadlab.acquisition.capture.recorder.recover`
 attributes          :func:`to_attr`, :func:`from_attr`, :func:`attrs_of`
 ==================  =========================================================================
 

@@ -21,7 +21,7 @@ from treadlab.config.errors import InputError
 # --- validation ------------------------------------------------------------------------------
 
 def validate_session(path) -> list[str]:
-    """Check an archive against the ``treadlab.session`` v1 contract (DESIGN §4).
+    """Check an archive against the ``treadlab.session`` v1 contract (docs/archive.md).
 
     Never raises for a bad file: an unreadable or non-HDF5 file gives one item.
 

@@ -68,8 +68,8 @@ class MarkerData:
 class Session:
     """One session: root attributes, the raw streams and the optional groups.
 
-    attrs : root attributes of DESIGN §4; the writer fills ``format``, ``format_version``,
-        ``session_id``, ``created_utc`` and ``software`` when missing.
+    attrs : root attributes of docs/archive.md §2; the writer fills ``format``,
+        ``format_version``, ``session_id``, ``created_utc`` and ``software`` when missing.
     log : acquisition events ``(time s, source, kind, detail)``.
     subject : anthropometrics stored as ``/subject`` attributes (all optional, mm):
         ``leg_length_left_mm``, ``leg_length_right_mm``, ``inter_asis_mm``,
@@ -91,7 +91,8 @@ class Session:
 
 
 LIBVER = ("v110", "v110")
-#: gzip level for every dataset (DESIGN §4: gzip only, readable everywhere without plugins).
+#: gzip level for every dataset (docs/archive.md §1: gzip only, readable everywhere without
+#: plugins).
 #: Level 1: on noisy float32 force it wrote 20 % faster than level 4 at the same ratio (0.96).
 GZIP_LEVEL = 1
 #: gzip level of ``/derived/angles/values``: 0 (deflate "stored" blocks, still the gzip filter,
@@ -99,8 +100,8 @@ GZIP_LEVEL = 1
 #: (ratio 0.93) at about 20 MB/s, 54 ms of a 2-minute session's write; level 0 takes 6 ms.
 DERIVED_ANGLES_GZIP_LEVEL = 0
 #: Longest time span one chunk of a live (resizable) stream may hold, in seconds. Under SWMR a
-#: chunk must not span more than the flush interval (NOTES.md), and the recorder flushes at least
-#: once a second.
+#: chunk must not span more than the flush interval (docs/design.md §13.3), and the recorder
+#: flushes at least once a second.
 CHUNK_SECONDS = 0.5
 STATUSES = ("recording", "complete", "interrupted")
 COMPONENTS = ("Fx", "Fy", "Fz", "Mx", "My", "Mz")

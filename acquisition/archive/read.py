@@ -9,8 +9,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from treadlab.acquisition.archive.format import (one_line, ForceData, INDEX_SCALES, MarkerData, Session,
-    attrs_of, from_attr, read_array)
+from treadlab.acquisition.archive.format import (INDEX_SCALES, ForceData, MarkerData, Session,
+                                                 attrs_of, from_attr, one_line, read_array)
 from treadlab.config.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,8 @@ def open_archive(path) -> h5py.File:
         return h5py.File(path, "r")
     except (OSError, RuntimeError, ValueError) as first:  # RuntimeError: corrupt superblocks
         msg = str(first).splitlines()[0] if str(first) else type(first).__name__
-        # A capture killed in SWMR mode leaves the consistency flags set (NOTES.md); such a file
-        # opens in SWMR-read mode. Only then: SWMR-read of a damaged file retries for minutes.
+        # A capture killed in SWMR mode leaves the consistency flags set (docs/design.md
+        # §13.3); such a file opens in SWMR-read mode. Only then: SWMR-read of a damaged file retries for minutes.
         if "h5clear" in msg or "already open for write" in msg:
             try:
                 return h5py.File(path, "r", swmr=True)

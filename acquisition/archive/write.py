@@ -34,16 +34,24 @@ def append_rows(ds, values) -> None:
 
 # --- the live layout -------------------------------------------------------------------------
 
+def _device_time(group, time_scale, rows):
+    """The appendable raw device clock of a stream (s), on the stream's time dimension."""
+    ds = new_dataset(group, "device_time", (0,), np.float64, "s", rows_per_chunk=rows,
+                     clock="device")
+    attach_scales(ds, time_scale)
+    return ds
+
+
 def create_raw_layout(h5file, *, plates, origin, corners, force_rate_hz, labels,
                       marker_rate_hz, n_channels=None, counts_dtype=None, calibration=None,
                       device_time=False, log=True) -> dict:
-    """Create the empty, appendable ``/raw`` groups of a session (DESIGN §4).
+    """Create the empty, appendable ``/raw`` groups of a session (docs/archive.md §3).
 
     Used by :func:`write_session` and by the crash-safe recorder, which then appends rows with
     ``ds.resize`` + slice assignment and flushes. Every stream dataset is resizable along its
     first (time) axis and chunked by at most :data:`CHUNK_SECONDS` of data, gzip level
     :data:`GZIP_LEVEL`. Dimension scales are created and attached here, so call this *before*
-    ``h5file.swmr_mode = True`` (NOTES.md).
+    ``h5file.swmr_mode = True`` (docs/design.md §13.3).
 
     Parameters
     ----------
@@ -105,10 +113,7 @@ def create_raw_layout(h5file, *, plates, origin, corners, force_rate_hz, labels,
     attach_scales(w, t, plate_sc, comp_sc)
     out["force/time"], out["force/wrench"] = t, w
     if "force" in device_time:
-        dt = new_dataset(force, "device_time", (0,), np.float64, "s", rows_per_chunk=rows,
-                          clock="device")
-        attach_scales(dt, t)
-        out["force/device_time"] = dt
+        out["force/device_time"] = _device_time(force, t, rows)
     if n_channels:
         cdt = np.dtype(counts_dtype or np.int32)
         ch_sc = make_scale(force, "channel", np.arange(n_channels, dtype=np.int32), "1")
@@ -134,10 +139,7 @@ def create_raw_layout(h5file, *, plates, origin, corners, force_rate_hz, labels,
     attach_scales(pos, mt, lab_sc, ax_sc)
     out["markers/time"], out["markers/positions"] = mt, pos
     if "markers" in device_time:
-        mdt = new_dataset(markers, "device_time", (0,), np.float64, "s", rows_per_chunk=mrows,
-                           clock="device")
-        attach_scales(mdt, mt)
-        out["markers/device_time"] = mdt
+        out["markers/device_time"] = _device_time(markers, mt, mrows)
 
     if log:
         lg = h5file["raw"].create_group("log")
@@ -381,8 +383,8 @@ def write_derived(path, derived: dict, attrs: dict) -> Path:
         An existing archive.
     derived : dict
         ``{"contacts": {name: (s,) array}, "angles": {"time", "values", "names", "reasons"},
-        "scores": {name: (4,) array}}`` (DESIGN §4 names; extra columns and extra groups of
-        parallel columns are kept). An optional ``"units": {column: unit}`` entry gives the
+        "scores": {name: (4,) array}}`` (docs/archive.md §4 names; extra columns and extra
+        groups of parallel columns are kept). An optional ``"units": {column: unit}`` entry gives the
         units of columns :data:`DERIVED_UNITS` does not know; ``"attrs"`` (as returned by
         :func:`read_derived`) is ignored.
     attrs : dict

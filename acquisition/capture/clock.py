@@ -1,4 +1,4 @@
-"""Clock alignment: every device clock mapped onto one session clock (DESIGN §3).
+"""Clock alignment: every device clock mapped onto one session clock (docs/design.md §4).
 
 Each device stamps its samples with its own clock (``device_time``, s); the host stamps each
 received block with ``time.monotonic()`` (``host_time``, s). The host stamp is the device time

@@ -1,11 +1,11 @@
-"""The live processor: per-step feedback while capturing (METRICS §5).
+"""The live processor: per-step feedback while capturing (docs/metrics.md §5).
 
 Force and marker blocks (already on the session clock, force already tared) are handed over with
 :meth:`LiveProcessor.put_force` / :meth:`LiveProcessor.put_markers`, which only append to a
 bounded queue and return at once: the processor never blocks a device read. Its own daemon
 thread runs the streaming contact kernel (:func:`treadlab.kernels.contacts.detect_contacts`) on
 each plate's vertical force; at each toe off it computes the step's values and a moving median
-over the last ``window`` steps (5–10, METRICS §5):
+over the last ``window`` steps (5–10, docs/metrics.md §5):
 
 * contact time (s) and cadence (steps/min, from successive strikes on either side);
 * the four cause values from the markers at hand, through the joint-angle kernel
@@ -28,14 +28,14 @@ import logging
 import math
 import threading
 import time
+import warnings
 from collections import deque
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from treadlab.kernels.contacts import ContactParams, detect_contacts
 from treadlab.kernels.angles import joint_angles
-import warnings
+from treadlab.kernels.contacts import ContactParams, detect_contacts
 
 log = logging.getLogger(__name__)
 

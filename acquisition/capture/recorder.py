@@ -1,4 +1,4 @@
-"""The crash-safe session recorder and ``recover`` (DESIGN §4).
+"""The crash-safe session recorder and ``recover`` (docs/archive.md §5).
 
 :class:`Recorder` writes one live session straight into its final ``.h5`` file:
 
@@ -43,14 +43,14 @@ from treadlab.acquisition import archive
 from treadlab.acquisition.archive import clear_status_flags
 from treadlab.acquisition.capture.clock import fit_clock
 from treadlab.config import software_version
+from treadlab.config.constants import G
 from treadlab.config.errors import InputError
+from treadlab.kernels.forces import estimate_body_weight
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Recorder", "recover", "clear_status_flags", "estimate_body_mass", "lock_path", "G"]
+__all__ = ["Recorder", "recover", "clear_status_flags", "lock_path"]
 
-#: Standard gravity (m/s²), for body weight = mass · g.
-G = 9.80665
 
 _FORCE_STREAM = ("time", "wrench", "device_time", "host_time", "counts", "seq")
 _MARKER_STREAM = ("time", "positions", "device_time", "host_time", "frame")
@@ -126,7 +126,7 @@ class Recorder:
     path : str or os.PathLike
         The ``.h5`` file to create (must not exist).
     attrs : dict
-        Root attributes (DESIGN §4): at least ``subject_id``, ``lab``; ``body_mass_kg`` (NaN
+        Root attributes (docs/archive.md §2): at least ``subject_id``, ``lab``; ``body_mass_kg`` (NaN
         while unknown), ``belt_speed_m_s`` (NaN when unknown). ``format``, ``format_version``,
         ``session_id``, ``created_utc``, ``software`` and ``status`` are filled in.
     plates : list of str
@@ -406,39 +406,6 @@ def _create_acquisition_datasets(f: h5py.File) -> dict:
     return out
 
 
-def estimate_body_mass(fz_total: np.ndarray, strike_n: float = 50.0) -> tuple[float, str]:
-    """Body mass from the mean vertical force over whole steps.
-
-    Over whole strides of steady running the mean vertical ground reaction equals body weight.
-    The mean is taken from the first to the last rise of the summed vertical force through
-    ``strike_n`` (each running step starts from a flight phase), so unloaded time before the
-    runner steps on and partial steps at the ends do not bias it.
-
-    Parameters
-    ----------
-    fz_total : (n,) float64, N, vertical force summed over the plates.
-    strike_n : float, N, loading threshold.
-
-    Returns
-    -------
-    (mass_kg, how) : float (NaN when the belt was never loaded) and a description.
-    """
-    fz = np.asarray(fz_total, dtype=np.float64)
-    fz = fz[np.isfinite(fz)]
-    loaded = fz >= strike_n
-    if not loaded.any():
-        return float("nan"), "not estimated: the plates were never loaded"
-    rises = np.flatnonzero(loaded[1:] & ~loaded[:-1]) + 1
-    if len(rises) >= 3:
-        seg = fz[rises[0]:rises[-1]]
-        how = f"estimated from mean vertical force over {len(rises) - 1} whole steps"
-    else:
-        idx = np.flatnonzero(loaded)
-        seg = fz[idx[0]:idx[-1] + 1]
-        how = "estimated from mean vertical force while loaded (no flight phases found)"
-    return float(np.mean(seg)) / G, how
-
-
 # --- finishing and recovery --------------------------------------------------------------------
 
 def _trim(group: h5py.Group, names) -> int:
@@ -502,10 +469,11 @@ def _finish(f: h5py.File, status: str, note: str) -> dict:
     if "body_mass_kg" in f.attrs and not np.isfinite(float(f.attrs["body_mass_kg"])) \
             and counts.get("force"):
         fz = raw["force"]["wrench"][:, :, 2].astype(np.float64).sum(axis=1)
-        est, how = estimate_body_mass(fz)
-        if np.isfinite(est):
-            f.attrs["body_mass_kg"] = est
-            f.attrs["body_mass_source"] = how
+        weight, how = estimate_body_weight(fz, float(raw["force"].attrs["rate_hz"]),
+                                           while_loaded=True)
+        if np.isfinite(weight):
+            f.attrs["body_mass_kg"] = weight / G
+            f.attrs["body_mass_source"] = f"estimated from force: {how['method']} / g"
     f.attrs["status"] = status
     f.flush()
     return counts

@@ -21,7 +21,7 @@
    ``"interrupted"`` and re-raises.
 
 With ``replay=FILE.c3d`` the simulated lab plays a real recording once through the same wire
-formats instead of the synthetic runner (DESIGN §3, "C3D replay"); the lab config is derived
+formats instead of the synthetic runner (docs/design.md §6, virtual lab); the lab config is derived
 from the file when it is the shipped default (:func:`treadlab.acquisition.sim.replay.
 replay_lab_config`), and the capture stops :data:`REPLAY_TAIL_S` after the last recorded
 sample (or at ``duration_s``, whichever comes first).
@@ -35,7 +35,6 @@ import logging
 import math
 import re
 import signal
-import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -45,16 +44,20 @@ import numpy as np
 
 from treadlab.acquisition.capture.clock import SessionClock
 from treadlab.acquisition.capture.live import LiveProcessor, format_status
-from treadlab.acquisition.capture.recorder import G, Recorder
+from treadlab.acquisition.capture.recorder import Recorder
+from treadlab.acquisition.sim.replay import replay_lab_config
+from treadlab.acquisition.sim.emulated import (asks_for_emulator, emulated_lab_config,
+                                               lab_starter)
+from treadlab.acquisition.sim.treadmill_emulator import SimulatedTreadmill
+from treadlab.acquisition.sources.treadmill_bertec import (SpeedProtocol, TreadmillBertec,
+                                                           TreadmillSettings, parse_protocol)
+from treadlab.acquisition.sim.synthetic import parse_params
+from treadlab.acquisition.sources.base import Block, sources_from_config
+from treadlab.config import load_lab
+from treadlab.config.constants import G
 from treadlab.config.errors import ConfigError, DeviceError
 from treadlab.config.markers import to_cgm
-from treadlab.acquisition.sim.synthetic import parse_params
 from treadlab.kernels.contacts import ContactParams
-from treadlab.config import load_lab
-from treadlab.acquisition.sources.base import sources_from_config
-from treadlab.acquisition.sim.replay import replay_lab_config
-from treadlab.acquisition.sim.simulated import start_lab
-from treadlab.acquisition.sources.base import Block
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,19 @@ FIRST_FRAMES_TIMEOUT_S = 5.0
 REPLAY_TAIL_S = 0.5
 
 
+
+class _NoStatus:
+    """The status stream when the caller wants none: a library does not print on its own."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
 def session_filename(subject: str, when: datetime | None = None) -> str:
     """``<subject>_<YYYYmmddTHHMMSSZ>.h5`` with the subject made file-name safe."""
     when = when or datetime.now(timezone.utc)
@@ -76,8 +92,6 @@ def session_filename(subject: str, when: datetime | None = None) -> str:
 
 
 def _is_simulated(cfg) -> bool:
-    from treadlab.acquisition.sim.emulated import asks_for_emulator
-
     fp, mk = cfg.forceplate, cfg.markers
     vendor = asks_for_emulator(cfg)          # a vendor system: its emulator or the real one
     if vendor is not None:
@@ -190,8 +204,8 @@ def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float 
     params : dict, optional
         Synthetic-runner parameters for the simulated lab (``{"cadence_spm": "170"}``).
     status_stream : file-like, optional
-        Where the live status line goes (default ``sys.stderr``); on a terminal it is redrawn
-        about twice a second, otherwise a line is printed every 5 s.
+        Where the live status line goes (default: nowhere; the CLI passes ``sys.stderr``); on a
+        terminal it is redrawn about twice a second, otherwise a line is written every 5 s.
     stop_event : threading.Event, optional
         Set it to end the capture from another thread.
     on_step : callable(LiveStep), optional
@@ -253,16 +267,12 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
                               "--replay plays the recording through the simulated lab: the lab "
                               "config must ask for it (port = \"auto\" or driver \"simulated\")")
     if protocol is not None:
-        from treadlab.acquisition.sim.emulated import emulated_lab_config
-
         cfg = emulated_lab_config(cfg, protocol)   # ConfigError for an unknown protocol
     out_dir = Path(out_dir)
-    status_stream = sys.stderr if status_stream is None else status_stream
+    status_stream = _NoStatus() if status_stream is None else status_stream
 
     stages = None
     if speed_protocol is not None:
-        from treadlab.acquisition.sources.treadmill_bertec import parse_protocol
-
         stages = parse_protocol(speed_protocol)
         if getattr(cfg, "treadmill", None) is None:
             raise ConfigError(getattr(cfg, "path", None), "treadmill",
@@ -271,8 +281,6 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
     force = markers = treadmill = belt_sim = None
     try:
         if _is_simulated(cfg):
-            from treadlab.acquisition.sim.emulated import lab_starter
-
             starter = lab_starter(cfg)       # the simulated lab, or a vendor's emulator
             # a replay is played once: the capture ends with the recording
             lab = (starter(cfg, params=params) if replay is None
@@ -307,13 +315,9 @@ def _open_treadmill(cfg):
     it when its host is ``"auto"`` (None, None without the table)."""
     if getattr(cfg, "treadmill", None) is None:
         return None, None
-    from treadlab.acquisition.sources.treadmill_bertec import TreadmillBertec, TreadmillSettings
-
     settings = TreadmillSettings.from_config(cfg)
     sim = None
     if settings.host == "auto":
-        from treadlab.acquisition.sim.treadmill_emulator import SimulatedTreadmill
-
         sim = SimulatedTreadmill(rate_hz=settings.rate_hz)
         settings.host, settings.port = sim.address
     src = TreadmillBertec(settings)
@@ -391,8 +395,6 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
     if treadmill is not None:
         treadmill.read(0)
         if stages:
-            from treadlab.acquisition.sources.treadmill_bertec import SpeedProtocol
-
             speed_protocol = SpeedProtocol(treadmill, stages).start()
             if duration_s is None:
                 duration_s = speed_protocol.duration_s

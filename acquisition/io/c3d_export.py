@@ -149,7 +149,8 @@ def _fill_events(c, events) -> None:
     c.add_parameter("EVENT", "SUBJECTS", ["" for _ in events])
     c.add_parameter("EVENT", "ICON_IDS", [0.0] * n)
     c.add_parameter("EVENT", "GENERIC_FLAGS", [0.0] * n)
-    # add_parameter stores integers as floats (NOTES.md): assign the existing parameter
+    # add_parameter stores integers as floats (docs/design.md §13.6): assign the existing
+    # parameter
     c["parameters"]["EVENT"]["USED"]["value"] = np.array([n])
 
 

@@ -1,4 +1,4 @@
-"""C3D recordings into a raw ``treadlab.session`` (DESIGN §4), read with ezc3d.
+"""C3D recordings into a raw ``treadlab.session`` (docs/archive.md), read with ezc3d.
 
 Public API
 ----------
@@ -20,7 +20,7 @@ What the reader does, and the decisions it takes (each is recorded in the sessio
   Z = up) by a signed permutation ``c3d_axes`` (3×3, ``lab = c3d_axes @ file``). Up is the force
   plates' normal (markers above the plate surface) or, with no plates, the axis from the feet to
   the pelvis. Travel is the pelvis progression when the pelvis moves more than 0.5 m
-  (overground), else the mean heel→toe direction (treadmill, static). The check of METRICS §1
+  (overground), else the mean heel→toe direction (treadmill, static). The check of docs/metrics.md §1
   (toe ahead of heel in +X while the foot is on the ground) is stored as ``c3d_axes_check``.
 * **Clock.** Session time 0 is the first stored frame, whatever POINT first frame the file
   declares; C3D event times (``(frame − 1)/rate`` with 1-based frames) are shifted onto it.
@@ -54,19 +54,19 @@ import re
 import warnings
 from pathlib import Path
 
+import ezc3d
 import numpy as np
 
-from treadlab.acquisition.archive import ForceData, MarkerData, Session
-from treadlab.config.errors import InputError
+from treadlab.acquisition.archive import ForceData, MarkerData, Session, write_session
 from treadlab.acquisition.io.static_calibration import apply_static, calibrate_static
-from treadlab.acquisition.archive import write_session
 from treadlab.config import load_lab
-import ezc3d
+from treadlab.config.constants import G
+from treadlab.config.errors import InputError
 from treadlab.config.markers import to_cgm, virtual_markers
+from treadlab.kernels.forces import estimate_body_weight
 
 log = logging.getLogger(__name__)
 
-G = 9.80665  # m/s², standard gravity
 
 #: POINT sub-groups that list model outputs (Vicon / Nexus), with the units parameter of each.
 _OUTPUT_GROUPS = {
@@ -560,7 +560,7 @@ def _detect_axes(path, params, labels, pts, is_marker, corners) -> tuple[np.ndar
     left = np.cross(up, fwd)
     axes = np.vstack([fwd, left, up])
 
-    # METRICS §1 check: toe ahead of heel in +X while the foot is low (on the ground).
+    # docs/metrics.md §1 check: toe ahead of heel in +X while the foot is low (on the ground).
     if heel is not None and toe is not None:
         h_lab = axes @ heel
         t_lab = axes @ toe
@@ -996,12 +996,12 @@ def _body_mass(path: Path, force: ForceData, given, file_mass) -> tuple[float, s
             given = float("nan")
         if not (math.isfinite(given) and given > 0):
             raise InputError(path, "body mass", f"must be a positive number of kg, got {given!r}")
-    est = estimate_body_mass(force)
+    est = _force_body_mass(force)
     info: dict = {}
     method = None
     if est is not None:
         est_mass, info = est
-        method = info.pop("body_mass_method", "strides")
+        method = info.pop("body_mass_method")
         info["body_mass_force_estimate_kg"] = est_mass
     if given is not None or file_mass is not None:
         mass = given if given is not None else file_mass
@@ -1015,102 +1015,27 @@ def _body_mass(path: Path, force: ForceData, given, file_mass) -> tuple[float, s
         log.info("%s: body mass unknown: no --body-mass, no PROCESSING:Bodymass, and the "
                  "force holds neither whole strides nor standing", path.name)
         return float("nan"), "unknown", {}
-    if method == "loaded throughout":
+    if "loaded throughout" in method:
         return est_mass, ("force: mean vertical force, plates loaded throughout (standing or "
                           "walking) / g"), info
     return est_mass, "force: mean vertical force over whole strides / g", info
 
 
-def estimate_body_mass(force: ForceData, strike_n: float = 50.0, off_n: float = 20.0):
-    """Body mass from the mean vertical force over whole strides.
-
-    The plates' vertical forces are summed; contacts are found with a 50 N / 20 N hysteresis;
-    the longest run of consecutive contacts at a regular step interval (each within 25 % of the
-    median) is cut at whole strides (an even number of steps, strike to strike); the zero
-    offset is the median force in the flight phases. A sum that never unloads (standing, or
-    walking on a treadmill's plates; 1st percentile above 20 % of the median) gives its mean.
-    Overground recordings where steps land off the plates give no regular run and no estimate.
-
-    Parameters
-    ----------
-    force : ForceData
-        ``wrench`` (n, p, 6) float32 N, lab frame.
-
-    Returns
-    -------
-    (mass_kg, info) or None
-        ``info`` holds the window (s), the number of strides and the zero offset (N).
-    """
+def _force_body_mass(force: ForceData) -> tuple[float, dict] | None:
+    """(kg, attrs) from the plates' summed vertical force with the shared estimate
+    (:func:`treadlab.kernels.forces.estimate_body_weight`), or None when it gives none."""
     if force.wrench.shape[0] == 0 or force.wrench.shape[1] == 0 or not force.rate_hz > 0:
         return None
     fz = force.wrench[:, :, 2].astype(np.float64).sum(axis=1)
-    strikes, offs = _contacts(fz, strike_n, off_n)
-    if len(strikes) == 0 and fz.size:
-        # never unloaded: standing, or walking on a treadmill's plates, for the whole recording
-        med = float(np.median(fz))
-        if med > 200.0 and np.percentile(fz, 1) > 0.2 * med:
-            return float(np.mean(fz)) / G, {"body_mass_method": "loaded throughout"}
+    t0 = float(force.time[0]) if len(force.time) else 0.0
+    weight, how = estimate_body_weight(fz, float(force.rate_hz), t0=t0)
+    if not np.isfinite(weight):
         return None
-    if len(strikes) < 3:
-        return None
-    steps = np.diff(strikes)
-    med = np.median(steps)
-    regular = np.abs(steps - med) <= 0.25 * med
-    # the longest run of regular consecutive steps
-    best, run_start = (0, 0), None
-    for j, ok in enumerate(np.append(regular, False)):
-        if ok and run_start is None:
-            run_start = j
-        elif not ok and run_start is not None:
-            if j - run_start > best[1] - best[0]:
-                best = (run_start, j)
-            run_start = None
-    n_steps = best[1] - best[0]
-    n_steps -= n_steps % 2
-    if n_steps < 2:
-        return None
-    i0 = strikes[best[0]]
-    i1 = strikes[best[0] + n_steps]
-    # zero offset from flight phases inside the window (between an off and the next strike)
-    flight = np.zeros(fz.size, dtype=bool)
-    for off in offs:
-        nxt = strikes[strikes > off]
-        if nxt.size:
-            a, b = off, nxt[0]
-            pad = (b - a) // 4
-            flight[a + pad:b - pad] = True
-    flight[:i0] = False
-    flight[i1:] = False
-    zero = float(np.median(fz[flight])) if flight.sum() >= 5 else 0.0
-    mean_fz = float(np.mean(fz[i0:i1])) - zero
-    if not mean_fz > 0:
-        return None
-    info = {"body_mass_window_s": np.array([force.time[i0], force.time[i1]]),
-            "body_mass_strides": n_steps // 2,
-            "body_mass_zero_offset_n": zero}
-    return mean_fz / G, info
-
-
-def _contacts(fz: np.ndarray, strike_n: float, off_n: float):
-    """Sample indices of strikes (first sample ≥ ``strike_n`` after one < ``off_n``) and offs
-    (first sample < ``off_n`` after a strike): a hysteresis, vectorised.
-
-    Returns
-    -------
-    strikes, offs : (s,) int64 each, sorted; every off follows a strike.
-    """
-    idx = np.flatnonzero((fz >= strike_n) | (fz < off_n))
-    if idx.size < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    high = fz[idx] >= strike_n
-    change = np.flatnonzero(high[1:] != high[:-1]) + 1  # first sample of each new state
-    strikes = idx[change[high[change]]]  # low → high (a low sample precedes: armed)
-    offs = idx[change[~high[change]]]
-    if strikes.size:
-        offs = offs[offs > strikes[0]]
-    else:
-        offs = offs[:0]
-    return strikes.astype(np.int64), offs.astype(np.int64)
+    info = {"body_mass_method": how["method"]}
+    if how["strides"]:
+        info.update(body_mass_window_s=how["window_s"], body_mass_strides=how["strides"],
+                    body_mass_zero_offset_n=how["zero_offset_n"])
+    return weight / G, info
 
 
 def _belt_speed(labels, pts, is_marker, axes, rate, params) -> float:

@@ -42,15 +42,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from treadlab.config.errors import InputError
 from treadlab.config.markers import to_cgm
-from treadlab.kernels._angles_ref import resolve_model
-from treadlab.kernels.angles import joint_angles
-import warnings
+from treadlab.kernels.angles import joint_angles, resolve_model
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,14 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pyxdf
 
 from treadlab.acquisition.archive import ForceData, MarkerData, Session, write_session
+from treadlab.config import load_lab
+from treadlab.config.constants import G
 from treadlab.config.errors import InputError
+from treadlab.config.markers import to_cgm, virtual_markers
+from treadlab.kernels.forces import estimate_body_weight
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +101,6 @@ def _rate(stream) -> float:
 
 
 def _markers(path, stream, marker_names, events):
-    from treadlab.config.markers import to_cgm, virtual_markers
-
     chans = _channels(stream["info"])
     values = np.asarray(stream["time_series"], np.float64)
     where = f"Mocap stream {_first(stream['info'], 'name', '?')!r}"
@@ -228,10 +231,6 @@ def read_xdf(path, *, marker_names: dict | None = None, subject_id: str | None =
     ------
     InputError naming the file and the stream/channel that cannot be read.
     """
-    import pyxdf
-
-    from treadlab.acquisition.capture.recorder import estimate_body_mass
-
     path = Path(path)
     if not path.exists():
         raise InputError(path, None, "no such file")
@@ -270,7 +269,8 @@ def read_xdf(path, *, marker_names: dict | None = None, subject_id: str | None =
     if body_mass_kg:
         mass, how = float(body_mass_kg), "given"
     else:
-        mass, how = estimate_body_mass(fz)
+        weight, info = estimate_body_weight(fz, _rate(fs))
+        mass, how = weight / G, info["method"]
     attrs = {"subject_id": subject_id or path.stem, "status": "complete",
              "lab": lab_name or "XDF import (LabRecorder)", "source_file": path.name,
              "source_format": "xdf", "belt_speed_m_s": float("nan"),
@@ -293,8 +293,6 @@ def import_xdf(xdf_path, out_path, config_path=None, subject_id: str | None = No
     ``config_path``: a lab TOML whose ``[marker_names]``, ``[[plates]]`` (geometry of plates
     the file does not describe) and ``[lab] name`` are used. Returns ``out_path``.
     """
-    from treadlab.config import load_lab
-
     marker_names = plates = lab_name = None
     if config_path is not None:
         cfg = load_lab(config_path)

@@ -21,6 +21,11 @@ import signal
 import threading
 import time
 
+from treadlab.acquisition.sim.natnet_emulator import natnet_table, start_natnet_lab
+from treadlab.acquisition.sim.qtm_emulator import qualisys_table, start_qtm_lab
+from treadlab.acquisition.sim.replay import replay_lab_config
+from treadlab.acquisition.sim.simulated import start_lab
+from treadlab.config import load_lab
 from treadlab.config.errors import ConfigError, DeviceError
 
 PROTOCOLS = ("qtm", "natnet")
@@ -46,13 +51,9 @@ def emulated_lab_config(cfg, protocol: str):
     """
     _check(protocol)
     if protocol == "natnet":
-        from treadlab.acquisition.sim.natnet_emulator import natnet_table
-
         return dataclasses.replace(cfg, markers=dataclasses.replace(cfg.markers,
                                                                      driver="natnet"),
                                    natnet=natnet_table(("auto", 1510)))
-    from treadlab.acquisition.sim.qtm_emulator import qualisys_table
-
     table = qualisys_table(cfg, ("auto", 22223))
     return dataclasses.replace(
         cfg, forceplate=dataclasses.replace(cfg.forceplate, driver="qualisys"),
@@ -64,11 +65,7 @@ def start_emulated_lab(cfg, protocol: str, params=None, replay=None, port: int =
     ``start_natnet_lab``)."""
     _check(protocol)
     if protocol == "natnet":
-        from treadlab.acquisition.sim.natnet_emulator import start_natnet_lab
-
         return start_natnet_lab(cfg, params=params, replay=replay, port=port, **kw)
-    from treadlab.acquisition.sim.qtm_emulator import start_qtm_lab
-
     return start_qtm_lab(cfg, params=params, replay=replay, port=port, **kw)
 
 
@@ -114,9 +111,6 @@ def start_natnet_pair(cfg, params=None, replay=None, **kw) -> LabPair:
     playing the same runner or recording, each from the moment its reader connects); with
     ``natnet.server`` other than "auto" only the treadmill is simulated and the markers come
     from that Motive."""
-    from treadlab.acquisition.sim.natnet_emulator import start_natnet_lab
-    from treadlab.acquisition.sim.simulated import start_lab
-
     # the treadmill's own mocap stream goes to a free loopback port nobody reads
     serial_cfg = dataclasses.replace(cfg, markers=dataclasses.replace(
         cfg.markers, driver="markers_udp", host="127.0.0.1", port=0))
@@ -137,12 +131,8 @@ def lab_starter(cfg):
     (``qualisys`` with host "auto"), the serial treadmill + NatNet emulator (``natnet``
     markers with server "auto"), or the simulated lab of :mod:`~treadlab.acquisition.sim.
     simulated`."""
-    from treadlab.acquisition.sim.simulated import start_lab
-
     drivers = (cfg.forceplate.driver, cfg.markers.driver)
     if "qualisys" in drivers:
-        from treadlab.acquisition.sim.qtm_emulator import start_qtm_lab
-
         return start_qtm_lab
     if cfg.markers.driver == "natnet":
         return start_natnet_pair
@@ -173,13 +163,9 @@ def serve_emulated_lab(config_path=None, protocol: str = "qtm", replay=None, dur
     the lab is derived from the recording (its plate, rates and labels). ``on_ready(lab, cfg)``
     is called once the emulator listens (``cfg`` is the lab config that reads it). Returns the
     emulator's statistics."""
-    from treadlab.config import load_lab
-
     _check(protocol)
     cfg = load_lab(config_path)
     if replay is not None:
-        from treadlab.acquisition.sim.replay import replay_lab_config
-
         cfg = replay_lab_config(cfg, replay)
     lab = start_emulated_lab(cfg, protocol, params=params, replay=replay, port=port)
     old = None

@@ -41,7 +41,6 @@ import os
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -49,7 +48,11 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from treadlab.config.errors import DeviceError, TreadlabError
+from treadlab.acquisition.sim.emulator_base import plain_table, runner_params, spawn
+from treadlab.acquisition.sim.replay import ReplaySignal
+from treadlab.acquisition.sim.simulated import RunnerSignal, SimulatedLab
+from treadlab.acquisition.sources.forceplate_serial import PlateCalibration
+from treadlab.config.errors import TreadlabError
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +151,6 @@ class _MotiveServer:
     PACE_S = 0.002
 
     def __init__(self, spec: dict):
-        from treadlab.acquisition.sim.simulated import RunnerSignal
-
         self.labels = list(spec["labels"])
         self.rate = float(spec["marker_rate_hz"])
         self.faults: NatNetFaults = spec.get("faults") or NatNetFaults()
@@ -319,13 +320,10 @@ def start_natnet_lab(cfg, params=None, replay=None, *, faults: NatNetFaults | No
     Returns a :class:`~treadlab.acquisition.sim.simulated.SimulatedLab` whose
     ``natnet_address`` is the (host, command port) to connect to.
     """
-    from treadlab.acquisition.sim.simulated import SimulatedLab, _plain, _runner_params
-    from treadlab.acquisition.sources.forceplate_serial import PlateCalibration
-
     plates = [p if isinstance(p, PlateCalibration) else PlateCalibration.from_table(p)
               for p in cfg.plates]
     labels = [str(x) for x in cfg.markers.labels]
-    marker_names = _plain(getattr(cfg, "marker_names", None)) or None
+    marker_names = plain_table(getattr(cfg, "marker_names", None)) or None
     spec = {"plates": plates, "labels": labels, "marker_rate_hz": float(cfg.markers.rate_hz),
             "faults": faults or NatNetFaults(), "marker_names": marker_names, "host": host,
             "port": int(port), "replay": None,
@@ -333,36 +331,14 @@ def start_natnet_lab(cfg, params=None, replay=None, *, faults: NatNetFaults | No
             "log_level": logging.getLogger("treadlab").getEffectiveLevel()}
     replay_info = {}
     if replay is not None:
-        from treadlab.acquisition.sim.replay import ReplaySignal
-
         spec["replay"] = ReplaySignal.from_c3d(replay, plates, labels,
                                                marker_names=marker_names, loop=loop)
         replay_info = {"source": str(replay), "duration_s": spec["replay"].duration_s,
                        "belt_speed_m_s": spec["replay"].belt_speed_m_s, "loop": bool(loop)}
     else:
-        spec["params"] = _runner_params(cfg, params)
-    parent_sock, child_sock = socket.socketpair()
-    proc = subprocess.Popen([sys.executable, "-m", "treadlab.acquisition.sim.natnet_emulator",
-                             str(child_sock.fileno())], pass_fds=[child_sock.fileno()],
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    child_sock.close()
-    conn = Connection(parent_sock.detach())
-    conn.send(spec)
-    msg = None
-    deadline = time.monotonic() + start_timeout
-    while msg is None and time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if conn.poll(0.1):
-                msg = conn.recv()
-        except (EOFError, OSError):
-            break
-    if not msg or "endpoints" not in msg:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait(5.0)
-        conn.close()
-        raise DeviceError(f"NatNet emulator: {(msg or {}).get('error') or 'did not start'}")
-    ep = msg["endpoints"]
+        spec["params"] = runner_params(cfg, params)
+    proc, conn, ep = spawn("treadlab.acquisition.sim.natnet_emulator", spec,
+                           "NatNet emulator", start_timeout)
     lab = SimulatedLab(force_port=None, force_stream=None, marker_address=None,
                        marker_stream=None, subject=ep.get("subject") or {}, replay=replay_info,
                        _proc=proc, _conn=conn)

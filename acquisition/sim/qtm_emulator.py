@@ -42,13 +42,10 @@ import logging
 import math
 import os
 import select
-import shutil
 import signal
 import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -56,6 +53,10 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from treadlab.acquisition.sim.emulator_base import plain_table, runner_params, spawn
+from treadlab.acquisition.sim.replay import ReplaySignal
+from treadlab.acquisition.sim.simulated import RunnerSignal, SimulatedLab
+from treadlab.acquisition.sources.forceplate_serial import PlateCalibration
 from treadlab.config.errors import DeviceError, TreadlabError
 
 log = logging.getLogger(__name__)
@@ -106,8 +107,6 @@ def plate_frames(plates) -> list[dict]:
 
 def qualisys_table(cfg, address: tuple[str, int]) -> dict:
     """The ``[qualisys]`` lab-config table for the emulated QTM at ``address``."""
-    from treadlab.acquisition.sources.forceplate_serial import PlateCalibration
-
     plates = [p if isinstance(p, PlateCalibration) else PlateCalibration.from_table(p)
               for p in cfg.plates]
     return {"host": address[0], "port": int(address[1]),
@@ -205,8 +204,6 @@ class _QTMServer:
     PACE_S = 0.002
 
     def __init__(self, spec: dict):
-        from treadlab.acquisition.sim.simulated import RunnerSignal
-
         self.spec = spec
         self.plates = spec["plates"]
         self.labels = list(spec["labels"])
@@ -518,57 +515,30 @@ def start_qtm_lab(cfg, params=None, replay=None, *, faults: QTMFaults | None = N
     :class:`~treadlab.acquisition.sim.simulated.SimulatedLab` with ``qtm_address`` (host,
     port); ``stop()`` it (or use it as a context manager).
     """
-    from treadlab.acquisition.sim.simulated import SimulatedLab, _plain, _runner_params
-    from treadlab.acquisition.sources.forceplate_serial import PlateCalibration
-
     plates = [p if isinstance(p, PlateCalibration) else PlateCalibration.from_table(p)
               for p in cfg.plates]
     labels = [str(x) for x in cfg.markers.labels]
-    marker_names = _plain(getattr(cfg, "marker_names", None)) or None
+    marker_names = plain_table(getattr(cfg, "marker_names", None)) or None
     spec = {"plates": plates, "labels": labels,
             "force_rate_hz": float(cfg.forceplate.rate_hz),
             "marker_rate_hz": float(cfg.markers.rate_hz), "faults": faults or QTMFaults(),
             "marker_names": marker_names, "host": host, "port": int(port), "replay": None,
             "unloaded_s": float(getattr(cfg.forceplate, "tare_seconds", 1.0) or 0.0) + 1.0,
-            "send_log": bool(send_log), "log_level": logging.getLogger("treadlab").getEffectiveLevel()}
+            "send_log": bool(send_log),
+            "log_level": logging.getLogger("treadlab").getEffectiveLevel()}
     replay_info = {}
     if replay is not None:
-        from treadlab.acquisition.sim.replay import ReplaySignal
-
         spec["replay"] = ReplaySignal.from_c3d(replay, plates, labels,
                                                marker_names=marker_names, loop=loop)
         replay_info = {"source": str(replay), "duration_s": spec["replay"].duration_s,
                        "belt_speed_m_s": spec["replay"].belt_speed_m_s, "loop": bool(loop)}
     else:
-        spec["params"] = _runner_params(cfg, params)
-    directory = tempfile.mkdtemp(prefix="treadlab-qtm-")
-    parent_sock, child_sock = socket.socketpair()
-    proc = subprocess.Popen([sys.executable, "-m", "treadlab.acquisition.sim.qtm_emulator",
-                             str(child_sock.fileno())], pass_fds=[child_sock.fileno()],
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    child_sock.close()
-    conn = Connection(parent_sock.detach())
-    conn.send(spec)
-    msg = None
-    deadline = time.monotonic() + start_timeout
-    while msg is None and time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if conn.poll(0.1):
-                msg = conn.recv()
-        except (EOFError, OSError):
-            break
-    if not msg or "endpoints" not in msg:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait(5.0)
-        conn.close()
-        shutil.rmtree(directory, ignore_errors=True)
-        why = (msg or {}).get("error") or "the emulator process did not start"
-        raise DeviceError(f"QTM emulator: {why}")
-    ep = msg["endpoints"]
+        spec["params"] = runner_params(cfg, params)
+    proc, conn, ep = spawn("treadlab.acquisition.sim.qtm_emulator", spec, "QTM emulator",
+                           start_timeout)
     lab = SimulatedLab(force_port=None, force_stream=None, marker_address=None,
                        marker_stream=None, subject=ep.get("subject") or {}, replay=replay_info,
-                       _proc=proc, _conn=conn, _directory=directory)
+                       _proc=proc, _conn=conn)
     lab.qtm_address = tuple(ep["qtm_address"])
     lab.protocol = "qtm"
     return lab

@@ -1,4 +1,4 @@
-"""Play a real recording back through the lab's own wire formats (DESIGN §3, "C3D replay").
+"""Play a real recording back through the lab's own wire formats (docs/design.md §6, virtual lab).
 
 :class:`ReplaySignal` turns an imported session (``read_c3d(path) -> Session``) into the same
 time functions the synthetic runner offers, on the *configured* lab:
@@ -20,16 +20,16 @@ config.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+from pathlib import Path
 
 import numpy as np
 
-from treadlab.config.errors import InputError
-from treadlab.config.markers import to_cgm
-from pathlib import Path
-from treadlab.config.loader import shipped_lab_path
-import dataclasses
 from treadlab.acquisition.io.c3d_import import read_c3d
+from treadlab.config.errors import InputError
+from treadlab.config.loader import shipped_lab_path
+from treadlab.config.markers import to_cgm
 from treadlab.config.schema import LabTable, PlateConfig
 
 log = logging.getLogger(__name__)

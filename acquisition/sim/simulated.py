@@ -11,7 +11,7 @@ The devices are driven by a signal: the synthetic runner
 (:class:`treadlab.acquisition.sim.replay.ReplaySignal`). Both are functions of absolute time; the
 devices sample them in real time:
 
-- the **treadmill** sends one DESIGN §3 frame per sample at ``forceplate.rate_hz``: the wrench
+- the **treadmill** sends one frame per sample (docs/wire.md §1) at ``forceplate.rate_hz``: the wrench
   is turned into ADC counts through the inverse of the lab calibration plus a fixed per-channel
   zero offset (the amplifier's, which the reader's tare removes). The belt stays unloaded for
   ``tare_seconds + 1`` s after a reader first opens the port; then the runner steps on. While
@@ -51,18 +51,18 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 import numpy as np
+import pylsl
 
 from treadlab.acquisition.sim.replay import (ReplaySignal, label_map, plate_transfer,
                                              transfer_wrench)
+from treadlab.acquisition.sim.synthetic import RunnerParams, parse_params, SyntheticRunner
+from treadlab.acquisition.sources.forceplate_serial import (ForceCalibration, ForcePlateSettings,
+                                                            PlateCalibration)
+from treadlab.acquisition.sources.lsl import mocap_stream_info
+from treadlab.acquisition.sources.markers_udp import MarkerSettings
+from treadlab.acquisition.sources.wire import encode_force_frames, encode_marker_packet
 from treadlab.config import load_lab
 from treadlab.config.errors import ConfigError, DeviceError, TreadlabError
-from treadlab.acquisition.sim.synthetic import RunnerParams, parse_params
-from treadlab.acquisition.sources.forceplate_serial import ForcePlateSettings, PlateCalibration
-from treadlab.acquisition.sources.markers_udp import MarkerSettings
-from treadlab.acquisition.sim.synthetic import SyntheticRunner
-from treadlab.acquisition.sources.forceplate_serial import ForceCalibration
-from treadlab.acquisition.sources.wire import encode_force_frames, encode_marker_packet
-from treadlab.acquisition.sources.markers_lsl import mocap_stream_info
 
 log = logging.getLogger(__name__)
 
@@ -358,8 +358,6 @@ class _DeviceLab:
         # force transport
         self.pty = self.force_outlet = None
         if self.fp.driver == "forceplate_lsl":
-            import pylsl
-
             fmt = pylsl.cf_int16 if self.fp.sample_type == "int16" else pylsl.cf_int32
             name = spec["force_stream"]
             info = pylsl.StreamInfo(name, "Force", int(self.fp.channels), float(self.fp.rate_hz),
@@ -370,8 +368,6 @@ class _DeviceLab:
         # marker transport
         self.sock = self.marker_outlet = None
         if self.mk.driver == "markers_lsl":
-            import pylsl
-
             info = mocap_stream_info(spec["marker_stream"], self.mk.labels, self.mk.rate_hz,
                                      f"treadlab-sim-mocap-{os.getpid()}")
             self.marker_outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=60)
@@ -405,8 +401,6 @@ class _DeviceLab:
     def run(self, conn) -> None:
         start = time.monotonic()
         if self.force_outlet is not None or self.marker_outlet is not None:
-            import pylsl
-
             self._lsl_t0 = pylsl.local_clock()   # LSL time of device time 0
         f_rate, m_rate = float(self.fp.rate_hz), float(self.mk.rate_hz)
         i_next = j_next = 0              # next force / marker frame index

@@ -1,4 +1,5 @@
-"""The synthetic runner (DESIGN §7): treadmill running with known causes, as force and markers.
+"""The synthetic runner (docs/design.md §6): treadmill running with known causes, as force and
+markers.
 
 A :class:`SyntheticRunner` turns :class:`RunnerParams` into
 
@@ -8,7 +9,7 @@ A :class:`SyntheticRunner` turns :class:`RunnerParams` into
   Conventional Gait Model / Plug-in Gait marker set (:data:`LABELS`), NaN where a marker drops
   out;
 * the true per-step values (:meth:`SyntheticRunner.truth_steps`) computed from the noise-free
-  signals with the definitions of METRICS.md.
+  signals with the definitions of docs/metrics.md.
 
 Every quantity is a deterministic function of absolute time: each noise value is looked up in
 a fixed pool of normals at a position hashed from ``(seed, stream, sample index, element)``,
@@ -37,7 +38,7 @@ X = 0, the belt moves towards -X at ``speed_m_s``):
   stance (heel rocker, foot flat, then a toe rocker about the toe tip) and swing forward during
   flight, knees from two-link inverse kinematics, knee and ankle markers placed so the CGM
   chord function recovers the joint centres, a thorax leaning forward by ``trunk_lean_deg``.
-  Free constants are solved at construction so the causes hold as METRICS.md measures
+  Free constants are solved at construction so the causes hold as docs/metrics.md measures
   them: the pelvis height (knee flexed 20° at foot strike) and the thigh angle at toe off
   (the 3-D CGM hip flexion reaches ``-hip_extension_deg`` between midstance and toe off,
   moving heel off earlier when needed);
@@ -55,19 +56,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field, Strict
 
+from treadlab.acquisition.archive import ForceData, MarkerData, Session, write_session
+from treadlab.config.constants import G
 from treadlab.config.errors import ConfigError
-from treadlab.acquisition.archive import ForceData, MarkerData, Session
-from treadlab.acquisition.archive import write_session
+from treadlab.config.schema import check_table
 
 log = logging.getLogger(__name__)
 
-G = 9.81
-"""Standard gravity used for body weight (m/s²)."""
 
 LABELS = ["LASI", "RASI", "LPSI", "RPSI",
           "LTHI", "LKNE", "LTIB", "LANK", "LHEE", "LTOE",
@@ -119,6 +122,11 @@ _THORAX_LOCAL = {"T10": (-95.0, 0.0, -10.0), "STRN": (95.0, 0.0, 10.0),
 # Parameters
 # --------------------------------------------------------------------------------------------
 
+def _Num(**bounds):
+    """A finite number field (int or float in, float out) with pydantic bounds."""
+    return Annotated[float, Strict(), Field(allow_inf_nan=False, **bounds)]
+
+
 @dataclass(frozen=True)
 class RunnerParams:
     """Inputs of the synthetic runner.  Defaults are a realistic runner with small noise;
@@ -133,9 +141,9 @@ class RunnerParams:
     cadence_spm : float
         Step rate (steps/min); one step = one foot contact.
     body_mass_kg : float
-        Body mass (kg); body weight BW = m·9.81 N.
+        Body mass (kg); body weight BW = m·g N (g = 9.80665 m/s²).
     contact_time_s : float
-        Contact time (s): how long the vertical force stays at or above 20 N (METRICS §2);
+        Contact time (s): how long the vertical force stays at or above 20 N (docs/metrics.md §2);
         the force itself starts about 0.3 ms before and ends a few ms after.
     pelvic_drop_deg : float
         Contralateral pelvic drop per stance (degrees): the largest rise of the stance side
@@ -180,27 +188,27 @@ class RunnerParams:
         Seed of every random draw (noise, dropouts, jitter).
     """
 
-    duration_s: float = 60.0
-    speed_m_s: float = 3.5
-    cadence_spm: float = 170.0
-    body_mass_kg: float = 70.0
-    contact_time_s: float = 0.25
-    pelvic_drop_deg: float = 4.0
-    trunk_lean_deg: float = 8.0
-    overstride_mm: float = 150.0
-    hip_extension_deg: float = 10.0
-    force_noise_n: float = 2.0
-    marker_noise_mm: float = 0.5
-    dropout_rate: float = 0.005
-    drift_n_per_s: float = 0.02
-    belt: str = "split"
-    force_rate_hz: float = 1000.0
-    marker_rate_hz: float = 200.0
-    leg_length_mm: float = 920.0
-    inter_asis_mm: float = 250.0
-    step_time_sd_s: float = 0.003
-    step_variability: float = 0.05
-    seed: int = 0
+    duration_s: _Num(gt=0) = 60.0
+    speed_m_s: _Num(ge=1.5, le=7) = 3.5
+    cadence_spm: _Num(gt=0) = 170.0
+    body_mass_kg: _Num(gt=0) = 70.0
+    contact_time_s: _Num(ge=0.1, le=0.6) = 0.25
+    pelvic_drop_deg: _Num(ge=0, le=20) = 4.0
+    trunk_lean_deg: _Num(ge=-10, le=45) = 8.0
+    overstride_mm: _Num(ge=0, le=450) = 150.0
+    hip_extension_deg: _Num(ge=0, le=30) = 10.0
+    force_noise_n: _Num(ge=0) = 2.0
+    marker_noise_mm: _Num(ge=0) = 0.5
+    dropout_rate: _Num(ge=0, le=0.5) = 0.005
+    drift_n_per_s: _Num() = 0.02
+    belt: Literal["split", "single"] = "split"
+    force_rate_hz: _Num(gt=0, le=100_000) = 1000.0
+    marker_rate_hz: _Num(gt=0, le=100_000) = 200.0
+    leg_length_mm: _Num(ge=700, le=1100) = 920.0
+    inter_asis_mm: _Num(ge=150, le=400) = 250.0
+    step_time_sd_s: _Num(ge=0) = 0.003
+    step_variability: _Num(ge=0, le=0.3) = 0.05
+    seed: Annotated[int, Strict(), Field(ge=0)] = 0
 
     @classmethod
     def clean(cls, **changes) -> "RunnerParams":
@@ -227,54 +235,24 @@ PRESETS: dict[str, dict] = {
 """Named parameter sets; ``parse_params({"preset": "clean", ...})`` starts from one."""
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RunnerParams)}
+#: The Python type each parameter's text is parsed as (``--param k=v``): float, int or str.
+_KINDS = {name: (str if typing.get_origin(hint) is Literal else
+                 typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint)
+          for name, hint in typing.get_type_hints(RunnerParams, include_extras=True).items()}
 
 
 def _validate(p: RunnerParams, source=None) -> None:
+    """The declared types and ranges (pydantic, :func:`treadlab.config.schema.check_table`),
+    then the rules that relate several parameters."""
+    check_table(p, RunnerParams, None, source)
+
     def bad(key, msg):
         raise ConfigError(source, key, msg)
 
-    def number(v):
-        return (isinstance(v, (int, float, np.integer, np.floating))
-                and not isinstance(v, (bool, np.bool_)) and math.isfinite(v))
-
-    positive = ["duration_s", "speed_m_s", "cadence_spm", "body_mass_kg", "contact_time_s",
-                "force_rate_hz", "marker_rate_hz", "leg_length_mm", "inter_asis_mm"]
-    for key in positive:
-        v = getattr(p, key)
-        if not (number(v) and v > 0):
-            bad(key, f"must be a positive number, got {v!r}")
-    for key in ["force_noise_n", "marker_noise_mm", "dropout_rate", "step_time_sd_s",
-                "step_variability",
-                "overstride_mm", "hip_extension_deg"]:
-        v = getattr(p, key)
-        if not (number(v) and v >= 0):
-            bad(key, f"must be a number >= 0, got {v!r}")
-    for key in ["pelvic_drop_deg", "trunk_lean_deg", "drift_n_per_s"]:
-        v = getattr(p, key)
-        if not number(v):
-            bad(key, f"must be a finite number, got {v!r}")
-    if p.belt not in ("split", "single"):
-        bad("belt", f"must be 'split' or 'single', got {p.belt!r}")
     for key in ("force_rate_hz", "marker_rate_hz"):
         v = getattr(p, key)
-        if abs(v - round(v)) > 1e-9 or v > 100000:
+        if abs(v - round(v)) > 1e-9:
             bad(key, f"must be a whole number of Hz up to 100000, got {v!r}")
-    if p.step_variability > 0.3:
-        bad("step_variability", f"must be at most 0.3, got {p.step_variability!r}")
-    if p.dropout_rate > 0.5:
-        bad("dropout_rate", f"must be at most 0.5, got {p.dropout_rate!r}")
-    if not (0 <= p.pelvic_drop_deg <= 20):
-        bad("pelvic_drop_deg", f"must be within 0..20 degrees, got {p.pelvic_drop_deg!r}")
-    if not (-10 <= p.trunk_lean_deg <= 45):
-        bad("trunk_lean_deg", f"must be within -10..45 degrees, got {p.trunk_lean_deg!r}")
-    if not (p.overstride_mm <= 450):
-        bad("overstride_mm", f"must be within 0..450 mm, got {p.overstride_mm!r}")
-    if not (p.hip_extension_deg <= 30):
-        bad("hip_extension_deg", f"must be within 0..30 degrees, got {p.hip_extension_deg!r}")
-    if not (1.5 <= p.speed_m_s <= 7):
-        bad("speed_m_s", f"must be within 1.5..7 m/s, got {p.speed_m_s!r}")
-    if not (700 <= p.leg_length_mm <= 1100):
-        bad("leg_length_mm", f"must be within 700..1100 mm, got {p.leg_length_mm!r}")
     if p.overstride_mm > 0.4 * p.leg_length_mm:
         bad("overstride_mm", f"{p.overstride_mm} mm is more than 40 % of the leg length "
             f"({p.leg_length_mm} mm)")
@@ -283,19 +261,12 @@ def _validate(p: RunnerParams, source=None) -> None:
         bad("contact_time_s", f"the foot would travel {stance:.2f} m with the belt during "
             f"a contact of {p.contact_time_s} s at {p.speed_m_s} m/s; a runner's stance covers "
             "0.3..1.0 m")
-    if not (150 <= p.inter_asis_mm <= 400):
-        bad("inter_asis_mm", f"must be within 150..400 mm, got {p.inter_asis_mm!r}")
-    if not (0.1 <= p.contact_time_s <= 0.6):
-        bad("contact_time_s", f"must be within 0.1..0.6 s, got {p.contact_time_s!r}")
     step = 60.0 / p.cadence_spm
     flight = step - p.contact_time_s - 6 * p.step_time_sd_s
     if flight < 0.02:
         bad("contact_time_s", f"{p.contact_time_s} s leaves no flight phase at "
             f"{p.cadence_spm} steps/min (step {step:.3f} s, jitter "
             f"±{3 * p.step_time_sd_s:.3f} s); running needs >= 20 ms of flight")
-    if (not isinstance(p.seed, (int, np.integer)) or isinstance(p.seed, (bool, np.bool_))
-            or p.seed < 0):
-        bad("seed", f"must be a non-negative integer, got {p.seed!r}")
 
 
 def parse_params(values: dict[str, str] | None, source=None) -> RunnerParams:
@@ -325,7 +296,7 @@ def parse_params(values: dict[str, str] | None, source=None) -> RunnerParams:
         if f is None:
             raise ConfigError(source, key, "unknown synthetic-runner parameter; known: "
                               + ", ".join(_FIELDS))
-        kwargs[key] = _convert(source, key, f.type, text)
+        kwargs[key] = _convert(source, key, _KINDS[key], text)
     p = object.__new__(RunnerParams)
     for name, fld in _FIELDS.items():
         object.__setattr__(p, name, kwargs.get(name, fld.default))
@@ -493,7 +464,7 @@ def _pelvis_matrix(a, b, c):
 
 
 class SyntheticRunner:
-    """Deterministic synthetic treadmill runner (DESIGN §7).
+    """Deterministic synthetic treadmill runner (docs/design.md §6).
 
     Parameters
     ----------
@@ -1165,7 +1136,7 @@ class SyntheticRunner:
 
     # ---------------------------------------------------------------- geometry solution
     def _solve_geometry(self):
-        """Solve the free constants so that the causes hold as METRICS.md measures them.
+        """Solve the free constants so that the causes hold as docs/metrics.md measures them.
 
         * pelvis height: the knee is flexed ``_KNEE_STRIKE_DEG`` at foot strike;
         * thigh angle at toe off: the CGM hip flexion reaches ``-hip_extension_deg`` between
@@ -1250,7 +1221,7 @@ class SyntheticRunner:
     def truth_steps(self, t_end: float, t_start: float = 0.0, _series=None) -> dict:
         """True per-step values of the contacts that lie within ``[t_start, t_end]``.
 
-        Computed from the noise-free signals with the definitions of METRICS.md: strike and
+        Computed from the noise-free signals with the definitions of docs/metrics.md: strike and
         toe off at the 20 N crossings of the continuous vertical force; kinematic values from
         the noise-free markers on the marker frame grid (stance = frames within
         ``[t_strike, t_off]``; a stride = ``[t_strike, next same-side t_strike)``); the heel

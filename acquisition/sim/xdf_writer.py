@@ -32,6 +32,8 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from treadlab.acquisition.io.c3d_import import read_c3d
+
 FORMATS = {"float32": "<f4", "double64": "<f8", "int16": "<i2", "int32": "<i4",
            "int64": "<i8", "int8": "i1"}
 #: the boundary chunk's fixed UUID (XDF specification)
@@ -178,8 +180,6 @@ def c3d_to_xdf(c3d_path, xdf_path, *, mocap_offset_s: float = 1234.5,
     s; ClockOffset chunks carry the offsets every 5 s, so ``pyxdf`` puts both streams back
     on the recorder's clock (synchronisation) and evens the jitter out (dejittering).
     """
-    from treadlab.acquisition.io.c3d_import import read_c3d
-
     session = read_c3d(c3d_path)
     f, m = session.force, session.markers
     rng = np.random.default_rng(seed)

@@ -1,4 +1,4 @@
-"""One interface for every device source: open, read timestamped blocks, close (DESIGN §3).
+"""One interface for every device source: open, read timestamped blocks, close (docs/design.md §3).
 
 The subclass contract (BrainFlow's split, STYLE.md): the :class:`Source` base owns the block
 queue, the host timestamps, the counters and the event list, and runs the reader thread; a
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from treadlab.config.errors import ConfigError, DeviceError
+from treadlab.config.markers import to_cgm
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +263,17 @@ class Source(ABC):
                 self._stop.wait(0.5)
 
 
+def match_labels(wanted, have, extra: dict | None = None) -> np.ndarray:
+    """Index into ``have`` (a device's marker names) of every configured label in ``wanted``:
+    by name, else through the CGM aliases (built-in plus ``extra``, the lab's
+    ``[marker_names]``); −1 where the device has no such marker."""
+    pos = {h: i for i, h in enumerate(have)}
+    cgm_h = {c: i for i, c in enumerate(to_cgm(list(have), extra or None))}
+    cgm_w = list(to_cgm(list(wanted), extra or None))
+    return np.array([pos.get(w, cgm_h.get(c, -1)) for w, c in zip(wanted, cgm_w)],
+                    dtype=np.intp)
+
+
 def table_values(table, names) -> dict:
     """The values of ``names`` present in a config table (dataclass, namespace or dict).
 
@@ -310,7 +322,7 @@ class _Registry(dict):
 SOURCES: dict[str, type[Source]] = _Registry({
     "forceplate_serial": "treadlab.acquisition.sources.forceplate_serial:ForcePlateSerial",
     "simulated": "treadlab.acquisition.sources.forceplate_serial:ForcePlateSerial",
-    "forceplate_lsl": "treadlab.acquisition.sources.markers_lsl:ForceLSL",
+    "forceplate_lsl": "treadlab.acquisition.sources.force_lsl:ForceLSL",
     "markers_udp": "treadlab.acquisition.sources.markers_udp:MarkersUDP",
     "markers_lsl": "treadlab.acquisition.sources.markers_lsl:MarkersLSL",
     "qualisys": "treadlab.acquisition.sources.qualisys:Qualisys",

@@ -1,4 +1,4 @@
-"""The force-plate treadmill over a serial port (DESIGN §3 wire format).
+"""The force-plate treadmill over a serial port (docs/wire.md §1).
 
 :class:`ForcePlateSerial` reads the port in its own thread (the recorder is never blocked),
 decodes frames with :class:`treadlab.acquisition.sources.wire.ForceFrameDecoder`, converts ADC counts →
@@ -46,7 +46,7 @@ except ImportError:     # not a POSIX system: every port is read through pyseria
 from treadlab.acquisition.sources.base import Block, Source, StreamInfo, table_values
 from treadlab.acquisition.sources.wire import SAMPLE_TYPES, ForceFrameDecoder, ForceFrames
 from treadlab.config.errors import ConfigError, DeviceError
-from treadlab.config.schema import ForcePlateConfig
+from treadlab.config.schema import ForcePlateConfig, check_link_budget, check_table
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +70,10 @@ class ForcePlateSettings(ForcePlateConfig):
         return cls(**table_values(table, [f.name for f in fields(cls)]))
 
     def __post_init__(self):
-        if self.sample_type not in SAMPLE_TYPES:
-            raise ConfigError(None, "forceplate.sample_type",
-                              f"{self.sample_type!r} is not one of {sorted(SAMPLE_TYPES)}")
-        if int(self.channels) < 1:
-            raise ConfigError(None, "forceplate.channels", f"{self.channels} < 1")
-        if not float(self.rate_hz) > 0:
-            raise ConfigError(None, "forceplate.rate_hz", f"{self.rate_hz} is not > 0")
+        # the schema's declaration is the one check (ConfigError naming forceplate.<key>)
+        checked = check_table(self, ForcePlateConfig, "forceplate")
+        for name in ForcePlateConfig.__dataclass_fields__:
+            setattr(self, name, getattr(checked, name))
 
 
 @dataclass
@@ -443,11 +440,7 @@ class ForcePlateSerial(ForceSourceBase):
         if settings.port in (None, "", "auto"):
             raise ConfigError(None, "forceplate.port",
                               "'auto' needs the simulated lab's pty (start_lab) or a real port")
-        need = settings.line_bits_per_s                            # 8N1: 10 bits per byte
-        if need > settings.baud:
-            raise ConfigError(None, "forceplate.baud",
-                              f"{settings.rate_hz:g} Hz × {settings.frame_bytes}-byte frames "
-                              f"needs {need:,.0f} baud > {settings.baud:,}")
+        check_link_budget(settings)                                # 8N1: 10 bits per byte
         self.port = str(settings.port)
         self.decoder = _FastDecoder(settings.channels, settings.sample_type, settings.rate_hz)
         self._ser: serial.SerialBase | None = None

@@ -1,4 +1,4 @@
-"""Marker frames over UDP, one ``TLMK`` datagram per mocap frame (DESIGN §3).
+"""Marker frames over UDP, one ``TLMK`` datagram per mocap frame (docs/wire.md §3).
 
 :class:`MarkersUDP` binds a UDP socket and reads it in its own thread. UDP may lose, reorder and
 duplicate datagrams; frames go through a small reorder window so blocks come out in frame
@@ -27,7 +27,7 @@ import numpy as np
 from treadlab.acquisition.sources.base import Block, Source, StreamInfo, table_values
 from treadlab.acquisition.sources.wire import decode_marker_packet
 from treadlab.config.errors import ConfigError, DeviceError, InputError
-from treadlab.config.schema import MarkersConfig
+from treadlab.config.schema import MarkersConfig, check_table
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,11 @@ class MarkerSettings(MarkersConfig):
         return cls(**table_values(table, [f.name for f in fields(cls)]))
 
     def __post_init__(self):
+        # the schema's declaration is the one check (ConfigError naming markers.<key>)
         self.labels = [str(x) for x in self.labels]
-        if not float(self.rate_hz) > 0:
-            raise ConfigError(None, "markers.rate_hz", f"{self.rate_hz} is not > 0")
+        checked = check_table(self, MarkersConfig, "markers")
+        for name in MarkersConfig.__dataclass_fields__:
+            setattr(self, name, getattr(checked, name))
 
 
 def setup_marker_source(source: Source, settings) -> MarkerSettings:

@@ -39,8 +39,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+from natnet import NatNetClient
 
-from treadlab.acquisition.sources.base import Block, Source
+from treadlab.acquisition.sources.base import Block, Source, match_labels
 from treadlab.acquisition.sources.markers_udp import MarkerSettings, setup_marker_source
 from treadlab.config.errors import ConfigError, DeviceError
 
@@ -142,8 +143,6 @@ class NatNetMarkers(Source):
     # --- connection ---------------------------------------------------------------------
 
     def _connect(self, timeout: float):
-        from natnet import NatNetClient
-
         s = self.natnet
         client = NatNetClient(server_ip_address=s.server, local_ip_address=s.local_address,
                               multicast_address=s.multicast_address,
@@ -169,8 +168,6 @@ class NatNetMarkers(Source):
         return client, descs[-1]
 
     def _map_labels(self, descs) -> None:
-        from treadlab.acquisition.sim.simulated import label_map
-
         sets = {d.name: list(d.marker_names) for d in descs.marker_sets}
         want = self.natnet.marker_set
         if not want:
@@ -185,7 +182,7 @@ class NatNetMarkers(Source):
                               f"{', '.join(sets) or 'none'})")
         names = sets[want]
         self._set = want
-        self._index = label_map(self.labels, names)
+        self._index = match_labels(self.labels, names)
         self._n_set = len(names)
         self._event("natnet", f"{self.where}: marker set {want!r} with {len(names)} markers "
                     f"(Motive frame × {self.natnet.units_m:g} mm per unit → lab frame)",

@@ -47,9 +47,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+import qtm_rt
+from qtm_rt.packet import QRTComponentType
 
-from treadlab.acquisition.sources.base import Block, Source, StreamInfo
-from treadlab.acquisition.sources.markers_udp import setup_marker_source
+from treadlab.acquisition.sources.base import Block, Source, StreamInfo, match_labels
+from treadlab.acquisition.sources.markers_udp import MarkerSettings, setup_marker_source
 from treadlab.config.errors import ConfigError, DeviceError
 
 log = logging.getLogger(__name__)
@@ -305,8 +307,6 @@ class QTMClient:
             self._loop = None
 
     async def _connect(self):
-        import qtm_rt
-
         s = self.settings
         try:
             conn = await asyncio.wait_for(
@@ -374,8 +374,6 @@ class QTMClient:
             await asyncio.sleep(float(self.settings.reconnect_s))
 
     def _on_packet(self, packet) -> None:
-        from qtm_rt.packet import QRTComponentType
-
         host = time.monotonic()
         frame = int(packet.framenumber)
         ts = int(packet.timestamp)
@@ -493,15 +491,13 @@ class QualisysMarkers(Qualisys):
         self._index: np.ndarray | None = None
 
     def _open(self) -> None:
-        from treadlab.acquisition.sim.simulated import label_map
-
         self._unwrap = _Unwrap(self, "camera frame")
         self._dev_offset = 0.0
         self._last_dev = -np.inf
         self.client.attach(self)
         p = self.client.params
         qtm_labels = list(p["labels"])
-        self._index = label_map(self.labels, qtm_labels)
+        self._index = match_labels(self.labels, qtm_labels)
         rate = p.get("marker_rate_hz")
         self._event("qtm", f"{self.client.where}: {len(qtm_labels)} labelled trajectories at "
                     f"{rate:g} Hz (QTM frame, mm); mapped to the lab frame by lab_from_qtm",
@@ -667,8 +663,6 @@ def qualisys_sources(cfg, lab=None, client: QTMClient | None = None):
     """(force, markers) sources of a lab whose ``[forceplate]`` and/or ``[markers]`` driver is
     ``"qualisys"``, sharing one :class:`QTMClient`. With a simulated ``lab`` (the QTM emulator)
     its address replaces ``qualisys.host = "auto"``."""
-    from treadlab.acquisition.sources.markers_udp import MarkerSettings
-
     if client is None:
         s = QualisysSettings.from_config(cfg)
         addr = _lab_address(cfg, lab)

@@ -1,4 +1,4 @@
-"""Wire formats of DESIGN §3: the serial force frame and the UDP marker packet.
+"""Wire formats of docs/wire.md: the serial force frame and the UDP marker packet.
 
 Force frame (little-endian, one frame per sample)::
 
@@ -183,7 +183,7 @@ class ForceFrames:
 
 
 class ForceFrameDecoder:
-    """Incremental decoder of the DESIGN §3 force frame.
+    """Incremental decoder of the force frame (docs/wire.md §1).
 
     Parameters
     ----------

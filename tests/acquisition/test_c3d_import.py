@@ -1,4 +1,4 @@
-"""C3D import (acquisition/c3d_import.py) against the real recordings in ../shared/data.
+"""C3D import (acquisition/io/c3d_import.py) against the real recordings in ../shared/data.
 
 Every comparison with ezc3d goes through the documented axis mapping ``attrs["c3d_axes"]``
 (``lab = A @ file``). Tolerances: markers and force are the same numbers rotated (float32
@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import SHARED_DATA, shared_file
-from treadlab.acquisition.io.c3d_import import estimate_body_mass, import_c3d, read_c3d
+from treadlab.acquisition.io.c3d_import import import_c3d, read_c3d
+from treadlab.kernels.contacts import ContactParams, detect_contacts
+from treadlab.kernels.forces import estimate_body_weight
 from treadlab.config.errors import InputError
 
 pytestmark = pytest.mark.timeout(60)
@@ -123,15 +125,9 @@ def test_fukuchi_axes_y_up_treadmill():
 
 
 def _stance_slices(fz, rate):
-    from treadlab.acquisition.io.c3d_import import _contacts
-
-    st, off = _contacts(fz, 50.0, 20.0)
-    pairs = []
-    for a in st:
-        later = off[off > a]
-        if later.size and (later[0] - a) / rate > 0.1:
-            pairs.append((a, later[0]))
-    return pairs
+    c, _ = detect_contacts(np.ascontiguousarray(fz, dtype=np.float64), float(rate),
+                           ContactParams(min_contact_s=0.0, min_flight_s=0.0))
+    return [(int(a), int(b)) for a, b in zip(c.i_strike, c.i_off) if (b - a) / rate > 0.1]
 
 
 @pytest.mark.parametrize("name", ["RBDS001runT25.c3d", "RBDS001runT35.c3d",
@@ -190,7 +186,8 @@ def test_body_mass_sources():
 
 def test_body_mass_estimate_needs_whole_strides():
     s = _read("importer", "Qualisys.c3d")  # walking over two plates
-    assert estimate_body_mass(s.force) is None
+    fz = s.force.wrench[:, :, 2].astype(np.float64).sum(axis=1)
+    assert np.isnan(estimate_body_weight(fz, s.force.rate_hz)[0])
     assert s.attrs["body_mass_source"] == "unknown" and np.isnan(s.attrs["body_mass_kg"])
 
 
@@ -639,8 +636,8 @@ def test_bad_force_platform_parameters(tmp_path):
 
 
 def test_contact_hysteresis_matches_a_plain_loop():
-    from treadlab.acquisition.io.c3d_import import _contacts
-
+    """The importer finds contacts with the kernel (docs/metrics.md §2): its toe offs and the
+    first sample reaching ``strike_n`` in each stance are the plain hysteresis loop's."""
     def loop(fz, strike_n, off_n):
         strikes, offs, loaded, armed = [], [], False, False
         for i, v in enumerate(fz):
@@ -657,5 +654,8 @@ def test_contact_hysteresis_matches_a_plain_loop():
     rng = np.random.default_rng(7)
     for _ in range(200):
         fz = rng.choice([0.0, 10.0, 30.0, 60.0, 100.0], size=rng.integers(0, 50))
-        strikes, offs = _contacts(fz, 50.0, 20.0)
-        assert (list(strikes), list(offs)) == loop(fz, 50.0, 20.0)
+        c, _ = detect_contacts(fz, 1000.0, ContactParams(min_contact_s=0.0, min_flight_s=0.0))
+        strikes = [int(a + np.argmax(fz[a:b] >= 50.0)) for a, b in zip(c.i_strike, c.i_off)]
+        want_strikes, want_offs = loop(fz, 50.0, 20.0)
+        assert list(c.i_off) == want_offs
+        assert strikes == want_strikes[:len(want_offs)]

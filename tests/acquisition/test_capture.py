@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import h5py
@@ -18,37 +17,29 @@ import pytest
 
 from treadlab.acquisition.archive import validate_session
 from treadlab.acquisition.capture.session import capture_session, session_filename
-from treadlab.acquisition.sources.forceplate_serial import ForcePlateSettings, PlateCalibration
-from treadlab.acquisition.sources.markers_udp import MarkerSettings
 from treadlab.acquisition.capture.recorder import lock_path, recover
 from treadlab.acquisition.sim.synthetic import LABELS
 from treadlab.config.errors import DeviceError
 
-CAL = np.diag([2000.0, 2000.0, 4000.0, 800.0, 800.0, 400.0])   # N or N·m per volt
+from tests.support.labs import make_lab
+
 
 
 def lab_cfg(port="auto", marker_port=0, rate=1000.0):
     """A split-belt lab on the simulator (``port="auto"``) or on the given devices."""
-    return types.SimpleNamespace(
-        path=None, lab=types.SimpleNamespace(name="capture-test", belt="split"),
-        forceplate=ForcePlateSettings(driver="simulated" if port == "auto" else
-                                      "forceplate_serial", port=port, baud=1_000_000,
-                                      rate_hz=rate, channels=12, sample_type="int16",
-                                      volts_per_count=10.0 / 32768, tare_seconds=0.5),
-        plates=[PlateCalibration("left", list(range(6)), CAL, origin=[-150.0, 135.0, 0.0]),
-                PlateCalibration("right", list(range(6, 12)), CAL,
-                                 origin=[-150.0, -135.0, 0.0])],
-        markers=MarkerSettings(driver="markers_udp", host="127.0.0.1", port=marker_port,
-                               rate_hz=200.0, labels=list(LABELS)),
-        simulator={"seed": "5", "cadence_spm": "172"}, marker_names={},
-        contacts=types.SimpleNamespace(strike_n=50.0, off_n=20.0, min_contact_s=0.1,
-                                       min_peak_bw=1.0, min_flight_s=0.02))
+    return make_lab(name="capture-test",
+                    force_driver="simulated" if port == "auto" else "forceplate_serial",
+                    port=port, baud=1_000_000, rate_hz=rate, tare_seconds=0.5,
+                    marker_port=marker_port, labels=list(LABELS),
+                    simulator={"seed": "5", "cadence_spm": "172"},
+                    contacts={"strike_n": 50.0, "off_n": 20.0, "min_contact_s": 0.1,
+                              "min_peak_bw": 1.0, "min_flight_s": 0.02})
 
 
 # a capture in its own process, ended by a signal (the lab config of this module)
 CHILD = r"""
 import sys
-sys.path.insert(0, sys.argv[2])
+sys.path[:0] = [sys.argv[2], sys.argv[4]]
 from test_capture import lab_cfg
 from treadlab.acquisition.capture.session import capture_session
 print(capture_session(lab_cfg(), subject=sys.argv[3], out_dir=sys.argv[1]), flush=True)
@@ -57,7 +48,8 @@ print(capture_session(lab_cfg(), subject=sys.argv[3], out_dir=sys.argv[1]), flus
 
 def _child(out_dir, subject):
     return subprocess.Popen([sys.executable, "-c", CHILD, str(out_dir),
-                             str(Path(__file__).parent), subject], stdout=subprocess.PIPE,
+                             str(Path(__file__).parent), subject,
+                             str(Path(__file__).parents[2])], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 

@@ -9,7 +9,9 @@ import pytest
 
 from treadlab.acquisition.sources.forceplate_serial import (
     ForceCalibration, ForcePlateSettings, PlateCalibration)
-from treadlab.acquisition.sources.markers_lsl import ForceLSL, MarkersLSL, mocap_stream_info
+from treadlab.acquisition.sources.force_lsl import ForceLSL
+from treadlab.acquisition.sources.lsl import mocap_stream_info
+from treadlab.acquisition.sources.markers_lsl import MarkersLSL
 from treadlab.acquisition.sources.markers_udp import MarkerSettings
 from treadlab.config.errors import DeviceError
 from tests.conftest import collect_blocks

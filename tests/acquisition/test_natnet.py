@@ -199,4 +199,4 @@ def test_a_lab_toml_with_a_natnet_table_loads(tmp_path):
     assert s.server == "192.0.2.20" and s.command_port == 1510 and not s.multicast
     p.write_text(text.replace('marker_set = "Runner"', 'marker_set = "Runner"\nunits_m = 0'))
     with pytest.raises(ConfigError, match="natnet.units_m"):
-        load_lab(p)
+        NatNetSettings.from_config(load_lab(p))

@@ -201,7 +201,7 @@ moment_origin = [0.0, -250.0, 0.0]
     assert s.host == "192.0.2.10" and s.port == 22223 and len(s.plates) == 2
     p.write_text(toml.replace('qtm_id = 2\nname = "right"', 'qtm_id = 2\nname = "rihgt"'))
     with pytest.raises(ConfigError, match=r"qualisys.plates\[1\].name"):
-        load_lab(p)
+        QualisysSettings.from_config(load_lab(p))      # what the capture does before opening
 
 
 def test_cli_capture_through_the_qtm_emulator_exits_0(tmp_path, capsys):

@@ -13,6 +13,7 @@ import pytest
 
 from treadlab.acquisition.sources.base import Block
 from treadlab.acquisition.capture.recorder import Recorder, clear_status_flags, lock_path, recover
+from treadlab.config.constants import G
 from treadlab.config.errors import InputError
 
 FORCE_HZ = 1000.0
@@ -141,7 +142,7 @@ def test_clean_close_refits_clock_and_sets_status(tmp_path):
     assert _validate(path) == []
     with h5py.File(path, "r") as f:
         assert f.attrs["status"] == "complete"
-        assert f.attrs["body_mass_kg"] == pytest.approx(700.0 / 9.80665)
+        assert f.attrs["body_mass_kg"] == pytest.approx(700.0 / G)
         t = f["raw/force/time"][()]
         np.testing.assert_allclose(t, np.arange(5000) / FORCE_HZ + 1e-4, atol=0.5e-3)
         np.testing.assert_array_equal(f["raw/force/calibration/zero"][()], zero)

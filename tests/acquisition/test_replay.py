@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import time
-import types
 
 import numpy as np
 import pytest
 
-from treadlab.acquisition.sources.forceplate_serial import (
-    ForcePlateSerial, ForcePlateSettings, PlateCalibration)
-from treadlab.acquisition.sources.markers_udp import MarkersUDP, MarkerSettings
+from treadlab.acquisition.sources.forceplate_serial import ForcePlateSerial, PlateCalibration
+from treadlab.acquisition.sources.markers_udp import MarkersUDP
 from treadlab.acquisition.sim.replay import ReplaySignal, transfer_wrench
 from treadlab.acquisition.sim.simulated import start_replay_lab
 from tests.conftest import shared_file
+from tests.support.labs import make_lab, plate
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -29,7 +28,7 @@ def recording():
 
 def plates_like(session, origin_shift=(0.0, 0.0, 0.0)):
     o = np.asarray(session.force.origin[0], float) + origin_shift
-    return [PlateCalibration(session.force.plates[0], list(range(6)), CAL, origin=o)]
+    return [plate(session.force.plates[0], range(6), o, CAL)]
 
 
 def test_transfer_wrench_moves_the_moment_reference():
@@ -74,13 +73,8 @@ def test_split_belt_lab_gets_the_single_plate_on_its_first_plate(recording):
 def test_replay_through_the_wire(recording):
     path, s = recording
     labels = list(s.markers.labels[:8])
-    cfg = types.SimpleNamespace(
-        path=None, lab=types.SimpleNamespace(name="replay", belt="single"),
-        forceplate=ForcePlateSettings(driver="simulated", port="auto", rate_hz=600.0,
-                                      channels=6, sample_type="int16", tare_seconds=0.1),
-        plates=plates_like(s),
-        markers=MarkerSettings(driver="markers_udp", port=0, rate_hz=150.0, labels=labels),
-        simulator={}, marker_names={})
+    cfg = make_lab(name="replay", belt="single", plates=plates_like(s), rate_hz=600.0,
+                   channels=6, tare_seconds=0.1, marker_rate_hz=150.0, labels=labels)
     markers = MarkersUDP(cfg.markers)
     markers.open()
     lab = start_replay_lab(cfg, path, marker_address=markers.address)
@@ -126,9 +120,7 @@ def test_unreadable_recording_is_refused_before_any_device_starts(tmp_path):
     from treadlab.config.errors import InputError
 
     empty = shared_file("importer", "Empty.c3d")
-    cfg = types.SimpleNamespace(
-        path=None, forceplate=ForcePlateSettings(driver="simulated", channels=6),
-        plates=[PlateCalibration("treadmill", list(range(6)), CAL)],
-        markers=MarkerSettings(labels=["LASI"]), simulator={}, marker_names={})
+    cfg = make_lab(belt="single", plates=[plate("treadmill", range(6), calibration=CAL)],
+                   channels=6, labels=["LASI"])
     with pytest.raises(InputError, match="Empty.c3d"):
         start_lab(cfg, replay=empty)

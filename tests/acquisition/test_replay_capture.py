@@ -12,7 +12,7 @@ Tolerances
   sample; capture: the host-mapped session clock). Recorded sample ``k`` is force frame
   ``replay_force_frame0 + k`` (root attribute written by the capture), so the offset is the
   captured ``/raw/force/time`` at that frame. What remains is the capture's own clock fit
-  (a Theil–Sen line through per-window minimum delays, DESIGN §3): its drift error × the time
+  (a Theil–Sen line through per-window minimum delays, docs/design.md §4): its drift error × the time
   since the first sample. :data:`CLOCK_TOL_S` = 2 ms bounds it (≈ 60 ppm over 30 s; the fit on
   a loopback link is far better, see the numbers printed by the test).
 - One force sample (1/300 s = 3.3 ms): the replayed counts equal the recorded wrench to one

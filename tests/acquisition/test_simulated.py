@@ -4,39 +4,31 @@ Every fault the devices inject is counted by the readers, one for one.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
-import types
 
 import numpy as np
 import pytest
 
-from treadlab.acquisition.sources.forceplate_serial import (
-    ForcePlateSerial, ForcePlateSettings, PlateCalibration)
-from treadlab.acquisition.sources.markers_lsl import ForceLSL, MarkersLSL
-from treadlab.acquisition.sources.markers_udp import MarkersUDP, MarkerSettings
+from treadlab.acquisition.sources.forceplate_serial import ForcePlateSerial
+from treadlab.acquisition.sources.force_lsl import ForceLSL
+from treadlab.acquisition.sources.markers_lsl import MarkersLSL
+from treadlab.acquisition.sources.markers_udp import MarkersUDP
 from treadlab.acquisition.sim.simulated import Faults, RunnerSignal, start_lab
 from treadlab.acquisition.sim.synthetic import LABELS, parse_params
+from tests.support.labs import make_lab
 
 pytestmark = pytest.mark.timeout(120)
 
-CAL = np.diag([2000.0, 2000.0, 4000.0, 800.0, 800.0, 400.0])   # N or N·m per volt
 SIM = {"preset": "realistic", "seed": "3", "cadence_spm": "180"}
 
 
 def lab_cfg(force_driver="simulated", marker_driver="markers_udp", rate=1000.0, tare=0.2):
     """A small split-belt lab (the shipped config is exercised by the capture tests)."""
-    return types.SimpleNamespace(
-        path=None, lab=types.SimpleNamespace(name="test", belt="split"),
-        forceplate=ForcePlateSettings(driver=force_driver, port="auto", baud=1_000_000,
-                                      rate_hz=rate, channels=12, sample_type="int16",
-                                      volts_per_count=10.0 / 32768, tare_seconds=tare,
-                                      stream_name="treadlab-test-force"),
-        plates=[PlateCalibration("left", list(range(6)), CAL, origin=[-150.0, 135.0, 0.0]),
-                PlateCalibration("right", list(range(6, 12)), CAL, origin=[-150.0, -135.0, 0.0])],
-        markers=MarkerSettings(driver=marker_driver, host="127.0.0.1", port=0, rate_hz=200.0,
-                               labels=list(LABELS) + ["EXTRA"],
-                               stream_name="treadlab-test-markers"),
-        simulator=dict(SIM), marker_names={})
+    return make_lab(name="test", force_driver=force_driver, baud=1_000_000, rate_hz=rate,
+                    tare_seconds=tare, force_stream="treadlab-test-force",
+                    marker_driver=marker_driver, labels=list(LABELS) + ["EXTRA"],
+                    marker_stream="treadlab-test-markers", simulator=SIM)
 
 
 def read_until(sources, frames, limit=30.0):
@@ -236,7 +228,9 @@ def test_treadlab_simulate_lab_serves_the_printed_endpoints():
         udp = [x.split(": ", 1)[1] for x in lines if x.startswith("markers (UDP)")]
         assert port and udp, lines
         assert udp[0].startswith("127.0.0.1:")
-        force = ForcePlateSerial.from_config(cfg, lab=types.SimpleNamespace(force_port=port[0]))
+        served = dataclasses.replace(cfg, forceplate=dataclasses.replace(
+            cfg.forceplate, driver="forceplate_serial", port=port[0]))   # the pty it printed
+        force = ForcePlateSerial.from_config(served)
         with force:
             force.tare(timeout=20.0)
             got = read_until([force], {"force": 200})

@@ -6,20 +6,17 @@ device: the simulated lab's pty and loopback UDP, and LSL outlets on this machin
 from __future__ import annotations
 
 import time
-import types
 
 import numpy as np
 import pytest
 
 from treadlab.acquisition.sources.base import COUNTERS, SOURCES, Block, Source, StreamInfo
-from treadlab.acquisition.sources.forceplate_serial import ForcePlateSettings, PlateCalibration
-from treadlab.acquisition.sources.markers_udp import MarkerSettings
 from treadlab.acquisition.sim.simulated import start_lab
 from treadlab.acquisition.sim.synthetic import LABELS
+from tests.support.labs import make_lab
 
 pytestmark = pytest.mark.timeout(120)
 
-CAL = np.diag([2000.0, 2000.0, 4000.0, 800.0, 800.0, 400.0])
 
 
 def check_source(src: Source, min_frames: int = 20, timeout: float = 20.0) -> list[Block]:
@@ -91,16 +88,10 @@ def check_source(src: Source, min_frames: int = 20, timeout: float = 20.0) -> li
 
 
 def lab_cfg(force_driver, marker_driver):
-    return types.SimpleNamespace(
-        path=None, lab=types.SimpleNamespace(name="conformance", belt="split"),
-        forceplate=ForcePlateSettings(driver=force_driver, port="auto", rate_hz=500.0,
-                                      channels=12, sample_type="int16", tare_seconds=0.1,
-                                      stream_name="treadlab-conf-force"),
-        plates=[PlateCalibration("left", list(range(6)), CAL, origin=[-150.0, 135.0, 0.0]),
-                PlateCalibration("right", list(range(6, 12)), CAL, origin=[-150.0, -135.0, 0.0])],
-        markers=MarkerSettings(driver=marker_driver, port=0, rate_hz=100.0, labels=list(LABELS),
-                               stream_name="treadlab-conf-markers"),
-        simulator={"seed": "1"}, marker_names={})
+    return make_lab(name="conformance", force_driver=force_driver, rate_hz=500.0,
+                    tare_seconds=0.1, force_stream="treadlab-conf-force",
+                    marker_driver=marker_driver, marker_rate_hz=100.0, labels=list(LABELS),
+                    marker_stream="treadlab-conf-markers", simulator={"seed": "1"})
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Static calibration by the cluster technique (acquisition/static_calibration.py).
+"""Static calibration by the cluster technique (acquisition/io/static_calibration.py).
 
 Real data: the Fukuchi et al. 2017 treadmill trials in ../shared/data/running (skipped when
 absent). Numbers measured when this was written (RBDS001/002, 150 Hz): the static trials

@@ -1,4 +1,4 @@
-"""The synthetic runner (DESIGN §7): physics, determinism, the cause dials and /truth."""
+"""The synthetic runner (docs/design.md §6): physics, determinism, the cause dials and /truth."""
 from __future__ import annotations
 
 import math
@@ -10,6 +10,7 @@ from treadlab.acquisition.sim.synthetic import (LABELS, PRESETS, RunnerParams, S
                                             davis_hjc, parse_params, pelvis_angles_from_markers,
                                             simulate_session, trunk_lean_from_markers)
 from treadlab.config.errors import ConfigError
+from treadlab.config.constants import G
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,7 +44,7 @@ def test_mean_vertical_force_over_a_stride_is_body_weight(name, request):
     fz = s.force.wrench[:, :, 2].astype(float).sum(axis=1)
     if name == "noisy":
         fz -= 0.5 * t                       # the known drift
-    bw = s.attrs["body_mass_kg"] * 9.81
+    bw = s.attrs["body_mass_kg"] * G
     strides = _strides(s.truth["steps"])
     assert len(strides) >= 14
     for a, b in strides:
@@ -55,7 +56,7 @@ def test_ap_impulse_vanishes_per_stride_and_braking_comes_first(clean):
     t = clean.force.time
     fx = clean.force.wrench[:, :, 0].astype(float).sum(axis=1)
     dt = 1.0 / clean.force.rate_hz
-    bw = clean.attrs["body_mass_kg"] * 9.81
+    bw = clean.attrs["body_mass_kg"] * G
     tr = clean.truth["steps"]
     for a, b in _strides(tr):
         sel = (t >= a) & (t < b)
@@ -107,7 +108,7 @@ def test_strike_crossing_is_within_a_fraction_of_a_sample(clean):
 def test_force_metrics_match_truth(clean):
     t = clean.force.time
     w = clean.force.wrench.astype(float).sum(axis=1)
-    bw = clean.attrs["body_mass_kg"] * 9.81
+    bw = clean.attrs["body_mass_kg"] * G
     tr = clean.truth["steps"]
     for q in range(len(tr["t_strike"])):
         sel = (t >= tr["t_strike"][q]) & (t <= tr["t_off"][q])
@@ -151,7 +152,7 @@ def test_moments_put_the_centre_of_pressure_under_the_foot(clean):
         # the free moment is what is left of Mz, and it is small
         rx, ry = (cop_x - o[0]) / 1000.0, (cop_y - o[1]) / 1000.0
         tz = mz - (rx * fy - ry * fx)
-        assert np.max(np.abs(tz)) < 0.01 * clean.attrs["body_mass_kg"] * 9.81
+        assert np.max(np.abs(tz)) < 0.01 * clean.attrs["body_mass_kg"] * G
     # the COP travels backwards in the lab (with the belt) within each contact
     tr = clean.truth["steps"]
     w = f.wrench[:, 0].astype(float)
@@ -374,7 +375,7 @@ def test_jitter_moves_strikes_but_keeps_body_weight():
     period = np.diff(tr["t_strike"])
     assert period.std() > 0.003
     fz = s.force.wrench[:, :, 2].astype(float).sum(axis=1)
-    bw = 70 * 9.81
+    bw = 70 * G
     for a, b in _strides(tr):
         sel = (s.force.time >= a) & (s.force.time < b)
         assert fz[sel].mean() == pytest.approx(bw, rel=0.01)
@@ -422,7 +423,7 @@ def test_single_belt_and_other_rates():
     assert np.allclose(tr["contact_time"], 0.22, atol=1e-6)
     for a, b in _strides(tr):
         sel = (s.force.time >= a) & (s.force.time < b)
-        assert fz[sel].mean() == pytest.approx(85 * 9.81, rel=0.01)
+        assert fz[sel].mean() == pytest.approx(85 * G, rel=0.01)
     # COP medio-lateral side tells the feet apart on one belt
     w = s.force.wrench[:, 0].astype(float)
     for q in range(len(tr["t_strike"])):

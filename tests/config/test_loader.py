@@ -60,7 +60,7 @@ def test_example_labs():
 
 
 def test_frame_bytes_and_link_budget_message(tmp_path):
-    # 2 + 2 + 4 + 12 × (2 | 4) + 2 (NOTES.md says 56 for int32; the wire format gives 58)
+    # 2 + 2 + 4 + 12 × (2 | 4) + 2 (docs/wire.md §2: 58 for int32, not the 56 of the original notes)
     assert frame_bytes(12, "int16") == 34 and frame_bytes(12, "int32") == 58
     path = write(tmp_path, edit(forceplate={"rate_hz": 2000.0, "sample_type": "int32",
                                             "baud": 921_600}))

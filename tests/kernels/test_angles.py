@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import shared_file
-from treadlab.kernels import _angles_ref, angles
+from treadlab.kernels import _angles_common, _angles_ref, _gaps_ref, angles
 from treadlab.kernels.gaps import fill_gaps
 
 IMPLS = [pytest.param(angles.joint_angles, id="cython"),
@@ -176,7 +176,7 @@ def test_empty_recording_and_defaults(impl):
     result = impl(np.zeros((0, len(CGM), 3), np.float32), CGM, None)
     assert result.values.shape == (0, len(_angles_ref.NAMES))
     assert result.attrs["leg_length_left_mm_source"] == "default"
-    assert result.attrs["leg_length_left_mm"] == _angles_ref.DEFAULT_LEG_LENGTH_MM
+    assert result.attrs["leg_length_left_mm"] == _angles_common.DEFAULT_LEG_LENGTH_MM
     result = impl(_pose(_truth(5)), CGM, {})
     assert result.attrs["leg_length_left_mm_source"] == "markers"
     assert result.attrs["inter_asis_mm_source"] == "markers"
@@ -342,7 +342,7 @@ def test_frozen_model_makes_blocks_equal_whole(impl):
 
 
 def test_compiled_matches_reference_on_real_markers_with_gaps():
-    """DESIGN §6: compiled and reference agree on real input with NaN gaps."""
+    """docs/design.md §11: compiled and reference agree on real input with NaN gaps."""
     labels, pos, _, subject = _read_pig(shared_file("pig", "CGM24_Walking01.c3d"))
     rng = np.random.default_rng(7)
     holed = pos.astype(np.float32)
@@ -355,8 +355,7 @@ def test_compiled_matches_reference_on_real_markers_with_gaps():
         np.testing.assert_array_equal(np.isnan(a.values), np.isnan(b.values))
         np.testing.assert_allclose(a.values, b.values, rtol=0, atol=1e-9)
     filled, longest = fill_gaps(holed, 12)
-    from treadlab.kernels.gaps import _fill_gaps_ref
-    ref, ref_longest = _fill_gaps_ref(holed, 12)
+    ref, ref_longest = _gaps_ref.fill_gaps(holed, 12)
     assert longest == ref_longest
     np.testing.assert_array_equal(np.isnan(filled), np.isnan(ref))
     np.testing.assert_allclose(filled, ref, rtol=0, atol=1e-3)

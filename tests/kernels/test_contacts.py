@@ -1,4 +1,4 @@
-"""Contact detection (METRICS §2): compiled and reference implementations, streaming, NaN rules,
+"""Contact detection (docs/metrics.md §2): compiled and reference implementations, streaming, NaN rules,
 flight re-zeroing, left/right, and real recordings."""
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from treadlab.kernels.contacts import (
     FLAG_CROSS_STEP, FLAG_DROPOUT, FLAG_LOW_PEAK, FLAG_NO_FLIGHT, FLAG_SHORT, FLAG_SIDE,
     ContactParams, Contacts, ContactState,
 )
+from treadlab.config.constants import G
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -394,7 +395,7 @@ def test_fukuchi_treadmill_runs(name):
     session = _read(shared_file("running", name))
     force = session.force
     w = np.asarray(force.wrench[:, 0, :], np.float64)
-    bw = session.attrs["body_mass_kg"] * 9.81
+    bw = session.attrs["body_mass_kg"] * G
     p = ContactParams.from_bw(bw)
     c, _ = contacts.detect_contacts(w[:, 2], force.rate_hz, p, t0=float(force.time[0]))
     steps = c.take(c.valid)
@@ -478,7 +479,7 @@ def _detect_session(session, rezero):
     """Contacts with sides for a synthetic session; returns (table, wrench used)."""
     force = session.force
     w = np.asarray(force.wrench, np.float64).copy()
-    bw = session.attrs["body_mass_kg"] * 9.81
+    bw = session.attrs["body_mass_kg"] * G
     p = ContactParams.from_bw(bw)
     tables = []
     for j in range(w.shape[1]):

@@ -1,4 +1,4 @@
-"""Per-contact force metrics (METRICS §3): compiled and reference implementations, analytic
+"""Per-contact force metrics (docs/metrics.md §3): compiled and reference implementations, analytic
 cases, NaN gaps, empty input, and real treadmill runs."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from tests.conftest import shared_file
 from treadlab.kernels import _forces_ref, forces
 from treadlab.kernels.contacts import ContactParams, detect_contacts
+from treadlab.config.constants import G
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -156,7 +157,7 @@ def test_fukuchi_impulses_balance_over_a_stride(name):
     session = c3d_import.read_c3d(shared_file("running", name))
     force = session.force
     w = np.asarray(force.wrench[:, 0, :], np.float64)
-    bw = session.attrs["body_mass_kg"] * 9.81
+    bw = session.attrs["body_mass_kg"] * G
     c, _ = detect_contacts(w[:, 2], force.rate_hz, ContactParams.from_bw(bw))
     c = c.take(c.valid)
     m = forces.force_metrics(w[:, 0], w[:, 2], force.rate_hz, c.i_strike, c.i_off, bw)
@@ -181,7 +182,7 @@ def test_synthetic_runner_metrics(clean):
     session = syn.simulate_session(p)
     truth = session.truth["steps"]
     force = session.force
-    bw = p.body_mass_kg * 9.81
+    bw = p.body_mass_kg * G
     params = ContactParams.from_bw(bw)
     got = {k: [] for k in ("t_strike", "peak_vgrf", "loading_rate", "peak_braking",
                            "braking_impulse", "propulsive_impulse")}

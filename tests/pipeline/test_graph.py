@@ -15,6 +15,7 @@ from treadlab.pipeline.cli import main
 from treadlab.pipeline.derive import CONTACT_COLUMNS
 from treadlab.pipeline.graph import pipeline_version, process_session, session_graph, load_settings
 from treadlab.pipeline.scoring import CAUSES
+from treadlab.config.constants import G
 
 # Near the default reference means.
 NEUTRAL = dict(pelvic_drop_deg=4.0, trunk_lean_deg=9.0, overstride_mm=120.0,
@@ -121,7 +122,7 @@ def test_plain_h5py_minimum_contract_file_processes(tmp_path):
     summary = process_session(path)
     assert summary["valid_contacts"] > 30
     assert summary["body_weight_source"].startswith("estimated")
-    true_bw = s.attrs["body_mass_kg"] * 9.81
+    true_bw = s.attrs["body_mass_kg"] * G
     assert summary["body_weight_n"] == pytest.approx(true_bw, rel=0.05)
     d = read_derived(path)
     assert math.isclose(d["attrs"]["body_weight_n"], summary["body_weight_n"], rel_tol=1e-3)

@@ -1,4 +1,4 @@
-"""Cause scores (METRICS §4) from per-contact tables, and the shipped reference set."""
+"""Cause scores (docs/metrics.md §4) from per-contact tables, and the shipped reference set."""
 import math
 
 import numpy as np
@@ -33,7 +33,7 @@ def test_default_reference_has_every_cause_with_provenance():
         assert entry["sigma"] > 0 and entry["source"]
         if entry.get("provisional"):
             assert "PROVISIONAL" in entry["reasoning"]
-    assert ref.causes["upright_trunk"]["sigma"] == 2.5  # METRICS §4.2 default
+    assert ref.causes["upright_trunk"]["sigma"] == 2.5  # docs/metrics.md §4.2 default
     assert "Teng & Powers 2015" in ref.causes["upright_trunk"]["source"]
     assert "Souza 2016" in ref.causes["limited_hip_extension"]["source"]
     assert ref.causes["pelvic_drop"]["provisional"] is True
