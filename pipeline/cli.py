@@ -100,6 +100,9 @@ def _simulate_vendor_lab(args, params) -> int:
     from treadlab.acquisition.sim.emulated import serve_emulated_lab
 
     def ready(lab, cfg):
+        host, port = lab.treadmill_address
+        print(f"treadmill controller (Bertec remote control, simulated): {host}:{port}")
+        print(f"[treadmill]\ndriver = \"bertec\"\nhost = \"{host}\"\nport = {port}")
         if args.protocol == "natnet":
             host, port = lab.natnet_address
             print(f"OptiTrack Motive NatNet 3.1 server (unicast, command port): {host}:{port}")

@@ -25,6 +25,7 @@ from treadlab.acquisition.sim.natnet_emulator import natnet_table, start_natnet_
 from treadlab.acquisition.sim.qtm_emulator import qualisys_table, start_qtm_lab
 from treadlab.acquisition.sim.replay import replay_lab_config
 from treadlab.acquisition.sim.simulated import start_lab
+from treadlab.acquisition.sim.treadmill_emulator import SimulatedTreadmill
 from treadlab.config import load_lab
 from treadlab.config.errors import ConfigError, DeviceError
 
@@ -160,14 +161,21 @@ def serve_emulated_lab(config_path=None, protocol: str = "qtm", replay=None, dur
                        params=None, port: int = 0, on_ready=None) -> dict:
     """``treadlab simulate lab --protocol P``: serve the emulator until Ctrl-C, SIGTERM or
     ``duration_s`` (s); ``port`` 0 = a free one. With ``replay`` and the shipped default lab,
-    the lab is derived from the recording (its plate, rates and labels). ``on_ready(lab, cfg)``
-    is called once the emulator listens (``cfg`` is the lab config that reads it). Returns the
-    emulator's statistics."""
+    the lab is derived from the recording (its plate, rates and labels). A simulated Bertec
+    treadmill controller is served beside it (``lab.treadmill_address``). ``on_ready(lab,
+    cfg)`` is called once the emulator listens (``cfg`` is the lab config that reads it).
+    Returns the emulator's statistics."""
     _check(protocol)
     cfg = load_lab(config_path)
     if replay is not None:
         cfg = replay_lab_config(cfg, replay)
     lab = start_emulated_lab(cfg, protocol, params=params, replay=replay, port=port)
+    try:
+        treadmill = SimulatedTreadmill()
+    except BaseException:
+        lab.stop()
+        raise
+    lab.treadmill_address = treadmill.address
     old = None
     if threading.current_thread() is threading.main_thread():
         old = signal.signal(signal.SIGTERM, _interrupt)
@@ -186,6 +194,7 @@ def serve_emulated_lab(config_path=None, protocol: str = "qtm", replay=None, dur
         if old is not None:
             signal.signal(signal.SIGTERM, old)
         stats = lab.stop()
+        treadmill.stop()
     if failed:
         raise DeviceError(f"simulated lab: the {protocol} emulator stopped")
     return stats or {}

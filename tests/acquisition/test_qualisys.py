@@ -224,3 +224,4 @@ def test_cli_simulate_lab_protocol_qtm_prints_the_qualisys_table(capsys):
     assert main(["simulate", "lab", "--protocol", "qtm", "--duration", "1"]) == 0
     out = capsys.readouterr().out
     assert "QTM real-time server" in out and "[[qualisys.plates]]" in out
+    assert "[treadmill]" in out and "Bertec remote control" in out
