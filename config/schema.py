@@ -508,9 +508,14 @@ def _check_markers(t: MarkersConfig, path) -> None:
         seen.add(label)
 
 
-def _check_plates(plates: list[PlateConfig], fp: ForcePlateConfig, lab: LabTable, path):
+def check_plates(plates, channels: int, *, belt: str | None = None, path=None,
+                 shared_ok: bool = False) -> None:
+    """The plates against each other and the device (docs/design.md §10): at least one (two on a
+    split belt), unique names, origin [x, y, z], 4 corners, 6 channel indices within
+    ``channels`` (and not shared between plates unless ``shared_ok``), a 6×6 calibration with no
+    zero row. ``plates``: ``[[plates]]`` tables or driver plate objects (lists or arrays)."""
     _rule(len(plates) >= 1, path, "plates", "at least one [[plates]] entry is needed")
-    if lab.belt == "split":
+    if belt == "split":
         _rule(len(plates) == 2, path, "plates",
               f"a split-belt lab needs 2 plates (one per belt), got {len(plates)}")
     names, used = set(), {}
@@ -527,10 +532,10 @@ def _check_plates(plates: list[PlateConfig], fp: ForcePlateConfig, lab: LabTable
         _rule(len(p.channels) == 6, path, f"{key}.channels",
               f"needs 6 channel indices, got {len(p.channels)}")
         for j, ch in enumerate(p.channels):
-            _rule(0 <= ch < fp.channels, path, f"{key}.channels[{j}]",
-                  f"channel {ch} out of range 0..{fp.channels - 1} (forceplate.channels = "
-                  f"{fp.channels})")
-            _rule(ch not in used, path, f"{key}.channels[{j}]",
+            _rule(0 <= ch < channels, path, f"{key}.channels[{j}]",
+                  f"channel {ch} out of range 0..{channels - 1} (forceplate.channels = "
+                  f"{channels})")
+            _rule(shared_ok or ch not in used, path, f"{key}.channels[{j}]",
                   f"channel {ch} is already used by plate {used.get(ch)!r}")
             used[ch] = p.name
         shape = (len(p.calibration), *{len(r) for r in p.calibration})
@@ -570,7 +575,7 @@ def build_lab(data: dict, path=None) -> LabConfig:
     if cfg.forceplate.driver in ("forceplate_serial", "simulated"):
         check_link_budget(cfg.forceplate, path)
     _check_markers(cfg.markers, path)
-    _check_plates(cfg.plates, cfg.forceplate, cfg.lab, path)
+    check_plates(cfg.plates, cfg.forceplate.channels, belt=cfg.lab.belt, path=path)
     _rule(cfg.contacts.strike_n >= cfg.contacts.off_n, path, "contacts.strike_n",
           f"{cfg.contacts.strike_n:g} N must be >= contacts.off_n ({cfg.contacts.off_n:g} N)")
     _check_filters(cfg.filters, cfg.forceplate, cfg.markers, path)

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sys
+import textwrap
 import traceback
 
 from treadlab.config import software_version
@@ -268,8 +269,8 @@ PARAM_HELP = ("synthetic-runner parameter KEY=VALUE, repeatable, e.g. pelvic_dro
 def _command(sub, name: str, summary: str, description: str, func):
     """A subcommand with a one-line summary (in ``treadlab --help``), a description (in
     ``treadlab NAME --help``) and the exit codes."""
-    p = sub.add_parser(name, help=summary, description=description, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(name, help=summary, description=textwrap.fill(description, 79),
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(func=func)
     return p
 
@@ -277,8 +278,9 @@ def _command(sub, name: str, summary: str, description: str, func):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="treadlab",
-        description="treadlab: capture, process, score and export instrumented treadmill "
-                    "running sessions (force-plate treadmill + optical motion capture).",
+        description=textwrap.fill("treadlab: capture, process, score and export instrumented "
+                                  "treadmill running sessions (force-plate treadmill + optical "
+                                  "motion capture).", 79),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=software_version())
     p.add_argument("-v", "--verbose", action="count", default=0,
@@ -324,8 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "unless --duration is given")
 
     s = sub.add_parser("simulate", help="virtual devices or a synthetic archive",
-                       description="Simulators: serve a virtual lab, or write a synthetic "
-                                   "session archive with its ground truth.", epilog=EPILOG,
+                       description=textwrap.fill("Simulators: serve a virtual lab, or write a "
+                                                 "synthetic session archive with its ground "
+                                                 "truth.", 79), epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ssub = s.add_subparsers(dest="what", metavar="WHAT", required=True)
     t = _command(ssub, "lab", "serve a virtual treadmill (pty) and mocap system (UDP/LSL)",
@@ -429,8 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("session", metavar="FILE.h5", help="the archive a killed capture left")
 
     s = sub.add_parser("reference", help="reference sets for scoring",
-                       description="Reference sets: the healthy means and spreads the cause "
-                                   "scores are measured against.", epilog=EPILOG,
+                       description=textwrap.fill("Reference sets: the healthy means and "
+                                                 "spreads the cause scores are measured "
+                                                 "against.", 79), epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ssub = s.add_subparsers(dest="what", metavar="WHAT", required=True)
     t = _command(ssub, "build", "reference means/spreads from processed healthy sessions",

@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from treadlab.acquisition.sources.forceplate_serial import ForcePlateSettings, ForceSourceBase
-from treadlab.acquisition.sources.lsl import LSLInlet
+from treadlab.acquisition.sources.lsl import InletReader, LSLInlet
 from treadlab.config.errors import DeviceError
 
 
-class ForceLSL(ForceSourceBase):
+class ForceLSL(InletReader, ForceSourceBase):
     """Force-plate ADC counts from an LSL stream, converted like :class:`ForcePlateSerial`.
 
     Parameters
@@ -50,13 +50,6 @@ class ForceLSL(ForceSourceBase):
             raise DeviceError(f"{self._in.where}: {info.channel_count()} channels, the config "
                               f"has forceplate.channels = {self.info.channels}")
 
-    def _close(self) -> None:
-        self._in.close()
-
-    def _acquire(self, timeout: float) -> None:
-        got = self._in.pull(timeout)
-        if got is None:
-            return
-        values, t, seq, host = got
+    def _samples(self, values, device_time, seq, host_time) -> None:
         counts = np.rint(np.asarray(values, dtype=np.float64)).astype(self._dtype)
-        self._deliver(counts, seq, t, host)
+        self._deliver(counts, seq, device_time, host_time)

@@ -46,7 +46,8 @@ except ImportError:     # not a POSIX system: every port is read through pyseria
 from treadlab.acquisition.sources.base import Block, Source, StreamInfo, table_values
 from treadlab.acquisition.sources.wire import SAMPLE_TYPES, ForceFrameDecoder, ForceFrames
 from treadlab.config.errors import ConfigError, DeviceError
-from treadlab.config.schema import ForcePlateConfig, check_link_budget, check_table
+from treadlab.config.schema import (ForcePlateConfig, check_link_budget, check_plates,
+                                    check_table)
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +107,6 @@ class PlateCalibration:
         self.calibration = np.asarray(self.calibration, dtype=np.float64)
         self.origin = np.asarray(self.origin, dtype=np.float64).reshape(3)
         self.corners = np.asarray(self.corners, dtype=np.float64).reshape(4, 3)
-        if len(self.channels) != 6:
-            raise ConfigError(None, f"plates.{self.name}.channels",
-                              f"needs 6 channel indices, got {len(self.channels)}")
-        if self.calibration.shape != (6, 6):
-            raise ConfigError(None, f"plates.{self.name}.calibration",
-                              f"needs a 6×6 matrix, got shape {self.calibration.shape}")
 
 
 class ForceCalibration:
@@ -130,11 +125,8 @@ class ForceCalibration:
         self.plates = list(plates)
         self.n_channels = int(channels)
         self.volts_per_count = float(volts_per_count)
-        for i, p in enumerate(self.plates):
-            bad = [c for c in p.channels if not 0 <= c < self.n_channels]
-            if bad:
-                raise ConfigError(None, f"plates[{i}].channels",
-                                  f"{bad} outside the {self.n_channels} device channels")
+        # the config schema's plate rules; a channel may feed several plates here
+        check_plates(self.plates, self.n_channels, shared_ok=True)
         self.index = np.array([p.channels for p in self.plates], dtype=np.intp).reshape(-1, 6)
         self.matrix = np.array([p.calibration for p in self.plates],
                                dtype=np.float64).reshape(-1, 6, 6)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 
 import numpy as np
 import pylsl
@@ -139,3 +140,20 @@ class LSLInlet:
         self._seq = int(seq[-1])
         self._last_ts = float(ts[-1])
         return values, ts + self.correction, seq, np.full(ts.shape, time.monotonic())
+
+
+class InletReader(ABC):
+    """What an LSL source does with its :class:`LSLInlet` ``self._in``: close it, and pull what
+    arrived into :meth:`_samples` (a driver mixin, before its ``Source`` base)."""
+
+    def _close(self) -> None:
+        self._in.close()
+
+    def _acquire(self, timeout: float) -> None:
+        got = self._in.pull(timeout)
+        if got is not None:
+            self._samples(*got)
+
+    @abstractmethod
+    def _samples(self, values, device_time, seq, host_time) -> None:
+        """Turn one pulled chunk into blocks: values (n, ch), times (n,) s, seq (n,) int64."""

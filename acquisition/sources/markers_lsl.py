@@ -19,13 +19,13 @@ import logging
 import numpy as np
 
 from treadlab.acquisition.sources.base import Block, Source
-from treadlab.acquisition.sources.lsl import LSLInlet, channel_labels
+from treadlab.acquisition.sources.lsl import InletReader, LSLInlet, channel_labels
 from treadlab.acquisition.sources.markers_udp import MarkerSettings, setup_marker_source
 from treadlab.config.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
-class MarkersLSL(Source):
+class MarkersLSL(InletReader, Source):
     """Mocap frames from an LSL stream (type ``Mocap``, channels ``LABEL_X/_Y/_Z``, mm).
 
     Parameters
@@ -75,17 +75,10 @@ class MarkersLSL(Source):
                         "they read NaN", level=logging.WARNING)
         self._index = index
 
-    def _close(self) -> None:
-        self._in.close()
-
-    def _acquire(self, timeout: float) -> None:
-        got = self._in.pull(timeout)
-        if got is None:
-            return
-        values, t, seq, host = got
+    def _samples(self, values, device_time, seq, host_time) -> None:
         values = np.asarray(values, dtype=np.float32)
         padded = np.concatenate([values, np.full((values.shape[0], 1), np.nan, np.float32)],
                                 axis=1)
         data = padded[:, self._index]                    # (n, k, 3), -1 → the NaN column
-        self._push(Block(stream="markers", device_time=t, host_time=host,
+        self._push(Block(stream="markers", device_time=device_time, host_time=host_time,
                          data=data, seq=seq))

@@ -10,6 +10,7 @@ import pytest
 from treadlab.acquisition.sources.markers_udp import MarkersUDP, MarkerSettings
 from treadlab.acquisition.sources.wire import encode_marker_packet
 from treadlab.config.errors import ConfigError, DeviceError
+from tests.support.labs import make_lab
 from tests.conftest import collect_blocks
 
 LABELS = ["LASI", "RASI", "LPSI", "RPSI"]
@@ -99,7 +100,6 @@ def test_bind_conflict_names_the_address(src):
 
 
 def test_port_zero_needs_the_simulated_lab():
-    class Cfg:
-        markers = MarkerSettings(port=0, labels=LABELS)
+    cfg = make_lab(marker_port=0, labels=LABELS)
     with pytest.raises(ConfigError, match="markers.port"):
-        MarkersUDP.from_config(Cfg())
+        MarkersUDP.from_config(cfg)
