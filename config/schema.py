@@ -509,11 +509,13 @@ def _check_markers(t: MarkersConfig, path) -> None:
 
 
 def check_plates(plates, channels: int, *, belt: str | None = None, path=None,
-                 shared_ok: bool = False) -> None:
+                 shared_ok: bool = False, wrench_device: bool = False) -> None:
     """The plates against each other and the device (docs/design.md §10): at least one (two on a
     split belt), unique names, origin [x, y, z], 4 corners, 6 channel indices within
     ``channels`` (and not shared between plates unless ``shared_ok``), a 6×6 calibration with no
-    zero row. ``plates``: ``[[plates]]`` tables or driver plate objects (lists or arrays)."""
+    zero row. ``plates``: ``[[plates]]`` tables or driver plate objects (lists or arrays).
+    ``wrench_device``: the force device sends each plate's wrench (``FORCE_DEVICES``): channels
+    and calibration are not used and not checked."""
     _rule(len(plates) >= 1, path, "plates", "at least one [[plates]] entry is needed")
     if belt == "split":
         _rule(len(plates) == 2, path, "plates",
@@ -527,7 +529,7 @@ def check_plates(plates, channels: int, *, belt: str | None = None, path=None,
               f"needs [x, y, z] (mm), got {len(p.origin)} values")
         _rule(len(p.corners) == 4 and all(len(c) == 3 for c in p.corners), path,
               f"{key}.corners", "needs 4 corners of [x, y, z] (mm)")
-        if fp.driver in FORCE_DEVICES:
+        if wrench_device:
             continue                # the device sends the wrench: no channels to calibrate
         _rule(len(p.channels) == 6, path, f"{key}.channels",
               f"needs 6 channel indices, got {len(p.channels)}")
@@ -575,7 +577,8 @@ def build_lab(data: dict, path=None) -> LabConfig:
     if cfg.forceplate.driver in ("forceplate_serial", "simulated"):
         check_link_budget(cfg.forceplate, path)
     _check_markers(cfg.markers, path)
-    check_plates(cfg.plates, cfg.forceplate.channels, belt=cfg.lab.belt, path=path)
+    check_plates(cfg.plates, cfg.forceplate.channels, belt=cfg.lab.belt, path=path,
+                 wrench_device=cfg.forceplate.driver in FORCE_DEVICES)
     _rule(cfg.contacts.strike_n >= cfg.contacts.off_n, path, "contacts.strike_n",
           f"{cfg.contacts.strike_n:g} N must be >= contacts.off_n ({cfg.contacts.off_n:g} N)")
     _check_filters(cfg.filters, cfg.forceplate, cfg.markers, path)

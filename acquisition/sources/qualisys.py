@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
+import struct
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -57,6 +57,9 @@ from treadlab.config.errors import ConfigError, DeviceError
 log = logging.getLogger(__name__)
 
 FORCE_CONVENTIONS = ("on_plate", "on_body")
+_U32, _I32 = struct.Struct("<I"), struct.Struct("<i")
+_PLATE = struct.Struct("<iii")           # plate id, force count, force number
+_3D_HEADER = 8                           # marker count (uint32), drop rate, out-of-sync (int16)
 
 
 @dataclass
@@ -379,16 +382,26 @@ class QTMClient:
         ts = int(packet.timestamp)
         items = []
         try:
-            if QRTComponentType.Component3d in packet.components:
-                _, markers = packet.get_3d_markers()
-                pos = np.array([(m.x, m.y, m.z) for m in markers], np.float64).reshape(-1, 3)
-                items.append(("markers", (host, frame, ts, pos)))
-            if QRTComponentType.ComponentForce in packet.components:
-                _, plates = packet.get_force()
-                chunk = {int(pl.id): (int(pl.force_number),
-                                      np.array([tuple(f) for f in forces],
-                                               np.float64).reshape(-1, 9))
-                         for pl, forces in plates}
+            # qtm-rt frames the packet and indexes its components; the float arrays inside
+            # are read as arrays (the layouts of RT3DComponent/RT3DMarkerPosition and
+            # RTForceComponent/RTForcePlate/RTForce) instead of one tuple per value
+            data = packet.data
+            pos3d = packet.components.get(QRTComponentType.Component3d)
+            if pos3d is not None:
+                (count,) = _U32.unpack_from(data, pos3d)
+                xyz = np.frombuffer(data, "<f4", 3 * count, pos3d + _3D_HEADER).reshape(count, 3)
+                items.append(("markers", (host, frame, ts, xyz.astype(np.float64))))
+            posf = packet.components.get(QRTComponentType.ComponentForce)
+            if posf is not None:
+                (n_plates,) = _I32.unpack_from(data, posf)
+                p = posf + 4
+                chunk = {}
+                for _ in range(n_plates):
+                    pid, n, number = _PLATE.unpack_from(data, p)
+                    p += _PLATE.size
+                    chunk[int(pid)] = (int(number), np.frombuffer(data, "<f4", 9 * n, p)
+                                       .reshape(n, 9).astype(np.float64))
+                    p += 36 * n
                 items.append(("force", (host, frame, chunk)))
         except Exception as exc:  # noqa: BLE001 - a malformed packet is counted, not fatal
             self._event("bad_packet", f"{self.where}: frame {frame}: {type(exc).__name__}: "
