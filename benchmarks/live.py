@@ -23,9 +23,18 @@ Measured
    log), ``live_drops`` (blocks the live processor skipped), ``frames_missing`` (frames the
    emulator wrote during the recording minus frames in the archive, an independent check).
 
+``--source qualisys``: the same capture reads a Qualisys QTM instead — the QTM RT emulator
+(:mod:`treadlab.acquisition.sim.qtm_emulator`, its own process) streams the synthetic runner's
+2 plates at 2000 Hz and 40 markers at 200 Hz over TCP, and the capture reads it through the
+``qualisys`` source (Qualisys' ``qtm-rt`` client). Latency is measured from the moment the
+emulator sent the packet holding the toe-off force sample. Unless ``--no-baseline``, the
+serial/UDP run above is measured first in the same invocation for the same time, and the
+JSON line has both (``baseline_*``) and the ratios.
+
 Usage::
 
     python benchmarks/live.py [--seconds 60] [--minutes 10] [--workdir DIR]
+                              [--source serial|qualisys] [--no-baseline]
 
 Figures depend on the machine's load: run it on a quiet machine.
 
@@ -274,13 +283,132 @@ def run(seconds: float, workdir: Path) -> dict:
     }
 
 
+CHILD_QTM = r"""
+import json, os, sys, time
+sys.path.insert(0, sys.argv[6])
+import live as B
+from treadlab.acquisition.capture.session import capture_session
+
+host, port, seconds, out_dir, report = (sys.argv[1], int(sys.argv[2]), float(sys.argv[3]),
+                                        sys.argv[4], sys.argv[5])
+steps = []
+def on_step(s):
+    steps.append((s.seq_off, s.detected_host, s.side))
+cfg = B.qtm_lab_config(host, port)
+t_wall0 = time.monotonic()
+c0 = os.times()
+path = capture_session(cfg, subject="bench", body_mass_kg=B.BODY_MASS, duration_s=seconds,
+                       out_dir=out_dir, status_stream=open(os.devnull, "w"), on_step=on_step)
+c1 = os.times()
+t_wall1 = time.monotonic()
+json.dump({"path": str(path), "steps": steps,
+           "cpu_s": (c1.user - c0.user) + (c1.system - c0.system),
+           "wall_s": t_wall1 - t_wall0}, open(report, "w"))
+"""
+
+
+def qtm_lab_config(host: str, port: int):
+    """The benchmark lab read through QTM: the same plates (2000 Hz) and 40 markers (200 Hz),
+    both streams from one QTM connection at ``host:port``."""
+    import dataclasses
+
+    from treadlab.acquisition.sim.qtm_emulator import qualisys_table
+
+    cfg = lab_config("unused", 0)
+    cfg.forceplate = dataclasses.replace(cfg.forceplate, driver="qualisys")
+    cfg.markers = dataclasses.replace(cfg.markers, driver="qualisys")
+    cfg.simulator = {"cadence_spm": str(CADENCE)}
+    cfg.qualisys = qualisys_table(cfg, (host, port))
+    return cfg
+
+
+def run_qualisys(seconds: float, workdir: Path) -> dict:
+    """The capture of the QTM emulator through the ``qualisys`` source (see the docstring)."""
+    import h5py
+
+    from treadlab.acquisition.sim.qtm_emulator import start_qtm_lab
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    report = workdir / "report_qtm.json"
+    out_dir = workdir / "sessions_qtm"
+    cfg = qtm_lab_config("127.0.0.1", 1)
+    lab = start_qtm_lab(cfg, send_log=True)
+    try:
+        host, port = lab.qtm_address
+        proc = subprocess.run([sys.executable, "-c", CHILD_QTM, host, str(port), str(seconds),
+                               str(out_dir), str(report), str(HERE)], stderr=subprocess.PIPE,
+                              text=True, timeout=seconds + 300)
+    finally:
+        stats = lab.stop(timeout=30.0)
+    if proc.returncode != 0:
+        raise SystemExit(f"capture process failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    rep = json.loads(report.read_text())
+    log = np.asarray(stats["send_log"], np.float64).reshape(-1, 3)    # first, n, t_send
+    first, count, t_send = log[:, 0], log[:, 1], log[:, 2]
+
+    def sent_at(seq_off: int) -> float:
+        i = int(np.searchsorted(first, seq_off, side="right")) - 1
+        if i < 0 or seq_off >= first[i] + count[i]:
+            return float("nan")
+        return float(t_send[i])
+
+    with h5py.File(rep["path"], "r") as f:
+        seqs = f["raw/force/seq"][()]
+        host_t = f["raw/force/host_time"][()]
+        kinds = f["raw/log/kind"].asstr()[()]
+        details = f["raw/log/detail"].asstr()[()]
+        sources = f["raw/log/source"].asstr()[()]
+        n_force = seqs.shape[0]
+    pos = {int(q): i for i, q in enumerate(seqs)}
+    lat, receipt, pipeline = [], [], []
+    for seq_off, detected, _side in rep["steps"]:
+        t = sent_at(int(seq_off))
+        i = pos.get(int(seq_off))
+        if np.isfinite(t) and i is not None:
+            lat.append(detected - t)
+            receipt.append(host_t[i] - t)
+            pipeline.append(detected - host_t[i])
+    lat, receipt, pipeline = (np.array(a) * 1000.0 for a in (lat, receipt, pipeline))
+    drops = {"force": 0, "markers": 0}
+    live_drops = 0
+    for kind, src, det in zip(kinds, sources, details):
+        if kind == "counters" and src in drops:
+            fields = dict(part.rsplit(" ", 1) for part in det.split(", ") if " " in part)
+            drops[src] = int(fields.get("drops", 0)) + int(fields.get("overflow", 0))
+        if kind == "summary" and src == "live":
+            live_drops = int(det.split(" blocks dropped")[0].split(", ")[-1])
+
+    def pct(a, q):
+        return round(float(np.percentile(a, q)), 2) if a.size else None
+    return {
+        "source": "qualisys", "seconds": seconds, "force_hz": FORCE_HZ, "plates": 2,
+        "marker_hz": MARKER_HZ, "markers": N_MARKERS, "steps": int(lat.size),
+        "latency_p50_ms": pct(lat, 50), "latency_p99_ms": pct(lat, 99),
+        "latency_max_ms": round(float(lat.max()), 2) if lat.size else None,
+        "receipt_p50_ms": pct(receipt, 50), "receipt_p99_ms": pct(receipt, 99),
+        "pipeline_p50_ms": pct(pipeline, 50), "pipeline_p99_ms": pct(pipeline, 99),
+        "capture_cpu_pct": round(100.0 * rep["cpu_s"] / rep["wall_s"], 1),
+        "drops_force": drops["force"], "drops_markers": drops["markers"],
+        "live_drops": live_drops, "frames_recorded": int(n_force),
+        "frames_missing": int(seqs[-1] - seqs[0] + 1 - n_force) if n_force else 0,
+        "emulator_packets_skipped": int(stats.get("frames_skipped", 0)),
+    }
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="recording length (s)")
     ap.add_argument("--minutes", type=float, help="recording length (min), e.g. 10 for the goal")
     ap.add_argument("--workdir", help="keep the lab TOML and the archive here")
+    ap.add_argument("--source", choices=["serial", "qualisys"], default="serial",
+                    help="serial: the pty treadmill + UDP mocap (default); qualisys: the QTM "
+                         "RT emulator read through the qualisys source")
+    ap.add_argument("--no-baseline", action="store_true",
+                    help="with --source qualisys: skip the serial/UDP run of the same length")
     args = ap.parse_args(argv)
     seconds = args.minutes * 60.0 if args.minutes else args.seconds
+    if args.source == "qualisys":
+        return _main_qualisys(seconds, args)
     if args.workdir:
         res = run(seconds, Path(args.workdir))
     else:
@@ -300,6 +428,36 @@ def main(argv=None) -> int:
     print(f"  drops                    force {res['drops_force']}, markers "
           f"{res['drops_markers']}, live {res['live_drops']}, frames missing "
           f"{res['frames_missing']} of {res['frames_recorded']}")
+    print(json.dumps(res))
+    return 0
+
+
+def _main_qualisys(seconds: float, args) -> int:
+    with tempfile.TemporaryDirectory(prefix="treadlab-bench-live-") as tmp:
+        work = Path(args.workdir) if args.workdir else Path(tmp)
+        base = None if args.no_baseline else run(seconds, work)
+        res = run_qualisys(seconds, work)
+    print(f"live capture through QTM (qualisys source, qtm-rt), {seconds:.0f} s: 2 plates at "
+          f"{FORCE_HZ:.0f} Hz + {MARKER_HZ:.0f} Hz x {N_MARKERS} markers on one TCP connection")
+    print(f"  steps detected live      {res['steps']}")
+    print(f"  latency toe-off → live   p50 {res['latency_p50_ms']} ms, p99 "
+          f"{res['latency_p99_ms']} ms (goal p99 ≤ 20 ms), max {res['latency_max_ms']} ms")
+    print(f"    of which send → receipt p99 {res['receipt_p99_ms']} ms; receipt → live contact "
+          f"p99 {res['pipeline_p99_ms']} ms")
+    print(f"  capture CPU              {res['capture_cpu_pct']} % of a core (goal ≤ 20 %)")
+    print(f"  drops                    force {res['drops_force']}, markers "
+          f"{res['drops_markers']}, live {res['live_drops']}, frames missing "
+          f"{res['frames_missing']} of {res['frames_recorded']}")
+    if base is not None:
+        print(f"  baseline (serial + UDP, same run): p99 {base['latency_p99_ms']} ms, CPU "
+              f"{base['capture_cpu_pct']} %, drops {base['drops_force']}/"
+              f"{base['drops_markers']}")
+        for key in ("latency_p50_ms", "latency_p99_ms", "capture_cpu_pct", "drops_force",
+                    "drops_markers", "live_drops"):
+            res[f"baseline_{key}"] = base[key]
+        for key in ("latency_p99_ms", "capture_cpu_pct"):
+            if base[key]:
+                res[f"ratio_{key}"] = round(res[key] / base[key], 3)
     print(json.dumps(res))
     return 0
 

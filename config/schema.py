@@ -27,8 +27,10 @@ from pydantic import (AfterValidator, ConfigDict, Field, Strict, TypeAdapter, Va
 
 from treadlab.config.errors import ConfigError
 
-FORCE_DRIVERS = ("forceplate_serial", "forceplate_lsl", "simulated")
-MARKER_DRIVERS = ("markers_udp", "markers_lsl")
+FORCE_DRIVERS = ("forceplate_serial", "forceplate_lsl", "simulated", "qualisys")
+MARKER_DRIVERS = ("markers_udp", "markers_lsl", "qualisys", "natnet")
+#: force drivers that receive the plates' wrench (not ADC counts through [[plates]] calibration)
+FORCE_DEVICES = ("qualisys",)
 SAMPLE_BYTES = {"int16": 2, "int32": 4}
 #: Bits on the line per byte of payload: 8 data bits + start + stop (8N1).
 BITS_PER_BYTE = 10
@@ -115,6 +117,8 @@ class PlateConfig:
     channels : 6 indices into the device's channel list feeding this plate's calibration.
     calibration : 6 × 6, volts (of those channels) → [Fx, Fy, Fz, Mx, My, Mz] in N and N·m, lab
         frame, ground reaction on the body (rows = outputs, columns = channels).
+        ``channels`` and ``calibration`` are left out for a device that sends forces, not
+        volts (``[forceplate] driver = "qualisys"``).
     """
 
     __pydantic_config__ = TABLE_CONFIG
@@ -122,8 +126,8 @@ class PlateConfig:
     name: NonBlank
     origin: list[Number]
     corners: list[list[Number]]
-    channels: list[Integer]
-    calibration: list[list[Number]]
+    channels: list[Integer] = field(default_factory=list)
+    calibration: list[list[Number]] = field(default_factory=list)
 
 
 @dataclass
@@ -278,6 +282,13 @@ class LabConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     simulator: dict[str, Scalar] = field(default_factory=dict)
+    #: ``[qualisys]``, ``[natnet]``, ``[treadmill]``: vendor systems, each checked key by key
+    #: by its driver's settings class (``QualisysSettings``, ``NatNetSettings``,
+    #: ``TreadmillSettings`` in ``treadlab.acquisition.sources``) when the capture builds its
+    #: sources, before any device is opened
+    qualisys: dict[str, Any] | None = None
+    natnet: dict[str, Any] | None = None
+    treadmill: dict[str, Any] | None = None
     source_path: Path | None = None
 
     @property
@@ -320,7 +331,7 @@ class LabConfig:
 TABLES = {"lab": LabTable, "plates": PlateConfig, "forceplate": ForcePlateConfig,
           "markers": MarkersConfig, "marker_names": dict, "contacts": ContactsConfig,
           "filters": FiltersConfig, "scoring": ScoringConfig, "export": ExportConfig,
-          "simulator": dict}
+          "simulator": dict, "qualisys": dict, "natnet": dict, "treadmill": dict}
 REQUIRED_TABLES = ("lab", "plates", "forceplate", "markers")
 
 
@@ -498,11 +509,13 @@ def _check_markers(t: MarkersConfig, path) -> None:
 
 
 def check_plates(plates, channels: int, *, belt: str | None = None, path=None,
-                 shared_ok: bool = False) -> None:
+                 shared_ok: bool = False, wrench_device: bool = False) -> None:
     """The plates against each other and the device (docs/design.md §10): at least one (two on a
     split belt), unique names, origin [x, y, z], 4 corners, 6 channel indices within
     ``channels`` (and not shared between plates unless ``shared_ok``), a 6×6 calibration with no
-    zero row. ``plates``: ``[[plates]]`` tables or driver plate objects (lists or arrays)."""
+    zero row. ``plates``: ``[[plates]]`` tables or driver plate objects (lists or arrays).
+    ``wrench_device``: the force device sends each plate's wrench (``FORCE_DEVICES``): channels
+    and calibration are not used and not checked."""
     _rule(len(plates) >= 1, path, "plates", "at least one [[plates]] entry is needed")
     if belt == "split":
         _rule(len(plates) == 2, path, "plates",
@@ -516,6 +529,8 @@ def check_plates(plates, channels: int, *, belt: str | None = None, path=None,
               f"needs [x, y, z] (mm), got {len(p.origin)} values")
         _rule(len(p.corners) == 4 and all(len(c) == 3 for c in p.corners), path,
               f"{key}.corners", "needs 4 corners of [x, y, z] (mm)")
+        if wrench_device:
+            continue                # the device sends the wrench: no channels to calibrate
         _rule(len(p.channels) == 6, path, f"{key}.channels",
               f"needs 6 channel indices, got {len(p.channels)}")
         for j, ch in enumerate(p.channels):
@@ -568,7 +583,8 @@ def build_lab(data: dict, path=None) -> LabConfig:
     if cfg.forceplate.driver in ("forceplate_serial", "simulated"):
         check_link_budget(cfg.forceplate, path)
     _check_markers(cfg.markers, path)
-    check_plates(cfg.plates, cfg.forceplate.channels, belt=cfg.lab.belt, path=path)
+    check_plates(cfg.plates, cfg.forceplate.channels, belt=cfg.lab.belt, path=path,
+                 wrench_device=cfg.forceplate.driver in FORCE_DEVICES)
     _rule(cfg.contacts.strike_n >= cfg.contacts.off_n, path, "contacts.strike_n",
           f"{cfg.contacts.strike_n:g} N must be >= contacts.off_n ({cfg.contacts.off_n:g} N)")
     _check_filters(cfg.filters, cfg.forceplate, cfg.markers, path)

@@ -64,7 +64,8 @@ def _cmd_capture(args) -> int:
         load_settings(args.config)
     path = run_capture(config_path=args.config, subject=args.subject,
                        body_mass_kg=args.body_mass, duration_s=args.duration, out_dir=args.out,
-                       replay=args.replay, status_stream=sys.stderr)
+                       replay=args.replay, status_stream=sys.stderr, protocol=args.protocol,
+                       speed_protocol=args.speed_protocol)
     print(path)
     if not args.no_process:
         _print_summary(process_session(path, config_path=args.config))
@@ -75,6 +76,10 @@ def _cmd_simulate_lab(args) -> int:
     from treadlab.acquisition.sim.simulated import serve_lab
 
     params = _params(args.param)
+    if args.protocol:
+        return _simulate_vendor_lab(args, params)
+    if args.port is not None:
+        raise _UsageError("--port goes with --protocol")
 
     def ready(lab):
         if lab.force_port:
@@ -96,6 +101,47 @@ def _cmd_simulate_lab(args) -> int:
     return EXIT_OK
 
 
+def _simulate_vendor_lab(args, params) -> int:
+    from treadlab.acquisition.sim.emulated import serve_emulated_lab
+
+    def ready(lab, cfg):
+        host, port = lab.treadmill_address
+        print(f"treadmill controller (Bertec remote control, simulated): {host}:{port}")
+        print(f"[treadmill]\ndriver = \"bertec\"\nhost = \"{host}\"\nport = {port}")
+        if args.protocol == "natnet":
+            host, port = lab.natnet_address
+            print(f"OptiTrack Motive NatNet 3.1 server (unicast, command port): {host}:{port}")
+            print("lab config: [markers] driver = \"natnet\", and")
+            t = cfg.natnet
+            print(f"[natnet]\nserver = \"{host}\"\ncommand_port = {port}\nmulticast = false\n"
+                  f"marker_set = \"{t['marker_set']}\"\nunits_m = {t['units_m']:g}\n"
+                  f"lab_from_motive = {t['lab_from_motive']}")
+            print("serving" + (f" for {args.duration:g} s" if args.duration else
+                               "; Ctrl-C to stop"), flush=True)
+            return
+        host, port = lab.qtm_address
+        print(f"QTM real-time server (RT protocol 1.25, little endian): {host}:{port}")
+        print("lab config: [forceplate] and [markers] driver = \"qualisys\", and")
+        print(f"[qualisys]\nhost = \"{host}\"\nport = {port}")
+        for p in cfg.qualisys["plates"]:
+            print(f"[[qualisys.plates]]\nqtm_id = {p['qtm_id']}\nname = \"{p['name']}\"\n"
+                  f"rotation = {p['rotation']}\nmoment_origin = {p['moment_origin']}\n"
+                  f"force = \"{p['force']}\"")
+        print("serving" + (f" for {args.duration:g} s" if args.duration else
+                           "; Ctrl-C to stop"), flush=True)
+
+    stats = serve_emulated_lab(config_path=args.config, protocol=args.protocol,
+                               replay=args.replay, duration_s=args.duration, params=params,
+                               port=args.port or 0, on_ready=ready)
+    if stats:
+        if args.protocol == "natnet":
+            print(f"{stats.get('frames', 0)} frames, {stats.get('datagrams', 0)} datagrams sent")
+        else:
+            print(f"{stats.get('camera_frames', 0)} camera frames, "
+                  f"{stats.get('frames_sent', 0)} sent to clients")
+    return EXIT_OK
+
+
 def _cmd_simulate_session(args) -> int:
     from treadlab.acquisition.sim.synthetic import simulate_session_file
 
@@ -105,6 +151,15 @@ def _cmd_simulate_session(args) -> int:
 
 def _cmd_import(args) -> int:
     from treadlab.acquisition.io.c3d_import import import_c3d
+
+    if str(args.c3d).lower().endswith((".xdf", ".xdfz", ".xdf.gz")):
+        from treadlab.acquisition.io.xdf_import import import_xdf
+
+        if args.static:
+            raise _UsageError("--static goes with a C3D recording, not an XDF file")
+        print(import_xdf(args.c3d, args.output, config_path=args.config,
+                         subject_id=args.subject, body_mass_kg=args.body_mass))
+        return EXIT_OK
 
     print(import_c3d(args.c3d, args.output, config_path=args.config, subject_id=args.subject,
                      body_mass_kg=args.body_mass, static_path=args.static,
@@ -306,6 +361,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--replay", metavar="FILE.c3d",
                    help="the simulated lab plays this recording once instead of the synthetic "
                         "runner (default config: a lab derived from the file); stops at its end")
+    s.add_argument("--protocol", choices=["qtm", "natnet"],
+                   help="the simulated lab is a vendor system read through its own client: "
+                        "qtm = the QTM emulator read by the qualisys source (qtm-rt); natnet "
+                        "= markers from the Motive emulator read by the natnet source, force "
+                        "from the simulated treadmill")
+    s.add_argument("--speed-protocol", metavar="V:S,V:S,...",
+                   help="belt speed stages in m/s:seconds (e.g. 2.5:60,3.5:60,4.5:60) run on "
+                        "the lab's [treadmill] controller; the capture lasts the protocol "
+                        "unless --duration is given")
 
     s = sub.add_parser("simulate", help="virtual devices or a synthetic archive",
                        description=textwrap.fill("Simulators: serve a virtual lab, or write a "
@@ -323,17 +387,27 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--duration", type=float, metavar="S",
                    help="stop after S seconds (default: run until Ctrl-C)")
     t.add_argument("--param", action="append", metavar="KEY=VALUE", help=PARAM_HELP)
+    t.add_argument("--protocol", choices=["qtm", "natnet"],
+                   help="serve the mocap as a vendor system instead: qtm = Qualisys Track "
+                        "Manager's real-time protocol over TCP, markers and force plates (read "
+                        "with driver \"qualisys\"); natnet = OptiTrack Motive's NatNet over "
+                        "UDP unicast, markers (read with driver \"natnet\")")
+    t.add_argument("--port", type=int, metavar="P",
+                   help="TCP port of the --protocol server (default: a free one)")
     t = _command(ssub, "session", "write a synthetic session archive with /truth",
                  "Write a complete raw archive of a synthetic runner, with the true per-step "
                  "values in /truth (for tests and validation).", _cmd_simulate_session)
     t.add_argument("-o", "--output", required=True, metavar="FILE.h5", help="archive to write")
     t.add_argument("--param", action="append", metavar="KEY=VALUE", help=PARAM_HELP)
 
-    s = _command(sub, "import", "a real C3D recording into a raw session archive",
+    s = _command(sub, "import", "a real C3D or XDF recording into a raw session archive",
                  "Read a C3D file (markers, force plates, events, model outputs), map its axes "
-                 "onto the lab frame and its marker names onto CGM, and write a raw archive.",
+                 "onto the lab frame and its marker names onto CGM, and write a raw archive. "
+                 "An .xdf file (LabRecorder) is read with pyxdf's clock synchronisation and "
+                 "dejittering: one Mocap stream (LABEL_X/_Y/_Z) and one Force stream "
+                 "(<plate>_Fx … _Mz, N and N*m).",
                  _cmd_import)
-    s.add_argument("c3d", metavar="FILE.c3d", help="the C3D recording to import")
+    s.add_argument("c3d", metavar="FILE.c3d|FILE.xdf", help="the recording to import")
     s.add_argument("-o", "--output", required=True, metavar="FILE.h5", help="archive to write")
     s.add_argument("--config", metavar="LAB.toml",
                    help="lab TOML: marker name map and lab name (optional)")

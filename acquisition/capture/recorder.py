@@ -183,7 +183,8 @@ class Recorder:
                  labels, marker_rate_hz: float, n_channels: int | None = None,
                  counts_dtype=None, calibration: dict | None = None,
                  t0_host: float | None = None, flush_interval_s: float = 0.5,
-                 subject: dict | None = None, reserve_bytes: int = RESERVE_BYTES):
+                 subject: dict | None = None, reserve_bytes: int = RESERVE_BYTES,
+                 belts: list[str] | None = None):
         if not 0 < flush_interval_s <= 1.0:
             raise ValueError(f"flush_interval_s must be in (0, 1] s, got {flush_interval_s}")
         self.path = Path(path)
@@ -195,6 +196,8 @@ class Recorder:
         self.flush_interval_s = float(flush_interval_s)
         self.t0_host = t0_host
         self._subject = dict(subject or {})
+        #: belt names of the ``/raw/belt`` stream (None: no treadmill speed stream)
+        self._belts = list(belts) if belts else None
         self._queue: deque = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -203,7 +206,7 @@ class Recorder:
         self._ds: dict[str, h5py.Dataset] = {}
         self.error: BaseException | None = None
         #: rows written and flushed so far per stream (``force``, ``markers``, ``log``)
-        self.written = {"force": 0, "markers": 0, "log": 0}
+        self.written = {"force": 0, "markers": 0, "log": 0, "belt": 0}
         self.flushes = 0
         self.last_flush_host: float | None = None
         self._lock_fd: archive.SessionLock | None = None
@@ -256,6 +259,8 @@ class Recorder:
             ds = archive.create_raw_layout(f, device_time=True, log=True, **self._layout_kw)
             archive.link_derived(f, archive.derived_path(self.path).name)
             ds.update(_create_acquisition_datasets(f))
+            if self._belts:
+                ds.update(_create_belt_datasets(f, self._belts))
             f["raw"].attrs["clock_t0_host_s"] = float(self.t0_host)
             f["raw"].attrs["clock"] = ("session clock = host time (time.monotonic) - "
                                        "clock_t0_host_s; each device clock mapped onto the host "
@@ -431,10 +436,12 @@ class Recorder:
                         return
 
     def _write(self, items) -> None:
-        force, markers, events = [], [], []
+        force, markers, events, belt = [], [], [], []
         for kind, payload, t in items:
             if kind == "event":
                 events.append(payload)
+            elif payload.stream == "belt":
+                belt.append((payload, t))
             elif payload.stream == "force":
                 force.append((payload, t))
             elif payload.stream == "markers":
@@ -445,6 +452,14 @@ class Recorder:
             new["force"] = _append_stream(ds, "force", "wrench", "seq", force)
         if markers:
             new["markers"] = _append_stream(ds, "markers", "positions", "frame", markers)
+        if belt and "belt/speed" in ds:
+            blocks = [b for b, _ in belt]
+            archive.append_rows(ds["belt/time"], np.concatenate([t for _, t in belt]))
+            archive.append_rows(ds["belt/speed"], np.concatenate([b.data for b in blocks])
+                                .astype(np.float32, copy=False))
+            archive.append_rows(ds["belt/host_time"],
+                                np.concatenate([b.host_time for b in blocks]))
+            new["belt"] = sum(len(b) for b in blocks)
         if events:
             archive.append_rows(ds["log/time"], np.array([e[0] for e in events], dtype=np.float64))
             for i, name in enumerate(("source", "kind", "detail"), start=1):
@@ -455,6 +470,28 @@ class Recorder:
             self.written[key] += n
         self.flushes += 1
         self.last_flush_host = time.monotonic()
+
+
+def _create_belt_datasets(f: h5py.File, belts: list[str]) -> dict:
+    """``/raw/belt``: the treadmill's measured belt speeds over time (before SWMR).
+
+    ``time`` (n,) s session clock (receipt time − ``clock_t0_host_s``: the controller sends
+    no clock), ``host_time`` (n,) s, ``speed`` (n, b) float32 m/s, attribute ``belts``.
+    """
+    g = f["raw"].create_group("belt")
+    g.attrs["belts"] = archive.to_attr(list(belts))
+    g.attrs["description"] = ("belt speeds measured by the treadmill controller; time = "
+                              "receipt time on the session clock")
+    out = {}
+    for name, shape, dtype, units in (("time", (0,), np.float64, "s"),
+                                      ("host_time", (0,), np.float64, "s"),
+                                      ("speed", (0, len(belts)), np.float32, "m/s")):
+        ds = g.create_dataset(name, shape, maxshape=(None,) + shape[1:],
+                              chunks=(256,) + shape[1:], dtype=dtype, compression="gzip",
+                              compression_opts=archive.GZIP_LEVEL)
+        ds.attrs["units"] = units
+        out[f"belt/{name}"] = ds
+    return out
 
 
 def _create_acquisition_datasets(f: h5py.File) -> dict:

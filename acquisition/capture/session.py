@@ -47,7 +47,11 @@ from treadlab.acquisition.capture.clock import SessionClock
 from treadlab.acquisition.capture.live import LiveProcessor, format_status
 from treadlab.acquisition.capture.recorder import Recorder
 from treadlab.acquisition.sim.replay import replay_lab_config
-from treadlab.acquisition.sim.simulated import start_lab
+from treadlab.acquisition.sim.emulated import (asks_for_emulator, emulated_lab_config,
+                                               lab_starter)
+from treadlab.acquisition.sim.treadmill_emulator import SimulatedTreadmill
+from treadlab.acquisition.sources.treadmill_bertec import (SpeedProtocol, TreadmillBertec,
+                                                           TreadmillSettings, parse_protocol)
 from treadlab.acquisition.sim.synthetic import parse_params
 from treadlab.acquisition.sources.base import Block, sources_from_config
 from treadlab.config import load_lab
@@ -90,13 +94,18 @@ def session_filename(subject: str, when: datetime | None = None) -> str:
 
 
 def _is_simulated(cfg) -> bool:
-    """True only when the lab config asks for the simulated lab explicitly.
+    """True only when the lab config asks for the simulated lab (or a vendor's emulator)
+    explicitly.
 
-    That is ``[forceplate] driver = "simulated"`` or ``port = "auto"``. A marker port left at
-    its default (0) never turns a lab with a real force-plate port into a simulation: the
-    simulated runner must not be recorded as the real subject.
+    That is ``[forceplate] driver = "simulated"`` or ``port = "auto"``, or a vendor table that
+    names the emulator (:func:`asks_for_emulator`). A marker port left at its default (0) never
+    turns a lab with a real force-plate port into a simulation: the simulated runner must not
+    be recorded as the real subject.
     """
     fp = cfg.forceplate
+    vendor = asks_for_emulator(cfg)          # a vendor system: its emulator or the real one
+    if vendor is not None:
+        return vendor
     return (getattr(fp, "driver", "") == "simulated"
             or str(getattr(fp, "port", "")).strip() == "auto")
 
@@ -202,7 +211,8 @@ class _Stopper:
 def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float | None = None,
                 duration_s: float | None = None, out_dir=".", *, params: dict | None = None,
                 status_stream=None, stop_event: threading.Event | None = None,
-                on_step=None, replay=None) -> Path:
+                on_step=None, replay=None, protocol: str | None = None,
+                speed_protocol: str | None = None) -> Path:
     """Record one capture session into ``out_dir/<subject>_<UTC>.h5``.
 
     Parameters
@@ -233,6 +243,15 @@ def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float 
         replay_lab_config`); a lab TOML of your own is used as given (it must ask for the
         simulated devices: ``port = "auto"``). The capture ends :data:`REPLAY_TAIL_S` s after
         the last recorded sample, or at ``duration_s`` if that comes first.
+    protocol : str, optional
+        ``"qtm"``: the simulated lab is the QTM emulator and the capture reads it through the
+        ``qualisys`` source (qtm-rt), with the plates and labels of the lab (or of the replayed
+        file); None: the lab config's own drivers.
+    speed_protocol : str, optional
+        ``"2.5:60,3.5:60,4.5:60"``: belt speed stages (m/s:s) run on the lab's ``[treadmill]``
+        controller; the capture lasts the protocol unless ``duration_s`` is given. The
+        measured belt speeds are recorded in ``/raw/belt`` whenever a ``[treadmill]`` table
+        exists.
 
     Returns
     -------
@@ -247,13 +266,14 @@ def run_capture(config_path=None, subject: str = "subject", body_mass_kg: float 
     return capture_session(cfg, subject=subject, body_mass_kg=body_mass_kg,
                            duration_s=duration_s, out_dir=out_dir, params=params,
                            status_stream=status_stream, stop_event=stop_event, on_step=on_step,
-                           replay=replay)
+                           replay=replay, protocol=protocol, speed_protocol=speed_protocol)
 
 
 def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = None,
                     duration_s: float | None = None, out_dir=".", *, params: dict | None = None,
                     status_stream=None, stop_event: threading.Event | None = None,
-                    on_step=None, replay=None) -> Path:
+                    on_step=None, replay=None, protocol: str | None = None,
+                    speed_protocol: str | None = None) -> Path:
     """:func:`run_capture` for a lab configuration already loaded (``LabConfig``).
 
     ``cfg`` needs the tables ``lab``, ``forceplate``, ``plates``, ``markers`` and optionally
@@ -272,19 +292,28 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
             raise ConfigError(getattr(cfg, "path", None), "forceplate.port",
                               "--replay plays the recording through the simulated lab: the lab "
                               "config must ask for it (port = \"auto\" or driver \"simulated\")")
+    if protocol is not None:
+        cfg = emulated_lab_config(cfg, protocol)   # ConfigError for an unknown protocol
     _check_devices(cfg)
     out_dir = Path(out_dir)
     status_stream = _NoStatus() if status_stream is None else status_stream
 
+    stages = None
+    if speed_protocol is not None:
+        stages = parse_protocol(speed_protocol)
+        if getattr(cfg, "treadmill", None) is None:
+            raise ConfigError(getattr(cfg, "path", None), "treadmill",
+                              "--speed-protocol needs the lab's [treadmill] table")
     lab = None
-    force = markers = None
+    force = markers = treadmill = belt_sim = None
     early = _Stopper(None)   # Ctrl-C / SIGTERM while the devices start and the plate tares
     try:
         early.__enter__()
         if _is_simulated(cfg):
+            starter = lab_starter(cfg)       # the simulated lab, or a vendor's emulator
             # a replay is played once: the capture ends with the recording
-            lab = (start_lab(cfg, params=params) if replay is None
-                   else start_lab(cfg, replay=replay, loop=False))
+            lab = (starter(cfg, params=params) if replay is None
+                   else starter(cfg, replay=replay, loop=False))
         force, markers = sources_from_config(cfg, lab=lab)
         force.open()
         markers.open()
@@ -292,16 +321,20 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
         tare_s = float(getattr(cfg.forceplate, "tare_seconds", 0.0) or 0.0)
         if hasattr(force, "tare"):
             force.tare(timeout=2 * tare_s + FIRST_FRAMES_TIMEOUT_S)
+        treadmill, belt_sim = _open_treadmill(cfg)
         _wait_first_frames([force, markers], FIRST_FRAMES_TIMEOUT_S)
         early.__exit__(None, None, None)
         if early.reason is not None:
             raise DeviceError(f"stopped by {early.reason} while the devices started and the "
                               f"force plate tared; nothing recorded")
         return _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir,
-                       status_stream, stop_event, on_step, params)
+                       status_stream, stop_event, on_step, params, treadmill=treadmill,
+                       stages=stages)
     finally:
         early.__exit__(None, None, None)
-        for src in (markers, force):
+        if belt_sim is not None:
+            belt_sim.stop()
+        for src in (treadmill, markers, force):
             if src is not None:
                 try:
                     src.close()
@@ -311,8 +344,35 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
             lab.stop()
 
 
+def _open_treadmill(cfg):
+    """The ``[treadmill]`` controller as an open source, and the simulated treadmill serving
+    it when its host is ``"auto"`` (None, None without the table)."""
+    if getattr(cfg, "treadmill", None) is None:
+        return None, None
+    settings = TreadmillSettings.from_config(cfg)
+    sim = None
+    if settings.host == "auto":
+        sim = SimulatedTreadmill(rate_hz=settings.rate_hz)
+        settings.host, settings.port = sim.address
+    src = TreadmillBertec(settings)
+    try:
+        src.open()
+    except BaseException:
+        if sim is not None:
+            sim.stop()
+        raise
+    return src, sim
+
+
+def _move_belt(blocks, rec: Recorder, t0: float, speeds: list) -> None:
+    """Belt blocks → ``/raw/belt`` on the session clock (receipt time − t0)."""
+    for b in blocks:
+        rec.put(b, b.host_time - t0)
+        speeds.append(np.asarray(b.data, np.float64))
+
+
 def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir, status_stream,
-            stop_event, on_step, params=None) -> Path:
+            stop_event, on_step, params=None, treadmill=None, stages=None) -> Path:
     finfo, minfo = force.info, markers.info
     plates = list(finfo.plates or finfo.labels)
     labels = _cgm_labels(minfo.labels, cfg)
@@ -361,7 +421,17 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
                    force_rate_hz=finfo.rate_hz, labels=labels, marker_rate_hz=minfo.rate_hz,
                    n_channels=finfo.channels or None,
                    counts_dtype=np.dtype(finfo.sample_type) if finfo.channels else None,
-                   calibration=cal, t0_host=t0, subject=subject_attrs).start()
+                   calibration=cal, t0_host=t0, subject=subject_attrs,
+                   belts=treadmill.info.labels if treadmill is not None else None).start()
+    devices = (force, markers) + ((treadmill,) if treadmill is not None else ())
+    belt_speeds: list = []
+    speed_protocol = None
+    if treadmill is not None:
+        treadmill.read(0)
+        if stages:
+            speed_protocol = SpeedProtocol(treadmill, stages).start()
+            if duration_s is None:
+                duration_s = speed_protocol.duration_s
     clock = SessionClock(t0)
     live = LiveProcessor(plates, finfo.rate_hz, labels, minfo.rate_hz,
                          params=_contact_params(cfg, body_mass_kg), belt=belt,
@@ -390,10 +460,12 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
                     break
                 last = _move(force.read(0.02), clock, rec, live)
                 _move(markers.read(0.0), clock, rec, live)
+                if treadmill is not None:
+                    _move_belt(treadmill.read(0.0), rec, t0, belt_speeds)
                 if end_frame is not None and last is not None and last >= end_frame:
                     stopper.reason = "end of the replayed recording"
                     break
-                for src in (force, markers):
+                for src in devices:
                     for ev in src.drain_events():
                         rec.event(*ev)
                 if now >= next_status:
@@ -404,16 +476,23 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
                     break
             reason = stopper.reason or "stop requested"
         # stop the devices, then move what they still hold
-        for src in (force, markers):
+        if speed_protocol is not None:
+            speed_protocol.stop()
+        for src in devices:
             src.close()
-            _move(src.read(0), clock, rec, live)
+            if src is treadmill:
+                _move_belt(src.read(0), rec, t0, belt_speeds)
+            else:
+                _move(src.read(0), clock, rec, live)
             for ev in src.drain_events():
                 rec.event(*ev)
         status = "complete"
     finally:
         live.stop()
         end_t = time.monotonic()
-        counters = {src.name: src.counters for src in (force, markers)}
+        if speed_protocol is not None:
+            speed_protocol.stop()
+        counters = {src.name: src.counters for src in devices}
         for name, c in counters.items():
             rec.event(end_t, name, "counters",
                       ", ".join(f"{k} {v}" for k, v in sorted(c.items()) if v))
@@ -425,7 +504,14 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
         if tty:
             status_stream.write("\n")
         # without --body-mass, close() estimates it from the mean vertical force over whole steps
-        rec.close(status=status)
+        end_attrs = None
+        if belt_speeds:
+            v = np.concatenate(belt_speeds).mean(axis=1)
+            moving = v[v > 0.1]
+            end_attrs = {"belt_speed_m_s": float(np.median(moving)) if moving.size else 0.0,
+                         "belt_speed_source": "treadmill controller: median of /raw/belt "
+                                              "while moving"}
+        rec.close(status=status, attrs=end_attrs)
     _show(status_stream, False, time.monotonic() - t0, live, force, markers)
     _require_body_mass(path)
     log.info("%s: %s (%s)", path, status, reason)

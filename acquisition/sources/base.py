@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from treadlab.config.errors import ConfigError, DeviceError
+from treadlab.config.markers import to_cgm
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +263,17 @@ class Source(ABC):
                 self._stop.wait(0.5)
 
 
+def match_labels(wanted, have, extra: dict | None = None) -> np.ndarray:
+    """Index into ``have`` (a device's marker names) of every configured label in ``wanted``:
+    by name, else through the CGM aliases (built-in plus ``extra``, the lab's
+    ``[marker_names]``); −1 where the device has no such marker."""
+    pos = {h: i for i, h in enumerate(have)}
+    cgm_h = {c: i for i, c in enumerate(to_cgm(list(have), extra or None))}
+    cgm_w = list(to_cgm(list(wanted), extra or None))
+    return np.array([pos.get(w, cgm_h.get(c, -1)) for w, c in zip(wanted, cgm_w)],
+                    dtype=np.intp)
+
+
 def table_values(table, names) -> dict:
     """The values of ``names`` present in a config table (dataclass, namespace or dict).
 
@@ -313,6 +325,8 @@ SOURCES: dict[str, type[Source]] = _Registry({
     "forceplate_lsl": "treadlab.acquisition.sources.force_lsl:ForceLSL",
     "markers_udp": "treadlab.acquisition.sources.markers_udp:MarkersUDP",
     "markers_lsl": "treadlab.acquisition.sources.markers_lsl:MarkersLSL",
+    "qualisys": "treadlab.acquisition.sources.qualisys:Qualisys",
+    "natnet": "treadlab.acquisition.sources.natnet:NatNetMarkers",
 })
 
 
@@ -331,6 +345,8 @@ def sources_from_config(cfg, lab=None) -> tuple[Source, Source]:
     """
     fp_cls = SOURCES[cfg.forceplate.driver]
     mk_cls = SOURCES[cfg.markers.driver]
+    if fp_cls is mk_cls and hasattr(fp_cls, "pair_from_config"):
+        return fp_cls.pair_from_config(cfg, lab=lab)    # both streams on one connection
     force = fp_cls.from_config(cfg, lab=lab)
     markers = mk_cls.from_config(cfg, lab=lab)
     return force, markers

@@ -22,10 +22,13 @@ pytestmark = pytest.mark.timeout(120)
 def check_source(src: Source, min_frames: int = 20, timeout: float = 20.0) -> list[Block]:
     """Open ``src``, read until ``min_frames`` arrived, close; assert the Source contract."""
     assert isinstance(src, Source)
-    assert isinstance(src.name, str) and src.kind in ("force", "markers")
+    assert isinstance(src.name, str) and src.kind in ("force", "markers", "belt")
     info = src.info
     assert isinstance(info, StreamInfo) and info.stream == src.kind and info.rate_hz > 0
-    assert info.labels and info.channels > 0
+    # a force source delivers ADC counts (channels > 0, raw) or, for a device that sends the
+    # plates' wrench itself (QTM), no counts at all (channels 0, raw None)
+    assert info.labels and (info.channels > 0 or (src.kind in ("force", "belt")
+                                                   and info.sample_type == "float32"))
     c0 = src.counters
     assert set(COUNTERS) <= set(c0) and all(v == 0 for v in c0.values())
     assert not src.is_open
@@ -57,8 +60,13 @@ def check_source(src: Source, min_frames: int = 20, timeout: float = 20.0) -> li
         assert b.data.dtype == np.float32
         if src.kind == "force":
             assert b.data.shape == (n, len(info.plates), 6)
-            assert b.raw is not None and b.raw.shape == (n, info.channels)
-            assert b.raw.dtype == np.dtype(info.sample_type)
+            if info.channels:
+                assert b.raw is not None and b.raw.shape == (n, info.channels)
+                assert b.raw.dtype == np.dtype(info.sample_type)
+            else:
+                assert b.raw is None
+        elif src.kind == "belt":                          # speed per belt, m/s
+            assert b.data.shape == (n, len(info.labels))
         else:
             assert b.data.shape == (n, len(info.labels), 3)
         # frames come out in order, on a device clock that never runs backwards; host times
@@ -108,6 +116,8 @@ def lsl_lab():
     ("markers_lsl", "markers", "lsl_lab"),
 ])
 def test_every_registered_source_conforms(driver, table, lab_fixture, request):
+    """(``qualisys`` and ``natnet`` run this check against their vendor-protocol emulators
+    in tests/acquisition/test_qualisys.py and test_natnet.py.)"""
     cfg, lab = request.getfixturevalue(lab_fixture)
     cls = SOURCES[driver]
     src = cls.from_config(cfg, lab=lab)
@@ -116,7 +126,7 @@ def test_every_registered_source_conforms(driver, table, lab_fixture, request):
 
 def test_registry_lists_every_driver():
     assert set(SOURCES) == {"forceplate_serial", "simulated", "forceplate_lsl", "markers_udp",
-                            "markers_lsl"}
+                            "markers_lsl", "qualisys", "natnet"}
     for name in SOURCES:
         assert issubclass(SOURCES[name], Source)
 

@@ -1,0 +1,204 @@
+"""The ``natnet`` source (the ``natnet`` client from PyPI) against the NatNet 3.1 emulator.
+
+Real UDP on 127.0.0.1, unicast (no multicast group), between the vendor-protocol client and
+the emulator process (:mod:`treadlab.acquisition.sim.natnet_emulator`), bounded in time.
+"""
+from __future__ import annotations
+
+import io
+import h5py
+import numpy as np
+import pytest
+
+from tests.acquisition.test_sources_conformance import check_source, lab_cfg
+from tests.conftest import collect_blocks
+from treadlab.acquisition.sim.natnet_emulator import (NatNetFaults, natnet_table,
+                                                      start_natnet_lab)
+from treadlab.acquisition.sources.base import SOURCES
+from treadlab.acquisition.sources.natnet import NatNetMarkers, NatNetSettings
+from treadlab.config.errors import ConfigError, DeviceError
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def nn_cfg():
+    cfg = lab_cfg("simulated", "natnet")
+    cfg.natnet = {"server": "auto"}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def nn_lab():
+    cfg = nn_cfg()
+    with start_natnet_lab(cfg) as lab:
+        cfg.natnet = natnet_table(lab.natnet_address)
+        yield cfg, lab
+
+
+def test_natnet_source_conforms(nn_lab):
+    cfg, lab = nn_lab
+    src = SOURCES["natnet"].from_config(cfg, lab=lab)
+    assert isinstance(src, NatNetMarkers)
+    check_source(src, min_frames=50)
+
+
+def test_natnet_markers_are_the_runner_in_the_lab_frame(nn_lab):
+    """Motive streams metres in its Y-up frame; the source gives mm in the lab frame, equal to
+    the runner the emulator plays; the stray reflections are counted as unlabelled."""
+    from treadlab.acquisition.sim.simulated import RunnerSignal, _runner_params
+    from treadlab.acquisition.sources.forceplate_serial import PlateCalibration
+
+    cfg, lab = nn_lab
+    src = SOURCES["natnet"].from_config(cfg, lab=lab)
+    src.open()
+    try:
+        on = lab.device_stats()["on_marker_frame"]
+        blocks = collect_blocks(src, on + 150, timeout=20)
+    finally:
+        src.close()
+    seq = np.concatenate([b.seq for b in blocks])
+    pos = np.concatenate([b.data for b in blocks])
+    k = seq >= on
+    assert k.sum() > 50
+    plates = [PlateCalibration.from_table(p) for p in cfg.plates]
+    sig = RunnerSignal(_runner_params(cfg, None), plates, cfg.markers.labels)
+    want = sig.markers((seq[k] - on) / src.info.rate_hz)
+    np.testing.assert_allclose(pos[k], want, atol=0.01)       # float32 metres → mm
+    assert np.nanmax(pos[k][:, :, 2]) > 800                    # Z up (pelvis height)
+    np.testing.assert_allclose(np.concatenate([b.device_time for b in blocks]),
+                               seq / src.info.rate_hz, atol=1e-9)
+    c = src.counters
+    assert c["unlabelled"] == 2 * c["frames"]
+    assert any(k == "unlabelled" for _, _, k, _ in src.drain_events())
+
+
+def test_udp_loss_duplicates_reordering_and_an_outage_are_counted():
+    """Every injected fault is counted once: lost datagrams as drops, duplicates, reordered
+    frames put back; Motive going away is a disconnect, its return a reconnect, and every
+    frame number in between is either delivered or counted as a drop."""
+    cfg = nn_cfg()
+    faults = NatNetFaults(loss_every=23, duplicate_every=29, reorder_every=31,
+                          vanish_at_s=1.5, vanish_for_s=1.5)
+    with start_natnet_lab(cfg, faults=faults) as lab:
+        cfg.natnet = natnet_table(lab.natnet_address)
+        cfg.natnet["silence_s"] = 0.5
+        src = SOURCES["natnet"].from_config(cfg, lab=lab)
+        src.open()
+        try:
+            blocks = collect_blocks(src, 600, timeout=30)
+        finally:
+            src.close()
+        stats = lab.stop()
+    c = src.counters
+    seq = np.concatenate([b.seq for b in blocks])
+    assert np.all(np.diff(seq) > 0)
+    assert len(seq) + c["drops"] == seq[-1] - seq[0] + 1            # nothing lost silently
+    assert stats["outages"] == 1 and c["reconnects"] == 1
+    # the emulator keeps sending for a moment after the source closed: at most one more
+    # injected incident than the source saw
+    assert 0 < c["duplicates"] <= stats["duplicated"] <= c["duplicates"] + 1
+    assert 0 < c["reordered"] <= stats["reordered"] <= c["reordered"] + 1
+    # drops = lost datagrams + the frames Motive made while away
+    assert c["drops"] >= stats["lost"] + 100
+    kinds = [k for _, _, k, _ in src.drain_events()]
+    assert kinds.count("disconnect") == 1 and kinds.count("reconnect") == 1
+
+
+def test_capture_with_natnet_markers_logs_faults_in_raw_log(tmp_path):
+    """``capture --protocol natnet``: force from the simulated treadmill, markers from the
+    Motive emulator through the natnet source; the unlabelled markers and counters reach
+    /raw/log."""
+    from treadlab.pipeline.cli import main
+
+    assert main(["capture", "--protocol", "natnet", "--subject", "N", "--duration", "3",
+                 "--out", str(tmp_path), "--no-process"]) == 0
+    path = next(tmp_path.glob("N_*.h5"))
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "complete"
+        log = list(zip(f["/raw/log/source"].asstr()[()], f["/raw/log/kind"].asstr()[()],
+                       f["/raw/log/detail"].asstr()[()]))
+        assert f["/raw/markers/positions"].shape[0] > 100
+    assert any(k == "natnet" for _, k, _ in log)
+    assert any(k == "unlabelled" for _, k, _ in log)
+    counters = [d for s, k, d in log if s == "markers" and k == "counters"][-1]
+    assert "unlabelled" in counters
+
+
+def test_udp_faults_through_a_capture_are_counted_in_raw_log(tmp_path):
+    """A Motive at a "real" address losing, duplicating and reordering datagrams, with the
+    simulated treadmill's force: every incident is a /raw/log line, and every frame number is
+    recorded or counted as dropped."""
+    from treadlab.acquisition.capture.session import capture_session
+    from treadlab.config import load_lab
+
+    base = load_lab(None)
+    faults = NatNetFaults(loss_every=23, duplicate_every=29, reorder_every=31)
+    with start_natnet_lab(base, faults=faults) as lab:
+        import dataclasses
+
+        cfg = dataclasses.replace(base, markers=dataclasses.replace(base.markers,
+                                                                    driver="natnet"),
+                                  natnet=natnet_table(lab.natnet_address))
+        path = capture_session(cfg, subject="nnfaults", body_mass_kg=70.0, duration_s=4.0,
+                               out_dir=tmp_path, status_stream=io.StringIO())
+        stats = lab.stop()
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "complete"
+        log = list(zip(f["/raw/log/source"].asstr()[()], f["/raw/log/kind"].asstr()[()],
+                       f["/raw/log/detail"].asstr()[()]))
+        frames = f["/raw/markers/frame"][()]
+    mk = [(k, d) for s, k, d in log if s == "markers"]
+    # drops logged while recording (the frames read before it, during the tare, are not kept)
+    n_drop = sum(int(d.split()[0]) for k, d in mk
+                 if k == "drop" and int(d.split("before frame ")[1].split()[0]) > frames[0])
+    assert len(frames) + n_drop == frames[-1] - frames[0] + 1
+    for kind in ("drop", "duplicate", "reordered"):
+        assert any(k == kind for k, _ in mk), kind
+    assert stats["lost"] >= 3
+
+
+def test_natnet_errors_are_one_line():
+    cfg = nn_cfg()
+    cfg.natnet = {"server": "127.0.0.1", "comand_port": 1}
+    with pytest.raises(ConfigError, match="natnet.comand_port: unknown key"):
+        NatNetSettings.from_config(cfg)
+    cfg.natnet = {"server": "127.0.0.1", "lab_from_motive": [[1, 0, 0], [0, 1, 0]]}
+    with pytest.raises(ConfigError, match="natnet.lab_from_motive"):
+        NatNetSettings.from_config(cfg)
+    cfg.natnet = {"server": "auto"}
+    with pytest.raises(ConfigError, match="natnet.server"):
+        NatNetMarkers.from_config(cfg)
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:   # nobody answers there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        cfg.natnet = {"server": "127.0.0.1", "command_port": port, "timeout_s": 0.5}
+        src = NatNetMarkers.from_config(cfg)
+        with pytest.raises(DeviceError, match=f"natnet://127.0.0.1:{port}: cannot connect"):
+            src.open()
+
+
+def test_cli_simulate_lab_protocol_natnet_prints_the_natnet_table(capsys):
+    from treadlab.pipeline.cli import main
+
+    assert main(["simulate", "lab", "--protocol", "natnet", "--duration", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "NatNet 3.1 server" in out and "[natnet]" in out
+
+
+def test_a_lab_toml_with_a_natnet_table_loads(tmp_path):
+    from treadlab.config import load_lab
+    from treadlab.config.loader import shipped_lab_path
+
+    text = (shipped_lab_path("simulated").read_text()
+            .replace('driver = "markers_udp"', 'driver = "natnet"')
+            + '\n[natnet]\nserver = "192.0.2.20"\nmarker_set = "Runner"\n')
+    p = tmp_path / "lab.toml"
+    p.write_text(text)
+    cfg = load_lab(p)
+    s = NatNetSettings.from_config(cfg)
+    assert s.server == "192.0.2.20" and s.command_port == 1510 and not s.multicast
+    p.write_text(text.replace('marker_set = "Runner"', 'marker_set = "Runner"\nunits_m = 0'))
+    with pytest.raises(ConfigError, match="natnet.units_m"):
+        NatNetSettings.from_config(load_lab(p))

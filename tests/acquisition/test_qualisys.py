@@ -1,0 +1,227 @@
+"""The ``qualisys`` source (Qualisys' ``qtm-rt`` client) against the QTM RT emulator.
+
+Real TCP on 127.0.0.1 between the vendor's client library and the emulator process
+(:mod:`treadlab.acquisition.sim.qtm_emulator`), bounded in time; no mocks.
+"""
+from __future__ import annotations
+
+import io
+import socket
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.acquisition.test_sources_conformance import check_source, lab_cfg
+from tests.conftest import collect_blocks
+from treadlab.acquisition.sim.qtm_emulator import QTMFaults, qualisys_table, start_qtm_lab
+from treadlab.acquisition.sources.base import SOURCES, sources_from_config
+from treadlab.acquisition.sources.qualisys import (QualisysForce, QualisysMarkers,
+                                                   QualisysSettings)
+from treadlab.config.errors import ConfigError, DeviceError
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def qtm_cfg():
+    cfg = lab_cfg("qualisys", "qualisys")
+    cfg.qualisys = {"host": "auto"}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def qtm_lab():
+    cfg = qtm_cfg()
+    with start_qtm_lab(cfg) as lab:
+        cfg.qualisys = qualisys_table(cfg, lab.qtm_address)
+        yield cfg, lab
+
+
+@pytest.mark.parametrize("stream", ["force", "markers"])
+def test_qualisys_sources_conform(qtm_lab, stream):
+    cfg, lab = qtm_lab
+    src = SOURCES["qualisys"].from_config(cfg, lab=lab, stream=stream)
+    assert src.kind == stream
+    blocks = check_source(src, min_frames=50)
+    if stream == "force":
+        assert all(b.raw is None for b in blocks)
+
+
+def test_one_connection_gives_the_wrench_and_markers_of_the_signal(qtm_lab):
+    """Force mapped from the plates' frame (force on the plate, moments about the plate's
+    surface centre) to the ground reaction in the lab frame about each plate origin; markers
+    in the lab frame; both equal the runner the emulator plays, sample for sample."""
+    from treadlab.acquisition.sim.simulated import RunnerSignal, _runner_params
+    from treadlab.acquisition.sources.forceplate_serial import PlateCalibration
+
+    cfg, lab = qtm_lab
+    force, markers = sources_from_config(cfg, lab=lab)
+    assert isinstance(force, QualisysForce) and isinstance(markers, QualisysMarkers)
+    assert force.client is markers.client                 # one QTM connection
+    force.open()
+    markers.open()
+    try:
+        stats = lab.device_stats()
+        on, mon = stats["on_frame"], stats["on_marker_frame"]
+        fb = collect_blocks(force, int(on + 1.5 * force.info.rate_hz), timeout=20)
+        mb = collect_blocks(markers, int(mon + 1.5 * markers.info.rate_hz), timeout=20)
+    finally:
+        markers.close()
+        force.close()
+    plates = [PlateCalibration.from_table(p) for p in cfg.plates]
+    sig = RunnerSignal(_runner_params(cfg, None), plates, cfg.markers.labels)
+    seq = np.concatenate([b.seq for b in fb])
+    w = np.concatenate([b.data for b in fb])
+    k = seq >= on
+    assert k.sum() > 200
+    want = sig.force((seq[k] - on) / force.info.rate_hz)
+    assert np.abs(want[:, :, 2]).max() > 500                # the runner is on the belt
+    np.testing.assert_allclose(w[k], want, atol=0.05, rtol=1e-4)
+    assert w[k][:, :, 2].max() > 500 and w[k][:, :, 2].min() > -20   # Fz > 0 in stance
+    mseq = np.concatenate([b.seq for b in mb])
+    pos = np.concatenate([b.data for b in mb])
+    j = mseq >= mon
+    want = sig.markers((mseq[j] - mon) / markers.info.rate_hz)
+    np.testing.assert_allclose(pos[j], want, atol=1e-3)
+    # device clocks: force number / rate and QTM's frame timestamps
+    dt = np.concatenate([b.device_time for b in fb])
+    np.testing.assert_allclose(dt, seq / force.info.rate_hz)
+    mdt = np.concatenate([b.device_time for b in mb])
+    np.testing.assert_allclose(mdt, mseq / markers.info.rate_hz, atol=1e-6)
+
+
+def test_missed_frames_and_a_lost_connection_are_counted_in_raw_log(tmp_path):
+    """QTM skips real-time frames and goes away for 0.6 s: the capture reconnects, and every
+    frame number between the first and last received is either recorded or counted as a drop
+    in /raw/log; the reconnection is logged."""
+    from treadlab.acquisition.capture.session import capture_session
+
+    cfg = qtm_cfg()
+    faults = QTMFaults(skip_every=37, disconnect_at_s=1.5, disconnect_for_s=0.6)
+    with start_qtm_lab(cfg, faults=faults) as lab:
+        cfg.qualisys = qualisys_table(cfg, lab.qtm_address)   # a "real" QTM host and port
+        path = capture_session(cfg, subject="qtmfaults", body_mass_kg=70.0, duration_s=4.0,
+                               out_dir=tmp_path, status_stream=io.StringIO())
+        stats = lab.device_stats()
+    assert stats["frames_skipped"] >= 3 and stats["outages"] == 1
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "complete"
+        log = list(zip(f["/raw/log/source"].asstr()[()], f["/raw/log/kind"].asstr()[()],
+                       f["/raw/log/detail"].asstr()[()]))
+        fseq = f["/raw/force/seq"][()]
+        mseq = f["/raw/markers/frame"][()]
+    for name, seq in (("force", fseq), ("markers", mseq)):
+        # drops logged while recording (what was read before it, in the tare, is not kept)
+        drops = [d for s, k, d in log if s == name and k == "drop"
+                 and int(d.split("missing before ")[1].split()[0]) > seq[0]]
+        n_drop = sum(int(d.split()[0]) for d in drops)
+        assert np.all(np.diff(seq) > 0)
+        assert len(seq) + n_drop == seq[-1] - seq[0] + 1, name       # nothing lost silently
+        assert len(drops) >= 3, name
+        assert any(s == name and k == "disconnect" for s, k, _ in log)
+        assert any(s == name and k == "reconnect" for s, k, _ in log)
+        counters = [d for s, k, d in log if s == name and k == "counters"][-1]
+        assert "reconnects 1" in counters
+
+
+def test_a_qtm_that_is_not_there_is_a_one_line_device_error():
+    cfg = qtm_cfg()
+    with socket.socket() as s:                              # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg.qualisys = qualisys_table(cfg, ("127.0.0.1", port))
+    cfg.qualisys["timeout_s"] = 1.0
+    force, markers = sources_from_config(cfg)
+    with pytest.raises(DeviceError, match=f"qtm://127.0.0.1:{port}: cannot connect"):
+        force.open()
+    assert not force.is_open
+
+
+def test_qualisys_table_errors_name_the_key():
+    cfg = qtm_cfg()
+    cfg.qualisys = {"host": "qtm-pc", "plates": [{"qtm_id": 1, "name": "left"}]}
+    with pytest.raises(ConfigError, match="qualisys.plates: no QTM plate mapped to right"):
+        QualisysSettings.from_config(cfg)
+    cfg.qualisys = {"host": "qtm-pc", "hots": 1}
+    with pytest.raises(ConfigError, match="qualisys.hots: unknown key"):
+        QualisysSettings.from_config(cfg)
+    cfg.qualisys = {"host": "qtm-pc", "version": "1.7", "plates": []}
+    with pytest.raises(ConfigError, match="qualisys.version"):
+        QualisysSettings.from_config(cfg)
+    cfg.qualisys = {"host": "auto", "plates": [{"qtm_id": 1, "name": "left", "force": "up"},
+                                               {"qtm_id": 2, "name": "right"}]}
+    with pytest.raises(ConfigError, match=r"qualisys.plates\[0\].force"):
+        QualisysSettings.from_config(cfg)
+    cfg.qualisys = {"host": "auto", "plates": [{"qtm_id": 1, "name": "left"},
+                                               {"qtm_id": 2, "name": "right"}]}
+    with pytest.raises(ConfigError, match="qualisys.host"):
+        sources_from_config(cfg)                            # "auto" without the emulator
+
+
+def test_a_lab_toml_with_a_qualisys_table_loads(tmp_path):
+    from treadlab.config import load_lab
+
+    toml = """
+[lab]
+name = "QTM lab"
+belt = "split"
+[[plates]]
+name = "left"
+origin = [0.0, 250.0, 0.0]
+corners = [[900.0, 500.0, 0.0], [-900.0, 500.0, 0.0], [-900.0, 0.0, 0.0], [900.0, 0.0, 0.0]]
+[[plates]]
+name = "right"
+origin = [0.0, -250.0, 0.0]
+corners = [[900.0, 0.0, 0.0], [-900.0, 0.0, 0.0], [-900.0, -500.0, 0.0], [900.0, -500.0, 0.0]]
+[forceplate]
+driver = "qualisys"
+rate_hz = 1000.0
+[markers]
+driver = "qualisys"
+rate_hz = 200.0
+labels = ["LASI", "RASI"]
+[qualisys]
+host = "192.0.2.10"
+[[qualisys.plates]]
+qtm_id = 1
+name = "left"
+rotation = [[0, 1, 0], [1, 0, 0], [0, 0, -1]]
+moment_origin = [0.0, 250.0, 0.0]
+force = "on_plate"
+[[qualisys.plates]]
+qtm_id = 2
+name = "right"
+rotation = [[0, 1, 0], [1, 0, 0], [0, 0, -1]]
+moment_origin = [0.0, -250.0, 0.0]
+"""
+    p = tmp_path / "lab.toml"
+    p.write_text(toml)
+    cfg = load_lab(p)
+    s = QualisysSettings.from_config(cfg)
+    assert s.host == "192.0.2.10" and s.port == 22223 and len(s.plates) == 2
+    p.write_text(toml.replace('qtm_id = 2\nname = "right"', 'qtm_id = 2\nname = "rihgt"'))
+    with pytest.raises(ConfigError, match=r"qualisys.plates\[1\].name"):
+        QualisysSettings.from_config(load_lab(p))      # what the capture does before opening
+
+
+def test_cli_capture_through_the_qtm_emulator_exits_0(tmp_path, capsys):
+    from treadlab.pipeline.cli import main
+
+    code = main(["capture", "--protocol", "qtm", "--subject", "Q", "--duration", "3",
+                 "--out", str(tmp_path), "--no-process"])
+    assert code == 0
+    path = capsys.readouterr().out.strip().splitlines()[0]
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "complete"
+        kinds = f["/raw/log/kind"].asstr()[()]
+        assert "qtm" in kinds and "drop" not in kinds
+        assert f["/raw/force/wrench"].shape[0] > 1000
+
+
+def test_cli_simulate_lab_protocol_qtm_prints_the_qualisys_table(capsys):
+    from treadlab.pipeline.cli import main
+
+    assert main(["simulate", "lab", "--protocol", "qtm", "--duration", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "QTM real-time server" in out and "[[qualisys.plates]]" in out
+    assert "[treadmill]" in out and "Bertec remote control" in out
