@@ -45,6 +45,13 @@ X = 0, the belt moves towards -X at ``speed_m_s``):
 * ``step_variability`` gives each step its own pelvic drop, trunk lean, heel lead (and the
   braking that goes with it) and hip extension.
 
+Quiet standing (a static trial; :meth:`SyntheticRunner.standing_force`,
+:meth:`~SyntheticRunner.standing_markers`): the runner stands still on the stopped belt, feet
+flat under the hips (fixed), knees nearly straight, pelvis at ``STANDING_TILT_DEG`` tilt and
+``STANDING_OBLIQUITY_DEG`` obliquity, swaying a few mm; body weight shared by the two feet; the
+same markers, noise and dropouts as running (:meth:`~SyntheticRunner.standing_truth` gives what a
+static trial should measure). The simulated lab switches between the two at run time.
+
 Known simplifications: the vertical force is not derived from the pelvis trajectory (the two
 are each plausible, not mutually consistent); the foot has no progression angle; the toe
 rocker pivot may slide or lift when the cause dials ask for a geometry the legs cannot reach
@@ -460,6 +467,14 @@ def _keys(s, v0, s1, v1, v2):
     x = np.clip(x, 0.0, 1.0)
     w = x * x * x * (x * (6 * x - 15) + 10)
     return np.where(first, v0 + (v1 - v0) * w, v1 + (v2 - v1) * w)
+
+
+def _standing_sway(t):
+    """(n, 2) float64 mm: antero-posterior and medio-lateral sway of quiet standing at times
+    ``t`` (s): slow sines (0.13 and 0.21 Hz) of ``STANDING_SWAY_MM`` and 0.6 of it."""
+    t = np.asarray(t, float)
+    return np.stack([STANDING_SWAY_MM * np.sin(2 * np.pi * 0.13 * t + 0.4),
+                     0.6 * STANDING_SWAY_MM * np.sin(2 * np.pi * 0.21 * t + 1.1)], -1)
 
 
 def _pelvis_matrix(a, b, c):
@@ -996,14 +1011,13 @@ class SyntheticRunner:
         (2, 3) mm (ankle joint centres, fixed) and ``sway`` (n, 2) mm (X, Y of the pelvis)."""
         t = np.asarray(t, dtype=float)
         n = len(t)
-        sway = np.stack([STANDING_SWAY_MM * np.sin(2 * np.pi * 0.13 * t + 0.4),
-                         0.6 * STANDING_SWAY_MM * np.sin(2 * np.pi * 0.21 * t + 1.1)], -1)
+        sway = _standing_sway(t)
         tilt = np.full(n, math.radians(STANDING_TILT_DEG))
         obl = np.full(n, math.radians(STANDING_OBLIQUITY_DEG)) \
             + math.radians(0.3) * np.sin(2 * np.pi * 0.17 * t)
         R = _pelvis_matrix(tilt, obl, np.zeros(n))
-        R0 = _pelvis_matrix(tilt[:1], obl[:1] * 0 + math.radians(STANDING_OBLIQUITY_DEG),
-                            np.zeros(1))
+        R0 = _pelvis_matrix(tilt[:1], np.full(1, math.radians(STANDING_OBLIQUITY_DEG)),
+                            np.zeros(1))                  # the pose without sway
         # pelvis height: the hip centres sit 0.995 leg (HJC-AJC) above the ankles
         ajc_z = -_HEEL_CONTACT[1]
         hip_rel = (_apply(R0, np.array([self._psis_depth / 2, 0.0, 0.0]))
@@ -1054,8 +1068,7 @@ class SyntheticRunner:
         n = len(t)
         pose = self._standing_pose(t[:1] if n else np.zeros(1))
         feet = pose["feet"]
-        sway = np.stack([STANDING_SWAY_MM * np.sin(2 * np.pi * 0.13 * t + 0.4),
-                         0.6 * STANDING_SWAY_MM * np.sin(2 * np.pi * 0.21 * t + 1.1)], -1)
+        sway = _standing_sway(t)
         w = np.zeros((n, len(self.plates), 6))
         width = feet[0, 1] - feet[1, 1]
         for side in (0, 1):

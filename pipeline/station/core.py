@@ -24,9 +24,14 @@
   :func:`treadlab.pipeline.graph.process_session`) and given an HTML report (``treadlab
   report``), one trial after the other, each in a child process at lower priority (nice 10): the
   next trial's live feedback never waits for the previous one's processing, and a processing
-  failure cannot take the station down. At start-up every trial a killed station left
-  ``recording`` is recovered (:func:`~treadlab.acquisition.capture.recorder.recover`), listed as
-  ``interrupted`` and processed.
+  failure cannot take the station down. A static trial is not processed but calibrated when it
+  ends (:meth:`Station._calibrate`: the standing values of
+  :func:`~treadlab.acquisition.io.static_calibration.static_values`, stored with their source in
+  its archive and ``runner.json``); every later running trial carries them and the belt speed
+  (:func:`_carry_static`). In the simulated lab the synthetic runner stands still for a static
+  trial and runs at the typed speed for a running one. At start-up every trial a killed station
+  left ``recording`` is recovered (:func:`~treadlab.acquisition.capture.recorder.recover`),
+  listed as ``interrupted`` and processed (or calibrated).
 * **feedback** — at each toe off the live processor calls back; the station builds the step
   message (:func:`treadlab.pipeline.station.feedback.step_message`) and publishes it at once.
   The runner page reports when it changed its DOM; the latency from the receipt of the toe-off
@@ -849,21 +854,21 @@ class Station:
         path = Path(meta["archive"])
         try:
             values = static_values(archive.read_session(path))
+            cal = {"source": meta["id"], "measured_utc": utc_now(),
+                   **{k: round(float(values[k]), 3) for k in STATIC_KEYS},
+                   "sway_mm": round(float(values["sway_mm"]), 2), "frames": values["frames"],
+                   "definitions": values["definitions"]}
+            with h5py.File(path, "r+", libver=archive.LIBVER) as f:
+                for k in STATIC_KEYS:
+                    f.attrs[f"static_{k}"] = cal[k]
+                f.attrs["static_calibration"] = meta["id"]
+                f.attrs["subject_value_sources"] = _sources(cal)
         except (TreadlabError, OSError, ValueError, KeyError) as exc:
             why = getattr(exc, "message", None) or str(exc)
             where = getattr(exc, "where", None)
             meta.update(processing="failed", calibration=None,
                         error=f"not calibrated: {where + ': ' if where else ''}{why}")
             return
-        cal = {"source": meta["id"], "measured_utc": utc_now(),
-               **{k: round(float(values[k]), 3) for k in STATIC_KEYS},
-               "sway_mm": round(float(values["sway_mm"]), 2), "frames": values["frames"],
-               "definitions": values["definitions"]}
-        with h5py.File(path, "r+", libver=archive.LIBVER) as f:
-            for k in STATIC_KEYS:
-                f.attrs[f"static_{k}"] = cal[k]
-            f.attrs["static_calibration"] = meta["id"]
-            f.attrs["subject_value_sources"] = _sources(cal)
         runner = self.store.load_runner(meta["runner"]) or {"id": meta["runner"]}
         runner["static"] = cal
         self.store.save_runner(runner)

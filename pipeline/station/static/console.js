@@ -77,8 +77,8 @@ function renderTrial(s) {
   gate.textContent = why ? "⚠ " + why : "";
   gate.hidden = !why;
   const hint = document.getElementById("hint");
-  const hasStatic = s.runner && (s.trials || []).some(
-    (x) => x.runner === s.runner.id && x.kind === "static" && x.status !== "failed");
+  const hasStatic = s.runner && (s.runner.static || (s.trials || []).some(
+    (x) => x.runner === s.runner.id && x.kind === "static" && x.calibration));
   hint.textContent = s.runner && !hasStatic ? "Next: a static trial (standing still), then the running trials." : "";
   hint.hidden = !hint.textContent;
   start.disabled = Boolean(t) || Boolean(why);

@@ -1,5 +1,7 @@
 """A whole visit driven from the technician console in a real headless Chromium against the
-simulated lab: runner → static trial → two running trials (runner display open) → results.
+simulated lab: runner → static trial (the synthetic runner standing: calibrated, not scored) →
+two running trials at 3.5 and 3.2 m/s (runner display open; scored with the static values) →
+results.
 
 Skips cleanly where Chromium, its driver or selenium is missing (``.ci/run`` installs them).
 Set ``TREADLAB_STATION_SCREENSHOTS=DIR`` to keep the two pages' screenshots. The running trials
