@@ -61,9 +61,9 @@ from treadlab.acquisition import archive
 from treadlab.acquisition.capture.clock import SessionClock
 from treadlab.acquisition.capture.live import LiveProcessor
 from treadlab.acquisition.capture.recorder import Recorder, recover
-from treadlab.acquisition.io.static_calibration import static_values
 from treadlab.acquisition.capture.session import (cgm_labels, contact_params, is_simulated,
                                                   merge_blocks, where)
+from treadlab.acquisition.io.static_calibration import static_values
 from treadlab.acquisition.sim.simulated import start_lab
 from treadlab.acquisition.sources.base import sources_from_config
 from treadlab.config import load_lab
@@ -689,7 +689,7 @@ class Station:
 
     def _simulated_posture(self, kind: str, speed: float) -> float | None:
         """In the simulated lab only: the synthetic runner stands still for a static trial or
-        runs at the technician's belt speed (m/s, within the runner's 1.5–7 m/s). Returns the
+        runs at the technician's belt speed (m/s, clipped to what it can run at). Returns the
         simulated running speed (m/s; None for a real lab or a static trial)."""
         if self.lab is None or not self.simulated:
             return None
