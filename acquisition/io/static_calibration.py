@@ -54,7 +54,7 @@ from treadlab.kernels.angles import joint_angles, resolve_model
 log = logging.getLogger(__name__)
 
 __all__ = ["Segment", "DEFAULT_SEGMENTS", "StaticCalibration", "calibrate_static",
-           "apply_static", "fit_clusters", "reconstruct_markers"]
+           "apply_static", "fit_clusters", "reconstruct_markers", "static_values"]
 
 
 @dataclass(frozen=True)
@@ -339,11 +339,9 @@ def calibrate_static(static_session, segments=DEFAULT_SEGMENTS) -> StaticCalibra
                   "inter_asis": "LASI-RASI marker distance, static trial"}
     if md:
         subject["marker_diameter_mm"] = md
-    with np.errstate(invalid="ignore"), _quiet_nan():
-        asis = _columns(pos, labels, ["LASI", "RASI"])
-        iad = np.nanmean(np.linalg.norm(asis[:, 0] - asis[:, 1], axis=-1))
-        if np.isfinite(iad):
-            subject["inter_asis_mm"] = float(iad)
+    iad = _inter_asis_mm(pos, labels)
+    if np.isfinite(iad):
+        subject["inter_asis_mm"] = iad
 
     done, missing = [], {}
     cluster_local, anatomical_local, residual = {}, {}, {}
@@ -388,9 +386,7 @@ def calibrate_static(static_session, segments=DEFAULT_SEGMENTS) -> StaticCalibra
                 info[f"{seg.name}_wand_proximal"] = "greater trochanter (no static pelvis)"
         else:
             subject[f"ankle_width_{side_word}_mm"] = width
-            asi = _columns(pos, labels, [f"{seg.side}ASI"])[:, 0]
-            with _quiet_nan():
-                leg = float(np.nanmean(np.linalg.norm(asi - med, axis=-1)))
+            leg = _leg_length_mm(pos, labels, seg.side, med_name)
             if np.isfinite(leg):
                 subject[f"leg_length_{side_word}_mm"] = leg
             prox = joint_centre.get(seg.side)
@@ -418,20 +414,120 @@ def calibrate_static(static_session, segments=DEFAULT_SEGMENTS) -> StaticCalibra
     for k, v in missing.items():
         log.info("%s: segment %s not calibrated (missing %s)", src, k, ", ".join(v))
 
+    obliquity, tilt = _standing_pelvis_deg(pos, labels,
+                                           {**subject, **dict(static_session.subject)})
+    return StaticCalibration(source=src, segments=tuple(done), cluster_local=cluster_local,
+                             anatomical_local=anatomical_local, subject=subject,
+                             pelvic_obliquity_deg=obliquity, pelvic_tilt_deg=tilt,
+                             static_residual_mm=residual,
+                             info=info)
+
+
+def _inter_asis_mm(pos, labels) -> float:
+    """Mean LASI–RASI marker distance over the frames (mm); NaN without both markers."""
+    with np.errstate(invalid="ignore"), _quiet_nan():
+        asis = _columns(pos, labels, ["LASI", "RASI"])
+        return float(np.nanmean(np.linalg.norm(asis[:, 0] - asis[:, 1], axis=-1)))
+
+
+def _leg_length_mm(pos, labels, side: str, ankle: str) -> float:
+    """Mean straight-line distance from the ASIS marker of ``side`` to the ``ankle`` marker
+    (mm); NaN without them."""
+    asi = _columns(pos, labels, [f"{side}ASI"])[:, 0]
+    ank = _columns(pos, labels, [ankle])[:, 0]
+    with np.errstate(invalid="ignore"), _quiet_nan():
+        return float(np.nanmean(np.linalg.norm(asi - ank, axis=-1)))
+
+
+def _standing_pelvis_deg(pos, labels, subject) -> tuple[float, float]:
+    """Mean Plug-in Gait pelvic obliquity and tilt over the frames (deg); NaN, NaN without
+    the pelvis markers."""
     obliquity = tilt = float("nan")
     try:
-        ang = joint_angles(pos, labels, {**subject, **dict(static_session.subject)})
+        ang = joint_angles(pos, labels, subject)
         if "pelvis_obliquity" not in ang.reasons:
             with _quiet_nan():
                 obliquity = float(np.nanmean(ang["pelvis_obliquity"]))
                 tilt = float(np.nanmean(ang["pelvis_tilt"]))
     except ValueError:
         pass
-    return StaticCalibration(source=src, segments=tuple(done), cluster_local=cluster_local,
-                             anatomical_local=anatomical_local, subject=subject,
-                             pelvic_obliquity_deg=obliquity, pelvic_tilt_deg=tilt,
-                             static_residual_mm=residual,
-                             info=info)
+    return obliquity, tilt
+
+
+#: Largest movement of the pelvis markers allowed in a static trial: the 5–95 % range of the
+#: mid-ASIS point on any axis (mm). Quiet standing sways a few mm; stepping or running moves
+#: it by tens to hundreds.
+STATIC_MAX_SWAY_MM = 40.0
+
+
+def static_values(static_session) -> dict:
+    """The standing values a static trial gives, without marker clusters: the measurements
+    :func:`calibrate_static` takes (same code), for a marker set that already carries the CGM
+    knee and ankle markers (Plug-in Gait lower body).
+
+    Parameters
+    ----------
+    static_session : Session
+        A standing trial: markers mm, lab frame (``/subject`` may give the marker diameter and
+        widths the angle model uses).
+
+    Returns
+    -------
+    dict
+        ``pelvic_obliquity_deg``, ``pelvic_tilt_deg`` (deg, mean Plug-in Gait pelvis, + left
+        side higher / + anterior), ``leg_length_left_mm``, ``leg_length_right_mm`` (mm, ASIS
+        marker to the medial malleolus marker, or to the lateral malleolus marker ``LANK`` /
+        ``RANK`` when the trial has no medial one), ``inter_asis_mm`` (mm), ``sway_mm`` (mm,
+        largest 5–95 % range of the mid-ASIS point over the axes), ``frames`` (frames with
+        both ASIS markers) and ``definitions`` (key → how it was measured).
+
+    Raises
+    ------
+    InputError
+        Naming the field: no frames with the pelvis markers (``markers``), a pelvis that moved
+        more than :data:`STATIC_MAX_SWAY_MM` (``sway``: the runner was not standing still),
+        no ankle marker for a leg length (``leg_length``) or no pelvic angles (``pelvis``).
+    """
+    src = str(static_session.attrs.get("trial_id") or static_session.attrs.get("source_file")
+              or static_session.attrs.get("subject_id", "static trial"))
+    labels = list(static_session.markers.labels)
+    pos = np.asarray(static_session.markers.positions, dtype=np.float64)
+    asis = _columns(pos, labels, ["LASI", "RASI"])
+    ok = np.isfinite(asis).all(axis=(1, 2))
+    if not ok.any():
+        raise InputError(src, "markers", "no frame with both ASIS markers (LASI, RASI)")
+    mid = 0.5 * (asis[ok, 0] + asis[ok, 1])
+    sway = float(np.max(np.percentile(mid, 95, axis=0) - np.percentile(mid, 5, axis=0)))
+    if sway > STATIC_MAX_SWAY_MM:
+        raise InputError(src, "sway", f"the pelvis moved {sway:.0f} mm (at most "
+                                      f"{STATIC_MAX_SWAY_MM:.0f} mm standing still): the "
+                                      "runner was not standing still")
+    out: dict = {"inter_asis_mm": _inter_asis_mm(pos, labels), "sway_mm": sway,
+                 "frames": int(ok.sum())}
+    defs = {"inter_asis_mm": "LASI-RASI marker distance, static trial",
+            "pelvic_obliquity_deg": "mean Plug-in Gait pelvic obliquity, static trial",
+            "pelvic_tilt_deg": "mean Plug-in Gait pelvic tilt, static trial"}
+    for side, word in (("L", "left"), ("R", "right")):
+        medial = _mapped([f"{side}.Ankle.Medial"])[0]
+        ankle = medial if medial in labels else f"{side}ANK"
+        leg = _leg_length_mm(pos, labels, side, ankle)
+        if not np.isfinite(leg):
+            raise InputError(src, "leg_length", f"no {side}ASI and {ankle} markers for the "
+                                                f"{word} leg length")
+        out[f"leg_length_{word}_mm"] = leg
+        defs[f"leg_length_{word}_mm"] = (f"{side}ASI to {ankle} marker "
+                                         + ("(medial malleolus)" if ankle == medial
+                                            else "(lateral malleolus: no medial marker)")
+                                         + ", straight line, standing static trial")
+    subject = {**dict(static_session.subject), "leg_length_left_mm": out["leg_length_left_mm"],
+               "leg_length_right_mm": out["leg_length_right_mm"],
+               "inter_asis_mm": out["inter_asis_mm"]}
+    obliquity, tilt = _standing_pelvis_deg(pos, labels, subject)
+    if not (np.isfinite(obliquity) and np.isfinite(tilt)):
+        raise InputError(src, "pelvis", "no pelvic angles (need LASI, RASI and LPSI/RPSI or "
+                                        "SACR)")
+    out.update(pelvic_obliquity_deg=obliquity, pelvic_tilt_deg=tilt, definitions=defs)
+    return out
 
 
 def reconstruct_markers(positions, labels, calibration: StaticCalibration):

@@ -55,7 +55,8 @@ import pylsl
 
 from treadlab.acquisition.sim.replay import (ReplaySignal, label_map, plate_transfer,
                                              transfer_wrench)
-from treadlab.acquisition.sim.synthetic import RunnerParams, parse_params, SyntheticRunner
+from treadlab.acquisition.sim.synthetic import (RunnerParams, parse_params, speed_range,
+                                                SyntheticRunner)
 from treadlab.acquisition.sources.forceplate_serial import (ForceCalibration, ForcePlateSettings,
                                                             PlateCalibration)
 from treadlab.acquisition.sources.lsl import mocap_stream_info
@@ -263,6 +264,9 @@ class RunnerSignal:
 
     def __init__(self, params, plates, labels, marker_names=None):
         self.runner = SyntheticRunner(params)
+        self._runners = {float(self.runner.params.speed_m_s): self.runner}
+        # (from runner time s, standing, runner): the posture and speed in force from then on
+        self._schedule = [(-math.inf, False, self.runner)]
         self.subject = dict(getattr(self.runner, "subject", {}) or {})
         self.n_plates = len(plates)
         self._origin = np.array([np.asarray(p.origin, float) for p in plates])
@@ -271,14 +275,48 @@ class RunnerSignal:
         self._index = label_map(list(labels), list(self.runner.labels), marker_names)
         self.duration_s = None
 
+    def switch(self, t_from: float, standing: bool, speed_m_s: float | None = None) -> float:
+        """From runner time ``t_from`` (s) on, stand still on the stopped belt (``standing``)
+        or run at ``speed_m_s`` (m/s, clipped to the speeds the synthetic runner can run at,
+        :func:`~treadlab.acquisition.sim.synthetic.speed_range`: 1.5–4 m/s for the default
+        0.25 s contact; None: the speed in force). Returns the running speed in force after the
+        switch (m/s)."""
+        runner = self._schedule[-1][2]
+        if speed_m_s is not None:
+            lo, hi = speed_range(self.runner.params)
+            v = round(float(min(max(float(speed_m_s), lo), hi)), 6)
+            runner = self._runners.get(v)
+            if runner is None:
+                runner = self._runners[v] = SyntheticRunner(self.runner.params.replace(
+                    speed_m_s=v))
+        self._schedule = [e for e in self._schedule if e[0] < t_from]
+        self._schedule.append((float(t_from), bool(standing), runner))
+        return float(runner.params.speed_m_s)
+
+    def _pieces(self, t):
+        """(mask, standing, runner) for each schedule entry that covers some of ``t``."""
+        t = np.asarray(t, float)
+        ends = [e[0] for e in self._schedule[1:]] + [math.inf]
+        for (t0, standing, runner), t1 in zip(self._schedule, ends):
+            m = (t >= t0) & (t < t1)
+            if m.any():
+                yield m, standing, runner
+
     def force(self, t) -> np.ndarray:
         """(n, p, 6) float64 N, N·m about the configured plate origins, at runner times ``t``."""
-        return transfer_wrench(self.runner.force(t), self._pairs, self.runner.origin,
-                               self._origin, self.n_plates)
+        t = np.asarray(t, float)
+        raw = np.zeros((len(t), len(self.runner.plates), 6), np.float32)
+        for m, standing, runner in self._pieces(t):
+            raw[m] = runner.standing_force(t[m]) if standing else runner.force(t[m])
+        return transfer_wrench(raw, self._pairs, self.runner.origin, self._origin,
+                               self.n_plates)
 
     def markers(self, t) -> np.ndarray:
         """(m, k, 3) float32 mm in the configured label order (NaN = absent/occluded)."""
-        pos = self.runner.markers(t)
+        t = np.asarray(t, float)
+        pos = np.full((len(t), len(self.runner.labels), 3), np.nan, np.float32)
+        for m, standing, runner in self._pieces(t):
+            pos[m] = runner.standing_markers(t[m]) if standing else runner.markers(t[m])
         out = np.full((pos.shape[0], self._index.shape[0], 3), np.nan, np.float32)
         ok = self._index >= 0
         out[:, ok] = pos[:, self._index[ok]]
@@ -453,7 +491,23 @@ class _DeviceLab:
             self._vanish(now, float(msg[1]))
         elif kind == "runner":
             self._runner_on_belt(now, bool(msg[1]))
+        elif kind == "posture":
+            conn.send({"posture": self._posture(now, bool(msg[1]), msg[2])})
         return False
+
+    def _posture(self, now: float, standing: bool, speed_m_s) -> dict:
+        """Switch the synthetic runner to quiet standing or to running at ``speed_m_s`` (m/s)
+        from the first frame not generated yet (``AHEAD_S`` + 0.05 s from now, on both sample
+        grids). Returns ``{"standing", "speed_m_s", "from_s"}`` (device time s); a replayed
+        recording cannot switch (``{"error": …}``)."""
+        if not isinstance(self.signal, RunnerSignal):
+            return {"error": "a replayed recording has no posture to switch"}
+        fr, mr = float(self.fp.rate_hz), float(self.mk.rate_hz)
+        grid = math.gcd(int(fr), int(mr)) if fr.is_integer() and mr.is_integer() else 1
+        at = math.ceil((now + self.AHEAD_S + 0.05) * grid) / grid
+        on = self.on_time if self.on_time is not None and math.isfinite(self.on_time) else None
+        v = self.signal.switch(at - on if on is not None else -math.inf, standing, speed_m_s)
+        return {"standing": standing, "speed_m_s": v, "from_s": at}
 
     def _runner_on_belt(self, now: float, on: bool) -> None:
         """Step the runner off the belt (unloaded frames from now on) or back on it (0.5 s
@@ -692,6 +746,23 @@ class SimulatedLab:
         """Step the simulated runner off the belt (``False``: unloaded frames within
         ``AHEAD_S`` = 0.2 s) or back on (``True``: loaded again about 0.7 s later)."""
         self._conn.send(("runner", bool(on)))
+
+    def posture(self, standing: bool, speed_m_s: float | None = None,
+                timeout: float = 5.0) -> dict:
+        """Make the synthetic runner stand still on the stopped belt (``standing``, for a
+        static trial) or run at ``speed_m_s`` (m/s, clipped to what it can run at; None:
+        unchanged) from the first frame not yet generated (about 0.25 s from now).
+
+        Returns
+        -------
+        dict
+            ``standing``, ``speed_m_s`` (the running speed in force, m/s), ``from_s`` (device
+            time of the switch, s); ``{"error": …}`` for a replayed recording.
+        """
+        self._conn.send(("posture", bool(standing), speed_m_s))
+        if self._conn.poll(timeout):
+            return self._conn.recv()["posture"]
+        return {"error": "the simulated lab did not answer"}
 
     def device_stats(self, timeout: float = 5.0) -> dict:
         """What the devices sent and injected so far."""

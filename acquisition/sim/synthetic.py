@@ -45,6 +45,13 @@ X = 0, the belt moves towards -X at ``speed_m_s``):
 * ``step_variability`` gives each step its own pelvic drop, trunk lean, heel lead (and the
   braking that goes with it) and hip extension.
 
+Quiet standing (a static trial; :meth:`SyntheticRunner.standing_force`,
+:meth:`~SyntheticRunner.standing_markers`): the runner stands still on the stopped belt, feet
+flat under the hips (fixed), knees nearly straight, pelvis at ``STANDING_TILT_DEG`` tilt and
+``STANDING_OBLIQUITY_DEG`` obliquity, swaying a few mm; body weight shared by the two feet; the
+same markers, noise and dropouts as running (:meth:`~SyntheticRunner.standing_truth` gives what a
+static trial should measure). The simulated lab switches between the two at run time.
+
 Known simplifications: the vertical force is not derived from the pelvis trajectory (the two
 are each plausible, not mutually consistent); the foot has no progression angle; the toe
 rocker pivot may slide or lift when the cause dials ask for a geometry the legs cannot reach
@@ -114,6 +121,22 @@ _SWING_HIP = (0.80, 8.0)
 _SWING_PITCH = (0.50, -10.0)
 
 # Thorax markers in the thorax frame (origin midBottom, X forward, Z along the long axis).
+SPEED_RANGE_M_S = (1.5, 7.0)
+"""The running speeds the synthetic runner supports (m/s, ``RunnerParams.speed_m_s``); a
+runner's own range is narrower: :func:`speed_range`."""
+
+
+def speed_range(params) -> tuple[float, float]:
+    """The belt speeds (m/s) a runner with these parameters can run at: within
+    :data:`SPEED_RANGE_M_S` and with a stance of 0.3–1.0 m at its contact time (s)."""
+    ct = float(params.contact_time_s)
+    return max(SPEED_RANGE_M_S[0], 0.3 / ct), min(SPEED_RANGE_M_S[1], 1.0 / ct)
+
+# Quiet standing (static trial): pelvis pose and sway amplitude.
+STANDING_TILT_DEG = 12.0         # anterior pelvic tilt standing (deg)
+STANDING_OBLIQUITY_DEG = 0.5     # pelvic obliquity standing (deg, + left side higher)
+STANDING_SWAY_MM = 4.0           # antero-posterior sway amplitude of the pelvis (mm)
+
 _THORAX_LOCAL = {"T10": (-95.0, 0.0, -10.0), "STRN": (95.0, 0.0, 10.0),
                  "C7": (-60.0, 0.0, 300.0), "CLAV": (60.0, 0.0, 260.0)}
 
@@ -444,6 +467,14 @@ def _keys(s, v0, s1, v1, v2):
     x = np.clip(x, 0.0, 1.0)
     w = x * x * x * (x * (6 * x - 15) + 10)
     return np.where(first, v0 + (v1 - v0) * w, v1 + (v2 - v1) * w)
+
+
+def _standing_sway(t):
+    """(n, 2) float64 mm: antero-posterior and medio-lateral sway of quiet standing at times
+    ``t`` (s): slow sines (0.13 and 0.21 Hz) of ``STANDING_SWAY_MM`` and 0.6 of it."""
+    t = np.asarray(t, float)
+    return np.stack([STANDING_SWAY_MM * np.sin(2 * np.pi * 0.13 * t + 0.4),
+                     0.6 * STANDING_SWAY_MM * np.sin(2 * np.pi * 0.21 * t + 1.1)], -1)
 
 
 def _pelvis_matrix(a, b, c):
@@ -971,7 +1002,130 @@ class SyntheticRunner:
             clamped = clamped | up
         return kx, kz, ax, az, pitch, clamped
 
-    # ---------------------------------------------------------------- markers
+    # ---------------------------------------------------------------- quiet standing
+    def _standing_pose(self, t):
+        """Noise-free quiet standing at times ``t`` ((n,) s): the runner stands still on the
+        stopped belt, feet flat under the hips, knees nearly straight, pelvis at
+        :data:`STANDING_TILT_DEG` tilt and :data:`STANDING_OBLIQUITY_DEG` obliquity, swaying by
+        a few mm (slow sines, 0.1–0.3 Hz). Returns a dict: ``pos`` (n, 20, 3) mm, ``feet``
+        (2, 3) mm (ankle joint centres, fixed) and ``sway`` (n, 2) mm (X, Y of the pelvis)."""
+        t = np.asarray(t, dtype=float)
+        n = len(t)
+        sway = _standing_sway(t)
+        tilt = np.full(n, math.radians(STANDING_TILT_DEG))
+        obl = np.full(n, math.radians(STANDING_OBLIQUITY_DEG)) \
+            + math.radians(0.3) * np.sin(2 * np.pi * 0.17 * t)
+        R = _pelvis_matrix(tilt, obl, np.zeros(n))
+        R0 = _pelvis_matrix(tilt[:1], np.full(1, math.radians(STANDING_OBLIQUITY_DEG)),
+                            np.zeros(1))                  # the pose without sway
+        # pelvis height: the hip centres sit 0.995 leg (HJC-AJC) above the ankles
+        ajc_z = -_HEEL_CONTACT[1]
+        hip_rel = (_apply(R0, np.array([self._psis_depth / 2, 0.0, 0.0]))
+                   + 0.5 * (_apply(R0, self._hjc[0]) + _apply(R0, self._hjc[1])))[0]
+        z0 = ajc_z + 0.995 * (self._lt + self._ls) - hip_rel[2]
+        centre = np.stack([-150.0 + sway[:, 0], sway[:, 1], np.full(n, z0)], -1)
+        origin = self._pelvis_origin(R, centre)
+        pos = np.empty((n, len(LABELS), 3))
+        half = self.params.inter_asis_mm / 2
+        for name, v in {"LASI": (0.0, half, 0.0), "RASI": (0.0, -half, 0.0),
+                        "LPSI": (-self._psis_depth, self._psis_half, 0.0),
+                        "RPSI": (-self._psis_depth, -self._psis_half, 0.0)}.items():
+            pos[:, _IDX[name]] = origin + _apply(R, np.array(v))
+        feet = np.empty((2, 3))
+        for side, pre in ((0, "L"), (1, "R")):
+            sigma = 1.0 if side == 0 else -1.0
+            hjc = origin + _apply(R, self._hjc[side])
+            hjc0 = (self._pelvis_origin(R0, np.array([[-150.0, 0.0, z0]]))
+                    + _apply(R0, self._hjc[side]))[0]
+            ajc = np.tile([hjc0[0], sigma * self._foot_y, ajc_z], (n, 1))
+            feet[side] = ajc[0]
+            kx, kz, ax, az, _ = self._ik(hjc[:, 0], hjc[:, 2], ajc[:, 0], ajc[:, 2])
+            ky = hjc[:, 1] + (ajc[:, 1] - hjc[:, 1]) * (kz - hjc[:, 2]) / (az - hjc[:, 2])
+            kjc = np.stack([kx, ky, kz], -1)
+            ajc = np.stack([ax, ajc[:, 1], az], -1)
+            self._place_leg(pos, pre, sigma, hjc, kjc, ajc, np.zeros(n))
+        Rt = _pelvis_matrix(np.full(n, math.radians(2.0)), np.zeros(n), np.zeros(n))
+        bottom = centre + np.array([0.0, 0.0, 60.0]) + Rt[:, :, 2] * 250.0
+        for name, v in _THORAX_LOCAL.items():
+            pos[:, _IDX[name]] = bottom + _apply(Rt, np.array(v))
+        return {"pos": pos, "feet": feet, "sway": sway}
+
+    def standing_markers(self, t) -> np.ndarray:
+        """Measured markers of quiet standing at times ``t`` ((m,) s on the frame grid): the
+        same markers as :meth:`markers` (noise, dropouts), (m, 20, 3) float32 mm, lab frame."""
+        t = np.asarray(t, dtype=float)
+        if len(t) == 0:
+            return np.zeros((0, len(LABELS), 3), np.float32)
+        return self._measure_markers(t, self._standing_pose(t)["pos"])
+
+    def standing_force(self, t) -> np.ndarray:
+        """Measured wrench of quiet standing at times ``t`` ((n,) s on the sample grid):
+        body weight shared by the two feet (each foot's share follows the medio-lateral sway),
+        the centre of pressure under each foot following the sway, no horizontal force but
+        noise; drift and noise as :meth:`force`. (n, p, 6) float32 N, N·m about each plate's
+        origin (split belt: each foot on its own plate; single belt: both on one)."""
+        t = np.asarray(t, dtype=float)
+        n = len(t)
+        pose = self._standing_pose(t[:1] if n else np.zeros(1))
+        feet = pose["feet"]
+        sway = _standing_sway(t)
+        w = np.zeros((n, len(self.plates), 6))
+        width = feet[0, 1] - feet[1, 1]
+        for side in (0, 1):
+            share = 0.5 + (1.0 if side == 0 else -1.0) * sway[:, 1] / width
+            fz = self.body_weight_n * share
+            plate = side if len(self.plates) == 2 else 0
+            o = self.origin[plate]
+            rx = (feet[side, 0] + 40.0 + sway[:, 0] - o[0]) * 1e-3
+            ry = (feet[side, 1] - o[1]) * 1e-3
+            w[:, plate, 2] += fz
+            w[:, plate, 3] += ry * fz
+            w[:, plate, 4] += -rx * fz
+        p = self.params
+        if p.drift_n_per_s:
+            w[:, :, 2] += self.drift_offset(t)[:, None]
+        if p.force_noise_n > 0 and n:
+            noise = self._sample_noise(t, self.force_rate_hz, _S_FORCE_NOISE,
+                                      (len(self.plates), 6))
+            w += noise * (np.array([1.0, 1.0, 1.0, 0.05, 0.05, 0.05], np.float32)
+                          * np.float32(p.force_noise_n))
+        return w.astype(np.float32)
+
+    def standing_truth(self) -> dict:
+        """What a static trial of the standing runner should measure: ``pelvic_obliquity_deg``
+        and ``pelvic_tilt_deg`` (deg, the standing pose), ``leg_length_mm`` (mm, the
+        parameter: ASIS to medial malleolus), ``asis_to_lateral_malleolus_mm`` (mm, mean over
+        both sides of the noise-free standing markers) and ``inter_asis_mm`` (mm)."""
+        pos = self._standing_pose(np.arange(0.0, 10.0, 0.05))["pos"]
+        d = [np.linalg.norm(pos[:, _IDX[a]] - pos[:, _IDX[b]], axis=-1).mean()
+             for a, b in (("LASI", "LANK"), ("RASI", "RANK"))]
+        return {"pelvic_obliquity_deg": STANDING_OBLIQUITY_DEG,
+                "pelvic_tilt_deg": STANDING_TILT_DEG,
+                "leg_length_mm": float(self.params.leg_length_mm),
+                "asis_to_lateral_malleolus_mm": float(np.mean(d)),
+                "inter_asis_mm": float(self.params.inter_asis_mm)}
+
+    def _place_leg(self, pos, pre, sigma, hjc, kjc, ajc, pitch):
+        """Thigh, knee, shank, ankle, heel and toe markers of one leg into ``pos`` (n, 20, 3)
+        mm from the joint centres (n, 3) mm and the foot pitch (n,) rad; returns the knee
+        axis (n, 3) and the thigh long axis (n, 3)."""
+        mr = self.marker_diameter_mm / 2
+        fwd = np.array([1.0, 0.0, 0.0])
+        yleg = _unit(np.cross(fwd, ajc - hjc))          # knee axis, pointing left
+        zt = _unit(hjc - kjc)
+        zs = _unit(kjc - ajc)
+        pos[:, _IDX[pre + "KNE"]] = kjc + sigma * (self.knee_width_mm / 2 + mr) * yleg
+        pos[:, _IDX[pre + "THI"]] = kjc + 0.45 * self._lt * zt + sigma * 75.0 * yleg
+        pos[:, _IDX[pre + "ANK"]] = ajc + sigma * (self.ankle_width_mm / 2 + mr) * yleg
+        pos[:, _IDX[pre + "TIB"]] = ajc + 0.45 * self._ls * zs + sigma * 55.0 * yleg
+        c, s = np.cos(pitch), np.sin(pitch)
+        for name, loc in (("HEE", _HEE_LOCAL), ("TOE", _TOE_LOCAL)):
+            q = pos[:, _IDX[pre + name]]
+            q[:, 0] = ajc[:, 0] + c * loc[0] - s * loc[1]
+            q[:, 1] = ajc[:, 1]
+            q[:, 2] = ajc[:, 2] + s * loc[0] + c * loc[1]
+        return yleg, zt
+
     def _kinematics(self, t, jitter: bool = True):
         """Noise-free poses and markers at times ``t`` ((n,) s): a dict with ``pos``
         (n, 20, 3) mm, ``R_pelvis``, ``centre``, ``tilt``/``obliquity``/``rotation``/``lean``
@@ -989,28 +1143,14 @@ class SyntheticRunner:
                         "RPSI": (-self._psis_depth, -self._psis_half, 0.0)}
         for name, v in pelvis_local.items():
             pos[:, _IDX[name]] = origin + _apply(R, np.array(v))
-        mr = self.marker_diameter_mm / 2
         legs = {}
         clamped = 0
-        fwd = np.array([1.0, 0.0, 0.0])
         for side, pre in ((0, "L"), (1, "R")):
             sigma = 1.0 if side == 0 else -1.0
             hjc = origin + _apply(R, self._hjc[side])
             kjc, ajc, pitch, nc = self._leg(t, tab, side, hjc)
             clamped += nc
-            yleg = _unit(np.cross(fwd, ajc - hjc))          # knee axis, pointing left
-            zt = _unit(hjc - kjc)
-            zs = _unit(kjc - ajc)
-            pos[:, _IDX[pre + "KNE"]] = kjc + sigma * (self.knee_width_mm / 2 + mr) * yleg
-            pos[:, _IDX[pre + "THI"]] = kjc + 0.45 * self._lt * zt + sigma * 75.0 * yleg
-            pos[:, _IDX[pre + "ANK"]] = ajc + sigma * (self.ankle_width_mm / 2 + mr) * yleg
-            pos[:, _IDX[pre + "TIB"]] = ajc + 0.45 * self._ls * zs + sigma * 55.0 * yleg
-            c, s = np.cos(pitch), np.sin(pitch)
-            for name, loc in (("HEE", _HEE_LOCAL), ("TOE", _TOE_LOCAL)):
-                q = pos[:, _IDX[pre + name]]
-                q[:, 0] = ajc[:, 0] + c * loc[0] - s * loc[1]
-                q[:, 1] = ajc[:, 1]
-                q[:, 2] = ajc[:, 2] + s * loc[0] + c * loc[1]
+            yleg, zt = self._place_leg(pos, pre, sigma, hjc, kjc, ajc, pitch)
             R_thigh = np.stack([np.cross(yleg, zt), yleg, zt], axis=-1)
             legs[side] = {"hjc": hjc, "kjc": kjc, "ajc": ajc, "pitch": pitch,
                           "R_thigh": R_thigh}

@@ -24,9 +24,14 @@
   :func:`treadlab.pipeline.graph.process_session`) and given an HTML report (``treadlab
   report``), one trial after the other, each in a child process at lower priority (nice 10): the
   next trial's live feedback never waits for the previous one's processing, and a processing
-  failure cannot take the station down. At start-up every trial a killed station left
-  ``recording`` is recovered (:func:`~treadlab.acquisition.capture.recorder.recover`), listed as
-  ``interrupted`` and processed.
+  failure cannot take the station down. A static trial is not processed but calibrated when it
+  ends (:meth:`Station._calibrate`: the standing values of
+  :func:`~treadlab.acquisition.io.static_calibration.static_values`, stored with their source in
+  its archive and ``runner.json``); every later running trial carries them and the belt speed
+  (:func:`_carry_static`). In the simulated lab the synthetic runner stands still for a static
+  trial and runs at the typed speed for a running one. At start-up every trial a killed station
+  left ``recording`` is recovered (:func:`~treadlab.acquisition.capture.recorder.recover`),
+  listed as ``interrupted`` and processed (or calibrated).
 * **feedback** — at each toe off the live processor calls back; the station builds the step
   message (:func:`treadlab.pipeline.station.feedback.step_message`) and publishes it at once.
   The runner page reports when it changed its DOM; the latency from the receipt of the toe-off
@@ -58,6 +63,7 @@ from treadlab.acquisition.capture.live import LiveProcessor
 from treadlab.acquisition.capture.recorder import Recorder, recover
 from treadlab.acquisition.capture.session import (cgm_labels, contact_params, is_simulated,
                                                   merge_blocks, where)
+from treadlab.acquisition.io.static_calibration import static_values
 from treadlab.acquisition.sim.simulated import start_lab
 from treadlab.acquisition.sources.base import sources_from_config
 from treadlab.config import load_lab
@@ -89,6 +95,12 @@ STATE_EVERY_S = 0.5
 PROCESS_TIMEOUT_S = 1800.0
 #: niceness of the processing processes (below the station's live path).
 PROCESS_NICE = 10
+#: The values a static trial gives (deg, deg, mm, mm, mm), stored with their source.
+STATIC_KEYS = ("pelvic_obliquity_deg", "pelvic_tilt_deg", "leg_length_left_mm",
+               "leg_length_right_mm", "inter_asis_mm")
+#: Simulated lab: wait after switching the synthetic runner's posture or speed (s), so the
+#: trial's first frame already has it (the switch reaches the frames ~0.25 s after the command).
+POSTURE_SETTLE_S = 0.35
 
 
 class _SourceHealth:
@@ -595,6 +607,7 @@ class Station:
             bad = self.unhealthy()
             if bad:
                 raise RequestError("devices", "cannot start: " + "; ".join(bad), 409)
+            sim_speed = self._simulated_posture(kind, speed)
             runner = dict(self.runner)
             stem = self.store.next_trial_stem(runner["id"], kind)
             folder = self.store.runner_dir(runner["id"])
@@ -605,6 +618,8 @@ class Station:
                     "started_utc": utc_now(), "archive": str(path),
                     "sidecar": str(folder / f"{stem}.json"),
                     "feedback": self.feedback.as_dict() if kind == "running" else None}
+            if kind == "running":
+                meta["static_source"] = (runner.get("static") or {}).get("source")
             self.store.save_trial(meta)      # before the archive: a crash leaves a trace
             finfo, minfo = self.force.info, self.markers.info
             plates = list(finfo.plates or finfo.labels)
@@ -626,10 +641,14 @@ class Station:
                 attrs["config_hash"] = self.cfg.hash()
             except Exception:  # the hash is informative only
                 pass
+            if sim_speed is not None:
+                attrs["simulated_runner_speed_m_s"] = sim_speed
             subject = dict(self.lab.subject) if self.lab is not None else {}
             subject.update({"leg_length_left_mm": float(runner["leg_length_mm"]),
                             "leg_length_right_mm": float(runner["leg_length_mm"]),
                             "body_mass_kg": float(runner["body_mass_kg"])})
+            if kind == "running":
+                _carry_static(runner, attrs, subject)
             t0 = time.monotonic()
             try:
                 rec = Recorder(path, attrs, plates=plates, origin=origin, corners=corners,
@@ -667,6 +686,19 @@ class Station:
         self._log_event(t0, "station", "trial", f"started {meta['id']}")
         self._publish("state", self.state())
         return dict(meta)
+
+    def _simulated_posture(self, kind: str, speed: float) -> float | None:
+        """In the simulated lab only: the synthetic runner stands still for a static trial or
+        runs at the technician's belt speed (m/s, clipped to what it can run at). Returns the
+        simulated running speed (m/s; None for a real lab or a static trial)."""
+        if self.lab is None or not self.simulated:
+            return None
+        ans = self.lab.posture(kind == "static", speed if kind == "running" else None)
+        if "error" in ans:
+            log.warning("simulated lab: %s", ans["error"])
+            return None
+        time.sleep(POSTURE_SETTLE_S)     # the switch reaches the frames about 0.25 s from now
+        return float(ans["speed_m_s"]) if kind == "running" else None
 
     def stop_trial(self, reason: str = "stopped by the technician") -> dict:
         """Stop the recording trial (``complete``) and queue its processing.
@@ -723,7 +755,9 @@ class Station:
                           processing="queued" if self.process else "skipped")
         self.store.save_trial(trial.meta)
         self._log_event(end, "station", "trial", f"{trial.meta['id']}: {status} ({reason})")
-        if self.process:
+        if self.process and trial.meta["kind"] == "static":
+            self._process(trial.meta)        # a calibration: quick, and the next trial needs it
+        elif self.process:
             self._jobs.put(trial.meta)
         self._publish("state", self.state())
         return dict(trial.meta)
@@ -812,11 +846,50 @@ class Station:
             raise TreadlabError(why.removeprefix("treadlab: "))
         return out
 
+    def _calibrate(self, meta: dict) -> None:
+        """A static trial: the runner's standing values (``static_values``, the code of
+        ``treadlab import --static``) into the archive (root attributes ``static_*``) and the
+        runner's folder (``runner.json`` ``static``); a one-line reason when they cannot be
+        measured."""
+        path = Path(meta["archive"])
+        try:
+            values = static_values(archive.read_session(path))
+            cal = {"source": meta["id"], "measured_utc": utc_now(),
+                   **{k: round(float(values[k]), 3) for k in STATIC_KEYS},
+                   "sway_mm": round(float(values["sway_mm"]), 2), "frames": values["frames"],
+                   "definitions": values["definitions"]}
+            with h5py.File(path, "r+", libver=archive.LIBVER) as f:
+                for k in STATIC_KEYS:
+                    f.attrs[f"static_{k}"] = cal[k]
+                f.attrs["static_calibration"] = meta["id"]
+                f.attrs["subject_value_sources"] = _sources(cal)
+        except (TreadlabError, OSError, ValueError, KeyError) as exc:
+            why = getattr(exc, "message", None) or str(exc)
+            where = getattr(exc, "where", None)
+            meta.update(processing="failed", calibration=None,
+                        error=f"not calibrated: {where + ': ' if where else ''}{why}")
+            return
+        runner = self.store.load_runner(meta["runner"]) or {"id": meta["runner"]}
+        runner["static"] = cal
+        self.store.save_runner(runner)
+        if self.runner is not None and self.runner.get("id") == meta["runner"]:
+            self.runner = self.store.load_runner(meta["runner"])
+        meta.update(processing="done", calibration={k: cal[k] for k in STATIC_KEYS},
+                    processed_utc=utc_now())
+        meta.pop("error", None)
+
     def _process(self, meta: dict) -> None:
         meta["processing"] = "running"
         self.store.save_trial(meta)
         self._publish("state", self.state())
         path = Path(meta["archive"])
+        if meta.get("kind") == "static":
+            self._calibrate(meta)
+            self.store.save_trial(meta)
+            self._log_event(time.monotonic(), "station", "calibration",
+                            f"{meta['id']}: {meta.get('error') or 'calibrated'}")
+            self._publish("state", self.state())
+            return
         try:
             args = ["process", path] + (["--config", self.config_path]
                                         if self.config_path else [])
@@ -890,8 +963,36 @@ def _public(meta: dict) -> dict:
     keep = ("id", "runner", "kind", "speed_m_s", "duration_s", "note", "status", "processing",
             "started_utc", "stopped_utc", "recorded_s", "scores", "score_status", "report",
             "error", "recovered", "contacts", "valid_contacts", "feedback_latency",
-            "stop_reason")
+            "stop_reason", "calibration", "static_source")
     return {k: meta.get(k) for k in keep if k in meta}
+
+
+def _sources(cal: dict) -> list:
+    """``subject_value_sources`` lines (``"key = value unit: source"``) for static values."""
+    defs = cal.get("definitions", {})
+    return [f"{k} = {cal[k]:.2f} {'deg' if k.endswith('_deg') else 'mm'}: static trial "
+            f"{cal['source']} ({defs.get(k, 'static trial')})" for k in STATIC_KEYS]
+
+
+def _carry_static(runner: dict, attrs: dict, subject: dict) -> None:
+    """A running trial's root attributes and ``/subject`` from the runner's static trial, as
+    ``treadlab import --static`` writes them (pelvic obliquity zero deg, standing tilt deg,
+    leg lengths and inter-ASIS distance mm, each with its source); without one, the leg length
+    typed at registration, its source saying so."""
+    cal = runner.get("static")
+    if not cal:
+        leg = float(runner["leg_length_mm"])
+        attrs["subject_value_sources"] = [
+            f"leg_length_{s}_mm = {leg:.1f} mm: typed at registration (no static trial)"
+            for s in ("left", "right")]
+        return
+    for k in STATIC_KEYS:
+        if k.endswith("_deg"):
+            attrs[f"static_{k}"] = float(cal[k])
+        else:
+            subject[k] = float(cal[k])
+    attrs["static_calibration"] = str(cal["source"])
+    attrs["subject_value_sources"] = _sources(cal)
 
 
 def _number(value, field: str, lo: float, hi: float, unit: str) -> float:

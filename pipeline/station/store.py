@@ -109,8 +109,8 @@ class RunnerStore:
         old = {}
         if path.exists():
             old = json.loads(path.read_text(encoding="utf-8"))
-        data = {"created_utc": old.get("created_utc", utc_now()), **runner,
-                "updated_utc": utc_now()}
+        data = {**old, "created_utc": old.get("created_utc", utc_now()), **runner,
+                "updated_utc": utc_now()}      # kept: the static values of an earlier visit
         write_json(path, data)
         return d
 

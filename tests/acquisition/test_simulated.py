@@ -268,3 +268,31 @@ def test_treadlab_simulate_lab_stops_on_ctrl_c():
             proc.wait()
     assert proc.returncode == 0, err
     assert "marker frames" in out
+
+
+def test_runner_signal_switches_to_standing_and_to_the_belt_speed():
+    """The simulated lab's posture command acts on the signal from the switch time on: quiet
+    standing (body weight, feet still), then running at another speed (clipped to what the
+    runner can run at)."""
+    cfg = lab_cfg()
+    sig = RunnerSignal(parse_params(SIM), cfg.plates, cfg.markers.labels)
+    fr = cfg.forceplate.rate_hz
+    t = np.arange(0, int(4 * fr)) / fr
+    before = sig.force(t)
+    assert sig.switch(2.0, True) == 3.5                     # standing from t = 2 s
+    w = sig.force(t)
+    assert np.array_equal(w[t < 2.0], before[t < 2.0])
+    bw = sig.runner.body_weight_n
+    assert abs(w[t >= 2.0][:, :, 2].sum(axis=1).mean() / bw - 1) < 0.01
+    assert w[t >= 2.0][:, :, 2].min() > 0.4 * bw
+    assert sig.switch(3.0, False, 9.0) == 4.0               # the fastest a 0.25 s contact allows
+    assert sig.switch(3.0, False, 3.2) == 3.2               # a later command replaces it
+    w = sig.force(t)
+    assert w[t >= 3.0][:, :, 2].min() < 20.0                # flight phases: running
+    ran = w[t >= 3.0]
+    assert np.array_equal(ran, RunnerSignal(parse_params({**SIM, "speed_m_s": "3.2"}),
+                                            cfg.plates, cfg.markers.labels).force(t[t >= 3.0]))
+    mt = np.arange(0, int(2.5 * cfg.markers.rate_hz)) / cfg.markers.rate_hz
+    pos = sig.markers(mt)
+    assert pos.shape == (len(mt), len(cfg.markers.labels), 3)
+    assert np.isnan(pos[:, -1]).all()                       # "EXTRA": no such marker

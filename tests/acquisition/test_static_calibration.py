@@ -13,6 +13,7 @@ extension per stance -0.1...4.7 deg (median 2.4 deg) and a limited-hip-extension
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -23,7 +24,8 @@ from treadlab.acquisition.archive import ForceData, MarkerData, Session
 from treadlab.acquisition.io.c3d_import import read_c3d
 from treadlab.acquisition.io.static_calibration import (
     DEFAULT_SEGMENTS, Segment, apply_static, calibrate_static, fit_clusters,
-    reconstruct_markers)
+    reconstruct_markers, static_values)
+from treadlab.acquisition.sim.synthetic import SyntheticRunner
 from treadlab.config.errors import InputError
 
 pytestmark = pytest.mark.timeout(120)
@@ -240,3 +242,52 @@ def test_cli_import_with_static_then_process_scores_hip_extension(tmp_path):
     assert np.isfinite(peak).mean() > 0.9
     ok = peak[np.isfinite(peak)]
     assert np.all((ok > -5.0) & (ok < 25.0))
+
+
+# --- static values without clusters (the station's static trial) -----------------------------
+
+def test_static_values_are_calibrate_static_s_measurements():
+    """The same code: on a real static trial the cluster-free values equal calibrate_static's."""
+    sess = _read("RBDS001static.c3d")
+    cal = _calibration("RBDS001static.c3d")
+    vals = static_values(sess)
+    assert vals["pelvic_obliquity_deg"] == pytest.approx(cal.pelvic_obliquity_deg, abs=1e-9)
+    assert vals["pelvic_tilt_deg"] == pytest.approx(cal.pelvic_tilt_deg, abs=1e-9)
+    assert vals["inter_asis_mm"] == pytest.approx(cal.subject["inter_asis_mm"], abs=1e-9)
+    for side in ("left", "right"):
+        assert vals[f"leg_length_{side}_mm"] == pytest.approx(
+            cal.subject[f"leg_length_{side}_mm"], abs=1e-9)
+        assert "medial malleolus" in vals["definitions"][f"leg_length_{side}_mm"]
+
+
+def test_static_values_of_the_standing_synthetic_runner():
+    runner = SyntheticRunner()
+    t = np.arange(0.0, 8.0, 1.0 / runner.marker_rate_hz)
+    sess = _session(runner.standing_markers(t).astype(np.float64), runner.labels, "standing")
+    sess = dataclasses.replace(sess, subject=dict(runner.subject))
+    vals = static_values(sess)
+    truth = runner.standing_truth()
+    assert vals["pelvic_obliquity_deg"] == pytest.approx(truth["pelvic_obliquity_deg"], abs=0.2)
+    assert vals["pelvic_tilt_deg"] == pytest.approx(truth["pelvic_tilt_deg"], abs=0.3)
+    assert vals["inter_asis_mm"] == pytest.approx(truth["inter_asis_mm"], abs=1.0)
+    for side in ("left", "right"):
+        # no medial malleolus in the Plug-in Gait set: the lateral one, and the definition says so
+        assert vals[f"leg_length_{side}_mm"] == pytest.approx(
+            truth["asis_to_lateral_malleolus_mm"], rel=0.005)
+        assert vals[f"leg_length_{side}_mm"] == pytest.approx(truth["leg_length_mm"], rel=0.05)
+        assert "lateral malleolus" in vals["definitions"][f"leg_length_{side}_mm"]
+    assert vals["sway_mm"] < 15.0
+
+
+def test_static_values_refuse_a_runner_who_moved():
+    runner = SyntheticRunner()
+    t = np.arange(0.0, 4.0, 1.0 / runner.marker_rate_hz)
+    sess = _session(runner.markers(t).astype(np.float64), runner.labels, "running")
+    with pytest.raises(InputError) as exc:
+        static_values(sess)
+    assert exc.value.where == "sway" and "not standing still" in str(exc.value)
+    no_ankles = [n for n in runner.labels if n not in ("LANK",)]
+    pos = runner.standing_markers(t)[:, [runner.labels.index(n) for n in no_ankles]]
+    with pytest.raises(InputError) as exc:
+        static_values(_session(pos.astype(np.float64), no_ankles, "no ankle"))
+    assert exc.value.where == "leg_length"

@@ -10,6 +10,7 @@ from treadlab.acquisition.sim.synthetic import (LABELS, PRESETS, RunnerParams, S
                                             davis_hjc, parse_params, pelvis_angles_from_markers,
                                             simulate_session, trunk_lean_from_markers)
 from treadlab.config.errors import ConfigError
+from treadlab.kernels.contacts import ContactParams, detect_contacts
 from treadlab.config.constants import G
 
 pytestmark = pytest.mark.timeout(60)
@@ -504,3 +505,31 @@ def test_step_variability_moves_each_step_and_truth_follows():
     assert np.allclose(heel - centre, tr["overstride"], atol=1e-6)
     # a longer heel lead brakes harder (Wille 2014)
     assert np.corrcoef(tr["overstride"], tr["peak_braking"])[0, 1] < -0.99
+
+
+def test_quiet_standing_loads_the_plates_without_contacts():
+    """The standing mode (a static trial): body weight on the plates, both feet loaded, no
+    contacts, markers still but for a few mm of sway and the marker noise."""
+    runner = SyntheticRunner()
+    t = np.arange(0.0, 6.0, 1.0 / runner.force_rate_hz)
+    w = runner.standing_force(t)
+    assert w.shape == (len(t), 2, 6)
+    total = w[:, :, 2].sum(axis=1)
+    assert abs(total.mean() / runner.body_weight_n - 1) < 0.01
+    assert w[:, :, 2].min() > 0.4 * runner.body_weight_n          # both feet loaded
+    assert np.abs(w[:, :, :2]).max() < 6 * runner.params.force_noise_n   # no shear but noise
+    for plate in range(2):
+        c, _ = detect_contacts(w[:, plate, 2].astype(np.float64), runner.force_rate_hz,
+                            ContactParams.from_bw(runner.body_weight_n))
+        assert len(c.i_strike) == 0
+    tm = np.arange(0.0, 6.0, 1.0 / runner.marker_rate_hz)
+    pos = runner.standing_markers(tm)
+    assert pos.shape == (len(tm), len(LABELS), 3)
+    spread = np.nanpercentile(pos, 95, axis=0) - np.nanpercentile(pos, 5, axis=0)
+    assert spread.max() < 15.0                                    # sway of a few mm
+    feet = [LABELS.index(n) for n in ("LHEE", "LTOE", "RHEE", "RTOE")]
+    assert spread[feet].max() < 3.0                               # the feet do not move
+    # single belt: both feet on the one plate
+    single = SyntheticRunner(RunnerParams(belt="single"))
+    w1 = single.standing_force(t[:2000])
+    assert abs(w1[:, 0, 2].mean() / single.body_weight_n - 1) < 0.01

@@ -77,8 +77,8 @@ function renderTrial(s) {
   gate.textContent = why ? "⚠ " + why : "";
   gate.hidden = !why;
   const hint = document.getElementById("hint");
-  const hasStatic = s.runner && (s.trials || []).some(
-    (x) => x.runner === s.runner.id && x.kind === "static" && x.status !== "failed");
+  const hasStatic = s.runner && (s.runner.static || (s.trials || []).some(
+    (x) => x.runner === s.runner.id && x.kind === "static" && x.calibration));
   hint.textContent = s.runner && !hasStatic ? "Next: a static trial (standing still), then the running trials." : "";
   hint.hidden = !hint.textContent;
   start.disabled = Boolean(t) || Boolean(why);
@@ -99,12 +99,25 @@ function renderTrials(trials) {
     const cells = [t.id, t.kind, t.kind === "running" ? fmt(t.speed_m_s, 1, "m/s") : "--",
                    fmt(t.recorded_s, 1, "s"), status, t.processing + (t.error ? ": " + t.error : "")];
     for (const c of cells) tr.append(el("td", { text: c }));
-    for (const cause of CAUSES) {
-      const v = t.scores ? t.scores[cause] : null;
-      const why = t.score_status ? t.score_status[cause] : "";
-      const td = el("td", { class: "score", "data-cause": cause, title: why || "",
-                            text: v === null || v === undefined ? (t.scores ? "not scored" : "--") : v.toFixed(0) });
-      tr.append(td);
+    if (t.kind === "static") {
+      // a static trial is a calibration: its standing values, not cause scores
+      const c = t.calibration;
+      tr.append(el("td", { class: "calibration", colspan: String(CAUSES.length),
+        text: c ? "calibrated: pelvic obliquity " + fmt(c.pelvic_obliquity_deg, 1, "°")
+                  + ", tilt " + fmt(c.pelvic_tilt_deg, 1, "°") + ", leg length L/R "
+                  + fmt(c.leg_length_left_mm, 0) + "/" + fmt(c.leg_length_right_mm, 0, "mm")
+                  + ", inter-ASIS " + fmt(c.inter_asis_mm, 0, "mm")
+                : (t.processing === "failed" ? "not calibrated" : "--") }));
+    } else {
+      for (const cause of CAUSES) {
+        const v = t.scores ? t.scores[cause] : null;
+        const why = t.score_status ? t.score_status[cause] : "";
+        const td = el("td", { class: "score", "data-cause": cause, title: why || "",
+                              text: v === null || v === undefined
+                                ? (t.scores ? "not scored" + (why ? ": " + why : "") : "--")
+                                : v.toFixed(0) });
+        tr.append(td);
+      }
     }
     const lat = t.feedback_latency;
     tr.append(el("td", { text: lat && lat.dom_p50_ms !== null

@@ -105,3 +105,54 @@ def test_visit_over_the_api(tmp_path, station_factory):
     side = json.loads((st.data / "R1" / (trial2["id"].split("/")[1] + ".json")).read_text())
     assert side["status"] == "complete" and side["stop_reason"] == "station stopped"
     assert validate_session(side["archive"]) == []
+
+
+def test_static_values_reach_the_running_trial(tmp_path, station_factory):
+    """A static trial is a calibration: its standing values, with the static trial's id as
+    their source, go into the runner's folder and into every later running trial's archive; a
+    running trial at a speed outside the reference is "not scored" with the reason."""
+    st = station_factory(config=lab_toml(tmp_path))
+    wait_healthy(st)
+    status, _ = st.call("POST", "/api/runner", {"id": "S1", "body_mass_kg": 70,
+                                                "leg_length_mm": 900})
+    assert status == 200
+    status, static = st.call("POST", "/api/trials", {"kind": "static", "duration_s": 3})
+    assert status == 201, static
+    done = trial_done(st, static["id"], timeout=30)
+    assert done["processing"] == "done", done
+    cal = done["calibration"]
+    assert set(cal) == {"pelvic_obliquity_deg", "pelvic_tilt_deg", "leg_length_left_mm",
+                        "leg_length_right_mm", "inter_asis_mm"}
+    assert 900 < cal["leg_length_left_mm"] < 1000 and not done.get("scores")
+    runner = json.loads((st.data / "S1" / "runner.json").read_text())
+    assert runner["static"]["source"] == static["id"]
+    assert runner["leg_length_mm"] == 900                  # what was typed is kept, not used
+    # 2.0 m/s: below the reference's 2.25–4.75 m/s
+    status, run = st.call("POST", "/api/trials", {"kind": "running", "speed_m_s": 2.0,
+                                                  "duration_s": 6})
+    assert status == 201, run
+    done = trial_done(st, run["id"])
+    assert done["processing"] == "done" and done["static_source"] == static["id"], done
+    scores, why = done["scores"], done["score_status"]
+    for cause in ("pelvic_drop", "overstride", "limited_hip_extension"):   # speed-conditioned
+        assert scores[cause] is None and why[cause].startswith("not scorable: belt speed 2.00"), \
+            why
+    assert why["upright_trunk"] == "scored (literature reference)" and scores["upright_trunk"]
+    assert f"(standing {cal['pelvic_tilt_deg']:.1f} deg)" in why["limited_hip_extension"]
+    path = st.data / "S1" / (run["id"].split("/")[1] + ".h5")
+    with h5py.File(path, "r") as f:
+        assert f.attrs["belt_speed_m_s"] == 2.0 and f.attrs["simulated_runner_speed_m_s"] == 2.0
+        assert f.attrs["static_calibration"] == static["id"]
+        assert f.attrs["static_pelvic_obliquity_deg"] == cal["pelvic_obliquity_deg"]
+        assert f.attrs["static_pelvic_tilt_deg"] == cal["pelvic_tilt_deg"]
+        sources = [str(x) for x in f.attrs["subject_value_sources"]]
+        assert any(s.startswith("leg_length_left_mm = ") and static["id"] in s for s in sources)
+        assert f["subject"].attrs["leg_length_left_mm"] == cal["leg_length_left_mm"]
+        assert f["subject"].attrs["inter_asis_mm"] == cal["inter_asis_mm"]
+        # processed as `import --static --belt-speed` would be: obliquity zeroed on the
+        # standing one, over-stride in % of the static leg length
+        d = f["derived"].attrs
+        assert str(d["pelvic_obliquity_zero"]).startswith(f"static trial {static['id']}: ")
+        assert d["static_pelvic_tilt_deg"] == pytest.approx(cal["pelvic_tilt_deg"])
+        assert d["overstride_leg_length_mm"] == pytest.approx(
+            0.5 * (cal["leg_length_left_mm"] + cal["leg_length_right_mm"]))

@@ -1,5 +1,7 @@
 """A whole visit driven from the technician console in a real headless Chromium against the
-simulated lab: runner → static trial → two running trials (runner display open) → results.
+simulated lab: runner → static trial (the synthetic runner standing: calibrated, not scored) →
+two running trials at 3.5 and 3.2 m/s (runner display open; scored with the static values) →
+results.
 
 Skips cleanly where Chromium, its driver or selenium is missing (``.ci/run`` installs them).
 Set ``TREADLAB_STATION_SCREENSHOTS=DIR`` to keep the two pages' screenshots. The running trials
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import h5py
 import pytest
+
+from treadlab.acquisition.sim.synthetic import SyntheticRunner
 
 from .conftest import lab_toml, trial_done
 
@@ -54,6 +58,7 @@ def browser():
 ROWS_JS = """return [...document.querySelectorAll('#trials tbody tr')].map(r => ({
   id: r.dataset.id, status: r.dataset.status, processing: r.dataset.processing,
   scores: [...r.querySelectorAll('td.score')].map(c => c.textContent),
+  calibration: (r.querySelector('td.calibration') || {}).textContent || null,
   report: (r.querySelector('a.report') || {}).href || null}))"""
 
 
@@ -171,7 +176,11 @@ def test_visit_from_the_console(tmp_path, station_factory, browser):
             "Date.now() - (window.__lastMessage || 0)]")) + ")")
     for row in rows:
         assert row["status"] == "complete"
-        assert all(s.replace(".", "").isdigit() for s in row["scores"]), row
+    # the static trial is a calibration, listed with its standing values and no scores
+    assert rows[0]["scores"] == [] and rows[0]["calibration"].startswith("calibrated: "), rows[0]
+    # the running trials: all four causes scored with numbers, each with its report
+    for row in rows[1:]:
+        assert len(row["scores"]) == 4 and all(s.isdigit() for s in row["scores"]), row
         assert row["report"], row
     height = drv.execute_script("return document.documentElement.scrollHeight")
     drv.set_window_size(1280, min(int(height) + 140, 4000))      # the whole page in one image
@@ -184,12 +193,31 @@ def test_visit_from_the_console(tmp_path, station_factory, browser):
     folder = tmp_path / "data" / "V001"
     archives = sorted(folder.glob("*.h5"))
     assert [p.name.split("_")[1] for p in archives] == ["static", "running", "running"]
-    for p in archives:
+    truth = SyntheticRunner().standing_truth()
+    static = trial_done(st, f"V001/{archives[0].stem}", timeout=5)
+    cal = static["calibration"]
+    assert static["processing"] == "done" and not static.get("scores")
+    for side in ("left", "right"):     # ASIS to the (lateral) malleolus marker, standing
+        assert abs(cal[f"leg_length_{side}_mm"] / truth["asis_to_lateral_malleolus_mm"] - 1) < 0.01
+        assert abs(cal[f"leg_length_{side}_mm"] / truth["leg_length_mm"] - 1) < 0.05
+    assert abs(cal["pelvic_obliquity_deg"] - truth["pelvic_obliquity_deg"]) < 0.5
+    assert abs(cal["pelvic_tilt_deg"] - truth["pelvic_tilt_deg"]) < 1.0
+    assert abs(cal["inter_asis_mm"] - truth["inter_asis_mm"]) < 3.0
+    with h5py.File(archives[0], "r") as f:
+        assert f.attrs["status"] == "complete" and "derived" not in f
+        assert f.attrs["static_calibration"] == static["id"]
+    for p, speed in zip(archives[1:], (3.5, 3.2)):
         done = trial_done(st, f"V001/{p.stem}", timeout=5)
-        assert done["processing"] == "done" and all(v is not None
-                                                     for v in done["scores"].values())
+        assert done["processing"] == "done" and done["static_source"] == static["id"]
+        # the default synthetic runner is a healthy runner: every cause in the low zone
+        assert all(v is not None and v < 50 for v in done["scores"].values()), done["scores"]
         with h5py.File(p, "r") as f:
             assert f.attrs["status"] == "complete" and "derived" in f
+            assert f.attrs["belt_speed_m_s"] == speed
+            assert f.attrs["simulated_runner_speed_m_s"] == speed    # the runner ran at it
+            assert f.attrs["static_calibration"] == static["id"]
+            assert f.attrs["static_pelvic_obliquity_deg"] == cal["pelvic_obliquity_deg"]
+            assert f["subject"].attrs["leg_length_left_mm"] == cal["leg_length_left_mm"]
     with h5py.File(archives[1], "r") as f:
         assert f["station/feedback"].shape[0] >= 8        # DOM latency of the shown steps
         assert f["station"].attrs["feedback_dom_p99_ms"] > 0
