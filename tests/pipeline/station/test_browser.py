@@ -19,6 +19,7 @@ from pathlib import Path
 import h5py
 import pytest
 
+from treadlab.acquisition.archive import is_derived_file, read_derived
 from treadlab.acquisition.sim.synthetic import SyntheticRunner
 
 from .conftest import lab_toml, trial_done
@@ -191,7 +192,7 @@ def test_visit_from_the_console(tmp_path, station_factory, browser):
 
     # the runner folder: the static and two running trials, each processed and scored
     folder = tmp_path / "data" / "V001"
-    archives = sorted(folder.glob("*.h5"))
+    archives = sorted(p for p in folder.glob("*.h5") if not is_derived_file(p))
     assert [p.name.split("_")[1] for p in archives] == ["static", "running", "running"]
     truth = SyntheticRunner().standing_truth()
     static = trial_done(st, f"V001/{archives[0].stem}", timeout=5)
@@ -203,9 +204,10 @@ def test_visit_from_the_console(tmp_path, station_factory, browser):
     assert abs(cal["pelvic_obliquity_deg"] - truth["pelvic_obliquity_deg"]) < 0.5
     assert abs(cal["pelvic_tilt_deg"] - truth["pelvic_tilt_deg"]) < 1.0
     assert abs(cal["inter_asis_mm"] - truth["inter_asis_mm"]) < 3.0
-    with h5py.File(archives[0], "r") as f:
-        assert f.attrs["status"] == "complete" and "derived" not in f
+    with h5py.File(archives[0], "r") as f:  # a calibration: never processed nor scored
+        assert f.attrs["status"] == "complete"
         assert f.attrs["static_calibration"] == static["id"]
+    assert "scores" not in (read_derived(archives[0]) or {})
     for p, speed in zip(archives[1:], (3.5, 3.2)):
         done = trial_done(st, f"V001/{p.stem}", timeout=5)
         assert done["processing"] == "done" and done["static_source"] == static["id"]
