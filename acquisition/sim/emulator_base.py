@@ -9,6 +9,8 @@ protocol :class:`~treadlab.acquisition.sim.simulated.SimulatedLab` speaks.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import time
 from multiprocessing.connection import Connection
 
 from treadlab.acquisition.sim.synthetic import RunnerParams, parse_params
-from treadlab.config.errors import DeviceError
+from treadlab.config.errors import DeviceError, TreadlabError
 
 
 def plain_table(obj) -> dict:
@@ -72,3 +74,28 @@ def spawn(module: str, spec: dict, what: str, start_timeout: float = 60.0):
         conn.close()
         raise DeviceError(f"{what}: {(msg or {}).get('error') or 'the process did not start'}")
     return proc, conn, msg["endpoints"]
+
+
+def serve_child(conn, name: str, make_server) -> None:
+    """The body of an emulator process (``python -m <module> <fd>``): receive the spec over
+    ``conn``, build the server with ``make_server(spec)``, answer ``{"endpoints": …}`` (or one
+    ``{"error": …}`` line: a :class:`TreadlabError`'s text, else the exception's type and
+    text, logged with its traceback), serve until stopped, close. Ctrl-C is the parent's to
+    handle; the child's log lines are prefixed with ``name``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    spec = conn.recv()
+    logging.basicConfig(level=spec.get("log_level", logging.WARNING),
+                        format=f"{name}: %(message)s")
+    try:
+        server = make_server(spec)
+    except BaseException as exc:
+        if not isinstance(exc, TreadlabError):
+            logging.getLogger(__name__).exception("the %s cannot start", name)
+        conn.send({"error": str(exc) if isinstance(exc, TreadlabError)
+                   else f"{type(exc).__name__}: {exc}"})
+        return
+    conn.send({"endpoints": server.endpoints()})
+    try:
+        server.run(conn)
+    finally:
+        server.close()

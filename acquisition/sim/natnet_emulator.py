@@ -38,7 +38,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
 import socket
 import struct
 import sys
@@ -48,11 +47,11 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from treadlab.acquisition.sim.emulator_base import plain_table, runner_params, spawn
+from treadlab.acquisition.sim.emulator_base import plain_table, runner_params, serve_child, spawn
 from treadlab.acquisition.sim.replay import ReplaySignal
 from treadlab.acquisition.sim.simulated import RunnerSignal, SimulatedLab
 from treadlab.acquisition.sources.forceplate_serial import PlateCalibration
-from treadlab.config.errors import TreadlabError
+
 
 log = logging.getLogger(__name__)
 
@@ -293,23 +292,7 @@ class _MotiveServer:
 
 
 def _emulator_main(conn) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    spec = conn.recv()
-    logging.basicConfig(level=spec.get("log_level", logging.WARNING),
-                        format="NatNet emulator: %(message)s")
-    try:
-        server = _MotiveServer(spec)
-    except BaseException as exc:
-        if not isinstance(exc, TreadlabError):
-            log.exception("the NatNet emulator cannot start")
-        conn.send({"error": str(exc) if isinstance(exc, TreadlabError)
-                   else f"{type(exc).__name__}: {exc}"})
-        return
-    conn.send({"endpoints": server.endpoints()})
-    try:
-        server.run(conn)
-    finally:
-        server.close()
+    serve_child(conn, "NatNet emulator", _MotiveServer)
 
 
 def start_natnet_lab(cfg, params=None, replay=None, *, faults: NatNetFaults | None = None,

@@ -42,7 +42,6 @@ import logging
 import math
 import os
 import select
-import signal
 import socket
 import struct
 import sys
@@ -53,11 +52,11 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from treadlab.acquisition.sim.emulator_base import plain_table, runner_params, spawn
+from treadlab.acquisition.sim.emulator_base import plain_table, runner_params, serve_child, spawn
 from treadlab.acquisition.sim.replay import ReplaySignal
 from treadlab.acquisition.sim.simulated import RunnerSignal, SimulatedLab
 from treadlab.acquisition.sources.forceplate_serial import PlateCalibration
-from treadlab.config.errors import DeviceError, TreadlabError
+from treadlab.config.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -475,23 +474,7 @@ class _QTMServer:
 
 
 def _emulator_main(conn) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    spec = conn.recv()
-    logging.basicConfig(level=spec.get("log_level", logging.WARNING),
-                        format="QTM emulator: %(message)s")
-    try:
-        server = _QTMServer(spec)
-    except BaseException as exc:
-        if not isinstance(exc, TreadlabError):
-            log.exception("the QTM emulator cannot start")
-        conn.send({"error": str(exc) if isinstance(exc, TreadlabError)
-                   else f"{type(exc).__name__}: {exc}"})
-        return
-    conn.send({"endpoints": server.endpoints()})
-    try:
-        server.run(conn)
-    finally:
-        server.close()
+    serve_child(conn, "QTM emulator", _QTMServer)
 
 
 def start_qtm_lab(cfg, params=None, replay=None, *, faults: QTMFaults | None = None,
