@@ -306,13 +306,18 @@ def assign_sides_split(left: Contacts, right: Contacts, fz_left, fz_right, param
     if fl.shape != fr.shape:
         raise ValueError(f"fz_left and fz_right differ in length: {fl.size} vs {fr.size}")
     out = []
+    # running counts with a leading 0, in one reused (n + 1) int64 buffer (the same integers
+    # as concatenating [0] to np.cumsum, without two full-length copies per count)
+    count = np.zeros(fl.size + 1, np.int64)
     for side, tab, other in ((0, left, fr), (1, right, fl)):
         a, b = _intervals_check("i_strike", tab.i_strike, "i_off", tab.i_off, fl.size)
         flags = tab.flags.copy()
-        loaded = np.concatenate(([0], np.cumsum(other >= params.strike_n)))
-        valid = np.concatenate(([0], np.cumsum(~np.isnan(other))))
+        np.cumsum(other >= params.strike_n, out=count[1:])
+        loaded = count[b] - count[a]
+        np.cumsum(~np.isnan(other), out=count[1:])
+        valid = count[b] - count[a]
         with np.errstate(invalid="ignore", divide="ignore"):
-            frac = (loaded[b] - loaded[a]) / (valid[b] - valid[a])
+            frac = loaded / valid
         flags[frac > cross_fraction] |= FLAG_CROSS_STEP
         out.append(replace(tab, flags=flags, side=np.full(len(tab), side, np.int8)))
     merged = Contacts.concat(out)

@@ -412,7 +412,8 @@ def marker_task(markers, subject: dict, settings: DeriveSettings) -> dict:
     attrs["marker_longest_gap_filled_s"] = longest / rate if rate > 0 else 0.0
     return {
         "angles": {"time": np.asarray(markers.time, np.float64),
-                   "values": np.stack([columns[n] for n in stored], axis=1).astype(np.float32)
+                   "values": np.stack([columns[n] for n in stored], axis=1).astype(
+                       np.float32, copy=False)  # float32 already: no second copy
                    if stored else np.zeros((len(markers.time), 0), np.float32),
                    "names": stored, "reasons": {n: reasons[n] for n in stored if n in reasons}},
         "all_names": names, "all_values": values,
@@ -597,6 +598,7 @@ def step_task(force_out: dict, marker_out: dict, settings: DeriveSettings) -> di
 #: recording's maximum for ``SATURATION_SAMPLES`` or more samples in a row (amplifier clipping).
 FLAG_SATURATED = 64
 SATURATION_SAMPLES = 3
+_SATURATION_BLOCK = 1 << 16  #: samples per block of flag_saturated's float64 comparison
 #: Force contacts with these flags are timed by the kinematic fallback instead (the force trace
 #: cannot time them: samples missing inside the contact, both feet on one plate, clipping).
 REPLACE_FLAGS = 8 | 16 | FLAG_SATURATED  # kernels.contacts FLAG_DROPOUT | FLAG_CROSS_STEP
@@ -616,15 +618,29 @@ def flag_saturated(force_out: dict, force) -> dict:
     w = force.wrench
     count = 0
     if n and w.shape[0]:
+        k = SATURATION_SAMPLES
         for j in range(w.shape[1]):
-            fz = np.asarray(w[:, j, 2], np.float64)
-            top = np.nanmax(fz) if np.isfinite(fz).any() else np.nan
+            fz = w[:, j, 2]  # a strided view: no full-length float64 copy
+            if fz.dtype.kind != "f":
+                fz = fz.astype(np.float64)
+            # the NaN-ignoring maximum (+inf when there is one; NaN when nothing is finite)
+            top = float(np.fmax.reduce(fz)) if fz.size else np.nan
             if not np.isfinite(top) or top <= 0:
                 continue
-            at_top = np.abs(fz - top) <= max(1e-6 * abs(top), 1e-3)
+            tol = max(1e-6 * abs(top), 1e-3)
+            # |fz - top| <= tol in float64, a block at a time (the same values, elementwise,
+            # as on a float64 copy of the whole trace)
+            at_top = np.empty(fz.size, bool)
+            for a0 in range(0, fz.size, _SATURATION_BLOCK):
+                blk = fz[a0:a0 + _SATURATION_BLOCK].astype(np.float64)
+                np.less_equal(np.abs(blk - top), tol, out=at_top[a0:a0 + _SATURATION_BLOCK])
             # start of runs of >= SATURATION_SAMPLES samples at the top
-            k = SATURATION_SAMPLES
-            run = np.convolve(at_top.astype(np.int32), np.ones(k, np.int32), "valid") == k
+            m = fz.size - k + 1
+            if m <= 0:
+                continue
+            run = at_top[:m].copy()
+            for i in range(1, k):
+                run &= at_top[i:i + m]
             if not run.any():
                 continue
             starts = np.flatnonzero(run)
@@ -675,10 +691,13 @@ def kinematic_fallback(c: dict, marker_out: dict) -> tuple[dict, dict]:
         if h is None:
             continue
         ts, to = kinematic_contacts(marker_out["time"], h[0], h[1])
-        events += [(float(a), float(b), side) for a, b in zip(ts, to)]
+        ts = np.asarray(ts, np.float64).ravel()
+        if ts.size:  # rows (strike, off, side), as float64
+            events.append(np.column_stack([ts, np.asarray(to, np.float64).ravel(),
+                                           np.full(ts.size, float(side))]))
     if not events:
         return c, info
-    kin = np.array(events, dtype=np.float64).reshape(-1, 3)
+    kin = np.concatenate(events, axis=0)
     for side in (0, 1):  # nearest kinematic strike of the same foot, by binary search
         same = kin[(kin[:, 2] == side) & np.isfinite(kin[:, 0])]
         rows = np.flatnonzero(np.asarray(c["side"]) == side)

@@ -1,11 +1,14 @@
 """Contacts the force cannot time are timed from the foot markers and marked as such."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from treadlab.acquisition.archive import read_derived, write_session
 from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
+from treadlab.pipeline.derive import FLAG_SATURATED, SATURATION_SAMPLES, flag_saturated
 from treadlab.pipeline.graph import process_session
 
 
@@ -79,3 +82,53 @@ def test_clipped_force_is_flagged_and_timed_from_the_markers(tmp_path):
     assert c["valid"][kin].all()
     assert np.isnan(c["peak_vgrf"][kin]).all()
     assert np.all(np.diff(c["t_strike"]) > 0)
+
+
+def _flag_saturated_former(force_out, force):
+    """``derive.flag_saturated`` as it was before the blockwise comparison (float64 copy,
+    ``np.convolve`` run search): the reference for the rewrite."""
+    c = force_out["contacts"]
+    flags = np.asarray(c["flags"]).copy()
+    w = force.wrench
+    for j in range(w.shape[1]):
+        fz = np.asarray(w[:, j, 2], np.float64)
+        top = np.nanmax(fz) if np.isfinite(fz).any() else np.nan
+        if not np.isfinite(top) or top <= 0:
+            continue
+        at_top = np.abs(fz - top) <= max(1e-6 * abs(top), 1e-3)
+        k = SATURATION_SAMPLES
+        run = np.convolve(at_top.astype(np.int32), np.ones(k, np.int32), "valid") == k
+        if not run.any():
+            continue
+        starts = np.flatnonzero(run)
+        rows = np.flatnonzero(np.asarray(c["plate"]) == j)
+        a = np.asarray(c["i_strike"])[rows]
+        b = np.asarray(c["i_off"])[rows]
+        lo = np.searchsorted(starts, a, "left")
+        hi = np.searchsorted(starts, b - k + 1, "right")
+        flags[rows[hi > lo]] |= FLAG_SATURATED
+    return flags
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flag_saturated_matches_the_former_implementation(dtype):
+    rng = np.random.default_rng(5)
+    n = 200_003  # several comparison blocks and a partial last one
+    w = (rng.random((n, 2, 6)) * 900).astype(dtype)
+    top = dtype(2000.0)
+    for s0, length in ((100, 3), (1000, 2), (65_535, 4), (131_070, 5), (n - 3, 3)):
+        w[s0:s0 + length, 0, 2] = top  # runs at the clip level, some across block edges
+    w[50_000:50_010, 1, 2] = np.nan
+    w[60_000:60_004, 1, 2] = 1500.0
+    strikes = np.arange(0, n - 600, 500)
+    contacts = {"t_strike": strikes / 1000.0, "i_strike": np.concatenate([strikes, strikes]),
+                "i_off": np.concatenate([strikes + 400, strikes + 400]),
+                "plate": np.repeat(np.array([0, 1], np.int16), strikes.size),
+                "flags": np.zeros(2 * strikes.size, np.int32)}
+    contacts["t_strike"] = np.concatenate([contacts["t_strike"], contacts["t_strike"]])
+    force_out = {"contacts": contacts, "attrs": {}}
+    force = SimpleNamespace(wrench=w)
+    got = flag_saturated(force_out, force)["contacts"]["flags"]
+    want = _flag_saturated_former(force_out, force)
+    assert np.array_equal(got, want) and got.dtype == want.dtype
+    assert (got != 0).sum() >= 3
