@@ -1,6 +1,6 @@
 """The compiled kernels, loaded by name with a build hint when they are missing.
 
-The public kernel functions never fall back silently to the slow NumPy reference (STYLE.md):
+The public kernel functions never fall back silently to the slow NumPy reference (docs/design.md §11):
 an unbuilt extension is an ``ImportError`` that says how to build it.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One interface for every device source: open, read timestamped blocks, close (docs/design.md §3).
 
-The subclass contract (BrainFlow's split, STYLE.md): the :class:`Source` base owns the block
+The subclass contract (BrainFlow's split, docs/design.md §3): the :class:`Source` base owns the block
 queue, the host timestamps, the counters and the event list, and runs the reader thread; a
 driver only opens its device (:meth:`Source._open`), reads and parses what arrived
 (:meth:`Source._acquire`), and hands finished blocks to :meth:`Source._push`. It reports what
