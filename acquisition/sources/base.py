@@ -250,6 +250,34 @@ class Source(ABC):
             with self._cond:
                 self._counters[counter] = self._counters.get(counter, 0) + int(n)
 
+    def _release_in_order(self, now: float, final: bool, take) -> None:
+        """Release held network frames in frame-number order (the UDP and NatNet drivers).
+
+        Expects ``self._pending`` ({frame: item whose [0] is the host receive time, s}),
+        ``self._next`` (the next frame number due), ``self._ref`` (the highest frame number
+        seen), ``self.window`` (frames) and ``self.max_wait`` (s), and the ``self._released``
+        deque / ``self._released_set`` of frame numbers already released. ``take(frame,
+        item)`` receives each frame whose turn has come. A missing frame is declared lost (one
+        ``drop`` event counting the gap) once the window has moved past it, the oldest held
+        frame has waited ``max_wait``, or ``final``.
+        """
+        while self._pending:
+            if self._next in self._pending:
+                take(self._next, self._pending.pop(self._next))
+                self._released.append(self._next)
+                self._released_set.add(self._next)
+                self._next += 1
+                continue
+            lo = min(self._pending)
+            oldest = min(v[0] for v in self._pending.values())
+            if final or self._ref - self._next >= self.window or now - oldest > self.max_wait:
+                n = lo - self._next
+                self._event("drop", f"{n} frames missing before frame {lo} "
+                            f"(frames {self._next}..{lo - 1})", counter="drops", n=n)
+                self._next = lo
+            else:
+                break
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:

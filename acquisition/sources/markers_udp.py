@@ -293,25 +293,12 @@ class MarkersUDP(Source):
 
     def _release(self, now: float, final: bool = False) -> None:
         """Move frames whose turn has come to the ready list; declare lost slots as drops."""
-        while self._pending:
-            if self._next in self._pending:
-                self._ready_frames.append(self._next)
-                item = self._pending.pop(self._next)
-                self._last_host = item[0]
-                self._ready.append(item)
-                self._released.append(self._next)
-                self._released_set.add(self._next)
-                self._next += 1
-                continue
-            lo = min(self._pending)
-            oldest = min(v[0] for v in self._pending.values())
-            if final or self._ref - self._next >= self.window or now - oldest > self.max_wait:
-                n = lo - self._next
-                self._event("drop", f"{n} frames missing before frame {lo} "
-                            f"(frames {self._next}..{lo - 1})", counter="drops", n=n)
-                self._next = lo
-            else:
-                break
+        self._release_in_order(now, final, self._take)
+
+    def _take(self, frame: int, item) -> None:
+        self._ready_frames.append(frame)
+        self._last_host = item[0]
+        self._ready.append(item)
 
     def _flush(self) -> None:
         """Push the ready frames as one block."""

@@ -323,22 +323,9 @@ class NatNetMarkers(Source):
         self._pending[f] = (host, t, out)
 
     def _release(self, now: float, final: bool = False) -> None:
-        while self._pending:
-            if self._next in self._pending:
-                self._ready.append((self._next,) + self._pending.pop(self._next))
-                self._released.append(self._next)
-                self._released_set.add(self._next)
-                self._next += 1
-                continue
-            lo = min(self._pending)
-            oldest = min(v[0] for v in self._pending.values())
-            if final or self._ref - self._next >= self.window or now - oldest > self.max_wait:
-                n = lo - self._next
-                self._event("drop", f"{n} frames missing before frame {lo} "
-                            f"(frames {self._next}..{lo - 1})", counter="drops", n=n)
-                self._next = lo
-            else:
-                break
+        """Move frames whose turn has come to the ready list; declare lost slots as drops."""
+        self._release_in_order(now, final,
+                               lambda frame, item: self._ready.append((frame,) + item))
 
     def _flush(self) -> None:
         if not self._ready:
