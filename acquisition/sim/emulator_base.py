@@ -72,7 +72,10 @@ def spawn(module: str, spec: dict, what: str, start_timeout: float = 60.0):
             proc.terminate()
         proc.wait(5.0)
         conn.close()
-        raise DeviceError(f"{what}: {(msg or {}).get('error') or 'the process did not start'}")
+        why = (msg or {}).get("error") or (
+            f"the device process exited with code {proc.returncode}" if proc.returncode
+            else f"no answer within {start_timeout:.0f} s")
+        raise DeviceError(f"{what}: {why}")
     return proc, conn, msg["endpoints"]
 
 

@@ -53,6 +53,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 import pylsl
 
+from treadlab.acquisition.sim.emulator_base import spawn
 from treadlab.acquisition.sim.replay import (ReplaySignal, label_map, plate_transfer,
                                              transfer_wrench)
 from treadlab.acquisition.sim.synthetic import (RunnerParams, parse_params, speed_range,
@@ -907,32 +908,12 @@ def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
     directory = tempfile.mkdtemp(prefix="treadlab-lab-")
     spec["directory"] = directory
     # a fresh interpreter (not multiprocessing's spawn, which re-imports the caller's __main__)
-    parent_sock, child_sock = socket.socketpair()
-    proc = subprocess.Popen([sys.executable, "-m", "treadlab.acquisition.sim.simulated",
-                             str(child_sock.fileno())], pass_fds=[child_sock.fileno()],
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    child_sock.close()
-    conn = Connection(parent_sock.detach())
-    conn.send(spec)
-    msg = None
-    deadline = time.monotonic() + start_timeout
-    while msg is None and time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if conn.poll(0.1):
-                msg = conn.recv()
-        except (EOFError, OSError):
-            break
-    if not msg or "endpoints" not in msg:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait(5.0)
-        conn.close()
+    try:
+        proc, conn, ep = spawn("treadlab.acquisition.sim.simulated", spec, "simulated lab",
+                               start_timeout)
+    except DeviceError:
         shutil.rmtree(directory, ignore_errors=True)
-        why = (msg or {}).get("error") or (
-            f"the device process exited with code {proc.returncode}" if proc.returncode
-            else f"no answer within {start_timeout:.0f} s")
-        raise DeviceError(f"simulated lab: {why}")
-    ep = msg["endpoints"]
+        raise
     addr = tuple(ep["marker_address"]) if ep["marker_address"] else None
     return SimulatedLab(force_port=ep["force_port"], force_stream=ep["force_stream"],
                         marker_address=addr, marker_stream=ep["marker_stream"],
