@@ -162,13 +162,16 @@ def _rezero_flight_cy(const double[:, ::1] w, const long long[::1] lo, const lon
     ``values``, its centre ``(lo + hi - 1) / 2`` to ``centres``. The offsets are
     ``np.interp(sample index, centres, values[:, ch])`` per channel (same cases and formula,
     constant beyond the first and last centre; zero when no flight is used) and ``corrected
-    = w - offsets``. Scratch: ``centres`` (F,), ``values`` (F, k), ``sums`` (k,), ``counts``
-    (k,) for F = len(lo) flights.
+    = w - offsets``. ``corrected`` may be ``w`` itself (each sample is read before it is
+    written). ``offsets`` of zero rows: the offsets are not stored; ``sums`` then ends holding
+    each channel's sum of offsets over the ``n`` samples. Scratch: ``centres`` (F,), ``values``
+    (F, k), ``sums`` (k,), ``counts`` (k,) for F = len(lo) flights.
     """
     cdef Py_ssize_t n = w.shape[0], k = w.shape[1], nf = lo.shape[0]
     cdef Py_ssize_t f, i, ch, s, e, used = 0, j
     cdef long long least
     cdef double v, xv, slope, y0, y1, x0, x1
+    cdef bint store = offsets.shape[0] > 0
     with nogil:
         for f in range(nf):
             s = <Py_ssize_t>lo[f]
@@ -194,10 +197,13 @@ def _rezero_flight_cy(const double[:, ::1] w, const long long[::1] lo, const lon
             for ch in range(k):
                 values[used, ch] = sums[ch] / <double>counts[ch]
             used += 1
+        for ch in range(k):
+            sums[ch] = 0.0
         if used == 0:
             for i in range(n):
                 for ch in range(k):
-                    offsets[i, ch] = 0.0
+                    if store:
+                        offsets[i, ch] = 0.0
                     corrected[i, ch] = w[i, ch] - 0.0
         else:
             j = 0  # centres[j] <= i < centres[j + 1] once i reached centres[0]
@@ -221,6 +227,9 @@ def _rezero_flight_cy(const double[:, ::1] w, const long long[::1] lo, const lon
                             v = slope * (xv - x1) + y1
                             if isnan(v) and y0 == y1:
                                 v = y0
-                    offsets[i, ch] = v
+                    if store:
+                        offsets[i, ch] = v
+                    else:
+                        sums[ch] += v
                     corrected[i, ch] = w[i, ch] - v
     return used

@@ -139,7 +139,8 @@ def _intervals_check(name_a, a, name_b, b, n):
     return a, b
 
 
-def rezero_flight(wrench, i_strike, i_off, rate_hz, *, guard_s=0.01, min_samples=5):
+def rezero_flight(wrench, i_strike, i_off, rate_hz, *, guard_s=0.01, min_samples=5, out=None,
+                  offsets="full"):
     """Remove force-plate zero drift using the flight phases (Sinitski 2015).
 
     Between consecutive contacts of this plate the plate is unloaded: the mean of each channel
@@ -157,12 +158,17 @@ def rezero_flight(wrench, i_strike, i_off, rate_hz, *, guard_s=0.01, min_samples
     rate_hz : float, Hz.
     guard_s : float, s. Margin kept clear of each contact (default 0.01).
     min_samples : int >= 1. Flights with fewer valid samples in the window are not used.
+    out : float64 C-contiguous array of ``wrench``'s shape, optional. Where ``corrected`` is
+        written; may be ``wrench`` itself (in place: a long recording needs no second copy).
+    offsets : ``"full"`` (default) or ``"mean"``. ``"mean"``: return each channel's mean
+        offset over the recording instead of the per-sample offsets (no (n, k) array).
 
     Returns
     -------
     corrected : float64 array, the shape of ``wrench``: ``wrench - offsets``.
     offsets : float64 array, the shape of ``wrench``: the estimated zero offset at every sample
-        (all zero when no flight was usable: there is nothing to estimate from).
+        (all zero when no flight was usable: there is nothing to estimate from); with
+        ``offsets="mean"``, (k,) (a scalar for 1-D ``wrench``): their mean over the samples.
     """
     w = np.asarray(wrench, dtype=np.float64)
     squeeze = w.ndim == 1
@@ -185,14 +191,29 @@ def rezero_flight(wrench, i_strike, i_off, rate_hz, *, guard_s=0.01, min_samples
     lo = np.ascontiguousarray(b[:-1] + guard)   # flight f: after contact f, before contact f+1
     hi = np.ascontiguousarray(a[1:] - guard)
     k = w.shape[1]
-    corrected = np.empty_like(w)
-    offsets = np.empty_like(w)
+    if offsets not in ("full", "mean"):
+        raise ValueError(f'offsets must be "full" or "mean", got {offsets!r}')
+    if out is None:
+        corrected = np.empty_like(w)
+    else:
+        corrected = out[:, None] if squeeze and out.ndim == 1 else out
+        if corrected.shape != w.shape or corrected.dtype != np.float64 \
+                or not corrected.flags.c_contiguous:
+            raise ValueError(f"out must be C-contiguous float64 of shape {np.shape(wrench)}")
+        if corrected is not w and np.may_share_memory(corrected, w):
+            w = w.copy()  # in place is only safe sample for sample: out is wrench itself
+    full = offsets == "full"
+    offs = np.empty_like(w) if full else np.empty((0, k))
+    sums = np.empty(k)
     compiled("_contacts_cy")._rezero_flight_cy(
-        w, lo, hi, int(min_samples), np.empty(lo.size), np.empty((lo.size, k)), np.empty(k),
-        np.empty(k, np.int64), corrected, offsets)
+        w, lo, hi, int(min_samples), np.empty(lo.size), np.empty((lo.size, k)), sums,
+        np.empty(k, np.int64), corrected, offs)
+    if not full:
+        offs = sums / n if n else np.zeros(k)
+        return (corrected[:, 0], float(offs[0])) if squeeze else (corrected, offs)
     if squeeze:
-        return corrected[:, 0], offsets[:, 0]
-    return corrected, offsets
+        return corrected[:, 0], offs[:, 0]
+    return corrected, offs
 
 
 def flight_baseline(fz, rate_hz, *, window_s=1.0, quantile=0.05):

@@ -262,9 +262,8 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
         c, _ = kc.detect_contacts(x[:, kz] if base is None else x[:, kz] - base, rate, params0,
                                   t0=t0)
         del base
-        x, off = kc.rezero_flight(x, c.i_strike, c.i_off, rate)
-        offsets.append(float(np.mean(off[:, kz])) if off.size else 0.0)
-        del off
+        x, off = kc.rezero_flight(x, c.i_strike, c.i_off, rate, out=x, offsets="mean")
+        offsets.append(float(off[kz]) if x.size else 0.0)
         plate = {"fz": np.ascontiguousarray(x[:, kz]), "fx": np.ascontiguousarray(x[:, kx]),
                  "all": x if mode == "single" else None}
         del x
@@ -353,7 +352,8 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
 
 # --- markers ------------------------------------------------------------------------------------
 
-def marker_task(markers, subject: dict, settings: DeriveSettings) -> dict:
+def marker_task(markers, subject: dict, settings: DeriveSettings, *,
+                overwrite: bool = False) -> dict:
     """Joint angles from the marker stream.
 
     Parameters
@@ -363,6 +363,9 @@ def marker_task(markers, subject: dict, settings: DeriveSettings) -> dict:
     subject : dict
         Anthropometrics (``/subject`` attrs, mm); missing values use the model's stated defaults.
     settings : DeriveSettings
+    overwrite : bool
+        Consume ``markers.positions`` (when float32 and C-contiguous): gaps are filled and the
+        positions filtered in place, so a long recording needs no second (m, k, 3) array.
 
     Returns
     -------
@@ -379,12 +382,17 @@ def marker_task(markers, subject: dict, settings: DeriveSettings) -> dict:
 
     keep = [i for i, name in enumerate(labels) if name in set(model_markers) | set(FOOT_EXTRA)]
     pos = np.asarray(markers.positions)
+    own = False  # whether pos may be overwritten
     if len(keep) < len(labels):
-        pos = pos[:, keep, :]
+        pos = pos[:, keep, :]  # a copy of our own
+        own = True
     used = [labels[i] for i in keep]
     max_gap = int(round(s.max_gap_s * rate))
     # markers are filled independently: a few at a time bounds the kernel's temporaries
-    filled = np.empty(pos.shape, dtype=np.float32)
+    if (own or overwrite) and pos.dtype == np.float32 and pos.flags.c_contiguous:
+        filled = pos  # each group of markers is read before it is overwritten
+    else:
+        filled = np.empty(pos.shape, dtype=np.float32)
     longest = 0
     for k0 in range(0, pos.shape[1], 4):
         part, n_long = fill_gaps(pos[:, k0:k0 + 4], max_gap)

@@ -4,8 +4,8 @@ The graph for one archive::
 
     load_meta ──────────────────────────────────────────────────┐
     load_markers ► marker_task (gap fill, filter,             │
-         │         joint angles) ─────────────┐                 │
-         ▼ (read after: HDF5 reads serialise)  ├► step_task ► score_task ► write_task
+                   joint angles) ─────────────┐                 │
+                                               ├► step_task ► score_task ► write_task
     load_force ──► force_task (filter, re-zero, contacts,     │  (per-contact kinematics)
                    sides, force metrics) ──────┘
 
@@ -117,13 +117,8 @@ def load_meta(path) -> dict:
         return read_meta(f)
 
 
-def _loaded(_markers) -> bool:
-    return True
-
-
-def load_force(path, after=None):
-    """``/raw/force`` as :class:`treadlab.acquisition.archive.ForceData` (counts not read).
-    ``after`` only orders the read in the graph."""
+def load_force(path):
+    """``/raw/force`` as :class:`treadlab.acquisition.archive.ForceData` (counts not read)."""
     with reading(path) as f:
         return read_force(f, path)
 
@@ -169,7 +164,9 @@ def force_task(path, force, meta: dict, settings: RunSettings) -> dict:
 
 
 def marker_task(markers, meta: dict, settings: RunSettings) -> dict:
-    out = derive.marker_task(markers, meta["subject"], settings.derive)
+    """:func:`treadlab.pipeline.derive.marker_task` consuming the loaded positions (the graph
+    hands them to this task alone), plus the static-trial offsets."""
+    out = derive.marker_task(markers, meta["subject"], settings.derive, overwrite=True)
     out["static"] = derive.static_offsets(meta["attrs"])  # for step_task: obliquity zero, tilt
     return out
 
@@ -319,10 +316,9 @@ def session_graph(path, settings: RunSettings, name: str | None = None):
     meta = d(load_meta, "load_meta")(path, dask_key_name=f"load_meta-{tok}")
     markers = d(load_markers, "load_markers")(path, settings.marker_names,
                                               dask_key_name=f"load_markers-{tok}")
-    # HDF5 reads hold the library lock, so two loads in one process only interleave: read the
-    # markers (the longer branch) first and the force after them (a tiny token, no data moves)
-    loaded = delayed(_loaded, pure=False)(markers, dask_key_name=f"markers_loaded-{tok}")
-    force = d(load_force, "load_force")(path, after=loaded, dask_key_name=f"load_force-{tok}")
+    # the two loads run side by side: their chunks are inflated outside HDF5's lock
+    # (treadlab.acquisition.archive.chunks)
+    force = d(load_force, "load_force")(path, dask_key_name=f"load_force-{tok}")
     fo = delayed(force_task)(path, force, meta, settings, dask_key_name=f"contacts-{tok}")
     mo = delayed(marker_task)(markers, meta, settings, dask_key_name=f"angles-{tok}")
     steps = delayed(step_task)(fo, mo, settings, dask_key_name=f"steps-{tok}")

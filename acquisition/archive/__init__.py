@@ -24,8 +24,9 @@ one writer          :func:`acquire` / :func:`session_lock` (:class:`SessionLocke
                     :func:`lock_owner`, :func:`lock_path`
 ==================  =========================================================================
 
-Modules: ``format`` (constants, dataclasses, dataset helpers), ``read``, ``write``, ``atomic``,
-``check`` (validate, inspect), ``flags`` (HDF5 superblock status flags), ``migrate``, ``lock``,
+Modules: ``format`` (constants, dataclasses, dataset helpers), ``read``, ``chunks`` (whole
+datasets read by inflating their chunks outside HDF5), ``write``, ``atomic``, ``check``
+(validate, inspect), ``flags`` (HDF5 superblock status flags), ``migrate``, ``lock``,
 ``derived`` (:func:`write_derived`).
 
 Lab frame: X = direction of travel, Y = left, Z = up; positions in mm, forces in N, moments in

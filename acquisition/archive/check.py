@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 
 import treadlab.acquisition.archive.plausible as plausible
+from treadlab.acquisition.archive.chunks import read_all
 from treadlab.acquisition.archive.format import (one_line, ALLOWED_FILTERS, CONTACT_FIELDS, FORMAT,
     FORMAT_VERSION, RAW_UNITS, RAW_UNITS_TEXT, REQUIRED_ROOT_ATTRS, SCORE_FIELDS, STATUSES,
     attrs_of, from_attr, read_array)
@@ -67,7 +68,7 @@ def _validate_values(f, problems: list[str]) -> None:
     def read(name, obj):
         if isinstance(obj, h5py.Dataset):
             try:
-                data[name] = obj[()]
+                data[name] = read_all(obj)
             except Exception as exc:  # a corrupt chunk: gzip or checksum failure
                 add(f"/{name}: unreadable data, damaged file? ({one_line(exc)})")
     f.visititems(read)  # hard links only: the derived file (format 2) is read below

@@ -14,6 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from treadlab.acquisition.archive.chunks import read_all
+
 FORMAT = "treadlab.session"
 #: 2: ``/derived`` lives in its own file beside the session (``NAME.derived.h5``), reached
 #: from the session through an HDF5 external link; force-plate ``origin`` and ``corners`` are
@@ -247,7 +249,7 @@ def read_array(ds) -> np.ndarray:
     """A dataset as a NumPy array; variable-length strings come back as ``str`` objects."""
     if h5py.check_string_dtype(ds.dtype) is not None:
         return np.array(ds.asstr()[()], dtype=object) if ds.shape else np.array(ds.asstr()[()])
-    return ds[()]
+    return read_all(ds)
 
 
 def bitround(values, bits: int) -> np.ndarray:

@@ -11,6 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from treadlab.acquisition.archive.chunks import read_all
 from treadlab.acquisition.archive.format import (DERIVED_FORMAT, INDEX_SCALES, ForceData,
                                                  MarkerData, Session, attrs_of, from_attr,
                                                  one_line, read_array)
@@ -129,8 +130,8 @@ def _dataset(f, path, name) -> np.ndarray:
     if name not in f:
         raise InputError(path, "/" + name, "missing")
     try:
-        return f[name][()]
-    except Exception as exc:  # h5py: OSError/RuntimeError/ValueError on damaged chunks
+        return read_all(f[name])
+    except Exception as exc:  # OSError/RuntimeError/ValueError/IsalError on damaged chunks
         raise InputError(path, "/" + name, f"unreadable data, damaged file? "
                                            f"({one_line(exc)})") from None
 

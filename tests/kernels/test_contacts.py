@@ -268,6 +268,31 @@ def test_rezero_flight_removes_drift():
     assert not off0.any()
 
 
+def test_rezero_flight_in_place_and_mean_offsets_match_the_full_result():
+    rng = np.random.default_rng(5)
+    rate = 1000.0
+    fz = np.zeros(6000)
+    for k in range(10):
+        fz[k * 600 + 100:k * 600 + 350] = 1500.0
+    w = np.stack([fz * 0.1, fz * 0.05, fz], axis=1) + rng.normal(0, 2, (6000, 3)) \
+        + np.linspace(0, 30, 6000)[:, None]
+    w[700:720, 1] = np.nan
+    c, _ = contacts.detect_contacts(w[:, 2] - 30.0, rate, ContactParams())
+    full, offsets = contacts.rezero_flight(w, c.i_strike, c.i_off, rate)
+    x = w.copy()
+    same, mean = contacts.rezero_flight(x, c.i_strike, c.i_off, rate, out=x, offsets="mean")
+    assert same is x  # in place: no second (n, k) array
+    np.testing.assert_array_equal(x, full)
+    np.testing.assert_allclose(mean, offsets.mean(axis=0), rtol=1e-12)
+    _, m1 = contacts.rezero_flight(w[:, 2], c.i_strike, c.i_off, rate, offsets="mean")
+    assert m1 == pytest.approx(offsets[:, 2].mean(), rel=1e-12)
+    # a wrong-shaped output and an unknown offsets mode are refused
+    with pytest.raises(ValueError):
+        contacts.rezero_flight(w, c.i_strike, c.i_off, rate, out=np.empty((5, 3)))
+    with pytest.raises(ValueError):
+        contacts.rezero_flight(w, c.i_strike, c.i_off, rate, offsets="per-sample")
+
+
 REZERO = {"compiled": contacts.rezero_flight, "reference": _contacts_ref.rezero_flight}
 
 

@@ -1,0 +1,104 @@
+"""Whole-dataset reads that bypass HDF5's per-chunk filter pipeline (docs/archive.md §15).
+
+A session's raw streams are gzip (deflate) chunks, optionally byte-shuffled (docs/archive.md
+§3). Reading all of such a dataset through h5py decompresses every chunk with zlib inside
+HDF5, holding h5py's global lock. :func:`read_all` reads the same chunks itself: HDF5 is asked
+only where each chunk lies (``H5Dchunk_iter``), the compressed bytes are read with ``pread``
+and inflated by ISA-L (``isal``, a zlib-compatible inflater about twice as fast as zlib that
+releases the GIL), then un-shuffled and placed like HDF5 would. So the pipeline's two raw
+reads (force and markers) run side by side in threads, each faster than HDF5's own.
+
+The result is exactly ``ds[()]``, same dtype and values. Any dataset this does not cover is
+read by h5py as before: no chunks, other filters (Fletcher-32, szip, LZF, plugins), a chunk
+stored with a filter skipped, strings or compound types, a file not on the default POSIX
+driver (in-memory images), a user block, or a file opened in SWMR mode.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import h5py
+import numpy as np
+from isal import isal_zlib
+
+#: The filter pipelines :func:`read_all` decodes itself: deflate alone, or shuffle then deflate.
+_DEFLATE = (h5py.h5z.FILTER_DEFLATE,)
+_SHUFFLE_DEFLATE = (h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_DEFLATE)
+
+
+def _filters(ds) -> tuple:
+    plist = ds.id.get_create_plist()
+    return tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
+
+
+def fast_path(ds) -> bool:
+    """Whether :func:`read_all` decodes ``ds`` itself (see the module docstring)."""
+    f = ds.file
+    return (ds.chunks is not None and ds.size > 0 and ds.dtype.kind in "biuf"
+            and _filters(ds) in (_DEFLATE, _SHUFFLE_DEFLATE)
+            and f.driver == "sec2" and f.userblock_size == 0 and not f.swmr_mode
+            and hasattr(ds.id, "chunk_iter"))
+
+
+def _unshuffle(raw: bytes, itemsize: int) -> np.ndarray:
+    """HDF5's shuffle filter undone: the bytes of ``n`` elements stored as all first bytes,
+    then all second bytes, … back to element order (a uint8 array)."""
+    b = np.frombuffer(raw, np.uint8)
+    if itemsize == 1:
+        return b
+    return np.ascontiguousarray(b.reshape(itemsize, -1).T).reshape(-1)
+
+
+def read_all(ds: h5py.Dataset) -> np.ndarray:
+    """All of dataset ``ds``, as ``ds[()]`` returns it (same shape, dtype and values).
+
+    Parameters
+    ----------
+    ds : h5py.Dataset
+        Any dataset; those :func:`fast_path` does not cover are read by h5py.
+
+    Returns
+    -------
+    ndarray
+        The data; chunks never written hold the dataset's fill value.
+
+    Raises
+    ------
+    OSError
+        A chunk lies beyond the end of the file (truncated file).
+    ValueError
+        A chunk does not inflate to its size (damaged data).
+    isal.isal_zlib.error
+        A chunk is not a deflate stream (damaged data). Callers that name the file catch
+        ``Exception`` (:mod:`treadlab.acquisition.archive.read`).
+    """
+    if not fast_path(ds):
+        return ds[()]
+    shape, chunks, dtype = ds.shape, tuple(ds.chunks), ds.dtype
+    shuffle = _filters(ds) == _SHUFFLE_DEFLATE
+    infos: list = []
+    ds.id.chunk_iter(infos.append)
+    if any(info.filter_mask for info in infos):  # a chunk stored with a filter skipped
+        return ds[()]
+    n_grid = math.prod(-(-s // c) for s, c in zip(shape, chunks))
+    if len(infos) < n_grid:  # chunks never written read as the fill value
+        out = np.full(shape, ds.fillvalue, dtype=dtype)
+    else:
+        out = np.empty(shape, dtype=dtype)
+    nbytes = math.prod(chunks) * dtype.itemsize
+    fd = ds.file.id.get_vfd_handle()
+    for info in infos:
+        packed = os.pread(fd, info.size, info.byte_offset)
+        if len(packed) != info.size:
+            raise OSError(f"chunk at {tuple(info.chunk_offset)}: {len(packed)} of {info.size} "
+                          f"bytes at byte offset {info.byte_offset} (truncated file?)")
+        raw = isal_zlib.decompress(packed)
+        if len(raw) != nbytes:
+            raise ValueError(f"chunk at {tuple(info.chunk_offset)} inflates to {len(raw)} bytes,"
+                             f" not {nbytes} (damaged file?)")
+        flat = _unshuffle(raw, dtype.itemsize) if shuffle else np.frombuffer(raw, np.uint8)
+        block = flat.view(dtype).reshape(chunks)
+        dst = tuple(slice(o, min(o + c, s)) for o, c, s in zip(info.chunk_offset, chunks, shape))
+        out[dst] = block[tuple(slice(0, d.stop - d.start) for d in dst)]
+    return out
