@@ -19,6 +19,8 @@ sample), so it cannot be computed block by block. Streaming code needs a causal 
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy.signal import butter
 from scipy.signal import sosfilt_zi as _scipy_sosfilt_zi
@@ -57,8 +59,14 @@ def butter_sos(rate_hz: float, cutoff_hz: float, order: int) -> np.ndarray:
                          f"{cutoff_hz!r}")
     if int(order) != order or order < 1:
         raise ValueError(f"order must be an integer >= 1, got {order!r}")
-    return np.ascontiguousarray(butter(int(order), cutoff_hz / (0.5 * rate_hz), output="sos"),
-                                dtype=np.float64)
+    return _butter(int(order), cutoff_hz / (0.5 * rate_hz)).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _butter(order: int, wn: float) -> np.ndarray:
+    """``scipy.signal.butter`` sections, designed once per (order, normalised cut-off): a
+    pipeline run filters every session with the same two or three designs."""
+    return np.ascontiguousarray(butter(order, wn, output="sos"), dtype=np.float64)
 
 
 def _check_sos(sos) -> np.ndarray:
@@ -91,7 +99,14 @@ def min_finite(sos) -> int:
 def sosfilt_zi(sos) -> np.ndarray:
     """(s, 2) float64: the sections' steady-state initial conditions for a unit step
     (``scipy.signal.sosfilt_zi``); each pass scales them by its first sample."""
-    return np.ascontiguousarray(_scipy_sosfilt_zi(_check_sos(sos)), dtype=np.float64)
+    sos = _check_sos(sos)
+    return _sosfilt_zi(sos.tobytes(), sos.shape[0]).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _sosfilt_zi(sos_bytes: bytes, sections: int) -> np.ndarray:
+    sos = np.frombuffer(sos_bytes, dtype=np.float64).reshape(sections, 6)
+    return np.ascontiguousarray(_scipy_sosfilt_zi(sos), dtype=np.float64)
 
 
 def sosfiltfilt(sos, x, *, dtype=np.float64, out: np.ndarray | None = None) -> np.ndarray:

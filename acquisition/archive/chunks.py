@@ -1,4 +1,5 @@
-"""Whole-dataset reads that bypass HDF5's per-chunk filter pipeline (docs/archive.md §15).
+"""Whole datasets read and written chunk by chunk outside HDF5's filter pipeline
+(docs/archive.md §15).
 
 A session's raw streams are gzip (deflate) chunks, optionally byte-shuffled (docs/archive.md
 §3). Reading all of such a dataset through h5py decompresses every chunk with zlib inside
@@ -8,7 +9,12 @@ and inflated by ISA-L (``isal``, a zlib-compatible inflater about twice as fast 
 releases the GIL), then un-shuffled and placed like HDF5 would. So the pipeline's two raw
 reads (force and markers) run side by side in threads, each faster than HDF5's own.
 
-The result is exactly ``ds[()]``, same dtype and values. Any dataset this does not cover is
+:func:`write_chunks` is the other direction, for the large arrays the pipeline writes (the
+joint angles): each chunk is shuffled and deflated by ISA-L (level 2: smaller than zlib's
+level 1 and several times faster) and handed to HDF5 as it is (``H5Dwrite_chunk``). Any
+deflate decoder reads it back.
+
+The result of :func:`read_all` is exactly ``ds[()]``, same dtype and values. Any dataset it does not cover is
 read by h5py as before: no chunks, other filters (Fletcher-32, szip, LZF, plugins), a chunk
 stored with a filter skipped, strings or compound types, a file not on the default POSIX
 driver (in-memory images), a user block, or a file opened in SWMR mode.
@@ -102,3 +108,38 @@ def read_all(ds: h5py.Dataset) -> np.ndarray:
         dst = tuple(slice(o, min(o + c, s)) for o, c, s in zip(info.chunk_offset, chunks, shape))
         out[dst] = block[tuple(slice(0, d.stop - d.start) for d in dst)]
     return out
+
+
+#: ISA-L's compression level for :func:`write_chunks` (0-3; 2: about zlib's level-1 size or
+#: smaller, at several times its speed).
+ISAL_LEVEL = 2
+
+#: Arrays at least this large (bytes) are written by :func:`write_chunks` when they qualify.
+MIN_DIRECT_BYTES = 1 << 16
+
+
+def write_chunks(ds: h5py.Dataset, data: np.ndarray) -> bool:
+    """Write all of ``data`` into the new, empty dataset ``ds`` by compressing its chunks
+    here (see the module docstring). Returns False, writing nothing, when ``ds`` is not a
+    chunked deflate (optionally shuffled) numeric dataset of ``data``'s shape: the caller then
+    writes through h5py."""
+    data = np.asarray(data)
+    filters = _filters(ds)
+    if (ds.chunks is None or filters not in (_DEFLATE, _SHUFFLE_DEFLATE) or data.shape != ds.shape
+            or ds.dtype.kind not in "biuf" or data.dtype.kind not in "biuf"):
+        return False
+    data = np.ascontiguousarray(data, dtype=ds.dtype)
+    chunks, itemsize = tuple(ds.chunks), ds.dtype.itemsize
+    shuffle = filters == _SHUFFLE_DEFLATE and itemsize > 1
+    for index in np.ndindex(*(-(-s // c) for s, c in zip(ds.shape, chunks))):
+        start = tuple(i * c for i, c in zip(index, chunks))
+        block = data[tuple(slice(o, o + c) for o, c in zip(start, chunks))]
+        if block.shape != chunks:  # an edge chunk is stored whole, padded with the fill value
+            full = np.full(chunks, ds.fillvalue, dtype=ds.dtype)
+            full[tuple(slice(0, b) for b in block.shape)] = block
+            block = full
+        raw = np.ascontiguousarray(block).view(np.uint8).reshape(-1)
+        if shuffle:
+            raw = np.ascontiguousarray(raw.reshape(-1, itemsize).T)
+        ds.id.write_direct_chunk(start, isal_zlib.compress(raw, ISAL_LEVEL))
+    return True

@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from treadlab.acquisition.archive.chunks import read_all
+from treadlab.acquisition.archive.chunks import MIN_DIRECT_BYTES, read_all, write_chunks
 
 FORMAT = "treadlab.session"
 #: 2: ``/derived`` lives in its own file beside the session (``NAME.derived.h5``), reached
@@ -302,7 +302,14 @@ def new_dataset(group, name, shape, dtype, units, *, rows_per_chunk=None, data=N
         kwargs["compression_opts"] = GZIP_LEVEL if level is None else level
         if shuffle and dtype.itemsize > 1 and not h5py.check_string_dtype(dtype):
             kwargs["shuffle"] = True
-    if data is not None and "maxshape" not in kwargs and np.shape(data) == tuple(shape):
+    if (data is not None and "maxshape" not in kwargs and kwargs.get("compression_opts")
+            and np.shape(data) == tuple(shape)
+            and np.asarray(data).nbytes >= MIN_DIRECT_BYTES and dtype.kind in "biuf"):
+        # a large array: its chunks compressed by ISA-L and written as they are (chunks.py)
+        ds = group.create_dataset(name, shape=shape, dtype=dtype, **kwargs)
+        if not write_chunks(ds, data):
+            ds[...] = data
+    elif data is not None and "maxshape" not in kwargs and np.shape(data) == tuple(shape):
         # written as it is created: one call into HDF5 instead of create, select and write
         ds = group.create_dataset(name, dtype=dtype, data=data, **kwargs)
     else:
