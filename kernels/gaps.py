@@ -55,6 +55,8 @@ def fill_gaps(positions, max_gap_frames):
         Length in frames of the longest gap filled (0 when none).
     """
     pos, max_gap, out_dtype = _check(positions, max_gap_frames)
+    if np.isfinite(pos).all():  # nothing missing (most markers of a good recording)
+        return np.array(pos, dtype=out_dtype, order="C", copy=True), 0
     cy = compiled("_gaps_cy")
     work = np.array(pos, dtype=np.float64, order="C", copy=True)
     longest = cy.fill_gaps_cy(work, max_gap)
