@@ -205,9 +205,12 @@ def _finish(params, i_strike, i_off, i_peak, t_strike, t_off, peak, flags) -> Co
                     flags=flags.astype(np.int32), i_peak=np.asarray(i_peak, np.int64))
 
 
-def rezero_flight(wrench, i_strike, i_off, rate_hz, *, guard_s=0.01, min_samples=5):
+def rezero_flight(wrench, i_strike, i_off, rate_hz, *, guard_s=0.01, min_samples=5, out=None,
+                  offsets="full"):
     """Reference for :func:`treadlab.kernels.contacts.rezero_flight` (same signature and
-    result; the public function validates, this one trusts its input).
+    result; the public function validates, this one trusts its input). ``out``: the corrected
+    wrench is copied into it; ``offsets="mean"``: the offsets' mean per channel is returned
+    instead of the offsets.
 
     The rule: flight ``f`` is the window from ``guard`` samples after the toe off of contact
     ``f`` to ``guard`` samples before the strike of contact ``f + 1``
@@ -238,14 +241,20 @@ def rezero_flight(wrench, i_strike, i_off, rate_hz, *, guard_s=0.01, min_samples
             continue
         centres.append(0.5 * (start + end - 1))
         values.append(np.where(good, seg, 0.0).sum(axis=0) / count)
-    offsets = np.zeros_like(w)
+    offs = np.zeros_like(w)
     if centres:
         idx = np.arange(n, dtype=np.float64)
         values = np.asarray(values).reshape(len(centres), k)
         for ch in range(k):
-            offsets[:, ch] = np.interp(idx, np.asarray(centres), values[:, ch])
+            offs[:, ch] = np.interp(idx, np.asarray(centres), values[:, ch])
     with np.errstate(invalid="ignore"):  # inf - inf: NaN, as in the compiled kernel
-        corrected = w - offsets
+        corrected = w - offs
+    if out is not None:
+        out.reshape(corrected.shape)[...] = corrected
+        corrected = out.reshape(corrected.shape)
+    if offsets == "mean":
+        mean = offs.mean(axis=0) if n else np.zeros(k)
+        return (corrected[:, 0], float(mean[0])) if squeeze else (corrected, mean)
     if squeeze:
-        return corrected[:, 0], offsets[:, 0]
-    return corrected, offsets
+        return corrected[:, 0], offs[:, 0]
+    return corrected, offs

@@ -284,6 +284,11 @@ def test_rezero_flight_in_place_and_mean_offsets_match_the_full_result():
     assert same is x  # in place: no second (n, k) array
     np.testing.assert_array_equal(x, full)
     np.testing.assert_allclose(mean, offsets.mean(axis=0), rtol=1e-12)
+    ref_out = w.copy()
+    ref, ref_mean = _contacts_ref.rezero_flight(w, c.i_strike, c.i_off, rate, out=ref_out,
+                                                offsets="mean")
+    np.testing.assert_allclose(ref, x, atol=1e-9)
+    np.testing.assert_allclose(ref_mean, mean, rtol=1e-12)
     _, m1 = contacts.rezero_flight(w[:, 2], c.i_strike, c.i_off, rate, offsets="mean")
     assert m1 == pytest.approx(offsets[:, 2].mean(), rel=1e-12)
     # a wrong-shaped output and an unknown offsets mode are refused
