@@ -41,6 +41,8 @@ import numpy as np
 
 from treadlab.acquisition import archive
 from treadlab.acquisition.archive import clear_status_flags
+from treadlab.acquisition.archive.format import (attach_scales, chunk_rows, make_scale,
+                                                 new_dataset, write_array)
 from treadlab.acquisition.archive.lock import lock_path
 from treadlab.acquisition.capture.clock import fit_clock
 from treadlab.config import software_version
@@ -59,6 +61,9 @@ RESERVE_BYTES = 256 << 10
 _FORCE_STREAM = ("time", "wrench", "device_time", "host_time", "counts", "seq")
 _MARKER_STREAM = ("time", "positions", "device_time", "host_time", "frame")
 _LOG_STREAM = ("time", "source", "kind", "detail")
+_ANALOG_STREAM = ("time", "data", "device_time", "host_time", "seq")
+#: streams whose session time is refitted from their device clock at close and by recover
+_TIMED = (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM), ("analog", _ANALOG_STREAM))
 
 
 def _utc_now() -> str:
@@ -170,6 +175,11 @@ class Recorder:
         Appends and flushes at least this often (≤ 1 s; default 0.5 s).
     subject : dict, optional
         ``/subject`` attributes (anthropometrics, mm).
+    belts : list of str, optional
+        Belt names of the ``/raw/belt`` stream (a treadmill controller is read).
+    analog : dict, optional
+        ``{"channels": [names], "units": [units], "rate_hz": Hz, "device": text}``: creates
+        ``/raw/analog`` (docs/archive.md §3.6) for blocks of stream ``"analog"``.
     reserve_bytes : int
         Bytes of disk kept in reserve beside the archive (``.<name>.reserve``) while recording.
         When a write fails (a full disk), the reserve is released so HDF5 can complete its
@@ -184,7 +194,7 @@ class Recorder:
                  counts_dtype=None, calibration: dict | None = None,
                  t0_host: float | None = None, flush_interval_s: float = 0.5,
                  subject: dict | None = None, reserve_bytes: int = RESERVE_BYTES,
-                 belts: list[str] | None = None):
+                 belts: list[str] | None = None, analog: dict | None = None):
         if not 0 < flush_interval_s <= 1.0:
             raise ValueError(f"flush_interval_s must be in (0, 1] s, got {flush_interval_s}")
         self.path = Path(path)
@@ -198,6 +208,8 @@ class Recorder:
         self._subject = dict(subject or {})
         #: belt names of the ``/raw/belt`` stream (None: no treadmill speed stream)
         self._belts = list(belts) if belts else None
+        #: channels of the ``/raw/analog`` stream (None: no analog stream)
+        self._analog = dict(analog) if analog else None
         self._queue: deque = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -206,7 +218,7 @@ class Recorder:
         self._ds: dict[str, h5py.Dataset] = {}
         self.error: BaseException | None = None
         #: rows written and flushed so far per stream (``force``, ``markers``, ``log``)
-        self.written = {"force": 0, "markers": 0, "log": 0, "belt": 0}
+        self.written = {"force": 0, "markers": 0, "log": 0, "belt": 0, "analog": 0}
         self.flushes = 0
         self.last_flush_host: float | None = None
         self._lock_fd: archive.SessionLock | None = None
@@ -261,6 +273,8 @@ class Recorder:
             ds.update(_create_acquisition_datasets(f))
             if self._belts:
                 ds.update(_create_belt_datasets(f, self._belts))
+            if self._analog:
+                ds.update(_create_analog_datasets(f, **self._analog))
             f["raw"].attrs["clock_t0_host_s"] = float(self.t0_host)
             f["raw"].attrs["clock"] = ("session clock = host time (time.monotonic) - "
                                        "clock_t0_host_s; each device clock mapped onto the host "
@@ -391,8 +405,7 @@ class Recorder:
         flush holds (the failed write may have left zeros) and flush, so HDF5's metadata are
         complete on disk."""
         self._drop_reserve()
-        keep = {"force": self.written["force"], "markers": self.written["markers"],
-                "log": self.written["log"]}
+        keep = {k: self.written[k] for k in ("force", "markers", "log", "analog")}
         try:
             for key, ds in self._ds.items():
                 group = key.split("/", 1)[0]
@@ -436,12 +449,14 @@ class Recorder:
                         return
 
     def _write(self, items) -> None:
-        force, markers, events, belt = [], [], [], []
+        force, markers, events, belt, analog = [], [], [], [], []
         for kind, payload, t in items:
             if kind == "event":
                 events.append(payload)
             elif payload.stream == "belt":
                 belt.append((payload, t))
+            elif payload.stream == "analog":
+                analog.append((payload, t))
             elif payload.stream == "force":
                 force.append((payload, t))
             elif payload.stream == "markers":
@@ -452,6 +467,8 @@ class Recorder:
             new["force"] = _append_stream(ds, "force", "wrench", "seq", force)
         if markers:
             new["markers"] = _append_stream(ds, "markers", "positions", "frame", markers)
+        if analog and "analog/data" in ds:
+            new["analog"] = _append_stream(ds, "analog", "data", "seq", analog)
         if belt and "belt/speed" in ds:
             blocks = [b for b, _ in belt]
             archive.append_rows(ds["belt/time"], np.concatenate([t for _, t in belt]))
@@ -491,6 +508,48 @@ def _create_belt_datasets(f: h5py.File, belts: list[str]) -> dict:
                               compression_opts=archive.GZIP_LEVEL)
         ds.attrs["units"] = units
         out[f"belt/{name}"] = ds
+    return out
+
+
+def _create_analog_datasets(f: h5py.File, channels, units, rate_hz: float,
+                            device: str = "") -> dict:
+    """``/raw/analog``: analog channels recorded through the mocap system (before SWMR).
+
+    Datasets along dimension ``time``: ``time`` (n,) s on the session clock (a dimension
+    scale), ``data`` (n, c) float32 in each channel's unit (dimensions ``time`` × ``channel``),
+    ``device_time`` (n,) s (sample number / rate), ``host_time`` (n,) s, ``seq`` (n,) the
+    device's sample numbers (gaps = missed samples); ``channel`` (c,) the channel names (a
+    dimension scale) and ``unit`` (c,) their units. Attributes ``rate_hz``, ``channels``,
+    ``units``, ``device``.
+    """
+    channels, units = [str(c) for c in channels], [str(u) for u in units]
+    g = f["raw"].create_group("analog")
+    g.attrs["rate_hz"] = float(rate_hz)
+    g.attrs["channels"] = archive.to_attr(channels)
+    g.attrs["units"] = archive.to_attr(units)
+    g.attrs["device"] = str(device)
+    g.attrs["description"] = ("analog channels as the device sent them (vendor units, not "
+                              "rescaled); time = session clock from the device's sample clock")
+    rows = chunk_rows(rate_hz, max(1, len(channels)) * 4)
+    t = new_dataset(g, "time", (0,), np.float64, "s", rows_per_chunk=rows, clock="session")
+    t.make_scale("time")
+    ch = make_scale(g, "channel", np.array(channels, dtype=object))
+    unit = write_array(g, "unit", np.array(units, dtype=object), "")
+    unit.dims[0].attach_scale(ch)
+    same = len(set(units)) == 1
+    data = new_dataset(g, "data", (0, len(channels)), np.float32,
+                       units[0] if same and units else "per channel: see unit",
+                       rows_per_chunk=rows)
+    attach_scales(data, t, ch)
+    out = {"analog/time": t, "analog/data": data}
+    for name, dtype, u, what in (("device_time", np.float64, "s", "device sample clock"),
+                                 ("host_time", np.float64, "s",
+                                  "host time.monotonic() at receipt"),
+                                 ("seq", np.int64, "1", "device sample number, unwrapped "
+                                  "(gaps = missed samples)")):
+        d = new_dataset(g, name, (0,), dtype, u, rows_per_chunk=rows, description=what)
+        d.dims[0].attach_scale(t)
+        out[f"analog/{name}"] = d
     return out
 
 
@@ -555,12 +614,12 @@ def _finish(f: h5py.File, status: str, note: str) -> dict:
     """Trim, refit clocks, log and set ``status`` on a file open normally for writing."""
     raw = f.require_group("raw")
     counts = {}
-    for group, names in (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM)):
+    for group, names in _TIMED:
         if group in raw:
             counts[group] = _trim(raw[group], names)
     t0 = float(raw.attrs.get("clock_t0_host_s", 0.0))
     details = []
-    for group in ("force", "markers"):
+    for group, _ in _TIMED:
         if group in raw:
             fit = _refit_time(raw[group], t0)
             if fit is not None:
@@ -704,7 +763,7 @@ def _recover_copy(path: Path, tmp: Path, body_mass_kg: float | None = None) -> t
             f.attrs["body_mass_source"] = "given to recover"
             mass_note = f"; body mass set to {body_mass_kg:g} kg"
         if old == "complete":
-            for group, names in (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM)):
+            for group, names in _TIMED:
                 if raw is not None and group in raw:
                     lengths = _stream_lengths(raw[group], names)
                     if len(set(lengths.values())) > 1:
@@ -720,7 +779,7 @@ def _recover_copy(path: Path, tmp: Path, body_mass_kg: float | None = None) -> t
                     bool(notes))
         dropped = []
         if raw is not None:
-            for group, names in (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM)):
+            for group, names in _TIMED:
                 if group in raw:
                     dropped += _trim_consistent(raw[group], group, names)
         counts = _finish(f, "interrupted", note=f"recovered by treadlab recover (was {old!r}"

@@ -4,10 +4,13 @@ The connection is Qualisys' own Python client, ``qtm-rt`` (asyncio), speaking QT
 protocol (TCP port 22223, little-endian, protocol version ≥ 1.8; ``version`` in the table).
 One :class:`QTMClient` per QTM host runs the client's event loop in its own thread, reads the
 ``general``, ``3d`` and ``force`` parameters once connected (marker labels, camera and plate
-rates) and streams ``allframes`` with the ``3d`` and ``force`` components. Two
+rates, analog devices) and streams ``allframes`` with the ``3d``, ``force`` and (when
+``[qualisys] analog`` names channels) ``analog`` components. Up to three
 :class:`~treadlab.acquisition.sources.base.Source` views share it: :class:`QualisysMarkers`
-(``[markers] driver = "qualisys"``) and :class:`QualisysForce` (``[forceplate] driver =
-"qualisys"``); :func:`qualisys_sources` builds both on one connection.
+(``[markers] driver = "qualisys"``), :class:`QualisysForce` (``[forceplate] driver =
+"qualisys"``) and :class:`QualisysAnalog` (``force.extra``: analog channels in QTM's units,
+``/raw/analog``); :func:`qualisys_sources` builds them on one connection. The analog
+component is parsed by qtm-rt itself (``packet.get_analog()``).
 
 Frames and units, mapped at this boundary (the originals' metadata is kept as events):
 
@@ -93,6 +96,11 @@ class QualisysSettings:
         has X forward, Y left, Z up).
     qtm_origin : [x, y, z] mm, QTM's origin in the lab frame.
     plates : :class:`QualisysPlate` entries, one per ``[[plates]]``.
+    analog : QTM analog channels recorded in ``/raw/analog``: a list of channel names (QTM's
+        ``Analog/Device/Channel/Label``) or ``"all"`` (every channel of QTM's one analog
+        device); ``[]`` (default) = no analog stream. The names are checked against QTM's
+        parameters when the capture opens the connection (ConfigError naming
+        ``qualisys.analog``).
     """
 
     host: str = "auto"
@@ -103,9 +111,10 @@ class QualisysSettings:
     lab_from_qtm: list = field(default_factory=lambda: np.eye(3).tolist())
     qtm_origin: list = field(default_factory=lambda: [0.0, 0.0, 0.0])
     plates: list = field(default_factory=list)
+    analog: list | str = field(default_factory=list)
 
     KEYS = ("host", "port", "version", "timeout_s", "reconnect_s", "lab_from_qtm",
-            "qtm_origin", "plates")
+            "qtm_origin", "plates", "analog")
 
     @classmethod
     def from_config(cls, cfg) -> "QualisysSettings":
@@ -143,6 +152,21 @@ class QualisysSettings:
                 raise ConfigError(path, f"qualisys.{key}", "needs a 3×3 rotation matrix")
         if np.asarray(self.qtm_origin, float).shape != (3,):
             raise ConfigError(path, "qualisys.qtm_origin", "needs [x, y, z] (mm)")
+        if isinstance(self.analog, str):
+            if self.analog != "all":
+                raise ConfigError(path, "qualisys.analog", f"{self.analog!r}: expected a list "
+                                  "of QTM analog channel names or \"all\"")
+        else:
+            seen = set()
+            for i, name in enumerate(self.analog):
+                if not isinstance(name, str) or not name.strip():
+                    raise ConfigError(path, f"qualisys.analog[{i}]", f"{name!r}: expected a "
+                                      "QTM analog channel name")
+                if name in seen:
+                    raise ConfigError(path, f"qualisys.analog[{i}]", f"duplicate channel "
+                                      f"{name!r}")
+                seen.add(name)
+            self.analog = list(self.analog)
         plates = []
         for i, p in enumerate(self.plates):
             key = f"qualisys.plates[{i}]"
@@ -189,10 +213,12 @@ def _text(node, *names, default=None):
 
 
 def parse_parameters(xml: str) -> dict:
-    """QTM's ``getparameters general 3d force`` answer → ``{"marker_rate_hz", "labels",
-    "plates": {qtm_id: {"name", "rate_hz"}}}``."""
+    """QTM's ``getparameters general 3d force [analog]`` answer → ``{"marker_rate_hz",
+    "labels", "plates": {qtm_id: {"name", "rate_hz", "length_unit"}}, "analog": [{"id",
+    "name", "rate_hz", "labels", "units"}]}`` (analog devices in QTM's order; a channel's unit
+    is its ``Channel/Unit``, else the device's ``Unit``, else ``"V"``)."""
     root = ET.fromstring(xml)
-    out = {"marker_rate_hz": None, "labels": [], "plates": {}}
+    out = {"marker_rate_hz": None, "labels": [], "plates": {}, "analog": []}
     gen = root.find("General")
     if gen is not None:
         f = _text(gen, "Frequency")
@@ -208,7 +234,23 @@ def parse_parameters(xml: str) -> dict:
                 continue
             rate = _text(p, "Frequency")
             out["plates"][int(pid)] = {"name": _text(p, "Name", default=""),
-                                       "rate_hz": float(rate) if rate else None}
+                                       "rate_hz": float(rate) if rate else None,
+                                       "length_unit": _text(force, "Unit_Length",
+                                                            default="mm")}
+    analog = root.find("Analog")
+    if analog is not None:
+        for d in analog.findall("Device"):
+            did = _text(d, "Device_ID")
+            if did is None:
+                continue
+            rate = _text(d, "Frequency")
+            unit = _text(d, "Unit", default="V")
+            chans = d.findall("Channel")
+            out["analog"].append({
+                "id": int(did), "name": _text(d, "Device_Name", default=""),
+                "rate_hz": float(rate) if rate else None,
+                "labels": [_text(c, "Label", default="") for c in chans],
+                "units": [_text(c, "Unit", default=unit) for c in chans]})
     return out
 
 
@@ -225,7 +267,10 @@ class QTMClient:
         self.where = f"qtm://{settings.host}:{settings.port}"
         self.params: dict | None = None
         self._users: dict[str, Source] = {}
-        self._queues: dict[str, deque] = {"markers": deque(), "force": deque()}
+        self._queues: dict[str, deque] = {"markers": deque(), "force": deque(),
+                                          "analog": deque()}
+        #: the RT components streamed: analog only when ``[qualisys].analog`` names channels
+        self.components = ["3d", "force"] + (["analog"] if settings.analog else [])
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -338,12 +383,12 @@ class QTMClient:
                 await asyncio.sleep(float(self.settings.reconnect_s))
                 continue
             try:
-                xml = await conn.get_parameters(parameters=["general", "3d", "force"])
+                xml = await conn.get_parameters(parameters=["general"] + self.components)
                 params = parse_parameters(xml.decode("utf-8", "replace")
                                           if isinstance(xml, bytes) else xml)
                 if first:
                     self.params = params
-                await conn.stream_frames(frames="allframes", components=["3d", "force"],
+                await conn.stream_frames(frames="allframes", components=self.components,
                                          on_packet=self._on_packet)
             except Exception as exc:  # noqa: BLE001 - a refused command: report and retry
                 if first:
@@ -403,6 +448,10 @@ class QTMClient:
                                        .reshape(n, 9).astype(np.float64))
                     p += 36 * n
                 items.append(("force", (host, frame, chunk)))
+            if "analog" in self._users:
+                got = packet.get_analog()        # qtm-rt's own parser of the analog component
+                if got is not None:
+                    items.append(("analog", (host, frame, analog_chunk(got[1]))))
         except Exception as exc:  # noqa: BLE001 - a malformed packet is counted, not fatal
             self._event("bad_packet", f"{self.where}: frame {frame}: {type(exc).__name__}: "
                         f"{exc}", counter="bad_packets")
@@ -412,6 +461,18 @@ class QTMClient:
                 if kind in self._users:
                     self._queues[kind].append(item)
             self._cond.notify_all()
+
+
+def analog_chunk(channels) -> dict:
+    """qtm-rt's ``packet.get_analog()`` list — one ``(RTAnalogDevice, RTSampleNumber,
+    RTAnalogChannel)`` per channel of every device that sent samples — → ``{device id:
+    (sample number of the first sample, (n, channels) float64 in the device's units)}``."""
+    per: dict = {}
+    for device, number, channel in channels:
+        per.setdefault(int(device.id), (int(number.sample_number), []))[1].append(
+            channel.samples)
+    return {did: (number, np.asarray(rows, np.float64).T) for did, (number, rows)
+            in per.items()}
 
 
 class _Unwrap:
@@ -468,8 +529,8 @@ class Qualisys(Source):
 
     @classmethod
     def from_config(cls, cfg, lab=None, stream: str | None = None, **kw) -> Source:
-        """The ``stream`` source (``"force"``/``"markers"``); by default the one whose table
-        names the ``qualisys`` driver (force when both do)."""
+        """The ``stream`` source (``"force"``/``"markers"``/``"analog"``); by default the one
+        whose table names the ``qualisys`` driver (force when both do)."""
         if stream is None:
             if cls is QualisysMarkers:
                 stream = "markers"
@@ -479,6 +540,11 @@ class Qualisys(Source):
                 stream = ("force" if getattr(cfg.forceplate, "driver", "") == "qualisys"
                           else "markers")
         force, markers = qualisys_sources(cfg, lab=lab)
+        if stream == "analog":
+            if not force.extra:
+                raise ConfigError(getattr(cfg, "path", None), "qualisys.analog",
+                                  "names no channel: no analog stream")
+            return force.extra[0]
         return force if stream == "force" else markers
 
 
@@ -666,6 +732,121 @@ class QualisysForce(Qualisys):
                              seq=seq))
 
 
+class QualisysAnalog(Qualisys):
+    """QTM's analog channels (``[qualisys] analog``): ``data`` (n, c) float32 in each channel's
+    unit as QTM sends it (V for a plain analog board), ``seq`` = QTM's analog sample number
+    (unwrapped), device time = sample number / the device's rate.
+
+    The channels must belong to one QTM analog device (one sample clock). ``info.labels`` are
+    the channel names in the order recorded, :attr:`units` their units (from QTM's analog
+    parameters, known once open). A channel name QTM does not have is a ConfigError naming
+    ``qualisys.analog[i]`` at :meth:`open`, before anything is recorded.
+
+    Parameters
+    ----------
+    client : the shared :class:`QTMClient` (its settings' ``analog`` names the channels).
+    path : the lab file, named in errors.
+    """
+
+    kind = "analog"
+
+    def __init__(self, client: QTMClient, path=None, name: str = "analog"):
+        super().__init__(name)
+        self.client = client
+        self.port = client.where
+        self.path = path
+        wanted = client.settings.analog
+        self.info = StreamInfo(stream="analog", rate_hz=0.0,
+                               labels=[] if wanted == "all" else list(wanted), channels=0,
+                               sample_type="float32")
+        self.units: list[str] = []
+        self.device: dict | None = None
+        self._cols: np.ndarray | None = None
+
+    def resolve(self, devices: list) -> None:
+        """Pick the channels from QTM's analog devices (``parse_parameters()["analog"]``);
+        ConfigError naming ``qualisys.analog`` when a name is unknown or the names span
+        devices."""
+        wanted = self.client.settings.analog
+        have = ", ".join(f"{d['name'] or d['id']}: {', '.join(d['labels'])}" for d in devices)
+        if not devices:
+            raise ConfigError(self.path, "qualisys.analog", f"{self.client.where}: QTM has no "
+                              "analog device (none in its analog parameters)")
+        if wanted == "all":
+            if len(devices) > 1:
+                raise ConfigError(self.path, "qualisys.analog", f"\"all\": QTM has "
+                                  f"{len(devices)} analog devices ({have}); name the channels "
+                                  "of one")
+            dev, cols = devices[0], list(range(len(devices[0]["labels"])))
+        else:
+            where = []
+            for i, name in enumerate(wanted):
+                hits = [(d, d["labels"].index(name)) for d in devices if name in d["labels"]]
+                if not hits:
+                    raise ConfigError(self.path, f"qualisys.analog[{i}]", f"{name!r} is not "
+                                      f"an analog channel of {self.client.where} (QTM has "
+                                      f"{have})")
+                where.append(hits[0])
+            ids = {d["id"] for d, _ in where}
+            if len(ids) > 1:
+                raise ConfigError(self.path, "qualisys.analog", "the channels belong to "
+                                  f"{len(ids)} QTM analog devices; one device per capture")
+            dev, cols = where[0][0], [c for _, c in where]
+        if not dev.get("rate_hz"):
+            raise DeviceError(f"{self.client.where}: analog device {dev['id']} has no "
+                              "<Frequency> in QTM's parameters")
+        self.device = dev
+        self._cols = np.asarray(cols, np.intp)
+        self.info.labels = [dev["labels"][c] for c in cols]
+        self.info.rate_hz = float(dev["rate_hz"])
+        self.units = [dev["units"][c] for c in cols]
+
+    @property
+    def description(self) -> str:
+        """``qtm://host:port analog device ID 'name'`` (once open)."""
+        d = self.device or {}
+        return f"{self.client.where} analog device {d.get('id', '?')} {d.get('name', '')!r}"
+
+    def _open(self) -> None:
+        self._unwrap = _Unwrap(self, "analog sample")
+        self.client.attach(self)
+        try:
+            self.resolve(self.client.params.get("analog", []))
+        except Exception:
+            self.client.detach(self)
+            raise
+        d = self.device
+        self._event("qtm", f"{self.client.where}: analog device {d['id']} {d['name']!r} at "
+                    f"{self.info.rate_hz:g} Hz: "
+                    + ", ".join(f"{n} ({u})" for n, u in zip(self.info.labels, self.units)),
+                    level=logging.INFO)
+
+    def _close(self) -> None:
+        self.client.detach(self)
+
+    def _acquire(self, timeout: float) -> None:
+        items = self.client.take("analog", timeout)
+        did, width = self.device["id"], len(self.device["labels"])
+        for h, frame, chunk in items:
+            got = chunk.get(did)
+            if got is None:
+                continue                   # no sample of this device with this camera frame
+            number, values = got
+            if values.shape[1] != width:
+                self._event("bad_packet", f"{self.client.where}: frame {frame}: analog device "
+                            f"{did} sent {values.shape[1]} channels, its parameters list "
+                            f"{width}", counter="bad_packets")
+                continue
+            n = values.shape[0]
+            s0 = self._unwrap.seq(number, n)
+            if s0 is None:
+                continue
+            seq = s0 + np.arange(n, dtype=np.int64)
+            self._push(Block(stream="analog", device_time=seq / self.info.rate_hz,
+                             host_time=np.full(n, h),
+                             data=values[:, self._cols].astype(np.float32), seq=seq))
+
+
 def _lab_address(cfg, lab):
     if lab is not None and getattr(lab, "qtm_address", None):
         return tuple(lab.qtm_address)
@@ -688,4 +869,7 @@ def qualisys_sources(cfg, lab=None, client: QTMClient | None = None):
         client = QTMClient(s)
     force = QualisysForce(cfg.forceplate, cfg.plates, client)
     markers = QualisysMarkers(MarkerSettings.from_table(cfg.markers), client)
+    if client.settings.analog:
+        # recorded beside force and markers, on the same connection (Source.companions)
+        force.extra = [QualisysAnalog(client, path=getattr(cfg, "path", None))]
     return force, markers
