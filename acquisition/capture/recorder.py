@@ -58,7 +58,7 @@ __all__ = ["Recorder", "recover", "require_finished", "clear_status_flags", "loc
 #: still be closed cleanly (see :class:`Recorder`).
 RESERVE_BYTES = 256 << 10
 
-_FORCE_STREAM = ("time", "wrench", "device_time", "host_time", "counts", "seq")
+_FORCE_STREAM = ("time", "wrench", "device_time", "host_time", "counts", "seq", "cop_device")
 _MARKER_STREAM = ("time", "positions", "device_time", "host_time", "frame")
 _LOG_STREAM = ("time", "source", "kind", "detail")
 _ANALOG_STREAM = ("time", "data", "device_time", "host_time", "seq")
@@ -136,6 +136,10 @@ def _append_stream(ds: dict, stream: str, data_name: str, seq_name: str, items) 
         [np.broadcast_to(b.host_time, (len(b),)) for b in blocks]))
     archive.append_rows(ds[f"{stream}/{seq_name}"], np.concatenate(
         [b.seq if b.seq is not None else np.full(len(b), -1) for b in blocks]))
+    if f"{stream}/cop_device" in ds:
+        archive.append_rows(ds[f"{stream}/cop_device"], np.concatenate(
+            [b.cop if b.cop is not None else np.full(b.data.shape[:2] + (3,), np.nan)
+             for b in blocks]).astype(np.float32, copy=False))
     if f"{stream}/counts" in ds:
         c = ds[f"{stream}/counts"]
         archive.append_rows(c, np.concatenate([b.raw for b in blocks]).astype(c.dtype, copy=False))
@@ -177,6 +181,9 @@ class Recorder:
         ``/subject`` attributes (anthropometrics, mm).
     belts : list of str, optional
         Belt names of the ``/raw/belt`` stream (a treadmill controller is read).
+    force_cop : bool
+        The force source reports its own centre of pressure (``Block.cop``): creates
+        ``/raw/force/cop_device`` (n, p, 3) float32 mm.
     analog : dict, optional
         ``{"channels": [names], "units": [units], "rate_hz": Hz, "device": text}``: creates
         ``/raw/analog`` (docs/archive.md §3.6) for blocks of stream ``"analog"``.
@@ -194,7 +201,8 @@ class Recorder:
                  counts_dtype=None, calibration: dict | None = None,
                  t0_host: float | None = None, flush_interval_s: float = 0.5,
                  subject: dict | None = None, reserve_bytes: int = RESERVE_BYTES,
-                 belts: list[str] | None = None, analog: dict | None = None):
+                 belts: list[str] | None = None, analog: dict | None = None,
+                 force_cop: bool = False):
         if not 0 < flush_interval_s <= 1.0:
             raise ValueError(f"flush_interval_s must be in (0, 1] s, got {flush_interval_s}")
         self.path = Path(path)
@@ -210,6 +218,7 @@ class Recorder:
         self._belts = list(belts) if belts else None
         #: channels of the ``/raw/analog`` stream (None: no analog stream)
         self._analog = dict(analog) if analog else None
+        self._force_cop = bool(force_cop)
         self._queue: deque = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -271,6 +280,8 @@ class Recorder:
             ds = archive.create_raw_layout(f, device_time=True, log=True, **self._layout_kw)
             archive.link_derived(f, archive.derived_path(self.path).name)
             ds.update(_create_acquisition_datasets(f))
+            if self._force_cop:
+                ds.update(_create_cop_dataset(f))
             if self._belts:
                 ds.update(_create_belt_datasets(f, self._belts))
             if self._analog:
@@ -509,6 +520,21 @@ def _create_belt_datasets(f: h5py.File, belts: list[str]) -> dict:
         ds.attrs["units"] = units
         out[f"belt/{name}"] = ds
     return out
+
+
+def _create_cop_dataset(f: h5py.File) -> dict:
+    """``/raw/force/cop_device`` (n, p, 3) float32 mm, lab frame: the centre of pressure the
+    force device reports itself (QTM), NaN while unloaded; dimensions time × plate × xyz."""
+    g = f["raw"]["force"]
+    p = g["plate"].shape[0]
+    ds = new_dataset(g, "cop_device", (0, p, 3), np.float32, "mm",
+                     rows_per_chunk=g["time"].chunks[0],
+                     description="centre of pressure as the device reported it, mapped to the "
+                                 "lab frame; NaN while the plate is unloaded; provenance only "
+                                 "(the pipeline derives the COP from the wrench)")
+    xyz = g["xyz"] if "xyz" in g else make_scale(g, "xyz", np.array(["X", "Y", "Z"], dtype=object))
+    attach_scales(ds, g["time"], g["plate"], xyz)
+    return {"force/cop_device": ds}
 
 
 def _create_analog_datasets(f: h5py.File, channels, units, rate_hz: float,

@@ -437,7 +437,8 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
                    counts_dtype=np.dtype(finfo.sample_type) if finfo.channels else None,
                    calibration=cal, t0_host=t0, subject=subject_attrs,
                    belts=treadmill.info.labels if treadmill is not None else None,
-                   analog=analog_layout).start()
+                   analog=analog_layout,
+                   force_cop=bool(getattr(force, "sends_cop", False))).start()
     devices = (force, markers) + tuple(extra) + ((treadmill,) if treadmill is not None else ())
     belt_speeds: list = []
     speed_protocol = None
@@ -591,7 +592,8 @@ def _merge(blocks):
                                for p, b in zip(parts, blocks)])
 
     return [Block(stream=first.stream, device_time=cat("device_time"),
-                  host_time=cat("host_time"), data=cat("data"), raw=cat("raw"), seq=cat("seq"))]
+                  host_time=cat("host_time"), data=cat("data"), raw=cat("raw"), seq=cat("seq"),
+                  cop=cat("cop"))]
 
 
 def _move(blocks, clock: SessionClock, rec: Recorder, live: LiveProcessor) -> int | None:

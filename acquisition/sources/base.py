@@ -54,6 +54,9 @@ class Block:
         analog: (n, c) float32 in each channel's unit (V, mV, …) as the device sends it.
     raw : force only: (n, c) int16/int32 ADC counts as received (None for markers).
     seq : (n,) int64 unwrapped frame numbers (gaps = dropped frames).
+    cop : force only, optional: (n, p, 3) float32 mm, lab frame — the centre of pressure the
+        device itself reports (QTM), NaN while a plate is unloaded; kept for provenance
+        (``/raw/force/cop_device``); None when the device sends none.
     """
 
     stream: str
@@ -62,6 +65,7 @@ class Block:
     data: np.ndarray
     raw: np.ndarray | None = None
     seq: np.ndarray | None = None
+    cop: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.device_time.shape[0])

@@ -26,8 +26,9 @@ Frames and units, mapped at this boundary (the originals' metadata is kept as ev
   (``"on_plate"``: QTM reports the force the subject applies to the plate, negated here;
   ``"on_body"``: already the ground reaction). The archive's convention results: ground
   reaction on the body, Fz > 0 in stance, moments about each ``[[plates]].origin`` in N·m.
-  The wrench is computed from force and moment; the centre of pressure QTM sends is not
-  stored (the pipeline derives it from the wrench).
+  The wrench is computed from force and moment; the centre of pressure QTM sends (plate
+  frame, ``Force/Unit_Length``) is mapped to the lab frame in mm and kept as
+  ``/raw/force/cop_device`` for provenance (the pipeline derives its own from the wrench).
 
 Clocks and losses: the device clock of markers is QTM's frame timestamp (µs), of force
 ``force number / force rate`` (QTM's per-measurement force sample counter); frame numbers
@@ -63,6 +64,10 @@ FORCE_CONVENTIONS = ("on_plate", "on_body")
 _U32, _I32 = struct.Struct("<I"), struct.Struct("<i")
 _PLATE = struct.Struct("<iii")           # plate id, force count, force number
 _3D_HEADER = 8                           # marker count (uint32), drop rate, out-of-sync (int16)
+#: N: below this |Fz| (lab frame) QTM's centre of pressure is not defined and stored as NaN
+COP_MIN_FZ_N = 10.0
+#: mm per unit of QTM's ``Force/Unit_Length``
+_LENGTH_MM = {"mm": 1.0, "m": 1000.0, "cm": 10.0}
 
 
 @dataclass
@@ -638,7 +643,11 @@ class QualisysForce(Qualisys):
 
     ``data`` is (n, p, 6) ``[Fx, Fy, Fz, Mx, My, Mz]`` in N and N·m, ground reaction on the
     body, moments about each plate's ``origin``; QTM sends no ADC counts, so ``raw`` is None
-    and ``info.channels`` 0 (the archive then holds no ``/raw/force/counts``).
+    and ``info.channels`` 0 (the archive then holds no ``/raw/force/counts``). ``cop`` is
+    QTM's own centre of pressure, (n, p, 3) mm in the lab frame (``rotation`` @ COP × the
+    unit of ``Force/Unit_Length`` + ``moment_origin``: QTM gives it in the plate frame about
+    the plate origin), NaN where |Fz| < :data:`COP_MIN_FZ_N`; recorded as
+    ``/raw/force/cop_device`` for provenance.
 
     Parameters
     ----------
@@ -648,6 +657,8 @@ class QualisysForce(Qualisys):
     """
 
     kind = "force"
+    #: blocks carry the device's own centre of pressure (``Block.cop``)
+    sends_cop = True
 
     def __init__(self, settings, plates, client: QTMClient, name: str = "force"):
         super().__init__(name)
@@ -661,6 +672,7 @@ class QualisysForce(Qualisys):
         self.port = client.where               # named in errors by the capture
         by_name = {q.name: q for q in client.settings.plates}
         self._maps = []
+        self._sign: list[float] = []
         for name, origin in zip(names, origins):
             q = by_name.get(name)
             if q is None:
@@ -668,6 +680,9 @@ class QualisysForce(Qualisys):
             sign = -1.0 if q.force == "on_plate" else 1.0
             self._maps.append((int(q.qtm_id), sign * _rotation(q.rotation),
                                np.asarray(q.moment_origin, float), origin))
+            self._sign.append(sign)
+        #: mm per QTM length unit of each plate's COP (``Force/Unit_Length``), set at open
+        self._cop_scale = [1.0] * len(self._maps)
 
     def _open(self) -> None:
         self._unwrap = _Unwrap(self, "force sample")
@@ -679,6 +694,13 @@ class QualisysForce(Qualisys):
             raise DeviceError(f"{self.client.where}: QTM has no force plate with id "
                               f"{', '.join(missing)} (qualisys.plates[].qtm_id; QTM has "
                               f"{', '.join(str(k) for k in sorted(have)) or 'none'})")
+        for j, (pid, *_) in enumerate(self._maps):
+            unit = str(have[pid].get("length_unit") or "mm").strip().lower()
+            if unit not in _LENGTH_MM:
+                self.client.detach(self)
+                raise DeviceError(f"{self.client.where}: force plate {pid}: Unit_Length "
+                                  f"{unit!r} (known: {', '.join(_LENGTH_MM)})")
+            self._cop_scale[j] = _LENGTH_MM[unit]
         rates = {have[pid]["rate_hz"] for pid, *_ in self._maps}
         rate = rates.pop() if len(rates) == 1 else None
         self._event("qtm", f"{self.client.where}: plates "
@@ -694,8 +716,9 @@ class QualisysForce(Qualisys):
     def _close(self) -> None:
         self.client.detach(self)
 
-    def wrench(self, chunk: dict) -> tuple[int, np.ndarray] | None:
-        """One packet's force chunk → (force number, (n, p, 6) lab wrench)."""
+    def wrench(self, chunk: dict) -> tuple[int, np.ndarray, np.ndarray] | None:
+        """One packet's force chunk → (force number, (n, p, 6) lab wrench, (n, p, 3) QTM's
+        centre of pressure in the lab frame, mm, NaN where |Fz| < :data:`COP_MIN_FZ_N`)."""
         numbers = {chunk[pid][0] for pid, *_ in self._maps if pid in chunk}
         counts = {chunk[pid][1].shape[0] for pid, *_ in self._maps if pid in chunk}
         if len(numbers) != 1 or len(counts) != 1 or any(pid not in chunk
@@ -703,13 +726,20 @@ class QualisysForce(Qualisys):
             return None
         n = counts.pop()
         out = np.empty((n, len(self._maps), 6))
+        cop = np.empty((n, len(self._maps), 3))
         for j, (pid, R, q, origin) in enumerate(self._maps):
             s = chunk[pid][1]
             F = s[:, 0:3] @ R.T
             Mq = s[:, 3:6] @ R.T
             out[:, j, :3] = F
             out[:, j, 3:] = Mq + np.cross((q - origin) * 1e-3, F)
-        return numbers.pop(), out
+            # the COP is a point of the plate frame (about the plate origin = the moment
+            # origin): rotated without the force-direction sign, then placed at q
+            Rp = R * self._sign[j]
+            c = s[:, 6:9] @ Rp.T * self._cop_scale[j] + q
+            c[np.abs(F[:, 2]) < COP_MIN_FZ_N] = np.nan
+            cop[:, j] = c
+        return numbers.pop(), out, cop
 
     def _acquire(self, timeout: float) -> None:
         items = self.client.take("force", timeout)
@@ -719,7 +749,7 @@ class QualisysForce(Qualisys):
                 self._event("bad_packet", f"{self.client.where}: frame {frame}: the plates' "
                             "force chunks differ in number or length", counter="bad_packets")
                 continue
-            number, w = got
+            number, w, cop = got
             n = w.shape[0]
             if n == 0:
                 continue
@@ -729,7 +759,7 @@ class QualisysForce(Qualisys):
             seq = s0 + np.arange(n, dtype=np.int64)
             self._push(Block(stream="force", device_time=seq / self.info.rate_hz,
                              host_time=np.full(n, h), data=w.astype(np.float32), raw=None,
-                             seq=seq))
+                             seq=seq, cop=cop.astype(np.float32)))
 
 
 class QualisysAnalog(Qualisys):

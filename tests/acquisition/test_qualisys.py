@@ -24,6 +24,7 @@ from treadlab.acquisition.sources.forceplate_serial import PlateCalibration
 from treadlab.acquisition.sources.qualisys import (QualisysAnalog, QualisysForce,
                                                    QualisysMarkers, QualisysSettings)
 from treadlab.config.errors import ConfigError, DeviceError
+from treadlab.kernels.contacts import centre_of_pressure
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -88,6 +89,24 @@ def test_one_connection_gives_the_wrench_and_markers_of_the_signal(qtm_lab):
     j = mseq >= mon
     want = sig.markers((mseq[j] - mon) / markers.info.rate_hz)
     np.testing.assert_allclose(pos[j], want, atol=1e-3)
+    # QTM's own centre of pressure, mapped to the lab frame, agrees with the one derived from
+    # the mapped wrench (moments about the plate origin → the plate surface at moment_origin):
+    # a check of the moment/frame mapping, not only of the force
+    cop = np.concatenate([b.cop for b in fb])
+    assert cop.shape == w.shape[:2] + (3,) and cop.dtype == np.float32
+    table = {q["name"]: q for q in cfg.qualisys["plates"]}
+    worst = 0.0
+    for j, p in enumerate(plates):
+        q = np.asarray(table[p.name]["moment_origin"], float)
+        mine = centre_of_pressure(w[:, j], p.origin, surface_z=q[2])
+        loaded = w[:, j, 2] > 50.0
+        assert loaded.sum() > 100
+        assert np.all(np.isnan(cop[np.abs(w[:, j, 2]) < 10.0, j]))       # unloaded: NaN
+        d = np.abs(cop[loaded, j, :2] - mine[loaded])
+        worst = max(worst, float(d.max()))
+        np.testing.assert_allclose(cop[loaded, j, 2], q[2], atol=1e-3)   # on the surface
+    assert worst < 0.05, f"QTM COP vs COP from the wrench: {worst:.4f} mm"
+    print(f"COP agreement (|Fz| > 50 N): max {worst:.5f} mm")
     # device clocks: force number / rate and QTM's frame timestamps
     dt = np.concatenate([b.device_time for b in fb])
     np.testing.assert_allclose(dt, seq / force.info.rate_hz)
@@ -281,6 +300,8 @@ def test_cli_capture_through_the_qtm_emulator_exits_0(tmp_path, capsys):
         assert "qtm" in kinds and "drop" not in kinds
         assert f["/raw/force/wrench"].shape[0] > 1000
         assert list(f["/raw/analog/channel"].asstr()[()]) == list(ANALOG_CHANNELS)
+        cop = f["/raw/force/cop_device"]
+        assert cop.shape == f["/raw/force/wrench"].shape[:2] + (3,) and cop.attrs["units"] == "mm"
         assert abs(f["/raw/analog/data"].shape[0] - f["/raw/force/wrench"].shape[0]) < 50
 
 
