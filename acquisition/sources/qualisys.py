@@ -48,7 +48,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 
 import numpy as np
 import qtm_rt
@@ -57,10 +57,11 @@ from qtm_rt.packet import QRTComponentType
 from treadlab.acquisition.sources.base import Block, Source, StreamInfo, match_labels
 from treadlab.acquisition.sources.markers_udp import MarkerSettings, setup_marker_source
 from treadlab.config.errors import ConfigError, DeviceError
+from treadlab.config.schema import (QualisysPlateTable, QualisysTable, check_qualisys,
+                                    check_table)
 
 log = logging.getLogger(__name__)
 
-FORCE_CONVENTIONS = ("on_plate", "on_body")
 _U32, _I32 = struct.Struct("<I"), struct.Struct("<i")
 _PLATE = struct.Struct("<iii")           # plate id, force count, force number
 _3D_HEADER = 8                           # marker count (uint32), drop rate, out-of-sync (int16)
@@ -71,55 +72,28 @@ _LENGTH_MM = {"mm": 1.0, "m": 1000.0, "cm": 10.0}
 
 
 @dataclass
-class QualisysPlate:
-    """One ``[[qualisys.plates]]`` entry: a QTM force plate → a treadlab plate.
-
-    qtm_id : QTM's plate id (1-based, ``<Plate_ID>`` of the force parameters).
-    name : the ``[[plates]]`` name it feeds.
-    rotation : 3×3, plate frame → lab frame (``F_lab = rotation @ F_plate``).
-    moment_origin : [x, y, z] mm, lab frame: the point QTM's moments are about.
-    force : ``"on_plate"`` (QTM's force applied to the plate) or ``"on_body"``.
-    """
-
-    qtm_id: int
-    name: str
-    rotation: list = field(default_factory=lambda: np.eye(3).tolist())
-    moment_origin: list = field(default_factory=lambda: [0.0, 0.0, 0.0])
-    force: str = "on_plate"
+class QualisysPlate(QualisysPlateTable):
+    """One ``[[qualisys.plates]]`` entry as the driver takes it: the fields, units and
+    defaults of :class:`treadlab.config.schema.QualisysPlateTable` (qtm_id, name, rotation
+    plate → lab, moment_origin mm, force ``"on_plate"``/``"on_body"``)."""
 
 
 @dataclass
-class QualisysSettings:
-    """The ``[qualisys]`` table of the lab config.
+class QualisysSettings(QualisysTable):
+    """The ``[qualisys]`` table as the driver takes it.
 
-    host : QTM computer (name or address); ``"auto"`` = the simulated lab's emulator.
-    port : RT port, 22223 (little-endian).
-    version : RT protocol version to ask for (≥ 1.8).
-    timeout_s : s for connecting and for each command.
-    reconnect_s : s between reconnection attempts after the connection is lost.
-    lab_from_qtm : 3×3 rotation, QTM global frame → lab frame (identity when QTM's calibration
-        has X forward, Y left, Z up).
-    qtm_origin : [x, y, z] mm, QTM's origin in the lab frame.
-    plates : :class:`QualisysPlate` entries, one per ``[[plates]]``.
-    analog : QTM analog channels recorded in ``/raw/analog``: a list of channel names (QTM's
-        ``Analog/Device/Channel/Label``) or ``"all"`` (every channel of QTM's one analog
-        device); ``[]`` (default) = no analog stream. The names are checked against QTM's
-        parameters when the capture opens the connection (ConfigError naming
-        ``qualisys.analog``).
+    The fields, their units and defaults are the config schema's
+    (:class:`treadlab.config.schema.QualisysTable`: host, port, version, timeout_s,
+    reconnect_s, lab_from_qtm, qtm_origin, plates, analog); this adds building from the lab
+    config and the checks a driver needs when it is constructed without the config loader
+    (tests, scripts, a config built in code). ``analog``: see :class:`QualisysAnalog`.
     """
 
-    host: str = "auto"
-    port: int = 22223
-    version: str = "1.25"
-    timeout_s: float = 5.0
-    reconnect_s: float = 0.5
-    lab_from_qtm: list = field(default_factory=lambda: np.eye(3).tolist())
-    qtm_origin: list = field(default_factory=lambda: [0.0, 0.0, 0.0])
-    plates: list = field(default_factory=list)
-    analog: list | str = field(default_factory=list)
-
-    KEYS = ("host", "port", "version", "timeout_s", "reconnect_s", "lab_from_qtm",
-            "qtm_origin", "plates", "analog")
+    def __post_init__(self):
+        # the schema's declaration is the one check (ConfigError naming qualisys.<key>)
+        check_table(self, QualisysTable, "qualisys")
+        self.plates = [p if isinstance(p, QualisysPlate) else QualisysPlate(**vars(p))
+                       for p in self.plates]
 
     @classmethod
     def from_config(cls, cfg) -> "QualisysSettings":
@@ -129,82 +103,13 @@ class QualisysSettings:
         if table is None:
             raise ConfigError(path, "qualisys", "missing: the qualisys driver needs a "
                               "[qualisys] table (host, plates)")
-        if not isinstance(table, dict):
-            table = dict(vars(table))
-        unknown = set(table) - set(cls.KEYS)
-        if unknown:
-            raise ConfigError(path, f"qualisys.{sorted(unknown)[0]}",
-                              f"unknown key; known: {', '.join(cls.KEYS)}")
-        s = cls(**{k: table[k] for k in cls.KEYS if k in table})
-        s.check(path, [p.name if hasattr(p, "name") else p["name"] for p in cfg.plates])
+        table = dict(table) if isinstance(table, dict) else dict(vars(table))
+        checked = check_table(table, QualisysTable, "qualisys", path)
+        s = cls(**{f.name: getattr(checked, f.name) for f in fields(QualisysTable)})
+        names = [p.name if hasattr(p, "name") else p["name"] for p in cfg.plates]
+        check_qualisys(s, names, path=path,
+                       force_from_qtm=getattr(cfg.forceplate, "driver", "") == "qualisys")
         return s
-
-    def check(self, path=None, plate_names=()) -> None:
-        if not str(self.host).strip():
-            raise ConfigError(path, "qualisys.host", "empty")
-        if not (0 < int(self.port) < 65536):
-            raise ConfigError(path, "qualisys.port", f"{self.port} is outside 1..65535")
-        try:
-            major, minor = (int(x) for x in str(self.version).split("."))
-        except ValueError:
-            raise ConfigError(path, "qualisys.version", f"{self.version!r} is not "
-                              "MAJOR.MINOR") from None
-        if (major, minor) < (1, 8):
-            raise ConfigError(path, "qualisys.version", f"{self.version}: qtm-rt needs ≥ 1.8")
-        for key in ("lab_from_qtm",):
-            R = np.asarray(getattr(self, key), float)
-            if R.shape != (3, 3) or not np.allclose(R @ R.T, np.eye(3), atol=1e-6):
-                raise ConfigError(path, f"qualisys.{key}", "needs a 3×3 rotation matrix")
-        if np.asarray(self.qtm_origin, float).shape != (3,):
-            raise ConfigError(path, "qualisys.qtm_origin", "needs [x, y, z] (mm)")
-        if isinstance(self.analog, str):
-            if self.analog != "all":
-                raise ConfigError(path, "qualisys.analog", f"{self.analog!r}: expected a list "
-                                  "of QTM analog channel names or \"all\"")
-        else:
-            seen = set()
-            for i, name in enumerate(self.analog):
-                if not isinstance(name, str) or not name.strip():
-                    raise ConfigError(path, f"qualisys.analog[{i}]", f"{name!r}: expected a "
-                                      "QTM analog channel name")
-                if name in seen:
-                    raise ConfigError(path, f"qualisys.analog[{i}]", f"duplicate channel "
-                                      f"{name!r}")
-                seen.add(name)
-            self.analog = list(self.analog)
-        plates = []
-        for i, p in enumerate(self.plates):
-            key = f"qualisys.plates[{i}]"
-            if not isinstance(p, QualisysPlate):
-                if not isinstance(p, dict):
-                    raise ConfigError(path, key, "expected a table")
-                bad = set(p) - {"qtm_id", "name", "rotation", "moment_origin", "force"}
-                if bad:
-                    raise ConfigError(path, f"{key}.{sorted(bad)[0]}", "unknown key; known: "
-                                      "qtm_id, name, rotation, moment_origin, force")
-                for need in ("qtm_id", "name"):
-                    if need not in p:
-                        raise ConfigError(path, f"{key}.{need}", "missing (required)")
-                p = QualisysPlate(**p)
-            R = np.asarray(p.rotation, float)
-            if R.shape != (3, 3) or not np.allclose(R @ R.T, np.eye(3), atol=1e-6):
-                raise ConfigError(path, f"{key}.rotation", "needs a 3×3 rotation matrix")
-            if np.asarray(p.moment_origin, float).shape != (3,):
-                raise ConfigError(path, f"{key}.moment_origin", "needs [x, y, z] (mm)")
-            if p.force not in FORCE_CONVENTIONS:
-                raise ConfigError(path, f"{key}.force", f"{p.force!r}: expected "
-                                  "\"on_plate\" or \"on_body\"")
-            if plate_names and p.name not in plate_names:
-                raise ConfigError(path, f"{key}.name", f"{p.name!r} is not a [[plates]] name "
-                                  f"(known: {', '.join(plate_names)})")
-            plates.append(p)
-        if plate_names:
-            mapped = {p.name for p in plates}
-            missing = [n for n in plate_names if n not in mapped]
-            if missing:
-                raise ConfigError(path, "qualisys.plates", f"no QTM plate mapped to "
-                                  f"{', '.join(missing)}")
-        self.plates = plates
 
 
 # --- the connection --------------------------------------------------------------------------

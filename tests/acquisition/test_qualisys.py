@@ -166,7 +166,7 @@ def test_an_analog_channel_qtm_does_not_have_is_a_config_error(qtm_lab):
     with pytest.raises(ConfigError, match="qualisys.analog: 'some': expected a list"):
         QualisysSettings.from_config(cfg)
     cfg.qualisys = dict(bad, analog=["EMG_1", "EMG_1"])
-    with pytest.raises(ConfigError, match=r"qualisys.analog\[1\]: duplicate channel"):
+    with pytest.raises(ConfigError, match=r"qualisys.analog: duplicate channel 'EMG_1' \(item 1\)"):
         QualisysSettings.from_config(cfg)
 
 
