@@ -176,6 +176,12 @@ class NatNetMarkers(Source):
         except DeviceError:
             client.shutdown()
             raise
+        info = client.server_info
+        how = (f"multicast {self.natnet.multicast_address}:{self.natnet.data_port}"
+               if self.natnet.multicast else "unicast")
+        self._event("natnet", f"{self.where}: {info.application_name} "
+                    f"{info.server_version}, NatNet {info.nat_net_protocol_version}, {how}",
+                    level=logging.INFO)
         self._client = client
         self._last_rx = time.monotonic()
         self._lost_at = None
