@@ -62,8 +62,11 @@ _FORCE_STREAM = ("time", "wrench", "device_time", "host_time", "counts", "seq", 
 _MARKER_STREAM = ("time", "positions", "device_time", "host_time", "frame")
 _LOG_STREAM = ("time", "source", "kind", "detail")
 _ANALOG_STREAM = ("time", "data", "device_time", "host_time", "seq")
-#: streams whose session time is refitted from their device clock at close and by recover
-_TIMED = (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM), ("analog", _ANALOG_STREAM))
+_BELT_STREAM = ("time", "speed", "host_time", "seq")
+#: streams trimmed together at close and by recover; those with a device clock are refitted
+#: from it (:func:`_refit_time`), the belt from its packet count (:func:`_refit_belt`)
+_TIMED = (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM), ("analog", _ANALOG_STREAM),
+          ("belt", _BELT_STREAM))
 
 
 def _utc_now() -> str:
@@ -181,6 +184,8 @@ class Recorder:
         ``/subject`` attributes (anthropometrics, mm).
     belts : list of str, optional
         Belt names of the ``/raw/belt`` stream (a treadmill controller is read).
+    belt_rate_hz : float, Hz
+        The controller's nominal feedback rate (the belt clock is fitted to it at close).
     force_cop : bool
         The force source reports its own centre of pressure (``Block.cop``): creates
         ``/raw/force/cop_device`` (n, p, 3) float32 mm.
@@ -202,7 +207,7 @@ class Recorder:
                  t0_host: float | None = None, flush_interval_s: float = 0.5,
                  subject: dict | None = None, reserve_bytes: int = RESERVE_BYTES,
                  belts: list[str] | None = None, analog: dict | None = None,
-                 force_cop: bool = False):
+                 force_cop: bool = False, belt_rate_hz: float = 100.0):
         if not 0 < flush_interval_s <= 1.0:
             raise ValueError(f"flush_interval_s must be in (0, 1] s, got {flush_interval_s}")
         self.path = Path(path)
@@ -216,6 +221,7 @@ class Recorder:
         self._subject = dict(subject or {})
         #: belt names of the ``/raw/belt`` stream (None: no treadmill speed stream)
         self._belts = list(belts) if belts else None
+        self._belt_rate_hz = float(belt_rate_hz)
         #: channels of the ``/raw/analog`` stream (None: no analog stream)
         self._analog = dict(analog) if analog else None
         self._force_cop = bool(force_cop)
@@ -283,7 +289,7 @@ class Recorder:
             if self._force_cop:
                 ds.update(_create_cop_dataset(f))
             if self._belts:
-                ds.update(_create_belt_datasets(f, self._belts))
+                ds.update(_create_belt_datasets(f, self._belts, self._belt_rate_hz))
             if self._analog:
                 ds.update(_create_analog_datasets(f, **self._analog))
             f["raw"].attrs["clock_t0_host_s"] = float(self.t0_host)
@@ -416,7 +422,7 @@ class Recorder:
         flush holds (the failed write may have left zeros) and flush, so HDF5's metadata are
         complete on disk."""
         self._drop_reserve()
-        keep = {k: self.written[k] for k in ("force", "markers", "log", "analog")}
+        keep = {k: self.written[k] for k in ("force", "markers", "log", "analog", "belt")}
         try:
             for key, ds in self._ds.items():
                 group = key.split("/", 1)[0]
@@ -487,6 +493,8 @@ class Recorder:
                                 .astype(np.float32, copy=False))
             archive.append_rows(ds["belt/host_time"],
                                 np.concatenate([b.host_time for b in blocks]))
+            archive.append_rows(ds["belt/seq"], np.concatenate(
+                [b.seq if b.seq is not None else np.full(len(b), -1) for b in blocks]))
             new["belt"] = sum(len(b) for b in blocks)
         if events:
             archive.append_rows(ds["log/time"], np.array([e[0] for e in events], dtype=np.float64))
@@ -500,25 +508,34 @@ class Recorder:
         self.last_flush_host = time.monotonic()
 
 
-def _create_belt_datasets(f: h5py.File, belts: list[str]) -> dict:
+def _create_belt_datasets(f: h5py.File, belts: list[str], rate_hz: float = 100.0) -> dict:
     """``/raw/belt``: the treadmill's measured belt speeds over time (before SWMR).
 
-    ``time`` (n,) s session clock (receipt time − ``clock_t0_host_s``: the controller sends
-    no clock), ``host_time`` (n,) s, ``speed`` (n, b) float32 m/s, attribute ``belts``.
+    Along dimension ``time``: ``time`` (n,) s on the session clock (a dimension scale:
+    receipt time while recording, the fitted packet clock after close, :func:`_refit_belt`),
+    ``host_time`` (n,) s receipt time, ``seq`` (n,) packet count, ``speed`` (n, b) float32 m/s
+    (dimensions ``time`` × ``belt``); ``belt`` (b,) names; attributes ``belts``, ``rate_hz``
+    (nominal feedback rate).
     """
     g = f["raw"].create_group("belt")
     g.attrs["belts"] = archive.to_attr(list(belts))
+    g.attrs["rate_hz"] = float(rate_hz)
     g.attrs["description"] = ("belt speeds measured by the treadmill controller; time = "
-                              "receipt time on the session clock")
-    out = {}
-    for name, shape, dtype, units in (("time", (0,), np.float64, "s"),
-                                      ("host_time", (0,), np.float64, "s"),
-                                      ("speed", (0, len(belts)), np.float32, "m/s")):
-        ds = g.create_dataset(name, shape, maxshape=(None,) + shape[1:],
-                              chunks=(256,) + shape[1:], dtype=dtype, compression="gzip",
-                              compression_opts=archive.GZIP_LEVEL)
-        ds.attrs["units"] = units
-        out[f"belt/{name}"] = ds
+                              "receipt time while recording, then a constant-rate clock "
+                              "fitted to the receipt times (host_time keeps them)")
+    t = new_dataset(g, "time", (0,), np.float64, "s", rows_per_chunk=256, clock="session")
+    t.make_scale("time")
+    names = make_scale(g, "belt", np.array([str(b) for b in belts], dtype=object))
+    speed = new_dataset(g, "speed", (0, len(belts)), np.float32, "m/s", rows_per_chunk=256)
+    attach_scales(speed, t, names)
+    out = {"belt/time": t, "belt/speed": speed}
+    for name, dtype, units, what in (("host_time", np.float64, "s",
+                                      "host time.monotonic() at receipt"),
+                                     ("seq", np.int64, "1", "feedback packets counted from "
+                                      "the first (the controller sends no counter)")):
+        d = new_dataset(g, name, (0,), dtype, units, rows_per_chunk=256, description=what)
+        d.dims[0].attach_scale(t)
+        out[f"belt/{name}"] = d
     return out
 
 
@@ -636,6 +653,49 @@ def _refit_time(group: h5py.Group, t0_host: float) -> dict | None:
     return {"origin": origin, "offset": a, "drift_ppm": b * 1e6}
 
 
+def _refit_belt(group: h5py.Group, t0_host: float) -> dict | None:
+    """Redo ``/raw/belt/time`` as a constant-rate clock fitted to the receipt times.
+
+    The controller's feedback has no counter or clock and several packets often arrive in
+    one read (one receipt time): receipt times jitter by milliseconds. Per connection (a new
+    segment where the receipt times jump by more than 0.5 s beyond what the packet count
+    says: a reconnection), ``host_time ≈ a + (seq/rate)·(1 + b)`` is fitted with the capture's
+    robust lower-envelope Theil–Sen clock fit (:func:`fit_clock`; a receipt is never earlier
+    than the packet was sent), and ``time`` = that line − t0. Segments shorter than 1 s, and
+    a result that would not increase, keep the receipt times. Returns the fit (None: kept).
+    """
+    if not all(k in group for k in ("time", "host_time", "seq")):
+        return None
+    host = group["host_time"][()].astype(np.float64)
+    seq = group["seq"][()].astype(np.float64)
+    n = host.shape[0]
+    rate = float(group.attrs.get("rate_hz", 100.0) or 100.0)
+    if n < 2 or not (np.all(np.isfinite(host)) and np.all(seq >= 0)):
+        return None
+    jump = np.diff(host) - np.diff(seq) / rate > 0.5
+    cuts = np.concatenate(([0], np.flatnonzero(jump) + 1, [n]))
+    t = host.copy()
+    rates, fitted = [], 0
+    for i0, i1 in zip(cuts[:-1], cuts[1:]):
+        dev = (seq[i0:i1] - seq[i0]) / rate
+        if i1 - i0 < 2 or dev[-1] < 1.0:
+            continue
+        origin, a, b = fit_clock(dev, host[i0:i1])
+        t[i0:i1] = dev + a + b * (dev - origin)
+        rates.append(rate / (1.0 + b))
+        fitted += i1 - i0
+    if not fitted or np.any(np.diff(t) <= 0):
+        log.warning("%s: belt packet clock not fitted; keeping receipt times", group.name)
+        return None
+    group["time"][...] = t - t0_host
+    group.attrs["clock"] = ("constant-rate packet clock fitted to the receipt times per "
+                            "connection (lower-envelope Theil-Sen); host_time = receipt")
+    group.attrs["clock_rate_hz"] = float(np.mean(rates))
+    group.attrs["clock_segments"] = len(cuts) - 1
+    return {"rate_hz": float(np.mean(rates)), "segments": len(cuts) - 1,
+            "median_delay_ms": float(np.median(host - t)) * 1e3}
+
+
 def _finish(f: h5py.File, status: str, note: str) -> dict:
     """Trim, refit clocks, log and set ``status`` on a file open normally for writing."""
     raw = f.require_group("raw")
@@ -651,6 +711,12 @@ def _finish(f: h5py.File, status: str, note: str) -> dict:
             if fit is not None:
                 details.append(f"{group}: offset {fit['offset']:.6f} s, "
                                f"drift {fit['drift_ppm']:.1f} ppm")
+    if "belt" in raw:
+        fit = _refit_belt(raw["belt"], t0)
+        if fit is not None:
+            details.append(f"belt: {fit['rate_hz']:.4f} Hz packet clock over "
+                           f"{fit['segments']} connection(s), receipt jitter removed "
+                           f"(median {fit['median_delay_ms']:.2f} ms after the fit)")
     if "log" in raw:
         lg = raw["log"]
         _trim(lg, _LOG_STREAM)

@@ -370,7 +370,8 @@ def _open_treadmill(cfg):
 
 
 def _move_belt(blocks, rec: Recorder, t0: float, speeds: list) -> None:
-    """Belt blocks → ``/raw/belt`` on the session clock (receipt time − t0)."""
+    """Belt blocks → ``/raw/belt`` on the session clock (receipt time − t0, provisional: the
+    recorder fits a constant-rate packet clock to the receipt times at close)."""
     for b in blocks:
         rec.put(b, b.host_time - t0)
         speeds.append(np.asarray(b.data, np.float64))
@@ -437,6 +438,7 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
                    counts_dtype=np.dtype(finfo.sample_type) if finfo.channels else None,
                    calibration=cal, t0_host=t0, subject=subject_attrs,
                    belts=treadmill.info.labels if treadmill is not None else None,
+                   belt_rate_hz=treadmill.info.rate_hz if treadmill is not None else 100.0,
                    analog=analog_layout,
                    force_cop=bool(getattr(force, "sends_cop", False))).start()
     devices = (force, markers) + tuple(extra) + ((treadmill,) if treadmill is not None else ())
