@@ -66,6 +66,8 @@ NATNET_VERSION = (3, 1, 0, 0)
 #: the NatNet versions the emulator speaks: 3.1 (Motive 2.x) and 4.1 (Motive 3.x)
 NATNET_VERSIONS = {"3.1": (3, 1, 0, 0), "4.1": (4, 1, 0, 0)}
 SERVER_VERSION = (2, 3, 0, 0)
+#: the Motive version announced with NatNet 4.1 (Motive 3.x)
+MOTIVE3_VERSION = (3, 0, 3, 0)
 TICKS_PER_S = 10_000_000
 MARKER_SET = "Runner"
 #: Motive frame → lab frame (Motive: Y up; lab: X forward, Y left, Z up):
@@ -124,7 +126,8 @@ def _cstr(s: str) -> bytes:
 
 def server_info(data_port: int, version=NATNET_VERSION, multicast: bool = False,
                 group: str = "239.255.42.99") -> bytes:
-    payload = (b"Motive (treadlab emulator)".ljust(256, b"\0") + bytes(SERVER_VERSION)
+    motive = SERVER_VERSION if not _v41(version) else MOTIVE3_VERSION
+    payload = (b"Motive (treadlab emulator)".ljust(256, b"\0") + bytes(motive)
                + bytes(version) + struct.pack("<QHB", TICKS_PER_S, data_port, int(multicast))
                + socket.inet_aton(group))
     return _msg(NAT_SERVERINFO, payload)

@@ -296,6 +296,7 @@ def test_multicast_inside_a_private_network_namespace(version):
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["after_on"] > 50 and got["drops"] == 0
+    print(f"multicast NatNet {version}: {got}")
     assert got["max_err_mm"] < 0.01                        # float32 metres → mm
     assert any(f"NatNet {version}.0.0, multicast 239.255.42.99:1511" in d
                for d in got["events"]), got["events"]

@@ -71,4 +71,5 @@ def test_qtm_centre_of_pressure_agrees_with_the_wrench_of_the_recording(sessions
         loaded = w[:, j, 2] > 50.0
         assert loaded.sum() > 1000
         worst = max(worst, float(np.abs(cop[loaded, j, :2] - mine[loaded]).max()))
+    print(f"COP agreement on the replay (Fz > 50 N): max {worst:.5f} mm")
     assert worst < 0.05, f"QTM COP vs COP from the wrench: {worst:.4f} mm"
