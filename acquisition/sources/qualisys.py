@@ -149,18 +149,25 @@ def parse_parameters(xml: str) -> dict:
                                                             default="mm")}
     analog = root.find("Analog")
     if analog is not None:
+        # protocol >= 1.11: Device/Channel/{Label, Unit}; older: Device/Label elements and
+        # one Unit for all (Analog/Unit) — the two layouts Qualisys' C++ SDK reads
+        old_unit = _text(analog, "Unit", default="V")
         for d in analog.findall("Device"):
             did = _text(d, "Device_ID")
             if did is None:
                 continue
             rate = _text(d, "Frequency")
-            unit = _text(d, "Unit", default="V")
+            unit = _text(d, "Unit", default=old_unit)
             chans = d.findall("Channel")
-            out["analog"].append({
-                "id": int(did), "name": _text(d, "Device_Name", default=""),
-                "rate_hz": float(rate) if rate else None,
-                "labels": [_text(c, "Label", default="") for c in chans],
-                "units": [_text(c, "Unit", default=unit) for c in chans]})
+            if chans:
+                labels = [_text(c, "Label", default="") for c in chans]
+                units = [_text(c, "Unit", default=unit) for c in chans]
+            else:
+                labels = [(x.text or "").strip() for x in d.findall("Label")]
+                units = [unit] * len(labels)
+            out["analog"].append({"id": int(did), "name": _text(d, "Device_Name", default=""),
+                                  "rate_hz": float(rate) if rate else None,
+                                  "labels": labels, "units": units})
     return out
 
 

@@ -312,3 +312,24 @@ def test_cli_simulate_lab_protocol_qtm_prints_the_qualisys_table(capsys):
     out = capsys.readouterr().out
     assert "QTM real-time server" in out and "[[qualisys.plates]]" in out
     assert "[treadmill]" in out and "Bertec remote control" in out
+
+
+def test_analog_parameters_of_both_protocol_layouts():
+    """QTM's analog parameters as Qualisys' C++ SDK reads them: protocol >= 1.11 names each
+    channel (Channel/Label, Channel/Unit); older versions list Label elements and one Unit."""
+    from treadlab.acquisition.sources.qualisys import parse_parameters
+
+    new = ("<QTM_Parameters_Ver_1.25><Analog><Device><Device_ID>2</Device_ID>"
+           "<Device_Name>USB-2533</Device_Name><Channels>2</Channels><Frequency>2000"
+           "</Frequency><Range><Min>-10</Min><Max>10</Max></Range><Channel><Label>EMG_1"
+           "</Label><Unit>mV</Unit></Channel><Channel><Label>Sync</Label><Unit>V</Unit>"
+           "</Channel></Device></Analog></QTM_Parameters_Ver_1.25>")
+    old = ("<QTM_Parameters_Ver_1.10><Analog><Unit>V</Unit><Device><Device_ID>1</Device_ID>"
+           "<Device_Name>Board</Device_Name><Channels>2</Channels><Frequency>1000</Frequency>"
+           "<Range><Min>-5</Min><Max>5</Max></Range><Label>A1</Label><Label>A2</Label>"
+           "</Device></Analog></QTM_Parameters_Ver_1.10>")
+    (d,) = parse_parameters(new)["analog"]
+    assert d == {"id": 2, "name": "USB-2533", "rate_hz": 2000.0, "labels": ["EMG_1", "Sync"],
+                 "units": ["mV", "V"]}
+    (d,) = parse_parameters(old)["analog"]
+    assert d["labels"] == ["A1", "A2"] and d["units"] == ["V", "V"] and d["rate_hz"] == 1000.0
