@@ -152,7 +152,10 @@ def frame_of_data(frame: int, t_s: float, pos_m: np.ndarray, stray_m: np.ndarray
     every list section (marker sets, unlabelled markers, rigid bodies, skeletons, assets,
     labelled markers, force plates, devices) is its count followed by the section's size in
     bytes (uint32), and an *assets* list (count 0 here) comes between the skeletons and the
-    labelled markers. Record layouts and the frame suffix are those of 3.1."""
+    labelled markers. Record layouts are those of 3.1; the frame suffix gains the precision
+    timestamp (two int32 before the params) that the NatNet SDK's own Python client reads for
+    NatNet ≥ 4 — the ``natnet`` 0.3.0 parser does not read it (its ``param`` flags are then
+    wrong; treadlab uses only the float64 timestamp before it)."""
     v41 = _v41(version)
 
     def section(count: int, body: bytes = b"") -> bytes:
@@ -180,8 +183,11 @@ def frame_of_data(frame: int, t_s: float, pos_m: np.ndarray, stray_m: np.ndarray
     out += section(0)                                         # force plates
     out += section(0)                                         # devices
     ticks = int(t_s * TICKS_PER_S)
-    out += struct.pack("<IIdQQQHi", 0, 0, float(t_s), ticks, ticks + 20000, ticks + 30000,
-                       0, 0)
+    out += struct.pack("<IIdQQQ", 0, 0, float(t_s), ticks, ticks + 20000, ticks + 30000)
+    if v41:       # the SDK's precision timestamp (NatNet >= 4): whole s, fraction (here ns)
+        whole = math.floor(t_s)
+        out += struct.pack("<ii", int(whole), int(round((t_s - whole) * 1e9)) % 1_000_000_000)
+    out += struct.pack("<Hi", 0, 0)                           # params, end-of-data tag
     return _msg(NAT_FRAMEOFDATA, bytes(out))
 
 
