@@ -318,7 +318,7 @@ def qtm_lab_config(host: str, port: int):
     cfg.forceplate = dataclasses.replace(cfg.forceplate, driver="qualisys")
     cfg.markers = dataclasses.replace(cfg.markers, driver="qualisys")
     cfg.simulator = {"cadence_spm": str(CADENCE)}
-    cfg.qualisys = qualisys_table(cfg, (host, port))
+    cfg.qualisys = qualisys_table(cfg, (host, port), analog=[])  # as measured: no analog stream
     return cfg
 
 

@@ -2,7 +2,8 @@
 keys), with types, defaults, units and ranges on the fields (docs/design.md §10).
 
 A lab file holds the tables ``[lab] [[plates]] [forceplate] [markers] [marker_names] [contacts]
-[filters] [scoring] [export] [simulator]``. :func:`build_lab` validates the parsed TOML with
+[filters] [scoring] [export] [simulator]`` and the vendor tables ``[qualisys]`` (with
+``[[qualisys.plates]]``), ``[natnet]``, ``[treadmill]``. :func:`build_lab` validates the parsed TOML with
 pydantic (types, unknown and missing keys, ranges, all from the declarations below), then applies
 the cross-field rules, which stay explicit functions: plates against the device channels and the
 belt, marker labels, the serial link budget (docs/wire.md §2), filter cut-offs below Nyquist,
@@ -260,6 +261,153 @@ class ExportConfig:
     secret: Annotated[str, Strict()] | None = None
 
 
+def _identity() -> list:
+    return [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+
+
+def _zeros() -> list:
+    return [0.0, 0.0, 0.0]
+
+
+def _rt_version(text: str) -> str:
+    try:
+        major, minor = (int(x) for x in text.split("."))
+    except ValueError:
+        raise ValueError(f"{text!r} is not MAJOR.MINOR") from None
+    if (major, minor) < (1, 8):
+        raise ValueError(f"{text}: qtm-rt needs >= 1.8")
+    return text
+
+
+def _analog_channels(value):
+    if value == "all":
+        return value
+    if not isinstance(value, list):
+        raise ValueError(f"{value!r}: expected a list of QTM analog channel names or \"all\"")
+    seen = set()
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"item {i}: {name!r} is not a QTM analog channel name")
+        if name in seen:
+            raise ValueError(f"duplicate channel {name!r} (item {i})")
+        seen.add(name)
+    return list(value)
+
+
+Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
+Seconds = Annotated[float, Strict(), Field(gt=0, le=60)]
+Rotation = list[list[Number]]
+Point = list[Number]
+
+
+@dataclass
+class QualisysPlateTable:
+    """One ``[[qualisys.plates]]`` entry: a QTM force plate → a treadlab plate.
+
+    qtm_id : QTM's plate id (1-based, ``<Plate_ID>`` of QTM's force parameters).
+    name : the ``[[plates]]`` name it feeds.
+    rotation : 3×3, plate frame → lab frame (``F_lab = rotation @ F_plate``).
+    moment_origin : [x, y, z] mm, lab frame: the point QTM's moments (and its centre of
+        pressure) are about — the origin of the plate's coordinate system.
+    force : ``"on_plate"`` (QTM's force is the one applied to the plate) or ``"on_body"``.
+    """
+
+    __pydantic_config__ = TABLE_CONFIG
+
+    qtm_id: Annotated[int, Strict(), Field(ge=1)]
+    name: NonBlank
+    rotation: Rotation = field(default_factory=_identity)
+    moment_origin: Point = field(default_factory=_zeros)
+    force: Literal["on_plate", "on_body"] = "on_plate"
+
+
+@dataclass
+class QualisysTable:
+    """``[qualisys]``: the QTM real-time server (docs/devices.md).
+
+    host : QTM computer; ``"auto"`` = the simulated lab's emulator.
+    port : RT port (22223: little-endian).
+    version : RT protocol version asked for, ``MAJOR.MINOR`` >= 1.8.
+    timeout_s : s for connecting and each command. reconnect_s : s between reconnections.
+    lab_from_qtm : 3×3 rotation, QTM global frame → lab frame.
+    qtm_origin : [x, y, z] mm, QTM's origin in the lab frame.
+    plates : ``[[qualisys.plates]]`` entries, one per ``[[plates]]`` when the force plates come
+        from QTM.
+    analog : QTM analog channel names recorded in ``/raw/analog``, or ``"all"``; ``[]`` = none.
+    """
+
+    __pydantic_config__ = TABLE_CONFIG
+
+    host: NonBlank = "auto"
+    port: Port = 22223
+    version: Annotated[str, Strict(), AfterValidator(_rt_version)] = "1.25"
+    timeout_s: Seconds = 5.0
+    reconnect_s: Seconds = 0.5
+    lab_from_qtm: Rotation = field(default_factory=_identity)
+    qtm_origin: Point = field(default_factory=_zeros)
+    plates: list[QualisysPlateTable] = field(default_factory=list)
+    analog: Annotated[Any, AfterValidator(_analog_channels)] = field(default_factory=list)
+
+
+@dataclass
+class NatNetTable:
+    """``[natnet]``: OptiTrack Motive's NatNet server (docs/devices.md).
+
+    server : the Motive PC; ``"auto"`` = the simulated lab's emulator.
+    command_port : 1510. data_port : 1511 (multicast data). multicast : join
+    ``multicast_address`` (239.255.42.99) instead of unicast keep-alives. local_address : this
+    PC on the mocap network. marker_set : the Motive marker set recorded (empty: the only one).
+    units_m : mm per Motive unit (1000: metres). lab_from_motive : 3×3 rotation, Motive frame →
+    lab frame (default Y-up → Z-up). timeout_s, silence_s, reconnect_s : s.
+    """
+
+    __pydantic_config__ = TABLE_CONFIG
+
+    server: NonBlank = "auto"
+    command_port: Port = 1510
+    data_port: Port = 1511
+    multicast: Annotated[bool, Strict()] = False
+    multicast_address: NonBlank = "239.255.42.99"
+    local_address: NonBlank = "127.0.0.1"
+    marker_set: Annotated[str, Strict()] = ""
+    units_m: Annotated[float, Strict(), Field(gt=0, le=1e6)] = 1000.0
+    lab_from_motive: Rotation = field(default_factory=lambda: [[0.0, 0.0, 1.0],
+                                                               [1.0, 0.0, 0.0],
+                                                               [0.0, 1.0, 0.0]])
+    timeout_s: Seconds = 5.0
+    silence_s: Seconds = 1.0
+    reconnect_s: Seconds = 0.5
+
+
+@dataclass
+class TreadmillTable:
+    """``[treadmill]``: the treadmill controller's remote interface (docs/devices.md).
+
+    driver : ``"bertec"``. host : the Treadmill Control Panel PC; ``"auto"`` = the simulated
+    controller. port : remote-control TCP port (4000). accel_m_s2 : m/s² sent with every speed
+    command. max_speed_m_s : m/s, commands above it are refused. incline_deg : ° sent with
+    speed commands. rate_hz : nominal feedback rate (Hz). reconnect_s : s between
+    reconnections.
+    """
+
+    __pydantic_config__ = TABLE_CONFIG
+
+    driver: Literal["bertec"] = "bertec"
+    host: NonBlank = "auto"
+    port: Port = 4000
+    accel_m_s2: Annotated[float, Strict(), Field(gt=0, le=10)] = 0.5
+    max_speed_m_s: Annotated[float, Strict(), Field(gt=0, le=30)] = 6.0
+    incline_deg: Annotated[float, Strict(), Field(ge=-30, le=30)] = 0.0
+    rate_hz: Annotated[float, Strict(), Field(gt=0, le=10_000)] = 100.0
+    reconnect_s: Seconds = 0.5
+
+
+#: the vendor tables: TOML name → declaration (kept as plain dicts in :class:`LabConfig`,
+#: checked against these by :func:`build_lab` and by the drivers' settings classes)
+VENDOR_TABLES = {"qualisys": QualisysTable, "natnet": NatNetTable,
+                 "treadmill": TreadmillTable}
+
+
 @dataclass
 class LabConfig:
     """A whole lab: every table of the TOML file, checked.
@@ -282,10 +430,10 @@ class LabConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     simulator: dict[str, Scalar] = field(default_factory=dict)
-    #: ``[qualisys]``, ``[natnet]``, ``[treadmill]``: vendor systems, each checked key by key
-    #: by its driver's settings class (``QualisysSettings``, ``NatNetSettings``,
-    #: ``TreadmillSettings`` in ``treadlab.acquisition.sources``) when the capture builds its
-    #: sources, before any device is opened
+    #: ``[qualisys]``, ``[natnet]``, ``[treadmill]``: vendor systems, kept as the tables
+    #: written; checked key by key against :data:`VENDOR_TABLES` (and
+    #: :func:`check_vendor_tables`) when the lab is loaded, and again by the drivers' settings
+    #: classes (which extend those declarations) for a config built in code
     qualisys: dict[str, Any] | None = None
     natnet: dict[str, Any] | None = None
     treadmill: dict[str, Any] | None = None
@@ -549,6 +697,59 @@ def check_plates(plates, channels: int, *, belt: str | None = None, path=None,
                   "row of zeros: that force/moment component would always be 0")
 
 
+def check_rotation(R, path, key) -> None:
+    """ConfigError naming ``key`` unless ``R`` is a 3×3 rotation (orthonormal rows, 1e-6)."""
+    ok = len(R) == 3 and all(len(r) == 3 for r in R)
+    if ok:
+        # R Rᵀ = I within 1e-6 (no numpy in the config package: plain sums)
+        ok = all(abs(sum(R[i][k] * R[j][k] for k in range(3)) - (i == j)) <= 1e-6
+                 for i in range(3) for j in range(3))
+    _rule(ok, path, key, "needs a 3×3 rotation matrix (orthonormal rows)")
+
+
+def check_qualisys(t: QualisysTable, plate_names=(), *, force_from_qtm: bool = False,
+                   path=None) -> None:
+    """Cross-field rules of ``[qualisys]``: rotations are 3×3 rotations, points [x, y, z],
+    plate names are ``[[plates]]`` names, QTM plate ids unique, and every ``[[plates]]`` entry
+    mapped when the force plates come from QTM (``force_from_qtm``)."""
+    check_rotation(t.lab_from_qtm, path, "qualisys.lab_from_qtm")
+    _rule(len(t.qtm_origin) == 3, path, "qualisys.qtm_origin", "needs [x, y, z] (mm)")
+    ids, names = set(), set()
+    for i, p in enumerate(t.plates):
+        key = f"qualisys.plates[{i}]"
+        check_rotation(p.rotation, path, f"{key}.rotation")
+        _rule(len(p.moment_origin) == 3, path, f"{key}.moment_origin", "needs [x, y, z] (mm)")
+        _rule(p.qtm_id not in ids, path, f"{key}.qtm_id", f"QTM plate {p.qtm_id} mapped twice")
+        _rule(p.name not in names, path, f"{key}.name", f"{p.name!r} mapped twice")
+        _rule(not plate_names or p.name in plate_names, path, f"{key}.name",
+              f"{p.name!r} is not a [[plates]] name (known: {', '.join(plate_names)})")
+        ids.add(p.qtm_id)
+        names.add(p.name)
+    if force_from_qtm:
+        missing = [n for n in plate_names if n not in names]
+        _rule(not missing, path, "qualisys.plates",
+              f"no QTM plate mapped to {', '.join(missing)}")
+
+
+def check_vendor_tables(cfg: "LabConfig", path=None) -> None:
+    """The ``[qualisys]``, ``[natnet]`` and ``[treadmill]`` tables of a lab: each against its
+    declaration (:data:`VENDOR_TABLES`, unknown keys refused) and its cross-field rules, and
+    present when a driver needs it. ConfigError naming ``table.key``."""
+    drivers = (cfg.forceplate.driver, cfg.markers.driver)
+    for name, cls in VENDOR_TABLES.items():
+        table = getattr(cfg, name)
+        if table is None:
+            _rule(name not in drivers, path, name, f"missing: the {name} driver needs a "
+                                                   f"[{name}] table")
+            continue
+        t = check_table(dict(table), cls, name, path)
+        if name == "qualisys":
+            check_qualisys(t, [p.name for p in cfg.plates],
+                           force_from_qtm=cfg.forceplate.driver == "qualisys", path=path)
+        elif name == "natnet":
+            check_rotation(t.lab_from_motive, path, "natnet.lab_from_motive")
+
+
 def _check_filters(t: FiltersConfig, fp: ForcePlateConfig, mk: MarkersConfig, path) -> None:
     for name, cut, rate in (("force", t.force_lowpass_hz, fp.rate_hz),
                             ("marker", t.marker_lowpass_hz, mk.rate_hz)):
@@ -588,6 +789,7 @@ def build_lab(data: dict, path=None) -> LabConfig:
     _rule(cfg.contacts.strike_n >= cfg.contacts.off_n, path, "contacts.strike_n",
           f"{cfg.contacts.strike_n:g} N must be >= contacts.off_n ({cfg.contacts.off_n:g} N)")
     _check_filters(cfg.filters, cfg.forceplate, cfg.markers, path)
+    check_vendor_tables(cfg, path)
     if "belt" in cfg.simulator:
         _rule(cfg.simulator["belt"] == cfg.lab.belt, path, "simulator.belt",
               f"{cfg.simulator['belt']!r} differs from lab.belt {cfg.lab.belt!r} (leave it "

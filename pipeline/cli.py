@@ -110,7 +110,8 @@ def _simulate_vendor_lab(args, params) -> int:
         print(f"[treadmill]\ndriver = \"bertec\"\nhost = \"{host}\"\nport = {port}")
         if args.protocol == "natnet":
             host, port = lab.natnet_address
-            print(f"OptiTrack Motive NatNet 3.1 server (unicast, command port): {host}:{port}")
+            print(f"OptiTrack Motive NatNet {args.natnet_version} server (unicast, command "
+                  f"port): {host}:{port}")
             print("lab config: [markers] driver = \"natnet\", and")
             t = cfg.natnet
             print(f"[natnet]\nserver = \"{host}\"\ncommand_port = {port}\nmulticast = false\n"
@@ -122,7 +123,8 @@ def _simulate_vendor_lab(args, params) -> int:
         host, port = lab.qtm_address
         print(f"QTM real-time server (RT protocol 1.25, little endian): {host}:{port}")
         print("lab config: [forceplate] and [markers] driver = \"qualisys\", and")
-        print(f"[qualisys]\nhost = \"{host}\"\nport = {port}")
+        print(f"[qualisys]\nhost = \"{host}\"\nport = {port}\nanalog = "
+              f"{json.dumps(cfg.qualisys.get('analog', []))}")
         for p in cfg.qualisys["plates"]:
             print(f"[[qualisys.plates]]\nqtm_id = {p['qtm_id']}\nname = \"{p['name']}\"\n"
                   f"rotation = {p['rotation']}\nmoment_origin = {p['moment_origin']}\n"
@@ -132,7 +134,8 @@ def _simulate_vendor_lab(args, params) -> int:
 
     stats = serve_emulated_lab(config_path=args.config, protocol=args.protocol,
                                replay=args.replay, duration_s=args.duration, params=params,
-                               port=args.port or 0, on_ready=ready)
+                               port=args.port or 0, on_ready=ready,
+                               natnet_version=args.natnet_version)
     if stats:
         if args.protocol == "natnet":
             print(f"{stats.get('frames', 0)} frames, {stats.get('datagrams', 0)} datagrams sent")
@@ -394,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "UDP unicast, markers (read with driver \"natnet\")")
     t.add_argument("--port", type=int, metavar="P",
                    help="TCP port of the --protocol server (default: a free one)")
+    t.add_argument("--natnet-version", choices=["3.1", "4.1"], default="3.1",
+                   help="NatNet version the --protocol natnet server speaks: 3.1 (Motive 2.x, "
+                        "default) or 4.1 (Motive 3.x)")
     t = _command(ssub, "session", "write a synthetic session archive with /truth",
                  "Write a complete raw archive of a synthetic runner, with the true per-step "
                  "values in /truth (for tests and validation).", _cmd_simulate_session)

@@ -41,6 +41,8 @@ import numpy as np
 
 from treadlab.acquisition import archive
 from treadlab.acquisition.archive import clear_status_flags
+from treadlab.acquisition.archive.format import (attach_scales, chunk_rows, make_scale,
+                                                 new_dataset, write_array)
 from treadlab.acquisition.archive.lock import lock_path
 from treadlab.acquisition.capture.clock import fit_clock
 from treadlab.config import software_version
@@ -56,9 +58,15 @@ __all__ = ["Recorder", "recover", "require_finished", "clear_status_flags", "loc
 #: still be closed cleanly (see :class:`Recorder`).
 RESERVE_BYTES = 256 << 10
 
-_FORCE_STREAM = ("time", "wrench", "device_time", "host_time", "counts", "seq")
+_FORCE_STREAM = ("time", "wrench", "device_time", "host_time", "counts", "seq", "cop_device")
 _MARKER_STREAM = ("time", "positions", "device_time", "host_time", "frame")
 _LOG_STREAM = ("time", "source", "kind", "detail")
+_ANALOG_STREAM = ("time", "data", "device_time", "host_time", "seq")
+_BELT_STREAM = ("time", "speed", "host_time", "seq")
+#: streams trimmed together at close and by recover; those with a device clock are refitted
+#: from it (:func:`_refit_time`), the belt from its packet count (:func:`_refit_belt`)
+_TIMED = (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM), ("analog", _ANALOG_STREAM),
+          ("belt", _BELT_STREAM))
 
 
 def _utc_now() -> str:
@@ -131,6 +139,10 @@ def _append_stream(ds: dict, stream: str, data_name: str, seq_name: str, items) 
         [np.broadcast_to(b.host_time, (len(b),)) for b in blocks]))
     archive.append_rows(ds[f"{stream}/{seq_name}"], np.concatenate(
         [b.seq if b.seq is not None else np.full(len(b), -1) for b in blocks]))
+    if f"{stream}/cop_device" in ds:
+        archive.append_rows(ds[f"{stream}/cop_device"], np.concatenate(
+            [b.cop if b.cop is not None else np.full(b.data.shape[:2] + (3,), np.nan)
+             for b in blocks]).astype(np.float32, copy=False))
     if f"{stream}/counts" in ds:
         c = ds[f"{stream}/counts"]
         archive.append_rows(c, np.concatenate([b.raw for b in blocks]).astype(c.dtype, copy=False))
@@ -170,6 +182,16 @@ class Recorder:
         Appends and flushes at least this often (≤ 1 s; default 0.5 s).
     subject : dict, optional
         ``/subject`` attributes (anthropometrics, mm).
+    belts : list of str, optional
+        Belt names of the ``/raw/belt`` stream (a treadmill controller is read).
+    belt_rate_hz : float, Hz
+        The controller's nominal feedback rate (the belt clock is fitted to it at close).
+    force_cop : bool
+        The force source reports its own centre of pressure (``Block.cop``): creates
+        ``/raw/force/cop_device`` (n, p, 3) float32 mm.
+    analog : dict, optional
+        ``{"channels": [names], "units": [units], "rate_hz": Hz, "device": text}``: creates
+        ``/raw/analog`` (docs/archive.md §3.6) for blocks of stream ``"analog"``.
     reserve_bytes : int
         Bytes of disk kept in reserve beside the archive (``.<name>.reserve``) while recording.
         When a write fails (a full disk), the reserve is released so HDF5 can complete its
@@ -184,7 +206,8 @@ class Recorder:
                  counts_dtype=None, calibration: dict | None = None,
                  t0_host: float | None = None, flush_interval_s: float = 0.5,
                  subject: dict | None = None, reserve_bytes: int = RESERVE_BYTES,
-                 belts: list[str] | None = None):
+                 belts: list[str] | None = None, analog: dict | None = None,
+                 force_cop: bool = False, belt_rate_hz: float = 100.0):
         if not 0 < flush_interval_s <= 1.0:
             raise ValueError(f"flush_interval_s must be in (0, 1] s, got {flush_interval_s}")
         self.path = Path(path)
@@ -198,6 +221,10 @@ class Recorder:
         self._subject = dict(subject or {})
         #: belt names of the ``/raw/belt`` stream (None: no treadmill speed stream)
         self._belts = list(belts) if belts else None
+        self._belt_rate_hz = float(belt_rate_hz)
+        #: channels of the ``/raw/analog`` stream (None: no analog stream)
+        self._analog = dict(analog) if analog else None
+        self._force_cop = bool(force_cop)
         self._queue: deque = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -206,7 +233,7 @@ class Recorder:
         self._ds: dict[str, h5py.Dataset] = {}
         self.error: BaseException | None = None
         #: rows written and flushed so far per stream (``force``, ``markers``, ``log``)
-        self.written = {"force": 0, "markers": 0, "log": 0, "belt": 0}
+        self.written = {"force": 0, "markers": 0, "log": 0, "belt": 0, "analog": 0}
         self.flushes = 0
         self.last_flush_host: float | None = None
         self._lock_fd: archive.SessionLock | None = None
@@ -259,8 +286,12 @@ class Recorder:
             ds = archive.create_raw_layout(f, device_time=True, log=True, **self._layout_kw)
             archive.link_derived(f, archive.derived_path(self.path).name)
             ds.update(_create_acquisition_datasets(f))
+            if self._force_cop:
+                ds.update(_create_cop_dataset(f))
             if self._belts:
-                ds.update(_create_belt_datasets(f, self._belts))
+                ds.update(_create_belt_datasets(f, self._belts, self._belt_rate_hz))
+            if self._analog:
+                ds.update(_create_analog_datasets(f, **self._analog))
             f["raw"].attrs["clock_t0_host_s"] = float(self.t0_host)
             f["raw"].attrs["clock"] = ("session clock = host time (time.monotonic) - "
                                        "clock_t0_host_s; each device clock mapped onto the host "
@@ -391,8 +422,7 @@ class Recorder:
         flush holds (the failed write may have left zeros) and flush, so HDF5's metadata are
         complete on disk."""
         self._drop_reserve()
-        keep = {"force": self.written["force"], "markers": self.written["markers"],
-                "log": self.written["log"]}
+        keep = {k: self.written[k] for k in ("force", "markers", "log", "analog", "belt")}
         try:
             for key, ds in self._ds.items():
                 group = key.split("/", 1)[0]
@@ -436,12 +466,14 @@ class Recorder:
                         return
 
     def _write(self, items) -> None:
-        force, markers, events, belt = [], [], [], []
+        force, markers, events, belt, analog = [], [], [], [], []
         for kind, payload, t in items:
             if kind == "event":
                 events.append(payload)
             elif payload.stream == "belt":
                 belt.append((payload, t))
+            elif payload.stream == "analog":
+                analog.append((payload, t))
             elif payload.stream == "force":
                 force.append((payload, t))
             elif payload.stream == "markers":
@@ -452,6 +484,8 @@ class Recorder:
             new["force"] = _append_stream(ds, "force", "wrench", "seq", force)
         if markers:
             new["markers"] = _append_stream(ds, "markers", "positions", "frame", markers)
+        if analog and "analog/data" in ds:
+            new["analog"] = _append_stream(ds, "analog", "data", "seq", analog)
         if belt and "belt/speed" in ds:
             blocks = [b for b, _ in belt]
             archive.append_rows(ds["belt/time"], np.concatenate([t for _, t in belt]))
@@ -459,6 +493,8 @@ class Recorder:
                                 .astype(np.float32, copy=False))
             archive.append_rows(ds["belt/host_time"],
                                 np.concatenate([b.host_time for b in blocks]))
+            archive.append_rows(ds["belt/seq"], np.concatenate(
+                [b.seq if b.seq is not None else np.full(len(b), -1) for b in blocks]))
             new["belt"] = sum(len(b) for b in blocks)
         if events:
             archive.append_rows(ds["log/time"], np.array([e[0] for e in events], dtype=np.float64))
@@ -472,25 +508,91 @@ class Recorder:
         self.last_flush_host = time.monotonic()
 
 
-def _create_belt_datasets(f: h5py.File, belts: list[str]) -> dict:
+def _create_belt_datasets(f: h5py.File, belts: list[str], rate_hz: float = 100.0) -> dict:
     """``/raw/belt``: the treadmill's measured belt speeds over time (before SWMR).
 
-    ``time`` (n,) s session clock (receipt time − ``clock_t0_host_s``: the controller sends
-    no clock), ``host_time`` (n,) s, ``speed`` (n, b) float32 m/s, attribute ``belts``.
+    Along dimension ``time``: ``time`` (n,) s on the session clock (a dimension scale:
+    receipt time while recording, the fitted packet clock after close, :func:`_refit_belt`),
+    ``host_time`` (n,) s receipt time, ``seq`` (n,) packet count, ``speed`` (n, b) float32 m/s
+    (dimensions ``time`` × ``belt``); ``belt`` (b,) names; attributes ``belts``, ``rate_hz``
+    (nominal feedback rate).
     """
     g = f["raw"].create_group("belt")
     g.attrs["belts"] = archive.to_attr(list(belts))
+    g.attrs["rate_hz"] = float(rate_hz)
     g.attrs["description"] = ("belt speeds measured by the treadmill controller; time = "
-                              "receipt time on the session clock")
-    out = {}
-    for name, shape, dtype, units in (("time", (0,), np.float64, "s"),
-                                      ("host_time", (0,), np.float64, "s"),
-                                      ("speed", (0, len(belts)), np.float32, "m/s")):
-        ds = g.create_dataset(name, shape, maxshape=(None,) + shape[1:],
-                              chunks=(256,) + shape[1:], dtype=dtype, compression="gzip",
-                              compression_opts=archive.GZIP_LEVEL)
-        ds.attrs["units"] = units
-        out[f"belt/{name}"] = ds
+                              "receipt time while recording, then a constant-rate clock "
+                              "fitted to the receipt times (host_time keeps them)")
+    t = new_dataset(g, "time", (0,), np.float64, "s", rows_per_chunk=256, clock="session")
+    t.make_scale("time")
+    names = make_scale(g, "belt", np.array([str(b) for b in belts], dtype=object))
+    speed = new_dataset(g, "speed", (0, len(belts)), np.float32, "m/s", rows_per_chunk=256)
+    attach_scales(speed, t, names)
+    out = {"belt/time": t, "belt/speed": speed}
+    for name, dtype, units, what in (("host_time", np.float64, "s",
+                                      "host time.monotonic() at receipt"),
+                                     ("seq", np.int64, "1", "feedback packets counted from "
+                                      "the first (the controller sends no counter)")):
+        d = new_dataset(g, name, (0,), dtype, units, rows_per_chunk=256, description=what)
+        d.dims[0].attach_scale(t)
+        out[f"belt/{name}"] = d
+    return out
+
+
+def _create_cop_dataset(f: h5py.File) -> dict:
+    """``/raw/force/cop_device`` (n, p, 3) float32 mm, lab frame: the centre of pressure the
+    force device reports itself (QTM), NaN while unloaded; dimensions time × plate × xyz."""
+    g = f["raw"]["force"]
+    p = g["plate"].shape[0]
+    ds = new_dataset(g, "cop_device", (0, p, 3), np.float32, "mm",
+                     rows_per_chunk=g["time"].chunks[0],
+                     description="centre of pressure as the device reported it, mapped to the "
+                                 "lab frame; NaN while the plate is unloaded; provenance only "
+                                 "(the pipeline derives the COP from the wrench)")
+    xyz = g["xyz"] if "xyz" in g else make_scale(g, "xyz", np.array(["X", "Y", "Z"], dtype=object))
+    attach_scales(ds, g["time"], g["plate"], xyz)
+    return {"force/cop_device": ds}
+
+
+def _create_analog_datasets(f: h5py.File, channels, units, rate_hz: float,
+                            device: str = "") -> dict:
+    """``/raw/analog``: analog channels recorded through the mocap system (before SWMR).
+
+    Datasets along dimension ``time``: ``time`` (n,) s on the session clock (a dimension
+    scale), ``data`` (n, c) float32 in each channel's unit (dimensions ``time`` × ``channel``),
+    ``device_time`` (n,) s (sample number / rate), ``host_time`` (n,) s, ``seq`` (n,) the
+    device's sample numbers (gaps = missed samples); ``channel`` (c,) the channel names (a
+    dimension scale) and ``unit`` (c,) their units. Attributes ``rate_hz``, ``channels``,
+    ``units``, ``device``.
+    """
+    channels, units = [str(c) for c in channels], [str(u) for u in units]
+    g = f["raw"].create_group("analog")
+    g.attrs["rate_hz"] = float(rate_hz)
+    g.attrs["channels"] = archive.to_attr(channels)
+    g.attrs["units"] = archive.to_attr(units)
+    g.attrs["device"] = str(device)
+    g.attrs["description"] = ("analog channels as the device sent them (vendor units, not "
+                              "rescaled); time = session clock from the device's sample clock")
+    rows = chunk_rows(rate_hz, max(1, len(channels)) * 4)
+    t = new_dataset(g, "time", (0,), np.float64, "s", rows_per_chunk=rows, clock="session")
+    t.make_scale("time")
+    ch = make_scale(g, "channel", np.array(channels, dtype=object))
+    unit = write_array(g, "unit", np.array(units, dtype=object), "")
+    unit.dims[0].attach_scale(ch)
+    same = len(set(units)) == 1
+    data = new_dataset(g, "data", (0, len(channels)), np.float32,
+                       units[0] if same and units else "per channel: see unit",
+                       rows_per_chunk=rows)
+    attach_scales(data, t, ch)
+    out = {"analog/time": t, "analog/data": data}
+    for name, dtype, u, what in (("device_time", np.float64, "s", "device sample clock"),
+                                 ("host_time", np.float64, "s",
+                                  "host time.monotonic() at receipt"),
+                                 ("seq", np.int64, "1", "device sample number, unwrapped "
+                                  "(gaps = missed samples)")):
+        d = new_dataset(g, name, (0,), dtype, u, rows_per_chunk=rows, description=what)
+        d.dims[0].attach_scale(t)
+        out[f"analog/{name}"] = d
     return out
 
 
@@ -551,21 +653,70 @@ def _refit_time(group: h5py.Group, t0_host: float) -> dict | None:
     return {"origin": origin, "offset": a, "drift_ppm": b * 1e6}
 
 
+def _refit_belt(group: h5py.Group, t0_host: float) -> dict | None:
+    """Redo ``/raw/belt/time`` as a constant-rate clock fitted to the receipt times.
+
+    The controller's feedback has no counter or clock and several packets often arrive in
+    one read (one receipt time): receipt times jitter by milliseconds. Per connection (a new
+    segment where the receipt times jump by more than 0.5 s beyond what the packet count
+    says: a reconnection), ``host_time ≈ a + (seq/rate)·(1 + b)`` is fitted with the capture's
+    robust lower-envelope Theil–Sen clock fit (:func:`fit_clock`; a receipt is never earlier
+    than the packet was sent), and ``time`` = that line − t0. Segments shorter than 1 s, and
+    a result that would not increase, keep the receipt times. Returns the fit (None: kept).
+    """
+    if not all(k in group for k in ("time", "host_time", "seq")):
+        return None
+    host = group["host_time"][()].astype(np.float64)
+    seq = group["seq"][()].astype(np.float64)
+    n = host.shape[0]
+    rate = float(group.attrs.get("rate_hz", 100.0) or 100.0)
+    if n < 2 or not (np.all(np.isfinite(host)) and np.all(seq >= 0)):
+        return None
+    jump = np.diff(host) - np.diff(seq) / rate > 0.5
+    cuts = np.concatenate(([0], np.flatnonzero(jump) + 1, [n]))
+    t = host.copy()
+    rates, fitted = [], 0
+    for i0, i1 in zip(cuts[:-1], cuts[1:]):
+        dev = (seq[i0:i1] - seq[i0]) / rate
+        if i1 - i0 < 2 or dev[-1] < 1.0:
+            continue
+        origin, a, b = fit_clock(dev, host[i0:i1])
+        t[i0:i1] = dev + a + b * (dev - origin)
+        rates.append(rate / (1.0 + b))
+        fitted += i1 - i0
+    if not fitted or np.any(np.diff(t) <= 0):
+        log.warning("%s: belt packet clock not fitted; keeping receipt times", group.name)
+        return None
+    group["time"][...] = t - t0_host
+    group.attrs["clock"] = ("constant-rate packet clock fitted to the receipt times per "
+                            "connection (lower-envelope Theil-Sen); host_time = receipt")
+    group.attrs["clock_rate_hz"] = float(np.mean(rates))
+    group.attrs["clock_segments"] = len(cuts) - 1
+    return {"rate_hz": float(np.mean(rates)), "segments": len(cuts) - 1,
+            "median_delay_ms": float(np.median(host - t)) * 1e3}
+
+
 def _finish(f: h5py.File, status: str, note: str) -> dict:
     """Trim, refit clocks, log and set ``status`` on a file open normally for writing."""
     raw = f.require_group("raw")
     counts = {}
-    for group, names in (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM)):
+    for group, names in _TIMED:
         if group in raw:
             counts[group] = _trim(raw[group], names)
     t0 = float(raw.attrs.get("clock_t0_host_s", 0.0))
     details = []
-    for group in ("force", "markers"):
+    for group, _ in _TIMED:
         if group in raw:
             fit = _refit_time(raw[group], t0)
             if fit is not None:
                 details.append(f"{group}: offset {fit['offset']:.6f} s, "
                                f"drift {fit['drift_ppm']:.1f} ppm")
+    if "belt" in raw:
+        fit = _refit_belt(raw["belt"], t0)
+        if fit is not None:
+            details.append(f"belt: {fit['rate_hz']:.4f} Hz packet clock over "
+                           f"{fit['segments']} connection(s), receipt jitter removed "
+                           f"(median {fit['median_delay_ms']:.2f} ms after the fit)")
     if "log" in raw:
         lg = raw["log"]
         _trim(lg, _LOG_STREAM)
@@ -704,7 +855,7 @@ def _recover_copy(path: Path, tmp: Path, body_mass_kg: float | None = None) -> t
             f.attrs["body_mass_source"] = "given to recover"
             mass_note = f"; body mass set to {body_mass_kg:g} kg"
         if old == "complete":
-            for group, names in (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM)):
+            for group, names in _TIMED:
                 if raw is not None and group in raw:
                     lengths = _stream_lengths(raw[group], names)
                     if len(set(lengths.values())) > 1:
@@ -720,7 +871,7 @@ def _recover_copy(path: Path, tmp: Path, body_mass_kg: float | None = None) -> t
                     bool(notes))
         dropped = []
         if raw is not None:
-            for group, names in (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM)):
+            for group, names in _TIMED:
                 if group in raw:
                     dropped += _trim_consistent(raw[group], group, names)
         counts = _finish(f, "interrupted", note=f"recovered by treadlab recover (was {old!r}"

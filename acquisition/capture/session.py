@@ -306,6 +306,7 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
                               "--speed-protocol needs the lab's [treadmill] table")
     lab = None
     force = markers = treadmill = belt_sim = None
+    extra: list = []
     early = _Stopper(None)   # Ctrl-C / SIGTERM while the devices start and the plate tares
     try:
         early.__enter__()
@@ -317,24 +318,28 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
         force, markers = sources_from_config(cfg, lab=lab)
         force.open()
         markers.open()
+        # more streams on the same connections (QTM's analog channels): opened after them
+        extra = [x for src in (force, markers) for x in src.extra]
+        for x in extra:
+            x.open()
         # the force source tares itself over tare_seconds after open (belt unloaded)
         tare_s = float(getattr(cfg.forceplate, "tare_seconds", 0.0) or 0.0)
         if hasattr(force, "tare"):
             force.tare(timeout=2 * tare_s + FIRST_FRAMES_TIMEOUT_S)
         treadmill, belt_sim = _open_treadmill(cfg)
-        _wait_first_frames([force, markers], FIRST_FRAMES_TIMEOUT_S)
+        _wait_first_frames([force, markers] + extra, FIRST_FRAMES_TIMEOUT_S)
         early.__exit__(None, None, None)
         if early.reason is not None:
             raise DeviceError(f"stopped by {early.reason} while the devices started and the "
                               f"force plate tared; nothing recorded")
         return _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir,
                        status_stream, stop_event, on_step, params, treadmill=treadmill,
-                       stages=stages)
+                       stages=stages, extra=extra)
     finally:
         early.__exit__(None, None, None)
         if belt_sim is not None:
             belt_sim.stop()
-        for src in (treadmill, markers, force):
+        for src in [treadmill] + extra + [markers, force]:
             if src is not None:
                 try:
                     src.close()
@@ -365,14 +370,16 @@ def _open_treadmill(cfg):
 
 
 def _move_belt(blocks, rec: Recorder, t0: float, speeds: list) -> None:
-    """Belt blocks → ``/raw/belt`` on the session clock (receipt time − t0)."""
+    """Belt blocks → ``/raw/belt`` on the session clock (receipt time − t0, provisional: the
+    recorder fits a constant-rate packet clock to the receipt times at close)."""
     for b in blocks:
         rec.put(b, b.host_time - t0)
         speeds.append(np.asarray(b.data, np.float64))
 
 
 def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir, status_stream,
-            stop_event, on_step, params=None, treadmill=None, stages=None) -> Path:
+            stop_event, on_step, params=None, treadmill=None, stages=None,
+            extra=()) -> Path:
     finfo, minfo = force.info, markers.info
     plates = list(finfo.plates or finfo.labels)
     labels = _cgm_labels(minfo.labels, cfg)
@@ -411,9 +418,17 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
     if lab is not None and getattr(lab, "subject", None):
         subject_attrs = dict(lab.subject)
 
+    analog = next((x for x in extra if x.kind == "analog"), None)
+    analog_layout = None
+    if analog is not None:
+        analog_layout = {"channels": list(analog.info.labels), "units": list(analog.units),
+                         "rate_hz": analog.info.rate_hz,
+                         "device": getattr(analog, "description", "") or str(analog.port)}
     # forget what arrived before recording (tare period), keep the events
     force.read(0)
     markers.read(0)
+    for x in extra:
+        x.read(0)
     t0 = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / session_filename(subject)
@@ -422,8 +437,11 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
                    n_channels=finfo.channels or None,
                    counts_dtype=np.dtype(finfo.sample_type) if finfo.channels else None,
                    calibration=cal, t0_host=t0, subject=subject_attrs,
-                   belts=treadmill.info.labels if treadmill is not None else None).start()
-    devices = (force, markers) + ((treadmill,) if treadmill is not None else ())
+                   belts=treadmill.info.labels if treadmill is not None else None,
+                   belt_rate_hz=treadmill.info.rate_hz if treadmill is not None else 100.0,
+                   analog=analog_layout,
+                   force_cop=bool(getattr(force, "sends_cop", False))).start()
+    devices = (force, markers) + tuple(extra) + ((treadmill,) if treadmill is not None else ())
     belt_speeds: list = []
     speed_protocol = None
     if treadmill is not None:
@@ -460,6 +478,8 @@ def _record(cfg, lab, force, markers, subject, body_mass_kg, duration_s, out_dir
                     break
                 last = _move(force.read(0.02), clock, rec, live)
                 _move(markers.read(0.0), clock, rec, live)
+                for x in extra:
+                    _move(x.read(0.0), clock, rec, live)
                 if treadmill is not None:
                     _move_belt(treadmill.read(0.0), rec, t0, belt_speeds)
                 if end_frame is not None and last is not None and last >= end_frame:
@@ -574,7 +594,8 @@ def _merge(blocks):
                                for p, b in zip(parts, blocks)])
 
     return [Block(stream=first.stream, device_time=cat("device_time"),
-                  host_time=cat("host_time"), data=cat("data"), raw=cat("raw"), seq=cat("seq"))]
+                  host_time=cat("host_time"), data=cat("data"), raw=cat("raw"), seq=cat("seq"),
+                  cop=cat("cop"))]
 
 
 def _move(blocks, clock: SessionClock, rec: Recorder, live: LiveProcessor) -> int | None:

@@ -61,12 +61,14 @@ def emulated_lab_config(cfg, protocol: str):
         markers=dataclasses.replace(cfg.markers, driver="qualisys"), qualisys=table)
 
 
-def start_emulated_lab(cfg, protocol: str, params=None, replay=None, port: int = 0, **kw):
+def start_emulated_lab(cfg, protocol: str, params=None, replay=None, port: int = 0,
+                       natnet_version: str = "3.1", **kw):
     """Start the emulator of ``protocol`` for ``cfg`` (``start_qtm_lab`` /
-    ``start_natnet_lab``)."""
+    ``start_natnet_lab``, speaking NatNet ``natnet_version``)."""
     _check(protocol)
     if protocol == "natnet":
-        return start_natnet_lab(cfg, params=params, replay=replay, port=port, **kw)
+        return start_natnet_lab(cfg, params=params, replay=replay, port=port,
+                                natnet_version=natnet_version, **kw)
     return start_qtm_lab(cfg, params=params, replay=replay, port=port, **kw)
 
 
@@ -158,7 +160,8 @@ def _interrupt(signum, frame):
 
 
 def serve_emulated_lab(config_path=None, protocol: str = "qtm", replay=None, duration_s=None,
-                       params=None, port: int = 0, on_ready=None) -> dict:
+                       params=None, port: int = 0, on_ready=None,
+                       natnet_version: str = "3.1") -> dict:
     """``treadlab simulate lab --protocol P``: serve the emulator until Ctrl-C, SIGTERM or
     ``duration_s`` (s); ``port`` 0 = a free one. With ``replay`` and the shipped default lab,
     the lab is derived from the recording (its plate, rates and labels). A simulated Bertec
@@ -169,7 +172,8 @@ def serve_emulated_lab(config_path=None, protocol: str = "qtm", replay=None, dur
     cfg = load_lab(config_path)
     if replay is not None:
         cfg = replay_lab_config(cfg, replay)
-    lab = start_emulated_lab(cfg, protocol, params=params, replay=replay, port=port)
+    lab = start_emulated_lab(cfg, protocol, params=params, replay=replay, port=port,
+                             natnet_version=natnet_version)
     try:
         treadmill = SimulatedTreadmill()
     except BaseException:

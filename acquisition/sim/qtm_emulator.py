@@ -19,6 +19,10 @@ port 22223), the packet layout the official client ``qtm-rt`` parses:
   count, force number of the first sample) and ``<9f`` per force sample: force (N), moment
   (N·m) and centre of pressure (mm), in the plate's own coordinate system, the force the
   subject applies **to the plate**.
+- analog (type 3) is ``<i`` device count, per device ``<iii`` (device id, channel count,
+  sample count) and, when samples follow, ``<I`` the first sample number and the samples
+  channel by channel (``<f4``); the emulated device (id 1, :data:`ANALOG_CHANNELS`) is
+  described in the ``<Analog>`` parameters and sampled by :func:`emulated_analog`.
 
 Force samples are sent with the first camera frame at or after their time, so force chunks
 hold a varying number of samples and do not line up with camera frames (1000 Hz force at
@@ -64,7 +68,7 @@ HEADER = struct.Struct("<II")
 DATA_HEADER = struct.Struct("<qII")
 COMPONENT = struct.Struct("<II")
 PT_ERROR, PT_COMMAND, PT_XML, PT_DATA, PT_NOMOREDATA, PT_EVENT = 0, 1, 2, 3, 4, 6
-C_3D, C_FORCE = 1, 4
+C_3D, C_ANALOG, C_FORCE = 1, 3, 4
 EVENT_CONNECTED = 1
 #: the newest RT protocol version the emulator speaks (and the oldest it accepts: 1.8)
 PROTOCOL = "1.25"
@@ -90,6 +94,45 @@ class QTMFaults:
     disconnect_for_s: float = 1.0
 
 
+#: the emulated analog device (QTM ``Analog/Device`` id 1): a sync pulse train and two
+#: EMG-like channels (:func:`emulated_analog`), in these units
+ANALOG_CHANNELS = ("Trigger", "EMG_1", "EMG_2")
+ANALOG_UNITS = ("V", "mV", "mV")
+ANALOG_DEVICE_ID = 1
+
+
+def emulated_analog(signal, samples, on_sample: int | None, rate_hz: float) -> np.ndarray:
+    """The emulated analog device's samples: (n, 3) float32 ``[Trigger (V), EMG_1 (mV),
+    EMG_2 (mV)]`` for analog sample numbers ``samples``.
+
+    ``on_sample`` is the analog sample at which the runner steps on (None: not yet). Trigger:
+    5 V during the first 10 ms of every second from ``on_sample`` on, else 0 V (a sync pulse
+    train). EMG_j: deterministic noise (a hash of the sample number) of amplitude
+    0.02 mV + 0.5 mV per kN of the vertical force on plate ``j % plates`` of ``signal``
+    (:meth:`RunnerSignal.force`): active in stance. A function of the sample number only, so a
+    test recomputes what was played.
+    """
+    samples = np.asarray(samples, np.int64)
+    n = samples.shape[0]
+    out = np.zeros((n, len(ANALOG_CHANNELS)))
+    fz = None
+    if on_sample is not None:
+        rel = samples - int(on_sample)
+        on = rel >= 0
+        per_s = max(1, int(round(rate_hz)))
+        out[on, 0] = np.where(rel[on] % per_s < max(1, int(round(0.01 * rate_hz))), 5.0, 0.0)
+        if on.any():
+            f = np.asarray(signal.force(rel[on] / float(rate_hz)), np.float64)[:, :, 2]
+            fz = np.zeros((n, f.shape[1]))
+            fz[on] = np.maximum(f, 0.0)
+    for j in (1, 2):
+        x = np.sin(samples * 12.9898 + j * 78.233) * 43758.5453
+        noise = 2.0 * (x - np.floor(x)) - 1.0
+        amp = 0.02 + (0.0 if fz is None else 0.5e-3 * fz[:, (j - 1) % fz.shape[1]])
+        out[:, j] = amp * noise
+    return out.astype(np.float32)
+
+
 def plate_frames(plates) -> list[dict]:
     """Per configured plate: QTM plate id (1-based), name, rotation (plate → lab) and the point
     its moments are about (mm, lab frame: the centre of its corners, or 20 mm above the
@@ -104,11 +147,13 @@ def plate_frames(plates) -> list[dict]:
     return out
 
 
-def qualisys_table(cfg, address: tuple[str, int]) -> dict:
-    """The ``[qualisys]`` lab-config table for the emulated QTM at ``address``."""
+def qualisys_table(cfg, address: tuple[str, int], analog="all") -> dict:
+    """The ``[qualisys]`` lab-config table for the emulated QTM at ``address`` (``analog``:
+    the ``qualisys.analog`` value, every emulated channel by default; ``[]``: none)."""
     plates = [p if isinstance(p, PlateCalibration) else PlateCalibration.from_table(p)
               for p in cfg.plates]
     return {"host": address[0], "port": int(address[1]),
+            "analog": analog if isinstance(analog, str) else list(analog),
             "plates": [{"qtm_id": f["qtm_id"], "name": f["name"],
                         "rotation": f["rotation"].tolist(),
                         "moment_origin": f["moment_origin"].tolist(),
@@ -136,8 +181,11 @@ def lab_to_qtm(wrench: np.ndarray, origin: np.ndarray, frame: dict) -> np.ndarra
     return out
 
 
-def parameters_xml(labels, marker_rate: float, force_rate: float, frames: list[dict]) -> str:
-    """The ``getparameters general 3d force`` answer (QTM RT XML, protocol 1.25 names)."""
+def parameters_xml(labels, marker_rate: float, force_rate: float, frames: list[dict],
+                   analog_rate: float | None = None) -> str:
+    """The ``getparameters general 3d force analog`` answer (QTM RT XML, protocol 1.25
+    names); the ``Analog`` device (:data:`ANALOG_CHANNELS`) when ``analog_rate`` (Hz) is
+    given."""
     parts = [f"<QTM_Parameters_Ver_{PROTOCOL}>",
              f"<General><Frequency>{marker_rate:g}</Frequency><Capture_Time>0</Capture_Time>"
              "<Start_On_External_Trigger>False</Start_On_External_Trigger></General>",
@@ -155,7 +203,17 @@ def parameters_xml(labels, marker_rate: float, force_rate: float, frames: list[d
                      f"<Frequency>{force_rate:g}</Frequency><Type>Emulated</Type>"
                      f"<Name>{escape(str(f['name']))}</Name><Location>{corners}</Location>"
                      "</Plate>")
-    parts.append(f"</Force></QTM_Parameters_Ver_{PROTOCOL}>")
+    parts.append("</Force>")
+    if analog_rate:
+        parts.append(f"<Analog><Device><Device_ID>{ANALOG_DEVICE_ID}</Device_ID>"
+                     f"<Device_Name>Emulated analog</Device_Name>"
+                     f"<Channels>{len(ANALOG_CHANNELS)}</Channels>"
+                     f"<Frequency>{analog_rate:g}</Frequency><Unit>V</Unit>"
+                     "<Range><Min>-10</Min><Max>10</Max></Range>")
+        for name, unit in zip(ANALOG_CHANNELS, ANALOG_UNITS):
+            parts.append(f"<Channel><Label>{name}</Label><Unit>{unit}</Unit></Channel>")
+        parts.append("</Device></Analog>")
+    parts.append(f"</QTM_Parameters_Ver_{PROTOCOL}>")
     return "".join(parts)
 
 
@@ -168,14 +226,28 @@ def text_packet(ptype: int, text: str) -> bytes:
 
 
 def data_packet(timestamp_us: int, frame: int, markers: np.ndarray | None,
-                force_number: int, forces: np.ndarray | None, plate_ids) -> bytes:
-    """One QTM data packet: 3D (``markers`` (k, 3) mm, NaN = not seen) and force (``forces``
-    (p, n, 9) of QTM force samples starting at ``force_number``)."""
+                force_number: int, forces: np.ndarray | None, plate_ids,
+                analog_number: int = 0, analog: np.ndarray | None = None) -> bytes:
+    """One QTM data packet: 3D (``markers`` (k, 3) mm, NaN = not seen), analog (``analog``
+    (n, c) samples of device :data:`ANALOG_DEVICE_ID` starting at sample ``analog_number``)
+    and force (``forces`` (p, n, 9) of QTM force samples starting at ``force_number``).
+
+    The analog component (type 3): ``<i`` device count, per device ``<iii`` (device id,
+    channel count, sample count), then — only when the sample count is > 0 — ``<I`` the
+    sample number of the first sample and the samples channel by channel (all samples of
+    channel 1, then channel 2, …) as ``<f4``."""
     comps = []
     if markers is not None:
         body = struct.pack("<Ihh", markers.shape[0], 0, 0) + \
             np.ascontiguousarray(markers, "<f4").tobytes()
         comps.append(COMPONENT.pack(COMPONENT.size + len(body), C_3D) + body)
+    if analog is not None:
+        n, c = analog.shape
+        body = struct.pack("<iiii", 1, ANALOG_DEVICE_ID, c, n)
+        if n:
+            body += struct.pack("<I", int(analog_number) & 0xFFFFFFFF)
+            body += np.ascontiguousarray(analog.T, "<f4").tobytes()
+        comps.append(COMPONENT.pack(COMPONENT.size + len(body), C_ANALOG) + body)
     if forces is not None:
         body = bytearray(struct.pack("<i", forces.shape[0]))
         for pid, fs in zip(plate_ids, forces):
@@ -208,6 +280,7 @@ class _QTMServer:
         self.labels = list(spec["labels"])
         self.f_rate = float(spec["force_rate_hz"])
         self.m_rate = float(spec["marker_rate_hz"])
+        self.a_rate = float(spec.get("analog_rate_hz") or self.f_rate)
         self.faults: QTMFaults = spec.get("faults") or QTMFaults()
         self.frames = plate_frames(self.plates)
         self.origins = [np.asarray(p.origin, float) for p in self.plates]
@@ -223,13 +296,14 @@ class _QTMServer:
         self.clients: list[_Client] = []
         self.stats = {k: 0 for k in ("camera_frames", "frames_sent", "frames_skipped",
                                      "force_samples", "connections", "disconnects",
-                                     "outages", "commands")}
+                                     "outages", "commands", "analog_samples")}
         self.unloaded_s = float(spec.get("unloaded_s", 2.0))
         self.on_time: float | None = None
         self.stream_at: float | None = None
         self.down_until: float | None = None
         self.disconnect_plan = self.faults.disconnect_at_s
-        self.xml = parameters_xml(self.labels, self.m_rate, self.f_rate, self.frames)
+        self.xml = parameters_xml(self.labels, self.m_rate, self.f_rate, self.frames,
+                                  self.a_rate)
         #: with ``send_log``: (first force number, samples, time.monotonic() after the send)
         #: of every packet sent, for latency measurements (benchmarks/live.py)
         self.send_log: list | None = [] if spec.get("send_log") else None
@@ -347,7 +421,7 @@ class _QTMServer:
                 c.streaming = False
                 return
             comps = set(args[1:])
-            unknown = comps - {"3d", "force"}
+            unknown = comps - {"3d", "force", "analog"}
             if unknown:
                 self._send(c, text_packet(PT_ERROR, "Unsupported component(s): "
                                           + " ".join(sorted(unknown))))
@@ -363,6 +437,7 @@ class _QTMServer:
                 self.on_time = math.ceil((now + self.unloaded_s) * grid) / grid
                 self.stats["on_frame"] = int(round(self.on_time * fr))
                 self.stats["on_marker_frame"] = int(round(self.on_time * mr))
+                self.stats["on_analog_sample"] = int(round(self.on_time * self.a_rate))
         else:
             self._send(c, text_packet(PT_ERROR, f"Parse error: {text[:60]}"))
 
@@ -418,10 +493,16 @@ class _QTMServer:
             return np.full((len(self.labels), 3), np.nan, np.float32)
         return self.signal.markers(np.round(tr * self.m_rate) / self.m_rate)[0]
 
+    def _analog(self, a0: int, a1: int) -> np.ndarray:
+        """(n, 3) analog samples a0..a1-1 (:func:`emulated_analog`)."""
+        return emulated_analog(self.signal, np.arange(a0, a1),
+                               self.stats.get("on_analog_sample"), self.a_rate)
+
     def run(self, conn) -> None:
         start = time.monotonic()
         j_next = 0                       # next camera frame
         i_next = 0                       # next force sample
+        a_next = 0                       # next analog sample
         plate_ids = [f["qtm_id"] for f in self.frames]
         while True:
             try:
@@ -449,6 +530,10 @@ class _QTMServer:
                 forces = self._forces(i_next, i_due) if i_due > i_next else \
                     np.zeros((len(self.plates), 0, 9))
                 markers = self._markers(j_next)
+                a_due = int(math.floor(t_j * self.a_rate + 1e-9)) + 1
+                analog = self._analog(a_next, a_due) if a_due > a_next else \
+                    np.zeros((0, len(ANALOG_CHANNELS)), np.float32)
+                self.stats["analog_samples"] += analog.shape[0]
                 self.stats["camera_frames"] += 1
                 self.stats["force_samples"] += forces.shape[1]
                 fl = self.faults
@@ -462,12 +547,14 @@ class _QTMServer:
                                           markers if "3d" in c.components else None,
                                           i_next,
                                           forces if "force" in c.components else None,
-                                          plate_ids)
+                                          plate_ids, a_next,
+                                          analog if "analog" in c.components else None)
                         self._send(c, pkt)
                     self.stats["frames_sent"] += 1
                     if self.send_log is not None and forces.shape[1]:
                         self.send_log.append((i_next, forces.shape[1], time.monotonic()))
                 i_next = max(i_next, i_due)
+                a_next = max(a_next, a_due)
                 j_next += 1
             nxt = j_next / self.m_rate
             time.sleep(min(0.01, max(self.PACE_S, nxt - (time.monotonic() - start))))

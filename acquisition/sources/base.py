@@ -46,13 +46,17 @@ class Block:
 
     Attributes
     ----------
-    stream : ``"force"`` or ``"markers"``.
+    stream : ``"force"``, ``"markers"``, ``"belt"`` or ``"analog"``.
     device_time : (n,) float64, s, the device clock, unwrapped (monotonic while the device runs).
     host_time : (n,) float64, s, ``time.monotonic()`` when the bytes/datagram were received.
     data : force: (n, p, 6) float32 ``[Fx, Fy, Fz, Mx, My, Mz]`` in N and N·m, lab frame;
-        markers: (n, k, 3) float32 mm, lab frame, NaN = occluded.
+        markers: (n, k, 3) float32 mm, lab frame, NaN = occluded; belt: (n, b) m/s;
+        analog: (n, c) float32 in each channel's unit (V, mV, …) as the device sends it.
     raw : force only: (n, c) int16/int32 ADC counts as received (None for markers).
     seq : (n,) int64 unwrapped frame numbers (gaps = dropped frames).
+    cop : force only, optional: (n, p, 3) float32 mm, lab frame — the centre of pressure the
+        device itself reports (QTM), NaN while a plate is unloaded; kept for provenance
+        (``/raw/force/cop_device``); None when the device sends none.
     """
 
     stream: str
@@ -61,6 +65,7 @@ class Block:
     data: np.ndarray
     raw: np.ndarray | None = None
     seq: np.ndarray | None = None
+    cop: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.device_time.shape[0])
@@ -117,6 +122,9 @@ class Source(ABC):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._is_open = False
+        #: more streams from the same device connection that a capture records beside this
+        #: one, opened after it and closed before it (QTM's analog channels: ``/raw/analog``)
+        self.extra: list[Source] = []
 
     # --- public interface --------------------------------------------------------------
 

@@ -36,7 +36,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 
 import numpy as np
 from natnet import NatNetClient
@@ -44,32 +44,18 @@ from natnet import NatNetClient
 from treadlab.acquisition.sources.base import Block, Source, match_labels
 from treadlab.acquisition.sources.markers_udp import MarkerSettings, setup_marker_source
 from treadlab.config.errors import ConfigError, DeviceError
+from treadlab.config.schema import NatNetTable, check_rotation, check_table
 
 log = logging.getLogger(__name__)
 
-_DEFAULT_ROT = [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
-
-
 @dataclass
-class NatNetSettings:
-    """The ``[natnet]`` table (see the module docstring for each key)."""
+class NatNetSettings(NatNetTable):
+    """The ``[natnet]`` table as the driver takes it: the fields, units and defaults of
+    :class:`treadlab.config.schema.NatNetTable` (see also the module docstring), checked by
+    that declaration when built (ConfigError naming ``natnet.<key>``)."""
 
-    server: str = "auto"
-    command_port: int = 1510
-    data_port: int = 1511
-    multicast: bool = False
-    multicast_address: str = "239.255.42.99"
-    local_address: str = "127.0.0.1"
-    marker_set: str = ""
-    units_m: float = 1000.0
-    lab_from_motive: list = field(default_factory=lambda: [r[:] for r in _DEFAULT_ROT])
-    timeout_s: float = 5.0
-    silence_s: float = 1.0
-    reconnect_s: float = 0.5
-
-    KEYS = ("server", "command_port", "data_port", "multicast", "multicast_address",
-            "local_address", "marker_set", "units_m", "lab_from_motive", "timeout_s",
-            "silence_s", "reconnect_s")
+    def __post_init__(self):
+        check_table(self, NatNetTable, "natnet")
 
     @classmethod
     def from_config(cls, cfg) -> "NatNetSettings":
@@ -78,26 +64,10 @@ class NatNetSettings:
         if table is None:
             raise ConfigError(path, "natnet", "missing: the natnet driver needs a [natnet] "
                               "table (server, marker_set)")
-        if not isinstance(table, dict):
-            table = dict(vars(table))
-        unknown = set(table) - set(cls.KEYS)
-        if unknown:
-            raise ConfigError(path, f"natnet.{sorted(unknown)[0]}",
-                              f"unknown key; known: {', '.join(cls.KEYS)}")
-        s = cls(**{k: table[k] for k in cls.KEYS if k in table})
-        if not str(s.server).strip():
-            raise ConfigError(path, "natnet.server", "empty")
-        for key in ("command_port", "data_port"):
-            if not 0 < int(getattr(s, key)) < 65536:
-                raise ConfigError(path, f"natnet.{key}", f"{getattr(s, key)} is outside "
-                                  "1..65535")
-        R = np.asarray(s.lab_from_motive, float)
-        if R.shape != (3, 3) or not np.allclose(R @ R.T, np.eye(3), atol=1e-6):
-            raise ConfigError(path, "natnet.lab_from_motive", "needs a 3×3 rotation matrix")
-        if not float(s.units_m) > 0:
-            raise ConfigError(path, "natnet.units_m", f"{s.units_m} must be > 0 (mm per "
-                              "Motive unit)")
-        return s
+        table = dict(table) if isinstance(table, dict) else dict(vars(table))
+        checked = check_table(table, NatNetTable, "natnet", path)
+        check_rotation(checked.lab_from_motive, path, "natnet.lab_from_motive")
+        return cls(**{f.name: getattr(checked, f.name) for f in fields(NatNetTable)})
 
 
 class NatNetMarkers(Source):
@@ -206,6 +176,12 @@ class NatNetMarkers(Source):
         except DeviceError:
             client.shutdown()
             raise
+        info = client.server_info
+        how = (f"multicast {self.natnet.multicast_address}:{self.natnet.data_port}"
+               if self.natnet.multicast else "unicast")
+        self._event("natnet", f"{self.where}: {info.application_name} "
+                    f"{info.server_version}, NatNet {info.nat_net_protocol_version}, {how}",
+                    level=logging.INFO)
         self._client = client
         self._last_rx = time.monotonic()
         self._lost_at = None

@@ -4,10 +4,13 @@ The connection is Qualisys' own Python client, ``qtm-rt`` (asyncio), speaking QT
 protocol (TCP port 22223, little-endian, protocol version ≥ 1.8; ``version`` in the table).
 One :class:`QTMClient` per QTM host runs the client's event loop in its own thread, reads the
 ``general``, ``3d`` and ``force`` parameters once connected (marker labels, camera and plate
-rates) and streams ``allframes`` with the ``3d`` and ``force`` components. Two
+rates, analog devices) and streams ``allframes`` with the ``3d``, ``force`` and (when
+``[qualisys] analog`` names channels) ``analog`` components. Up to three
 :class:`~treadlab.acquisition.sources.base.Source` views share it: :class:`QualisysMarkers`
-(``[markers] driver = "qualisys"``) and :class:`QualisysForce` (``[forceplate] driver =
-"qualisys"``); :func:`qualisys_sources` builds both on one connection.
+(``[markers] driver = "qualisys"``), :class:`QualisysForce` (``[forceplate] driver =
+"qualisys"``) and :class:`QualisysAnalog` (``force.extra``: analog channels in QTM's units,
+``/raw/analog``); :func:`qualisys_sources` builds them on one connection. The analog
+component is parsed by qtm-rt itself (``packet.get_analog()``).
 
 Frames and units, mapped at this boundary (the originals' metadata is kept as events):
 
@@ -23,8 +26,9 @@ Frames and units, mapped at this boundary (the originals' metadata is kept as ev
   (``"on_plate"``: QTM reports the force the subject applies to the plate, negated here;
   ``"on_body"``: already the ground reaction). The archive's convention results: ground
   reaction on the body, Fz > 0 in stance, moments about each ``[[plates]].origin`` in N·m.
-  The wrench is computed from force and moment; the centre of pressure QTM sends is not
-  stored (the pipeline derives it from the wrench).
+  The wrench is computed from force and moment; the centre of pressure QTM sends (plate
+  frame, ``Force/Unit_Length``) is mapped to the lab frame in mm and kept as
+  ``/raw/force/cop_device`` for provenance (the pipeline derives its own from the wrench).
 
 Clocks and losses: the device clock of markers is QTM's frame timestamp (µs), of force
 ``force number / force rate`` (QTM's per-measurement force sample counter); frame numbers
@@ -44,7 +48,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 
 import numpy as np
 import qtm_rt
@@ -53,59 +57,43 @@ from qtm_rt.packet import QRTComponentType
 from treadlab.acquisition.sources.base import Block, Source, StreamInfo, match_labels
 from treadlab.acquisition.sources.markers_udp import MarkerSettings, setup_marker_source
 from treadlab.config.errors import ConfigError, DeviceError
+from treadlab.config.schema import (QualisysPlateTable, QualisysTable, check_qualisys,
+                                    check_table)
 
 log = logging.getLogger(__name__)
 
-FORCE_CONVENTIONS = ("on_plate", "on_body")
 _U32, _I32 = struct.Struct("<I"), struct.Struct("<i")
 _PLATE = struct.Struct("<iii")           # plate id, force count, force number
 _3D_HEADER = 8                           # marker count (uint32), drop rate, out-of-sync (int16)
+#: N: below this |Fz| (lab frame) QTM's centre of pressure is not defined and stored as NaN
+COP_MIN_FZ_N = 10.0
+#: mm per unit of QTM's ``Force/Unit_Length``
+_LENGTH_MM = {"mm": 1.0, "m": 1000.0, "cm": 10.0}
 
 
 @dataclass
-class QualisysPlate:
-    """One ``[[qualisys.plates]]`` entry: a QTM force plate → a treadlab plate.
-
-    qtm_id : QTM's plate id (1-based, ``<Plate_ID>`` of the force parameters).
-    name : the ``[[plates]]`` name it feeds.
-    rotation : 3×3, plate frame → lab frame (``F_lab = rotation @ F_plate``).
-    moment_origin : [x, y, z] mm, lab frame: the point QTM's moments are about.
-    force : ``"on_plate"`` (QTM's force applied to the plate) or ``"on_body"``.
-    """
-
-    qtm_id: int
-    name: str
-    rotation: list = field(default_factory=lambda: np.eye(3).tolist())
-    moment_origin: list = field(default_factory=lambda: [0.0, 0.0, 0.0])
-    force: str = "on_plate"
+class QualisysPlate(QualisysPlateTable):
+    """One ``[[qualisys.plates]]`` entry as the driver takes it: the fields, units and
+    defaults of :class:`treadlab.config.schema.QualisysPlateTable` (qtm_id, name, rotation
+    plate → lab, moment_origin mm, force ``"on_plate"``/``"on_body"``)."""
 
 
 @dataclass
-class QualisysSettings:
-    """The ``[qualisys]`` table of the lab config.
+class QualisysSettings(QualisysTable):
+    """The ``[qualisys]`` table as the driver takes it.
 
-    host : QTM computer (name or address); ``"auto"`` = the simulated lab's emulator.
-    port : RT port, 22223 (little-endian).
-    version : RT protocol version to ask for (≥ 1.8).
-    timeout_s : s for connecting and for each command.
-    reconnect_s : s between reconnection attempts after the connection is lost.
-    lab_from_qtm : 3×3 rotation, QTM global frame → lab frame (identity when QTM's calibration
-        has X forward, Y left, Z up).
-    qtm_origin : [x, y, z] mm, QTM's origin in the lab frame.
-    plates : :class:`QualisysPlate` entries, one per ``[[plates]]``.
+    The fields, their units and defaults are the config schema's
+    (:class:`treadlab.config.schema.QualisysTable`: host, port, version, timeout_s,
+    reconnect_s, lab_from_qtm, qtm_origin, plates, analog); this adds building from the lab
+    config and the checks a driver needs when it is constructed without the config loader
+    (tests, scripts, a config built in code). ``analog``: see :class:`QualisysAnalog`.
     """
 
-    host: str = "auto"
-    port: int = 22223
-    version: str = "1.25"
-    timeout_s: float = 5.0
-    reconnect_s: float = 0.5
-    lab_from_qtm: list = field(default_factory=lambda: np.eye(3).tolist())
-    qtm_origin: list = field(default_factory=lambda: [0.0, 0.0, 0.0])
-    plates: list = field(default_factory=list)
-
-    KEYS = ("host", "port", "version", "timeout_s", "reconnect_s", "lab_from_qtm",
-            "qtm_origin", "plates")
+    def __post_init__(self):
+        # the schema's declaration is the one check (ConfigError naming qualisys.<key>)
+        check_table(self, QualisysTable, "qualisys")
+        self.plates = [p if isinstance(p, QualisysPlate) else QualisysPlate(**vars(p))
+                       for p in self.plates]
 
     @classmethod
     def from_config(cls, cfg) -> "QualisysSettings":
@@ -115,67 +103,13 @@ class QualisysSettings:
         if table is None:
             raise ConfigError(path, "qualisys", "missing: the qualisys driver needs a "
                               "[qualisys] table (host, plates)")
-        if not isinstance(table, dict):
-            table = dict(vars(table))
-        unknown = set(table) - set(cls.KEYS)
-        if unknown:
-            raise ConfigError(path, f"qualisys.{sorted(unknown)[0]}",
-                              f"unknown key; known: {', '.join(cls.KEYS)}")
-        s = cls(**{k: table[k] for k in cls.KEYS if k in table})
-        s.check(path, [p.name if hasattr(p, "name") else p["name"] for p in cfg.plates])
+        table = dict(table) if isinstance(table, dict) else dict(vars(table))
+        checked = check_table(table, QualisysTable, "qualisys", path)
+        s = cls(**{f.name: getattr(checked, f.name) for f in fields(QualisysTable)})
+        names = [p.name if hasattr(p, "name") else p["name"] for p in cfg.plates]
+        check_qualisys(s, names, path=path,
+                       force_from_qtm=getattr(cfg.forceplate, "driver", "") == "qualisys")
         return s
-
-    def check(self, path=None, plate_names=()) -> None:
-        if not str(self.host).strip():
-            raise ConfigError(path, "qualisys.host", "empty")
-        if not (0 < int(self.port) < 65536):
-            raise ConfigError(path, "qualisys.port", f"{self.port} is outside 1..65535")
-        try:
-            major, minor = (int(x) for x in str(self.version).split("."))
-        except ValueError:
-            raise ConfigError(path, "qualisys.version", f"{self.version!r} is not "
-                              "MAJOR.MINOR") from None
-        if (major, minor) < (1, 8):
-            raise ConfigError(path, "qualisys.version", f"{self.version}: qtm-rt needs ≥ 1.8")
-        for key in ("lab_from_qtm",):
-            R = np.asarray(getattr(self, key), float)
-            if R.shape != (3, 3) or not np.allclose(R @ R.T, np.eye(3), atol=1e-6):
-                raise ConfigError(path, f"qualisys.{key}", "needs a 3×3 rotation matrix")
-        if np.asarray(self.qtm_origin, float).shape != (3,):
-            raise ConfigError(path, "qualisys.qtm_origin", "needs [x, y, z] (mm)")
-        plates = []
-        for i, p in enumerate(self.plates):
-            key = f"qualisys.plates[{i}]"
-            if not isinstance(p, QualisysPlate):
-                if not isinstance(p, dict):
-                    raise ConfigError(path, key, "expected a table")
-                bad = set(p) - {"qtm_id", "name", "rotation", "moment_origin", "force"}
-                if bad:
-                    raise ConfigError(path, f"{key}.{sorted(bad)[0]}", "unknown key; known: "
-                                      "qtm_id, name, rotation, moment_origin, force")
-                for need in ("qtm_id", "name"):
-                    if need not in p:
-                        raise ConfigError(path, f"{key}.{need}", "missing (required)")
-                p = QualisysPlate(**p)
-            R = np.asarray(p.rotation, float)
-            if R.shape != (3, 3) or not np.allclose(R @ R.T, np.eye(3), atol=1e-6):
-                raise ConfigError(path, f"{key}.rotation", "needs a 3×3 rotation matrix")
-            if np.asarray(p.moment_origin, float).shape != (3,):
-                raise ConfigError(path, f"{key}.moment_origin", "needs [x, y, z] (mm)")
-            if p.force not in FORCE_CONVENTIONS:
-                raise ConfigError(path, f"{key}.force", f"{p.force!r}: expected "
-                                  "\"on_plate\" or \"on_body\"")
-            if plate_names and p.name not in plate_names:
-                raise ConfigError(path, f"{key}.name", f"{p.name!r} is not a [[plates]] name "
-                                  f"(known: {', '.join(plate_names)})")
-            plates.append(p)
-        if plate_names:
-            mapped = {p.name for p in plates}
-            missing = [n for n in plate_names if n not in mapped]
-            if missing:
-                raise ConfigError(path, "qualisys.plates", f"no QTM plate mapped to "
-                                  f"{', '.join(missing)}")
-        self.plates = plates
 
 
 # --- the connection --------------------------------------------------------------------------
@@ -189,10 +123,12 @@ def _text(node, *names, default=None):
 
 
 def parse_parameters(xml: str) -> dict:
-    """QTM's ``getparameters general 3d force`` answer → ``{"marker_rate_hz", "labels",
-    "plates": {qtm_id: {"name", "rate_hz"}}}``."""
+    """QTM's ``getparameters general 3d force [analog]`` answer → ``{"marker_rate_hz",
+    "labels", "plates": {qtm_id: {"name", "rate_hz", "length_unit"}}, "analog": [{"id",
+    "name", "rate_hz", "labels", "units"}]}`` (analog devices in QTM's order; a channel's unit
+    is its ``Channel/Unit``, else the device's ``Unit``, else ``"V"``)."""
     root = ET.fromstring(xml)
-    out = {"marker_rate_hz": None, "labels": [], "plates": {}}
+    out = {"marker_rate_hz": None, "labels": [], "plates": {}, "analog": []}
     gen = root.find("General")
     if gen is not None:
         f = _text(gen, "Frequency")
@@ -208,7 +144,30 @@ def parse_parameters(xml: str) -> dict:
                 continue
             rate = _text(p, "Frequency")
             out["plates"][int(pid)] = {"name": _text(p, "Name", default=""),
-                                       "rate_hz": float(rate) if rate else None}
+                                       "rate_hz": float(rate) if rate else None,
+                                       "length_unit": _text(force, "Unit_Length",
+                                                            default="mm")}
+    analog = root.find("Analog")
+    if analog is not None:
+        # protocol >= 1.11: Device/Channel/{Label, Unit}; older: Device/Label elements and
+        # one Unit for all (Analog/Unit) — the two layouts Qualisys' C++ SDK reads
+        old_unit = _text(analog, "Unit", default="V")
+        for d in analog.findall("Device"):
+            did = _text(d, "Device_ID")
+            if did is None:
+                continue
+            rate = _text(d, "Frequency")
+            unit = _text(d, "Unit", default=old_unit)
+            chans = d.findall("Channel")
+            if chans:
+                labels = [_text(c, "Label", default="") for c in chans]
+                units = [_text(c, "Unit", default=unit) for c in chans]
+            else:
+                labels = [(x.text or "").strip() for x in d.findall("Label")]
+                units = [unit] * len(labels)
+            out["analog"].append({"id": int(did), "name": _text(d, "Device_Name", default=""),
+                                  "rate_hz": float(rate) if rate else None,
+                                  "labels": labels, "units": units})
     return out
 
 
@@ -225,7 +184,10 @@ class QTMClient:
         self.where = f"qtm://{settings.host}:{settings.port}"
         self.params: dict | None = None
         self._users: dict[str, Source] = {}
-        self._queues: dict[str, deque] = {"markers": deque(), "force": deque()}
+        self._queues: dict[str, deque] = {"markers": deque(), "force": deque(),
+                                          "analog": deque()}
+        #: the RT components streamed: analog only when ``[qualisys].analog`` names channels
+        self.components = ["3d", "force"] + (["analog"] if settings.analog else [])
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -338,12 +300,12 @@ class QTMClient:
                 await asyncio.sleep(float(self.settings.reconnect_s))
                 continue
             try:
-                xml = await conn.get_parameters(parameters=["general", "3d", "force"])
+                xml = await conn.get_parameters(parameters=["general"] + self.components)
                 params = parse_parameters(xml.decode("utf-8", "replace")
                                           if isinstance(xml, bytes) else xml)
                 if first:
                     self.params = params
-                await conn.stream_frames(frames="allframes", components=["3d", "force"],
+                await conn.stream_frames(frames="allframes", components=self.components,
                                          on_packet=self._on_packet)
             except Exception as exc:  # noqa: BLE001 - a refused command: report and retry
                 if first:
@@ -403,6 +365,10 @@ class QTMClient:
                                        .reshape(n, 9).astype(np.float64))
                     p += 36 * n
                 items.append(("force", (host, frame, chunk)))
+            if "analog" in self._users:
+                got = packet.get_analog()        # qtm-rt's own parser of the analog component
+                if got is not None:
+                    items.append(("analog", (host, frame, analog_chunk(got[1]))))
         except Exception as exc:  # noqa: BLE001 - a malformed packet is counted, not fatal
             self._event("bad_packet", f"{self.where}: frame {frame}: {type(exc).__name__}: "
                         f"{exc}", counter="bad_packets")
@@ -412,6 +378,18 @@ class QTMClient:
                 if kind in self._users:
                     self._queues[kind].append(item)
             self._cond.notify_all()
+
+
+def analog_chunk(channels) -> dict:
+    """qtm-rt's ``packet.get_analog()`` list — one ``(RTAnalogDevice, RTSampleNumber,
+    RTAnalogChannel)`` per channel of every device that sent samples — → ``{device id:
+    (sample number of the first sample, (n, channels) float64 in the device's units)}``."""
+    per: dict = {}
+    for device, number, channel in channels:
+        per.setdefault(int(device.id), (int(number.sample_number), []))[1].append(
+            channel.samples)
+    return {did: (number, np.asarray(rows, np.float64).T) for did, (number, rows)
+            in per.items()}
 
 
 class _Unwrap:
@@ -468,8 +446,8 @@ class Qualisys(Source):
 
     @classmethod
     def from_config(cls, cfg, lab=None, stream: str | None = None, **kw) -> Source:
-        """The ``stream`` source (``"force"``/``"markers"``); by default the one whose table
-        names the ``qualisys`` driver (force when both do)."""
+        """The ``stream`` source (``"force"``/``"markers"``/``"analog"``); by default the one
+        whose table names the ``qualisys`` driver (force when both do)."""
         if stream is None:
             if cls is QualisysMarkers:
                 stream = "markers"
@@ -479,6 +457,11 @@ class Qualisys(Source):
                 stream = ("force" if getattr(cfg.forceplate, "driver", "") == "qualisys"
                           else "markers")
         force, markers = qualisys_sources(cfg, lab=lab)
+        if stream == "analog":
+            if not force.extra:
+                raise ConfigError(getattr(cfg, "path", None), "qualisys.analog",
+                                  "names no channel: no analog stream")
+            return force.extra[0]
         return force if stream == "force" else markers
 
 
@@ -572,7 +555,11 @@ class QualisysForce(Qualisys):
 
     ``data`` is (n, p, 6) ``[Fx, Fy, Fz, Mx, My, Mz]`` in N and N·m, ground reaction on the
     body, moments about each plate's ``origin``; QTM sends no ADC counts, so ``raw`` is None
-    and ``info.channels`` 0 (the archive then holds no ``/raw/force/counts``).
+    and ``info.channels`` 0 (the archive then holds no ``/raw/force/counts``). ``cop`` is
+    QTM's own centre of pressure, (n, p, 3) mm in the lab frame (``rotation`` @ COP × the
+    unit of ``Force/Unit_Length`` + ``moment_origin``: QTM gives it in the plate frame about
+    the plate origin), NaN where |Fz| < :data:`COP_MIN_FZ_N`; recorded as
+    ``/raw/force/cop_device`` for provenance.
 
     Parameters
     ----------
@@ -582,6 +569,8 @@ class QualisysForce(Qualisys):
     """
 
     kind = "force"
+    #: blocks carry the device's own centre of pressure (``Block.cop``)
+    sends_cop = True
 
     def __init__(self, settings, plates, client: QTMClient, name: str = "force"):
         super().__init__(name)
@@ -595,6 +584,7 @@ class QualisysForce(Qualisys):
         self.port = client.where               # named in errors by the capture
         by_name = {q.name: q for q in client.settings.plates}
         self._maps = []
+        self._sign: list[float] = []
         for name, origin in zip(names, origins):
             q = by_name.get(name)
             if q is None:
@@ -602,6 +592,9 @@ class QualisysForce(Qualisys):
             sign = -1.0 if q.force == "on_plate" else 1.0
             self._maps.append((int(q.qtm_id), sign * _rotation(q.rotation),
                                np.asarray(q.moment_origin, float), origin))
+            self._sign.append(sign)
+        #: mm per QTM length unit of each plate's COP (``Force/Unit_Length``), set at open
+        self._cop_scale = [1.0] * len(self._maps)
 
     def _open(self) -> None:
         self._unwrap = _Unwrap(self, "force sample")
@@ -613,6 +606,13 @@ class QualisysForce(Qualisys):
             raise DeviceError(f"{self.client.where}: QTM has no force plate with id "
                               f"{', '.join(missing)} (qualisys.plates[].qtm_id; QTM has "
                               f"{', '.join(str(k) for k in sorted(have)) or 'none'})")
+        for j, (pid, *_) in enumerate(self._maps):
+            unit = str(have[pid].get("length_unit") or "mm").strip().lower()
+            if unit not in _LENGTH_MM:
+                self.client.detach(self)
+                raise DeviceError(f"{self.client.where}: force plate {pid}: Unit_Length "
+                                  f"{unit!r} (known: {', '.join(_LENGTH_MM)})")
+            self._cop_scale[j] = _LENGTH_MM[unit]
         rates = {have[pid]["rate_hz"] for pid, *_ in self._maps}
         rate = rates.pop() if len(rates) == 1 else None
         self._event("qtm", f"{self.client.where}: plates "
@@ -628,8 +628,9 @@ class QualisysForce(Qualisys):
     def _close(self) -> None:
         self.client.detach(self)
 
-    def wrench(self, chunk: dict) -> tuple[int, np.ndarray] | None:
-        """One packet's force chunk → (force number, (n, p, 6) lab wrench)."""
+    def wrench(self, chunk: dict) -> tuple[int, np.ndarray, np.ndarray] | None:
+        """One packet's force chunk → (force number, (n, p, 6) lab wrench, (n, p, 3) QTM's
+        centre of pressure in the lab frame, mm, NaN where |Fz| < :data:`COP_MIN_FZ_N`)."""
         numbers = {chunk[pid][0] for pid, *_ in self._maps if pid in chunk}
         counts = {chunk[pid][1].shape[0] for pid, *_ in self._maps if pid in chunk}
         if len(numbers) != 1 or len(counts) != 1 or any(pid not in chunk
@@ -637,13 +638,20 @@ class QualisysForce(Qualisys):
             return None
         n = counts.pop()
         out = np.empty((n, len(self._maps), 6))
+        cop = np.empty((n, len(self._maps), 3))
         for j, (pid, R, q, origin) in enumerate(self._maps):
             s = chunk[pid][1]
             F = s[:, 0:3] @ R.T
             Mq = s[:, 3:6] @ R.T
             out[:, j, :3] = F
             out[:, j, 3:] = Mq + np.cross((q - origin) * 1e-3, F)
-        return numbers.pop(), out
+            # the COP is a point of the plate frame (about the plate origin = the moment
+            # origin): rotated without the force-direction sign, then placed at q
+            Rp = R * self._sign[j]
+            c = s[:, 6:9] @ Rp.T * self._cop_scale[j] + q
+            c[np.abs(F[:, 2]) < COP_MIN_FZ_N] = np.nan
+            cop[:, j] = c
+        return numbers.pop(), out, cop
 
     def _acquire(self, timeout: float) -> None:
         items = self.client.take("force", timeout)
@@ -653,7 +661,7 @@ class QualisysForce(Qualisys):
                 self._event("bad_packet", f"{self.client.where}: frame {frame}: the plates' "
                             "force chunks differ in number or length", counter="bad_packets")
                 continue
-            number, w = got
+            number, w, cop = got
             n = w.shape[0]
             if n == 0:
                 continue
@@ -663,7 +671,122 @@ class QualisysForce(Qualisys):
             seq = s0 + np.arange(n, dtype=np.int64)
             self._push(Block(stream="force", device_time=seq / self.info.rate_hz,
                              host_time=np.full(n, h), data=w.astype(np.float32), raw=None,
-                             seq=seq))
+                             seq=seq, cop=cop.astype(np.float32)))
+
+
+class QualisysAnalog(Qualisys):
+    """QTM's analog channels (``[qualisys] analog``): ``data`` (n, c) float32 in each channel's
+    unit as QTM sends it (V for a plain analog board), ``seq`` = QTM's analog sample number
+    (unwrapped), device time = sample number / the device's rate.
+
+    The channels must belong to one QTM analog device (one sample clock). ``info.labels`` are
+    the channel names in the order recorded, :attr:`units` their units (from QTM's analog
+    parameters, known once open). A channel name QTM does not have is a ConfigError naming
+    ``qualisys.analog[i]`` at :meth:`open`, before anything is recorded.
+
+    Parameters
+    ----------
+    client : the shared :class:`QTMClient` (its settings' ``analog`` names the channels).
+    path : the lab file, named in errors.
+    """
+
+    kind = "analog"
+
+    def __init__(self, client: QTMClient, path=None, name: str = "analog"):
+        super().__init__(name)
+        self.client = client
+        self.port = client.where
+        self.path = path
+        wanted = client.settings.analog
+        self.info = StreamInfo(stream="analog", rate_hz=0.0,
+                               labels=[] if wanted == "all" else list(wanted), channels=0,
+                               sample_type="float32")
+        self.units: list[str] = []
+        self.device: dict | None = None
+        self._cols: np.ndarray | None = None
+
+    def resolve(self, devices: list) -> None:
+        """Pick the channels from QTM's analog devices (``parse_parameters()["analog"]``);
+        ConfigError naming ``qualisys.analog`` when a name is unknown or the names span
+        devices."""
+        wanted = self.client.settings.analog
+        have = ", ".join(f"{d['name'] or d['id']}: {', '.join(d['labels'])}" for d in devices)
+        if not devices:
+            raise ConfigError(self.path, "qualisys.analog", f"{self.client.where}: QTM has no "
+                              "analog device (none in its analog parameters)")
+        if wanted == "all":
+            if len(devices) > 1:
+                raise ConfigError(self.path, "qualisys.analog", f"\"all\": QTM has "
+                                  f"{len(devices)} analog devices ({have}); name the channels "
+                                  "of one")
+            dev, cols = devices[0], list(range(len(devices[0]["labels"])))
+        else:
+            where = []
+            for i, name in enumerate(wanted):
+                hits = [(d, d["labels"].index(name)) for d in devices if name in d["labels"]]
+                if not hits:
+                    raise ConfigError(self.path, f"qualisys.analog[{i}]", f"{name!r} is not "
+                                      f"an analog channel of {self.client.where} (QTM has "
+                                      f"{have})")
+                where.append(hits[0])
+            ids = {d["id"] for d, _ in where}
+            if len(ids) > 1:
+                raise ConfigError(self.path, "qualisys.analog", "the channels belong to "
+                                  f"{len(ids)} QTM analog devices; one device per capture")
+            dev, cols = where[0][0], [c for _, c in where]
+        if not dev.get("rate_hz"):
+            raise DeviceError(f"{self.client.where}: analog device {dev['id']} has no "
+                              "<Frequency> in QTM's parameters")
+        self.device = dev
+        self._cols = np.asarray(cols, np.intp)
+        self.info.labels = [dev["labels"][c] for c in cols]
+        self.info.rate_hz = float(dev["rate_hz"])
+        self.units = [dev["units"][c] for c in cols]
+
+    @property
+    def description(self) -> str:
+        """``qtm://host:port analog device ID 'name'`` (once open)."""
+        d = self.device or {}
+        return f"{self.client.where} analog device {d.get('id', '?')} {d.get('name', '')!r}"
+
+    def _open(self) -> None:
+        self._unwrap = _Unwrap(self, "analog sample")
+        self.client.attach(self)
+        try:
+            self.resolve(self.client.params.get("analog", []))
+        except Exception:
+            self.client.detach(self)
+            raise
+        d = self.device
+        self._event("qtm", f"{self.client.where}: analog device {d['id']} {d['name']!r} at "
+                    f"{self.info.rate_hz:g} Hz: "
+                    + ", ".join(f"{n} ({u})" for n, u in zip(self.info.labels, self.units)),
+                    level=logging.INFO)
+
+    def _close(self) -> None:
+        self.client.detach(self)
+
+    def _acquire(self, timeout: float) -> None:
+        items = self.client.take("analog", timeout)
+        did, width = self.device["id"], len(self.device["labels"])
+        for h, frame, chunk in items:
+            got = chunk.get(did)
+            if got is None:
+                continue                   # no sample of this device with this camera frame
+            number, values = got
+            if values.shape[1] != width:
+                self._event("bad_packet", f"{self.client.where}: frame {frame}: analog device "
+                            f"{did} sent {values.shape[1]} channels, its parameters list "
+                            f"{width}", counter="bad_packets")
+                continue
+            n = values.shape[0]
+            s0 = self._unwrap.seq(number, n)
+            if s0 is None:
+                continue
+            seq = s0 + np.arange(n, dtype=np.int64)
+            self._push(Block(stream="analog", device_time=seq / self.info.rate_hz,
+                             host_time=np.full(n, h),
+                             data=values[:, self._cols].astype(np.float32), seq=seq))
 
 
 def _lab_address(cfg, lab):
@@ -688,4 +811,7 @@ def qualisys_sources(cfg, lab=None, client: QTMClient | None = None):
         client = QTMClient(s)
     force = QualisysForce(cfg.forceplate, cfg.plates, client)
     markers = QualisysMarkers(MarkerSettings.from_table(cfg.markers), client)
+    if client.settings.analog:
+        # recorded beside force and markers, on the same connection (Source.companions)
+        force.extra = [QualisysAnalog(client, path=getattr(cfg, "path", None))]
     return force, markers

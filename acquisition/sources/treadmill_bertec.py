@@ -33,12 +33,13 @@ import socket
 import struct
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from treadlab.acquisition.sources.base import Block, Source, StreamInfo
 from treadlab.config.errors import ConfigError, DeviceError
+from treadlab.config.schema import TreadmillTable, check_table
 
 log = logging.getLogger(__name__)
 
@@ -84,30 +85,14 @@ def decode_feedback(packets: bytes) -> np.ndarray:
 
 
 @dataclass
-class TreadmillSettings:
-    """The ``[treadmill]`` table of the lab config.
+class TreadmillSettings(TreadmillTable):
+    """The ``[treadmill]`` table as the driver takes it: the fields, units and defaults of
+    :class:`treadlab.config.schema.TreadmillTable` (driver ``"bertec"``, host, port 4000,
+    accel_m_s2 m/s², max_speed_m_s m/s, incline_deg °, rate_hz Hz, reconnect_s s), checked by
+    that declaration when built (ConfigError naming ``treadmill.<key>``)."""
 
-    driver : ``"bertec"``.
-    host : the PC running the Treadmill Control Panel; ``"auto"`` = the simulated treadmill.
-    port : its remote-control TCP port (4000).
-    accel_m_s2 : m/s², belt acceleration sent with every speed command.
-    max_speed_m_s : m/s, commands above it are refused (a ConfigError before anything moves).
-    incline_deg : °, the incline sent with speed commands (the deck's current one).
-    rate_hz : nominal feedback rate (Hz), used for the stream's description only.
-    reconnect_s : s between reconnection attempts.
-    """
-
-    driver: str = "bertec"
-    host: str = "auto"
-    port: int = 4000
-    accel_m_s2: float = 0.5
-    max_speed_m_s: float = 6.0
-    incline_deg: float = 0.0
-    rate_hz: float = 100.0
-    reconnect_s: float = 0.5
-
-    KEYS = ("driver", "host", "port", "accel_m_s2", "max_speed_m_s", "incline_deg", "rate_hz",
-            "reconnect_s")
+    def __post_init__(self):
+        check_table(self, TreadmillTable, "treadmill")
 
     @classmethod
     def from_config(cls, cfg) -> "TreadmillSettings":
@@ -115,25 +100,9 @@ class TreadmillSettings:
         table = getattr(cfg, "treadmill", None)
         if table is None:
             raise ConfigError(path, "treadmill", "missing")
-        if not isinstance(table, dict):
-            table = dict(vars(table))
-        unknown = set(table) - set(cls.KEYS)
-        if unknown:
-            raise ConfigError(path, f"treadmill.{sorted(unknown)[0]}",
-                              f"unknown key; known: {', '.join(cls.KEYS)}")
-        s = cls(**{k: table[k] for k in cls.KEYS if k in table})
-        if s.driver != "bertec":
-            raise ConfigError(path, "treadmill.driver", f"unknown driver {s.driver!r} "
-                              "(known: bertec)")
-        if not 0 < int(s.port) < 65536:
-            raise ConfigError(path, "treadmill.port", f"{s.port} is outside 1..65535")
-        if not 0 < float(s.accel_m_s2) <= 10:
-            raise ConfigError(path, "treadmill.accel_m_s2", f"{s.accel_m_s2} m/s² is outside "
-                              "(0, 10]")
-        if not 0 < float(s.max_speed_m_s) <= 30:
-            raise ConfigError(path, "treadmill.max_speed_m_s", f"{s.max_speed_m_s} m/s is "
-                              "outside (0, 30]")
-        return s
+        table = dict(table) if isinstance(table, dict) else dict(vars(table))
+        checked = check_table(table, TreadmillTable, "treadmill", path)
+        return cls(**{f.name: getattr(checked, f.name) for f in fields(TreadmillTable)})
 
 
 class TreadmillBertec(Source):

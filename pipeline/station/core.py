@@ -243,6 +243,10 @@ class Station:
         if self.simulated:
             self.lab = start_lab(self.cfg, params=self.params or None)
         self.force, self.markers = sources_from_config(self.cfg, lab=self.lab)
+        for x in self.force.extra + self.markers.extra:
+            # not opened here: QTM then never hands the station its analog samples
+            log.warning("station: the %s stream (%s) is not recorded by the station; "
+                        "treadlab capture records it", x.kind, getattr(x, "port", x.name))
         self._health = {"force": _SourceHealth(self.force, self.force.info.rate_hz),
                         "markers": _SourceHealth(self.markers, self.markers.info.rate_hz)}
         self._plot_step_f = max(1, int(round(self.force.info.rate_hz / PLOT_HZ)))
@@ -658,7 +662,8 @@ class Station:
                                counts_dtype=(np.dtype(finfo.sample_type) if finfo.channels
                                              else None),
                                calibration=getattr(self.force, "calibration", None),
-                               t0_host=t0, subject=subject).start()
+                               t0_host=t0, subject=subject,
+                               force_cop=bool(getattr(self.force, "sends_cop", False))).start()
             except BaseException as exc:
                 meta.update(status="failed", processing="skipped", error=str(exc))
                 self.store.save_trial(meta)

@@ -1,11 +1,21 @@
-"""The ``natnet`` source (the ``natnet`` client from PyPI) against the NatNet 3.1 emulator.
+"""The ``natnet`` source (the ``natnet`` client from PyPI) against the NatNet emulator, as
+NatNet 3.1 (Motive 2.x) and 4.1 (Motive 3.x).
 
-Real UDP on 127.0.0.1, unicast (no multicast group), between the vendor-protocol client and
-the emulator process (:mod:`treadlab.acquisition.sim.natnet_emulator`), bounded in time.
+Real UDP on 127.0.0.1 between the vendor-protocol client and the emulator process
+(:mod:`treadlab.acquisition.sim.natnet_emulator`), bounded in time: unicast here; multicast
+(Motive's default, 239.255.42.99:1511) only inside a private network namespace the test makes
+(``unshare --net``, root), never on the machine's own network.
 """
 from __future__ import annotations
 
 import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -28,10 +38,10 @@ def nn_cfg():
     return cfg
 
 
-@pytest.fixture(scope="module")
-def nn_lab():
+@pytest.fixture(scope="module", params=["3.1", "4.1"])
+def nn_lab(request):
     cfg = nn_cfg()
-    with start_natnet_lab(cfg) as lab:
+    with start_natnet_lab(cfg, natnet_version=request.param) as lab:
         cfg.natnet = natnet_table(lab.natnet_address)
         yield cfg, lab
 
@@ -70,7 +80,11 @@ def test_natnet_markers_are_the_runner_in_the_lab_frame(nn_lab):
                                seq / src.info.rate_hz, atol=1e-9)
     c = src.counters
     assert c["unlabelled"] == 2 * c["frames"]
-    assert any(k == "unlabelled" for _, _, k, _ in src.drain_events())
+    events = src.drain_events()
+    assert any(k == "unlabelled" for _, _, k, _ in events)
+    # the client parsed the frames of the version the server announced
+    assert any(k == "natnet" and f"NatNet {lab.natnet_version}.0.0, unicast" in d
+               for _, _, k, d in events)
 
 
 def test_udp_loss_duplicates_reordering_and_an_outage_are_counted():
@@ -186,6 +200,9 @@ def test_cli_simulate_lab_protocol_natnet_prints_the_natnet_table(capsys):
     assert main(["simulate", "lab", "--protocol", "natnet", "--duration", "1"]) == 0
     out = capsys.readouterr().out
     assert "NatNet 3.1 server" in out and "[natnet]" in out
+    assert main(["simulate", "lab", "--protocol", "natnet", "--natnet-version", "4.1",
+                 "--duration", "1"]) == 0
+    assert "NatNet 4.1 server" in capsys.readouterr().out
 
 
 def test_a_lab_toml_with_a_natnet_table_loads(tmp_path):
@@ -203,3 +220,95 @@ def test_a_lab_toml_with_a_natnet_table_loads(tmp_path):
     p.write_text(text.replace('marker_set = "Runner"', 'marker_set = "Runner"\nunits_m = 0'))
     with pytest.raises(ConfigError, match="natnet.units_m"):
         NatNetSettings.from_config(load_lab(p))
+
+
+#: run inside ``unshare --net``: loopback up with multicast and a route for 239/8 on it, the
+#: emulator multicasting, the natnet client joining the group; prints one JSON line
+_MULTICAST_CHILD = r"""
+import json, subprocess, sys
+import numpy as np
+for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "link", "set", "lo", "multicast", "on"],
+            ["ip", "route", "add", "239.0.0.0/8", "dev", "lo"]):
+    subprocess.run(cmd, check=True, timeout=10)
+from tests.acquisition.test_natnet import nn_cfg, runner_markers
+from tests.conftest import collect_blocks
+from treadlab.acquisition.sim.natnet_emulator import natnet_table, start_natnet_lab
+from treadlab.acquisition.sources.base import SOURCES
+version = sys.argv[1]
+group = ("239.255.42.99", 1511)
+cfg = nn_cfg()
+with start_natnet_lab(cfg, natnet_version=version, multicast=group) as lab:
+    cfg.natnet = natnet_table(lab.natnet_address, multicast=group)
+    src = SOURCES["natnet"].from_config(cfg, lab=lab)
+    src.open()
+    try:
+        on = lab.device_stats()["on_marker_frame"]
+        blocks = collect_blocks(src, on + 150, timeout=20)
+    finally:
+        src.close()
+seq = np.concatenate([b.seq for b in blocks])
+pos = np.concatenate([b.data for b in blocks])
+k = seq >= on
+err = np.nanmax(np.abs(pos[k] - runner_markers(cfg, seq[k] - on, src.info.rate_hz)))
+print(json.dumps({"frames": int(len(seq)), "after_on": int(k.sum()), "max_err_mm": float(err),
+                  "drops": int(src.counters["drops"]),
+                  "events": [d for _, _, kind, d in src.drain_events() if kind == "natnet"]}))
+"""
+
+
+def runner_markers(cfg, frames, rate_hz):
+    """The runner's markers (mm, lab frame) the emulator plays at its frames ``frames``."""
+    from treadlab.acquisition.sim.simulated import RunnerSignal, _runner_params
+    from treadlab.acquisition.sources.forceplate_serial import PlateCalibration
+
+    plates = [PlateCalibration.from_table(p) for p in cfg.plates]
+    return RunnerSignal(_runner_params(cfg, None), plates,
+                        cfg.markers.labels).markers(np.asarray(frames) / rate_hz)
+
+
+def _netns_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root for unshare --net (a private network namespace)"
+    for tool in ("unshare", "ip"):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed"
+    probe = subprocess.run(["unshare", "--net", "--", "ip", "link", "set", "lo", "up"],
+                           capture_output=True, text=True, timeout=20)
+    if probe.returncode != 0:
+        return f"unshare --net refused here: {probe.stderr.strip()[:120]}"
+    return None
+
+
+@pytest.mark.parametrize("version", ["3.1", "4.1"])
+def test_multicast_inside_a_private_network_namespace(version):
+    """Motive's default transport: frames multicast to 239.255.42.99:1511, the natnet client
+    joined to the group (no keep-alives). Emulator and client run in a network namespace of
+    their own (loopback only, TTL 0), so no multicast reaches any other network."""
+    reason = _netns_reason()
+    if reason:
+        pytest.skip(reason)
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(root)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    out = subprocess.run(["unshare", "--net", "--", sys.executable, "-c", _MULTICAST_CHILD,
+                          version], capture_output=True, text=True, timeout=90, cwd=root,
+                         env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["after_on"] > 50 and got["drops"] == 0
+    print(f"multicast NatNet {version}: {got}")
+    assert got["max_err_mm"] < 0.01                        # float32 metres → mm
+    assert any(f"NatNet {version}.0.0, multicast 239.255.42.99:1511" in d
+               for d in got["events"]), got["events"]
+
+
+def test_the_emulator_refuses_multicast_on_the_machines_own_network():
+    """Outside a private namespace the emulator refuses to multicast (nothing is sent)."""
+    import socket
+
+    cfg = nn_cfg()
+    if [n for _, n in socket.if_nameindex()] == ["lo"]:
+        pytest.skip("this test process already runs in a namespace with loopback alone")
+    with pytest.raises(DeviceError, match="multicast is emulated only inside a private "
+                                          "network namespace"):
+        start_natnet_lab(cfg, multicast=("239.255.42.99", 1511))

@@ -81,7 +81,10 @@ def test_live_recording(tmp_path):
                    plates=["left", "right"], origin=np.zeros((2, 3)),
                    corners=np.zeros((2, 4, 3)), force_rate_hz=1000.0, labels=["LASI", "RASI"],
                    marker_rate_hz=100.0, n_channels=12, counts_dtype=np.int16,
-                   t0_host=0.0).start()
+                   t0_host=0.0, analog={"channels": ["Trigger", "EMG_1"],
+                                        "units": ["V", "mV"], "rate_hz": 1000.0,
+                                        "device": "test"},
+                   belts=["left", "right"]).start()
     for k in range(10):
         seq = np.arange(k * 100, (k + 1) * 100)
         w = np.zeros((100, 2, 6), np.float32)
@@ -91,10 +94,18 @@ def test_live_recording(tmp_path):
         mseq = np.arange(k * 10, (k + 1) * 10)
         rec.put(Block("markers", mseq / 100.0, np.full(10, (mseq[-1] + 1) / 100.0),
                       np.ones((10, 2, 3), np.float32), seq=mseq), mseq / 100.0)
+        rec.put(Block("analog", seq / 1000.0, np.full(100, (seq[-1] + 1) / 1000.0),
+                      np.ones((100, 2), np.float32), seq=seq), seq / 1000.0)
+        bseq = np.arange(k * 10, (k + 1) * 10)
+        rec.put(Block("belt", bseq / 100.0, bseq / 100.0, np.full((10, 2), 3.0, np.float32),
+                      seq=bseq), bseq / 100.0)
     rec.close()
     with h5py.File(path, "r") as f:
         assert f.get("derived", getlink=True).filename == "live.derived.h5"
-    assert {"raw", "force", "markers", "log"} <= set(groups(ncdump_all(path)))
+    text = ncdump_all(path)
+    assert {"raw", "force", "markers", "log", "analog", "belt"} <= set(groups(text))
+    assert "float speed(time, belt)" in text
+    assert "float data(time, channel)" in text and "string unit(channel)" in text
 
 
 def test_migrated_format_1_file(processed, tmp_path):

@@ -5,6 +5,7 @@ Real TCP on 127.0.0.1 between the vendor's client library and the emulator proce
 """
 from __future__ import annotations
 
+import copy
 import io
 import socket
 
@@ -14,11 +15,16 @@ import pytest
 
 from tests.acquisition.test_sources_conformance import check_source, lab_cfg
 from tests.conftest import collect_blocks
-from treadlab.acquisition.sim.qtm_emulator import QTMFaults, qualisys_table, start_qtm_lab
+from treadlab.acquisition.sim.qtm_emulator import (ANALOG_CHANNELS, ANALOG_UNITS, QTMFaults,
+                                                  emulated_analog, qualisys_table,
+                                                  start_qtm_lab)
+from treadlab.acquisition.sim.simulated import RunnerSignal
 from treadlab.acquisition.sources.base import SOURCES, sources_from_config
-from treadlab.acquisition.sources.qualisys import (QualisysForce, QualisysMarkers,
-                                                   QualisysSettings)
+from treadlab.acquisition.sources.forceplate_serial import PlateCalibration
+from treadlab.acquisition.sources.qualisys import (QualisysAnalog, QualisysForce,
+                                                   QualisysMarkers, QualisysSettings)
 from treadlab.config.errors import ConfigError, DeviceError
+from treadlab.kernels.contacts import centre_of_pressure
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,7 +43,7 @@ def qtm_lab():
         yield cfg, lab
 
 
-@pytest.mark.parametrize("stream", ["force", "markers"])
+@pytest.mark.parametrize("stream", ["force", "markers", "analog"])
 def test_qualisys_sources_conform(qtm_lab, stream):
     cfg, lab = qtm_lab
     src = SOURCES["qualisys"].from_config(cfg, lab=lab, stream=stream)
@@ -83,11 +89,85 @@ def test_one_connection_gives_the_wrench_and_markers_of_the_signal(qtm_lab):
     j = mseq >= mon
     want = sig.markers((mseq[j] - mon) / markers.info.rate_hz)
     np.testing.assert_allclose(pos[j], want, atol=1e-3)
+    # QTM's own centre of pressure, mapped to the lab frame, agrees with the one derived from
+    # the mapped wrench (moments about the plate origin → the plate surface at moment_origin):
+    # a check of the moment/frame mapping, not only of the force
+    cop = np.concatenate([b.cop for b in fb])
+    assert cop.shape == w.shape[:2] + (3,) and cop.dtype == np.float32
+    table = {q["name"]: q for q in cfg.qualisys["plates"]}
+    worst = 0.0
+    for j, p in enumerate(plates):
+        q = np.asarray(table[p.name]["moment_origin"], float)
+        mine = centre_of_pressure(w[:, j], p.origin, surface_z=q[2])
+        loaded = w[:, j, 2] > 50.0
+        assert loaded.sum() > 100
+        assert np.all(np.isnan(cop[np.abs(w[:, j, 2]) < 10.0, j]))       # unloaded: NaN
+        d = np.abs(cop[loaded, j, :2] - mine[loaded])
+        worst = max(worst, float(d.max()))
+        np.testing.assert_allclose(cop[loaded, j, 2], q[2], atol=1e-3)   # on the surface
+    assert worst < 0.05, f"QTM COP vs COP from the wrench: {worst:.4f} mm"
+    print(f"COP agreement (|Fz| > 50 N): max {worst:.5f} mm")
     # device clocks: force number / rate and QTM's frame timestamps
     dt = np.concatenate([b.device_time for b in fb])
     np.testing.assert_allclose(dt, seq / force.info.rate_hz)
     mdt = np.concatenate([b.device_time for b in mb])
     np.testing.assert_allclose(mdt, mseq / markers.info.rate_hz, atol=1e-6)
+
+
+def _runner(cfg):
+    from treadlab.acquisition.sim.simulated import _runner_params   # the emulator's runner
+
+    return RunnerSignal(_runner_params(cfg, None),
+                        [PlateCalibration.from_table(p) for p in cfg.plates], cfg.markers.labels)
+
+
+def test_analog_channels_equal_what_the_emulator_played(qtm_lab):
+    """QTM's analog component through qtm-rt's own parser (packet.get_analog): the channels
+    named in qualisys.analog, in that order, sample for sample equal to the emulated device
+    (float32), with QTM's sample numbers as seq and the device's units."""
+    cfg, lab = qtm_lab
+    cfg = copy.copy(cfg)
+    cfg.qualisys = dict(cfg.qualisys, analog=["EMG_2", "Trigger"])
+    force, markers = sources_from_config(cfg, lab=lab)
+    (analog,) = force.extra
+    assert isinstance(analog, QualisysAnalog) and analog.client is force.client
+    analog.open()
+    try:
+        assert analog.info.labels == ["EMG_2", "Trigger"] and analog.units == ["mV", "V"]
+        on = lab.device_stats()["on_analog_sample"]
+        blocks = collect_blocks(analog, int(on + 1.5 * analog.info.rate_hz), timeout=20)
+    finally:
+        analog.close()
+    seq = np.concatenate([b.seq for b in blocks])
+    got = np.concatenate([b.data for b in blocks])
+    assert np.all(np.diff(seq) == 1) and seq[-1] > on + 500
+    want = emulated_analog(_runner(cfg), seq, on, analog.info.rate_hz)
+    cols = [ANALOG_CHANNELS.index(n) for n in analog.info.labels]
+    np.testing.assert_array_equal(got, want[:, cols])             # bit for bit (float32)
+    assert got[seq >= on, 1].max() == 5.0                         # the sync pulses
+    emg = np.abs(got[seq >= on, 0])
+    assert emg.max() > 0.2                                         # stance activity (mV)
+    np.testing.assert_allclose(np.concatenate([b.device_time for b in blocks]),
+                               seq / analog.info.rate_hz)
+
+
+def test_an_analog_channel_qtm_does_not_have_is_a_config_error(qtm_lab):
+    cfg, lab = qtm_lab
+    cfg = copy.copy(cfg)
+    cfg.qualisys = dict(cfg.qualisys, analog=["EMG_1", "EMG_9"])
+    force, markers = sources_from_config(cfg, lab=lab)
+    (analog,) = force.extra
+    with pytest.raises(ConfigError, match=r"qualisys\.analog\[1\]: 'EMG_9' is not an analog "
+                       r"channel of qtm://.*QTM has Emulated analog: Trigger, EMG_1, EMG_2"):
+        analog.open()
+    assert not analog.is_open
+    bad = dict(cfg.qualisys, analog="some")
+    cfg.qualisys = bad
+    with pytest.raises(ConfigError, match="qualisys.analog: 'some': expected a list"):
+        QualisysSettings.from_config(cfg)
+    cfg.qualisys = dict(bad, analog=["EMG_1", "EMG_1"])
+    with pytest.raises(ConfigError, match=r"qualisys.analog: duplicate channel 'EMG_1' \(item 1\)"):
+        QualisysSettings.from_config(cfg)
 
 
 def test_missed_frames_and_a_lost_connection_are_counted_in_raw_log(tmp_path):
@@ -110,7 +190,10 @@ def test_missed_frames_and_a_lost_connection_are_counted_in_raw_log(tmp_path):
                        f["/raw/log/detail"].asstr()[()]))
         fseq = f["/raw/force/seq"][()]
         mseq = f["/raw/markers/frame"][()]
-    for name, seq in (("force", fseq), ("markers", mseq)):
+        aseq = f["/raw/analog/seq"][()]
+        assert f["/raw/analog/data"].shape == (len(aseq), len(ANALOG_CHANNELS))
+        assert list(f["/raw/analog/unit"].asstr()[()]) == list(ANALOG_UNITS)
+    for name, seq in (("force", fseq), ("markers", mseq), ("analog", aseq)):
         # drops logged while recording (what was read before it, in the tare, is not kept)
         drops = [d for s, k, d in log if s == name and k == "drop"
                  and int(d.split("missing before ")[1].split()[0]) > seq[0]]
@@ -216,6 +299,10 @@ def test_cli_capture_through_the_qtm_emulator_exits_0(tmp_path, capsys):
         kinds = f["/raw/log/kind"].asstr()[()]
         assert "qtm" in kinds and "drop" not in kinds
         assert f["/raw/force/wrench"].shape[0] > 1000
+        assert list(f["/raw/analog/channel"].asstr()[()]) == list(ANALOG_CHANNELS)
+        cop = f["/raw/force/cop_device"]
+        assert cop.shape == f["/raw/force/wrench"].shape[:2] + (3,) and cop.attrs["units"] == "mm"
+        assert abs(f["/raw/analog/data"].shape[0] - f["/raw/force/wrench"].shape[0]) < 50
 
 
 def test_cli_simulate_lab_protocol_qtm_prints_the_qualisys_table(capsys):
@@ -225,3 +312,24 @@ def test_cli_simulate_lab_protocol_qtm_prints_the_qualisys_table(capsys):
     out = capsys.readouterr().out
     assert "QTM real-time server" in out and "[[qualisys.plates]]" in out
     assert "[treadmill]" in out and "Bertec remote control" in out
+
+
+def test_analog_parameters_of_both_protocol_layouts():
+    """QTM's analog parameters as Qualisys' C++ SDK reads them: protocol >= 1.11 names each
+    channel (Channel/Label, Channel/Unit); older versions list Label elements and one Unit."""
+    from treadlab.acquisition.sources.qualisys import parse_parameters
+
+    new = ("<QTM_Parameters_Ver_1.25><Analog><Device><Device_ID>2</Device_ID>"
+           "<Device_Name>USB-2533</Device_Name><Channels>2</Channels><Frequency>2000"
+           "</Frequency><Range><Min>-10</Min><Max>10</Max></Range><Channel><Label>EMG_1"
+           "</Label><Unit>mV</Unit></Channel><Channel><Label>Sync</Label><Unit>V</Unit>"
+           "</Channel></Device></Analog></QTM_Parameters_Ver_1.25>")
+    old = ("<QTM_Parameters_Ver_1.10><Analog><Unit>V</Unit><Device><Device_ID>1</Device_ID>"
+           "<Device_Name>Board</Device_Name><Channels>2</Channels><Frequency>1000</Frequency>"
+           "<Range><Min>-5</Min><Max>5</Max></Range><Label>A1</Label><Label>A2</Label>"
+           "</Device></Analog></QTM_Parameters_Ver_1.10>")
+    (d,) = parse_parameters(new)["analog"]
+    assert d == {"id": 2, "name": "USB-2533", "rate_hz": 2000.0, "labels": ["EMG_1", "Sync"],
+                 "units": ["mV", "V"]}
+    (d,) = parse_parameters(old)["analog"]
+    assert d["labels"] == ["A1", "A2"] and d["units"] == ["V", "V"] and d["rate_hz"] == 1000.0

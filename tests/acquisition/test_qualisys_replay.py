@@ -50,3 +50,26 @@ def test_qtm_capture_of_a_replay_is_complete_with_nothing_lost(sessions):
 
 def test_qtm_replayed_capture_gives_the_contacts_of_the_imported_file(sessions):
     serial_udp.test_replayed_capture_gives_the_contacts_of_the_imported_file(sessions)
+
+
+def test_qtm_centre_of_pressure_agrees_with_the_wrench_of_the_recording(sessions):
+    """QTM's own centre of pressure (``/raw/force/cop_device``, mapped from the plate frame)
+    against the one derived from the recorded wrench, on the plate surface the emulated QTM
+    takes its moments about, wherever Fz > 50 N."""
+    from treadlab.kernels.contacts import centre_of_pressure
+
+    with h5py.File(sessions[0], "r") as f:
+        w = f["/raw/force/wrench"][()]
+        cop = f["/raw/force/cop_device"][()]
+        origin = f["/raw/force/origin"][()]
+        corners = f["/raw/force/corners"][()]
+    worst = 0.0
+    for j in range(w.shape[1]):
+        surface = corners[j].mean(axis=0) if np.abs(corners[j]).sum() > 0 else \
+            origin[j] + [0.0, 0.0, 20.0]
+        mine = centre_of_pressure(w[:, j], origin[j], surface_z=surface[2])
+        loaded = w[:, j, 2] > 50.0
+        assert loaded.sum() > 1000
+        worst = max(worst, float(np.abs(cop[loaded, j, :2] - mine[loaded]).max()))
+    print(f"COP agreement on the replay (Fz > 50 N): max {worst:.5f} mm")
+    assert worst < 0.05, f"QTM COP vs COP from the wrench: {worst:.4f} mm"

@@ -30,7 +30,8 @@ path = sys.argv[1]
 rec = Recorder(path, {"subject_id": "S1", "lab": "test", "belt_speed_m_s": 3.0}, plates=["left", "right"],
                origin=np.zeros((2, 3)), corners=np.zeros((2, 4, 3)), force_rate_hz=1000.0,
                labels=["LASI", "RASI"], marker_rate_hz=100.0, n_channels=12,
-               counts_dtype=np.int16, flush_interval_s=0.5).start()
+               counts_dtype=np.int16, flush_interval_s=0.5, force_cop=True, belts=["left", "right"],
+               analog={"channels": ["Trigger", "EMG_1"], "units": ["V", "mV"], "rate_hz": 1000.0}).start()
 t0 = time.monotonic()
 sent = 0
 k = 0
@@ -41,7 +42,11 @@ while True:
     host = np.full(20, t0 + (sent + 20) / 1000.0)
     w = np.zeros((20, 2, 6), np.float32); w[:, :, 2] = seq[:, None] % 1000
     rec.put(Block("force", dev, host, w, raw=(seq[:, None] % 100 + np.zeros((1, 12))).astype(np.int16),
+                  seq=seq, cop=np.full((20, 2, 3), 5.0, np.float32)), host - t0)
+    rec.put(Block("analog", dev, host, np.stack([seq % 7, seq % 11], 1).astype(np.float32),
                   seq=seq), host - t0)
+    rec.put(Block("belt", host[:2], host[:2], np.full((2, 2), 3.0, np.float32),
+                  seq=np.arange(sent // 10, sent // 10 + 2)), host[:2] - t0)
     mseq = np.arange(sent // 10, sent // 10 + 2)
     rec.put(Block("markers", 7.0 + mseq / 100.0, np.full(2, host[0]),
                   np.full((2, 2, 3), 1.0, np.float32), seq=mseq), host[:2] - t0)
@@ -98,8 +103,19 @@ def test_sigkill_mid_capture_then_recover(tmp_path):
         # everything flushed survived; at most about the last second is missing
         assert n >= flushed
         assert sent - n <= 2 * FORCE_HZ
-        for name in ("wrench", "counts", "device_time", "host_time", "seq"):
+        for name in ("wrench", "counts", "device_time", "host_time", "seq", "cop_device"):
             assert f["raw/force"][name].shape[0] == n
+        # the analog and belt streams are cut back with the others, each to its own
+        # consistent length
+        a = f["raw/analog"]
+        na = a["time"].shape[0]
+        assert na >= flushed and all(a[k].shape[0] == na for k in
+                                     ("data", "device_time", "host_time", "seq"))
+        np.testing.assert_array_equal(a["seq"][()], np.arange(na))
+        np.testing.assert_array_equal(a["data"][:, 1], np.arange(na) % 11)
+        b = f["raw/belt"]
+        nb = b["time"].shape[0]
+        assert nb > 0 and all(b[k].shape[0] == nb for k in ("speed", "host_time", "seq"))
         seq = f["raw/force/seq"][()]
         np.testing.assert_array_equal(seq, np.arange(n))
         np.testing.assert_array_equal(f["raw/force/wrench"][:, 0, 2], seq % 1000)

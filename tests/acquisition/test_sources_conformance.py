@@ -22,18 +22,22 @@ pytestmark = pytest.mark.timeout(120)
 def check_source(src: Source, min_frames: int = 20, timeout: float = 20.0) -> list[Block]:
     """Open ``src``, read until ``min_frames`` arrived, close; assert the Source contract."""
     assert isinstance(src, Source)
-    assert isinstance(src.name, str) and src.kind in ("force", "markers", "belt")
+    assert isinstance(src.name, str) and src.kind in ("force", "markers", "belt", "analog")
     info = src.info
-    assert isinstance(info, StreamInfo) and info.stream == src.kind and info.rate_hz > 0
+    # an analog stream learns its rate and channel names from the device when it opens
+    assert isinstance(info, StreamInfo) and info.stream == src.kind
+    assert info.rate_hz > 0 or src.kind == "analog"
     # a force source delivers ADC counts (channels > 0, raw) or, for a device that sends the
     # plates' wrench itself (QTM), no counts at all (channels 0, raw None)
-    assert info.labels and (info.channels > 0 or (src.kind in ("force", "belt")
-                                                   and info.sample_type == "float32"))
+    assert (info.labels or src.kind == "analog") and \
+        (info.channels > 0 or (src.kind in ("force", "belt", "analog")
+                               and info.sample_type == "float32"))
     c0 = src.counters
     assert set(COUNTERS) <= set(c0) and all(v == 0 for v in c0.values())
     assert not src.is_open
     src.open()
     src.open()                                          # idempotent
+    assert info.rate_hz > 0 and info.labels
     blocks, got = [], 0
     deadline = time.monotonic() + timeout
     try:
@@ -65,7 +69,7 @@ def check_source(src: Source, min_frames: int = 20, timeout: float = 20.0) -> li
                 assert b.raw.dtype == np.dtype(info.sample_type)
             else:
                 assert b.raw is None
-        elif src.kind == "belt":                          # speed per belt, m/s
+        elif src.kind in ("belt", "analog"):             # speed per belt, m/s; channels
             assert b.data.shape == (n, len(info.labels))
         else:
             assert b.data.shape == (n, len(info.labels), 3)

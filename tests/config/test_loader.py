@@ -213,3 +213,77 @@ def test_hash_tracks_what_changes_derived_data(tmp_path):
     changed.append(cal)
     digests = {build_lab(d).hash() for d in changed}
     assert ref not in digests and len(digests) == len(changed)
+
+
+_QTM = '''
+[qualisys]
+host = "qtm-pc"
+[[qualisys.plates]]
+qtm_id = 1
+name = "left"
+rotation = [[0, 1, 0], [1, 0, 0], [0, 0, -1]]
+[[qualisys.plates]]
+qtm_id = 2
+name = "right"
+'''
+
+#: (what is appended to the shipped simulated lab, force driver, marker driver, key, why):
+#: the vendor tables are checked when the lab is loaded, not only when a capture opens them
+VENDOR_BAD = [
+    (_QTM.replace('host = "qtm-pc"', 'host = "qtm-pc"\nhots = 1'), "qualisys", "qualisys",
+     "qualisys.hots", "unknown key; known: host, port"),
+    (_QTM.replace('host = "qtm-pc"', 'host = "qtm-pc"\nport = 0'), "qualisys", "qualisys",
+     "qualisys.port", "outside 1..65535"),
+    (_QTM.replace('host = "qtm-pc"', 'host = "qtm-pc"\nversion = "1.7"'), "qualisys",
+     "qualisys", "qualisys.version", "qtm-rt needs >= 1.8"),
+    (_QTM.replace('host = "qtm-pc"', 'host = "qtm-pc"\nanalog = "EMG"'), "qualisys",
+     "qualisys", "qualisys.analog", "expected a list"),
+    (_QTM.replace("[[0, 1, 0], [1, 0, 0], [0, 0, -1]]", "[[0, 2, 0], [1, 0, 0], [0, 0, -1]]"),
+     "qualisys", "qualisys", "qualisys.plates[0].rotation", "3×3 rotation"),
+    (_QTM.replace('name = "right"', 'name = "rihgt"'), "qualisys", "qualisys",
+     "qualisys.plates[1].name", "not a [[plates]] name"),
+    (_QTM.replace('qtm_id = 2\nname = "right"\n', 'qtm_id = 2\nname = "right"\nforce = "up"\n'),
+     "qualisys", "qualisys", "qualisys.plates[1].force", "on_plate"),
+    (_QTM.split("[[qualisys.plates]]\nqtm_id = 2")[0], "qualisys", "qualisys",
+     "qualisys.plates", "no QTM plate mapped to right"),
+    ("", "qualisys", "qualisys", "qualisys", "missing"),
+    ('[natnet]\nserver = "motive"\ncomand_port = 1\n', None, "natnet", "natnet.comand_port",
+     "unknown key"),
+    ('[natnet]\nserver = "motive"\nunits_m = 0\n', None, "natnet", "natnet.units_m", "outside (0, 1e+06]"),
+    ('[natnet]\nlab_from_motive = [[1, 0, 0], [0, 1, 0]]\n', None, "natnet",
+     "natnet.lab_from_motive", "3×3 rotation"),
+    ('[natnet]\nmulticast = "yes"\n', None, "natnet", "natnet.multicast", "true/false"),
+    ("", None, "natnet", "natnet", "missing"),
+    ('[treadmill]\ndriver = "woodway"\n', None, None, "treadmill.driver", "bertec"),
+    ('[treadmill]\nmax_speed_m_s = 40.0\n', None, None, "treadmill.max_speed_m_s", "(0, 30]"),
+    ('[treadmill]\nport = "4000"\n', None, None, "treadmill.port", "expected integer"),
+]
+
+
+@pytest.mark.parametrize("extra, force, markers, key, why", VENDOR_BAD,
+                         ids=[f"{b[3]}-{i}" for i, b in enumerate(VENDOR_BAD)])
+def test_bad_vendor_table_names_file_and_key(tmp_path, extra, force, markers, key, why):
+    text = shipped_lab_path("simulated").read_text()
+    if force:
+        text = text.replace('driver = "forceplate_serial"', f'driver = "{force}"', 1)
+    if markers:
+        text = text.replace('driver = "markers_udp"', f'driver = "{markers}"', 1)
+    path = tmp_path / "lab.toml"
+    path.write_text(text + extra)
+    with pytest.raises(ConfigError) as err:
+        load_lab(path)
+    msg = str(err.value)
+    assert err.value.key == key, msg
+    assert msg.startswith(f"{path}: {key}: ") and why in msg and "\n" not in msg
+
+
+def test_good_vendor_tables_load(tmp_path):
+    text = (shipped_lab_path("simulated").read_text()
+            .replace('driver = "forceplate_serial"', 'driver = "qualisys"', 1)
+            .replace('driver = "markers_udp"', 'driver = "qualisys"', 1)
+            + _QTM.replace('host = "qtm-pc"', 'host = "qtm-pc"\nanalog = ["EMG_1"]')
+            + '[treadmill]\nhost = "auto"\n')
+    path = tmp_path / "lab.toml"
+    path.write_text(text)
+    cfg = load_lab(path)
+    assert cfg.qualisys["analog"] == ["EMG_1"] and cfg.treadmill == {"host": "auto"}

@@ -38,9 +38,13 @@ def make_lab(*, name: str = "test", belt: str = "split", plates=None,
              host: str = "127.0.0.1", marker_port: int = 0, marker_rate_hz: float = 200.0,
              labels=("LASI",), marker_stream: str = "treadlab-test-markers",
              simulator: dict | None = None, marker_names: dict | None = None,
-             contacts: dict | None = None, filters: dict | None = None) -> LabConfig:
+             contacts: dict | None = None, filters: dict | None = None,
+             vendor: dict | None = None) -> LabConfig:
     """A checked :class:`LabConfig` (``source_path`` None). ``plates``: a list of
-    :func:`plate` tables; default the split-belt pair of :data:`SPLIT_PLATES`."""
+    :func:`plate` tables; default the split-belt pair of :data:`SPLIT_PLATES`. ``vendor``:
+    ``{"qualisys": {...}, "natnet": {...}, "treadmill": {...}}`` tables; a ``qualisys`` or
+    ``natnet`` driver without its table gets the emulator's (host/server ``"auto"``; QTM
+    plate ids 1, 2, … in ``[[plates]]`` order)."""
     if plates is None:
         plates = [plate(n, ch, origin) for n, ch, origin in SPLIT_PLATES]
     data = {
@@ -56,6 +60,12 @@ def make_lab(*, name: str = "test", belt: str = "split", plates=None,
         "simulator": dict(simulator or {}),
         "marker_names": dict(marker_names or {}),
     }
+    data.update(dict(vendor or {}))
+    if "qualisys" in (force_driver, marker_driver) and "qualisys" not in data:
+        data["qualisys"] = {"host": "auto", "plates": [
+            {"qtm_id": i + 1, "name": p["name"]} for i, p in enumerate(data["plates"])]}
+    if marker_driver == "natnet" and "natnet" not in data:
+        data["natnet"] = {"server": "auto"}
     if contacts:
         data["contacts"] = dict(contacts)
     if filters:
