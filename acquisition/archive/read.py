@@ -86,6 +86,29 @@ def read_meta(f) -> dict:
     return {"attrs": attrs, "subject": subject}
 
 
+def read_belt(f) -> dict | None:
+    """``/raw/belt`` of an open archive (docs/archive.md §3.5), or ``None`` when the session
+    has no belt-speed stream.
+
+    Returns ``{"time": (n,) float64 s on the session clock, "speed": (n, b) float64 m/s,
+    "belts": [b names]}`` (belt order as recorded; treadlab writes ``["left", "right"]``).
+    Samples with a non-finite time are dropped; speeds may hold NaN (unknown). InputError
+    (naming the dataset) when ``time`` and ``speed`` do not have the same length."""
+    g = f.get("raw/belt")
+    if not isinstance(g, h5py.Group) or "time" not in g or "speed" not in g:
+        return None
+    t = np.asarray(g["time"][()], dtype=np.float64).reshape(-1)
+    v = np.asarray(g["speed"][()], dtype=np.float64)
+    v = v.reshape(len(v), -1) if v.ndim != 1 else v[:, None]
+    if len(v) != len(t):
+        raise InputError(getattr(f, "filename", None), "/raw/belt/speed",
+                         f"{len(v)} rows but /raw/belt/time has {len(t)}")
+    belts = from_attr(g.attrs["belts"]) if "belts" in g.attrs else []
+    belts = [belts] if isinstance(belts, str) else [str(b) for b in belts]
+    keep = np.isfinite(t)
+    return {"time": t[keep], "speed": v[keep], "belts": belts}
+
+
 def plate_geometry(force_group, name, default=None):
     """``origin`` or ``corners`` of ``/raw/force``: the dataset (format 2) or the attribute
     (format 1 and third-party files), ``default`` when neither exists."""
