@@ -342,7 +342,8 @@ def score_causes(contacts: dict, reference: ReferenceSet, min_steps_per_side: in
             status = "scored" + (" (provisional reference)" if p.get("provisional") else
                                  " (literature reference)" if p.get("literature") else "")
             if model is not None and not np.all(vk == vk[0]):
-                status += f"; mu at {float(vk.min()):.2f}-{float(vk.max()):.2f} m/s"
+                a, b = f"{float(vk.min()):.2f}", f"{float(vk.max()):.2f}"
+                status += f"; mu at {a} m/s" if a == b else f"; mu at {a}-{b} m/s"
             status += note
         if cause == "limited_hip_extension" and "pelvis_tilt_mean" in contacts:
             tilt = np.asarray(contacts["pelvis_tilt_mean"], dtype=np.float64)[valid]
