@@ -194,10 +194,13 @@ def _session_speed(meta: dict | None) -> float | None:
 def step_task(force_out: dict, marker_out: dict, settings: RunSettings,
               meta: dict | None = None) -> dict:
     """The contacts table, with each contact's ``belt_speed`` (m/s) and ``belt_steady`` from
-    ``/raw/belt`` (or the session's ``belt_speed_m_s`` without one; :func:`derive.belt_columns`)."""
+    ``/raw/belt`` (or the session's ``belt_speed_m_s`` without one; :func:`derive.belt_columns`)
+    when ``meta`` (:func:`load_meta`) is given."""
     contacts = derive.step_task(force_out, marker_out, settings.derive)
-    contacts.update(derive.belt_columns(contacts["t_strike"], contacts["t_off"], contacts["side"],
-                                        (meta or {}).get("belt"), _session_speed(meta)))
+    if meta is not None:
+        contacts.update(derive.belt_columns(contacts["t_strike"], contacts["t_off"],
+                                            contacts["side"], meta.get("belt"),
+                                            _session_speed(meta)))
     return contacts
 
 
