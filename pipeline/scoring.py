@@ -410,7 +410,8 @@ def score_by_speed(contacts: dict, reference: ReferenceSet, min_steps_per_side: 
     (per-step residuals, the same minimum per side). Returns parallel columns of
     :data:`BY_SPEED_COLUMNS`: one block of the four causes per plateau, ascending speed, with
     ``speed_m_s`` the plateau (m/s). ``speed_m_s`` (the argument) is not used: the steps carry
-    their own speeds."""
+    their own speeds, and the plateau's speed stands for the session's (it picks the speed band
+    of a reference set that has bands instead of a speed model)."""
     plateaus = speed_plateaus(contacts, min_steps_per_side)
     if len(plateaus) < 2:
         return None
@@ -426,7 +427,8 @@ def score_by_speed(contacts: dict, reference: ReferenceSet, min_steps_per_side: 
         sub = {k: np.asarray(c)[sel] for k, c in contacts.items()
                if np.ndim(c) == 1 and len(c) == n}
         table = score_causes(sub, reference, min_steps_per_side=min_steps_per_side,
-                             reasons=reasons, static_tilt_deg=static_tilt_deg)
+                             speed_m_s=plateau, reasons=reasons,
+                             static_tilt_deg=static_tilt_deg)
         table["speed_m_s"] = np.full(len(table["cause"]), plateau)
         blocks.append(table)
     out = {k: np.concatenate([b[k] for b in blocks]) for k in BY_SPEED_COLUMNS}
