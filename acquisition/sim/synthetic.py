@@ -132,6 +132,10 @@ def speed_range(params) -> tuple[float, float]:
     ct = float(params.contact_time_s)
     return max(SPEED_RANGE_M_S[0], 0.3 / ct), min(SPEED_RANGE_M_S[1], 1.0 / ct)
 
+#: Speeds (m/s) at which a following runner's thigh angle at toe off is solved (interpolated
+#: in between): :meth:`SyntheticRunner._theta_shift`.
+_FOLLOW_GRID_M_S = 0.05
+
 # Quiet standing (static trial): pelvis pose and sway amplitude.
 STANDING_TILT_DEG = 12.0         # anterior pelvic tilt standing (deg)
 STANDING_OBLIQUITY_DEG = 0.5     # pelvic obliquity standing (deg, + left side higher)
@@ -550,6 +554,9 @@ class SyntheticRunner:
         self._v = p.speed_m_s * 1000.0          # belt speed, mm/s
         #: speed profile followed (:meth:`follow`): knot times (s) and speeds (m/s), or None
         self._profile: tuple[np.ndarray, np.ndarray] | None = None
+        #: thigh angle at toe off (rad) beyond the linear dial, per grid speed (_theta_shift)
+        self._shift: dict[int, float] = {}
+        self._trial_shift: float | None = None       # set while _solve_shift runs
 
         # Plates: the feet land near X = overstride and leave near X = -600.
         if p.belt == "split":
@@ -669,7 +676,10 @@ class SyntheticRunner:
         tab["v"], tab["tc"], tab["d_on"], tab["t_off"] = v * 1000.0, tc, d_on, d_on + ct
         tab["drop"] = (np.radians(p.pelvic_drop_deg + p.pelvic_drop_deg_per_m_s * dv)
                        * (1 + z[:-1, 0]))
-        tab["theta_to"] = tab["theta_to"] - np.radians(p.hip_extension_deg_per_m_s * dv)
+        shift = (self._theta_shift(v) if self._trial_shift is None
+                 else np.full(len(v), self._trial_shift))
+        tab["theta_to"] = (tab["theta_to"] - np.radians(p.hip_extension_deg_per_m_s * dv)
+                           + shift)
         over = p.overstride_mm_per_m_s * dv                             # mm beyond the dial
         tab["x0"] = (self._heel_contact_x0(tab["on"], d_on, tc, v * 1000.0,
                                            p.overstride_mm + over) + tab["dover"])
@@ -684,7 +694,8 @@ class SyntheticRunner:
 
         Each step runs at the profile's speed at its midstance (its feet ride the belt at that
         speed), with the contact time, heel lead, hip extension and pelvic drop that go with
-        it (:class:`RunnerParams`, ``*_per_m_s``); the cadence is unchanged, so the steps keep
+        it (:class:`RunnerParams`, ``*_per_m_s``; the thigh angle at toe off that gives the hip
+        extension is solved every 0.05 m/s and interpolated); the cadence is unchanged, so the steps keep
         their times and the markers stay continuous (each step's pose is set at its strike
         and the swing in between joins two strikes). Speeds are clipped to
         :meth:`follow_range`. A step's values are used from two steps before its strike on
@@ -725,6 +736,50 @@ class SyntheticRunner:
             lo = max(lo, (k / max_ct) ** (1 / a))
         lo, hi = min(max(lo, SPEED_RANGE_M_S[0]), v0), max(min(hi, SPEED_RANGE_M_S[1]), v0)
         return float(lo), float(hi)
+
+    def _theta_shift(self, v) -> np.ndarray:
+        """Correction (rad) of the thigh angle at toe off at speeds ``v`` (m/s) so that the
+        peak hip extension is the speed's dial: solved once per :data:`_FOLLOW_GRID_M_S` grid
+        speed (:meth:`_solve_shift`, cached) and interpolated linearly in between, so it is a
+        continuous function of the speed alone (whatever order steps are made in)."""
+        g = np.asarray(v, np.float64) / _FOLLOW_GRID_M_S
+        i0 = np.floor(g).astype(np.int64)
+        for i in set(i0.tolist()) | set((i0 + 1).tolist()):
+            if i not in self._shift:
+                self._shift[i] = self._solve_shift(i * _FOLLOW_GRID_M_S)
+        s0 = np.array([self._shift[i] for i in i0.tolist()])
+        s1 = np.array([self._shift[i] for i in (i0 + 1).tolist()])
+        w = g - i0
+        return s0 * (1 - w) + s1 * w
+
+    def _solve_shift(self, v: float) -> float:
+        """The correction of :meth:`_theta_shift` at one speed ``v`` (m/s): secant steps on the
+        measured 3-D hip angle of a jitter-free left stance at that speed, as
+        :meth:`_solve_geometry` does at ``speed_m_s``; the best found when the geometry
+        cannot reach the dial."""
+        p = self.params
+        saved = self._profile
+        self._profile = (np.zeros(1), np.full(1, float(v)))
+        target = p.hip_extension_deg + p.hip_extension_deg_per_m_s * (v - p.speed_m_s)
+        T = self.step_period_s
+        ct = p.contact_time_s * (p.speed_m_s / v) ** p.contact_time_speed_exponent
+        tc, d_on = self._force_duration(np.array([ct]))
+        t_on = self._t_first + 2 * T           # a left onset of the jitter-free schedule
+        ts = np.arange(t_on + d_on[0] + ct / 2, t_on + d_on[0] + ct, 5e-4)
+        best = (math.inf, 0.0)
+        try:
+            self._trial_shift = 0.0
+            for _ in range(8):
+                kin = self._kinematics(ts, jitter=False)
+                e = float(np.max(-self.hip_flexion(kin["R_pelvis"],
+                                                   kin["legs"][0]["R_thigh"]))) - target
+                best = min(best, (abs(e), self._trial_shift))
+                if abs(e) < 1e-3:
+                    break
+                self._trial_shift += math.radians(e)
+        finally:
+            self._profile, self._trial_shift = saved, None
+        return best[1]
 
     def _force_duration(self, ct):
         """Force onset-to-end durations (s) whose 20 N contact time is ``ct`` (s, array) at
