@@ -92,17 +92,17 @@ def read_belt(f) -> dict | None:
 
     Returns ``{"time": (n,) float64 s on the session clock, "speed": (n, b) float64 m/s,
     "belts": [b names]}`` (belt order as recorded; treadlab writes ``["left", "right"]``).
-    Samples with a non-finite time are dropped; speeds may hold NaN (unknown). InputError
-    (naming the dataset) when ``time`` and ``speed`` do not have the same length."""
+    Samples with a non-finite time are dropped, and rows not held by both ``time`` and
+    ``speed`` (a capture killed between the two appends) are left out; speeds may hold NaN
+    (unknown)."""
     g = f.get("raw/belt")
     if not isinstance(g, h5py.Group) or "time" not in g or "speed" not in g:
         return None
     t = np.asarray(g["time"][()], dtype=np.float64).reshape(-1)
     v = np.asarray(g["speed"][()], dtype=np.float64)
     v = v.reshape(len(v), -1) if v.ndim != 1 else v[:, None]
-    if len(v) != len(t):
-        raise InputError(getattr(f, "filename", None), "/raw/belt/speed",
-                         f"{len(v)} rows but /raw/belt/time has {len(t)}")
+    n = min(len(t), len(v))
+    t, v = t[:n], v[:n]
     belts = from_attr(g.attrs["belts"]) if "belts" in g.attrs else []
     belts = [belts] if isinstance(belts, str) else [str(b) for b in belts]
     keep = np.isfinite(t)

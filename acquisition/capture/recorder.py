@@ -59,6 +59,7 @@ RESERVE_BYTES = 256 << 10
 _FORCE_STREAM = ("time", "wrench", "device_time", "host_time", "counts", "seq")
 _MARKER_STREAM = ("time", "positions", "device_time", "host_time", "frame")
 _LOG_STREAM = ("time", "source", "kind", "detail")
+_BELT_STREAM = ("time", "host_time", "speed")
 
 
 def _utc_now() -> str:
@@ -476,7 +477,8 @@ def _create_belt_datasets(f: h5py.File, belts: list[str]) -> dict:
     """``/raw/belt``: the treadmill's measured belt speeds over time (before SWMR).
 
     ``time`` (n,) s session clock (receipt time − ``clock_t0_host_s``: the controller sends
-    no clock), ``host_time`` (n,) s, ``speed`` (n, b) float32 m/s, attribute ``belts``.
+    no clock), ``host_time`` (n,) s, ``speed`` (n, b) float32 m/s, attribute ``belts``; ``time``
+    and ``belt`` (the names) are dimension scales, so netCDF readers see named dimensions.
     """
     g = f["raw"].create_group("belt")
     g.attrs["belts"] = archive.to_attr(list(belts))
@@ -491,6 +493,16 @@ def _create_belt_datasets(f: h5py.File, belts: list[str]) -> dict:
                               compression_opts=archive.GZIP_LEVEL)
         ds.attrs["units"] = units
         out[f"belt/{name}"] = ds
+    t = out["belt/time"]
+    t.make_scale("time")
+    names = g.create_dataset("belt", data=np.array(list(belts), dtype=object),
+                             dtype=h5py.string_dtype("utf-8"), chunks=(len(belts),),
+                             compression="gzip", compression_opts=archive.GZIP_LEVEL)
+    names.attrs["units"] = ""
+    names.make_scale("belt")
+    out["belt/host_time"].dims[0].attach_scale(t)
+    out["belt/speed"].dims[0].attach_scale(t)
+    out["belt/speed"].dims[1].attach_scale(names)
     return out
 
 
@@ -555,7 +567,8 @@ def _finish(f: h5py.File, status: str, note: str) -> dict:
     """Trim, refit clocks, log and set ``status`` on a file open normally for writing."""
     raw = f.require_group("raw")
     counts = {}
-    for group, names in (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM)):
+    for group, names in (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM),
+                         ("belt", _BELT_STREAM)):
         if group in raw:
             counts[group] = _trim(raw[group], names)
     t0 = float(raw.attrs.get("clock_t0_host_s", 0.0))
@@ -720,7 +733,8 @@ def _recover_copy(path: Path, tmp: Path, body_mass_kg: float | None = None) -> t
                     bool(notes))
         dropped = []
         if raw is not None:
-            for group, names in (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM)):
+            for group, names in (("force", _FORCE_STREAM), ("markers", _MARKER_STREAM),
+                                 ("belt", _BELT_STREAM)):
                 if group in raw:
                     dropped += _trim_consistent(raw[group], group, names)
         counts = _finish(f, "interrupted", note=f"recovered by treadlab recover (was {old!r}"

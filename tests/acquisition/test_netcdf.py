@@ -81,7 +81,7 @@ def test_live_recording(tmp_path):
                    plates=["left", "right"], origin=np.zeros((2, 3)),
                    corners=np.zeros((2, 4, 3)), force_rate_hz=1000.0, labels=["LASI", "RASI"],
                    marker_rate_hz=100.0, n_channels=12, counts_dtype=np.int16,
-                   t0_host=0.0).start()
+                   t0_host=0.0, belts=["left", "right"]).start()
     for k in range(10):
         seq = np.arange(k * 100, (k + 1) * 100)
         w = np.zeros((100, 2, 6), np.float32)
@@ -91,10 +91,14 @@ def test_live_recording(tmp_path):
         mseq = np.arange(k * 10, (k + 1) * 10)
         rec.put(Block("markers", mseq / 100.0, np.full(10, (mseq[-1] + 1) / 100.0),
                       np.ones((10, 2, 3), np.float32), seq=mseq), mseq / 100.0)
+        rec.put(Block("belt", mseq / 100.0, mseq / 100.0, np.full((10, 2), 3.0, np.float32),
+                      seq=mseq), mseq / 100.0)
     rec.close()
     with h5py.File(path, "r") as f:
         assert f.get("derived", getlink=True).filename == "live.derived.h5"
-    assert {"raw", "force", "markers", "log"} <= set(groups(ncdump_all(path)))
+    text = ncdump_all(path)
+    assert {"raw", "force", "markers", "log", "belt"} <= set(groups(text))
+    assert "speed(time, belt)" in text
 
 
 def test_migrated_format_1_file(processed, tmp_path):

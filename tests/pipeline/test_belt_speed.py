@@ -199,11 +199,18 @@ def _add_belt(path, belt):
     with h5py.File(path, "a") as f:
         g = f["raw"].create_group("belt")
         g.attrs["belts"] = np.array(belt["belts"], dtype=h5py.string_dtype())
+        ds = {}
         for name, data, units in (("time", belt["time"], "s"),
                                   ("host_time", belt["time"] + 100.0, "s"),
-                                  ("speed", belt["speed"].astype(np.float32), "m/s")):
-            ds = g.create_dataset(name, data=data, chunks=True, compression="gzip")
-            ds.attrs["units"] = units
+                                  ("speed", belt["speed"].astype(np.float32), "m/s"),
+                                  ("belt", np.array(belt["belts"], dtype=object), "")):
+            ds[name] = g.create_dataset(name, data=data, chunks=True, compression="gzip")
+            ds[name].attrs["units"] = units
+        ds["time"].make_scale("time")
+        ds["belt"].make_scale("belt")
+        ds["host_time"].dims[0].attach_scale(ds["time"])
+        ds["speed"].dims[0].attach_scale(ds["time"])
+        ds["speed"].dims[1].attach_scale(ds["belt"])
 
 
 @pytest.fixture(scope="module")
@@ -253,10 +260,14 @@ def test_report_and_ncdump_read_scores_by_speed(processed, tmp_path):
     ncdump = shutil.which("ncdump")
     if ncdump is None:
         pytest.skip("ncdump (netcdf-bin) not installed")
-    out = subprocess.run([ncdump, "-h", str(processed)], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0 and not out.stderr.strip(), out.stderr
-    assert "group: scores_by_speed" in out.stdout and "belt_speed(contact)" in out.stdout
+    derived = processed.with_name(processed.stem + ".derived.h5")
+    for path, flags in ((processed, []), (derived, [])):       # every value of both files
+        out = subprocess.run([ncdump, *flags, str(path)], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0 and not out.stderr.strip(), out.stderr
+        assert "group: scores_by_speed" in out.stdout and "belt_speed(contact)" in out.stdout
+        assert "phony_dim" not in out.stdout
+    assert "speed_m_s = 3, 3, 3, 3, 4, 4, 4, 4" in out.stdout
 
 
 def test_session_without_belt_stream_gets_the_session_speed(tmp_path):

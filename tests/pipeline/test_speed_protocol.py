@@ -5,6 +5,8 @@ healthy runner."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -67,6 +69,14 @@ def test_per_step_speeds_follow_the_stages_and_ramps_are_not_steady(protocol_ses
     heel = [np.median(c["overstride"][steady & (np.abs(v - st) < 0.05)]) for st in STAGES]
     assert ct[0] > ct[1] + 0.03 > ct[2] + 0.06 and heel[0] + 20 < heel[1] < heel[2] - 20
     assert elapsed < 3 * STAGE_S + 30
+    ncdump = shutil.which("ncdump")
+    if ncdump is not None:        # the live /raw/belt has named dimensions for netCDF readers
+        out = subprocess.run([ncdump, "-h", str(path)], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0 and not out.stderr.strip(), out.stderr
+        belt = out.stdout[out.stdout.index("group: belt"):]
+        belt = belt[:belt.index("} // group belt")]
+        assert "speed(time, belt)" in belt and "phony_dim" not in belt
 
 
 def test_scores_by_speed_three_plateaus_all_low(protocol_session):
