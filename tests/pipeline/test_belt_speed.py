@@ -298,3 +298,33 @@ def test_exports_keep_belt_columns_and_scores_by_speed(processed, tmp_path, monk
     assert [r["speed_m_s [m/s]"] for r in rows] == ["3.0"] * 4 + ["4.0"] * 4
     (contacts,) = sorted((tmp_path / "csv").glob("*_contacts.csv"))
     assert "belt_speed [m/s]" in contacts.read_text().splitlines()[0]
+
+
+def test_a_torn_belt_stream_is_read_to_its_common_length_and_recovered(tmp_path):
+    from treadlab.acquisition.capture.recorder import Recorder, recover
+    from treadlab.acquisition.sources.base import Block
+
+    path = tmp_path / "torn.h5"
+    rec = Recorder(path, {"subject_id": "S", "lab": "t", "belt_speed_m_s": 3.0,
+                          "body_mass_kg": 70.0},
+                   plates=["left", "right"], origin=np.zeros((2, 3)),
+                   corners=np.zeros((2, 4, 3)), force_rate_hz=1000.0, labels=["LASI"],
+                   marker_rate_hz=100.0, t0_host=0.0, belts=["left", "right"]).start()
+    for k in range(5):
+        seq = np.arange(k * 100, (k + 1) * 100)
+        rec.put(Block("force", seq / 1000.0, seq / 1000.0 + 0.001,
+                      np.full((100, 2, 6), 300.0, np.float32), seq=seq), seq / 1000.0)
+        bseq = np.arange(k * 10, (k + 1) * 10)
+        rec.put(Block("belt", bseq / 100.0, bseq / 100.0 + 0.001,
+                      np.full((10, 2), 3.0, np.float32), seq=bseq), bseq / 100.0)
+    rec.close()
+    with h5py.File(path, "a") as f:      # as a capture killed between the belt appends
+        f["raw/belt/speed"].resize(45, axis=0)
+        f.attrs["status"] = "recording"
+    with h5py.File(path) as f:
+        belt = read_belt(f)
+    assert len(belt["time"]) == len(belt["speed"]) == 45
+    recover(path)
+    with h5py.File(path) as f:
+        assert {f["raw/belt"][k].shape[0] for k in ("time", "host_time", "speed")} == {45}
+        assert f["raw/belt/belt"].shape == (2,)
