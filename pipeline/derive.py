@@ -22,6 +22,7 @@ mean over whole strides, docs/metrics.md §2), recorded in ``attrs["body_weight_
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +48,8 @@ CONTACT_COLUMNS = ("side", "t_strike", "t_off", "contact_time", "flight_time", "
 #: Extra per-contact columns step_task adds after :data:`CONTACT_COLUMNS` and their units.
 EXTRA_UNITS = {"overstride_leg": "% leg length", "pelvis_tilt_mean": "deg",
                "trunk_lean_midstance": "deg", "peak_hip_extension_source": "",
-               "contact_source": "", "kinematic_t_strike": "s", "kinematic_t_off": "s"}
+               "contact_source": "", "kinematic_t_strike": "s", "kinematic_t_off": "s",
+               "belt_speed": "m/s", "belt_steady": "1"}
 #: Angle columns stored in ``/derived/angles`` (docs/archive.md §4.2, degrees). The kernel's 2-D shank and
 #: thigh angles and heel lead feed the per-step metrics but are not stored (archive size and
 #: write time: every stored column is another gzip-compressed float32 per marker frame).
@@ -602,6 +604,130 @@ def step_task(force_out: dict, marker_out: dict, settings: DeriveSettings) -> di
     return out
 
 
+#: m/s: a contact is on a *steady* belt when the speed of its belt varied by less than this
+#: over the stride window around it (:func:`belt_columns`; docs/scoring.md §1). The simulated
+#: and Bertec controllers report mm/s, so a belt at a constant set speed varies by 0.
+BELT_STEADY_TOL_M_S = 0.05
+#: s: a belt speed between two ``/raw/belt`` samples further apart than this (a lost
+#: connection, NaN samples) is unknown (NaN).
+BELT_MAX_GAP_S = 0.5
+#: s: the stride window when a session has too few contacts to measure its stride time.
+DEFAULT_STRIDE_S = 0.7
+_STANCE_SAMPLES = 21            #: points of the stance at which the belt speed is averaged
+
+
+def _belt_at(t, v, q) -> np.ndarray:
+    """Belt speed (m/s) at times ``q`` (any shape, s) linearly interpolated from the finite
+    samples ``(t, v)`` (t increasing); NaN where the samples bracketing a time are more than
+    :data:`BELT_MAX_GAP_S` apart (or, beyond the first / last sample, further than that)."""
+    ok = np.isfinite(v)
+    t, v = t[ok], v[ok]
+    out = np.full(np.shape(q), np.nan)
+    if t.size == 0:
+        return out
+    q = np.asarray(q, np.float64)
+    i = np.searchsorted(t, q, side="right")
+    prev = t[np.clip(i - 1, 0, t.size - 1)]
+    nxt = t[np.clip(i, 0, t.size - 1)]
+    gap = np.where(i == 0, nxt - q, np.where(i == t.size, q - prev, nxt - prev))
+    known = np.isfinite(q) & (gap <= BELT_MAX_GAP_S)
+    out[known] = np.interp(q[known], t, v)
+    return out
+
+
+def _belt_mean(t, v, a, b) -> np.ndarray:
+    """Time average (m/s) of the linearly interpolated belt speed over ``[a, b]`` (s), exact for
+    the piecewise-linear speed through the finite samples ``(t, v)`` (held beyond the ends)."""
+    ok = np.isfinite(v)
+    t, v = t[ok], v[ok]
+    if t.size == 0:
+        return np.full(np.shape(a), np.nan)
+    cum = np.concatenate([[0.0], np.cumsum(np.diff(t) * 0.5 * (v[1:] + v[:-1]))])
+
+    def integral(q):
+        i = np.clip(np.searchsorted(t, q, side="right") - 1, 0, t.size - 1)
+        return cum[i] + (q - t[i]) * 0.5 * (v[i] + np.interp(q, t, v))
+
+    span = b - a
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(span > 0, (integral(b) - integral(a)) / np.where(span > 0, span, 1.0),
+                        np.interp(a, t, v))
+
+
+def belt_columns(t_strike, t_off, side, belt: dict | None,
+                 session_speed_m_s: float | None = None) -> dict:
+    """Per-contact belt speed (m/s) and steadiness, for ``/derived/contacts``.
+
+    Parameters
+    ----------
+    t_strike, t_off : (c,) float64 s, session clock.
+    side : (c,) int, 0 left, 1 right, -1 unassigned.
+    belt : dict or None
+        ``/raw/belt`` as :func:`treadlab.acquisition.archive.read_belt` returns it: ``time``
+        (n,) s session clock, ``speed`` (n, b) m/s, ``belts`` names (``["left", "right"]``).
+    session_speed_m_s : float, optional
+        The session's ``belt_speed_m_s`` (m/s, NaN = unknown), used when there is no belt stream.
+
+    Returns
+    -------
+    dict
+        ``belt_speed`` (c,) float64 m/s: the mean speed of the belt under the foot over its
+        stance (split belt: the foot's own belt, ``left`` for side 0, ``right`` for side 1; a
+        contact with no side, or a single belt: the mean of the belts), interpolated from
+        ``/raw/belt`` on the session clock; NaN where the stream has a gap longer than
+        :data:`BELT_MAX_GAP_S` inside the stance. ``belt_steady`` (c,) bool: that belt's speed
+        varied by less than :data:`BELT_STEADY_TOL_M_S` over the stride window centred on
+        midstance (one median stride time of the session, two median step intervals;
+        :data:`DEFAULT_STRIDE_S` with fewer than 3 contacts) and is known throughout it.
+        Without a belt stream (or an empty one) every contact gets ``session_speed_m_s``
+        (NaN when unknown) and is steady.
+    """
+    ts = np.asarray(t_strike, np.float64).reshape(-1)
+    to = np.asarray(t_off, np.float64).reshape(-1)
+    sd = np.asarray(side).reshape(-1)
+    n = ts.size
+    if belt is None or len(belt.get("time", ())) == 0:
+        try:
+            speed = float(session_speed_m_s)
+        except (TypeError, ValueError):
+            speed = float("nan")
+        return {"belt_speed": np.full(n, speed), "belt_steady": np.ones(n, bool)}
+    t = np.asarray(belt["time"], np.float64).reshape(-1)
+    v = np.asarray(belt["speed"], np.float64).reshape(t.size, -1)
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], v[order]
+    names = [str(b) for b in belt.get("belts", [])]
+    cols = {}
+    if v.shape[1] >= 2:
+        cols[0] = names.index("left") if "left" in names else 0
+        cols[1] = names.index("right") if "right" in names else 1
+    strikes = np.sort(ts[np.isfinite(ts)])
+    stride = 2.0 * float(np.median(np.diff(strikes))) if strikes.size >= 3 else DEFAULT_STRIDE_S
+    mid = 0.5 * (ts + to)
+    dt = float(np.median(np.diff(t))) if t.size >= 2 else 0.01
+    k = int(min(401, max(21, math.ceil(stride / max(min(dt, 0.01), 1e-4)) + 1)))
+    window = mid[:, None] + stride * np.linspace(-0.5, 0.5, k)[None, :]
+    stance = ts[:, None] + (to - ts)[:, None] * np.linspace(0.0, 1.0, _STANCE_SAMPLES)[None, :]
+    speed = np.full(n, np.nan)
+    steady = np.zeros(n, bool)
+    mean_of_belts = v.mean(axis=1)
+    for key in (0, 1, None):
+        rows = (sd == key) if key is not None else ~np.isin(sd, list(cols))
+        if not cols and key is not None:
+            continue
+        rows &= np.isfinite(ts) & np.isfinite(to)
+        if not rows.any():
+            continue
+        col = v[:, cols[key]] if key is not None else mean_of_belts
+        known_stance = np.isfinite(_belt_at(t, col, stance[rows])).all(axis=1)
+        speed[rows] = np.where(known_stance, _belt_mean(t, col, ts[rows], to[rows]), np.nan)
+        around = _belt_at(t, col, window[rows])
+        known = np.isfinite(around).all(axis=1)
+        spread = np.ptp(np.where(np.isfinite(around), around, 0.0), axis=1)
+        steady[rows] = known & (spread < BELT_STEADY_TOL_M_S)
+    return {"belt_speed": speed, "belt_steady": steady}
+
+
 #: Contact flag (beside the ``kernels.contacts`` bits): the plate's vertical force sat at the
 #: recording's maximum for ``SATURATION_SAMPLES`` or more samples in a row (amplifier clipping).
 FLAG_SATURATED = 64
@@ -800,4 +926,5 @@ def step_attrs(marker_out: dict) -> dict:
 
 __all__ = ["DeriveSettings", "CONTACT_COLUMNS", "EXTRA_UNITS", "STORED_ANGLES", "lowpass",
            "force_task", "marker_task", "static_offsets", "leg_length_mm", "step_task",
-           "step_attrs"]
+           "step_attrs", "belt_columns", "BELT_STEADY_TOL_M_S", "BELT_MAX_GAP_S",
+           "DEFAULT_STRIDE_S"]

@@ -16,8 +16,9 @@ Three formats, one entry point (:func:`export_sessions`):
     Markers, analog force channels and contact events, written by
     :func:`treadlab.acquisition.io.c3d_export.write_c3d` (beside the C3D import).
 ``csv``
-    ``…_contacts.csv`` (one row per contact) and ``…_scores.csv`` (one row per cause), units in
-    the column headers.
+    ``…_contacts.csv`` (one row per contact) and ``…_scores.csv`` (one row per cause), plus
+    ``…_scores_by_speed.csv`` (one row per cause and belt-speed plateau) when the session has
+    ``/derived/scores_by_speed``; units in the column headers.
 
 The output file name is derived from the pseudonym (``sub-<16 hex>_ses-<8 hex>``), or from
 the source file name with ``keep_identity``.
@@ -50,7 +51,7 @@ from treadlab.acquisition.io.c3d_export import text_values, write_c3d
 from treadlab.config import load_lab
 from treadlab.config.errors import ConfigError, InputError, TreadlabError
 from treadlab.pipeline.derive import CONTACT_COLUMNS
-from treadlab.pipeline.scoring import SCORE_COLUMNS
+from treadlab.pipeline.scoring import BY_SPEED_COLUMNS, SCORE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -522,6 +523,9 @@ def _anonymised_derived(derived: dict | None, keep: bool):
     scores = derived.get("scores")
     if scores:
         out["scores"] = {k: v for k, v in scores.items() if k in SCORE_COLUMNS}
+    by_speed = derived.get("scores_by_speed")
+    if by_speed:
+        out["scores_by_speed"] = {k: v for k, v in by_speed.items() if k in BY_SPEED_COLUMNS}
     angles = derived.get("angles")
     if angles:
         out["angles"] = {"time": angles["time"], "values": angles["values"],
@@ -620,6 +624,10 @@ DESCRIPTIONS = {
     "/derived/contacts/peak_hip_extension": "peak hip extension, midstance to toe off",
     "/derived/contacts/valid": "1 when the contact passed every check",
     "/derived/contacts/flags": "bit flags of the contact checks",
+    "/derived/contacts/belt_speed": "mean speed of the belt under the foot over its stance "
+                                    "(from /raw/belt, else the session's belt_speed_m_s)",
+    "/derived/contacts/belt_steady": "1 when that belt's speed varied by less than 0.05 m/s "
+                                     "over the stride around the contact",
     "/derived/angles": "joint and segment angles (Plug-in Gait left-side sign conventions)",
     "/derived/angles/time": "frame times on the session clock",
     "/derived/angles/angle": "angle names (dimension)",
@@ -633,9 +641,14 @@ DESCRIPTIONS = {
     "/derived/scores/unit": "unit of value, value_left, value_right and the normal band",
     "/derived/scores/normal_low": "lower edge of the reference band",
     "/derived/scores/normal_high": "upper edge of the reference band",
-    "/derived/scores/n_steps": "steps with the metric measured",
+    "/derived/scores/n_steps": "steps the score rests on (measured; for a speed-conditioned "
+                               "cause, on a steady belt within the reference speeds)",
     "/derived/scores/z": "z-score against the reference set (worse = positive)",
     "/derived/scores/status": "scored, or why not",
+    "/derived/scores_by_speed": "the cause scores per belt-speed plateau (steady steps grouped "
+                                "by belt speed rounded to 0.1 m/s; docs/scoring.md)",
+    "/derived/scores_by_speed/row": "row index (dimension)",
+    "/derived/scores_by_speed/speed_m_s": "the plateau's belt speed",
     "/truth": "simulator ground truth (synthetic sessions only)",
     "/reference": "what the source recording software stored (events, model outputs), for "
                   "validation only",
@@ -724,6 +737,14 @@ def _export_csv(src: Path, session, ident: _Identity, to_dir: Path) -> list[Path
     for i in range(len(scores["cause"])):
         rows.append([ident.subject_id, ident.session_id] + [_cell(scores[k][i]) for k in cols])
     out.append(_write_csv(to_dir / f"{ident.stem}_scores.csv", rows))
+    by_speed = derived.get("scores_by_speed")
+    if by_speed:
+        cols = ["speed_m_s"] + cols
+        rows = [["subject_id", "session_id", "speed_m_s [m/s]"] + cols[1:]]
+        for i in range(len(by_speed["cause"])):
+            rows.append([ident.subject_id, ident.session_id]
+                        + [_cell(by_speed[k][i]) for k in cols if k in by_speed])
+        out.append(_write_csv(to_dir / f"{ident.stem}_scores_by_speed.csv", rows))
     return out
 
 

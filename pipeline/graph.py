@@ -35,16 +35,17 @@ from dask import delayed
 from dask.base import tokenize
 
 from treadlab.acquisition.archive import (SessionLocked, acquire, attr, derived_group,
-                                          derived_path, describe_owner, read_force,
-                                          read_markers, read_meta, reading, session_lock,
-                                          write_derived)
+                                          derived_path, describe_owner, read_belt,
+                                          read_force, read_markers, read_meta, reading,
+                                          session_lock, write_derived)
 from treadlab.acquisition.capture.recorder import require_finished
 from treadlab.config import load_lab, software_version
 from treadlab.config.errors import InputError
 from treadlab.config.markers import to_cgm
 from treadlab.pipeline import derive
 from treadlab.pipeline.derive import DeriveSettings
-from treadlab.pipeline.scoring import load_reference, reference_path, score_causes
+from treadlab.pipeline.scoring import (by_speed_summary, load_reference, reference_path,
+                                      score_by_speed, score_causes)
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +107,23 @@ def load_settings(config_path=None) -> RunSettings:
 # --- load tasks: paths in, arrays out ------------------------------------------------------------
 
 def load_meta(path) -> dict:
-    """Root attributes and ``/subject`` of an archive (cheap: no datasets are read).
+    """Root attributes, ``/subject`` and the belt-speed stream of an archive (cheap: of the
+    datasets only the small ``/raw/belt`` is read).
 
     Returns
     -------
     dict
-        ``{"attrs": {...}, "subject": {...}}`` with plain Python values.
+        ``{"attrs": {...}, "subject": {...}, "belt": {...} or None}`` with plain Python values
+        (``belt``: :func:`treadlab.acquisition.archive.read_belt`).
     """
     with reading(path) as f:
-        return read_meta(f)
+        return _read_meta(f)
+
+
+def _read_meta(f) -> dict:
+    meta = read_meta(f)
+    meta["belt"] = read_belt(f)
+    return meta
 
 
 def load_force(path):
@@ -171,24 +180,42 @@ def marker_task(markers, meta: dict, settings: RunSettings) -> dict:
     return out
 
 
-def step_task(force_out: dict, marker_out: dict, settings: RunSettings) -> dict:
-    return derive.step_task(force_out, marker_out, settings.derive)
+def _session_speed(meta: dict | None) -> float | None:
+    speed = (meta or {}).get("attrs", {}).get("belt_speed_m_s")
+    try:
+        return float(speed)
+    except (TypeError, ValueError):
+        return None
+
+
+def step_task(force_out: dict, marker_out: dict, settings: RunSettings,
+              meta: dict | None = None) -> dict:
+    """The contacts table, with each contact's ``belt_speed`` (m/s) and ``belt_steady`` from
+    ``/raw/belt`` (or the session's ``belt_speed_m_s`` without one; :func:`derive.belt_columns`)
+    when ``meta`` (:func:`load_meta`) is given."""
+    contacts = derive.step_task(force_out, marker_out, settings.derive)
+    if meta is not None:
+        contacts.update(derive.belt_columns(contacts["t_strike"], contacts["t_off"],
+                                            contacts["side"], meta.get("belt"),
+                                            _session_speed(meta)))
+    return contacts
 
 
 def score_task(contacts: dict, marker_out: dict, meta: dict, settings: RunSettings) -> dict:
+    """The score table (:func:`score_causes`, per-step belt speeds); when the steady steps cover
+    two or more speed plateaus, the per-plateau table rides along under ``"by_speed"``
+    (:func:`score_by_speed`, written as ``/derived/scores_by_speed`` by :func:`write_task`)."""
     reasons = dict(marker_out.get("metric_reasons") or {})
     if "overstride_leg" not in reasons and not np.isfinite(derive.leg_length_mm(marker_out["attrs"])[0]):
         reasons["overstride_leg"] = ("leg length unknown: no static trial or subject leg length, "
                                      "and no ASIS and ankle markers to estimate it")
-    speed = meta["attrs"].get("belt_speed_m_s")
-    try:
-        speed = float(speed)
-    except (TypeError, ValueError):
-        speed = None
-    return score_causes(contacts, settings.reference,
-                        min_steps_per_side=settings.min_steps_per_side, speed_m_s=speed,
-                        reasons=reasons,
-                        static_tilt_deg=(marker_out.get("static") or {}).get("tilt_deg"))
+    kw = dict(min_steps_per_side=settings.min_steps_per_side, speed_m_s=_session_speed(meta),
+              reasons=reasons, static_tilt_deg=(marker_out.get("static") or {}).get("tilt_deg"))
+    scores = score_causes(contacts, settings.reference, **kw)
+    by_speed = score_by_speed(contacts, settings.reference, **kw)
+    if by_speed is not None:
+        scores["by_speed"] = by_speed
+    return scores
 
 
 def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: dict,
@@ -206,8 +233,12 @@ def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: 
     attrs.update(force_out["attrs"])
     attrs.update(marker_out["attrs"])
     attrs.update(derive.step_attrs(marker_out))
+    scores = dict(scores)
+    by_speed = scores.pop("by_speed", None)
     derived = {"contacts": contacts, "angles": marker_out["angles"], "scores": scores,
                "units": dict(derive.EXTRA_UNITS)}
+    if by_speed is not None:
+        derived["scores_by_speed"] = by_speed
     written = write_derived(path, derived, attrs)
     valid = np.asarray(contacts["valid"], bool)
     return {
@@ -223,6 +254,7 @@ def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: 
         "scores": {str(c): (None if not np.isfinite(s) else round(float(s), 1))
                    for c, s in zip(scores["cause"], scores["score"])},
         "status": {str(c): str(s) for c, s in zip(scores["cause"], scores["status"])},
+        **({"scores_by_speed": by_speed_summary(by_speed)} if by_speed is not None else {}),
     }
 
 
@@ -273,7 +305,7 @@ def run_session(path, settings: RunSettings, *, force: bool = False,
                 return {"session": path, "skipped": "processed by another run since this one "
                                                     "started"}
         with reading(path) as f:
-            meta = read_meta(f)
+            meta = _read_meta(f)
             markers = _read_markers(f, path, settings.marker_names)
             force_data = read_force(f, path)
         t1 = time.perf_counter()
@@ -281,7 +313,7 @@ def run_session(path, settings: RunSettings, *, force: bool = False,
         del force_data
         mo = marker_task(markers, meta, settings)
         del markers
-        steps = step_task(fo, mo, settings)
+        steps = step_task(fo, mo, settings, meta)
         scores = score_task(steps, mo, meta, settings)
         t2 = time.perf_counter()
         summary = write_task(path, fo, mo, steps, scores, settings)
@@ -321,7 +353,7 @@ def session_graph(path, settings: RunSettings, name: str | None = None):
     force = d(load_force, "load_force")(path, dask_key_name=f"load_force-{tok}")
     fo = delayed(force_task)(path, force, meta, settings, dask_key_name=f"contacts-{tok}")
     mo = delayed(marker_task)(markers, meta, settings, dask_key_name=f"angles-{tok}")
-    steps = delayed(step_task)(fo, mo, settings, dask_key_name=f"steps-{tok}")
+    steps = delayed(step_task)(fo, mo, settings, meta, dask_key_name=f"steps-{tok}")
     scores = delayed(score_task)(steps, mo, meta, settings, dask_key_name=f"scores-{tok}")
     return delayed(write_task)(path, fo, mo, steps, scores, settings,
                                dask_key_name=f"write-{tok}")

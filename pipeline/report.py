@@ -492,6 +492,29 @@ def _html(path: Path, session, d, contacts, bw, notes) -> str:
                 f"<td class=\"num\">{e(str(row.get('n_steps', '')))}</td>",
                 f"<td>{e(str(row.get('status', '')))}</td>"]) + "</tr>")
     out.append("</table>")
+    by_speed = _score_rows(d.get("scores_by_speed") or {})
+    if by_speed:  # docs/scoring.md §1: steady steps grouped by belt speed (0.1 m/s plateaus)
+        out.append("<h3>Scores per belt-speed plateau</h3>")
+        out.append("<p class=\"note\">The session's steady steps grouped by belt speed "
+                   "(rounded to 0.1 m/s), each plateau scored on its own with the same rules; "
+                   "steps while the belt changed speed are in none.</p>")
+        out.append("<table><tr><th>belt speed</th><th>cause</th><th>score</th><th>value</th>"
+                   "<th>unit</th><th>reference band</th><th>steps</th><th>status</th></tr>")
+        for row in by_speed:
+            score = _num(row.get("score"))
+            out.append(
+                "<tr>" + "".join([
+                    f"<td class=\"num\">{_fmt(row.get('speed_m_s'), '.1f')} m/s</td>",
+                    f"<td>{e(CAUSE_TITLES.get(row['cause'], row['cause']))}</td>",
+                    f"<td class=\"num\">"
+                    f"{_fmt(score, '.0f') if np.isfinite(score) else 'not scored'}</td>",
+                    f"<td class=\"num\">{_fmt(row.get('value'))}</td>",
+                    f"<td>{e(str(row.get('unit', '')))}</td>",
+                    f"<td>{_fmt(row.get('normal_low'), 'g')}–"
+                    f"{_fmt(row.get('normal_high'), 'g')}</td>",
+                    f"<td class=\"num\">{e(str(row.get('n_steps', '')))}</td>",
+                    f"<td>{e(str(row.get('status', '')))}</td>"]) + "</tr>")
+        out.append("</table>")
     out.append(f"<img src=\"{FIGURES[2]}\" alt=\"cause scores\">")
     out.append("<h2>Ground reaction over stance</h2>")
     if notes.get("grf"):

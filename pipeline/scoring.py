@@ -197,22 +197,51 @@ def _finite(x) -> np.ndarray:
     return x[np.isfinite(x)]
 
 
+def _speed_exclusions(n_unknown: int, n_unsteady: int, outside, lo: float, hi: float) -> list:
+    """Status phrases for the steps a speed-conditioned cause leaves out (see score_causes)."""
+    parts = []
+    if n_unsteady:
+        parts.append(f"{n_unsteady} steps excluded: belt speed changing (not steady)")
+    if len(outside):
+        a, b = float(np.min(outside)), float(np.max(outside))
+        speeds = f"{a:.2f} m/s" if f"{a:.2f}" == f"{b:.2f}" else f"{a:.2f}-{b:.2f} m/s"
+        parts.append(f"{len(outside)} steps excluded: belt speed {speeds} outside the "
+                     f"reference cohort's {lo:g}-{hi:g} m/s")
+    if n_unknown:
+        parts.append(f"{n_unknown} steps excluded: belt speed unknown")
+    return parts
+
+
 def score_causes(contacts: dict, reference: ReferenceSet, min_steps_per_side: int = 20,
                  speed_m_s: float | None = None, reasons: dict | None = None,
                  static_tilt_deg: float | None = None) -> dict:
     """Score the four causes from per-contact metrics.
+
+    A speed-conditioned cause (a ``speed_model`` in the reference set) is scored on the
+    residuals of its steps: ``r_i = x_i - mu(v_i)`` at each step's belt speed ``v_i``,
+    ``z = sign * median(r) / sigma``. Steps whose belt speed is unknown, not steady
+    (``belt_steady`` false: the belt was accelerating) or outside the reference cohort's speeds
+    (with the margin) are left out and counted in the status; the cause is "not scorable" when
+    no step remains and "not scored" when fewer than ``min_steps_per_side`` remain on a side.
+    With one belt speed for every step this is exactly ``z = sign * (median(x) - mu(v)) /
+    sigma``, computed that way. ``value`` (and the per-side values) stay the medians over every
+    valid, measured step. Causes without a speed model use every valid step.
 
     Parameters
     ----------
     contacts : dict
         ``/derived/contacts`` columns, each (s,): ``side`` int (0 left, 1 right), ``valid`` bool,
         and the metrics ``pelvic_drop`` (deg), ``trunk_lean`` (deg), ``overstride`` (mm),
-        ``peak_hip_extension`` (deg) as float (NaN = not measured on that step).
+        ``peak_hip_extension`` (deg) as float (NaN = not measured on that step); optionally
+        ``belt_speed`` (m/s, NaN = unknown) and ``belt_steady`` (bool) per step
+        (:func:`treadlab.pipeline.derive.belt_columns`).
     reference : ReferenceSet
     min_steps_per_side : int
-        Fewer valid, measured steps on either side → the cause is not scored.
+        Fewer valid, measured (and, for a speed-conditioned cause, kept) steps on either side
+        → the cause is not scored.
     speed_m_s : float, optional
-        Belt speed, to pick a speed band of the reference set.
+        The session's belt speed (m/s): every step's speed when ``contacts`` has no
+        ``belt_speed`` column (then all steps are steady).
     reasons : dict, optional
         ``{metric: why it is missing}`` (e.g. ``{"trunk_lean": "no trunk markers"}``) used for
         the status of a cause whose metric is NaN on every step.
@@ -226,22 +255,63 @@ def score_causes(contacts: dict, reference: ReferenceSet, min_steps_per_side: in
         Parallel (4,) columns of :data:`SCORE_COLUMNS`: ``cause`` and ``unit`` and ``status``
         str, ``score`` 0-100 float64 (NaN when not scored), ``value`` (median over both sides),
         ``value_left``, ``value_right`` (per-side medians), ``normal_low``, ``normal_high`` in
-        the metric's unit, ``n_steps`` int64 (steps with the metric measured), ``z`` float64.
+        the metric's unit (``mu ± sigma`` at the median belt speed of the steps used),
+        ``n_steps`` int64 (steps the score rests on: measured, and for a speed-conditioned
+        cause kept by the speed rule; all measured steps when none is kept), ``z`` float64.
     """
     reasons = reasons or {}
     side = np.asarray(contacts.get("side", []), dtype=np.int64)
     n = side.shape[0]
     valid = np.asarray(contacts.get("valid", np.ones(n, bool)), dtype=bool)
+    if "belt_speed" in contacts:
+        v = np.asarray(contacts["belt_speed"], dtype=np.float64)
+        steady = np.asarray(contacts.get("belt_steady", np.ones(n, bool)), dtype=bool)
+    else:
+        v = np.full(n, math.nan if speed_m_s is None else float(speed_m_s))
+        steady = np.ones(n, bool)
     rows = {c: [] for c in SCORE_COLUMNS}
     for cause in CAUSES:
-        p = reference.params(cause, speed_m_s)
-        metric = p["metric"]
+        model = reference.causes[cause].get("speed_model")
+        metric = reference.causes[cause]["metric"]
         x = np.asarray(contacts.get(metric, np.full(n, np.nan)), dtype=np.float64)
         use = valid & np.isfinite(x)
         left, right = x[use & (side == 0)], x[use & (side == 1)]
         value = float(np.median(x[use])) if use.any() else math.nan
         vl = float(np.median(left)) if left.size else math.nan
         vr = float(np.median(right)) if right.size else math.nan
+        kept, excluded = use, []
+        if model is None:
+            p = reference.params(cause, speed_m_s)
+        else:
+            lo = float(model["speed_min_m_s"]) - float(model.get("speed_margin_m_s", 0.0))
+            hi = float(model["speed_max_m_s"]) + float(model.get("speed_margin_m_s", 0.0))
+            known = np.isfinite(v)
+            inside = known & (v >= lo) & (v <= hi)
+            unknown, unsteady = use & ~known, use & known & ~steady
+            outside = use & known & steady & ~inside
+            kept = use & inside & steady
+            excluded = _speed_exclusions(int(unknown.sum()), int(unsteady.sum()), v[outside],
+                                         lo, hi)
+            if kept.any():
+                band_v = float(np.median(v[kept]))
+            elif (use & known).any():
+                band_v = float(np.median(v[use & known]))
+            elif speed_m_s is not None and np.isfinite(speed_m_s):
+                band_v = float(speed_m_s)
+            else:
+                band_v = float(np.median(v[known])) if known.any() else None
+            p = reference.params(cause, band_v)
+            if kept.any():
+                p.pop("unscorable", None)
+            elif use.any():
+                # no step left: the session-wide message when one reason covers every step
+                # (speed unknown; one speed outside the range), else the count per reason
+                one_unknown = band_v is None and unknown.sum() == use.sum()
+                one_outside = outside.sum() == use.sum() and np.ptp(v[use]) == 0
+                if not (one_unknown or one_outside) or "unscorable" not in p:
+                    p["unscorable"] = "; ".join(excluded)
+        kl, kr = int((kept & (side == 0)).sum()), int((kept & (side == 1)).sum())
+        note = "; " + "; ".join(excluded) if excluded and kept.any() else ""
         z = score = math.nan
         if not use.any():
             why = reasons.get(metric) or (f"no valid contacts" if not valid.any() else
@@ -249,9 +319,9 @@ def score_causes(contacts: dict, reference: ReferenceSet, min_steps_per_side: in
             status = f"not scorable: {why}"
         elif "unscorable" in p:
             status = f"not scorable: {p['unscorable']}"
-        elif min(left.size, right.size) < min_steps_per_side:
-            status = (f"not scored: {left.size} left / {right.size} right steps "
-                      f"(< {min_steps_per_side} per side)")
+        elif min(kl, kr) < min_steps_per_side:
+            status = (f"not scored: {kl} left / {kr} right steps "
+                      f"(< {min_steps_per_side} per side)" + note)
         elif "not_scored_above" in p and value > p["not_scored_above"]:
             status = (f"not scored: {value:.1f} {p['unit']} is above {p['not_scored_above']:g} "
                       f"{p['unit']} (reported only)")
@@ -260,10 +330,21 @@ def score_causes(contacts: dict, reference: ReferenceSet, min_steps_per_side: in
                       f"{p['unit']} (reported only)")
         else:
             sign = 1.0 if p["worse"] == "higher" else -1.0
-            z = sign * (value - p["mu"]) / p["sigma"]
+            vk = v[kept]
+            if model is None or np.all(vk == vk[0]):
+                # one speed: median(x) - mu(v), as the residual median equals it
+                centre = value if kept is use else float(np.median(x[kept]))
+                z = sign * (centre - p["mu"]) / p["sigma"]
+            else:
+                mu_i = float(model["mu_intercept"]) + float(model["mu_slope_per_m_s"]) * vk
+                z = sign * float(np.median(x[kept] - mu_i)) / p["sigma"]
             score = score_from_z(z)
             status = "scored" + (" (provisional reference)" if p.get("provisional") else
                                  " (literature reference)" if p.get("literature") else "")
+            if model is not None and not np.all(vk == vk[0]):
+                a, b = f"{float(vk.min()):.2f}", f"{float(vk.max()):.2f}"
+                status += f"; mu at {a} m/s" if a == b else f"; mu at {a}-{b} m/s"
+            status += note
         if cause == "limited_hip_extension" and "pelvis_tilt_mean" in contacts:
             tilt = np.asarray(contacts["pelvis_tilt_mean"], dtype=np.float64)[valid]
             tilt = tilt[np.isfinite(tilt)]
@@ -271,9 +352,10 @@ def score_causes(contacts: dict, reference: ReferenceSet, min_steps_per_side: in
                 status += f"; mean pelvis tilt over stance {float(np.median(tilt)):.1f} deg"
                 if static_tilt_deg is not None and np.isfinite(static_tilt_deg):
                     status += f" (standing {float(static_tilt_deg):.1f} deg)"
+        n_used = int(kept.sum()) if kept.any() else int(use.sum())
         for key, val in zip(SCORE_COLUMNS, (cause, score, value, vl, vr, p["unit"],
                                             float(p["normal_low"]), float(p["normal_high"]),
-                                            int(use.sum()), z, status)):
+                                            n_used, z, status)):
             rows[key].append(val)
     table = {k: np.asarray(v) for k, v in rows.items()}
     for key in ("score", "value", "value_left", "value_right", "normal_low", "normal_high", "z"):
@@ -282,6 +364,100 @@ def score_causes(contacts: dict, reference: ReferenceSet, min_steps_per_side: in
     for key in ("cause", "unit", "status"):
         table[key] = np.asarray([str(s) for s in rows[key]], dtype=object)
     return table
+
+
+#: Speed plateaus of ``/derived/scores_by_speed``: valid steady steps are grouped by their belt
+#: speed rounded to this step (m/s): 2.46 and 2.54 m/s are both the 2.5 m/s plateau.
+PLATEAU_STEP_M_S = 0.1
+#: Columns of ``/derived/scores_by_speed``: the score table's plus the plateau speed (m/s).
+BY_SPEED_COLUMNS = SCORE_COLUMNS + ("speed_m_s",)
+
+
+def speed_plateaus(contacts: dict, min_steps_per_side: int = 20) -> list[float]:
+    """Belt-speed plateaus (m/s, ascending) with enough steps to be scored on their own: the
+    valid steps on a steady belt (``belt_steady``) of known ``belt_speed``, grouped by the speed
+    rounded to :data:`PLATEAU_STEP_M_S`, keeping the groups with at least
+    ``min_steps_per_side`` steps on each side. [] without a ``belt_speed`` column."""
+    if "belt_speed" not in contacts:
+        return []
+    side = np.asarray(contacts.get("side", []), dtype=np.int64)
+    n = side.shape[0]
+    v = np.asarray(contacts["belt_speed"], np.float64)
+    ok = (np.asarray(contacts.get("valid", np.ones(n, bool)), bool)
+          & np.asarray(contacts.get("belt_steady", np.ones(n, bool)), bool) & np.isfinite(v))
+    key = plateau_of(v)
+    out = []
+    for k in np.unique(key[ok]):
+        sel = ok & (key == k)
+        if min((sel & (side == 0)).sum(), (sel & (side == 1)).sum()) >= min_steps_per_side:
+            out.append(float(k))
+    return out
+
+
+def plateau_of(speed_m_s) -> np.ndarray:
+    """The plateau (m/s) a belt speed belongs to: rounded to :data:`PLATEAU_STEP_M_S`."""
+    step = PLATEAU_STEP_M_S
+    return np.round(np.round(np.asarray(speed_m_s, np.float64) / step) * step, 6)
+
+
+def score_by_speed(contacts: dict, reference: ReferenceSet, min_steps_per_side: int = 20,
+                   speed_m_s: float | None = None, reasons: dict | None = None,
+                   static_tilt_deg: float | None = None) -> dict | None:
+    """Scores per belt-speed plateau (``/derived/scores_by_speed``), or None when fewer than
+    two plateaus (:func:`speed_plateaus`) have enough steps.
+
+    Each plateau's valid steady steps are scored by :func:`score_causes` with the same rules
+    (per-step residuals, the same minimum per side). Returns parallel columns of
+    :data:`BY_SPEED_COLUMNS`: one block of the four causes per plateau, ascending speed, with
+    ``speed_m_s`` the plateau (m/s). ``speed_m_s`` (the argument) is not used: the steps carry
+    their own speeds, and the plateau's speed stands for the session's (it picks the speed band
+    of a reference set that has bands instead of a speed model)."""
+    plateaus = speed_plateaus(contacts, min_steps_per_side)
+    if len(plateaus) < 2:
+        return None
+    side = np.asarray(contacts.get("side", []))
+    n = side.shape[0]
+    v = np.asarray(contacts["belt_speed"], np.float64)
+    ok = (np.asarray(contacts.get("valid", np.ones(n, bool)), bool)
+          & np.asarray(contacts.get("belt_steady", np.ones(n, bool)), bool) & np.isfinite(v))
+    key = plateau_of(v)
+    blocks = []
+    for plateau in plateaus:
+        sel = ok & (key == plateau)
+        sub = {k: np.asarray(c)[sel] for k, c in contacts.items()
+               if np.ndim(c) == 1 and len(c) == n}
+        table = score_causes(sub, reference, min_steps_per_side=min_steps_per_side,
+                             speed_m_s=plateau, reasons=reasons,
+                             static_tilt_deg=static_tilt_deg)
+        table["speed_m_s"] = np.full(len(table["cause"]), plateau)
+        blocks.append(table)
+    out = {k: np.concatenate([b[k] for b in blocks]) for k in BY_SPEED_COLUMNS}
+    for key in ("cause", "unit", "status"):
+        out[key] = np.asarray([str(s) for s in out[key]], dtype=object)
+    return out
+
+
+def by_speed_summary(table: dict) -> dict:
+    """``/derived/scores_by_speed`` as ``{"2.5": {cause: score 0-100 or None}, ...}`` (plateau
+    speeds in m/s as text keys, ascending), for the JSON summary of ``treadlab process``."""
+    out: dict = {}
+    for speed, cause, score in zip(table["speed_m_s"], table["cause"], table["score"]):
+        key = f"{float(speed):.1f}"
+        out.setdefault(key, {})[str(cause.decode() if isinstance(cause, bytes) else cause)] = (
+            None if not np.isfinite(score) else round(float(score), 1))
+    return out
+
+
+def format_scores_by_speed(table: dict) -> str:
+    """``/derived/scores_by_speed`` for the terminal: one :func:`format_scores` table per
+    belt-speed plateau, each under a line naming the plateau (m/s)."""
+    speeds = np.asarray(table["speed_m_s"], np.float64)
+    parts = []
+    for speed in sorted(set(speeds.tolist())):
+        sel = speeds == speed
+        sub = {k: np.asarray(v)[sel] for k, v in table.items() if k != "speed_m_s"}
+        parts.append(f"belt speed {speed:.1f} m/s\n" + format_scores(sub))
+    return "\n\n".join(parts)
 
 
 def format_scores(table: dict) -> str:

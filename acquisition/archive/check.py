@@ -94,7 +94,11 @@ def _validate_values(f, problems: list[str]) -> None:
             found += plausible.value_problems(f"/{key}", data[key], limit, unit)
     numeric = {"derived/contacts": CONTACT_FIELDS,
                "derived/scores": ("score", "value", "value_left", "value_right", "normal_low",
-                                  "normal_high", "n_steps")}
+                                  "normal_high", "n_steps"),
+               "derived/scores_by_speed": ("score", "value", "value_left", "value_right",
+                                           "normal_low", "normal_high", "n_steps",
+                                           "speed_m_s"),
+               "raw/belt": ("time", "speed")}
     for group, fields in numeric.items():
         for key in fields:
             full = f"{group}/{key}"
@@ -305,6 +309,8 @@ def _validate_derived(g, problems) -> None:
         _validate_columns(g["contacts"], CONTACT_FIELDS, problems)
     if "scores" in g:
         _validate_columns(g["scores"], SCORE_FIELDS, problems)
+    if "scores_by_speed" in g:
+        _validate_columns(g["scores_by_speed"], SCORE_FIELDS + ("speed_m_s",), problems)
     if "angles" in g:
         a = g["angles"]
         names = from_attr(a.attrs["names"]) if "names" in a.attrs else None
@@ -455,6 +461,13 @@ def _derived_summary(f) -> dict:
                     row[key] = v.item() if isinstance(v, np.generic) else v
             rows.append(row)
         out["scores"] = rows
+    sb = d.get("scores_by_speed")
+    if sb and "cause" in sb and "speed_m_s" in sb:
+        out["scores_by_speed"] = [
+            {"speed_m_s": float(v), "cause": str(cause), "score": float(score),
+             "n_steps": int(n)}
+            for v, cause, score, n in zip(sb["speed_m_s"], sb["cause"], sb["score"],
+                                          sb.get("n_steps", [0] * len(sb["cause"])))]
     a = d.get("angles")
     if a:
         out["angles"] = {"names": a["names"], "samples": int(len(a["time"])),
@@ -523,6 +536,9 @@ def format_inspection(info: dict) -> str:
             lines.append(f"  score      {row['cause']:<22} {_fmt_num(row.get('score'), '5.1f')}"
                          f"   value {_fmt_num(row.get('value'), '.2f')} {row.get('unit', '')}"
                          f"   steps {row.get('n_steps', '-')}{status}")
+        for row in d.get("scores_by_speed", []):
+            lines.append(f"  at {row['speed_m_s']:.1f} m/s {row['cause']:<22} "
+                         f"{_fmt_num(row.get('score'), '5.1f')}   steps {row['n_steps']}")
         ang = d.get("angles")
         if ang and ang.get("reasons"):
             for k, why in ang["reasons"].items():

@@ -152,7 +152,8 @@ DERIVED_UNITS = {
     "score": "1", "value": "see unit", "value_left": "see unit", "value_right": "see unit",
     "unit": "", "cause": "", "normal_low": "see unit", "normal_high": "see unit",
     "n_steps": "1", "z": "1", "status": "", "plate": "1", "pelvis_tilt_mean": "deg",
-    "peak_hip_extension_source": "", "heel_lead": "mm",
+    "peak_hip_extension_source": "", "heel_lead": "mm", "belt_speed": "m/s", "belt_steady": "1",
+    "speed_m_s": "m/s",
 }
 #: Index datasets written only to serve as netCDF dimensions; the reader drops them.
 INDEX_SCALES = ("contact", "step", "row", "event")
@@ -163,10 +164,13 @@ RAW_UNITS = {
     "raw/markers/time": lambda u: u in ("s", "seconds", "second"),
     "raw/markers/positions": lambda u: u == "mm",
     "raw/force/wrench": lambda u: u.startswith("N") and not u.startswith("N*mm"),
+    "raw/belt/time": lambda u: u in ("s", "seconds", "second"),
+    "raw/belt/speed": lambda u: u == "m/s",
 }
 RAW_UNITS_TEXT = {"raw/force/time": "'s'", "raw/markers/time": "'s'",
                    "raw/markers/positions": "'mm'",
-                   "raw/force/wrench": f"N and N*m (e.g. {WRENCH_UNITS!r})"}
+                   "raw/force/wrench": f"N and N*m (e.g. {WRENCH_UNITS!r})",
+                   "raw/belt/time": "'s'", "raw/belt/speed": "'m/s'"}
 
 
 # --- small helpers ---------------------------------------------------------------------------

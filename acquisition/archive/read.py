@@ -87,6 +87,29 @@ def read_meta(f) -> dict:
     return {"attrs": attrs, "subject": subject}
 
 
+def read_belt(f) -> dict | None:
+    """``/raw/belt`` of an open archive (docs/archive.md §3.5), or ``None`` when the session
+    has no belt-speed stream.
+
+    Returns ``{"time": (n,) float64 s on the session clock, "speed": (n, b) float64 m/s,
+    "belts": [b names]}`` (belt order as recorded; treadlab writes ``["left", "right"]``).
+    Samples with a non-finite time are dropped, and rows not held by both ``time`` and
+    ``speed`` (a capture killed between the two appends) are left out; speeds may hold NaN
+    (unknown)."""
+    g = f.get("raw/belt")
+    if not isinstance(g, h5py.Group) or "time" not in g or "speed" not in g:
+        return None
+    t = np.asarray(g["time"][()], dtype=np.float64).reshape(-1)
+    v = np.asarray(g["speed"][()], dtype=np.float64)
+    v = v.reshape(len(v), -1) if v.ndim != 1 else v[:, None]
+    n = min(len(t), len(v))
+    t, v = t[:n], v[:n]
+    belts = from_attr(g.attrs["belts"]) if "belts" in g.attrs else []
+    belts = [belts] if isinstance(belts, str) else [str(b) for b in belts]
+    keep = np.isfinite(t)
+    return {"time": t[keep], "speed": v[keep], "belts": belts}
+
+
 def plate_geometry(force_group, name, default=None):
     """``origin`` or ``corners`` of ``/raw/force``: the dataset (format 2) or the attribute
     (format 1 and third-party files), ``default`` when neither exists."""

@@ -147,6 +147,18 @@ def _belt_speed(cfg, simulated: bool, params) -> tuple[float, str]:
     return float("nan"), "unknown (not in the lab config)"
 
 
+def _runner_speed(cfg, params) -> float:
+    """The simulated runner's own speed (m/s): ``[simulator]`` overridden by ``params``."""
+    sim = getattr(cfg, "simulator", None) or {}
+    values = dict(sim) if isinstance(sim, dict) else dict(vars(sim))
+    values = {k: v for k, v in values.items() if v is not None}
+    values.update(params or {})
+    if "belt" not in values and getattr(getattr(cfg, "lab", None), "belt", None) in ("split",
+                                                                                   "single"):
+        values["belt"] = cfg.lab.belt
+    return float(parse_params(values).speed_m_s)
+
+
 def _contact_params(cfg, body_mass_kg):
     c = getattr(cfg, "contacts", None)
     get = (lambda k, d: getattr(c, k, d)) if c is not None else (lambda k, d: d)
@@ -326,7 +338,7 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
         tare_s = float(getattr(cfg.forceplate, "tare_seconds", 0.0) or 0.0)
         if hasattr(force, "tare"):
             force.tare(timeout=2 * tare_s + FIRST_FRAMES_TIMEOUT_S)
-        treadmill, belt_sim = _open_treadmill(cfg)
+        treadmill, belt_sim = _open_treadmill(cfg, lab, params)
         _wait_first_frames([force, markers] + extra, FIRST_FRAMES_TIMEOUT_S)
         early.__exit__(None, None, None)
         if early.reason is not None:
@@ -349,15 +361,26 @@ def capture_session(cfg, subject: str = "subject", body_mass_kg: float | None = 
             lab.stop()
 
 
-def _open_treadmill(cfg):
+def _open_treadmill(cfg, lab=None, params=None):
     """The ``[treadmill]`` controller as an open source, and the simulated treadmill serving
-    it when its host is ``"auto"`` (None, None without the table)."""
+    it when its host is ``"auto"`` (None, None without the table).
+
+    With the simulated lab's synthetic runner (``lab.follow_belt``, not a replay) the simulated
+    belt starts at the runner's speed and the runner follows every commanded ramp, which the
+    belt starts ``lab.follow_lead_s`` (about 1 s) after the command (docs/devices.md)."""
     if getattr(cfg, "treadmill", None) is None:
         return None, None
     settings = TreadmillSettings.from_config(cfg)
     sim = None
     if settings.host == "auto":
-        sim = SimulatedTreadmill(rate_hz=settings.rate_hz)
+        follow = getattr(lab, "follow_belt", None)
+        if follow is not None and not getattr(lab, "replay", None):
+            sim = SimulatedTreadmill(rate_hz=settings.rate_hz,
+                                     initial_m_s=_runner_speed(cfg, params),
+                                     command_delay_s=float(lab.follow_lead_s),
+                                     on_command=follow)
+        else:
+            sim = SimulatedTreadmill(rate_hz=settings.rate_hz)
         settings.host, settings.port = sim.address
     src = TreadmillBertec(settings)
     try:

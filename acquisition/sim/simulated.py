@@ -294,6 +294,18 @@ class RunnerSignal:
         self._schedule.append((float(t_from), bool(standing), runner))
         return float(runner.params.speed_m_s)
 
+    def follow(self, times_s, speeds_m_s) -> None:
+        """Every running speed of this signal follows a belt: ``speeds_m_s`` (m/s) at runner
+        times ``times_s`` (s), linear in between
+        (:meth:`~treadlab.acquisition.sim.synthetic.SyntheticRunner.follow`)."""
+        for runner in self._runners.values():
+            runner.follow(times_s, speeds_m_s)
+
+    @property
+    def speed_m_s(self) -> float:
+        """The running speed (m/s) of the runner in force now, as set (not followed)."""
+        return float(self._schedule[-1][2].params.speed_m_s)
+
     def _pieces(self, t):
         """(mask, standing, runner) for each schedule entry that covers some of ``t``."""
         t = np.asarray(t, float)
@@ -419,6 +431,10 @@ class _DeviceLab:
         self._lsl_t0 = 0.0
         self._heard = False              # a reader had the port open at the last write
         self._quiet_until = 0            # no injected faults before this frame
+        self._start = time.monotonic()   # device time 0 on time.monotonic() (set by run())
+        self._made_until = 0.0           # device time (s) up to which signal was generated
+        #: the belt the runner follows: (device time s, speed m/s) knots (follow_belt)
+        self.belt_knots: list[tuple[float, float]] = []
 
     def endpoints(self) -> dict:
         return {"force_port": self.pty.path if self.pty else None,
@@ -438,7 +454,7 @@ class _DeviceLab:
     # --- pacing ---------------------------------------------------------------------------
 
     def run(self, conn) -> None:
-        start = time.monotonic()
+        start = self._start = time.monotonic()
         if self.force_outlet is not None or self.marker_outlet is not None:
             self._lsl_t0 = pylsl.local_clock()   # LSL time of device time 0
         f_rate, m_rate = float(self.fp.rate_hz), float(self.mk.rate_hz)
@@ -459,8 +475,10 @@ class _DeviceLab:
             i_due = int(now * f_rate) + 1
             if i_due > i_next:
                 if f_buf is None or f_buf[0] + len(f_buf[1]) < i_due:
-                    f_buf = self._gen_force(i_next, max(i_due, i_next + int(self.AHEAD_S * f_rate)),
-                                            f_rate)
+                    f_buf = self._gen_force(i_next, max(i_due, i_next + int(self.AHEAD_S
+                                                                        * f_rate)), f_rate)
+                    self._made_until = max(self._made_until,
+                                           (f_buf[0] + len(f_buf[1])) / f_rate)
                 lo = i_next - f_buf[0]
                 hi = i_due - f_buf[0]
                 self._send_force(i_next, f_buf[1][lo:hi], f_buf[2][lo:hi], now)
@@ -471,6 +489,8 @@ class _DeviceLab:
                     m_buf = self._gen_markers(j_next, max(j_due,
                                                           j_next + int(self.AHEAD_S * m_rate)),
                                               m_rate)
+                    self._made_until = max(self._made_until,
+                                           (m_buf[0] + len(m_buf[1])) / m_rate)
                 lo = j_next - m_buf[0]
                 hi = j_due - m_buf[0]
                 self._send_markers(j_next, m_buf[1][lo:hi], m_buf[2][lo:hi])
@@ -494,7 +514,40 @@ class _DeviceLab:
             self._runner_on_belt(now, bool(msg[1]))
         elif kind == "posture":
             conn.send({"posture": self._posture(now, bool(msg[1]), msg[2])})
+        elif kind == "belt":
+            self._follow_belt(float(msg[1]) - self._start, float(msg[2]), float(msg[3]))
         return False
+
+    def _follow_belt(self, t_dev: float, speed_m_s: float, accel_m_s2: float) -> None:
+        """The belt starts ramping at device time ``t_dev`` (s) towards ``speed_m_s`` (m/s) at
+        ``accel_m_s2`` (m/s²): the synthetic runner's speed follows it (a replay cannot). A
+        ramp that would change signal already generated (a step's values are used from two
+        steps before its strike) starts later, logged."""
+        if not isinstance(self.signal, RunnerSignal):
+            return
+        period = 60.0 / float(self.signal.runner.params.cadence_spm)
+        earliest = self._made_until + 2.0 * period + self.PACE_S
+        if t_dev < earliest:
+            log.warning("belt ramp at %.3f s followed from %.3f s (the runner's next steps "
+                        "are already made)", t_dev, earliest)
+            t_dev = earliest
+        knots = [k for k in self.belt_knots if k[0] < t_dev]
+        if knots:
+            times, speeds = zip(*knots)
+            v0 = float(np.interp(t_dev, times, speeds))
+        else:
+            v0 = self.signal.speed_m_s
+        ramp = abs(speed_m_s - v0) / max(accel_m_s2, 1e-3)
+        self.belt_knots = knots + [(t_dev, v0), (t_dev + ramp, float(speed_m_s))]
+        self._apply_belt()
+
+    def _apply_belt(self) -> None:
+        """Hand :attr:`belt_knots` to the runner on its own clock (once it is on the belt)."""
+        on = self.on_time
+        if not self.belt_knots or on is None or not math.isfinite(on):
+            return
+        times, speeds = zip(*self.belt_knots)
+        self.signal.follow(np.asarray(times) - on, np.asarray(speeds))
 
     def _posture(self, now: float, standing: bool, speed_m_s) -> dict:
         """Switch the synthetic runner to quiet standing or to running at ``speed_m_s`` (m/s)
@@ -566,6 +619,7 @@ class _DeviceLab:
                 grid = (math.gcd(int(fr), int(mr)) if fr.is_integer() and mr.is_integer()
                         else 1)
                 self.on_time = math.ceil((now + self.unloaded_s) * grid) / grid
+                self._apply_belt()
                 # first loaded frames (runner time 0), for tests comparing with the signal
                 self.stats["on_frame"] = int(round(self.on_time * fr))
                 self.stats["on_marker_frame"] = int(round(self.on_time * mr))
@@ -722,6 +776,8 @@ class SimulatedLab:
     stats : what the devices sent and injected (filled by :meth:`stop`).
     replay : for a C3D replay: ``source`` (path), ``duration_s`` (s from the first to the last
         recorded sample), ``belt_speed_m_s`` (m/s or None), ``loop``; empty for the runner.
+    follow_lead_s : s ahead a belt ramp must be announced to :meth:`follow_belt` for the runner
+        to follow it on time (two step times + 0.3 s; 0 for a replay, which cannot follow).
     """
 
     force_port: str | None
@@ -731,9 +787,28 @@ class SimulatedLab:
     subject: dict = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
     replay: dict = field(default_factory=dict)
+    follow_lead_s: float = 0.0
     _proc: object = None
     _conn: object = None
     _directory: str | None = None
+    _send_lock: object = field(default_factory=threading.Lock)
+
+    def _send(self, msg) -> None:
+        with self._send_lock:      # follow_belt is called from the treadmill's thread
+            self._conn.send(msg)
+
+    def follow_belt(self, t_start: float, left_m_s: float, right_m_s: float,
+                    accel_m_s2: float) -> None:
+        """The simulated treadmill's belts start ramping at ``t_start`` (``time.monotonic()``,
+        s) towards ``left_m_s`` / ``right_m_s`` (m/s) at ``accel_m_s2`` (m/s²): the synthetic
+        runner follows their mean speed (its contact time, heel lead, hip extension and pelvic
+        drop change with it: :meth:`~treadlab.acquisition.sim.synthetic.SyntheticRunner.
+        follow`). The runner's next steps are made ahead, so ``t_start`` should be at least
+        :attr:`follow_lead_s` s from now (the treadmill's ``command_delay_s``); a ramp announced
+        later is followed that much late. No effect for a replayed recording."""
+        if not self.replay and self._proc is not None:
+            self._send(("belt", float(t_start), 0.5 * (float(left_m_s) + float(right_m_s)),
+                        float(accel_m_s2)))
 
     @property
     def running(self) -> bool:
@@ -741,12 +816,12 @@ class SimulatedLab:
 
     def vanish(self, seconds: float) -> None:
         """Unplug the treadmill's port now for ``seconds`` s (it returns on a new pty)."""
-        self._conn.send(("vanish", float(seconds)))
+        self._send(("vanish", float(seconds)))
 
     def runner_on_belt(self, on: bool) -> None:
         """Step the simulated runner off the belt (``False``: unloaded frames within
         ``AHEAD_S`` = 0.2 s) or back on (``True``: loaded again about 0.7 s later)."""
-        self._conn.send(("runner", bool(on)))
+        self._send(("runner", bool(on)))
 
     def posture(self, standing: bool, speed_m_s: float | None = None,
                 timeout: float = 5.0) -> dict:
@@ -760,14 +835,15 @@ class SimulatedLab:
             ``standing``, ``speed_m_s`` (the running speed in force, m/s), ``from_s`` (device
             time of the switch, s); ``{"error": …}`` for a replayed recording.
         """
-        self._conn.send(("posture", bool(standing), speed_m_s))
+        with self._send_lock:
+            self._conn.send(("posture", bool(standing), speed_m_s))
         if self._conn.poll(timeout):
             return self._conn.recv()["posture"]
         return {"error": "the simulated lab did not answer"}
 
     def device_stats(self, timeout: float = 5.0) -> dict:
         """What the devices sent and injected so far."""
-        self._conn.send(("stats",))
+        self._send(("stats",))
         if self._conn.poll(timeout):
             self.stats = self._conn.recv()["stats"]
         return dict(self.stats)
@@ -778,7 +854,7 @@ class SimulatedLab:
         if proc is None:
             return dict(self.stats)
         try:
-            self._conn.send(("stop",))
+            self._send(("stop",))
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self._conn.poll(max(0.0, deadline
                                                                       - time.monotonic())):
@@ -915,10 +991,13 @@ def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
         shutil.rmtree(directory, ignore_errors=True)
         raise
     addr = tuple(ep["marker_address"]) if ep["marker_address"] else None
+    # the runner's steps are made AHEAD_S ahead and a step's values used two steps early
+    lead = (0.0 if replay is not None else
+            2 * 60.0 / float(spec["params"].cadence_spm) + _DeviceLab.AHEAD_S + 0.1)
     return SimulatedLab(force_port=ep["force_port"], force_stream=ep["force_stream"],
                         marker_address=addr, marker_stream=ep["marker_stream"],
-                        subject=ep.get("subject") or {}, replay=replay_info, _proc=proc,
-                        _conn=conn,
+                        subject=ep.get("subject") or {}, replay=replay_info,
+                        follow_lead_s=lead, _proc=proc, _conn=conn,
                         _directory=directory)
 
 

@@ -132,6 +132,10 @@ def speed_range(params) -> tuple[float, float]:
     ct = float(params.contact_time_s)
     return max(SPEED_RANGE_M_S[0], 0.3 / ct), min(SPEED_RANGE_M_S[1], 1.0 / ct)
 
+#: Speeds (m/s) at which a following runner's thigh angle at toe off is solved (interpolated
+#: in between): :meth:`SyntheticRunner._theta_shift`.
+_FOLLOW_GRID_M_S = 0.05
+
 # Quiet standing (static trial): pelvis pose and sway amplitude.
 STANDING_TILT_DEG = 12.0         # anterior pelvic tilt standing (deg)
 STANDING_OBLIQUITY_DEG = 0.5     # pelvic obliquity standing (deg, + left side higher)
@@ -207,6 +211,17 @@ class RunnerParams:
         Step-to-step variability of the cause dials (fraction): each step's pelvic drop,
         trunk lean, heel lead and peak hip extension deviate from the dial by a normal factor
         of this SD (clipped at 3 SD); ``/truth`` reports each step's actual value.
+    contact_time_speed_exponent, overstride_mm_per_m_s, hip_extension_deg_per_m_s,
+    pelvic_drop_deg_per_m_s : float
+        How the gait changes when the runner follows a changing belt speed
+        (:meth:`SyntheticRunner.follow`); at ``speed_m_s`` every dial holds as set. At speed
+        ``v`` the contact time is ``contact_time_s · (speed_m_s / v) ** exponent`` (0.6: the
+        cohort's 290 / 234 / 202 ms at 2.5 / 3.5 / 4.5 m/s, Fukuchi 2017, RBDS001), the heel lead
+        grows by ``overstride_mm_per_m_s`` mm (45: the cohort's 112 / 171 / 208 mm), the peak
+        hip extension by ``hip_extension_deg_per_m_s`` degrees (4.8) and the pelvic drop by
+        ``pelvic_drop_deg_per_m_s`` degrees (0.45) per m/s (the slopes of the reference lines
+        of ``config/reference_default.toml``, docs/scoring.md): a healthy runner stays healthy
+        at every speed. The cadence stays ``cadence_spm``.
     seed : int
         Seed of every random draw (noise, dropouts, jitter).
     """
@@ -232,6 +247,10 @@ class RunnerParams:
     step_time_sd_s: _Num(ge=0) = 0.003
     step_variability: _Num(ge=0, le=0.3) = 0.05
     seed: Annotated[int, Strict(), Field(ge=0)] = 0
+    contact_time_speed_exponent: _Num(ge=0, le=2) = 0.6
+    overstride_mm_per_m_s: _Num(ge=-200, le=200) = 45.0
+    hip_extension_deg_per_m_s: _Num(ge=-20, le=20) = 4.8
+    pelvic_drop_deg_per_m_s: _Num(ge=-5, le=5) = 0.45
 
     @classmethod
     def clean(cls, **changes) -> "RunnerParams":
@@ -533,6 +552,11 @@ class SyntheticRunner:
         self._pools: dict[int, np.ndarray] = {}
         self._t_first = 0.1
         self._v = p.speed_m_s * 1000.0          # belt speed, mm/s
+        #: speed profile followed (:meth:`follow`): knot times (s) and speeds (m/s), or None
+        self._profile: tuple[np.ndarray, np.ndarray] | None = None
+        #: thigh angle at toe off (rad) beyond the linear dial, per grid speed (_theta_shift)
+        self._shift: dict[int, float] = {}
+        self._trial_shift: float | None = None       # set while _solve_shift runs
 
         # Plates: the feet land near X = overstride and leave near X = -600.
         if p.belt == "split":
@@ -635,9 +659,138 @@ class SyntheticRunner:
                "lean": math.radians(p.trunk_lean_deg) * (1 + z[:-1, 1]),
                "dover": p.overstride_mm * z[:-1, 2],
                "theta_to": self._theta_to - math.radians(p.hip_extension_deg) * z[:-1, 3]}
-        tab["x0"] = self._heel_contact_x0(tab["on"]) + tab["dover"]
-        tab["brake"] = self._brake_bw + _BRAKE_PER_MM * tab["dover"]   # BW
+        m = len(tab["on"])
+        if self._profile is None:
+            tab["v"] = np.full(m, self._v)                 # belt speed during stance, mm/s
+            tab["tc"] = np.full(m, self._tc)               # force onset to end, s
+            tab["d_on"] = np.full(m, self._d_on)           # onset to the 20 N strike, s
+            tab["t_off"] = np.full(m, self._t_off)         # onset to the 20 N toe off, s
+            tab["x0"] = self._heel_contact_x0(tab["on"]) + tab["dover"]
+            tab["brake"] = self._brake_bw + _BRAKE_PER_MM * tab["dover"]   # BW
+            return tab
+        # following a belt (:meth:`follow`): each step runs at the belt speed of its midstance
+        v = self.speed_at(tab["on"] + 0.5 * p.contact_time_s)         # m/s
+        dv = v - p.speed_m_s
+        ct = p.contact_time_s * (p.speed_m_s / v) ** p.contact_time_speed_exponent
+        tc, d_on = self._force_duration(ct)
+        tab["v"], tab["tc"], tab["d_on"], tab["t_off"] = v * 1000.0, tc, d_on, d_on + ct
+        tab["drop"] = (np.radians(p.pelvic_drop_deg + p.pelvic_drop_deg_per_m_s * dv)
+                       * (1 + z[:-1, 0]))
+        shift = (self._theta_shift(v) if self._trial_shift is None
+                 else np.full(len(v), self._trial_shift))
+        tab["theta_to"] = (tab["theta_to"] - np.radians(p.hip_extension_deg_per_m_s * dv)
+                           + shift)
+        over = p.overstride_mm_per_m_s * dv                             # mm beyond the dial
+        tab["x0"] = (self._heel_contact_x0(tab["on"], d_on, tc, v * 1000.0,
+                                           p.overstride_mm + over) + tab["dover"])
+        tab["brake"] = self._brake_bw + _BRAKE_PER_MM * (over + tab["dover"])   # BW
         return tab
+
+    # ---------------------------------------------------------------- following a belt
+    def follow(self, times_s, speeds_m_s) -> None:
+        """Run at a changing belt speed from now on: ``speeds_m_s`` (m/s) at runner times
+        ``times_s`` (s, increasing), linear in between, the first speed before the first time
+        and the last after the last (``None``: back to ``speed_m_s``).
+
+        Each step runs at the profile's speed at its midstance (its feet ride the belt at that
+        speed), with the contact time, heel lead, hip extension and pelvic drop that go with
+        it (:class:`RunnerParams`, ``*_per_m_s``; the thigh angle at toe off that gives the hip
+        extension is solved every 0.05 m/s and interpolated); the cadence is unchanged, so the steps keep
+        their times and the markers stay continuous (each step's pose is set at its strike
+        and the swing in between joins two strikes). Speeds are clipped to
+        :meth:`follow_range`. A step's values are used from two steps before its strike on
+        (the swing towards it): change the profile only for times later than that, or the
+        signal already produced changes.
+        """
+        if times_s is None:
+            self._profile = None
+            return
+        t = np.asarray(times_s, np.float64).reshape(-1)
+        v = np.asarray(speeds_m_s, np.float64).reshape(-1)
+        if t.size == 0 or t.size != v.size or not np.all(np.isfinite(t)) \
+                or not np.all(np.isfinite(v)) or np.any(np.diff(t) < 0):
+            raise ValueError("follow: times (s, increasing) and speeds (m/s) of one length")
+        lo, hi = self.follow_range()
+        self._profile = (t.copy(), np.clip(v, lo, hi))
+
+    def speed_at(self, t) -> np.ndarray:
+        """The running speed (m/s) at runner times ``t`` (s): the followed profile, else
+        ``speed_m_s``."""
+        t = np.asarray(t, np.float64)
+        if self._profile is None:
+            return np.full(t.shape, float(self.params.speed_m_s))
+        return np.interp(t, *self._profile)
+
+    def follow_range(self) -> tuple[float, float]:
+        """The speeds (m/s) this runner can follow: a stance of 0.3–1.0 m at the contact time
+        of that speed, at least 20 ms of flight (plus 6 step-time SDs) at ``cadence_spm``, and
+        within :data:`SPEED_RANGE_M_S`."""
+        p = self.params
+        a, ct0, v0 = p.contact_time_speed_exponent, p.contact_time_s, p.speed_m_s
+        k = ct0 * v0 ** a                      # stance(v) = k · v^(1 - a), contact(v) = k / v^a
+        lo, hi = SPEED_RANGE_M_S
+        if a < 1:
+            lo, hi = max(lo, (0.3 / k) ** (1 / (1 - a))), min(hi, (1.0 / k) ** (1 / (1 - a)))
+        max_ct = self.step_period_s - 0.02 - 6 * p.step_time_sd_s
+        if a > 0:
+            lo = max(lo, (k / max_ct) ** (1 / a))
+        lo, hi = min(max(lo, SPEED_RANGE_M_S[0]), v0), max(min(hi, SPEED_RANGE_M_S[1]), v0)
+        return float(lo), float(hi)
+
+    def _theta_shift(self, v) -> np.ndarray:
+        """Correction (rad) of the thigh angle at toe off at speeds ``v`` (m/s) so that the
+        peak hip extension is the speed's dial: solved once per :data:`_FOLLOW_GRID_M_S` grid
+        speed (:meth:`_solve_shift`, cached) and interpolated linearly in between, so it is a
+        continuous function of the speed alone (whatever order steps are made in)."""
+        g = np.asarray(v, np.float64) / _FOLLOW_GRID_M_S
+        i0 = np.floor(g).astype(np.int64)
+        for i in set(i0.tolist()) | set((i0 + 1).tolist()):
+            if i not in self._shift:
+                self._shift[i] = self._solve_shift(i * _FOLLOW_GRID_M_S)
+        s0 = np.array([self._shift[i] for i in i0.tolist()])
+        s1 = np.array([self._shift[i] for i in (i0 + 1).tolist()])
+        w = g - i0
+        return s0 * (1 - w) + s1 * w
+
+    def _solve_shift(self, v: float) -> float:
+        """The correction of :meth:`_theta_shift` at one speed ``v`` (m/s): secant steps on the
+        measured 3-D hip angle of a jitter-free left stance at that speed, as
+        :meth:`_solve_geometry` does at ``speed_m_s``; the best found when the geometry
+        cannot reach the dial."""
+        p = self.params
+        saved = self._profile
+        self._profile = (np.zeros(1), np.full(1, float(v)))
+        target = p.hip_extension_deg + p.hip_extension_deg_per_m_s * (v - p.speed_m_s)
+        T = self.step_period_s
+        ct = p.contact_time_s * (p.speed_m_s / v) ** p.contact_time_speed_exponent
+        tc, d_on = self._force_duration(np.array([ct]))
+        t_on = self._t_first + 2 * T           # a left onset of the jitter-free schedule
+        ts = np.arange(t_on + d_on[0] + ct / 2, t_on + d_on[0] + ct, 5e-4)
+        best = (math.inf, 0.0)
+        try:
+            self._trial_shift = 0.0
+            for _ in range(8):
+                kin = self._kinematics(ts, jitter=False)
+                e = float(np.max(-self.hip_flexion(kin["R_pelvis"],
+                                                   kin["legs"][0]["R_thigh"]))) - target
+                best = min(best, (abs(e), self._trial_shift))
+                if abs(e) < 1e-3:
+                    break
+                self._trial_shift += math.radians(e)
+        finally:
+            self._profile, self._trial_shift = saved, None
+        return best[1]
+
+    def _force_duration(self, ct):
+        """Force onset-to-end durations (s) whose 20 N contact time is ``ct`` (s, array) at
+        the nominal step period, and the onset-to-strike delays (s), as ``__init__`` solves
+        them for ``contact_time_s``."""
+        ct = np.asarray(ct, np.float64)
+        tc = ct.copy()
+        for _ in range(30):
+            d_on, d_off = self._crossings_u(self._fz_scale(self.step_period_s, tc))
+            tc = ct / (d_off - d_on)
+        return tc, d_on * tc
 
     @staticmethod
     def _locate(tab, t):
@@ -652,9 +805,11 @@ class SyntheticRunner:
         uc = np.clip(u, 0.0, 1.0)
         return np.where(inside, _fz_template(uc), 0.0)
 
-    def _fz_scale(self, period):
-        """Per-step amplitude (N) so that the step impulse is BW × the step period."""
-        return self.body_weight_n * period / (self._tc * self._fz_integral)
+    def _fz_scale(self, period, tc=None):
+        """Per-step amplitude (N) so that the step impulse is BW × the step period (force
+        duration ``tc`` s, default the runner's)."""
+        tc = self._tc if tc is None else tc
+        return self.body_weight_n * period / (tc * self._fz_integral)
 
     def _crossings_u(self, scale):
         """Fractions of the contact at which the vertical force crosses 20 N (rise, fall)."""
@@ -663,15 +818,22 @@ class SyntheticRunner:
         return (np.interp(20.0 / scale, f[: i_imp + 1], u[: i_imp + 1]),
                 np.interp(20.0 / scale, f[i_max:][::-1], u[i_max:][::-1]))
 
-    def _heel_contact_x0(self, t_on):
+    def _heel_contact_x0(self, t_on, d_on=None, tc=None, v=None, overstride=None):
         """Lab X (mm) of the heel contact point at onset, placed so that the heel marker leads
-        the pelvis centre by overstride_mm at foot strike."""
-        d_on = self._d_on
-        u = d_on / self._tc
-        phi = math.radians(_STRIKE_PITCH_DEG) * (1 - float(_smoothstep(u / _HEEL_ROCKER_END)))
+        the pelvis centre by ``overstride`` mm (default ``overstride_mm``) at foot strike;
+        ``d_on`` (s), ``tc`` (s) and ``v`` (mm/s) per step, default the runner's."""
+        if d_on is None:
+            d_on = self._d_on
+            u = d_on / self._tc
+            phi = math.radians(_STRIKE_PITCH_DEG) * (1 - float(_smoothstep(u / _HEEL_ROCKER_END)))
+            d = _HEE_LOCAL - _HEEL_CONTACT
+            dx = d[0] * math.cos(phi) - d[1] * math.sin(phi)
+            return (self._pelvis_x(t_on + d_on) + self.params.overstride_mm - dx
+                    + self._v * d_on)
+        phi = math.radians(_STRIKE_PITCH_DEG) * (1 - _smoothstep(d_on / tc / _HEEL_ROCKER_END))
         d = _HEE_LOCAL - _HEEL_CONTACT
-        dx = d[0] * math.cos(phi) - d[1] * math.sin(phi)
-        return self._pelvis_x(t_on + d_on) + self.params.overstride_mm - dx + self._v * d_on
+        dx = d[0] * np.cos(phi) - d[1] * np.sin(phi)
+        return self._pelvis_x(t_on + d_on) + overstride - dx + v * d_on
 
     def _pelvis_x(self, t):
         """Pelvis centre X (mm): near 0, with a small speed fluctuation at step frequency."""
@@ -701,18 +863,18 @@ class SyntheticRunner:
         tab = self._step_table(float(t.min()), float(t.max()))
         j = self._locate(tab, t)
         tau = t - tab["on"][j]
-        tc = self._tc
-        ii = np.flatnonzero((tau >= 0) & (tau < tc))
+        ii = np.flatnonzero((tau >= 0) & (tau < tab["tc"][j]))
         if len(ii) == 0:
             return out
         j, tau = j[ii], tau[ii]
+        tc = tab["tc"][j]
         u = tau * (1.0 / tc)
         side = tab["side"][j]
         sigma = 1.0 - 2.0 * side
         bw = self.body_weight_n
         sin_u = np.sin(np.pi * u)
         cos_u = np.cos(np.pi * u)
-        scale = self._fz_scale(tab["period"])[j]
+        scale = self._fz_scale(tab["period"], tab["tc"])[j]
         ub = _BRAKE_U
         early = u < ub
         ap = np.sin(np.pi * np.where(early, u * (1.0 / ub), (u - ub) * (1.0 / (1 - ub))))
@@ -724,7 +886,7 @@ class SyntheticRunner:
         np.multiply(scale, _fz_template(u), out=fz)
         tz = (0.008 * bw) * sigma * sin_u * cos_u             # free moment (N·m)
         x0 = tab["x0"][j]
-        cop_x = x0 - self._v * tau + 115.0 - 100.0 * cos_u    # heel + 15 mm -> +215 mm
+        cop_x = x0 - tab["v"][j] * tau + 115.0 - 100.0 * cos_u   # heel + 15 -> +215 mm
         cop_y = sigma * (self._foot_y + 8.0 - 16.0 * u)
         plate = side.astype(np.intp) if len(self.plates) == 2 else np.zeros(len(ii), np.intp)
         o = self.origin[plate]
@@ -809,7 +971,8 @@ class SyntheticRunner:
         per = tab["period"][j]
         ph = (t - tab["on"][j]) / per                 # step phase 0..1
         sgn = np.where(tab["side"][j] == 0, 1.0, -1.0)
-        mid = 0.5 * self._tc / per
+        tc = tab["tc"][j]
+        mid = 0.5 * tc / per
         # Obliquity +D at left mid-stance, -D at right mid-stance: one cosine per stride,
         # written per step (the sign flips with the side, so it is continuous).
         blend = _smoothstep((ph - 2 * mid) / (1 - 2 * mid))     # during the flight only
@@ -819,7 +982,7 @@ class SyntheticRunner:
         rot = math.radians(5.0) * sgn * np.cos(np.pi * ph)    # left forward at left strike
         tilt = self._tilt0 + math.radians(2.0) * np.cos(2 * np.pi * (ph - 0.9))
         R = _pelvis_matrix(tilt, obl, -rot)
-        low = _PELVIS_LOW_AT * self._tc / per
+        low = _PELVIS_LOW_AT * tc / per
         centre = np.stack([self._pelvis_x(t),
                            12.0 * sgn * np.cos(np.pi * (ph - mid)),
                            self._pelvis_z0 - _PELVIS_AMP_MM * np.cos(2 * np.pi * (ph - low))],
@@ -841,7 +1004,7 @@ class SyntheticRunner:
         per = tab["period"][j]
         ph = (t - tab["on"][j]) / per
         amp = math.radians(1.0)
-        c = self._tc / per
+        c = tab["tc"][j] / per
         w = 2 * np.pi * c
         mean_cos = (np.sin(w - 2 * np.pi * 0.3) - np.sin(-2 * np.pi * 0.3)) / w
         blend = _smoothstep((ph - c) / (1 - c))
@@ -863,21 +1026,22 @@ class SyntheticRunner:
         return (hx + a * ex - h * ez, hz + a * ez + h * ex, hx + ex * dc, hz + ez * dc,
                 dc != d)
 
-    def _foot_early(self, tau, heel_x0):
+    def _foot_early(self, tau, heel_x0, tc=None, v=None):
         """Stance before heel off: AJC x, z (mm) and pitch (rad, toe up +); the heel contact
-        point rides the belt."""
-        u = tau / self._tc
+        point rides the belt (force duration ``tc`` s and belt speed ``v`` mm/s per sample,
+        default the runner's)."""
+        u = tau / (self._tc if tc is None else tc)
         phi0 = math.radians(_STRIKE_PITCH_DEG)
         pitch = phi0 * (1 - _smoothstep(u / _HEEL_ROCKER_END))
-        hx = heel_x0 - self._v * tau
+        hx = heel_x0 - (self._v if v is None else v) * tau
         c, s = np.cos(pitch), np.sin(pitch)
         hc = _HEEL_CONTACT
         return hx - (c * hc[0] - s * hc[1]), -(s * hc[0] + c * hc[1]), pitch
 
-    def _thigh_early(self, t, tau, heel_x0, tab, side):
+    def _thigh_early(self, t, tau, heel_x0, tab, side, tc=None, v=None):
         """Thigh angle (rad, knee forward +) in the heel/flat phase, from IK."""
         h = self._hjc_at(t, tab, side)
-        ax, az, _ = self._foot_early(tau, heel_x0)
+        ax, az, _ = self._foot_early(tau, heel_x0, tc, v)
         kx, kz, _, _, _ = self._ik(h[:, 0], h[:, 2], ax, az)
         return np.arctan2(kx - h[:, 0], h[:, 2] - kz)
 
@@ -887,7 +1051,7 @@ class SyntheticRunner:
         cache = tab.setdefault("_legs", {})
         if side in cache:
             return cache[side]
-        tc = self._tc
+        tc, v = tab["tc"], tab["v"]
         tb = self._heel_off * tc
         dt = 1e-3
         on = tab["on"]
@@ -896,18 +1060,18 @@ class SyntheticRunner:
         th_to = tab["theta_to"]
         st = {"x0": x0, "theta_to": th_to}
         # Heel off: thigh angle and its rate from the heel/flat-phase IK.
-        th_b = self._thigh_early(on + tb, np.full(m, tb), x0, tab, side)
-        th_b0 = self._thigh_early(on + tb - dt, np.full(m, tb - dt), x0, tab, side)
+        th_b = self._thigh_early(on + tb, tb, x0, tab, side, tc, v)
+        th_b0 = self._thigh_early(on + tb - dt, tb - dt, x0, tab, side, tc, v)
         st["th_b"], st["w_b"] = th_b, (th_b - th_b0) / dt
         # Toe off pose.
         h = self._hjc_at(on + tc, tab, side)
-        kx, kz, ax, az, p0, _ = self._late_stance(np.full(m, tc), x0, th_b, st["w_b"], th_to,
-                                                  h[:, 0], h[:, 2])
+        kx, kz, ax, az, p0, _ = self._late_stance(tc, x0, th_b, st["w_b"], th_to,
+                                                  h[:, 0], h[:, 2], tc, v, tab["t_off"])
         st["kn_to"] = th_to - np.arctan2(ax - kx, kz - az)
         st["p_to"] = p0
         # Strike pose.
         h = self._hjc_at(on, tab, side)
-        ax, az, p1 = self._foot_early(np.zeros(m), x0)
+        ax, az, p1 = self._foot_early(np.zeros(m), x0, tc, v)
         kx, kz, _, _, _ = self._ik(h[:, 0], h[:, 2], ax, az)
         th1 = np.arctan2(kx - h[:, 0], h[:, 2] - kz)
         st["th_ic"], st["kn_ic"], st["p_ic"] = th1, th1 - np.arctan2(ax - kx, kz - az), p1
@@ -916,7 +1080,6 @@ class SyntheticRunner:
 
     def _leg(self, t, tab, side, hjc):
         """Knee and ankle joint centres (n,3) mm, foot pitch (n,) rad, clamped count."""
-        tc = self._tc
         n = len(t)
         j = self._locate(tab, t)
         j = np.where(tab["side"][j] == side, j, j - 1)     # last onset of this side
@@ -926,23 +1089,25 @@ class SyntheticRunner:
         kx, kz, ax, az, pitch = (np.empty(n) for _ in range(5))
         clamped = np.zeros(n, bool)
         hx, hz = hjc[:, 0], hjc[:, 2]
+        tc = tab["tc"][j]
         tb = self._heel_off * tc
 
         ea = np.nonzero(tau < tb)[0]                      # heel rocker and foot flat
         if len(ea):
-            x, z, ph = self._foot_early(tau[ea], st["x0"][j[ea]])
+            x, z, ph = self._foot_early(tau[ea], st["x0"][j[ea]], tc[ea], tab["v"][j[ea]])
             kx[ea], kz[ea], ax[ea], az[ea], clamped[ea] = self._ik(hx[ea], hz[ea], x, z)
             pitch[ea] = ph
         la = np.nonzero((tau >= tb) & (tau < tc))[0]       # toe rocker
         if len(la):
             jl = j[la]
             r = self._late_stance(tau[la], st["x0"][jl], st["th_b"][jl], st["w_b"][jl],
-                                  st["theta_to"][jl], hx[la], hz[la])
+                                  st["theta_to"][jl], hx[la], hz[la], tc[la], tab["v"][jl],
+                                  tab["t_off"][jl])
             kx[la], kz[la], ax[la], az[la], pitch[la], clamped[la] = r
         sw = np.nonzero(tau >= tc)[0]                      # swing
         if len(sw):
             js, j2 = j[sw], j[sw] + 2
-            s = (tau[sw] - tc) / (tab["on"][j2] - on[sw] - tc)
+            s = (tau[sw] - tc[sw]) / (tab["on"][j2] - on[sw] - tc[sw])
             th1 = st["th_ic"][j2]
             th = _keys(s, st["theta_to"][js], _SWING_HIP[0],
                        th1 + math.radians(_SWING_HIP[1]), th1)
@@ -963,21 +1128,24 @@ class SyntheticRunner:
         return (np.stack([kx, ky, kz], -1), np.stack([ax, ay, az], -1), pitch,
                 int(clamped.sum()))
 
-    def _late_stance(self, tau, heel_x0, th_b, w_b, th_to, hx, hz):
+    def _late_stance(self, tau, heel_x0, th_b, w_b, th_to, hx, hz, tc=None, v=None,
+                     t_off=None):
         """Toe rocker: the thigh angle follows a cubic from its heel-off value and rate
         (th_b, w_b) to ``th_to``, at rest from the 20 N toe off on (so the peak hip
         extension is a plateau, not an edge); the foot pivots about the toe,
         which rides the belt; the ankle closes the loop (circle–circle intersection)."""
-        tc = self._tc
+        tc = self._tc if tc is None else tc     # per sample: force duration (s),
+        v = self._v if v is None else v         # belt speed (mm/s),
+        t_off = self._t_off if t_off is None else t_off   # onset to the 20 N toe off (s)
         tb = self._heel_off * tc
-        dur = self._t_off - tb                  # the thigh comes to rest at the 20 N toe off
+        dur = t_off - tb                        # the thigh comes to rest at the 20 N toe off
         s = np.minimum((tau - tb) / dur, 1.0)
         s2, s3 = s * s, s * s * s
         th = (2 * s3 - 3 * s2 + 1) * th_b + (s3 - 2 * s2 + s) * w_b * dur \
             + (-2 * s3 + 3 * s2) * th_to
         kx = hx + self._lt * np.sin(th)
         kz = hz - self._lt * np.cos(th)
-        px = heel_x0 - self._v * tau + (_TOE_PIVOT[0] - _HEEL_CONTACT[0])
+        px = heel_x0 - v * tau + (_TOE_PIVOT[0] - _HEEL_CONTACT[0])
         rf = float(np.hypot(*_TOE_PIVOT))
         ls = self._ls
         dx, dz = px - kx, -kz
@@ -1343,12 +1511,13 @@ class SyntheticRunner:
         log.warning("synthetic runner: %s", self.geometry_note)
 
     # ---------------------------------------------------------------- truth
-    def _force_truth(self, period):
+    def _force_truth(self, period, tc=None):
         """Per-step force truth from the template: 20 N crossings (s after onset), peak
-        vertical force (N), loading rate 20–80 % of the impact peak (N/s)."""
-        tc = self._tc
+        vertical force (N), loading rate 20–80 % of the impact peak (N/s); ``tc`` (s) the
+        per-step force durations (default the runner's)."""
+        tc = self._tc if tc is None else tc
         u, f = self._tpl_u, self._tpl_f
-        s = self._fz_scale(period)
+        s = self._fz_scale(period, tc)
         d_on, d_off = self._crossings_u(s)
         i_imp = self._tpl_i_imp
         rise_u, rise_f = u[: i_imp + 1], f[: i_imp + 1]
@@ -1375,13 +1544,14 @@ class SyntheticRunner:
         (BW·s), ``pelvic_drop``, ``trunk_lean``, ``peak_hip_extension`` (degrees),
         ``overstride`` (mm).
         """
-        tc = self._tc
         bw = self.body_weight_n
         tab = self._step_table(t_start, t_end + 1.0)
-        d_on, d_off, peak, rate = self._force_truth(tab["period"])
+        tc = tab["tc"]
+        d_on, d_off, peak, rate = self._force_truth(tab["period"], tc)
         t_strike = tab["on"] + d_on
         t_off = tab["on"] + d_off
         keep = np.nonzero((tab["on"] >= t_start) & (tab["on"] + tc <= t_end))[0]
+        tc = tc[keep]
         keep = keep[keep + 2 < len(tab["on"])]
         out = {
             "side": tab["side"][keep].astype(np.int8),

@@ -7,8 +7,14 @@ towards its commanded speed at the commanded acceleration, and sends feedback at
 ignored and counted (``bad_commands``), as the panel rejects it. :meth:`SimulatedTreadmill.
 vanish` closes the connections and stops listening for a while (the client must reconnect).
 
-It runs in a thread of the calling process (it only sends ~100 small packets a second). It
-does not move the simulated runner: the synthetic runner keeps its own speed.
+It runs in a thread of the calling process (it only sends ~100 small packets a second).
+
+Paired with the simulated lab's synthetic runner (a capture against the simulated lab with
+``[treadmill] host = "auto"``), it starts at the runner's speed and tells the lab about every
+accepted command (``on_command``), which makes the runner follow the belt
+(:meth:`treadlab.acquisition.sim.simulated.SimulatedLab.follow_belt`). The runner must know
+its speed about two steps ahead, so the paired controller starts each commanded ramp
+``command_delay_s`` (about 1 s) after the command, as a real belt also lags its command.
 """
 from __future__ import annotations
 
@@ -34,10 +40,14 @@ class SimulatedTreadmill:
     host, port : where to listen (port 0 = a free one).
     rate_hz : feedback packets per second.
     initial_m_s : initial belt speed (m/s).
+    command_delay_s : s from an accepted command to the start of its ramp (0: at once).
+    on_command : called as ``on_command(t_start, left_m_s, right_m_s, accel_m_s2)`` for every
+        accepted command, ``t_start`` on ``time.monotonic()`` (s), from the controller's
+        thread; it must not block.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, rate_hz: float = 100.0,
-                 initial_m_s: float = 0.0):
+                 initial_m_s: float = 0.0, command_delay_s: float = 0.0, on_command=None):
         self.host = host
         self.rate_hz = float(rate_hz)
         self.speed = np.full(2, float(initial_m_s))         # left, right (m/s)
@@ -46,6 +56,9 @@ class SimulatedTreadmill:
         self.stats = {"commands": 0, "bad_commands": 0, "feedback": 0, "connections": 0,
                       "outages": 0}
         self.commands: list[tuple[float, float, float]] = []   # (time, left, right)
+        self.command_delay_s = float(command_delay_s)
+        self.on_command = on_command
+        self._pending: list[tuple[float, float, float, float]] = []  # (start, l, r, accel)
         self._clients: list[socket.socket] = []
         self._bufs: dict[socket.socket, bytes] = {}
         self._stop = threading.Event()
@@ -146,11 +159,21 @@ class SimulatedTreadmill:
                             log.warning("simulated treadmill: command ignored: %s", exc)
                             continue
                         self.stats["commands"] += 1
-                        self.target[:] = (left, right)
-                        self.accel[:] = max(acc, 1e-3)
+                        self._pending.append((now + self.command_delay_s, left, right,
+                                              max(acc, 1e-3)))
                         self.commands.append((now, left, right))
+                        if self.on_command is not None:
+                            try:
+                                self.on_command(now + self.command_delay_s, left, right,
+                                                max(acc, 1e-3))
+                            except Exception:  # the runner not following must not stop the belt
+                                log.exception("simulated treadmill: on_command failed")
                     self._bufs[s] = buf
                 now = time.monotonic()
+                while self._pending and self._pending[0][0] <= now:
+                    _, left, right, acc = self._pending.pop(0)
+                    self.target[:] = (left, right)
+                    self.accel[:] = acc
                 dt, last = now - last, now
                 step = self.accel * dt
                 self.speed += np.clip(self.target - self.speed, -step, step)
