@@ -22,9 +22,11 @@ session that :mod:`treadlab.pipeline.reprocess` maps over a cluster.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,7 +38,8 @@ from dask.base import tokenize
 
 from treadlab.acquisition.archive import (SessionLocked, acquire, attr, derived_group,
                                           derived_path, describe_owner, read_belt,
-                                          read_force, read_markers, read_meta, reading,
+                                          read_derived_from, read_force, read_markers,
+                                          read_meta, reading,
                                           session_lock, write_derived)
 from treadlab.acquisition.capture.recorder import require_finished
 from treadlab.config import load_lab, software_version
@@ -50,7 +53,7 @@ from treadlab.pipeline.scoring import (by_speed_summary, load_reference, referen
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the pipeline's output for the same input and config changes.
-PIPELINE_REVISION = 2
+PIPELINE_REVISION = 3
 
 
 def pipeline_version() -> str:
@@ -80,6 +83,28 @@ class RunSettings:
         """The ``/derived`` attributes that decide whether a session is up to date."""
         return {"pipeline_version": pipeline_version(), "config_hash": self.config_hash,
                 "reference_id": self.reference.id, "reference_sha256": self.reference.sha256}
+
+    def derive_hash(self) -> str:
+        """SHA-256 of the settings the contacts, per-step metrics and angles depend on (the
+        derivation's settings and the marker names; not the reference set or the scoring
+        table): stored as ``/derived`` attr ``derive_hash``. Two runs with the same pipeline
+        version and derive hash derive the same steps, so only their scores can differ
+        (:func:`scores_only`)."""
+        text = json.dumps({"derive": asdict(self.derive), "marker_names": self.marker_names},
+                          sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def scores_only(have: dict | None, settings: RunSettings) -> bool:
+    """Whether a session whose ``/derived`` attributes are ``have`` needs only new scores to
+    reach ``settings``: same pipeline version and derive hash, another reference set or
+    scoring table, and the stored metric reasons a rescore needs (docs/reprocess.md,
+    "Scores only")."""
+    want = settings.fingerprint()
+    return (have is not None and have.get("pipeline_version") == want["pipeline_version"]
+            and have.get("derive_hash") == settings.derive_hash()
+            and have.get("metric_reasons") is not None
+            and any(have.get(k) != want[k] for k in want))
 
 
 def load_settings(config_path=None) -> RunSettings:
@@ -233,9 +258,19 @@ def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: 
     attrs.update(force_out["attrs"])
     attrs.update(marker_out["attrs"])
     attrs.update(derive.step_attrs(marker_out))
+    attrs["derive_hash"] = settings.derive_hash()
+    # what a rescore needs besides the contacts (score_task's reasons for unmeasured metrics)
+    attrs["metric_reasons"] = json.dumps(dict(marker_out.get("metric_reasons") or {}),
+                                         sort_keys=True)
+    return _store(path, contacts, marker_out["angles"], scores, attrs, settings)
+
+
+def _store(path, contacts: dict, angles: dict, scores: dict, attrs: dict,
+           settings: RunSettings) -> dict:
+    """``write_derived`` of one session's derived data, and the run's summary of it."""
     scores = dict(scores)
     by_speed = scores.pop("by_speed", None)
-    derived = {"contacts": contacts, "angles": marker_out["angles"], "scores": scores,
+    derived = {"contacts": contacts, "angles": angles, "scores": scores,
                "units": dict(derive.EXTRA_UNITS)}
     if by_speed is not None:
         derived["scores_by_speed"] = by_speed
@@ -247,15 +282,49 @@ def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: 
         "bytes_written": written.stat().st_size,
         "contacts": int(valid.size),
         "valid_contacts": int(valid.sum()),
-        "body_weight_n": round(float(force_out["attrs"]["body_weight_n"]), 1),
-        "body_weight_source": force_out["attrs"]["body_weight_source"],
-        "reference_id": ref.id,
+        "body_weight_n": round(float(attrs["body_weight_n"]), 1),
+        "body_weight_source": attrs["body_weight_source"],
+        "reference_id": settings.reference.id,
         "config_hash": settings.config_hash,
         "scores": {str(c): (None if not np.isfinite(s) else round(float(s), 1))
                    for c, s in zip(scores["cause"], scores["score"])},
         "status": {str(c): str(s) for c, s in zip(scores["cause"], scores["status"])},
         **({"scores_by_speed": by_speed_summary(by_speed)} if by_speed is not None else {}),
     }
+
+
+def rescore(path, settings: RunSettings) -> dict:
+    """New scores for a session whose steps are already derived with these settings
+    (:func:`scores_only`): ``/derived/contacts`` and the angles are read back and written
+    again unchanged, the scores (and scores per speed) computed afresh by
+    :func:`score_task` with this run's reference set and scoring table. No raw data is read.
+    The caller holds the session lock.
+
+    Returns
+    -------
+    dict
+        The summary of :func:`write_task`, plus ``"rescored": True``.
+    """
+    with reading(path) as f:
+        meta = _read_meta(f)
+        old = read_derived_from(f)
+    attrs = dict(old["attrs"])
+    marker_out = {"metric_reasons": json.loads(attrs["metric_reasons"]), "attrs": attrs,
+                  "static": derive.static_offsets(meta["attrs"])}
+    contacts = old["contacts"]
+    scores = score_task(contacts, marker_out, meta, settings)
+    now = time.time()
+    attrs.update(settings.fingerprint())
+    attrs.update({
+        "processed_utc": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
+        "processed_unix_s": now,
+        "reference_title": settings.reference.title,
+        "min_steps_per_side": settings.min_steps_per_side,
+        "scores_only_from": f"steps derived at {old['attrs'].get('processed_utc', '?')}",
+    })
+    summary = _store(path, contacts, old["angles"], scores, attrs, settings)
+    summary["rescored"] = True
+    return summary
 
 
 def run_session(path, settings: RunSettings, *, force: bool = False,
@@ -298,12 +367,20 @@ def run_session(path, settings: RunSettings, *, force: bool = False,
         have = derived_fingerprint(path, with_time=True)
         if have is not None:
             done_at = have.pop("processed_unix_s", None)
-            if not force and have == settings.fingerprint():
+            want = settings.fingerprint()
+            if not force and {k: have.get(k) for k in want} == want:
                 return {"session": path, "skipped": "up to date (processed by another run)"}
             if force and run_started_unix_s is not None and done_at is not None \
                     and float(done_at) >= run_started_unix_s:
                 return {"session": path, "skipped": "processed by another run since this one "
                                                     "started"}
+        if not force and scores_only(have, settings):
+            t1 = time.perf_counter()
+            summary = rescore(path, settings)
+            t3 = time.perf_counter()
+            summary["timing"] = {"read_s": 0.0, "compute_s": round(t3 - t1, 3), "write_s": 0.0,
+                                 "total_s": round(t3 - t0, 3)}
+            return summary
         with reading(path) as f:
             meta = _read_meta(f)
             markers = _read_markers(f, path, settings.marker_names)
@@ -421,6 +498,8 @@ def derived_fingerprint(path, with_time: bool = False) -> dict | None:
             return None
         keys = ("pipeline_version", "config_hash", "reference_id", "reference_sha256")
         out = {k: attr(g, k) for k in keys}
-        if with_time:
+        if with_time:  # and what decides a scores-only run (scores_only)
             out["processed_unix_s"] = attr(g, "processed_unix_s")
+            out["derive_hash"] = attr(g, "derive_hash")
+            out["metric_reasons"] = attr(g, "metric_reasons")
         return out

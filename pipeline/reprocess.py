@@ -42,7 +42,8 @@ from treadlab.acquisition.archive import (SessionLocked, acquire, describe_owner
 from treadlab.acquisition.archive.atomic import remove_stale_temps
 from treadlab.acquisition.capture.recorder import require_finished
 from treadlab.config.errors import InputError, TreadlabError
-from treadlab.pipeline.graph import derived_fingerprint, load_settings, run_session
+from treadlab.pipeline.graph import (derived_fingerprint, load_settings, run_session,
+                                     scores_only)
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +277,10 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
             continue
         try:
             require_finished(path)
-            why = due_reason(derived_fingerprint(path), want, force)
+            have = derived_fingerprint(path, with_time=True)
+            why = due_reason(have, want, force)
+            if why is not None and not force and scores_only(have, settings):
+                why += " (scores only: the stored steps are rescored, no raw data is read)"
             if why is not None and dry_run:
                 old = migration_needed(path)
                 if old:

@@ -4,7 +4,8 @@ Every other module goes through the public names below; none opens an archive wi
 on its own, and none reaches into the modules' private helpers.
 
 ==================  =========================================================================
-open / read         :func:`open_archive`, :func:`read_session`, :func:`read_derived`,
+open / read         :func:`open_archive`, :func:`read_session`, :func:`read_derived`
+                    (:func:`read_derived_from` an open file),
                     :func:`read_meta`, :func:`read_force`, :func:`read_markers`, :func:`read_belt`,
                     :func:`attr`,
                     :func:`open_xarray` (one group as an ``xarray.Dataset``)
@@ -47,7 +48,8 @@ from treadlab.acquisition.archive.lock import (SessionLock, SessionLocked, acqui
                                                describe_owner, lock_owner, lock_path,
                                                session_lock)
 from treadlab.acquisition.archive.read import (attr, derived_group, open_archive, open_xarray,
-                                               read_belt, read_derived, read_force,
+                                               read_belt, read_derived, read_derived_from,
+                                               read_force,
                                                read_markers, read_meta, read_session, reading)
 from treadlab.acquisition.archive.write import (append_rows, create_raw_layout, link_derived,
                                                 write_derived_file,
@@ -61,7 +63,7 @@ __all__ = [
     "DERIVED_ANGLES_GZIP_LEVEL", "DERIVED_UNITS", "FORMAT", "FORMAT_VERSION", "GZIP_LEVEL",
     "LIBVER", "REQUIRED_ROOT_ATTRS", "SCORE_FIELDS", "STATUSES", "WRENCH_UNITS", "ForceData",
     "MarkerData", "Session", "attrs_of", "from_attr", "to_attr", "attr", "open_archive", "reading",
-    "read_belt", "read_derived", "read_force", "read_markers", "read_meta", "read_session", "append_rows",
+    "read_belt", "read_derived", "read_derived_from", "read_force", "read_markers", "read_meta", "read_session", "append_rows",
     "create_raw_layout", "write_derived", "write_derived_into", "write_session",
     "write_session_into", "DERIVED_FORMAT", "DERIVED_SUFFIX", "derived_path", "is_derived_file",
     "SessionLock", "SessionLocked", "acquire", "describe_owner", "lock_owner", "lock_path",
