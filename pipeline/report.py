@@ -434,6 +434,25 @@ img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}
 """
 
 
+def _score_cells(row: dict, *, sides: bool) -> list[str]:
+    """The HTML cells of one score row: cause, score, value (and left/right with ``sides``),
+    unit, reference band, steps, status."""
+    e = html.escape
+    score = _num(row.get("score"))
+    cells = [f"<td>{e(CAUSE_TITLES.get(row['cause'], row['cause']))}</td>",
+             f"<td class=\"num\">{_fmt(score, '.0f') if np.isfinite(score) else 'not scored'}"
+             "</td>",
+             f"<td class=\"num\">{_fmt(row.get('value'))}</td>"]
+    if sides:
+        cells += [f"<td class=\"num\">{_fmt(row.get('value_left'))}</td>",
+                  f"<td class=\"num\">{_fmt(row.get('value_right'))}</td>"]
+    return cells + [f"<td>{e(str(row.get('unit', '')))}</td>",
+                    f"<td>{_fmt(row.get('normal_low'), 'g')}–"
+                    f"{_fmt(row.get('normal_high'), 'g')}</td>",
+                    f"<td class=\"num\">{e(str(row.get('n_steps', '')))}</td>",
+                    f"<td>{e(str(row.get('status', '')))}</td>"]
+
+
 def _fmt(v, spec=".1f") -> str:
     v = _num(v)
     return "–" if not np.isfinite(v) else format(v, spec)
@@ -477,20 +496,7 @@ def _html(path: Path, session, d, contacts, bw, notes) -> str:
                "<th>right</th><th>unit</th><th>reference band</th><th>steps</th>"
                "<th>status</th></tr>")
     for row in _score_rows(d.get("scores") or {}):
-        score = _num(row.get("score"))
-        out.append(
-            "<tr>" + "".join([
-                f"<td>{e(CAUSE_TITLES.get(row['cause'], row['cause']))}</td>",
-                f"<td class=\"num\">{_fmt(score, '.0f') if np.isfinite(score) else 'not scored'}"
-                "</td>",
-                f"<td class=\"num\">{_fmt(row.get('value'))}</td>",
-                f"<td class=\"num\">{_fmt(row.get('value_left'))}</td>",
-                f"<td class=\"num\">{_fmt(row.get('value_right'))}</td>",
-                f"<td>{e(str(row.get('unit', '')))}</td>",
-                f"<td>{_fmt(row.get('normal_low'), 'g')}–"
-                f"{_fmt(row.get('normal_high'), 'g')}</td>",
-                f"<td class=\"num\">{e(str(row.get('n_steps', '')))}</td>",
-                f"<td>{e(str(row.get('status', '')))}</td>"]) + "</tr>")
+        out.append("<tr>" + "".join(_score_cells(row, sides=True)) + "</tr>")
     out.append("</table>")
     by_speed = _score_rows(d.get("scores_by_speed") or {})
     if by_speed:  # docs/scoring.md §1: steady steps grouped by belt speed (0.1 m/s plateaus)
@@ -501,19 +507,8 @@ def _html(path: Path, session, d, contacts, bw, notes) -> str:
         out.append("<table><tr><th>belt speed</th><th>cause</th><th>score</th><th>value</th>"
                    "<th>unit</th><th>reference band</th><th>steps</th><th>status</th></tr>")
         for row in by_speed:
-            score = _num(row.get("score"))
-            out.append(
-                "<tr>" + "".join([
-                    f"<td class=\"num\">{_fmt(row.get('speed_m_s'), '.1f')} m/s</td>",
-                    f"<td>{e(CAUSE_TITLES.get(row['cause'], row['cause']))}</td>",
-                    f"<td class=\"num\">"
-                    f"{_fmt(score, '.0f') if np.isfinite(score) else 'not scored'}</td>",
-                    f"<td class=\"num\">{_fmt(row.get('value'))}</td>",
-                    f"<td>{e(str(row.get('unit', '')))}</td>",
-                    f"<td>{_fmt(row.get('normal_low'), 'g')}–"
-                    f"{_fmt(row.get('normal_high'), 'g')}</td>",
-                    f"<td class=\"num\">{e(str(row.get('n_steps', '')))}</td>",
-                    f"<td>{e(str(row.get('status', '')))}</td>"]) + "</tr>")
+            out.append(f"<tr><td class=\"num\">{_fmt(row.get('speed_m_s'), '.1f')} m/s</td>"
+                       + "".join(_score_cells(row, sides=False)) + "</tr>")
         out.append("</table>")
     out.append(f"<img src=\"{FIGURES[2]}\" alt=\"cause scores\">")
     out.append("<h2>Ground reaction over stance</h2>")
