@@ -2,6 +2,7 @@
 decode a dataset itself, one-line errors on damaged chunks (docs/archive.md §15)."""
 import io
 import shutil
+import subprocess
 
 import h5py
 import numpy as np
@@ -9,10 +10,11 @@ import pytest
 
 from tests.conftest import shared_file
 from treadlab.acquisition.archive import reading, read_force, read_markers
-from treadlab.acquisition.archive.chunks import fast_path, read_all
+from treadlab.acquisition.archive.chunks import MIN_DIRECT_BYTES, fast_path, read_all, write_chunks
 from treadlab.acquisition.io.c3d_import import import_c3d
 from treadlab.acquisition.sim.synthetic import simulate_session_file
 from treadlab.config.errors import InputError
+from treadlab.pipeline.graph import process_session
 
 
 def _same(ds) -> np.ndarray:
@@ -118,3 +120,41 @@ def test_a_real_recording_imported_from_c3d_reads_as_h5py_reads_it(tmp_path):
             _same(f[name])
         np.testing.assert_array_equal(force.wrench, f["raw/force/wrench"][()])
     assert markers.positions.shape[0] == markers.time.shape[0] > 1000
+
+
+@pytest.mark.parametrize("dtype", ["<f4", "<f8", "<i2", ">f4", "<u1"])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_chunks_deflated_here_are_read_back_by_hdf5s_own_zlib(tmp_path, dtype, shuffle):
+    rng = np.random.default_rng(3)
+    data = (rng.normal(0, 50, (30011, 12)) if dtype[1] == "f" else
+            rng.integers(0, 100, (30011, 12))).astype(dtype)
+    if dtype[1] == "f":
+        data[100:300, 4] = np.nan
+    with h5py.File(tmp_path / "w.h5", "w") as f:
+        ds = f.create_dataset("d", shape=data.shape, dtype=data.dtype, chunks=(4096, 12),
+                              compression="gzip", compression_opts=1, shuffle=shuffle)
+        assert write_chunks(ds, data)  # 8 chunks, the last one an edge chunk
+        g = f.create_dataset("g", shape=(10,), dtype="f4", compression="lzf", chunks=(5,))
+        assert not write_chunks(g, np.zeros(10, "f4"))  # not deflate: left to h5py
+    with h5py.File(tmp_path / "w.h5", "r") as f:
+        np.testing.assert_array_equal(f["d"][()], data)  # HDF5's zlib decodes ISA-L's deflate
+        np.testing.assert_array_equal(read_all(f["d"]), data)
+
+
+def test_a_long_sessions_derived_angles_are_read_by_netcdf_c(tmp_path):
+    ncdump = shutil.which("ncdump")
+    if ncdump is None:
+        pytest.skip("ncdump (netcdf-bin) not installed")
+    path = tmp_path / "long.h5"
+    simulate_session_file(str(path), params={"duration_s": 40, "seed": 4})
+    process_session(path)
+    derived = path.with_name("long.derived.h5")
+    with h5py.File(derived, "r") as f:
+        values = f["derived/angles/values"][()]
+        assert values.nbytes >= MIN_DIRECT_BYTES  # written by write_chunks
+    out = subprocess.run([ncdump, "-v", "values", str(derived)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and not out.stderr.strip()
+    text = out.stdout.split("values =", 1)[1].split(";", 1)[0]
+    got = np.array([float(v.rstrip("f")) for v in text.replace("\n", " ").split(",")])
+    np.testing.assert_allclose(got.reshape(values.shape), values, rtol=1e-6, equal_nan=True)
