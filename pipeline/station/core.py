@@ -508,10 +508,13 @@ class Station:
                     "clock_offset_s": round(c["offset"], 6) if "offset" in c else None,
                     "clock_drift_ppm": round(c["drift_ppm"], 2) if "drift_ppm" in c else None}
             if name == "force":
-                tared = bool(getattr(src, "_tared", False))
+                # a source without a tare (QTM: the plates are zeroed in QTM) needs none here
+                can_tare = hasattr(src, "tare")
+                tared = bool(getattr(src, "_tared", False)) if can_tare else True
                 item["tared"] = tared
                 item["tare_running"] = bool(self._tare_busy)
-                item["zero_counts"] = [round(float(z), 1) for z in np.ravel(src.zero)]
+                item["zero_counts"] = [round(float(z), 1) for z in
+                                       np.ravel(getattr(src, "zero", []))]
                 item["load_n"] = [round(float(v), 1) for v in self._load(now, 0.2)]
                 if src.is_open and not tared and not why:
                     why.append("not tared (the belt must be unloaded: press Tare)")
@@ -555,6 +558,9 @@ class Station:
             raise RequestError("tare", "a trial is recording; stop it first", 409)
         if self.force is None or not self.force.is_open:
             raise RequestError("tare", "the force plate is not connected", 409)
+        if not hasattr(self.force, "tare"):
+            raise RequestError("tare", f"the {where(self.force)} force plates are zeroed by "
+                                       "their own system (zero them there)", 409)
         if self._tare_busy:
             raise RequestError("tare", "a tare is already running", 409)
         seconds = float(seconds or getattr(self.cfg.forceplate, "tare_seconds", 0) or 1.0)
