@@ -121,4 +121,14 @@ def test_a_speed_protocol_trial(tmp_path, station_factory):
     assert np.all(np.min(np.abs(v[:, None] - np.asarray(STAGES)), axis=1) < 0.02)
     by = read_derived(path)["scores_by_speed"]
     assert sorted(set(np.round(by["speed_m_s"], 1).tolist())) == list(STAGES)
+
+    # the station stopped (SIGTERM) mid-trial: the trial closes and the belt ramps down first
+    code, run = st.call("POST", "/api/trials", {"kind": "running", "speed_m_s": 3.0})
+    assert code == 201, run
+    st.wait(lambda s: s["trial"] and (s["trial"].get("belt_m_s") or 0) >= 2.999, 10, "3 m/s")
+    assert st.terminate() == 0
+    path = tmp_path / "data" / "P01" / (run["id"].split("/")[1] + ".h5")
+    stop = [d for s, k, d in _log(path) if s == "belt" and k == "stop"]
+    assert stop == ["end of trial (station stopped): belts ramped to 0 m/s at 1 m/s² from "
+                    "3.00 m/s (about 3 s)"], stop
     print(f"per-stage scores {t['scores_by_speed']}; test {time.monotonic() - t_start:.0f} s")
