@@ -23,6 +23,7 @@ from treadlab.acquisition.archive import is_derived_file, read_derived
 from treadlab.acquisition.sim.synthetic import SyntheticRunner
 
 from .conftest import lab_toml, trial_done
+from .test_treadmill import treadmill_lab
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -229,8 +230,6 @@ def test_speed_protocol_from_the_console(tmp_path, station_factory, browser):
     """A lab with a treadmill controller (the simulated Bertec): the console's protocol field
     (a bad one refused naming trial.protocol), the runner display's stage speed and time left,
     stage 1 then stage 2; once processed, the trial list's scores per stage."""
-    from .test_treadmill import treadmill_lab
-
     st = station_factory(config=treadmill_lab(tmp_path))
     assert st.call("POST", "/api/runner", {"id": "B01", "body_mass_kg": 70,
                                            "leg_length_mm": 900})[0] == 200
