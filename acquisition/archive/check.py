@@ -16,8 +16,8 @@ from treadlab.acquisition.archive.chunks import read_all
 from treadlab.acquisition.archive.format import (one_line, ALLOWED_FILTERS, CONTACT_FIELDS, FORMAT,
     FORMAT_VERSION, RAW_UNITS, RAW_UNITS_TEXT, REQUIRED_ROOT_ATTRS, SCORE_FIELDS, STATUSES,
     attrs_of, from_attr, read_array)
-from treadlab.acquisition.archive.read import (derived_group, open_archive, read_calibration,
-                                               read_derived_from)
+from treadlab.acquisition.archive.read import (derived_group, open_archive, read_belt,
+                                               read_calibration, read_derived_from)
 from treadlab.config.errors import InputError
 
 
@@ -358,10 +358,14 @@ def inspect_session(path) -> dict:
         ``path``, ``size_bytes``, ``attrs`` (root attributes), ``status``, ``subject``,
         ``streams`` → ``force``: {rate_hz, plates, samples, duration_s, measured_rate_hz, gaps,
         missing_samples, longest_gap_s, has_counts, has_calibration}; ``markers``: the same plus
-        ``labels`` and ``nan_fraction`` {label: fraction of frames occluded}; ``log``: {kind:
+        ``labels`` and ``nan_fraction`` {label: fraction of frames occluded}; ``belt`` (when
+        recorded): the same plus ``belts`` and ``speed_range_m_s`` {belt: [min, max] m/s};
+        ``analog`` (when recorded): the same plus ``channels``, ``units``, ``device``, gaps
+        from the device's sample numbers; ``log``: {kind:
         count}; ``groups`` present; ``derived`` (when processed): attrs, ``contacts``
         {n, left, right, valid, contact_time_ms mean per side}, ``scores`` [rows], ``angles``
-        names and NaN reasons; ``problems`` from :func:`validate_session`.
+        names and NaN reasons, ``scores_by_speed`` [rows per plateau and cause]; ``problems``
+        from :func:`validate_session`.
 
     Raises
     ------
@@ -408,6 +412,34 @@ def _inspect_into(f, info: dict) -> None:
             s["nan_fraction"] = {lb: float(x) for lb, x in zip(labels, frac)}
             s["frames_all_occluded"] = int(empty)
         streams["markers"] = s
+    belt = read_belt(f)
+    if belt is not None:
+        bg = f["raw/belt"]
+        rate = from_attr(bg.attrs.get("rate_hz"))
+        s = {"rate_hz": rate, "belts": [str(b) for b in belt["belts"]]}
+        s.update(_time_summary(belt["time"], rate))
+        sp = belt["speed"]
+        s["speed_range_m_s"] = {
+            str(b): ([float(np.nanmin(sp[:, i])), float(np.nanmax(sp[:, i]))]
+                     if len(sp) and np.isfinite(sp[:, i]).any() else None)
+            for i, b in enumerate(belt["belts"])}
+        streams["belt"] = s
+    if "raw/analog" in f and "time" in f["raw/analog"]:
+        ag = f["raw/analog"]
+        rate = from_attr(ag.attrs.get("rate_hz"))
+        chans = from_attr(ag.attrs.get("channels", []))
+        units = from_attr(ag.attrs.get("units", []))
+        chans = [str(x) for x in ([chans] if isinstance(chans, str) else list(chans))]
+        units = [str(x) for x in ([units] if isinstance(units, str) else list(units))]
+        s = {"rate_hz": rate, "channels": chans, "units": units,
+             "device": str(from_attr(ag.attrs.get("device", "")) or "")}
+        s.update(_time_summary(ag["time"][()], rate))
+        if "seq" in ag and ag["seq"].shape[0] > 1:
+            # the device's sample numbers count what was missed, whatever the time stamps say
+            d = np.diff(ag["seq"][()].astype(np.int64))
+            s["gaps"] = int(np.count_nonzero(d > 1))
+            s["missing_samples"] = int(np.sum(d[d > 1] - 1))
+        streams["analog"] = s
     info["streams"] = streams
     kinds: dict = {}
     if "raw/log" in f and "kind" in f["raw/log"]:
@@ -499,6 +531,19 @@ def format_inspection(info: dict) -> str:
                      f"{s.get('samples', 0)} samples  {_fmt_num(s.get('duration_s'), '.2f')} s  "
                      f"gaps {s.get('gaps', 0)} ({s.get('missing_samples', 0)} samples missing, "
                      f"longest {_fmt_num(s.get('longest_gap_s'), '.3f')} s)")
+        if name == "belt":
+            rng = s.get("speed_range_m_s") or {}
+            lines.append("             speed " + ", ".join(
+                f"{b} {r[0]:.2f}-{r[1]:.2f} m/s" if r else f"{b} -"
+                for b, r in rng.items()))
+        if name == "analog":
+            chans = [f"{c} ({u})" for c, u in zip(s.get("channels", []), s.get("units", []))]
+            head = f"             {len(chans)} channels"
+            if s.get("device"):
+                head += f" from {s['device']}"
+            lines.append(head + ":")
+            for i in range(0, len(chans), 6):
+                lines.append("               " + ", ".join(chans[i:i + 6]))
         if name == "force":
             plates = ", ".join(map(str, s.get("plates", []))) or "(none)"
             lines.append(f"             plates {plates}"
@@ -536,9 +581,13 @@ def format_inspection(info: dict) -> str:
             lines.append(f"  score      {row['cause']:<22} {_fmt_num(row.get('score'), '5.1f')}"
                          f"   value {_fmt_num(row.get('value'), '.2f')} {row.get('unit', '')}"
                          f"   steps {row.get('n_steps', '-')}{status}")
+        by_speed: dict = {}
         for row in d.get("scores_by_speed", []):
-            lines.append(f"  at {row['speed_m_s']:.1f} m/s {row['cause']:<22} "
-                         f"{_fmt_num(row.get('score'), '5.1f')}   steps {row['n_steps']}")
+            by_speed.setdefault(row["speed_m_s"], []).append(row)
+        for v, rows in sorted(by_speed.items()):    # one line per plateau: one screen
+            lines.append(f"  at {v:.1f} m/s  " + "  ".join(
+                f"{r['cause']} {_fmt_num(r.get('score'), '.0f')}" for r in rows)
+                + f"   steps {max(r['n_steps'] for r in rows)}")
         ang = d.get("angles")
         if ang and ang.get("reasons"):
             for k, why in ang["reasons"].items():

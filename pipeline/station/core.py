@@ -64,10 +64,13 @@ from treadlab.acquisition.capture.recorder import Recorder, recover
 from treadlab.acquisition.capture.session import (cgm_labels, contact_params, is_simulated,
                                                   merge_blocks, where)
 from treadlab.acquisition.io.static_calibration import static_values
-from treadlab.acquisition.sim.simulated import start_lab
+from treadlab.acquisition.sim.emulated import lab_starter
+from treadlab.acquisition.sim.treadmill_emulator import SimulatedTreadmill
 from treadlab.acquisition.sources.base import sources_from_config
+from treadlab.acquisition.sources.treadmill_bertec import (SpeedProtocol, TreadmillBertec,
+                                                           TreadmillSettings, parse_protocol)
 from treadlab.config import load_lab
-from treadlab.config.errors import DeviceError, TreadlabError
+from treadlab.config.errors import ConfigError, DeviceError, TreadlabError
 from treadlab.pipeline.station.feedback import FeedbackSettings, shown, step_message
 from treadlab.pipeline.station.store import RequestError, RunnerStore, safe_id, utc_now, write_json
 
@@ -101,6 +104,8 @@ STATIC_KEYS = ("pelvic_obliquity_deg", "pelvic_tilt_deg", "leg_length_left_mm",
 #: Simulated lab: wait after switching the synthetic runner's posture or speed (s), so the
 #: trial's first frame already has it (the switch reaches the frames ~0.25 s after the command).
 POSTURE_SETTLE_S = 0.35
+#: m/s: a belt measured above this is "moving" (a static trial needs it stopped).
+BELT_MOVING_M_S = 0.1
 
 
 class _SourceHealth:
@@ -163,6 +168,10 @@ class _Trial:
         self.sent: dict[int, float] = {}   # step n → toe-off receipt host time (s)
         self.latency_ms: list[tuple[int, float, float]] = []   # (n, receipt→sent, receipt→DOM)
         self.sent_ms: dict[int, float] = {}
+        self.belt_speeds: list = []        # (n, 2) m/s blocks recorded in /raw/belt
+        self.protocol: SpeedProtocol | None = None
+        self.stages: list[tuple[float, float]] = []   # (m/s, s) of the speed protocol
+        self.protocol_t0 = t0              # monotonic s when the protocol started
 
 
 class Station:
@@ -189,6 +198,10 @@ class Station:
         self.process = bool(process)
         self.lab = None
         self.force = self.markers = None
+        self.treadmill: TreadmillBertec | None = None
+        self.extra: list = []                        # QTM's analog stream (``[qualisys] analog``)
+        self._belt_sim: SimulatedTreadmill | None = None
+        self._parent: dict = {}                      # extra stream name → its source
         self._health: dict[str, _SourceHealth] = {}
         self._lock = threading.RLock()
         self._trial: _Trial | None = None
@@ -241,14 +254,19 @@ class Station:
                                         daemon=True)
         self._worker.start()
         if self.simulated:
-            self.lab = start_lab(self.cfg, params=self.params or None)
+            # the simulated lab, or a vendor's emulator (QTM) when the lab file names it
+            self.lab = lab_starter(self.cfg)(self.cfg, params=self.params or None)
         self.force, self.markers = sources_from_config(self.cfg, lab=self.lab)
-        for x in self.force.extra + self.markers.extra:
-            # not opened here: QTM then never hands the station its analog samples
-            log.warning("station: the %s stream (%s) is not recorded by the station; "
-                        "treadlab capture records it", x.kind, getattr(x, "port", x.name))
+        # more streams on the same connections (QTM's analog channels), opened after them
+        self.extra = [x for src in (self.force, self.markers) for x in src.extra]
+        self._parent = {x.name: src for src in (self.force, self.markers) for x in src.extra}
         self._health = {"force": _SourceHealth(self.force, self.force.info.rate_hz),
                         "markers": _SourceHealth(self.markers, self.markers.info.rate_hz)}
+        for x in self.extra:
+            self._health[x.name] = _SourceHealth(x, x.info.rate_hz)   # rate known once open
+        if getattr(self.cfg, "treadmill", None) is not None:
+            self.treadmill, self._belt_sim = _treadmill(self.cfg, self.lab)
+            self._health["belt"] = _SourceHealth(self.treadmill, self.treadmill.info.rate_hz)
         self._plot_step_f = max(1, int(round(self.force.info.rate_hz / PLOT_HZ)))
         self._plot_step_m = max(1, int(round(self.markers.info.rate_hz / PLOT_HZ)))
         self._clock = SessionClock(self.t_start)
@@ -268,12 +286,16 @@ class Station:
         self._stop.set()
         if self._pump is not None:
             self._pump.join(10.0)
-        for src in (self.markers, self.force):
+        if self.treadmill is not None and self.treadmill.is_open and self._belt_moving():
+            self._stop_belt("station stopped")      # no trial, yet the belt moves
+        for src in [self.treadmill] + self.extra + [self.markers, self.force]:
             if src is not None:
                 try:
                     src.close()
                 except Exception:  # closing must not hide the shutdown
                     log.exception("closing %s failed", src)
+        if self._belt_sim is not None:
+            self._belt_sim.stop()
         if self.lab is not None:
             self.lab.stop()
         self._jobs.put(None)
@@ -314,13 +336,18 @@ class Station:
             return True
         if now < h.next_open:
             return False
+        parent = self._parent.get(name)
+        if parent is not None and not parent.is_open:
+            return False
         try:
             src.open()
+            if float(src.info.rate_hz or 0) > 0:
+                h.nominal_hz = float(src.info.rate_hz)   # QTM's analog rate is known once open
             h.error = None
             h.backoff = OPEN_BACKOFF_S[0]
             self._log_event(now, name, "connect", "opened")
             return True
-        except (DeviceError, OSError) as exc:
+        except (DeviceError, ConfigError, OSError) as exc:
             h.error = str(exc)
             h.next_open = now + h.backoff
             h.backoff = min(h.backoff * 2, OPEN_BACKOFF_S[1])
@@ -345,11 +372,17 @@ class Station:
                 self._stop.wait(0.01)
             if m_open:
                 blocks += merge_blocks(self.markers.read(0.0))
+            more = [(x, self._ensure_open(x.name, now)) for x in self.extra]
+            if self.treadmill is not None:
+                more.append((self.treadmill, self._ensure_open("belt", now)))
+            for src, ok in more:
+                if ok:
+                    blocks += merge_blocks(src.read(0.0))
             now = time.monotonic()
             for b in blocks:
                 self._take(b, now)
             events = []
-            for src, ok in ((self.force, f_open), (self.markers, m_open)):
+            for src, ok in [(self.force, f_open), (self.markers, m_open)] + more:
                 if ok:
                     events += src.drain_events()
             for ev in events:
@@ -383,6 +416,9 @@ class Station:
         """One block: health, clock fit, plots; the trial's recorder and live processor."""
         h = self._health[b.stream]
         h.add(now, len(b))
+        if b.stream == "belt":
+            self._take_belt(b)
+            return
         self._clock.add(b.stream, b.device_time, b.host_time)
         if b.stream == "force":
             fz = b.data[:, :, 2]
@@ -390,7 +426,7 @@ class Station:
                 self._fz_recent.append((now, fz.max(axis=0)))
             for row in fz[::self._plot_step_f]:
                 self._plot_new.append(("force", row.tolist()))
-        else:
+        elif b.stream == "markers":
             vis = np.isfinite(b.data[:, :, 0]).mean(axis=1)
             for v in vis[::self._plot_step_m]:
                 self._plot_new.append(("visibility", float(v)))
@@ -409,8 +445,20 @@ class Station:
                         with trial.rx_lock:
                             trial.rx.append((b.seq, np.broadcast_to(b.host_time, (len(b),))))
                     trial.live.put_force(t, b.data, b.seq)
-                else:
+                elif b.stream == "markers":
                     trial.live.put_markers(t, b.data)
+
+    def _take_belt(self, b) -> None:
+        """Belt speeds (m/s) → the trial's ``/raw/belt`` on its clock (receipt time − t0,
+        provisional: the recorder fits a constant-rate packet clock at close), as capture."""
+        trial = self._trial
+        if trial is None:
+            return
+        with self._lock:
+            if self._trial is not trial:
+                return
+            trial.rec.put(b, b.host_time - trial.t0)
+            trial.belt_speeds.append(np.asarray(b.data, np.float64))
 
     def _publish_plot(self) -> None:
         new, self._plot_new = self._plot_new, []
@@ -460,13 +508,25 @@ class Station:
                     "clock_offset_s": round(c["offset"], 6) if "offset" in c else None,
                     "clock_drift_ppm": round(c["drift_ppm"], 2) if "drift_ppm" in c else None}
             if name == "force":
-                tared = bool(getattr(src, "_tared", False))
+                # a source without a tare (QTM: the plates are zeroed in QTM) needs none here
+                can_tare = hasattr(src, "tare")
+                tared = bool(getattr(src, "_tared", False)) if can_tare else True
                 item["tared"] = tared
                 item["tare_running"] = bool(self._tare_busy)
-                item["zero_counts"] = [round(float(z), 1) for z in np.ravel(src.zero)]
+                item["zero_counts"] = [round(float(z), 1) for z in
+                                       np.ravel(getattr(src, "zero", []))]
                 item["load_n"] = [round(float(v), 1) for v in self._load(now, 0.2)]
                 if src.is_open and not tared and not why:
                     why.append("not tared (the belt must be unloaded: press Tare)")
+            elif name == "belt":
+                last = np.asarray(src.last, float)
+                item["speed_m_s"] = [None if not math.isfinite(v) else round(float(v), 3)
+                                     for v in last[:2]]
+                item["max_speed_m_s"] = float(src.settings.max_speed_m_s)
+                item["accel_m_s2"] = float(src.settings.accel_m_s2)
+            elif getattr(src, "kind", "") == "analog":
+                item["channels"] = list(src.info.labels)
+                item["units"] = list(getattr(src, "units", []))
             item["healthy"] = not why
             item["why"] = "; ".join(why)
             out[name] = item
@@ -498,6 +558,9 @@ class Station:
             raise RequestError("tare", "a trial is recording; stop it first", 409)
         if self.force is None or not self.force.is_open:
             raise RequestError("tare", "the force plate is not connected", 409)
+        if not hasattr(self.force, "tare"):
+            raise RequestError("tare", f"the {where(self.force)} force plates are zeroed by "
+                                       "their own system (zero them there)", 409)
         if self._tare_busy:
             raise RequestError("tare", "a tare is already running", 409)
         seconds = float(seconds or getattr(self.cfg.forceplate, "tare_seconds", 0) or 1.0)
@@ -579,22 +642,35 @@ class Station:
         """
         if not isinstance(values, dict):
             raise RequestError("trial", "expected a JSON object")
-        unknown = set(values) - {"kind", "speed_m_s", "duration_s", "note"}
+        unknown = set(values) - {"kind", "speed_m_s", "duration_s", "note", "protocol"}
         if unknown:
             raise RequestError(f"trial.{sorted(unknown)[0]}",
-                               "unknown field; known: kind, speed_m_s, duration_s, note")
+                               "unknown field; known: kind, speed_m_s, duration_s, note, "
+                               "protocol")
         kind = values.get("kind")
         if kind not in ("static", "running"):
             raise RequestError("trial.kind", f"must be 'static' or 'running', got {kind!r}")
-        if kind == "running":
+        stages, protocol = self._protocol_stages(kind, values.get("protocol"))
+        if kind == "running" and stages and values.get("speed_m_s") in (None, ""):
+            speed = stages[0][0]
+        elif kind == "running":
             speed = _number(values.get("speed_m_s"), "trial.speed_m_s", 0.5, 10.0, "m/s")
+            if stages and abs(speed - stages[0][0]) > 1e-9:
+                raise RequestError("trial.speed_m_s", f"{speed:g} m/s, but the protocol starts "
+                                                      f"at {stages[0][0]:g} m/s: omit it or "
+                                                      "give the first stage's speed")
+            limit = self._max_speed()
+            if speed > limit:
+                raise RequestError("trial.speed_m_s", f"{speed:g} m/s exceeds the treadmill's "
+                                                      f"max_speed_m_s = {limit:g} m/s")
         else:
             if values.get("speed_m_s") not in (None, 0, 0.0):
                 raise RequestError("trial.speed_m_s", "a static trial has no belt speed")
             speed = 0.0
         duration = values.get("duration_s")
         if duration in (None, ""):
-            duration = 10.0 if kind == "static" else None
+            duration = (10.0 if kind == "static"
+                        else sum(d for _, d in stages) if stages else None)
         else:
             duration = _number(duration, "trial.duration_s", 1.0, 3600.0, "s")
         note = values.get("note") or ""
@@ -611,6 +687,11 @@ class Station:
             bad = self.unhealthy()
             if bad:
                 raise RequestError("devices", "cannot start: " + "; ".join(bad), 409)
+            moving = self._belt_moving()
+            if kind == "static" and moving:
+                raise RequestError("treadmill", f"the belt is moving ({moving:.2f} m/s): a "
+                                                "static trial needs it stopped; wait for it "
+                                                "to stop", 409)
             sim_speed = self._simulated_posture(kind, speed)
             runner = dict(self.runner)
             stem = self.store.next_trial_stem(runner["id"], kind)
@@ -622,6 +703,8 @@ class Station:
                     "started_utc": utc_now(), "archive": str(path),
                     "sidecar": str(folder / f"{stem}.json"),
                     "feedback": self.feedback.as_dict() if kind == "running" else None}
+            if protocol:
+                meta.update(protocol=protocol, stages=[list(st) for st in stages])
             if kind == "running":
                 meta["static_source"] = (runner.get("static") or {}).get("source")
             self.store.save_trial(meta)      # before the archive: a crash leaves a trace
@@ -636,7 +719,10 @@ class Station:
             belt = str(getattr(lab_cfg, "belt", "split") or "split")
             attrs = {"subject_id": runner["id"], "lab": str(getattr(lab_cfg, "name", "") or ""),
                      "belt": belt, "belt_speed_m_s": speed if kind == "running" else 0.0,
-                     "belt_speed_source": "technician (treadlab station)",
+                     "belt_speed_source": ("technician (treadlab station)"
+                                           if self.treadmill is None or kind != "running" else
+                                           "commanded by treadlab station (typed by the "
+                                           "technician)"),
                      "body_mass_kg": float(runner["body_mass_kg"]),
                      "body_mass_source": "given",
                      "config_path": self.config_path or "(default simulated lab)",
@@ -647,6 +733,8 @@ class Station:
                 pass
             if sim_speed is not None:
                 attrs["simulated_runner_speed_m_s"] = sim_speed
+            if protocol:
+                attrs["speed_protocol"] = protocol
             subject = dict(self.lab.subject) if self.lab is not None else {}
             subject.update({"leg_length_left_mm": float(runner["leg_length_mm"]),
                             "leg_length_right_mm": float(runner["leg_length_mm"]),
@@ -663,6 +751,11 @@ class Station:
                                              else None),
                                calibration=getattr(self.force, "calibration", None),
                                t0_host=t0, subject=subject,
+                               belts=(self.treadmill.info.labels if self.treadmill is not None
+                                      else None),
+                               belt_rate_hz=(self.treadmill.info.rate_hz
+                                             if self.treadmill is not None else 100.0),
+                               analog=self._analog_layout(),
                                force_cop=bool(getattr(self.force, "sends_cop", False))).start()
             except BaseException as exc:
                 meta.update(status="failed", processing="skipped", error=str(exc))
@@ -686,11 +779,108 @@ class Station:
             if cal is not None and "zero" in cal:
                 rec.event(t0, "force", "tare_zero",
                           "counts " + " ".join(f"{z:.1f}" for z in np.ravel(cal["zero"])))
+            if self.treadmill is not None:
+                self.treadmill.read(0)          # belt speeds before t0 are not this trial's
+            for x in self.extra:
+                x.read(0)
             self._trial = trial
             self.trials.append(meta)
+            if self.treadmill is not None and kind == "running":
+                try:
+                    self._drive_belt(trial, speed, stages)
+                except (DeviceError, ValueError) as exc:
+                    failed = exc
+                else:
+                    failed = None
+        if self.treadmill is not None and kind == "running" and failed is not None:
+            self._finish(trial, "interrupted", f"treadmill: {failed}")
+            raise RequestError("treadmill", str(failed), 409)
         self._log_event(t0, "station", "trial", f"started {meta['id']}")
         self._publish("state", self.state())
         return dict(meta)
+
+    # --- the treadmill ------------------------------------------------------------------------
+
+    def _max_speed(self) -> float:
+        """m/s: the treadmill's ``max_speed_m_s`` (10 m/s, the typed limit, without one)."""
+        if self.treadmill is None:
+            return 10.0
+        return float(self.treadmill.settings.max_speed_m_s)
+
+    def _protocol_stages(self, kind: str, text) -> tuple[list, str | None]:
+        """``trial.protocol`` (``"2.5:60,3.5:60"``, m/s:s, :func:`parse_protocol`) as stages
+        and its text; ([], None) when not given. RequestError naming ``trial.protocol``."""
+        if text in (None, ""):
+            return [], None
+        if not isinstance(text, str) or len(text) > 500:
+            raise RequestError("trial.protocol", "must be text 'SPEED:SECONDS,…' (m/s:s) of "
+                                                 "at most 500 characters")
+        if kind != "running":
+            raise RequestError("trial.protocol", "only a running trial has a speed protocol")
+        if self.treadmill is None:
+            raise RequestError("trial.protocol", "needs the lab's [treadmill] table: this lab "
+                                                 "has no treadmill controller to drive")
+        try:
+            stages = parse_protocol(text)
+        except ConfigError as exc:
+            raise RequestError("trial.protocol", exc.message) from None
+        limit = self._max_speed()
+        for i, (v, _) in enumerate(stages):
+            if v > limit:
+                raise RequestError("trial.protocol", f"stage {i + 1}: {v:g} m/s exceeds the "
+                                                     f"treadmill's max_speed_m_s = {limit:g} "
+                                                     "m/s")
+        total = sum(d for _, d in stages)
+        if total > 3600:
+            raise RequestError("trial.protocol", f"lasts {total:g} s, at most 3600 s")
+        return stages, ",".join(f"{v:g}:{d:g}" for v, d in stages)
+
+    def _belt_moving(self) -> float:
+        """The faster belt's measured speed (m/s) when above :data:`BELT_MOVING_M_S`, else 0."""
+        if self.treadmill is None:
+            return 0.0
+        v = np.abs(np.asarray(self.treadmill.last[:2], float))
+        v = float(np.nanmax(v)) if np.isfinite(v).any() else 0.0
+        return v if v > BELT_MOVING_M_S else 0.0
+
+    def _drive_belt(self, trial: _Trial, speed: float, stages: list) -> None:
+        """A running trial's belt: its speed protocol (each stage a ``protocol`` event), or
+        both belts commanded to ``speed`` (m/s) at the controller's acceleration."""
+        if stages:
+            trial.stages = list(stages)
+            trial.protocol_t0 = time.monotonic()
+            trial.protocol = SpeedProtocol(self.treadmill, stages).start()
+        else:
+            self.treadmill.set_speed(speed)
+
+    def _stop_belt(self, why: str) -> str | None:
+        """Command both belts to 0 m/s at the controller's acceleration (the belt ramps down,
+        the runner slows with it: never an abrupt stop). A ``/raw/log`` line, or None when the
+        belt is already stopped and nothing was sent."""
+        v = self._belt_moving()
+        acc = float(self.treadmill.settings.accel_m_s2)
+        try:
+            self.treadmill.set_speed(0.0)
+        except (DeviceError, ValueError) as exc:
+            line = (f"{why}: the stop command was NOT sent ({exc}); stop the belt at the "
+                    "treadmill's panel")
+            log.error("%s", line)
+            self._log_event(time.monotonic(), "belt", "error", line)
+            return line
+        line = (f"{why}: belts ramped to 0 m/s at {acc:g} m/s² from {v:.2f} m/s (about "
+                f"{v / acc:.0f} s)")
+        self._log_event(time.monotonic(), "belt", "stop", line)
+        return line
+
+    def _analog_layout(self) -> dict | None:
+        """``/raw/analog``'s layout (channels, units, rate Hz, device) of the open analog
+        stream, as capture records it; None without one."""
+        x = next((x for x in self.extra if x.kind == "analog" and x.is_open), None)
+        if x is None:
+            return None
+        return {"channels": list(x.info.labels), "units": list(x.units),
+                "rate_hz": x.info.rate_hz,
+                "device": getattr(x, "description", "") or str(x.port)}
 
     def _simulated_posture(self, kind: str, speed: float) -> float | None:
         """In the simulated lab only: the synthetic runner stands still for a static trial or
@@ -724,14 +914,30 @@ class Station:
             self._trial = None
         end = time.monotonic()
         rec, live = trial.rec, trial.live
+        if trial.protocol is not None:
+            trial.protocol.stop()
+        belt_line = None
+        if self.treadmill is not None and trial.meta["kind"] == "running":
+            belt_line = self._stop_belt(f"end of trial ({reason})")
+        end_attrs = None
+        if trial.belt_speeds and trial.meta["kind"] == "running":
+            v = np.concatenate(trial.belt_speeds).mean(axis=1)
+            moving = v[v > BELT_MOVING_M_S]
+            end_attrs = {"belt_speed_m_s": float(np.median(moving)) if moving.size else 0.0,
+                         "belt_speed_source": "treadmill controller: median of /raw/belt "
+                                              "while moving",
+                         "belt_speed_commanded_m_s": float(trial.meta["speed_m_s"])}
         try:
+            if belt_line:
+                rec.event(end, "belt", "stop", belt_line)
             if live is not None:
                 live.stop()
                 st = live.status()
                 rec.event(end, "live", "summary",
                           f"{st['n_steps']} steps, {st['live_drops']} blocks dropped by the live "
                           f"processor, {st['errors']} errors")
-            for src in (self.force, self.markers):
+            for src in [self.force, self.markers] + self.extra + (
+                    [self.treadmill] if self.treadmill is not None else []):
                 rec.event(end, src.name, "counters",
                           ", ".join(f"{k} {v}" for k, v in sorted(src.counters.items()) if v))
             lat = self._latency_summary(trial)
@@ -741,7 +947,7 @@ class Station:
                           f"{lat['dom_p50_ms']} ms, p99 {lat['dom_p99_ms']} ms over "
                           f"{lat['n_dom']} shown steps")
             rec.event(end, "capture", "stop", f"{reason} after {end - trial.t0:.1f} s")
-            rec.close(status=status)
+            rec.close(status=status, attrs=end_attrs)
         except Exception as exc:
             log.exception("closing trial %s failed", trial.meta["id"])
             trial.meta.update(status="failed", processing="skipped", error=str(exc))
@@ -901,7 +1107,8 @@ class Station:
             summary = json.loads(self._cli(*args))
             meta.update(scores=summary.get("scores"), score_status=summary.get("status"),
                         contacts=summary.get("contacts"),
-                        valid_contacts=summary.get("valid_contacts"))
+                        valid_contacts=summary.get("valid_contacts"),
+                        scores_by_speed=summary.get("scores_by_speed"))
             report_dir = path.with_name(path.stem + "_report")
             self._cli("report", path, "-o", report_dir)
             rel = report_dir.relative_to(self.store.root).as_posix()
@@ -947,8 +1154,12 @@ class Station:
         trial = self._trial
         cur = None
         if trial is not None:
-            cur = dict(trial.meta, elapsed_s=round(time.monotonic() - trial.t0, 1),
-                       steps=trial.n_steps)
+            now = time.monotonic()
+            cur = dict(trial.meta, elapsed_s=round(now - trial.t0, 1), steps=trial.n_steps,
+                       stage=_stage(trial, now))
+            if self.treadmill is not None:
+                v = np.asarray(self.treadmill.last[:2], float)
+                cur["belt_m_s"] = round(float(np.mean(v)), 2) if np.isfinite(v).all() else None
         return {"type": "state",
                 "station": {"started_utc": self.started_utc, "simulated": self.simulated,
                             "uptime_s": round(time.monotonic() - self.t_start, 1),
@@ -968,8 +1179,47 @@ def _public(meta: dict) -> dict:
     keep = ("id", "runner", "kind", "speed_m_s", "duration_s", "note", "status", "processing",
             "started_utc", "stopped_utc", "recorded_s", "scores", "score_status", "report",
             "error", "recovered", "contacts", "valid_contacts", "feedback_latency",
-            "stop_reason", "calibration", "static_source")
+            "stop_reason", "calibration", "static_source", "protocol", "stages",
+            "scores_by_speed")
     return {k: meta.get(k) for k in keep if k in meta}
+
+
+def _stage(trial: _Trial, now: float) -> dict | None:
+    """The speed-protocol stage at ``now`` (monotonic s): ``n``, ``of``, ``speed_m_s``,
+    ``left_s`` (s to its end), ``next_m_s`` (None after the last); None without a protocol or
+    once it is over (the belt then keeps the last stage's speed until the trial ends)."""
+    if not trial.stages:
+        return None
+    t = now - trial.protocol_t0
+    end = 0.0
+    for i, (v, d) in enumerate(trial.stages):
+        end += d
+        if t < end:
+            nxt = trial.stages[i + 1][0] if i + 1 < len(trial.stages) else None
+            return {"n": i + 1, "of": len(trial.stages), "speed_m_s": v,
+                    "left_s": round(end - t, 1), "next_m_s": nxt}
+    return None
+
+
+def _treadmill(cfg, lab) -> tuple[TreadmillBertec, SimulatedTreadmill | None]:
+    """The ``[treadmill]`` controller as a source (not opened: the pump opens it and retries),
+    and the simulated controller serving it when its host is ``"auto"``.
+
+    The station's simulated belt starts stopped (a lab at rest); with the simulated lab's
+    synthetic runner it passes every command to ``lab.follow_belt``, ramps starting
+    ``lab.follow_lead_s`` after the command, so runner and belt ramp together (as capture)."""
+    settings = TreadmillSettings.from_config(cfg)
+    sim = None
+    if settings.host == "auto":
+        follow = getattr(lab, "follow_belt", None)
+        if follow is not None and not getattr(lab, "replay", None):
+            sim = SimulatedTreadmill(rate_hz=settings.rate_hz, initial_m_s=0.0,
+                                     command_delay_s=float(lab.follow_lead_s),
+                                     on_command=follow)
+        else:
+            sim = SimulatedTreadmill(rate_hz=settings.rate_hz)
+        settings.host, settings.port = sim.address
+    return TreadmillBertec(settings), sim
 
 
 def _sources(cal: dict) -> list:

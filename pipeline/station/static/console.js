@@ -47,6 +47,11 @@ function renderDevices(health) {
       ["clock offset", fmt(h.clock_offset_s, 4, "s")],
       ["clock drift", fmt(h.clock_drift_ppm, 1, "ppm")],
     ];
+    if (h.name === "belt") {
+      rows.push(["belt speed L/R", (h.speed_m_s || []).map((v) => fmt(v, 2)).join(" / ") + " m/s"]);
+      rows.push(["max / accel", fmt(h.max_speed_m_s, 1, "m/s") + ", " + fmt(h.accel_m_s2, 2, "m/s²")]);
+    }
+    if (h.channels) rows.push(["channels", h.channels.map((c, i) => c + " (" + (h.units || [])[i] + ")").join(", ")]);
     if (h.name === "force") {
       rows.push(["tared", h.tared ? "yes" : "no"]);
       rows.push(["zero (counts)", (h.zero_counts || []).map((z) => z.toFixed(0)).join(" ")]);
@@ -87,6 +92,9 @@ function renderTrial(s) {
     ? "● RECORDING " + t.id + " — " + t.kind + (t.kind === "running" ? " at " + t.speed_m_s + " m/s" : "")
       + ", " + fmt(t.elapsed_s, 0, "s") + (t.duration_s ? " of " + fmt(t.duration_s, 0, "s") : "")
       + (t.kind === "running" ? ", " + t.steps + " steps" : "")
+      + (t.belt_m_s !== undefined && t.belt_m_s !== null ? ", belt " + fmt(t.belt_m_s, 2, "m/s") : "")
+      + (t.stage ? " — stage " + t.stage.n + "/" + t.stage.of + " " + t.stage.speed_m_s + " m/s, "
+                   + fmt(t.stage.left_s, 0, "s") + " left" : "")
     : "No trial recording.";
 }
 
@@ -119,6 +127,16 @@ function renderTrials(trials) {
         tr.append(td);
       }
     }
+    // a speed protocol: the cause scores of each speed plateau (docs/scoring.md)
+    const by = t.scores_by_speed;
+    const bys = el("td", { class: "by-speed" });
+    if (by && Object.keys(by).length) {
+      for (const [v, sc] of Object.entries(by)) {
+        bys.append(el("div", { class: "plateau", "data-speed": v, text: v + " m/s: " + CAUSES.map(
+          (c) => (sc[c] === null || sc[c] === undefined ? "--" : sc[c].toFixed(0))).join(" / ") }));
+      }
+    } else bys.textContent = t.protocol ? "protocol " + t.protocol : "--";
+    tr.append(bys);
     const lat = t.feedback_latency;
     tr.append(el("td", { text: lat && lat.dom_p50_ms !== null
       ? "p50 " + fmt(lat.dom_p50_ms, 1) + " / p99 " + fmt(lat.dom_p99_ms, 1) + " ms" : "--" }));
@@ -194,8 +212,10 @@ document.getElementById("runner-form").addEventListener("submit", async (ev) => 
 
 document.getElementById("trial-kind").addEventListener("change", (ev) => {
   document.getElementById("trial-speed").disabled = ev.target.value === "static";
+  document.getElementById("trial-protocol").disabled = ev.target.value === "static";
 });
 document.getElementById("trial-speed").disabled = true;
+document.getElementById("trial-protocol").disabled = true;
 
 document.getElementById("trial-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
@@ -203,7 +223,10 @@ document.getElementById("trial-form").addEventListener("submit", async (ev) => {
   const body = { kind, note: document.getElementById("trial-note").value };
   const dur = document.getElementById("trial-duration").value;
   if (dur !== "") body.duration_s = Number(dur);
-  if (kind === "running") body.speed_m_s = Number(document.getElementById("trial-speed").value);
+  const protocol = document.getElementById("trial-protocol").value.trim();
+  // a protocol sets the speeds (and, with no duration, the length): the speed field is not sent
+  if (kind === "running" && protocol) body.protocol = protocol;
+  else if (kind === "running") body.speed_m_s = Number(document.getElementById("trial-speed").value);
   await call("POST", "/api/trials", body);
 });
 

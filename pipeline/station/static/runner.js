@@ -101,13 +101,14 @@ function onState(s) {
   const st = document.getElementById("status");
   if (t && t.kind === "running") {
     const m = Math.floor(t.elapsed_s / 60), sec = Math.floor(t.elapsed_s % 60);
-    st.textContent = "● Running " + t.speed_m_s + " m/s — " + m + ":" + String(sec).padStart(2, "0")
+    st.textContent = "● Running " + (t.protocol ? "speed protocol" : t.speed_m_s + " m/s") + " — " + m + ":" + String(sec).padStart(2, "0")
       + (t.duration_s ? " of " + Math.round(t.duration_s) + " s" : "");
   } else if (t) {
     st.textContent = "● Static trial: stand still, arms relaxed — " + Math.floor(t.elapsed_s) + " s";
   } else {
     st.textContent = "Waiting for the next trial…";
   }
+  renderStage(t);
   if (t && t.id !== trialId) { trialId = t.id; cueNames = ""; }
   const wanted = cueSettings(settings);
   if (wanted.map((c) => c.name).join(",") !== cueNames) {
@@ -116,6 +117,29 @@ function onState(s) {
   }
   metronome.configure(settings.metronome, settings.metronome_spm);
 }
+
+// --- speed protocol: the stage's belt speed and the time left in it ----------------------
+let stageEnd = null;          // performance.now() ms when the current stage ends
+function renderStage(t) {
+  const box = document.getElementById("stage");
+  const st = t && t.stage;
+  box.hidden = !st;
+  if (!st) { stageEnd = null; return; }
+  const sp = document.getElementById("stage-speed");
+  sp.textContent = Number(st.speed_m_s).toFixed(1);
+  sp.dataset.stage = String(st.n);
+  stageEnd = performance.now() + 1000 * st.left_s;
+  document.getElementById("stage-next").textContent = "stage " + st.n + "/" + st.of
+    + (st.next_m_s !== null ? " · next " + Number(st.next_m_s).toFixed(1) + " m/s" : " · last stage");
+  tickStage();
+}
+function tickStage() {
+  if (stageEnd === null) return;
+  const left = Math.max(0, Math.ceil((stageEnd - performance.now()) / 1000));
+  document.getElementById("stage-left").textContent =
+    Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0") + " left";
+}
+setInterval(tickStage, 250);
 
 // --- step metronome: one click per step (WebAudio), and a visible beat -------------------
 const metronome = {

@@ -70,6 +70,11 @@ def test_visit_over_the_api(tmp_path, station_factory):
             assert msg["runner"]["body_mass_kg"] == 70.0
     status, body = st.call("POST", "/api/trials", {"kind": "running", "speed_m_s": 42})
     assert status == 400 and body["field"] == "trial.speed_m_s"
+    # no [treadmill] table: no controller to run a speed protocol on
+    status, body = st.call("POST", "/api/trials", {"kind": "running", "protocol": "3:10"})
+    assert status == 400 and body["field"] == "trial.protocol"
+    assert "needs the lab's [treadmill] table" in body["error"]
+    assert "belt" not in st.call("GET", "/api/health")[1]
     status, fb = st.call("PUT", "/api/feedback", {"cues": ["pelvic_drop", "cadence"]})
     assert status == 200 and fb["cues"] == ["pelvic_drop", "cadence"]
     # a running trial with live steps pushed to a runner display

@@ -23,6 +23,7 @@ from treadlab.acquisition.archive import is_derived_file, read_derived
 from treadlab.acquisition.sim.synthetic import SyntheticRunner
 
 from .conftest import lab_toml, trial_done
+from .test_treadmill import treadmill_lab
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -223,3 +224,54 @@ def test_visit_from_the_console(tmp_path, station_factory, browser):
     with h5py.File(archives[1], "r") as f:
         assert f["station/feedback"].shape[0] >= 8        # DOM latency of the shown steps
         assert f["station"].attrs["feedback_dom_p99_ms"] > 0
+
+
+def test_speed_protocol_from_the_console(tmp_path, station_factory, browser):
+    """A lab with a treadmill controller (the simulated Bertec): the console's protocol field
+    (a bad one refused naming trial.protocol), the runner display's stage speed and time left,
+    stage 1 then stage 2; once processed, the trial list's scores per stage."""
+    st = station_factory(config=treadmill_lab(tmp_path))
+    assert st.call("POST", "/api/runner", {"id": "B01", "body_mass_kg": 70,
+                                           "leg_length_mm": 900})[0] == 200
+    drv = browser
+    drv.get(st.url + "/")
+    console = drv.current_window_handle
+    _wait(drv, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".device[data-healthy=true]")) == 3,
+          40, "force, markers and belt OK in the console")
+    assert "belt speed L/R" in drv.find_element(By.ID, "device-belt").text
+    drv.switch_to.new_window("window")
+    drv.get(st.url + "/runner")
+    runner = drv.current_window_handle
+    assert not drv.find_element(By.ID, "stage").is_displayed()
+    drv.switch_to.window(console)
+    Select(drv.find_element(By.ID, "trial-kind")).select_by_value("running")
+    _fill(drv, "trial-protocol", "2.5:10,9:10")
+    drv.find_element(By.ID, "trial-duration").clear()        # the protocol's length
+    _wait(drv, lambda d: d.find_element(By.ID, "trial-start").is_enabled(), 30, "start enabled")
+    drv.find_element(By.ID, "trial-start").click()
+    _wait(drv, lambda d: "trial.protocol: stage 2: 9 m/s exceeds" in
+          d.find_element(By.ID, "error").text, 10, "the error naming trial.protocol")
+    _fill(drv, "trial-protocol", "2.5:10,3.5:10")
+    drv.find_element(By.ID, "trial-start").click()
+    _wait(drv, lambda d: "stage 1/2" in d.find_element(By.ID, "trial-now").text, 15,
+          "the console showing stage 1")
+    drv.switch_to.window(runner)
+    _wait(drv, lambda d: d.find_element(By.ID, "stage").is_displayed()
+          and d.find_element(By.ID, "stage-speed").text == "2.5", 10, "stage 1 at 2.5 m/s")
+    left = drv.find_element(By.ID, "stage-left").text
+    assert left.endswith(" left") and 0 <= int(left.split()[0].split(":")[1]) <= 10, left
+    assert "next 3.5 m/s" in drv.find_element(By.ID, "stage-next").text
+    _wait(drv, lambda d: d.find_element(By.ID, "stage-speed").get_attribute("data-stage") == "2"
+          and d.find_element(By.ID, "stage-speed").text == "3.5", 15, "stage 2 at 3.5 m/s")
+    assert "last stage" in drv.find_element(By.ID, "stage-next").text
+    _wait(drv, lambda d: not d.find_element(By.ID, "stage").is_displayed(), 15,
+          "the stage box gone after the trial")
+    t = st.call("GET", "/api/trials")[1][-1]
+    assert t["protocol"] == "2.5:10,3.5:10" and t["status"] == "complete"
+    drv.switch_to.window(console)
+    cells = _wait(drv, lambda d: (lambda r: r if len(r) == 2 else False)(d.execute_script(
+        "return [...document.querySelectorAll('#trials td.by-speed .plateau')]"
+        ".map(p => p.textContent)")), 90, lambda: "two plateaus in the trial list: "
+        + str(trial_done(st, t["id"], timeout=1).get("scores_by_speed")))
+    assert [c.split(":")[0] for c in cells] == ["2.5 m/s", "3.5 m/s"], cells
+    assert all(len(c.split(": ")[1].split(" / ")) == 4 for c in cells), cells
