@@ -268,6 +268,7 @@ class RunnerSignal:
         self._runners = {float(self.runner.params.speed_m_s): self.runner}
         # (from runner time s, standing, runner): the posture and speed in force from then on
         self._schedule = [(-math.inf, False, self.runner)]
+        self._set_speed: dict[int, float] = {}  # id(runner) -> the speed switch() set (m/s)
         self.subject = dict(getattr(self.runner, "subject", {}) or {})
         self.n_plates = len(plates)
         self._origin = np.array([np.asarray(p.origin, float) for p in plates])
@@ -288,11 +289,19 @@ class RunnerSignal:
             v = round(float(min(max(float(speed_m_s), lo), hi)), 6)
             runner = self._runners.get(v)
             if runner is None:
-                runner = self._runners[v] = SyntheticRunner(self.runner.params.replace(
-                    speed_m_s=v))
+                # the configured runner at another speed: its gait moves with the speed as when
+                # it follows a belt (contact time, heel lead, hip extension, pelvic drop;
+                # RunnerParams *_per_m_s), not the configured speed's gait at another pace
+                runner = self._runners[v] = SyntheticRunner(self.runner.params)
+                runner.follow([0.0], [v])
+                self._set_speed[id(runner)] = v
         self._schedule = [e for e in self._schedule if e[0] < t_from]
         self._schedule.append((float(t_from), bool(standing), runner))
-        return float(runner.params.speed_m_s)
+        return self._speed_of(runner)
+
+    def _speed_of(self, runner) -> float:
+        """The running speed (m/s) ``runner`` was set to (not what it follows now)."""
+        return float(self._set_speed.get(id(runner), runner.params.speed_m_s))
 
     def follow(self, times_s, speeds_m_s) -> None:
         """Every running speed of this signal follows a belt: ``speeds_m_s`` (m/s) at runner
@@ -304,7 +313,7 @@ class RunnerSignal:
     @property
     def speed_m_s(self) -> float:
         """The running speed (m/s) of the runner in force now, as set (not followed)."""
-        return float(self._schedule[-1][2].params.speed_m_s)
+        return self._speed_of(self._schedule[-1][2])
 
     def _pieces(self, t):
         """(mask, standing, runner) for each schedule entry that covers some of ``t``."""

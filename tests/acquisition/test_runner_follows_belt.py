@@ -3,9 +3,12 @@ changes with the speed as the cohort's does, the steps keep their times, nothing
 profile extended ahead of what was already made leaves that signal unchanged."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
+from treadlab.acquisition.sim.simulated import RunnerSignal
 from treadlab.acquisition.sim.synthetic import RunnerParams, SyntheticRunner
 
 RAMPS = ([0.0, 10.0, 12.0, 20.0, 22.0], [2.5, 2.5, 3.5, 3.5, 4.5])   # s, m/s (0.5 m/s²)
@@ -66,3 +69,22 @@ def test_no_jump_and_made_signal_unchanged_when_the_profile_grows_ahead():
     # no marker moves further in one frame than the fastest in steady running at 3.5 m/s,
     # plus the extra stride of 4.5 m/s
     assert jump < 1.4 * np.linalg.norm(np.diff(steady, axis=0), axis=-1).max()
+
+
+def test_a_runner_switched_to_another_speed_runs_with_that_speeds_gait():
+    """The station's typed speed (``RunnerSignal.switch``): the configured runner (3.5 m/s,
+    150 mm heel lead) at 2.5 m/s has the gait it has when it follows a belt at 2.5 m/s, not
+    the 3.5 m/s gait at a slower pace."""
+    p = RunnerParams.clean(duration_s=30.0)
+    base = SyntheticRunner(p)
+    plates = [SimpleNamespace(name=n, origin=np.asarray(o, float)) for n, o in
+              zip(base.plates, base.origin)]
+    sig = RunnerSignal(p, plates, list(base.labels))
+    assert sig.switch(0.0, False, 2.5) == 2.5 and sig.speed_m_s == 2.5
+    at = SyntheticRunner(p)
+    at.follow([0.0], [2.5])
+    t = np.arange(2.0, 8.0, 1 / 200.0)
+    np.testing.assert_array_equal(sig.markers(t), at.markers(t))
+    s = _stage(at.truth_steps(29.0), 1.0, 29.0)
+    assert s["overstride"] == pytest.approx(150.0 - 45.0, abs=0.5)
+    assert s["peak_hip_extension"] == pytest.approx(10.0 - 4.8, abs=0.05)
