@@ -174,9 +174,14 @@ def write_plate_geometry(force_group, origin, corners, plate_scale=None) -> None
 
 
 def _write_calibration(force_group, calibration: dict) -> None:
+    """``/raw/force/calibration``: ``volts_per_count`` (scalar), ``zero`` (c,) counts along
+    ``/raw/force/channel``, ``channels`` (p, 6) ADC channel of each plate component and
+    ``matrix`` (p, 6, 6) along ``plate`` × ``component`` × ``input`` (the plate's six input
+    voltages, a scale of this group): named dimensions, so netCDF readers see no phony ones."""
     cal = force_group.create_group("calibration")
     units = {"volts_per_count": "V/count", "zero": "counts", "channels": "1",
              "matrix": "N/V (Fx, Fy, Fz), N*m/V (Mx, My, Mz)"}
+    written = {}
     for key, value in calibration.items():
         if value is None:
             continue
@@ -185,7 +190,18 @@ def _write_calibration(force_group, calibration: dict) -> None:
             ds = cal.create_dataset(key, data=arr)
             ds.attrs["units"] = units.get(key, "1")
         else:
-            write_array(cal, key, arr, units.get(key, "1"))
+            written[key] = write_array(cal, key, arr, units.get(key, "1"))
+    plate, comp = force_group.get("plate"), force_group.get("component")
+    channel = force_group.get("channel")
+    for key, ds in written.items():
+        scales = {"zero": (channel,), "channels": (plate, comp),
+                  "matrix": (plate, comp, None)}.get(key, ())
+        if key == "matrix" and ds.ndim == 3:
+            scales = (plate, comp, make_scale(cal, "input",
+                                              np.arange(ds.shape[2], dtype=np.int32), "1"))
+        if len(scales) == ds.ndim and all(sc is not None and sc.shape[0] == n
+                                          for sc, n in zip(scales, ds.shape)):
+            attach_scales(ds, *scales)
 
 
 # --- writing a whole session -----------------------------------------------------------------

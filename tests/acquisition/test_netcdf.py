@@ -81,6 +81,9 @@ def test_live_recording(tmp_path):
                    plates=["left", "right"], origin=np.zeros((2, 3)),
                    corners=np.zeros((2, 4, 3)), force_rate_hz=1000.0, labels=["LASI", "RASI"],
                    marker_rate_hz=100.0, n_channels=12, counts_dtype=np.int16,
+                   calibration={"volts_per_count": 10 / 32768, "zero": np.zeros(12),
+                                "channels": np.arange(12).reshape(2, 6),
+                                "matrix": np.tile(np.eye(6), (2, 1, 1))},
                    t0_host=0.0, analog={"channels": ["Trigger", "EMG_1"],
                                         "units": ["V", "mV"], "rate_hz": 1000.0,
                                         "device": "test"},
@@ -106,6 +109,7 @@ def test_live_recording(tmp_path):
     assert {"raw", "force", "markers", "log", "analog", "belt"} <= set(groups(text))
     assert "float speed(time, belt)" in text
     assert "float data(time, channel)" in text and "string unit(channel)" in text
+    assert "double matrix(plate, component, input)" in text and "zero(channel)" in text
 
 
 def test_migrated_format_1_file(processed, tmp_path):
