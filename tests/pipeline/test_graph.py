@@ -3,6 +3,7 @@ follow the synthetic runner's dials, foreign and real recordings, and the CLI.""
 from __future__ import annotations
 
 import math
+import platform
 
 import h5py
 import numpy as np
@@ -13,7 +14,8 @@ from treadlab.acquisition.archive import read_derived, validate_session, write_s
 from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
 from treadlab.pipeline.cli import main
 from treadlab.pipeline.derive import CONTACT_COLUMNS
-from treadlab.pipeline.graph import pipeline_version, process_session, session_graph, load_settings
+from treadlab.pipeline.graph import (load_settings, pipeline_version, process_session,
+                                     session_graph, tune_malloc)
 from treadlab.pipeline.scoring import CAUSES, load_reference
 from treadlab.config.constants import G
 
@@ -239,3 +241,10 @@ def test_no_contacts_and_no_body_mass_is_one_line_naming_the_file(tmp_path, caps
     assert main(["process", str(path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "empty_belt.h5" in err[0] and "body weight" in err[0]
+
+
+def test_batch_workers_tune_glibc_malloc_once():
+    """run_session keeps a worker's large arrays in its heap (graph.tune_malloc): in force on
+    glibc, a no-op elsewhere; measured in benchmarks/pipeline.py, not here."""
+    expected = platform.libc_ver()[0] == "glibc"
+    assert tune_malloc() is expected and tune_malloc() is expected
