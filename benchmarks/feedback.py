@@ -65,7 +65,7 @@ def lab_toml(port_path: str, udp_port: int) -> str:
         return (f'[[plates]]\nname = "{name}"\norigin = [0.0, {y}, 0.0]\ncorners = {corners}\n'
                 f"channels = {list(range(6 * k, 6 * k + 6))}\ncalibration = {cal}\n")
     labels = ", ".join(f'"{lb}"' for lb in L.LABELS)
-    return (f'[lab]\nname = "feedback benchmark"\nbelt = "split"\nbelt_speed_m_s = 3.5\n\n'
+    return ('[lab]\nname = "feedback benchmark"\nbelt = "split"\nbelt_speed_m_s = 3.5\n\n'
             + plate("left", 0, 250.0) + "\n" + plate("right", 1, -250.0)
             + f'\n[forceplate]\ndriver = "forceplate_serial"\nport = "{port_path}"\n'
               f"baud = 2000000\nrate_hz = {FORCE_HZ}\nchannels = {CHANNELS}\n"
@@ -266,17 +266,7 @@ def run(seconds: float, workdir: Path) -> dict:
         seqs = f["raw/force/seq"][()]
         n_force = int(seqs.shape[0])
         st = dict(f["station"].attrs) if "station" in f else {}
-        log_kind = [k.decode() if isinstance(k, bytes) else k for k in f["raw/log/kind"][()]]
-        log_src = [k.decode() if isinstance(k, bytes) else k for k in f["raw/log/source"][()]]
-        log_det = [k.decode() if isinstance(k, bytes) else k for k in f["raw/log/detail"][()]]
-    drops = {"force": 0, "markers": 0}
-    live_drops = 0
-    for kind, src, det in zip(log_kind, log_src, log_det):
-        if kind == "counters" and src in drops:
-            fields = dict(p.rsplit(" ", 1) for p in det.split(", ") if " " in p)
-            drops[src] = int(fields.get("drops", 0)) + int(fields.get("overflow", 0))
-        if kind == "summary" and src == "live":
-            live_drops = int(det.split(" blocks dropped")[0].split(", ")[-1])
+        drops, live_drops = L.log_losses(f)
     missing = int(seqs[-1] - seqs[0] + 1 - n_force) if n_force else 0
     n_sent = int(st.get("feedback_n_sent", 0))
     unshown = max(0, n_sent - len(shown))

@@ -175,6 +175,23 @@ def _free_udp_port() -> int:
     return port
 
 
+def log_losses(f) -> tuple[dict, int]:
+    """From ``/raw/log`` of an open archive: ``({"force": n, "markers": n}`` samples the
+    sources dropped or overflowed``, blocks the live processor dropped)``."""
+    def text(name):
+        return [v.decode() if isinstance(v, bytes) else v for v in f[f"raw/log/{name}"][()]]
+
+    drops = {"force": 0, "markers": 0}
+    live_drops = 0
+    for kind, src, det in zip(text("kind"), text("source"), text("detail")):
+        if kind == "counters" and src in drops:
+            fields = dict(part.rsplit(" ", 1) for part in det.split(", ") if " " in part)
+            drops[src] = int(fields.get("drops", 0)) + int(fields.get("overflow", 0))
+        if kind == "summary" and src == "live":
+            live_drops = int(det.split(" blocks dropped")[0].split(", ")[-1])
+    return drops, live_drops
+
+
 def run(seconds: float, workdir: Path) -> dict:
     from treadlab.acquisition.sim.simulated import PtyPort
     from treadlab.acquisition.sources.wire import encode_force_frames, encode_marker_packet
@@ -238,17 +255,7 @@ def run(seconds: float, workdir: Path) -> dict:
         n_force = f["raw/force/time"].shape[0]
         seqs = f["raw/force/seq"][()]
         host = f["raw/force/host_time"][()]
-        kinds = [k.decode() if isinstance(k, bytes) else k for k in f["raw/log/kind"][()]]
-        details = [d.decode() if isinstance(d, bytes) else d for d in f["raw/log/detail"][()]]
-        sources = [s.decode() if isinstance(s, bytes) else s for s in f["raw/log/source"][()]]
-    drops = {"force": 0, "markers": 0}
-    live_drops = 0
-    for kind, src, det in zip(kinds, sources, details):
-        if kind == "counters" and src in drops:
-            fields = dict(part.rsplit(" ", 1) for part in det.split(", ") if " " in part)
-            drops[src] = int(fields.get("drops", 0)) + int(fields.get("overflow", 0))
-        if kind == "summary" and src == "live":
-            live_drops = int(det.split(" blocks dropped")[0].split(", ")[-1])
+        drops, live_drops = log_losses(f)
     missing = int(seqs[-1] - seqs[0] + 1 - n_force) if n_force else 0
     # split: serial write → host receipt (the reader) and receipt → live contact (the rest)
     receipt, pipeline = [], []
@@ -355,9 +362,7 @@ def run_qualisys(seconds: float, workdir: Path) -> dict:
     with h5py.File(rep["path"], "r") as f:
         seqs = f["raw/force/seq"][()]
         host_t = f["raw/force/host_time"][()]
-        kinds = f["raw/log/kind"].asstr()[()]
-        details = f["raw/log/detail"].asstr()[()]
-        sources = f["raw/log/source"].asstr()[()]
+        drops, live_drops = log_losses(f)
         n_force = seqs.shape[0]
     pos = {int(q): i for i, q in enumerate(seqs)}
     lat, receipt, pipeline = [], [], []
@@ -369,14 +374,6 @@ def run_qualisys(seconds: float, workdir: Path) -> dict:
             receipt.append(host_t[i] - t)
             pipeline.append(detected - host_t[i])
     lat, receipt, pipeline = (np.array(a) * 1000.0 for a in (lat, receipt, pipeline))
-    drops = {"force": 0, "markers": 0}
-    live_drops = 0
-    for kind, src, det in zip(kinds, sources, details):
-        if kind == "counters" and src in drops:
-            fields = dict(part.rsplit(" ", 1) for part in det.split(", ") if " " in part)
-            drops[src] = int(fields.get("drops", 0)) + int(fields.get("overflow", 0))
-        if kind == "summary" and src == "live":
-            live_drops = int(det.split(" blocks dropped")[0].split(", ")[-1])
 
     def pct(a, q):
         return round(float(np.percentile(a, q)), 2) if a.size else None

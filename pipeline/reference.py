@@ -44,8 +44,7 @@ from treadlab.acquisition.io.c3d_import import import_c3d
 from treadlab.config.errors import InputError, TreadlabError
 from treadlab.pipeline.graph import load_settings, process_session
 from treadlab.pipeline.reprocess import find_sessions
-from treadlab.pipeline.scoring import (CAUSE_METRIC, CAUSES, ReferenceSet, load_reference,
-                                       score_causes, score_from_z)
+from treadlab.pipeline.scoring import CAUSES, ReferenceSet, load_reference, score_from_z
 
 log = logging.getLogger(__name__)
 

@@ -314,7 +314,7 @@ def score_causes(contacts: dict, reference: ReferenceSet, min_steps_per_side: in
         note = "; " + "; ".join(excluded) if excluded and kept.any() else ""
         z = score = math.nan
         if not use.any():
-            why = reasons.get(metric) or (f"no valid contacts" if not valid.any() else
+            why = reasons.get(metric) or ("no valid contacts" if not valid.any() else
                                           f"{metric} not measured on any step")
             status = f"not scorable: {why}"
         elif "unscorable" in p:

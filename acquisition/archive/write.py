@@ -11,13 +11,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from treadlab.acquisition.archive.atomic import atomic_h5, atomic_write
+from treadlab.acquisition.archive.atomic import atomic_h5
 from treadlab.acquisition.archive.format import (
     ANGLE_SIGNIFICANT_BITS, COMPONENTS, DERIVED_ANGLES_GZIP_LEVEL, DERIVED_FORMAT, DERIVED_UNITS,
     FORMAT, FORMAT_VERSION, LIBVER, WRENCH_UNITS, Session, attach_scales, bitround, chunk_rows,
     derived_path, make_scale, new_dataset, put_attr, to_attr, utc_now, write_array)
 from treadlab.config import software_version
-from treadlab.config.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -282,7 +282,6 @@ class LiveProcessor:
                        for i in range(0, n, step))
         if self._t0 is None:
             self._t0 = float(t[0])
-        base = self._ft.end          # global index of this block's first sample
         self._ft.append(t)
         self._fw.append(w)
         self._fseq.append(np.full(n, -1, np.int64) if seq is None else np.asarray(seq, np.int64))

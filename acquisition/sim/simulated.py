@@ -30,7 +30,6 @@ stable symlink (like a udev ``/dev/serial/by-id`` name) that can vanish and retu
 """
 from __future__ import annotations
 
-import dataclasses
 import errno
 import fcntl
 import logging
@@ -53,11 +52,10 @@ from multiprocessing.connection import Connection
 import numpy as np
 import pylsl
 
-from treadlab.acquisition.sim.emulator_base import spawn
+from treadlab.acquisition.sim.emulator_base import plain_table, runner_params, spawn
 from treadlab.acquisition.sim.replay import (ReplaySignal, label_map, plate_transfer,
                                              transfer_wrench)
-from treadlab.acquisition.sim.synthetic import (RunnerParams, parse_params, speed_range,
-                                                SyntheticRunner)
+from treadlab.acquisition.sim.synthetic import SyntheticRunner, speed_range
 from treadlab.acquisition.sources.forceplate_serial import (ForceCalibration, ForcePlateSettings,
                                                             PlateCalibration)
 from treadlab.acquisition.sources.lsl import mocap_stream_info
@@ -241,17 +239,6 @@ class Faults:
 
 
 # --- signals ---------------------------------------------------------------------------------
-
-def _plain(obj) -> dict:
-    """A config table (dataclass, namespace or dict) as a dict."""
-    if obj is None:
-        return {}
-    if isinstance(obj, dict):
-        return dict(obj)
-    if dataclasses.is_dataclass(obj):
-        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-    return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
-
 
 class RunnerSignal:
     """The synthetic runner, sampled onto the configured plates and marker labels.
@@ -908,19 +895,6 @@ def _free_udp_port(host: str, cfg_path=None) -> int:
         return s.getsockname()[1]
 
 
-def _runner_params(cfg, params):
-    """RunnerParams from the config's ``[simulator]`` table overridden by ``params``."""
-    if isinstance(params, RunnerParams):
-        return params
-    values = {k: v for k, v in _plain(getattr(cfg, "simulator", None)).items() if v is not None}
-    values.update(params or {})
-    if "belt" not in values:
-        belt = getattr(getattr(cfg, "lab", None), "belt", None)
-        if belt in ("split", "single"):
-            values["belt"] = belt
-    return parse_params(values, source=getattr(cfg, "path", None))
-
-
 def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
               marker_address: tuple[str, int] | None = None, unique_names: bool = True,
               loop: bool = True, start_timeout: float = 60.0) -> SimulatedLab:
@@ -967,7 +941,7 @@ def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
     if mk.driver not in ("markers_udp", "markers_lsl"):
         raise ConfigError(getattr(cfg, "path", None), "markers.driver",
                           f"the simulated lab cannot serve {mk.driver!r}")
-    marker_names = _plain(getattr(cfg, "marker_names", None)) or None
+    marker_names = plain_table(getattr(cfg, "marker_names", None)) or None
     replay_info = {}
     spec = {"forceplate": fp, "markers": mk, "plates": plates,
             "faults": faults or Faults(), "replay": None, "marker_names": marker_names,
@@ -979,7 +953,7 @@ def start_lab(cfg, params=None, replay=None, *, faults: Faults | None = None,
         replay_info = {"source": str(replay), "duration_s": spec["replay"].duration_s,
                        "belt_speed_m_s": spec["replay"].belt_speed_m_s, "loop": bool(loop)}
     else:
-        spec["params"] = _runner_params(cfg, params)
+        spec["params"] = runner_params(cfg, params)
         spec["seed"] = int(getattr(spec["params"], "seed", 0) or 0)
     suffix = f"-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}" if unique_names else ""
     spec["force_stream"] = f"{fp.stream_name}{suffix}"

@@ -967,7 +967,6 @@ class SyntheticRunner:
 
         Returns R (n,3,3) lab-from-pelvis, centre (n,3) mm (mean of ASIS and PSIS), and the
         angles (tilt, obliquity, rotation) in radians (Plug-in Gait signs)."""
-        p = self.params
         per = tab["period"][j]
         ph = (t - tab["on"][j]) / per                 # step phase 0..1
         sgn = np.where(tab["side"][j] == 0, 1.0, -1.0)
@@ -1455,7 +1454,6 @@ class SyntheticRunner:
         """
         p = self.params
         T = self.step_period_s
-        tc = self._tc
         t_on = self._t_first + 2 * T          # a left onset of the jitter-free schedule
         tab = self._step_table(t_on - 1, t_on + 1, jitter=False)
         # 1. Pelvis height.

@@ -77,7 +77,6 @@ def test_markers_equal_ezc3d_after_axis_mapping(folder, name):
     s = _read(folder, name)
     c = _ez(folder, name)
     a = s.attrs["c3d_axes"]
-    labels = c["parameters"]["POINT"]["LABELS"]["value"]
     pts = c["data"]["points"][:3]
     kept = 0
     for lab, j in zip(s.markers.labels, s.attrs["c3d_marker_index"]):

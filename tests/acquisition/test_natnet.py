@@ -56,7 +56,8 @@ def test_natnet_source_conforms(nn_lab):
 def test_natnet_markers_are_the_runner_in_the_lab_frame(nn_lab):
     """Motive streams metres in its Y-up frame; the source gives mm in the lab frame, equal to
     the runner the emulator plays; the stray reflections are counted as unlabelled."""
-    from treadlab.acquisition.sim.simulated import RunnerSignal, _runner_params
+    from treadlab.acquisition.sim.emulator_base import runner_params
+    from treadlab.acquisition.sim.simulated import RunnerSignal
     from treadlab.acquisition.sources.forceplate_serial import PlateCalibration
 
     cfg, lab = nn_lab
@@ -72,7 +73,7 @@ def test_natnet_markers_are_the_runner_in_the_lab_frame(nn_lab):
     k = seq >= on
     assert k.sum() > 50
     plates = [PlateCalibration.from_table(p) for p in cfg.plates]
-    sig = RunnerSignal(_runner_params(cfg, None), plates, cfg.markers.labels)
+    sig = RunnerSignal(runner_params(cfg, None), plates, cfg.markers.labels)
     want = sig.markers((seq[k] - on) / src.info.rate_hz)
     np.testing.assert_allclose(pos[k], want, atol=0.01)       # float32 metres → mm
     assert np.nanmax(pos[k][:, :, 2]) > 800                    # Z up (pelvis height)
@@ -258,11 +259,12 @@ print(json.dumps({"frames": int(len(seq)), "after_on": int(k.sum()), "max_err_mm
 
 def runner_markers(cfg, frames, rate_hz):
     """The runner's markers (mm, lab frame) the emulator plays at its frames ``frames``."""
-    from treadlab.acquisition.sim.simulated import RunnerSignal, _runner_params
+    from treadlab.acquisition.sim.emulator_base import runner_params
+    from treadlab.acquisition.sim.simulated import RunnerSignal
     from treadlab.acquisition.sources.forceplate_serial import PlateCalibration
 
     plates = [PlateCalibration.from_table(p) for p in cfg.plates]
-    return RunnerSignal(_runner_params(cfg, None), plates,
+    return RunnerSignal(runner_params(cfg, None), plates,
                         cfg.markers.labels).markers(np.asarray(frames) / rate_hz)
 
 

@@ -57,7 +57,8 @@ def test_one_connection_gives_the_wrench_and_markers_of_the_signal(qtm_lab):
     """Force mapped from the plates' frame (force on the plate, moments about the plate's
     surface centre) to the ground reaction in the lab frame about each plate origin; markers
     in the lab frame; both equal the runner the emulator plays, sample for sample."""
-    from treadlab.acquisition.sim.simulated import RunnerSignal, _runner_params
+    from treadlab.acquisition.sim.emulator_base import runner_params
+    from treadlab.acquisition.sim.simulated import RunnerSignal
     from treadlab.acquisition.sources.forceplate_serial import PlateCalibration
 
     cfg, lab = qtm_lab
@@ -75,7 +76,7 @@ def test_one_connection_gives_the_wrench_and_markers_of_the_signal(qtm_lab):
         markers.close()
         force.close()
     plates = [PlateCalibration.from_table(p) for p in cfg.plates]
-    sig = RunnerSignal(_runner_params(cfg, None), plates, cfg.markers.labels)
+    sig = RunnerSignal(runner_params(cfg, None), plates, cfg.markers.labels)
     seq = np.concatenate([b.seq for b in fb])
     w = np.concatenate([b.data for b in fb])
     k = seq >= on
@@ -115,9 +116,9 @@ def test_one_connection_gives_the_wrench_and_markers_of_the_signal(qtm_lab):
 
 
 def _runner(cfg):
-    from treadlab.acquisition.sim.simulated import _runner_params   # the emulator's runner
+    from treadlab.acquisition.sim.emulator_base import runner_params   # the emulator's runner
 
-    return RunnerSignal(_runner_params(cfg, None),
+    return RunnerSignal(runner_params(cfg, None),
                         [PlateCalibration.from_table(p) for p in cfg.plates], cfg.markers.labels)
 
 

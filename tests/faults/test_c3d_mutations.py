@@ -3,7 +3,6 @@ the byte offset or parameter, never a crash (ezc3d can die with SIGBUS on a shor
 a session with impossible values."""
 from __future__ import annotations
 
-import shutil
 import struct
 
 import numpy as np

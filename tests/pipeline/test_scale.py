@@ -4,7 +4,6 @@ on a real recording too."""
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import re
 import shutil
