@@ -380,18 +380,24 @@ def speed_plateaus(contacts: dict, min_steps_per_side: int = 20) -> list[float]:
     ``min_steps_per_side`` steps on each side. [] without a ``belt_speed`` column."""
     if "belt_speed" not in contacts:
         return []
-    side = np.asarray(contacts.get("side", []), dtype=np.int64)
-    n = side.shape[0]
-    v = np.asarray(contacts["belt_speed"], np.float64)
-    ok = (np.asarray(contacts.get("valid", np.ones(n, bool)), bool)
-          & np.asarray(contacts.get("belt_steady", np.ones(n, bool)), bool) & np.isfinite(v))
-    key = plateau_of(v)
+    side, ok, key = _steady_plateaus(contacts)
     out = []
     for k in np.unique(key[ok]):
         sel = ok & (key == k)
         if min((sel & (side == 0)).sum(), (sel & (side == 1)).sum()) >= min_steps_per_side:
             out.append(float(k))
     return out
+
+
+def _steady_plateaus(contacts: dict):
+    """(side (n,) int, ``ok`` (n,) bool: valid steps on a steady belt of known speed, the
+    plateau (m/s) of every step) of a contacts table with a ``belt_speed`` column."""
+    side = np.asarray(contacts.get("side", []), dtype=np.int64)
+    n = side.shape[0]
+    v = np.asarray(contacts["belt_speed"], np.float64)
+    ok = (np.asarray(contacts.get("valid", np.ones(n, bool)), bool)
+          & np.asarray(contacts.get("belt_steady", np.ones(n, bool)), bool) & np.isfinite(v))
+    return side, ok, plateau_of(v)
 
 
 def plateau_of(speed_m_s) -> np.ndarray:
@@ -415,12 +421,8 @@ def score_by_speed(contacts: dict, reference: ReferenceSet, min_steps_per_side: 
     plateaus = speed_plateaus(contacts, min_steps_per_side)
     if len(plateaus) < 2:
         return None
-    side = np.asarray(contacts.get("side", []))
+    side, ok, key = _steady_plateaus(contacts)
     n = side.shape[0]
-    v = np.asarray(contacts["belt_speed"], np.float64)
-    ok = (np.asarray(contacts.get("valid", np.ones(n, bool)), bool)
-          & np.asarray(contacts.get("belt_steady", np.ones(n, bool)), bool) & np.isfinite(v))
-    key = plateau_of(v)
     blocks = []
     for plateau in plateaus:
         sel = ok & (key == plateau)
