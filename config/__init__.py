@@ -2,6 +2,7 @@
 
 Every other treadlab package may read this one; it depends on none of them.
 """
+from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 
 from treadlab.config.errors import ConfigError, DeviceError, InputError, TreadlabError
@@ -12,8 +13,11 @@ __all__ = ["ConfigError", "DeviceError", "InputError", "LabConfig", "TreadlabErr
            "shipped_lab_path", "software_version"]
 
 
+@lru_cache(maxsize=1)
 def software_version() -> str:
-    """``"treadlab X.Y.Z"`` as installed (stored in every archive's ``software`` attribute)."""
+    """``"treadlab X.Y.Z"`` as installed (stored in every archive's ``software`` attribute).
+    Looked up once per process: the package metadata scan costs about 1 ms, and a batch
+    worker asks for it twice per session."""
     try:
         return f"treadlab {version('treadlab')}"
     except PackageNotFoundError:  # running from a checkout without an install

@@ -5,15 +5,18 @@ A session's raw streams are gzip (deflate) chunks, optionally byte-shuffled (doc
 §3). Reading all of such a dataset through h5py decompresses every chunk with zlib inside
 HDF5, holding h5py's global lock. :func:`read_all` reads the same chunks itself: HDF5 is asked
 only where each chunk lies (``H5Dchunk_iter``), the compressed bytes are read with ``pread``
-and inflated by ISA-L (``isal``, a zlib-compatible inflater, about 1.25× zlib's speed on raw
-streams here, that releases the GIL), then un-shuffled and placed like HDF5 would. So the
+and inflated by libdeflate (``deflate``; it checks each chunk's Adler-32 like zlib, inflates
+the raw streams here about 1.6× as fast as zlib and 1.25× as fast as ISA-L, and releases the
+GIL), then un-shuffled and placed like HDF5 would; a chunk spanning whole rows (a stream
+chunked along time) is one contiguous run of the result, copied in one step. So the
 pipeline's two raw reads (force and markers) run side by side in threads, each faster than
 HDF5's own.
 
 :func:`write_chunks` is the other direction, for the large arrays the pipeline writes (the
-joint angles): each chunk is shuffled and deflated by ISA-L (level 2: smaller than zlib's
-level 1 and several times faster) and handed to HDF5 as it is (``H5Dwrite_chunk``). Any
-deflate decoder reads it back.
+joint angles): each chunk is shuffled and deflated by ISA-L (``isal``, level 2: smaller than
+zlib's level 1 and about 9× faster, 2.8× libdeflate's fastest level) and handed to HDF5 as
+it is (``H5Dwrite_chunk``). Any deflate decoder reads it back. Each direction uses the
+fastest of the two libraries measured for it (docs/performance.md, "Deflate").
 
 The result of :func:`read_all` is exactly ``ds[()]``, same dtype and values. Any dataset it
 does not cover is read by h5py as before: no chunks, other filters (Fletcher-32, szip, LZF, plugins), a chunk
@@ -25,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 
+import deflate
 import h5py
 import numpy as np
 from isal import isal_zlib
@@ -76,8 +80,8 @@ def read_all(ds: h5py.Dataset) -> np.ndarray:
         A chunk lies beyond the end of the file (truncated file).
     ValueError
         A chunk does not inflate to its size (damaged data).
-    isal.isal_zlib.error
-        A chunk is not a deflate stream (damaged data). Callers that name the file catch
+    deflate.DeflateError
+        A chunk is not a deflate stream, or fails its checksum (damaged data). Callers that name the file catch
         ``Exception`` (:mod:`treadlab.acquisition.archive.read`).
     """
     if not fast_path(ds):
@@ -96,19 +100,35 @@ def read_all(ds: h5py.Dataset) -> np.ndarray:
         out = np.full(shape, ds.fillvalue, dtype=dtype)
     else:
         out = np.empty(shape, dtype=dtype)
-    nbytes = math.prod(chunks) * dtype.itemsize
+    itemsize = dtype.itemsize
+    nbytes = math.prod(chunks) * itemsize
+    # chunks spanning whole rows (a stream chunked along time only): each one is a single
+    # contiguous run of ``out``, copied there in one step
+    rows = tuple(chunks[1:]) == tuple(shape[1:])
+    row_items = math.prod(shape[1:])
+    flat = out.reshape(-1)
     fd = ds.file.id.get_vfd_handle()
     for info in infos:
         packed = os.pread(fd, info.size, info.byte_offset)
         if len(packed) != info.size:
             raise OSError(f"chunk at {tuple(info.chunk_offset)}: {len(packed)} of {info.size} "
                           f"bytes at byte offset {info.byte_offset} (truncated file?)")
-        raw = isal_zlib.decompress(packed)
+        raw = deflate.zlib_decompress(packed, nbytes)  # checks the Adler-32 too
         if len(raw) != nbytes:
             raise ValueError(f"chunk at {tuple(info.chunk_offset)} inflates to {len(raw)} bytes,"
                              f" not {nbytes} (damaged file?)")
-        flat = _unshuffle(raw, dtype.itemsize) if shuffle else np.frombuffer(raw, np.uint8)
-        block = flat.view(dtype).reshape(chunks)
+        if rows:
+            start = info.chunk_offset[0] * row_items
+            n = min(chunks[0], shape[0] - info.chunk_offset[0]) * row_items
+            dst = flat[start:start + n].view(np.uint8)
+            if shuffle and itemsize > 1:  # byte plane k holds byte k of every element
+                planes = np.frombuffer(raw, np.uint8).reshape(itemsize, -1)
+                np.copyto(dst.reshape(n, itemsize), planes[:, :n].T)
+            else:
+                dst[:] = np.frombuffer(raw, np.uint8, count=n * itemsize)
+            continue
+        block = (_unshuffle(raw, itemsize) if shuffle else np.frombuffer(raw, np.uint8)) \
+            .view(dtype).reshape(chunks)
         dst = tuple(slice(o, min(o + c, s)) for o, c, s in zip(info.chunk_offset, chunks, shape))
         out[dst] = block[tuple(slice(0, d.stop - d.start) for d in dst)]
     return out

@@ -154,7 +154,7 @@ def _dataset(f, path, name) -> np.ndarray:
         raise InputError(path, "/" + name, "missing")
     try:
         return read_all(f[name])
-    except Exception as exc:  # OSError/RuntimeError/ValueError/IsalError on damaged chunks
+    except Exception as exc:  # OSError/RuntimeError/ValueError/DeflateError on damaged chunks
         raise InputError(path, "/" + name, f"unreadable data, damaged file? "
                                            f"({one_line(exc)})") from None
 

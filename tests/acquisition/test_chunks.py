@@ -33,14 +33,18 @@ def test_deflate_chunks_read_as_h5py_reads_them(tmp_path, dtype, shuffle):
     if dtype[1] == "f":
         data[17:40, 1] = np.nan
     with h5py.File(tmp_path / "a.h5", "w") as f:
-        # edge chunks along two axes; a 1-D dataset with a partial last chunk
+        # edge chunks along two axes; chunks of whole rows (a stream chunked along time),
+        # the last one partial; a 1-D dataset with a partial last chunk
         f.create_dataset("d", data=data, chunks=(100, 2, 5), compression="gzip",
+                         compression_opts=1, shuffle=shuffle)
+        f.create_dataset("r", data=data, chunks=(100, 3, 5), compression="gzip",
                          compression_opts=1, shuffle=shuffle)
         f.create_dataset("t", data=data[:, 0, 0].copy(), chunks=(64,), compression="gzip",
                          shuffle=shuffle)
     with h5py.File(tmp_path / "a.h5", "r") as f:
-        assert fast_path(f["d"]) and fast_path(f["t"])
+        assert fast_path(f["d"]) and fast_path(f["r"]) and fast_path(f["t"])
         _same(f["d"])
+        _same(f["r"])
         _same(f["t"])
 
 
