@@ -269,54 +269,61 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
         for p in remove_stale_temps(archive_dir):
             log.warning("%s: removed, a temporary copy left by an interrupted run", p)
     skipped, failed, todo, due, skip_reasons = [], [], [], [], {}
-    for path in sessions:
-        owner = lock_owner(path)
-        if owner is not None:  # a capture recording it, another run processing it
-            skipped.append(path)
-            skip_reasons[path] = f"locked by {describe_owner(owner)}"
-            continue
-        try:
-            require_finished(path)
-            have = derived_fingerprint(path, with_time=True)
-            why = due_reason(have, want, force)
-            if why is not None and not force and scores_only(have, settings):
-                why += " (scores only: the stored steps are rescored, no raw data is read)"
-            if why is not None and dry_run:
-                old = migration_needed(path)
-                if old:
-                    why += f"; migrated on write ({', '.join(old)})"
-        except (TreadlabError, OSError) as exc:
-            failed.append((path, _one_line(exc)))
-            continue
-        if why is None:
-            skipped.append(path)
-        else:
+    # a due session is submitted as soon as the scan finds it, so the workers start on the
+    # first while the rest are checked; the cluster is started for the first one
+    client = cluster = None
+    futures: dict = {}
+    t_first = 0.0
+    try:
+        for path in sessions:
+            owner = lock_owner(path)
+            if owner is not None:  # a capture recording it, another run processing it
+                skipped.append(path)
+                skip_reasons[path] = f"locked by {describe_owner(owner)}"
+                continue
+            try:
+                require_finished(path)
+                have = derived_fingerprint(path, with_time=True)
+                why = due_reason(have, want, force)
+                if why is not None and not force and scores_only(have, settings):
+                    why += " (scores only: the stored steps are rescored, no raw data is read)"
+                if why is not None and dry_run:
+                    old = migration_needed(path)
+                    if old:
+                        why += f"; migrated on write ({', '.join(old)})"
+            except (TreadlabError, OSError) as exc:
+                failed.append((path, _one_line(exc)))
+                continue
+            if why is None:
+                skipped.append(path)
+                continue
             todo.append(path)
             due.append((path, why))
-    log.info("%d sessions: %d to process, %d up to date, %d unreadable",
-             len(sessions), len(todo), len(skipped), len(failed))
-    if dry_run:
-        return BatchResult([], skipped, failed, time.perf_counter() - t0, due=due, dry_run=True,
-                           root=Path(archive_dir), want=want, skip_reasons=skip_reasons)
-
-    processed = []
-    if todo:
-        client, cluster = _client(scheduler, workers)
-        try:
-            done, lost = _run_batch(client, todo, settings, progress, force=force,
-                                    started_unix=started_unix, out=out, root=archive_dir)
-            failed.extend(lost)
-        finally:
+            if not dry_run:
+                if client is None:
+                    client, cluster = _client(scheduler, workers)
+                    t_first = time.perf_counter()
+                futures[_submit(client, path, settings, force, started_unix)] = path
+        log.info("%d sessions: %d to process, %d up to date, %d unreadable",
+                 len(sessions), len(todo), len(skipped), len(failed))
+        if dry_run:
+            return BatchResult([], skipped, failed, time.perf_counter() - t0, due=due,
+                               dry_run=True, root=Path(archive_dir), want=want,
+                               skip_reasons=skip_reasons)
+        done, lost = _collect(futures, progress, t_first, out=out, root=archive_dir)
+    finally:
+        if client is not None:
             client.close()
             if cluster is not None:
                 cluster.close()
-        for path, summary in done:
-            if "skipped" in summary:
-                skipped.append(path)
-                skip_reasons[path] = summary["skipped"]
-            else:
-                processed.append((path, summary))
-
+    failed.extend(lost)
+    processed = []
+    for path, summary in done:
+        if "skipped" in summary:
+            skipped.append(path)
+            skip_reasons[path] = summary["skipped"]
+        else:
+            processed.append((path, summary))
     return BatchResult(processed, skipped, failed, time.perf_counter() - t0, due=due,
                        skip_reasons=skip_reasons, root=Path(archive_dir), want=want)
 
@@ -342,27 +349,27 @@ def format_progress(done: int, total: int, name: str, seconds: float | None,
             f"ETA {_clock(eta)}")
 
 
-def _run_batch(client, todo: list, settings, progress: bool, *, force: bool = False,
-               started_unix: float | None = None, out=None, root=None):
-    """Map :func:`treadlab.pipeline.graph.run_session` over ``todo``: one task per session.
+def _submit(client, path, settings, force: bool, started_unix: float | None):
+    """One task on the cluster: :func:`treadlab.pipeline.graph.run_session` of ``path``.
+    Workers receive the path (and the few-kB settings) and open the archive themselves."""
+    return client.submit(run_session, str(path), settings=settings, force=force,
+                         run_started_unix_s=started_unix,
+                         key=f"treadlab-session-{Path(path).stem}-{uuid.uuid4().hex[:12]}")
 
-    Workers receive the path (and the few-kB settings) and open the archive themselves. Every
-    task is submitted in one ``client.map`` message; results are taken as they complete (for
-    the progress line and its ETA). Returns ``(done, failed)``: lists of ``(path, summary)``
-    (a summary holding ``"skipped"`` for a session another writer held or had done) and of
-    ``(path, one-line reason)``.
+
+def _collect(futures: dict, progress: bool, t0: float, *, out=None, root=None):
+    """The results of ``futures`` ({future: path}) as they complete, with the progress line and
+    its ETA (measured from ``t0``, the first submission). Returns ``(done, failed)``: lists of
+    ``(path, summary)`` (a summary holding ``"skipped"`` for a session another writer held or
+    had done) and of ``(path, one-line reason)``.
     """
+    if not futures:
+        return [], []
     from distributed import as_completed  # distributed takes ~1 s to import: only for a batch
 
-    futures = client.map(run_session, [str(p) for p in todo], settings=settings, force=force,
-                         run_started_unix_s=started_unix,
-                         key=[f"treadlab-session-{p.stem}-{uuid.uuid4().hex[:12]}"
-                              for p in todo])
-    index = {fut.key: i for i, fut in enumerate(futures)}
     done, failed = [], []
-    t0 = time.perf_counter()
-    for k, fut in enumerate(as_completed(futures), start=1):
-        path = todo[index[fut.key]]
+    for k, fut in enumerate(as_completed(list(futures)), start=1):
+        path = futures[fut]
         took = None
         if fut.status == "finished":
             summary = fut.result()
@@ -375,7 +382,7 @@ def _run_batch(client, todo: list, settings, progress: bool, *, force: bool = Fa
                 exc = err
             failed.append((path, _one_line(exc) if exc else fut.status))
         if progress:
-            print(format_progress(k, len(todo), _name(path, root), took,
+            print(format_progress(k, len(futures), _name(path, root), took,
                                   time.perf_counter() - t0), file=out or sys.stderr, flush=True)
         fut.release()
     return done, failed
