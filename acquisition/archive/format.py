@@ -364,7 +364,7 @@ def new_dataset(group, name, shape, dtype, units, *, rows_per_chunk=None, data=N
         kwargs["maxshape"] = (None,) + tuple(s if s else None for s in shape[1:])
         kwargs["chunks"] = (rows_per_chunk,) + tuple(max(1, s) for s in shape[1:])
     elif len(shape) and all(s > 0 for s in shape):
-        kwargs["chunks"] = fixed_chunks(shape, dtype)
+        kwargs["chunks"] = fixed_chunks(shape, dtype, level)
     elif len(shape):  # empty fixed dataset: make it resizable so it can be chunked
         kwargs["maxshape"] = tuple(None if s == 0 else s for s in shape)
         kwargs["chunks"] = tuple(max(1, s) for s in shape)
@@ -380,12 +380,14 @@ def new_dataset(group, name, shape, dtype, units, *, rows_per_chunk=None, data=N
     return ds
 
 
-def fixed_chunks(shape, dtype) -> tuple:
-    """Chunk shape of a fixed-size dataset: whole rows, at most ~1 MiB, the rows split into
-    equal chunks (no padded edge chunk to compress and store)."""
+def fixed_chunks(shape, dtype, level=None) -> tuple:
+    """Chunk shape of a fixed-size dataset: whole rows, at most ~1 MiB (larger chunks compress
+    better: shuffled angles 6 % smaller in 21845-row chunks than in 12000-row ones); at gzip
+    ``level`` 0 the rows split into equal chunks (no padded edge chunk stored)."""
     row_bytes = math.prod(shape[1:]) * (dtype.itemsize or 16)
     rows = max(1, min(shape[0], (1 << 20) // max(1, row_bytes)))
-    rows = -(-shape[0] // -(-shape[0] // rows))
+    if level == 0:
+        rows = -(-shape[0] // -(-shape[0] // rows))
     return (rows,) + tuple(shape[1:])
 
 
@@ -404,7 +406,7 @@ def _fixed_dataset(gid, name, shape, dtype, data, level, shuffle):
     chunks = level_ = None
     numeric = h5py.check_string_dtype(dtype) is None
     if shape:
-        chunks = fixed_chunks(shape, dtype)
+        chunks = fixed_chunks(shape, dtype, level)
         level_ = GZIP_LEVEL if level is None else level
     shuffle = bool(chunks and shuffle and numeric and dtype.itemsize > 1)
     dsid = h5py.h5d.create(gid, name.encode("utf-8"), _h5types(dtype)[0],
