@@ -231,6 +231,8 @@ def put_attr(obj, key: str, value) -> None:
 #: HDF5 types of the attributes and datasets :func:`set_attr` and :func:`new_dataset` write
 #: through HDF5's own API, by NumPy dtype: ``(file type, memory type)`` as h5py makes them.
 _TYPES: dict = {}
+#: The dataspace of a scalar attribute (``create_simple(())``, as h5py makes it), made once.
+_SCALAR_SPACE = h5py.h5s.create_simple(())
 _STR_KEY = "vlen utf-8"
 
 
@@ -275,7 +277,8 @@ def set_attr(obj, key: str, value) -> None:
     if h5py.h5a.exists(oid, name):
         h5py.h5a.delete(oid, name)
     ftype, mtype = _h5types(arr.dtype)
-    attr = h5py.h5a.create(oid, name, ftype, h5py.h5s.create_simple(arr.shape))
+    space = _SCALAR_SPACE if not arr.shape else h5py.h5s.create_simple(arr.shape)
+    attr = h5py.h5a.create(oid, name, ftype, space)
     try:
         attr.write(arr, mtype=mtype)
     except BaseException:
@@ -414,7 +417,7 @@ def _fixed_dataset(gid, name, shape, dtype, data, level, shuffle):
                            h5py.h5s.create_simple(shape), dcpl=_dcpl(chunks, level_, shuffle))
     if not (level_ and numeric and arr.nbytes >= MIN_DIRECT_BYTES
             and write_chunks(h5py.Dataset(dsid), arr)):
-        dsid.write(h5py.h5s.ALL, h5py.h5s.ALL, arr)
+        dsid.write(h5py.h5s.ALL, h5py.h5s.ALL, arr, mtype=_h5types(arr.dtype)[1])
     return dsid
 
 
