@@ -453,7 +453,7 @@ def write_derived_file(session_path, derived: dict, attrs: dict, *, session_id: 
     session's external link never dangles (netCDF-C refuses a file whose link dangles)."""
     session_path = Path(session_path)
     target = derived_path(session_path) if target is None else Path(target)
-    with atomic_h5(target, libver=LIBVER) as f:
+    with atomic_h5(target, libver=LIBVER, small=True) as f:
         set_attr(f, "format", DERIVED_FORMAT)
         set_attr(f, "format_version", FORMAT_VERSION)
         set_attr(f, "session_id", str(session_id))
