@@ -422,7 +422,8 @@ def _write_angles(parent, angles: dict) -> None:
     g = parent.create_group("angles")
     names = [str(n) for n in angles.get("names", [])]
     time = np.asarray(angles.get("time", []), dtype=np.float64)
-    values = np.asarray(angles.get("values", np.zeros((len(time), len(names)))),
+    values = np.asarray(angles["values"] if "values" in angles
+                        else np.zeros((len(time), len(names))),
                         dtype=np.float32).reshape(len(time), len(names))
     reasons = dict(angles.get("reasons") or {})
     put_attr(g, "names", names)
