@@ -3,7 +3,6 @@
 """
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import uuid
@@ -21,13 +20,6 @@ from treadlab.acquisition.archive.format import (
 from treadlab.config import software_version
 
 log = logging.getLogger(__name__)
-
-
-@functools.cache
-def _software() -> str:
-    """:func:`~treadlab.config.software_version`, looked up once per process (it reads the
-    installed package's metadata: 0.2 ms, and the code running cannot change version)."""
-    return software_version()
 
 
 def append_rows(ds, values) -> None:
@@ -220,7 +212,7 @@ def _root_attrs(session: Session) -> dict:
     attrs.setdefault("format_version", FORMAT_VERSION)
     attrs.setdefault("session_id", str(uuid.uuid4()))
     attrs.setdefault("created_utc", utc_now())
-    attrs.setdefault("software", _software())
+    attrs.setdefault("software", software_version())
     attrs.setdefault("status", "complete")
     return attrs
 
@@ -472,7 +464,7 @@ def write_derived_file(session_path, derived: dict, attrs: dict, *, session_id: 
         set_attr(f, "format_version", FORMAT_VERSION)
         set_attr(f, "session_id", str(session_id))
         set_attr(f, "session_file", session_path.name)
-        set_attr(f, "software", _software())
+        set_attr(f, "software", software_version())
         if derived is None:
             set_attr(f.create_group("derived"), "status", "not processed")
         else:
