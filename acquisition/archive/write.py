@@ -15,7 +15,8 @@ from treadlab.acquisition.archive.atomic import atomic_h5
 from treadlab.acquisition.archive.format import (
     ANGLE_SIGNIFICANT_BITS, COMPONENTS, DERIVED_ANGLES_GZIP_LEVEL, DERIVED_FORMAT, DERIVED_UNITS,
     FORMAT, FORMAT_VERSION, LIBVER, WRENCH_UNITS, Session, attach_scales, bitround, chunk_rows,
-    derived_path, make_scale, new_dataset, put_attr, to_attr, utc_now, write_array)
+    derived_path, make_scale, make_scale_id, new_dataset, put_attr, set_attr, to_attr, utc_now,
+    write_array, write_array_id)
 from treadlab.config import software_version
 
 log = logging.getLogger(__name__)
@@ -345,19 +346,25 @@ def _write_rows(parent, name, columns: dict, dim: str, *, units: dict | None = N
     if len(lengths) > 1:
         raise ValueError(f"{g.name}: columns of different lengths {sorted(lengths)}")
     n = lengths.pop() if lengths else 0
+    units = {**DERIVED_UNITS, **(units or {})}
     if index_name and index_name in columns:
-        sc = write_array(g, index_name, np.asarray(columns[index_name]),
-                          (units or {}).get(index_name, DERIVED_UNITS.get(index_name, "")))
-        sc.make_scale(index_name)
+        sc = write_array_id(g, index_name, np.asarray(columns[index_name]),
+                            units.get(index_name, ""))
+        h5py.h5ds.set_scale(sc, index_name.encode("utf-8"))
     else:
-        sc = make_scale(g, dim, np.arange(n, dtype=np.int32), "1")
+        sc = make_scale_id(g, dim, np.arange(n, dtype=np.int32), "1")
+    along = []
     for key, value in columns.items():
         if value is None or key == index_name:
             continue
-        unit = (units or {}).get(key, DERIVED_UNITS.get(key, "1"))
-        ds = write_array(g, key, np.atleast_1d(value), unit)
-        if ds.ndim >= 1 and ds.shape[0] == n:
-            ds.dims[0].attach_scale(sc)
+        value = np.atleast_1d(value)
+        ds = write_array_id(g, key, value, units.get(key, "1"))
+        if value.shape[0] == n:
+            along.append(ds)
+    # attached once all columns exist: attaching each as it is written took twice as long
+    # (HDF5 2.0: 2.6 ms instead of 1.4 ms for the 28 contact columns)
+    for ds in along:
+        h5py.h5ds.attach_scale(ds, sc, 0)
     return g
 
 
@@ -420,22 +427,24 @@ def _write_angles(parent, angles: dict) -> None:
     g = parent.create_group("angles")
     names = [str(n) for n in angles.get("names", [])]
     time = np.asarray(angles.get("time", []), dtype=np.float64)
-    values = np.asarray(angles.get("values", np.zeros((len(time), len(names)))),
+    values = np.asarray(angles["values"] if "values" in angles
+                        else np.zeros((len(time), len(names))),
                         dtype=np.float32).reshape(len(time), len(names))
     reasons = dict(angles.get("reasons") or {})
-    g.attrs["names"] = to_attr(names)
+    put_attr(g, "names", names)
     # one reason per angle, "" when computed, so MATLAB/R readers get a plain string array
-    g.attrs["reasons"] = to_attr([str(reasons.get(n, "")) for n in names])
-    t = write_array(g, "time", time, "s", clock="session")
-    t.make_scale("time")
-    sc = make_scale(g, "angle", np.array(names, dtype=object))
-    v = write_array(g, "values", bitround(values, ANGLE_SIGNIFICANT_BITS), "deg",
-                    level=DERIVED_ANGLES_GZIP_LEVEL, quantize_bitround_bits=ANGLE_SIGNIFICANT_BITS,
-                    conventions="Plug-in Gait (left-side signs)")
+    put_attr(g, "reasons", [str(reasons.get(n, "")) for n in names])
+    t = write_array_id(g, "time", time, "s", clock="session")
+    h5py.h5ds.set_scale(t, b"time")
+    sc = make_scale_id(g, "angle", np.array(names, dtype=object))
+    v = write_array_id(g, "values", bitround(values, ANGLE_SIGNIFICANT_BITS), "deg",
+                       level=DERIVED_ANGLES_GZIP_LEVEL,
+                       quantize_bitround_bits=ANGLE_SIGNIFICANT_BITS,
+                       conventions="Plug-in Gait (left-side signs)")
     attach_scales(v, t, sc)
     extra = {k: v for k, v in reasons.items() if k not in names}
     if extra:
-        g.attrs["reasons_other"] = json.dumps(extra, sort_keys=True)
+        put_attr(g, "reasons_other", json.dumps(extra, sort_keys=True))
 
 
 def write_derived_file(session_path, derived: dict, attrs: dict, *, session_id: str,
@@ -450,14 +459,14 @@ def write_derived_file(session_path, derived: dict, attrs: dict, *, session_id: 
     session's external link never dangles (netCDF-C refuses a file whose link dangles)."""
     session_path = Path(session_path)
     target = derived_path(session_path) if target is None else Path(target)
-    with atomic_h5(target, libver=LIBVER) as f:
-        f.attrs["format"] = DERIVED_FORMAT
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["session_id"] = str(session_id)
-        f.attrs["session_file"] = session_path.name
-        f.attrs["software"] = software_version()
+    with atomic_h5(target, libver=LIBVER, small=True) as f:
+        set_attr(f, "format", DERIVED_FORMAT)
+        set_attr(f, "format_version", FORMAT_VERSION)
+        set_attr(f, "session_id", str(session_id))
+        set_attr(f, "session_file", session_path.name)
+        set_attr(f, "software", software_version())
         if derived is None:
-            f.create_group("derived").attrs["status"] = "not processed"
+            set_attr(f.create_group("derived"), "status", "not processed")
         else:
             write_derived_into(f, derived, attrs)
     return target
