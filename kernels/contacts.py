@@ -206,8 +206,8 @@ def rezero_flight(wrench, i_strike, i_off, rate_hz, *, guard_s=0.01, min_samples
     offs = np.empty_like(w) if full else np.empty((0, k))
     sums = np.empty(k)
     compiled("_contacts_cy")._rezero_flight_cy(
-        w, lo, hi, int(min_samples), np.empty(lo.size), np.empty((lo.size, k)), sums,
-        np.empty(k, np.int64), corrected, offs)
+        w, lo, hi, int(min_samples), np.empty(lo.size), np.empty((lo.size, k)), sums, corrected,
+        offs)
     if not full:
         offs = sums / n if n else np.zeros(k)
         return (corrected[:, 0], float(offs[0])) if squeeze else (corrected, offs)
