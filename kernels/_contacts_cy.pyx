@@ -296,3 +296,27 @@ def _rezero_flight_cy(const double[:, ::1] w, const long long[::1] lo, const lon
                                     centres[j + 1] if j + 1 < used else 0.0,
                                     values, j if j >= 0 else 0)
     return used
+
+
+def _interp_samples_cy(const double[::1] xp, const double[::1] fp, double[::1] out):
+    """``out[i] = np.interp(i, xp, fp)`` for every sample index ``i`` (``xp`` strictly
+    increasing, at least one point): a segment at a time, each slope computed once, the
+    value np.interp computes (the same operations, the same bits)."""
+    cdef Py_ssize_t n = out.shape[0], m = xp.shape[0], i, j, a, b
+    cdef double x0, x1, y0, y1, slope
+    with nogil:
+        b = _first_at_or_after(xp[0], 0, n)
+        for i in range(b):
+            out[i] = fp[0]
+        for j in range(m - 1):
+            a = b
+            b = _first_at_or_after(xp[j + 1], a, n)
+            x0 = xp[j]
+            x1 = xp[j + 1]
+            y0 = fp[j]
+            y1 = fp[j + 1]
+            slope = (y1 - y0) / (x1 - x0)
+            for i in range(a, b):
+                out[i] = _interp_at(<double>i, x0, x1, y0, y1, slope)
+        for i in range(b, n):
+            out[i] = fp[m - 1]

@@ -196,22 +196,12 @@ def _baseline(kc, fz: np.ndarray, rate_hz: float, tolerance_n: float) -> np.ndar
         low = low[np.isfinite(low)]
         if low.size and np.max(np.abs(low)) < tolerance_n:
             return None
-    step = max(1, int(rate_hz // 100))
-    if step == 1:
-        return _flight_baseline(kc, fz, rate_hz)
-    coarse = _flight_baseline(kc, np.ascontiguousarray(fz[::step]), rate_hz / step)
-    idx = np.arange(fz.size, dtype=np.float64)
-    return np.interp(idx, idx[::step], coarse)
+    return kc.flight_baseline(fz, rate_hz, window_s=_BASELINE_WINDOW_S,
+                              quantile=_BASELINE_QUANTILE, step=max(1, int(rate_hz // 100)))
 
 
 _BASELINE_WINDOW_S = 1.0  #: s, window of ``kc.flight_baseline``
 _BASELINE_QUANTILE = 0.05  #: its quantile
-
-
-def _flight_baseline(kc, fz: np.ndarray, rate_hz: float) -> np.ndarray:
-    """``kc.flight_baseline`` with 1 s windows and the 5 % quantile."""
-    return kc.flight_baseline(fz, rate_hz, window_s=_BASELINE_WINDOW_S,
-                              quantile=_BASELINE_QUANTILE)
 
 
 def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> dict:
@@ -261,7 +251,8 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
         # a contact-free first zero when drift hides the flights, then re-zero on this
         # plate's flight phases (treadmill plates drift, Sinitski 2015) and detect again
         base = _baseline(kc, x[:, kz], rate, 0.5 * s.off_n)
-        c, _ = kc.detect_contacts(x[:, kz] if base is None else x[:, kz] - base, rate, params0,
+        c, _ = kc.detect_contacts(x[:, kz] if base is None
+                                  else np.subtract(x[:, kz], base, out=base), rate, params0,
                                   t0=t0)
         del base
         x, off = kc.rezero_flight(x, c.i_strike, c.i_off, rate, out=x, offsets="mean")

@@ -2,6 +2,8 @@
 flight re-zeroing, left/right, and real recordings."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -395,6 +397,44 @@ def test_flight_baseline_recovers_contacts_hidden_by_drift(belt):
     assert contacts.flight_baseline(np.zeros(0), rate).shape == (0,)
     with pytest.raises(ValueError, match="quantile"):
         contacts.flight_baseline(w[:, 2], rate, quantile=1.5)
+
+
+def test_flight_baseline_interpolation_is_np_interp():
+    """The compiled interpolation to every sample gives np.interp's values (the same bits), with
+    and without decimation, on windows with NaN and a partial last window."""
+    rng = np.random.default_rng(11)
+    rate = 1000.0
+    fz = 30.0 + np.cumsum(rng.normal(0.0, 0.5, 12_345))
+    fz[2000:2400] = np.nan
+    fz[5000:7000] = np.nan                      # a whole window NaN: skipped
+    for step in (1, 3, 10):
+        coarse = np.ascontiguousarray(fz[::step])
+        r = rate / step
+        w = int(round(r))
+        k = coarse.size // w
+        blocks = coarse[:k * w].reshape(k, w)
+        with warnings.catch_warnings():          # an all-NaN window: NaN, skipped
+            warnings.simplefilter("ignore", RuntimeWarning)
+            q = np.nanquantile(blocks, 0.05, axis=1)
+        centres = np.arange(k) * w + 0.5 * (w - 1)
+        tail = coarse[k * w:]
+        if tail.size >= w // 2:
+            centres = np.append(centres, k * w + 0.5 * (tail.size - 1))
+            q = np.append(q, np.nanquantile(tail, 0.05))
+        good = np.isfinite(q)
+        want = np.interp(np.arange(coarse.size, dtype=np.float64), centres[good], q[good])
+        if step > 1:
+            idx = np.arange(fz.size, dtype=np.float64)
+            want = np.interp(idx, idx[::step], want)
+        got = contacts.flight_baseline(fz, rate, step=step)
+        np.testing.assert_array_equal(got, want, err_msg=f"step {step}")
+    # one window: constant; every sample NaN: NaN; empty: empty
+    np.testing.assert_array_equal(contacts.flight_baseline(fz[:1200], rate, step=10),
+                                  np.full(1200, np.quantile(fz[:1000:10], 0.05)))
+    assert np.isnan(contacts.flight_baseline(np.full(3000, np.nan), rate, step=10)).all()
+    assert contacts.flight_baseline(np.zeros(0), rate, step=10).shape == (0,)
+    with pytest.raises(ValueError, match="step"):
+        contacts.flight_baseline(fz, rate, step=0)
 
 
 def test_centre_of_pressure():
