@@ -723,10 +723,23 @@ def belt_columns(t_strike, t_off, side, belt: dict | None,
 #: recording's maximum for ``SATURATION_SAMPLES`` or more samples in a row (amplifier clipping).
 FLAG_SATURATED = 64
 SATURATION_SAMPLES = 3
-_SATURATION_BLOCK = 1 << 16  #: samples per block of flag_saturated's float64 comparison
 #: Force contacts with these flags are timed by the kinematic fallback instead (the force trace
 #: cannot time them: samples missing inside the contact, both feet on one plate, clipping).
 REPLACE_FLAGS = 8 | 16 | FLAG_SATURATED  # kernels.contacts FLAG_DROPOUT | FLAG_CROSS_STEP
+
+
+def _least_within(dtype, top: float, tol: float):
+    """The least value ``v`` of float ``dtype`` with ``|v - top| <= tol`` in float64 arithmetic
+    (``top`` a value of ``dtype``). That test only weakens as ``v`` rises to ``top``, so for any
+    ``v <= top`` it holds exactly when ``v >=`` this value."""
+    t = np.dtype(dtype).type
+    up, down = t(np.inf), t(-np.inf)
+    v = t(top - tol)
+    while not abs(float(v) - top) <= tol:
+        v = np.nextafter(v, up)
+    while abs(float(np.nextafter(v, down)) - top) <= tol:
+        v = np.nextafter(v, down)
+    return v
 
 
 def flag_saturated(force_out: dict, force) -> dict:
@@ -748,27 +761,24 @@ def flag_saturated(force_out: dict, force) -> dict:
             fz = w[:, j, 2]  # a strided view: no full-length float64 copy
             if fz.dtype.kind != "f":
                 fz = fz.astype(np.float64)
-            # the NaN-ignoring maximum (+inf when there is one; NaN when nothing is finite)
-            top = float(np.fmax.reduce(fz)) if fz.size else np.nan
+            # the NaN-ignoring maximum (+inf when there is one; NaN when nothing is finite);
+            # the plain maximum is the same value when it is not NaN, and faster
+            top = float(fz.max()) if fz.size else np.nan
+            if np.isnan(top):
+                top = float(np.fmax.reduce(fz))
             if not np.isfinite(top) or top <= 0:
                 continue
             tol = max(1e-6 * abs(top), 1e-3)
-            # |fz - top| <= tol in float64, a block at a time (the same values, elementwise,
-            # as on a float64 copy of the whole trace)
-            at_top = np.empty(fz.size, bool)
-            for a0 in range(0, fz.size, _SATURATION_BLOCK):
-                blk = fz[a0:a0 + _SATURATION_BLOCK].astype(np.float64)
-                np.less_equal(np.abs(blk - top), tol, out=at_top[a0:a0 + _SATURATION_BLOCK])
+            # samples with |fz - top| <= tol in float64: fz >= the least such value of fz's
+            # dtype (no sample exceeds top), compared in that dtype without a float64 copy
+            at_top = np.flatnonzero(fz >= _least_within(fz.dtype, top, tol))
             # start of runs of >= SATURATION_SAMPLES samples at the top
-            m = fz.size - k + 1
-            if m <= 0:
+            if at_top.size < k:
                 continue
-            run = at_top[:m].copy()
-            for i in range(1, k):
-                run &= at_top[i:i + m]
-            if not run.any():
+            first = at_top[:at_top.size - k + 1]
+            starts = first[at_top[k - 1:] - first == k - 1]
+            if not starts.size:
                 continue
-            starts = np.flatnonzero(run)
             rows = np.flatnonzero(np.asarray(c["plate"]) == j)
             a = np.asarray(c["i_strike"])[rows]
             b = np.asarray(c["i_off"])[rows]
