@@ -320,3 +320,22 @@ def _interp_samples_cy(const double[::1] xp, const double[::1] fp, double[::1] o
                 out[i] = _interp_at(<double>i, x0, x1, y0, y1, slope)
         for i in range(b, n):
             out[i] = fp[m - 1]
+
+
+def _interval_counts_cy(const double[::1] x, const long long[::1] a, const long long[::1] b,
+                        double level, long long[::1] at_least, long long[::1] valid):
+    """Per interval ``[a[i], b[i])`` of ``x`` (``0 <= a <= b <= len(x)``): the number of
+    samples ``>= level`` (``at_least``) and of non-NaN samples (``valid``)."""
+    cdef Py_ssize_t c = a.shape[0], i, s
+    cdef long long hits, good
+    cdef double v
+    with nogil:
+        for i in range(c):
+            hits = 0
+            good = 0
+            for s in range(<Py_ssize_t>a[i], <Py_ssize_t>b[i]):
+                v = x[s]
+                hits += v >= level
+                good += not isnan(v)
+            at_least[i] = hits
+            valid[i] = good

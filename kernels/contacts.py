@@ -353,16 +353,16 @@ def assign_sides_split(left: Contacts, right: Contacts, fz_left, fz_right, param
     if fl.shape != fr.shape:
         raise ValueError(f"fz_left and fz_right differ in length: {fl.size} vs {fr.size}")
     out = []
-    # running counts with a leading 0, in one reused (n + 1) int64 buffer (the same integers
-    # as concatenating [0] to np.cumsum, without two full-length copies per count)
-    count = np.zeros(fl.size + 1, np.int64)
+    cy = compiled("_contacts_cy")
     for side, tab, other in ((0, left, fr), (1, right, fl)):
         a, b = _intervals_check("i_strike", tab.i_strike, "i_off", tab.i_off, fl.size)
         flags = tab.flags.copy()
-        np.cumsum(other >= params.strike_n, out=count[1:])
-        loaded = count[b] - count[a]
-        np.cumsum(~np.isnan(other), out=count[1:])
-        valid = count[b] - count[a]
+        # per contact, the other belt's samples >= strike_n and its non-NaN samples: a pass
+        # over the stance samples only
+        loaded = np.empty(a.size, np.int64)
+        valid = np.empty(a.size, np.int64)
+        cy._interval_counts_cy(other, np.ascontiguousarray(a),
+                               np.ascontiguousarray(b), float(params.strike_n), loaded, valid)
         with np.errstate(invalid="ignore", divide="ignore"):
             frac = loaded / valid
         flags[frac > cross_fraction] |= FLAG_CROSS_STEP

@@ -468,6 +468,40 @@ def test_assign_sides_split_merges_and_flags():
     assert flags[5] & FLAG_NO_FLIGHT and not flags[5] & FLAG_CROSS_STEP
 
 
+
+def test_assign_sides_split_cross_steps_counted_per_contact():
+    """The cross-step fraction counted sample by sample in NumPy: the same flags, with NaN on
+    the other belt, loads at exactly strike_n and contacts at the trace's ends."""
+    rng = np.random.default_rng(8)
+    n = 20_000
+    fl = np.where(rng.random(n) < 0.5, 800.0, 0.0) * (rng.random(n) < 0.9)
+    fr = np.where(rng.random(n) < 0.3, 50.0, 10.0)
+    fl[rng.random(n) < 0.1] = np.nan
+    fr[rng.random(n) < 0.1] = np.nan
+    p = ContactParams()
+
+    def table(n_c, first=0, last=n):
+        a = np.sort(rng.choice(np.arange(first, last, 7), n_c, replace=False))
+        b = np.minimum(a + rng.integers(0, 300, n_c), n)
+        return Contacts(i_strike=a, i_off=b, t_strike=a / 1000.0, t_off=b / 1000.0,
+                        peak_n=np.zeros(n_c), flags=np.zeros(n_c, np.int32))
+
+    left, right = table(60, first=0), table(60, last=n)
+    left.i_strike[0] = left.i_off[0] = 0                 # an empty interval
+    right.i_off[-1] = n
+    merged = contacts.assign_sides_split(left, right, fl, fr, p)
+    for side, tab, other in ((0, left, fr), (1, right, fl)):
+        want = []
+        for a, b in zip(tab.i_strike, tab.i_off):
+            seg = other[a:b]
+            valid = np.count_nonzero(~np.isnan(seg))
+            loaded = np.count_nonzero(seg >= p.strike_n)
+            want.append(valid > 0 and loaded / valid > 0.25)
+        got = (merged.flags[merged.side == side] & FLAG_CROSS_STEP) != 0  # in strike order
+        np.testing.assert_array_equal(got, want)
+        assert 0 < sum(want) < len(want)
+
+
 def _single_belt(rng, n_steps=40, rate=500.0, sep=40.0, noise=10.0):
     period, contact = 0.35, 0.25
     n = int((n_steps * period + 0.3) * rate)
