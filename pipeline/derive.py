@@ -190,9 +190,11 @@ def _baseline(kc, fz: np.ndarray, rate_hz: float, tolerance_n: float) -> np.ndar
     w = max(1, int(round(rate_hz)))
     k = fz.size // w
     if k:
-        with np.errstate(invalid="ignore"):
-            low = np.nanmin(fz[:k * w].reshape(k, w), axis=1) if np.isnan(fz).any() \
-                else fz[:k * w].reshape(k, w).min(axis=1)
+        windows = fz[:k * w].reshape(k, w)
+        low = windows.min(axis=1)
+        if np.isnan(low).any():  # NaN samples: the NaN-ignoring minimum of those windows
+            with np.errstate(invalid="ignore"):
+                low = np.nanmin(windows, axis=1)
         low = low[np.isfinite(low)]
         if low.size and np.max(np.abs(low)) < tolerance_n:
             return None
