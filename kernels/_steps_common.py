@@ -65,10 +65,10 @@ def prepare(t_strike, t_off, side, angle_time, angle_values, angle_names, static
     for foot in (0, 1):
         idx = np.flatnonzero(side == foot)
         idx = idx[np.argsort(t_strike[idx], kind="stable")]
-        for n, i in enumerate(idx):
-            if n + 1 < len(idx):
-                stride_lo[i], stride_hi[i] = t_strike[i], t_strike[idx[n + 1]]
-            elif n > 0:
-                stride_lo[i], stride_hi[i] = t_strike[idx[n - 1]], t_strike[i]
+        if idx.size < 2:
+            continue
+        # this strike to the next of the same foot; the last: the previous one to this
+        stride_lo[idx[:-1]], stride_hi[idx[:-1]] = t_strike[idx[:-1]], t_strike[idx[1:]]
+        stride_lo[idx[-1]], stride_hi[idx[-1]] = t_strike[idx[-2]], t_strike[idx[-1]]
     return (t_strike, t_off, side, time, values, columns, stride_lo, stride_hi, static,
             float(min_valid_fraction), hip_after_off_s)
