@@ -14,6 +14,11 @@ cdef enum:
 cdef enum:
     PELVIC_DROP, TRUNK_LEAN, TRUNK_MID, TILT_MEAN, OVERSTRIDE, SHANK_IC, PEAK_HIP_EXT
 
+# angle tables: float32 (as the pipeline stores them) or float64, read as float64
+ctypedef fused value_t:
+    float
+    double
+
 # frames a search walks from its guess before it falls back to a binary search
 cdef enum:
     _WALK = 8
@@ -91,7 +96,7 @@ cdef struct Stats:
     double highest
 
 
-cdef inline Stats window(Clock t, const double[:, ::1] v, long long col, double lo,
+cdef inline Stats window(Clock t, const value_t[:, ::1] v, long long col, double lo,
                          double hi, double scale, double shift, bint closed) noexcept nogil:
     """Statistics of scale * (v[:, col] - shift) over frames with lo <= t <= hi (closed) or
     lo <= t < hi."""
@@ -129,11 +134,11 @@ cdef inline bint enough(Stats st, double frac) noexcept nogil:
     return st.n > 0 and st.valid > 0 and st.valid >= frac * st.n
 
 
-cdef inline double interp(Clock ck, const double[:, ::1] v, long long col,
+cdef inline double interp(Clock ck, const value_t[:, ::1] v, long long col,
                           double x) noexcept nogil:
     cdef const double *t = ck.t
     cdef Py_ssize_t m = ck.m, j
-    cdef double w
+    cdef double w, y0, y1
     if col < 0 or m == 0 or not isfinite(x):
         return NAN
     if x == t[m - 1]:
@@ -142,12 +147,14 @@ cdef inline double interp(Clock ck, const double[:, ::1] v, long long col,
     if j < 0 or j >= m - 1:
         return NAN
     w = (x - t[j]) / (t[j + 1] - t[j])
-    return v[j, col] + w * (v[j + 1, col] - v[j, col])
+    y0 = v[j, col]  # float64 arithmetic for float32 tables too
+    y1 = v[j + 1, col]
+    return y0 + w * (y1 - y0)
 
 
 def step_metrics_cy(const double[::1] t_strike, const double[::1] t_off,
                     const long long[::1] side, const double[::1] time,
-                    const double[:, ::1] values, const long long[::1] columns,
+                    const value_t[:, ::1] values, const long long[::1] columns,
                     const double[::1] stride_lo, const double[::1] stride_hi,
                     double static, double frac, double after, double[:, ::1] out,
                     signed char[::1] source):

@@ -855,9 +855,8 @@ def kinematic_fallback(c: dict, marker_out: dict) -> tuple[dict, dict]:
     gap = 2.0 * float(np.median(steps)) if steps.size else np.inf
     if not good_strikes.size:  # no force contact at all: the whole recording
         spans.append((-np.inf, np.inf))
-    for a, b in zip(good_strikes[:-1], good_strikes[1:]):  # force missing inside
-        if b - a > gap:
-            spans.append((a + MATCH_S, b - MATCH_S))
+    wide = np.flatnonzero(steps > gap)  # force missing inside
+    spans.extend(zip(good_strikes[wide] + MATCH_S, good_strikes[wide + 1] - MATCH_S))
     take = np.zeros(kin.shape[0], bool)
     for lo, hi in spans:
         take |= (kin[:, 0] >= lo) & (kin[:, 0] <= hi)

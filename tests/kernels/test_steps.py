@@ -165,6 +165,18 @@ def test_compiled_matches_reference_on_uneven_clocks():
             np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-9, err_msg=name)
 
 
+
+def test_float32_angles_give_the_float64_results():
+    """A float32 angle table (as the pipeline stores it) is read without a float64 copy and
+    gives exactly what its float64 copy gives."""
+    t_strike, t_off, side, t, values = _gait()
+    values = values.astype(np.float32)
+    a = steps.step_metrics(t_strike, t_off, side, t, values, NAMES)
+    b = steps.step_metrics(t_strike, t_off, side, t, values.astype(np.float64), NAMES)
+    for name in _steps_ref.OUTPUTS:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
 @pytest.mark.parametrize("impl", [steps.step_metrics, _steps_ref.step_metrics])
 def test_peak_hip_extension_after_toe_off_is_found_and_stable(impl):
     """Running: the hip keeps extending after toe off. The window reaches toe off + 100 ms,
