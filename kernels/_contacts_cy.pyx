@@ -6,7 +6,7 @@ Trusts its inputs (``contacts.detect_contacts`` validates them); the specificati
 ``sf = [f_below, f_after, t_unload, f_last, t_strike, peak]`` (float64) and
 ``si = [n, phase, i_below, i_strike, i_peak, flags]`` (int64), see ``ContactState``.
 """
-from libc.math cimport ceil, isnan, NAN
+from libc.math cimport ceil, isfinite, isnan, NAN
 
 cdef enum:
     UNARMED = 0
@@ -316,8 +316,15 @@ def _interp_samples_cy(const double[::1] xp, const double[::1] fp, double[::1] o
             y0 = fp[j]
             y1 = fp[j + 1]
             slope = (y1 - y0) / (x1 - x0)
-            for i in range(a, b):
-                out[i] = _interp_at(<double>i, x0, x1, y0, y1, slope)
+            if a < b and <double>a == x0:
+                out[a] = y0
+                a += 1
+            if isfinite(slope) and isfinite(y0):  # no NaN can arise: no fallback to check
+                for i in range(a, b):
+                    out[i] = slope * (<double>i - x0) + y0
+            else:
+                for i in range(a, b):
+                    out[i] = _interp_at(<double>i, x0, x1, y0, y1, slope)
         for i in range(b, n):
             out[i] = fp[m - 1]
 
