@@ -435,6 +435,13 @@ def test_flight_baseline_interpolation_is_np_interp():
     assert contacts.flight_baseline(np.zeros(0), rate, step=10).shape == (0,)
     with pytest.raises(ValueError, match="step"):
         contacts.flight_baseline(fz, rate, step=0)
+    # the interpolation itself, with non-finite values and points on and between samples
+    xp = np.array([-3.0, 0.0, 2.5, 4.0, 7.5, 9.0, 12.0, 15.0, 40.0])
+    fp = np.array([1.0, 2.0, np.nan, 3.0, np.inf, -np.inf, 5.0, 5.0, -2.0])
+    for n in (0, 1, 5, 20, 50):
+        want = np.interp(np.arange(n, dtype=np.float64), xp, fp)
+        got = contacts._interp_samples(xp, fp, n)
+        np.testing.assert_array_equal(got, want)
 
 
 def test_centre_of_pressure():
