@@ -191,9 +191,9 @@ def _baseline(kc, fz: np.ndarray, rate_hz: float, tolerance_n: float) -> np.ndar
     k = fz.size // w
     if k:
         windows = fz[:k * w].reshape(k, w)
-        low = windows.min(axis=1)
-        if np.isnan(low).any():  # NaN samples: the NaN-ignoring minimum of those windows
-            with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"):
+            low = windows.min(axis=1)
+            if np.isnan(low).any():  # NaN samples: the NaN-ignoring minimum of the windows
                 low = np.nanmin(windows, axis=1)
         low = low[np.isfinite(low)]
         if low.size and np.max(np.abs(low)) < tolerance_n:
