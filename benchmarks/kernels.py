@@ -21,7 +21,14 @@ Prints what it measures; the last line is one JSON object of the figures:
   ``np.interp``, SciPy on float64 copies of 6 columns at a time); both results are checked
   equal first;
 - ``rezero_vs_numpy``: compiled ``contacts.rezero_flight`` over its reference
-  ``_contacts_ref.rezero_flight`` (a Python loop over the flights) on one belt-hour of Fx, Fz.
+  ``_contacts_ref.rezero_flight`` (a Python loop over the flights) on one belt-hour of Fx, Fz;
+  ``rezero_mean_ms`` the pipeline's call (in place, mean offsets only);
+- ``baseline_vs_np_interp``: ``contacts.flight_baseline(step=10)`` (the pipeline's first zero
+  estimate, every 10th sample) over the same estimate interpolated back with ``np.interp`` (as
+  the pipeline did before the compiled interpolation), one belt-hour of Fz; both checked equal;
+- ``steps_vs_numpy``: compiled ``steps.step_metrics`` over its reference on the left belt's
+  contacts and the hour of joint angles (float32, as the pipeline stores them);
+  ``kinematic_contacts_vs_numpy`` the same for both feet's ``kinematic_contacts``.
 
 Every time is the best of several repeats (the machine is shared; the minimum is the least
 disturbed run). Usage: ``python benchmarks/kernels.py [--minutes 60] [--repeats 5]``.
@@ -130,6 +137,54 @@ def bench_filters(cols, markers, rate, marker_rate, repeats) -> dict:
             "filters_vs_scipy_force": round(t_s / t_k, 1),
             "filters_markers_ms": round(t_mk * 1e3, 1),
             "filters_vs_scipy_markers": round(t_ms / t_mk, 1)}
+
+
+def bench_steps(runner, markers, fz, rate, found, repeats) -> dict:
+    """Time the first zero estimate of force_task and the per-step kernels of step_task."""
+    from treadlab.kernels import (_kinematic_contacts_ref, _steps_ref, contacts,
+                                  kinematic_contacts, steps)
+
+    def np_interp_baseline():
+        coarse = contacts.flight_baseline(np.ascontiguousarray(fz[::10]), rate / 10)
+        idx = np.arange(fz.size, dtype=np.float64)
+        return np.interp(idx, idx[::10], coarse)
+
+    t_b, b = best_of(lambda: contacts.flight_baseline(fz, rate, step=10), repeats)
+    t_b_np, b_np = best_of(np_interp_baseline, repeats)
+    assert np.array_equal(b, b_np)
+    print(f"flight_baseline every 10th sample, one belt: {t_b * 1e3:.1f} ms, with np.interp "
+          f"{t_b_np * 1e3:.1f} ms")
+    out = {"baseline_ms": round(t_b * 1e3, 2), "baseline_vs_np_interp": round(t_b_np / t_b, 1)}
+    try:
+        from treadlab.kernels import angles
+    except ImportError as exc:
+        print(f"angles kernels not available: steps_vs_numpy skipped ({exc})")
+        return out
+    m = markers.shape[0]
+    t_m = np.arange(m) / runner.marker_rate_hz
+    a = angles.joint_angles(markers, runner.labels, dict(runner.subject))
+    table = np.asarray(a.values, np.float32)
+    ts = found.t_strike                           # the left belt: left foot contacts
+    args = (ts, found.t_off, np.zeros(ts.size, np.int64), t_m, table, a.names)
+    t_s, got = best_of(lambda: steps.step_metrics(*args), repeats)
+    t_s_ref, want = best_of(lambda: _steps_ref.step_metrics(*args), 1)
+    assert np.allclose(got["trunk_lean"], want["trunk_lean"], rtol=0, atol=1e-6, equal_nan=True)
+    print(f"step_metrics, {ts.size} contacts on {m} angle frames: compiled {t_s * 1e3:.1f} ms, "
+          f"NumPy reference {t_s_ref * 1e3:.0f} ms")
+    lab = list(runner.labels)
+    feet = [(np.asarray(markers[:, lab.index(f + "HEE"), 2], np.float64),
+             np.asarray(markers[:, lab.index(f + "TOE"), 2], np.float64)) for f in "LR"]
+
+    def both(fn):
+        return [fn(t_m, h, f) for h, f in feet]
+    t_k, _ = best_of(lambda: both(kinematic_contacts.kinematic_contacts), repeats)
+    t_k_ref, _ = best_of(lambda: both(_kinematic_contacts_ref.kinematic_contacts), 1)
+    print(f"kinematic_contacts, both feet: compiled {t_k * 1e3:.1f} ms, NumPy reference "
+          f"{t_k_ref * 1e3:.0f} ms")
+    out.update(steps_ms=round(t_s * 1e3, 2), steps_vs_numpy=round(t_s_ref / t_s, 1),
+               kinematic_contacts_ms=round(t_k * 1e3, 2),
+               kinematic_contacts_vs_numpy=round(t_k_ref / t_k, 1))
+    return out
 
 
 def main(argv=None):
@@ -242,6 +297,15 @@ def main(argv=None):
     print(f"rezero_flight, one belt (Fx, Fz, {len(c_l)} contacts): compiled {t_z * 1e3:.1f} ms, "
           f"NumPy reference {t_z_ref * 1e3:.1f} ms")
 
+    def in_place():
+        x = wl.copy()
+        return kc.rezero_flight(x, c_l.i_strike, c_l.i_off, rate, out=x, offsets="mean")
+    t_zm, _ = best_of(in_place, args.repeats)
+    t_copy, _ = best_of(wl.copy, args.repeats)
+    t_zm = max(t_zm - t_copy, 0.0)                # the copy is not the kernel's
+    print(f"rezero_flight, mean offsets only (the pipeline's call): {t_zm * 1e3:.1f} ms")
+    figures_steps = bench_steps(runner, markers, fz_l, rate, c_l, args.repeats)
+
     figures = {
         "minutes": args.minutes,
         "force_samples_per_belt": n,
@@ -257,6 +321,8 @@ def main(argv=None):
         **filt,
         "rezero_ms": round(t_z * 1e3, 2),
         "rezero_vs_numpy": round(t_z_ref / t_z, 1),
+        "rezero_mean_ms": round(t_zm * 1e3, 2),
+        **figures_steps,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.processor() or ''}"
                    .strip(", "),
         "python": platform.python_version(),

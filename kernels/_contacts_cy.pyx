@@ -6,7 +6,7 @@ Trusts its inputs (``contacts.detect_contacts`` validates them); the specificati
 ``sf = [f_below, f_after, t_unload, f_last, t_strike, peak]`` (float64) and
 ``si = [n, phase, i_below, i_strike, i_peak, flags]`` (int64), see ``ContactState``.
 """
-from libc.math cimport isnan, NAN
+from libc.math cimport ceil, isfinite, isnan, NAN
 
 cdef enum:
     UNARMED = 0
@@ -150,10 +150,74 @@ def _detect_contacts_cy(const double[::1] fz, Py_ssize_t start, double rate, dou
     return count, j
 
 
+cdef inline double _interp_at(double xv, double x0, double x1, double y0, double y1,
+                              double slope) noexcept nogil:
+    """np.interp's value at ``xv`` in ``[x0, x1)`` given its precomputed slope (the same
+    operations, including its fallbacks for non-finite values)."""
+    cdef double v
+    if xv == x0:
+        return y0
+    v = slope * (xv - x0) + y0
+    if isnan(v):
+        v = slope * (xv - x1) + y1
+        if isnan(v) and y0 == y1:
+            v = y0
+    return v
+
+
+cdef void _offset_samples(const double[:, ::1] w, double[:, ::1] corrected,
+                          double[:, ::1] offsets, double[::1] sums, bint store, Py_ssize_t a,
+                          Py_ssize_t b, Py_ssize_t ch, bint two, bint flat, double x0, double x1,
+                          const double[:, ::1] values, Py_ssize_t j) noexcept nogil:
+    """Samples ``[a, b)`` of channel ``ch`` (and ``ch + 1`` when ``two``): the offset is
+    ``values[j]`` (``flat``) or interpolated between ``(x0, values[j])`` and ``(x1, values[j +
+    1])``; it is stored (``store``) or added to ``sums``, and subtracted into ``corrected``."""
+    cdef Py_ssize_t i
+    cdef double v, xv, acc0 = sums[ch], acc1 = 0.0
+    cdef double y0a = values[j, ch], y0b = 0.0, y1a = y0a, y1b = 0.0, sa = 0.0, sb = 0.0
+    if two:
+        acc1 = sums[ch + 1]
+        y0b = values[j, ch + 1]
+        y1b = y0b
+    if not flat:
+        y1a = values[j + 1, ch]
+        sa = (y1a - y0a) / (x1 - x0)
+        if two:
+            y1b = values[j + 1, ch + 1]
+            sb = (y1b - y0b) / (x1 - x0)
+    for i in range(a, b):
+        xv = <double>i
+        v = y0a if flat else _interp_at(xv, x0, x1, y0a, y1a, sa)
+        if store:
+            offsets[i, ch] = v
+        else:
+            acc0 += v
+        corrected[i, ch] = w[i, ch] - v
+        if two:
+            v = y0b if flat else _interp_at(xv, x0, x1, y0b, y1b, sb)
+            if store:
+                offsets[i, ch + 1] = v
+            else:
+                acc1 += v
+            corrected[i, ch + 1] = w[i, ch + 1] - v
+    sums[ch] = acc0
+    if two:
+        sums[ch + 1] = acc1
+
+
+cdef inline Py_ssize_t _first_at_or_after(double x, Py_ssize_t lo, Py_ssize_t n) noexcept nogil:
+    """The first sample index ``i`` in ``[lo, n]`` with ``i >= x`` (``n`` when none)."""
+    cdef double c = ceil(x)
+    if c <= <double>lo:
+        return lo
+    if c >= <double>n:
+        return n
+    return <Py_ssize_t>c
+
+
 def _rezero_flight_cy(const double[:, ::1] w, const long long[::1] lo, const long long[::1] hi,
                       Py_ssize_t min_samples, double[::1] centres, double[:, ::1] values,
-                      double[::1] sums, long long[::1] counts, double[:, ::1] corrected,
-                      double[:, ::1] offsets):
+                      double[::1] sums, double[:, ::1] corrected, double[:, ::1] offsets):
     """Flight-phase re-zeroing of ``w`` (n, k): returns the number of flights used.
 
     Flight ``f`` is the window ``[lo[f], hi[f])``; it is used when it holds at least
@@ -165,37 +229,49 @@ def _rezero_flight_cy(const double[:, ::1] w, const long long[::1] lo, const lon
     = w - offsets``. ``corrected`` may be ``w`` itself (each sample is read before it is
     written). ``offsets`` of zero rows: the offsets are not stored; ``sums`` then ends holding
     each channel's sum of offsets over the ``n`` samples. Scratch: ``centres`` (F,), ``values``
-    (F, k), ``sums`` (k,), ``counts`` (k,) for F = len(lo) flights.
+    (F, k), ``sums`` (k,) for F = len(lo) flights.
+
+    Channels are processed in pairs, each with its sums in local variables: every sum is still
+    accumulated sample by sample in index order (the same bits as one channel at a time), but
+    two independent additions overlap instead of waiting on each other.
     """
     cdef Py_ssize_t n = w.shape[0], k = w.shape[1], nf = lo.shape[0]
-    cdef Py_ssize_t f, i, ch, s, e, used = 0, j
-    cdef long long least
-    cdef double v, xv, slope, y0, y1, x0, x1
-    cdef bint store = offsets.shape[0] > 0
+    cdef Py_ssize_t f, i, ch, s, e, used = 0, j, a, b
+    cdef Py_ssize_t c0, c1
+    cdef double v, acc0, acc1
+    cdef bint store = offsets.shape[0] > 0, two, ok
     with nogil:
         for f in range(nf):
             s = <Py_ssize_t>lo[f]
             e = <Py_ssize_t>hi[f]
             if e - s < min_samples:
                 continue
-            for ch in range(k):
-                sums[ch] = 0.0
-                counts[ch] = 0
-            for i in range(s, e):
-                for ch in range(k):
+            ok = True
+            for ch in range(0, k, 2):       # each channel's mean over the flight
+                two = ch + 1 < k
+                acc0 = 0.0
+                acc1 = 0.0
+                c0 = 0
+                c1 = 0
+                for i in range(s, e):
                     v = w[i, ch]
                     if not isnan(v):
-                        sums[ch] += v
-                        counts[ch] += 1
-            least = counts[0] if k else min_samples
-            for ch in range(k):
-                if counts[ch] < least:
-                    least = counts[ch]
-            if least < min_samples:
+                        acc0 += v
+                        c0 += 1
+                    if two:
+                        v = w[i, ch + 1]
+                        if not isnan(v):
+                            acc1 += v
+                            c1 += 1
+                if c0 < min_samples or (two and c1 < min_samples):
+                    ok = False
+                    break
+                values[used, ch] = acc0 / <double>c0
+                if two:
+                    values[used, ch + 1] = acc1 / <double>c1
+            if not ok:
                 continue
             centres[used] = 0.5 * <double>(s + e - 1)
-            for ch in range(k):
-                values[used, ch] = sums[ch] / <double>counts[ch]
             used += 1
         for ch in range(k):
             sums[ch] = 0.0
@@ -206,30 +282,67 @@ def _rezero_flight_cy(const double[:, ::1] w, const long long[::1] lo, const lon
                         offsets[i, ch] = 0.0
                     corrected[i, ch] = w[i, ch] - 0.0
         else:
-            j = 0  # centres[j] <= i < centres[j + 1] once i reached centres[0]
-            for i in range(n):
-                xv = <double>i
-                while j + 1 < used and centres[j + 1] <= xv:
-                    j += 1
-                for ch in range(k):
-                    if xv < centres[0]:
-                        v = values[0, ch]
-                    elif xv > centres[used - 1] or j == used - 1 or centres[j] == xv:
-                        v = values[j, ch]
-                    else:  # np.interp's formula, including its NaN fallbacks
-                        x0 = centres[j]
-                        x1 = centres[j + 1]
-                        y0 = values[j, ch]
-                        y1 = values[j + 1, ch]
-                        slope = (y1 - y0) / (x1 - x0)
-                        v = slope * (xv - x0) + y0
-                        if isnan(v):
-                            v = slope * (xv - x1) + y1
-                            if isnan(v) and y0 == y1:
-                                v = y0
-                    if store:
-                        offsets[i, ch] = v
-                    else:
-                        sums[ch] += v
-                    corrected[i, ch] = w[i, ch] - v
+            # before the first centre: the first flight's means; centres[j] <= i < centres[j +
+            # 1]: interpolated; from the last centre on: the last flight's means. A segment at
+            # a time, all its channels (a pair at a time) while its rows are in cache.
+            b = 0
+            for j in range(-1, used):
+                a = b
+                b = _first_at_or_after(centres[j + 1], a, n) if j + 1 < used else n
+                for ch in range(0, k, 2):
+                    _offset_samples(w, corrected, offsets, sums, store, a, b, ch, ch + 1 < k,
+                                    j < 0 or j == used - 1,
+                                    centres[j] if j >= 0 else 0.0,
+                                    centres[j + 1] if j + 1 < used else 0.0,
+                                    values, j if j >= 0 else 0)
     return used
+
+
+def _interp_samples_cy(const double[::1] xp, const double[::1] fp, double[::1] out):
+    """``out[i] = np.interp(i, xp, fp)`` for every sample index ``i`` (``xp`` strictly
+    increasing, at least one point): a segment at a time, each slope computed once, the
+    value np.interp computes (the same operations, the same bits)."""
+    cdef Py_ssize_t n = out.shape[0], m = xp.shape[0], i, j, a, b
+    cdef double x0, x1, y0, y1, slope
+    with nogil:
+        b = _first_at_or_after(xp[0], 0, n)
+        for i in range(b):
+            out[i] = fp[0]
+        for j in range(m - 1):
+            a = b
+            b = _first_at_or_after(xp[j + 1], a, n)
+            x0 = xp[j]
+            x1 = xp[j + 1]
+            y0 = fp[j]
+            y1 = fp[j + 1]
+            slope = (y1 - y0) / (x1 - x0)
+            if a < b and <double>a == x0:
+                out[a] = y0
+                a += 1
+            if isfinite(slope) and isfinite(y0):  # no NaN can arise: no fallback to check
+                for i in range(a, b):
+                    out[i] = slope * (<double>i - x0) + y0
+            else:
+                for i in range(a, b):
+                    out[i] = _interp_at(<double>i, x0, x1, y0, y1, slope)
+        for i in range(b, n):
+            out[i] = fp[m - 1]
+
+
+def _interval_counts_cy(const double[::1] x, const long long[::1] a, const long long[::1] b,
+                        double level, long long[::1] at_least, long long[::1] valid):
+    """Per interval ``[a[i], b[i])`` of ``x`` (``0 <= a <= b <= len(x)``): the number of
+    samples ``>= level`` (``at_least``) and of non-NaN samples (``valid``)."""
+    cdef Py_ssize_t c = a.shape[0], i, s
+    cdef long long hits, good
+    cdef double v
+    with nogil:
+        for i in range(c):
+            hits = 0
+            good = 0
+            for s in range(<Py_ssize_t>a[i], <Py_ssize_t>b[i]):
+                v = x[s]
+                hits += v >= level
+                good += not isnan(v)
+            at_least[i] = hits
+            valid[i] = good

@@ -26,7 +26,8 @@ def prepare(time, heel_z, fore_z, strike_mm, off_mm, low_fraction, min_contact_s
     if not (time.size == heel.size == fore.size):
         raise ValueError(f"time, heel_z and fore_z differ in length: {time.size}, {heel.size}, "
                          f"{fore.size}")
-    if time.size > 1 and np.any(np.diff(time) <= 0):
+    step = np.diff(time)
+    if time.size > 1 and step.min() <= 0:
         raise ValueError("time must be strictly increasing")
     for name, v in (("strike_mm", strike_mm), ("off_mm", off_mm)):
         if not (np.isfinite(v) and v > 0):
@@ -35,8 +36,17 @@ def prepare(time, heel_z, fore_z, strike_mm, off_mm, low_fraction, min_contact_s
         raise ValueError(f"low_fraction must be in (0, 1), got {low_fraction!r}")
     if not (np.isfinite(min_contact_s) and min_contact_s >= 0):
         raise ValueError(f"min_contact_s must be >= 0 s, got {min_contact_s!r}")
-    rate = 1.0 / float(np.median(np.diff(time))) if time.size > 1 else 1.0
-    min_frames = max(1, int(math.ceil(float(min_contact_s) * rate - 1e-9)))
+
+    def frames(step_s):  # shortest contact in frames at 1 / step_s frames per second
+        return max(1, int(math.ceil(float(min_contact_s) * (1.0 / step_s) - 1e-9)))
+
+    if time.size > 1:
+        # at the median frame step; frames() falls as the step grows, so when the longest
+        # and the shortest step give one count the median gives it too, without a sort
+        fewest, most = frames(float(step.max())), frames(float(step.min()))
+        min_frames = fewest if fewest == most else frames(float(np.median(step)))
+    else:
+        min_frames = frames(1.0)
     if level_mm is None:
         with np.errstate(invalid="ignore"):
             low = np.fmin(heel, fore)
@@ -44,7 +54,7 @@ def prepare(time, heel_z, fore_z, strike_mm, off_mm, low_fraction, min_contact_s
         if low.size < 10:
             level = math.nan
         else:
-            p5, p95 = np.percentile(low, [5.0, 95.0])
+            p5, p95 = np.percentile(low, [5.0, 95.0], overwrite_input=True)  # low: a copy
             level = float(p5 + float(low_fraction) * (p95 - p5))
     else:
         level = float(level_mm)

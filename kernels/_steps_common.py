@@ -24,12 +24,14 @@ COLUMNS = ("pelvis_obliquity", "trunk_lean", "pelvis_tilt",
 
 
 def prepare(t_strike, t_off, side, angle_time, angle_values, angle_names, static_obliquity_deg,
-            min_valid_fraction, hip_after_off_s=HIP_AFTER_OFF_S):
+            min_valid_fraction, hip_after_off_s=HIP_AFTER_OFF_S, keep_float32=False):
     """Validate and normalise the inputs shared by both implementations.
 
     Returns ``(t_strike, t_off, side, time, values, columns, stride_lo, stride_hi, static,
     min_valid_fraction, hip_after_off_s)``: float64/int64 contiguous arrays, ``columns`` (len(COLUMNS),) int64
     index into ``values`` or -1, and the stride bounds (s,) float64 (NaN when no stride).
+    ``keep_float32``: float32 ``angle_values`` stay float32 (the compiled kernel reads them
+    as float64 values itself; no float64 copy of the table).
     """
     t_strike = np.ascontiguousarray(t_strike, dtype=np.float64).reshape(-1)
     t_off = np.ascontiguousarray(t_off, dtype=np.float64).reshape(-1)
@@ -41,7 +43,9 @@ def prepare(t_strike, t_off, side, angle_time, angle_values, angle_names, static
         raise ValueError("side must hold 0 (left) or 1 (right)")
     side = side.astype(np.int64)
     time = np.ascontiguousarray(angle_time, dtype=np.float64).reshape(-1)
-    values = np.asarray(angle_values, dtype=np.float64)
+    values = np.asarray(angle_values)
+    if not (keep_float32 and values.dtype == np.float32):
+        values = values.astype(np.float64, copy=False)
     if values.ndim != 2 or values.shape[0] != len(time):
         raise ValueError(f"angle_values must have shape (m, a) with m = len(angle_time) = "
                          f"{len(time)}, got {values.shape}")
@@ -65,10 +69,10 @@ def prepare(t_strike, t_off, side, angle_time, angle_values, angle_names, static
     for foot in (0, 1):
         idx = np.flatnonzero(side == foot)
         idx = idx[np.argsort(t_strike[idx], kind="stable")]
-        for n, i in enumerate(idx):
-            if n + 1 < len(idx):
-                stride_lo[i], stride_hi[i] = t_strike[i], t_strike[idx[n + 1]]
-            elif n > 0:
-                stride_lo[i], stride_hi[i] = t_strike[idx[n - 1]], t_strike[i]
+        if idx.size < 2:
+            continue
+        # this strike to the next of the same foot; the last: the previous one to this
+        stride_lo[idx[:-1]], stride_hi[idx[:-1]] = t_strike[idx[:-1]], t_strike[idx[1:]]
+        stride_lo[idx[-1]], stride_hi[idx[-1]] = t_strike[idx[-2]], t_strike[idx[-1]]
     return (t_strike, t_off, side, time, values, columns, stride_lo, stride_hi, static,
             float(min_valid_fraction), hip_after_off_s)

@@ -14,25 +14,74 @@ cdef enum:
 cdef enum:
     PELVIC_DROP, TRUNK_LEAN, TRUNK_MID, TILT_MEAN, OVERSTRIDE, SHANK_IC, PEAK_HIP_EXT
 
+# angle tables: float32 (as the pipeline stores them) or float64, read as float64
+ctypedef fused value_t:
+    float
+    double
 
-cdef inline Py_ssize_t lower_bound(const double[::1] t, double x) noexcept nogil:
+# frames a search walks from its guess before it falls back to a binary search
+cdef enum:
+    _WALK = 8
+
+
+cdef struct Clock:
+    # the frame times, and what guesses a frame from a time: frames are about evenly spaced,
+    # so a search starts at the guess and walks a few frames (exact: it stops only where a
+    # binary search would end); a far guess, or a clock with non-finite times, falls back to
+    # the binary search
+    const double *t
+    Py_ssize_t m
+    double t0
+    double per_s          # frames per second, 0 when guesses are not used
+
+
+cdef inline Py_ssize_t _guess(Clock ck, double x) noexcept nogil:
+    cdef double g = (x - ck.t0) * ck.per_s
+    if not (g > 0.0):
+        return 0
+    if g >= <double>ck.m:
+        return ck.m
+    return <Py_ssize_t>g
+
+
+cdef inline Py_ssize_t lower_bound(Clock ck, double x) noexcept nogil:
     """first index with t[i] >= x"""
-    cdef Py_ssize_t lo = 0, hi = t.shape[0], mid
+    cdef Py_ssize_t lo = 0, hi = ck.m, mid, g, walked = 0
+    if ck.per_s > 0.0:
+        g = _guess(ck, x)
+        while walked < _WALK:
+            if g > 0 and ck.t[g - 1] >= x:
+                g -= 1
+            elif g < ck.m and ck.t[g] < x:
+                g += 1
+            else:
+                return g
+            walked += 1
     while lo < hi:
         mid = (lo + hi) // 2
-        if t[mid] < x:
+        if ck.t[mid] < x:
             lo = mid + 1
         else:
             hi = mid
     return lo
 
 
-cdef inline Py_ssize_t upper_bound(const double[::1] t, double x) noexcept nogil:
+cdef inline Py_ssize_t upper_bound(Clock ck, double x) noexcept nogil:
     """first index with t[i] > x"""
-    cdef Py_ssize_t lo = 0, hi = t.shape[0], mid
+    cdef Py_ssize_t lo = 0, hi = ck.m, mid, g, walked = 0
+    if ck.per_s > 0.0:
+        g = _guess(ck, x)
+        while walked < _WALK:
+            if g > 0 and ck.t[g - 1] > x:
+                g -= 1
+            elif g < ck.m and ck.t[g] <= x:
+                g += 1
+            else:
+                return g
+            walked += 1
     while lo < hi:
         mid = (lo + hi) // 2
-        if t[mid] <= x:
+        if ck.t[mid] <= x:
             lo = mid + 1
         else:
             hi = mid
@@ -47,7 +96,7 @@ cdef struct Stats:
     double highest
 
 
-cdef inline Stats window(const double[::1] t, const double[:, ::1] v, long long col, double lo,
+cdef inline Stats window(Clock t, const value_t[:, ::1] v, long long col, double lo,
                          double hi, double scale, double shift, bint closed) noexcept nogil:
     """Statistics of scale * (v[:, col] - shift) over frames with lo <= t <= hi (closed) or
     lo <= t < hi."""
@@ -85,24 +134,27 @@ cdef inline bint enough(Stats st, double frac) noexcept nogil:
     return st.n > 0 and st.valid > 0 and st.valid >= frac * st.n
 
 
-cdef inline double interp(const double[::1] t, const double[:, ::1] v, long long col,
+cdef inline double interp(Clock ck, const value_t[:, ::1] v, long long col,
                           double x) noexcept nogil:
-    cdef Py_ssize_t m = t.shape[0], j
-    cdef double w
+    cdef const double *t = ck.t
+    cdef Py_ssize_t m = ck.m, j
+    cdef double w, y0, y1
     if col < 0 or m == 0 or not isfinite(x):
         return NAN
     if x == t[m - 1]:
         return v[m - 1, col]
-    j = upper_bound(t, x) - 1
+    j = upper_bound(ck, x) - 1
     if j < 0 or j >= m - 1:
         return NAN
     w = (x - t[j]) / (t[j + 1] - t[j])
-    return v[j, col] + w * (v[j + 1, col] - v[j, col])
+    y0 = v[j, col]  # float64 arithmetic for float32 tables too
+    y1 = v[j + 1, col]
+    return y0 + w * (y1 - y0)
 
 
 def step_metrics_cy(const double[::1] t_strike, const double[::1] t_off,
                     const long long[::1] side, const double[::1] time,
-                    const double[:, ::1] values, const long long[::1] columns,
+                    const value_t[:, ::1] values, const long long[::1] columns,
                     const double[::1] stride_lo, const double[::1] stride_hi,
                     double static, double frac, double after, double[:, ::1] out,
                     signed char[::1] source):
@@ -113,9 +165,23 @@ def step_metrics_cy(const double[::1] t_strike, const double[::1] t_off,
     cdef int j, foot
     cdef double ts, to, tm, zero, sign
     cdef Stats st
+    cdef Clock ck
+    cdef Py_ssize_t f
     for j in range(11):
         c[j] = columns[j]
+    ck.m = time.shape[0]
+    ck.t = &time[0] if ck.m > 0 else NULL
+    ck.t0 = time[0] if ck.m > 0 else 0.0
+    ck.per_s = 0.0
     with nogil:
+        if ck.m > 1 and time[ck.m - 1] > time[0]:
+            ck.per_s = <double>(ck.m - 1) / (time[ck.m - 1] - time[0])
+            for f in range(ck.m):
+                if not isfinite(time[f]):
+                    ck.per_s = 0.0
+                    break
+            if not isfinite(ck.per_s):
+                ck.per_s = 0.0
         for i in range(s):
             ts = t_strike[i]
             to = t_off[i]
@@ -126,30 +192,30 @@ def step_metrics_cy(const double[::1] t_strike, const double[::1] t_off,
             if isfinite(static):
                 zero = static
             else:
-                st = window(time, values, c[OBLIQUITY], stride_lo[i], stride_hi[i], 1.0, 0.0,
+                st = window(ck, values, c[OBLIQUITY], stride_lo[i], stride_hi[i], 1.0, 0.0,
                             False)
                 zero = st.total / st.valid if enough(st, frac) else NAN
             if isfinite(zero):
-                st = window(time, values, c[OBLIQUITY], ts, to, sign, zero, True)
+                st = window(ck, values, c[OBLIQUITY], ts, to, sign, zero, True)
                 if enough(st, frac):
                     out[PELVIC_DROP, i] = st.highest
 
-            st = window(time, values, c[TRUNK], ts, to, 1.0, 0.0, True)
+            st = window(ck, values, c[TRUNK], ts, to, 1.0, 0.0, True)
             if enough(st, frac):
                 out[TRUNK_LEAN, i] = st.total / st.valid
-            st = window(time, values, c[TILT], ts, to, 1.0, 0.0, True)
+            st = window(ck, values, c[TILT], ts, to, 1.0, 0.0, True)
             if enough(st, frac):
                 out[TILT_MEAN, i] = st.total / st.valid
-            out[TRUNK_MID, i] = interp(time, values, c[TRUNK], tm)
-            out[OVERSTRIDE, i] = interp(time, values, c[HEEL_L + foot], ts)
-            out[SHANK_IC, i] = interp(time, values, c[SHANK_L + foot], ts)
+            out[TRUNK_MID, i] = interp(ck, values, c[TRUNK], tm)
+            out[OVERSTRIDE, i] = interp(ck, values, c[HEEL_L + foot], ts)
+            out[SHANK_IC, i] = interp(ck, values, c[SHANK_L + foot], ts)
 
-            st = window(time, values, c[HIP_L + foot], tm, to + after, 1.0, 0.0, True)
+            st = window(ck, values, c[HIP_L + foot], tm, to + after, 1.0, 0.0, True)
             if enough(st, frac):
                 out[PEAK_HIP_EXT, i] = -st.lowest
                 source[i] = 0
             else:
-                st = window(time, values, c[THIGH_L + foot], tm, to + after, 1.0, 0.0, True)
+                st = window(ck, values, c[THIGH_L + foot], tm, to + after, 1.0, 0.0, True)
                 if enough(st, frac):
                     out[PEAK_HIP_EXT, i] = -st.lowest
                     source[i] = 1

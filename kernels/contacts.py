@@ -123,7 +123,9 @@ def detect_contacts(fz, rate_hz, params: ContactParams, t0=0.0, state: ContactSt
 # ---------------------------------------------------------------------------------------------
 # Whole-trace helpers. ``rezero_flight`` runs compiled (``_contacts_cy._rezero_flight_cy``,
 # specified by ``_contacts_ref.rezero_flight``): its per-flight means were a Python loop over
-# the flights. The others are vectorised NumPy with one step per contact (not per sample).
+# the flights. ``flight_baseline``'s interpolation to every sample is compiled too
+# (``_interp_samples_cy``, checked against ``np.interp``). The others are vectorised NumPy
+# with one step per contact (not per sample).
 
 
 def _intervals_check(name_a, a, name_b, b, n):
@@ -206,8 +208,8 @@ def rezero_flight(wrench, i_strike, i_off, rate_hz, *, guard_s=0.01, min_samples
     offs = np.empty_like(w) if full else np.empty((0, k))
     sums = np.empty(k)
     compiled("_contacts_cy")._rezero_flight_cy(
-        w, lo, hi, int(min_samples), np.empty(lo.size), np.empty((lo.size, k)), sums,
-        np.empty(k, np.int64), corrected, offs)
+        w, lo, hi, int(min_samples), np.empty(lo.size), np.empty((lo.size, k)), sums, corrected,
+        offs)
     if not full:
         offs = sums / n if n else np.zeros(k)
         return (corrected[:, 0], float(offs[0])) if squeeze else (corrected, offs)
@@ -216,7 +218,7 @@ def rezero_flight(wrench, i_strike, i_off, rate_hz, *, guard_s=0.01, min_samples
     return corrected, offs
 
 
-def flight_baseline(fz, rate_hz, *, window_s=1.0, quantile=0.05):
+def flight_baseline(fz, rate_hz, *, window_s=1.0, quantile=0.05, step=1):
     """A first, contact-free estimate of the vertical zero offset, for traces whose drift is
     large enough to hide the flight phases from the 20 N threshold.
 
@@ -233,20 +235,35 @@ def flight_baseline(fz, rate_hz, *, window_s=1.0, quantile=0.05):
     window_s : float, s. Window length: longer than one stride (default 1.0).
     quantile : float in (0, 1). Default 0.05 (with ≥ 20 % unloaded samples per window it is the
         unloaded level's lower quartile, about -0.7 sigma of the force noise).
+    step : int >= 1. Estimate on every ``step``-th sample (``fz[::step]`` at ``rate_hz /
+        step``) and interpolate linearly back to every sample, as ``np.interp(np.arange(n),
+        np.arange(0, n, step), coarse)`` gives it (default 1: every sample).
 
     Returns
     -------
     (n,) float64, N: the estimated offset at every sample (zeros when fz is empty; NaN only
     if every window is all NaN).
     """
-    fz = _as_1d("fz", fz)
     rate_hz = _check_rate(rate_hz)
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
-    w = max(1, int(round(window_s * rate_hz)))
+    if int(step) != step or step < 1:
+        raise ValueError(f"step must be an integer >= 1, got {step!r}")
+    step = int(step)
+    if step > 1:  # only the decimated samples are copied
+        fz = np.asarray(fz)
+        if fz.ndim != 1:
+            raise ValueError(f"fz: expected a 1-D array, got shape {fz.shape}")
+        if fz.size == 0:
+            return np.zeros(0)
+        coarse = flight_baseline(fz[::step], rate_hz / step, window_s=window_s,
+                                 quantile=quantile)
+        return _interp_samples(np.arange(0, fz.size, step, dtype=np.float64), coarse, fz.size)
+    fz = _as_1d("fz", fz)
     n = fz.size
     if n == 0:
         return np.zeros(0)
+    w = max(1, int(round(window_s * rate_hz)))
     k = n // w
     centres, levels = [], []
     if k:
@@ -269,7 +286,16 @@ def flight_baseline(fz, rate_hz, *, window_s=1.0, quantile=0.05):
     good = np.isfinite(levels)
     if not good.any():
         return np.full(n, np.nan)
-    return np.interp(np.arange(n, dtype=np.float64), centres[good], levels[good])
+    return _interp_samples(centres[good], levels[good], n)
+
+
+def _interp_samples(xp, fp, n):
+    """``np.interp(np.arange(n), xp, fp)`` (``xp`` strictly increasing, not empty), compiled:
+    the same values, without a binary search per sample."""
+    out = np.empty(n)
+    compiled("_contacts_cy")._interp_samples_cy(np.ascontiguousarray(xp, np.float64),
+                                               np.ascontiguousarray(fp, np.float64), out)
+    return out
 
 
 def centre_of_pressure(wrench, origin, surface_z=None):
@@ -327,16 +353,16 @@ def assign_sides_split(left: Contacts, right: Contacts, fz_left, fz_right, param
     if fl.shape != fr.shape:
         raise ValueError(f"fz_left and fz_right differ in length: {fl.size} vs {fr.size}")
     out = []
-    # running counts with a leading 0, in one reused (n + 1) int64 buffer (the same integers
-    # as concatenating [0] to np.cumsum, without two full-length copies per count)
-    count = np.zeros(fl.size + 1, np.int64)
+    cy = compiled("_contacts_cy")
     for side, tab, other in ((0, left, fr), (1, right, fl)):
         a, b = _intervals_check("i_strike", tab.i_strike, "i_off", tab.i_off, fl.size)
         flags = tab.flags.copy()
-        np.cumsum(other >= params.strike_n, out=count[1:])
-        loaded = count[b] - count[a]
-        np.cumsum(~np.isnan(other), out=count[1:])
-        valid = count[b] - count[a]
+        # per contact, the other belt's samples >= strike_n and its non-NaN samples: a pass
+        # over the stance samples only
+        loaded = np.empty(a.size, np.int64)
+        valid = np.empty(a.size, np.int64)
+        cy._interval_counts_cy(other, np.ascontiguousarray(a),
+                               np.ascontiguousarray(b), float(params.strike_n), loaded, valid)
         with np.errstate(invalid="ignore", divide="ignore"):
             frac = loaded / valid
         flags[frac > cross_fraction] |= FLAG_CROSS_STEP

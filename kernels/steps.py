@@ -28,9 +28,10 @@ def step_metrics(t_strike, t_off, side, angle_time, angle_values, angle_names, *
         0 = left foot, 1 = right foot.
     angle_time : array_like, shape (m,), float64
         Time of each angle frame, s, session clock, non-decreasing.
-    angle_values : array_like, shape (m, a), float64
+    angle_values : array_like, shape (m, a), float64 or float32
         Angles as returned by :func:`treadlab.kernels.angles.joint_angles` (degrees; heel lead
-        in mm), NaN where unknown.
+        in mm), NaN where unknown. Computed in float64 either way (a float32 table is read as
+        it is, not copied).
     angle_names : sequence of str, length a
         Column names; used: ``pelvis_obliquity``, ``pelvis_tilt``, ``trunk_lean``,
         ``heel_lead_*``, ``shank_angle_*``, ``hip_flexion_*``, ``thigh_angle_*``. Missing
@@ -56,7 +57,8 @@ def step_metrics(t_strike, t_off, side, angle_time, angle_values, angle_names, *
     """
     (t_strike, t_off, side, time, values, columns, stride_lo, stride_hi, static,
      frac, after) = prepare(t_strike, t_off, side, angle_time, angle_values, angle_names,
-                            static_obliquity_deg, min_valid_fraction, hip_after_off_s)
+                            static_obliquity_deg, min_valid_fraction, hip_after_off_s,
+                            keep_float32=True)
     cy = compiled("_steps_cy")
     s = len(t_strike)
     out = np.full((len(OUTPUTS) - 1, s), np.nan)

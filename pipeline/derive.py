@@ -190,28 +190,20 @@ def _baseline(kc, fz: np.ndarray, rate_hz: float, tolerance_n: float) -> np.ndar
     w = max(1, int(round(rate_hz)))
     k = fz.size // w
     if k:
+        windows = fz[:k * w].reshape(k, w)
         with np.errstate(invalid="ignore"):
-            low = np.nanmin(fz[:k * w].reshape(k, w), axis=1) if np.isnan(fz).any() \
-                else fz[:k * w].reshape(k, w).min(axis=1)
+            low = windows.min(axis=1)
+            if np.isnan(low).any():  # NaN samples: the NaN-ignoring minimum of the windows
+                low = np.nanmin(windows, axis=1)
         low = low[np.isfinite(low)]
         if low.size and np.max(np.abs(low)) < tolerance_n:
             return None
-    step = max(1, int(rate_hz // 100))
-    if step == 1:
-        return _flight_baseline(kc, fz, rate_hz)
-    coarse = _flight_baseline(kc, np.ascontiguousarray(fz[::step]), rate_hz / step)
-    idx = np.arange(fz.size, dtype=np.float64)
-    return np.interp(idx, idx[::step], coarse)
+    return kc.flight_baseline(fz, rate_hz, window_s=_BASELINE_WINDOW_S,
+                              quantile=_BASELINE_QUANTILE, step=max(1, int(rate_hz // 100)))
 
 
 _BASELINE_WINDOW_S = 1.0  #: s, window of ``kc.flight_baseline``
 _BASELINE_QUANTILE = 0.05  #: its quantile
-
-
-def _flight_baseline(kc, fz: np.ndarray, rate_hz: float) -> np.ndarray:
-    """``kc.flight_baseline`` with 1 s windows and the 5 % quantile."""
-    return kc.flight_baseline(fz, rate_hz, window_s=_BASELINE_WINDOW_S,
-                              quantile=_BASELINE_QUANTILE)
 
 
 def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> dict:
@@ -261,7 +253,8 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
         # a contact-free first zero when drift hides the flights, then re-zero on this
         # plate's flight phases (treadmill plates drift, Sinitski 2015) and detect again
         base = _baseline(kc, x[:, kz], rate, 0.5 * s.off_n)
-        c, _ = kc.detect_contacts(x[:, kz] if base is None else x[:, kz] - base, rate, params0,
+        c, _ = kc.detect_contacts(x[:, kz] if base is None
+                                  else np.subtract(x[:, kz], base, out=base), rate, params0,
                                   t0=t0)
         del base
         x, off = kc.rezero_flight(x, c.i_strike, c.i_off, rate, out=x, offsets="mean")
@@ -732,10 +725,23 @@ def belt_columns(t_strike, t_off, side, belt: dict | None,
 #: recording's maximum for ``SATURATION_SAMPLES`` or more samples in a row (amplifier clipping).
 FLAG_SATURATED = 64
 SATURATION_SAMPLES = 3
-_SATURATION_BLOCK = 1 << 16  #: samples per block of flag_saturated's float64 comparison
 #: Force contacts with these flags are timed by the kinematic fallback instead (the force trace
 #: cannot time them: samples missing inside the contact, both feet on one plate, clipping).
 REPLACE_FLAGS = 8 | 16 | FLAG_SATURATED  # kernels.contacts FLAG_DROPOUT | FLAG_CROSS_STEP
+
+
+def _least_within(dtype, top: float, tol: float):
+    """The least value ``v`` of float ``dtype`` with ``|v - top| <= tol`` in float64 arithmetic
+    (``top`` a value of ``dtype``). That test only weakens as ``v`` rises to ``top``, so for any
+    ``v <= top`` it holds exactly when ``v >=`` this value."""
+    t = np.dtype(dtype).type
+    up, down = t(np.inf), t(-np.inf)
+    v = t(top - tol)
+    while not abs(float(v) - top) <= tol:
+        v = np.nextafter(v, up)
+    while abs(float(np.nextafter(v, down)) - top) <= tol:
+        v = np.nextafter(v, down)
+    return v
 
 
 def flag_saturated(force_out: dict, force) -> dict:
@@ -757,27 +763,24 @@ def flag_saturated(force_out: dict, force) -> dict:
             fz = w[:, j, 2]  # a strided view: no full-length float64 copy
             if fz.dtype.kind != "f":
                 fz = fz.astype(np.float64)
-            # the NaN-ignoring maximum (+inf when there is one; NaN when nothing is finite)
-            top = float(np.fmax.reduce(fz)) if fz.size else np.nan
+            # the NaN-ignoring maximum (+inf when there is one; NaN when nothing is finite);
+            # the plain maximum is the same value when it is not NaN, and faster
+            top = float(fz.max()) if fz.size else np.nan
+            if np.isnan(top):
+                top = float(np.fmax.reduce(fz))
             if not np.isfinite(top) or top <= 0:
                 continue
             tol = max(1e-6 * abs(top), 1e-3)
-            # |fz - top| <= tol in float64, a block at a time (the same values, elementwise,
-            # as on a float64 copy of the whole trace)
-            at_top = np.empty(fz.size, bool)
-            for a0 in range(0, fz.size, _SATURATION_BLOCK):
-                blk = fz[a0:a0 + _SATURATION_BLOCK].astype(np.float64)
-                np.less_equal(np.abs(blk - top), tol, out=at_top[a0:a0 + _SATURATION_BLOCK])
+            # samples with |fz - top| <= tol in float64: fz >= the least such value of fz's
+            # dtype (no sample exceeds top), compared in that dtype without a float64 copy
+            at_top = np.flatnonzero(fz >= _least_within(fz.dtype, top, tol))
             # start of runs of >= SATURATION_SAMPLES samples at the top
-            m = fz.size - k + 1
-            if m <= 0:
+            if at_top.size < k:
                 continue
-            run = at_top[:m].copy()
-            for i in range(1, k):
-                run &= at_top[i:i + m]
-            if not run.any():
+            first = at_top[:at_top.size - k + 1]
+            starts = first[at_top[k - 1:] - first == k - 1]
+            if not starts.size:
                 continue
-            starts = np.flatnonzero(run)
             rows = np.flatnonzero(np.asarray(c["plate"]) == j)
             a = np.asarray(c["i_strike"])[rows]
             b = np.asarray(c["i_off"])[rows]
@@ -852,9 +855,8 @@ def kinematic_fallback(c: dict, marker_out: dict) -> tuple[dict, dict]:
     gap = 2.0 * float(np.median(steps)) if steps.size else np.inf
     if not good_strikes.size:  # no force contact at all: the whole recording
         spans.append((-np.inf, np.inf))
-    for a, b in zip(good_strikes[:-1], good_strikes[1:]):  # force missing inside
-        if b - a > gap:
-            spans.append((a + MATCH_S, b - MATCH_S))
+    wide = np.flatnonzero(steps > gap)  # force missing inside
+    spans.extend(zip(good_strikes[wide] + MATCH_S, good_strikes[wide + 1] - MATCH_S))
     take = np.zeros(kin.shape[0], bool)
     for lo, hi in spans:
         take |= (kin[:, 0] >= lo) & (kin[:, 0] <= hi)

@@ -2,6 +2,8 @@
 flight re-zeroing, left/right, and real recordings."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -397,6 +399,51 @@ def test_flight_baseline_recovers_contacts_hidden_by_drift(belt):
         contacts.flight_baseline(w[:, 2], rate, quantile=1.5)
 
 
+def test_flight_baseline_interpolation_is_np_interp():
+    """The compiled interpolation to every sample gives np.interp's values (the same bits), with
+    and without decimation, on windows with NaN and a partial last window."""
+    rng = np.random.default_rng(11)
+    rate = 1000.0
+    fz = 30.0 + np.cumsum(rng.normal(0.0, 0.5, 12_345))
+    fz[2000:2400] = np.nan
+    fz[5000:7000] = np.nan                      # a whole window NaN: skipped
+    for step in (1, 3, 10):
+        coarse = np.ascontiguousarray(fz[::step])
+        r = rate / step
+        w = int(round(r))
+        k = coarse.size // w
+        blocks = coarse[:k * w].reshape(k, w)
+        with warnings.catch_warnings():          # an all-NaN window: NaN, skipped
+            warnings.simplefilter("ignore", RuntimeWarning)
+            q = np.nanquantile(blocks, 0.05, axis=1)
+        centres = np.arange(k) * w + 0.5 * (w - 1)
+        tail = coarse[k * w:]
+        if tail.size >= w // 2:
+            centres = np.append(centres, k * w + 0.5 * (tail.size - 1))
+            q = np.append(q, np.nanquantile(tail, 0.05))
+        good = np.isfinite(q)
+        want = np.interp(np.arange(coarse.size, dtype=np.float64), centres[good], q[good])
+        if step > 1:
+            idx = np.arange(fz.size, dtype=np.float64)
+            want = np.interp(idx, idx[::step], want)
+        got = contacts.flight_baseline(fz, rate, step=step)
+        np.testing.assert_array_equal(got, want, err_msg=f"step {step}")
+    # one window: constant; every sample NaN: NaN; empty: empty
+    np.testing.assert_array_equal(contacts.flight_baseline(fz[:1200], rate, step=10),
+                                  np.full(1200, np.quantile(fz[:1000:10], 0.05)))
+    assert np.isnan(contacts.flight_baseline(np.full(3000, np.nan), rate, step=10)).all()
+    assert contacts.flight_baseline(np.zeros(0), rate, step=10).shape == (0,)
+    with pytest.raises(ValueError, match="step"):
+        contacts.flight_baseline(fz, rate, step=0)
+    # the interpolation itself, with non-finite values and points on and between samples
+    xp = np.array([-3.0, 0.0, 2.5, 4.0, 7.5, 9.0, 12.0, 15.0, 40.0])
+    fp = np.array([1.0, 2.0, np.nan, 3.0, np.inf, -np.inf, 5.0, 5.0, -2.0])
+    for n in (0, 1, 5, 20, 50):
+        want = np.interp(np.arange(n, dtype=np.float64), xp, fp)
+        got = contacts._interp_samples(xp, fp, n)
+        np.testing.assert_array_equal(got, want)
+
+
 def test_centre_of_pressure():
     # 1000 N at (100, -50) mm from the origin, on the surface: Mx = y Fz, My = -x Fz
     origin = np.array([10.0, 20.0, 5.0])
@@ -426,6 +473,40 @@ def test_assign_sides_split_merges_and_flags():
     assert flags[:3] == [0, 0, 0]
     assert flags[3] & FLAG_CROSS_STEP and flags[4] & FLAG_CROSS_STEP
     assert flags[5] & FLAG_NO_FLIGHT and not flags[5] & FLAG_CROSS_STEP
+
+
+
+def test_assign_sides_split_cross_steps_counted_per_contact():
+    """The cross-step fraction counted sample by sample in NumPy: the same flags, with NaN on
+    the other belt, loads at exactly strike_n and contacts at the trace's ends."""
+    rng = np.random.default_rng(8)
+    n = 20_000
+    fl = np.where(rng.random(n) < 0.5, 800.0, 0.0) * (rng.random(n) < 0.9)
+    fr = np.where(rng.random(n) < 0.3, 50.0, 10.0)
+    fl[rng.random(n) < 0.1] = np.nan
+    fr[rng.random(n) < 0.1] = np.nan
+    p = ContactParams()
+
+    def table(n_c, first=0, last=n):
+        a = np.sort(rng.choice(np.arange(first, last, 7), n_c, replace=False))
+        b = np.minimum(a + rng.integers(0, 300, n_c), n)
+        return Contacts(i_strike=a, i_off=b, t_strike=a / 1000.0, t_off=b / 1000.0,
+                        peak_n=np.zeros(n_c), flags=np.zeros(n_c, np.int32))
+
+    left, right = table(60, first=0), table(60, last=n)
+    left.i_strike[0] = left.i_off[0] = 0                 # an empty interval
+    right.i_off[-1] = n
+    merged = contacts.assign_sides_split(left, right, fl, fr, p)
+    for side, tab, other in ((0, left, fr), (1, right, fl)):
+        want = []
+        for a, b in zip(tab.i_strike, tab.i_off):
+            seg = other[a:b]
+            valid = np.count_nonzero(~np.isnan(seg))
+            loaded = np.count_nonzero(seg >= p.strike_n)
+            want.append(valid > 0 and loaded / valid > 0.25)
+        got = (merged.flags[merged.side == side] & FLAG_CROSS_STEP) != 0  # in strike order
+        np.testing.assert_array_equal(got, want)
+        assert 0 < sum(want) < len(want)
 
 
 def _single_belt(rng, n_steps=40, rate=500.0, sep=40.0, noise=10.0):

@@ -94,6 +94,26 @@ def test_bad_input_is_refused():
         kinematic_contacts(t, np.zeros(10), np.zeros(10), strike_mm=0)
 
 
+
+@pytest.mark.parametrize("min_contact_s", [0.0, 0.1, 0.1025, 0.13])
+def test_shortest_contact_in_frames_is_at_the_median_frame_step(min_contact_s):
+    """``prepare`` skips the median when the shortest and longest frame steps give one count:
+    the same count as at the median, on even, jittered and gapped clocks."""
+    from treadlab.kernels._kinematic_contacts_common import prepare
+
+    rng = np.random.default_rng(3)
+    even = np.arange(2000) / 200.0
+    jitter = np.cumsum(rng.uniform(0.0049, 0.0051, 2000))
+    gapped = even.copy()
+    gapped[1000:] += 0.5
+    for t in (even, jitter, gapped, 10.0 + even[:2]):
+        rate = 1.0 / float(np.median(np.diff(t)))
+        want = max(1, int(np.ceil(min_contact_s * rate - 1e-9)))
+        got = prepare(t, np.zeros(t.size), np.zeros(t.size), 5.0, 25.0, 0.2, min_contact_s,
+                      None)[4]
+        assert got == want
+
+
 @pytest.mark.timeout(120)
 def test_real_treadmill_run_against_force_events(tmp_path):
     """RBDS001 at 3.5 m/s with its static trial: every force contact has a kinematic one;

@@ -86,7 +86,8 @@ def test_clipped_force_is_flagged_and_timed_from_the_markers(tmp_path):
 
 def _flag_saturated_former(force_out, force):
     """``derive.flag_saturated`` as it was before the blockwise comparison (float64 copy,
-    ``np.convolve`` run search): the reference for the rewrite."""
+    ``np.convolve`` run search): the reference for the rewrites (blockwise, then a comparison
+    in the wrench's dtype against the least value within the tolerance)."""
     c = force_out["contacts"]
     flags = np.asarray(c["flags"]).copy()
     w = force.wrench
@@ -120,6 +121,13 @@ def test_flag_saturated_matches_the_former_implementation(dtype):
         w[s0:s0 + length, 0, 2] = top  # runs at the clip level, some across block edges
     w[50_000:50_010, 1, 2] = np.nan
     w[60_000:60_004, 1, 2] = 1500.0
+    # runs one value of the dtype either side of the tolerance's edge (2000 - 0.002 N)
+    edge = dtype(2000.0 - 0.002)
+    for s0, steps in ((70_000, -3), (70_100, -1), (70_200, 0), (70_300, 1), (70_400, 3)):
+        v = edge
+        for _ in range(abs(steps)):
+            v = np.nextafter(v, dtype(np.inf) if steps > 0 else dtype(-np.inf))
+        w[s0:s0 + 3, 0, 2] = v
     strikes = np.arange(0, n - 600, 500)
     contacts = {"t_strike": strikes / 1000.0, "i_strike": np.concatenate([strikes, strikes]),
                 "i_off": np.concatenate([strikes + 400, strikes + 400]),
