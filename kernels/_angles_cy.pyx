@@ -2,10 +2,12 @@
 """Compiled per-frame joint-angle geometry; trusts its input (see treadlab.kernels.angles).
 
 Mirrors treadlab.kernels._angles_ref frame by frame: same marker slots (``MARKERS``), model
-parameters (``PARAMS``) and output columns (``NAMES``). Matrices are 3x3 row-major double[9]
-whose columns are the segment axes expressed in the parent frame.
+parameters (``PARAMS``) and output columns (``NAMES``). A segment frame is held as its three unit
+axes (X, Y, Z) in the parent frame; a Cardan angle of a distal frame in a proximal one needs only
+the entries of ``proximal^T distal`` it reads, so only those dot products are formed.
 """
-from libc.math cimport sqrt, atan2, asin, NAN, M_PI
+from cython cimport floating
+from libc.math cimport sqrt, atan2, asin, fabs, M_PI, INFINITY
 
 # marker slots, as _angles_ref.MARKERS
 cdef enum:
@@ -24,6 +26,42 @@ cdef enum:
     N_COLUMNS
 
 cdef double RAD2DEG = 180.0 / M_PI
+
+
+cdef inline double atan2_r(double y, double x) noexcept nogil:
+    """atan2(y, x) in radians, inlined: Cephes ``atan`` (range reduction to |u| <= 0.66, then
+    u + u^3 P(u^2) / Q(u^2), peak relative error 2.6e-18 on that range), with pi/4, pi/2 and pi
+    each added as the nearest double plus its remainder. Within 2 ulp of libm's atan2 (libm's
+    is a call the compiler cannot overlap with the frame's other work, and was half of this
+    kernel's time). Zeros, infinities and NaN go to libm, so signed zeros behave as there.
+    """
+    cdef double ay = fabs(y), ax = fabs(x)
+    cdef double u, z, hi, lo, r
+    if not (ay > 0.0 and ax > 0.0 and ay < INFINITY and ax < INFINITY):
+        return atan2(y, x)
+    if ay <= 0.66 * ax:                   # atan(ay/ax), ay/ax <= 0.66
+        u = ay / ax
+        hi = 0.0
+        lo = 0.0
+    elif ax <= 0.66 * ay:                 # pi/2 - atan(ax/ay)
+        u = -ax / ay
+        hi = 1.5707963267948966
+        lo = 6.123233995736766e-17
+    else:                                 # pi/4 + atan((ay-ax)/(ay+ax)), |u| < 0.21
+        u = (ay - ax) / (ay + ax)
+        hi = 0.7853981633974483
+        lo = 3.061616997868383e-17
+    z = u * u
+    r = (u * z * ((((-8.750608600031904122785e-1 * z - 1.615753718733365076637e1) * z
+                    - 7.500855792314704667340e1) * z - 1.228866684490136173410e2) * z
+                  - 6.485021904942025371773e1)
+         / (((((z + 2.485846490142306297962e1) * z + 1.650270098316988542046e2) * z
+              + 4.328810604912902668951e2) * z + 4.853903996359136964868e2) * z
+            + 1.945506571482613964425e2))
+    r = hi + (u + (r + lo))
+    if x < 0.0:
+        r = (3.141592653589793 - r) + 1.2246467991473532e-16
+    return -r if y < 0.0 else r
 
 
 cdef inline void vsub(const double* a, const double* b, double* o) noexcept nogil:
@@ -67,38 +105,14 @@ cdef inline void orthonormal_part(const double* v, const double* z, double* o) n
     vnorm(o)
 
 
-cdef inline void set_frame(double* r, const double* x, const double* y,
-                           const double* z) noexcept nogil:
-    cdef int i
-    for i in range(3):
-        r[3 * i] = x[i]
-        r[3 * i + 1] = y[i]
-        r[3 * i + 2] = z[i]
-
-
-cdef inline void relative(const double* p, const double* d, double* o) noexcept nogil:
-    """o = p^T d"""
-    cdef int i, k
-    for i in range(3):
-        for k in range(3):
-            o[3 * i + k] = p[i] * d[k] + p[3 + i] * d[3 + k] + p[6 + i] * d[6 + k]
-
-
-cdef inline double cardan_a(const double* r) noexcept nogil:
-    return atan2(r[2], r[8])
-
-
-cdef inline double cardan_b(const double* r) noexcept nogil:
-    cdef double s = -r[5]
+cdef inline double cardan_b(double r5) noexcept nogil:
+    """Second Y-X-Z Cardan angle from R[1, 2] (radians)."""
+    cdef double s = -r5
     if s > 1.0:
         s = 1.0
     elif s < -1.0:
         s = -1.0
     return asin(s)
-
-
-cdef inline double cardan_c(const double* r) noexcept nogil:
-    return atan2(r[3], r[4])
 
 
 cdef inline void chord(double radius, const double* joint, const double* top,
@@ -128,102 +142,116 @@ cdef inline void chord(double radius, const double* joint, const double* top,
 
 
 cdef inline double sagittal(double dx, double dz) noexcept nogil:
-    return atan2(dx, dz) * RAD2DEG
+    return atan2_r(dx, dz) * RAD2DEG
 
 
-def joint_angles_cy(double[:, :, ::1] pos, const long long[::1] index, const double[::1] params,
-                    const unsigned char[::1] enabled, double[:, ::1] out):
+def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
+                    const double[::1] params, const unsigned char[::1] enabled,
+                    double[:, ::1] out):
     """Fill ``out`` (m, N_COLUMNS) float64 for the enabled columns; others are left untouched.
 
-    ``pos`` (m, k, 3) float64 mm; ``index`` (N_MARKERS,) int64 column of each model marker or -1;
-    ``params`` as _angles_ref.PARAMS; ``enabled`` (N_COLUMNS,) uint8.
+    ``pos`` (m, k, 3) float32 or float64 mm (read as is, each frame's model markers widened to
+    double); ``index`` (N_MARKERS,) int64 column of each model marker or -1; ``params`` as
+    _angles_ref.PARAMS; ``enabled`` (N_COLUMNS,) uint8.
     """
     cdef Py_ssize_t m = pos.shape[0], k = pos.shape[1], i
     if m == 0 or k == 0:
         return
-    cdef const double* base = &pos[0, 0, 0]
-    cdef const double* fr
+    cdef const floating* base = &pos[0, 0, 0]
+    cdef const floating* src
     cdef long long ix[N_MARKERS]
+    cdef int slot[N_MARKERS]
+    cdef int n_slots = 0
     cdef unsigned char on[N_COLUMNS]
     cdef double par[10]
+    cdef double mk[N_MARKERS][3]          # this frame's model markers, by slot
     cdef int j, side, si
-    cdef double sign
-    cdef bint pelvis_ok, thorax_ok, c7_ok
+    cdef double sign, d
+    cdef bint pelvis_ok, thorax_ok, c7_ok, psis
     cdef double post[3]
     cdef double origin[3]
     cdef double centre[3]
-    cdef double x[3]
-    cdef double y[3]
-    cdef double z[3]
     cdef double v[3]
     cdef double top[3]
     cdef double bottom[3]
     cdef double hjc[2][3]
     cdef double kjc[3]
     cdef double ajc[3]
-    cdef double rp[9]
-    cdef double rt[9]
-    cdef double rs[9]
-    cdef double rf[9]
-    cdef double rel[9]
+    cdef double px[3]                     # pelvis axes in the lab
+    cdef double py[3]
+    cdef double pz[3]
+    cdef double tx[3]                     # thigh axes
+    cdef double ty[3]
+    cdef double tz[3]
+    cdef double sx[3]                     # shank axes
+    cdef double sy[3]
+    cdef double sz[3]
+    cdef double fx[3]                     # foot X and Z axes (Y is not needed for its angle)
+    cdef double fz[3]
     cdef const double* thi
     cdef const double* kne
     cdef const double* tib
     cdef const double* ank
-    cdef const double* hee
     cdef const double* toe
     cdef const double* heel_or_ajc
     cdef int s_thi, s_kne, s_tib, s_ank, s_hee, s_toe
 
     for j in range(N_MARKERS):
         ix[j] = index[j]
+        if ix[j] >= 0:
+            slot[n_slots] = j
+            n_slots += 1
     for j in range(N_COLUMNS):
         on[j] = enabled[j]
     for j in range(10):
         par[j] = params[j]
-    pelvis_ok = ix[LASI] >= 0 and ix[RASI] >= 0 and ((ix[LPSI] >= 0 and ix[RPSI] >= 0)
-                                                     or ix[SACR] >= 0)
+    psis = ix[LPSI] >= 0 and ix[RPSI] >= 0
+    pelvis_ok = ix[LASI] >= 0 and ix[RASI] >= 0 and (psis or ix[SACR] >= 0)
     thorax_ok = ix[C7] >= 0 and ix[T10] >= 0 and ix[CLAV] >= 0 and ix[STRN] >= 0
     c7_ok = ix[C7] >= 0
 
     with nogil:
         for i in range(m):
-            fr = base + i * k * 3
+            for j in range(n_slots):
+                src = base + (i * k + ix[slot[j]]) * 3
+                mk[slot[j]][0] = src[0]
+                mk[slot[j]][1] = src[1]
+                mk[slot[j]][2] = src[2]
             if pelvis_ok:
-                if ix[LPSI] >= 0:
-                    vmid(fr + 3 * ix[LPSI], fr + 3 * ix[RPSI], post)
+                if psis:
+                    vmid(mk[LPSI], mk[RPSI], post)
                 else:
-                    post[0] = fr[3 * ix[SACR]]
-                    post[1] = fr[3 * ix[SACR] + 1]
-                    post[2] = fr[3 * ix[SACR] + 2]
-                vmid(fr + 3 * ix[LASI], fr + 3 * ix[RASI], origin)
-                vsub(fr + 3 * ix[LASI], fr + 3 * ix[RASI], y)
-                vnorm(y)
+                    post[0] = mk[SACR][0]
+                    post[1] = mk[SACR][1]
+                    post[2] = mk[SACR][2]
+                vmid(mk[LASI], mk[RASI], origin)
+                vsub(mk[LASI], mk[RASI], py)
+                vnorm(py)
                 vsub(origin, post, v)
-                orthonormal_part(v, y, x)
-                vcross(x, y, z)
-                set_frame(rp, x, y, z)
+                orthonormal_part(v, py, px)
+                vcross(px, py, pz)
                 vmid(origin, post, centre)
+                # the pelvis R has the axes as columns: R[0,2] = pz[0], R[2,2] = pz[2],
+                # R[1,2] = pz[1], R[1,0] = px[1], R[1,1] = py[1]
                 if on[PELVIS_TILT]:
-                    out[i, PELVIS_TILT] = cardan_a(rp) * RAD2DEG
+                    out[i, PELVIS_TILT] = atan2_r(pz[0], pz[2]) * RAD2DEG
                 if on[PELVIS_OBLIQUITY]:
-                    out[i, PELVIS_OBLIQUITY] = cardan_b(rp) * RAD2DEG
+                    out[i, PELVIS_OBLIQUITY] = cardan_b(pz[1]) * RAD2DEG
                 if on[PELVIS_ROTATION]:
-                    out[i, PELVIS_ROTATION] = -cardan_c(rp) * RAD2DEG
+                    out[i, PELVIS_ROTATION] = -atan2_r(px[1], py[1]) * RAD2DEG
                 for side in range(2):
                     for j in range(3):
-                        hjc[side][j] = origin[j] + (rp[3 * j] * par[3 * side]
-                                                    + rp[3 * j + 1] * par[3 * side + 1]
-                                                    + rp[3 * j + 2] * par[3 * side + 2])
+                        hjc[side][j] = origin[j] + (px[j] * par[3 * side]
+                                                    + py[j] * par[3 * side + 1]
+                                                    + pz[j] * par[3 * side + 2])
 
             if on[TRUNK_LEAN]:
                 if thorax_ok:
-                    vmid(fr + 3 * ix[C7], fr + 3 * ix[CLAV], top)
-                    vmid(fr + 3 * ix[T10], fr + 3 * ix[STRN], bottom)
+                    vmid(mk[C7], mk[CLAV], top)
+                    vmid(mk[T10], mk[STRN], bottom)
                     out[i, TRUNK_LEAN] = sagittal(top[0] - bottom[0], top[2] - bottom[2])
                 elif c7_ok and pelvis_ok:
-                    out[i, TRUNK_LEAN] = sagittal(fr[3 * ix[C7]] - centre[0],
-                                                  fr[3 * ix[C7] + 2] - centre[2])
+                    out[i, TRUNK_LEAN] = sagittal(mk[C7][0] - centre[0], mk[C7][2] - centre[2])
 
             for side in range(2):
                 si = 6 * side
@@ -234,62 +262,54 @@ def joint_angles_cy(double[:, :, ::1] pos, const long long[::1] index, const dou
                 s_ank = ix[LANK + si]
                 s_hee = ix[LHEE + si]
                 s_toe = ix[LTOE + si]
+                thi = mk[LTHI + si]
+                kne = mk[LKNE + si]
+                tib = mk[LTIB + si]
+                ank = mk[LANK + si]
+                toe = mk[LTOE + si]
                 if on[SHANK_L + side]:
-                    kne = fr + 3 * s_kne
-                    ank = fr + 3 * s_ank
                     out[i, SHANK_L + side] = sagittal(ank[0] - kne[0], -(ank[2] - kne[2]))
                 if on[THIGH_L + side]:
-                    thi = fr + 3 * s_thi
-                    kne = fr + 3 * s_kne
                     out[i, THIGH_L + side] = sagittal(kne[0] - thi[0], -(kne[2] - thi[2]))
                 if on[HEEL_LEAD_L + side]:
-                    out[i, HEEL_LEAD_L + side] = fr[3 * s_hee] - centre[0]
+                    out[i, HEEL_LEAD_L + side] = mk[LHEE + si][0] - centre[0]
                 if not (pelvis_ok and s_thi >= 0 and s_kne >= 0):
                     continue
                 if not (on[HIP_FLEXION_L + side] or on[HIP_ADDUCTION_L + side]
                         or on[KNEE_FLEXION_L + side] or on[ANKLE_DORSI_L + side]):
                     continue
-                thi = fr + 3 * s_thi
-                kne = fr + 3 * s_kne
                 chord(par[6 + side], kne, hjc[side], thi, kjc)
-                vsub(hjc[side], kjc, z)
-                vnorm(z)
+                vsub(hjc[side], kjc, tz)
+                vnorm(tz)
                 vsub(kne, kjc, v)
                 for j in range(3):
                     v[j] = sign * v[j]
-                orthonormal_part(v, z, y)
-                vcross(y, z, x)
-                set_frame(rt, x, y, z)
-                relative(rp, rt, rel)
+                orthonormal_part(v, tz, ty)
+                vcross(ty, tz, tx)
+                # thigh in pelvis, R = P^T T: R[0,2] = px.tz, R[2,2] = pz.tz, R[1,2] = py.tz
                 if on[HIP_FLEXION_L + side]:
-                    out[i, HIP_FLEXION_L + side] = -cardan_a(rel) * RAD2DEG
+                    out[i, HIP_FLEXION_L + side] = -atan2_r(vdot(px, tz), vdot(pz, tz)) * RAD2DEG
                 if on[HIP_ADDUCTION_L + side]:
-                    out[i, HIP_ADDUCTION_L + side] = -sign * cardan_b(rel) * RAD2DEG
+                    out[i, HIP_ADDUCTION_L + side] = -sign * cardan_b(vdot(py, tz)) * RAD2DEG
                 if s_tib < 0 or s_ank < 0:
                     continue
-                tib = fr + 3 * s_tib
-                ank = fr + 3 * s_ank
                 chord(par[8 + side], ank, kjc, tib, ajc)
-                vsub(kjc, ajc, z)
-                vnorm(z)
+                vsub(kjc, ajc, sz)
+                vnorm(sz)
                 vsub(ank, ajc, v)
                 for j in range(3):
                     v[j] = sign * v[j]
-                orthonormal_part(v, z, y)
-                vcross(y, z, x)
-                set_frame(rs, x, y, z)
+                orthonormal_part(v, sz, sy)
                 if on[KNEE_FLEXION_L + side]:
-                    relative(rt, rs, rel)
-                    out[i, KNEE_FLEXION_L + side] = cardan_a(rel) * RAD2DEG
+                    out[i, KNEE_FLEXION_L + side] = atan2_r(vdot(tx, sz), vdot(tz, sz)) * RAD2DEG
                 if s_toe < 0 or not on[ANKLE_DORSI_L + side]:
                     continue
-                toe = fr + 3 * s_toe
-                heel_or_ajc = (fr + 3 * s_hee) if s_hee >= 0 else ajc
-                vsub(toe, heel_or_ajc, x)
-                vnorm(x)
-                vcross(x, y, z)           # y is still the shank's Y axis
-                vnorm(z)
-                vcross(z, x, v)
-                set_frame(rf, x, v, z)
-                relative(rs, rf, rel)
-                out[i, ANKLE_DORSI_L + side] = -cardan_a(rel) * RAD2DEG
+                vcross(sy, sz, sx)
+                heel_or_ajc = ajc
+                if s_hee >= 0:
+                    heel_or_ajc = mk[LHEE + si]
+                vsub(toe, heel_or_ajc, fx)
+                vnorm(fx)
+                vcross(fx, sy, fz)
+                vnorm(fz)
+                out[i, ANKLE_DORSI_L + side] = -atan2_r(vdot(sx, fz), vdot(sz, fz)) * RAD2DEG

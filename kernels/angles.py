@@ -69,7 +69,9 @@ def joint_angles(positions, labels, subject=None):
     if subject is not None and not isinstance(subject, Mapping):
         raise TypeError(f"subject must be a mapping or None, got {type(subject).__name__}")
     cy = compiled("_angles_cy")
-    pos = np.ascontiguousarray(pos, dtype=np.float64)
+    # the kernel reads float32 and float64 as they are: no widened copy of the recording
+    pos = np.ascontiguousarray(pos, dtype=pos.dtype if pos.dtype in (np.float32, np.float64)
+                               else np.float64)
     index, params, attrs, reasons = resolve_model(pos, labels, subject)
     enabled = np.array([name not in reasons for name in NAMES], dtype=np.uint8)
     out = np.full((pos.shape[0], len(NAMES)), np.nan)
