@@ -7,7 +7,7 @@ axes (X, Y, Z) in the parent frame; a Cardan angle of a distal frame in a proxim
 the entries of ``proximal^T distal`` it reads, so only those dot products are formed.
 """
 from cython cimport floating
-from libc.math cimport sqrt, atan2, asin, fabs, M_PI, INFINITY
+from libc.math cimport sqrt, atan2, asin, fabs, M_PI, INFINITY, NAN
 
 # marker slots, as _angles_ref.MARKERS
 cdef enum:
@@ -24,6 +24,18 @@ cdef enum:
     KNEE_FLEXION_L, KNEE_FLEXION_R, ANKLE_DORSI_L, ANKLE_DORSI_R
     SHANK_L, SHANK_R, THIGH_L, THIGH_R, HEEL_LEAD_L, HEEL_LEAD_R
     N_COLUMNS
+
+# angles taken with atan2 / asin, computed after each block of frames (see joint_angles_cy)
+cdef enum:
+    A_PELVIS_TILT, A_PELVIS_ROTATION, A_TRUNK_LEAN, A_HIP_FLEXION_L, A_HIP_FLEXION_R
+    A_KNEE_FLEXION_L, A_KNEE_FLEXION_R, A_ANKLE_DORSI_L, A_ANKLE_DORSI_R
+    A_SHANK_L, A_SHANK_R, A_THIGH_L, A_THIGH_R
+    N_ATAN
+cdef enum:
+    S_PELVIS_OBLIQUITY, S_HIP_ADDUCTION_L, S_HIP_ADDUCTION_R
+    N_ASIN
+cdef enum:
+    BLOCK = 64                            # frames per block
 
 cdef double RAD2DEG = 180.0 / M_PI
 
@@ -90,10 +102,12 @@ cdef inline void vcross(const double* a, const double* b, double* o) noexcept no
 
 
 cdef inline void vnorm(double* v) noexcept nogil:
-    cdef double n = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
-    v[0] = v[0] / n
-    v[1] = v[1] / n
-    v[2] = v[2] / n
+    """v / |v|, as v times 1 / |v| (one division instead of three; within an ulp of v / |v|,
+    and NaN for a zero vector as there)."""
+    cdef double r = 1.0 / sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
+    v[0] = v[0] * r
+    v[1] = v[1] * r
+    v[2] = v[2] * r
 
 
 cdef inline void orthonormal_part(const double* v, const double* z, double* o) noexcept nogil:
@@ -106,7 +120,8 @@ cdef inline void orthonormal_part(const double* v, const double* z, double* o) n
 
 
 cdef inline double cardan_b(double r5) noexcept nogil:
-    """Second Y-X-Z Cardan angle from R[1, 2] (radians)."""
+    """Second Y-X-Z Cardan angle from R[1, 2] (radians); the first is atan2(R[0, 2], R[2, 2]),
+    the third atan2(R[1, 0], R[1, 1])."""
     cdef double s = -r5
     if s > 1.0:
         s = 1.0
@@ -141,10 +156,6 @@ cdef inline void chord(double radius, const double* joint, const double* top,
             o[i] = joint[i] + e[i] * radius
 
 
-cdef inline double sagittal(double dx, double dz) noexcept nogil:
-    return atan2_r(dx, dz) * RAD2DEG
-
-
 def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
                     const double[::1] params, const unsigned char[::1] enabled,
                     double[:, ::1] out):
@@ -153,8 +164,12 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
     ``pos`` (m, k, 3) float32 or float64 mm (read as is, each frame's model markers widened to
     double); ``index`` (N_MARKERS,) int64 column of each model marker or -1; ``params`` as
     _angles_ref.PARAMS; ``enabled`` (N_COLUMNS,) uint8.
+
+    Frames go in blocks of BLOCK: the geometry of each frame leaves the arguments of its atan2
+    and asin calls in a small table, and one loop per block then evaluates them all. The
+    geometry loop is then free of calls, and the independent atan2 evaluations overlap.
     """
-    cdef Py_ssize_t m = pos.shape[0], k = pos.shape[1], i
+    cdef Py_ssize_t m = pos.shape[0], k = pos.shape[1], i, i0, ib
     if m == 0 or k == 0:
         return
     cdef const floating* base = &pos[0, 0, 0]
@@ -165,8 +180,15 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
     cdef unsigned char on[N_COLUMNS]
     cdef double par[10]
     cdef double mk[N_MARKERS][3]          # this frame's model markers, by slot
-    cdef int j, side, si
-    cdef double sign, d
+    cdef double ya[BLOCK][N_ATAN]         # atan2(ya, xa) of each frame of the block
+    cdef double xa[BLOCK][N_ATAN]
+    cdef double sa[BLOCK][N_ASIN]         # cardan_b(sa)
+    cdef int atan_col[N_ATAN]
+    cdef double atan_fac[N_ATAN]
+    cdef int asin_col[N_ASIN]
+    cdef double asin_fac[N_ASIN]
+    cdef int j, side, si, f, nb
+    cdef double sign
     cdef bint pelvis_ok, thorax_ok, c7_ok, psis
     cdef double post[3]
     cdef double origin[3]
@@ -209,107 +231,152 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
     pelvis_ok = ix[LASI] >= 0 and ix[RASI] >= 0 and (psis or ix[SACR] >= 0)
     thorax_ok = ix[C7] >= 0 and ix[T10] >= 0 and ix[CLAV] >= 0 and ix[STRN] >= 0
     c7_ok = ix[C7] >= 0
+    # column and factor of each deferred angle (the signs of _angles_ref)
+    for side in range(2):
+        sign = 1.0 if side == 0 else -1.0
+        atan_col[A_HIP_FLEXION_L + side] = HIP_FLEXION_L + side
+        atan_fac[A_HIP_FLEXION_L + side] = -RAD2DEG
+        atan_col[A_KNEE_FLEXION_L + side] = KNEE_FLEXION_L + side
+        atan_fac[A_KNEE_FLEXION_L + side] = RAD2DEG
+        atan_col[A_ANKLE_DORSI_L + side] = ANKLE_DORSI_L + side
+        atan_fac[A_ANKLE_DORSI_L + side] = -RAD2DEG
+        atan_col[A_SHANK_L + side] = SHANK_L + side
+        atan_fac[A_SHANK_L + side] = RAD2DEG
+        atan_col[A_THIGH_L + side] = THIGH_L + side
+        atan_fac[A_THIGH_L + side] = RAD2DEG
+        asin_col[S_HIP_ADDUCTION_L + side] = HIP_ADDUCTION_L + side
+        asin_fac[S_HIP_ADDUCTION_L + side] = -sign * RAD2DEG
+    atan_col[A_PELVIS_TILT] = PELVIS_TILT
+    atan_fac[A_PELVIS_TILT] = RAD2DEG
+    atan_col[A_PELVIS_ROTATION] = PELVIS_ROTATION
+    atan_fac[A_PELVIS_ROTATION] = -RAD2DEG
+    atan_col[A_TRUNK_LEAN] = TRUNK_LEAN
+    atan_fac[A_TRUNK_LEAN] = RAD2DEG
+    asin_col[S_PELVIS_OBLIQUITY] = PELVIS_OBLIQUITY
+    asin_fac[S_PELVIS_OBLIQUITY] = RAD2DEG
 
     with nogil:
-        for i in range(m):
-            for j in range(n_slots):
-                src = base + (i * k + ix[slot[j]]) * 3
-                mk[slot[j]][0] = src[0]
-                mk[slot[j]][1] = src[1]
-                mk[slot[j]][2] = src[2]
-            if pelvis_ok:
-                if psis:
-                    vmid(mk[LPSI], mk[RPSI], post)
-                else:
-                    post[0] = mk[SACR][0]
-                    post[1] = mk[SACR][1]
-                    post[2] = mk[SACR][2]
-                vmid(mk[LASI], mk[RASI], origin)
-                vsub(mk[LASI], mk[RASI], py)
-                vnorm(py)
-                vsub(origin, post, v)
-                orthonormal_part(v, py, px)
-                vcross(px, py, pz)
-                vmid(origin, post, centre)
-                # the pelvis R has the axes as columns: R[0,2] = pz[0], R[2,2] = pz[2],
-                # R[1,2] = pz[1], R[1,0] = px[1], R[1,1] = py[1]
-                if on[PELVIS_TILT]:
-                    out[i, PELVIS_TILT] = atan2_r(pz[0], pz[2]) * RAD2DEG
-                if on[PELVIS_OBLIQUITY]:
-                    out[i, PELVIS_OBLIQUITY] = cardan_b(pz[1]) * RAD2DEG
-                if on[PELVIS_ROTATION]:
-                    out[i, PELVIS_ROTATION] = -atan2_r(px[1], py[1]) * RAD2DEG
+        for ib in range((m + BLOCK - 1) // BLOCK):
+            i0 = ib * BLOCK
+            nb = <int>min(<Py_ssize_t>BLOCK, m - i0)
+            for f in range(nb):
+                i = i0 + f
+                for j in range(n_slots):
+                    src = base + (i * k + ix[slot[j]]) * 3
+                    mk[slot[j]][0] = src[0]
+                    mk[slot[j]][1] = src[1]
+                    mk[slot[j]][2] = src[2]
+                # an angle a frame does not reach stays NaN
+                for j in range(N_ATAN):
+                    ya[f][j] = NAN
+                    xa[f][j] = NAN
+                for j in range(N_ASIN):
+                    sa[f][j] = NAN
+                if pelvis_ok:
+                    if psis:
+                        vmid(mk[LPSI], mk[RPSI], post)
+                    else:
+                        post[0] = mk[SACR][0]
+                        post[1] = mk[SACR][1]
+                        post[2] = mk[SACR][2]
+                    vmid(mk[LASI], mk[RASI], origin)
+                    vsub(mk[LASI], mk[RASI], py)
+                    vnorm(py)
+                    vsub(origin, post, v)
+                    orthonormal_part(v, py, px)
+                    vcross(px, py, pz)
+                    vmid(origin, post, centre)
+                    # the pelvis R (axes as columns) in the lab: R[0,2] = pz[0], R[2,2] = pz[2],
+                    # R[1,2] = pz[1], R[1,0] = px[1], R[1,1] = py[1]
+                    ya[f][A_PELVIS_TILT] = pz[0]
+                    xa[f][A_PELVIS_TILT] = pz[2]
+                    sa[f][S_PELVIS_OBLIQUITY] = pz[1]
+                    ya[f][A_PELVIS_ROTATION] = px[1]
+                    xa[f][A_PELVIS_ROTATION] = py[1]
+                    for side in range(2):
+                        for j in range(3):
+                            hjc[side][j] = origin[j] + (px[j] * par[3 * side]
+                                                        + py[j] * par[3 * side + 1]
+                                                        + pz[j] * par[3 * side + 2])
+
+                # sagittal angles: atan2(dx, dz) of a segment from the vertical
+                if on[TRUNK_LEAN]:
+                    if thorax_ok:
+                        vmid(mk[C7], mk[CLAV], top)
+                        vmid(mk[T10], mk[STRN], bottom)
+                        ya[f][A_TRUNK_LEAN] = top[0] - bottom[0]
+                        xa[f][A_TRUNK_LEAN] = top[2] - bottom[2]
+                    elif c7_ok and pelvis_ok:
+                        ya[f][A_TRUNK_LEAN] = mk[C7][0] - centre[0]
+                        xa[f][A_TRUNK_LEAN] = mk[C7][2] - centre[2]
+
                 for side in range(2):
+                    si = 6 * side
+                    sign = 1.0 if side == 0 else -1.0
+                    s_thi = ix[LTHI + si]
+                    s_kne = ix[LKNE + si]
+                    s_tib = ix[LTIB + si]
+                    s_ank = ix[LANK + si]
+                    s_hee = ix[LHEE + si]
+                    s_toe = ix[LTOE + si]
+                    thi = mk[LTHI + si]
+                    kne = mk[LKNE + si]
+                    tib = mk[LTIB + si]
+                    ank = mk[LANK + si]
+                    toe = mk[LTOE + si]
+                    if on[SHANK_L + side]:
+                        ya[f][A_SHANK_L + side] = ank[0] - kne[0]
+                        xa[f][A_SHANK_L + side] = -(ank[2] - kne[2])
+                    if on[THIGH_L + side]:
+                        ya[f][A_THIGH_L + side] = kne[0] - thi[0]
+                        xa[f][A_THIGH_L + side] = -(kne[2] - thi[2])
+                    if on[HEEL_LEAD_L + side]:
+                        out[i, HEEL_LEAD_L + side] = mk[LHEE + si][0] - centre[0]
+                    if not (pelvis_ok and s_thi >= 0 and s_kne >= 0):
+                        continue
+                    if not (on[HIP_FLEXION_L + side] or on[HIP_ADDUCTION_L + side]
+                            or on[KNEE_FLEXION_L + side] or on[ANKLE_DORSI_L + side]):
+                        continue
+                    chord(par[6 + side], kne, hjc[side], thi, kjc)
+                    vsub(hjc[side], kjc, tz)
+                    vnorm(tz)
+                    vsub(kne, kjc, v)
                     for j in range(3):
-                        hjc[side][j] = origin[j] + (px[j] * par[3 * side]
-                                                    + py[j] * par[3 * side + 1]
-                                                    + pz[j] * par[3 * side + 2])
+                        v[j] = sign * v[j]
+                    orthonormal_part(v, tz, ty)
+                    vcross(ty, tz, tx)
+                    # thigh in pelvis, R = P^T T: R[0,2] = px.tz, R[2,2] = pz.tz, R[1,2] = py.tz
+                    ya[f][A_HIP_FLEXION_L + side] = vdot(px, tz)
+                    xa[f][A_HIP_FLEXION_L + side] = vdot(pz, tz)
+                    sa[f][S_HIP_ADDUCTION_L + side] = vdot(py, tz)
+                    if s_tib < 0 or s_ank < 0:
+                        continue
+                    chord(par[8 + side], ank, kjc, tib, ajc)
+                    vsub(kjc, ajc, sz)
+                    vnorm(sz)
+                    vsub(ank, ajc, v)
+                    for j in range(3):
+                        v[j] = sign * v[j]
+                    orthonormal_part(v, sz, sy)
+                    ya[f][A_KNEE_FLEXION_L + side] = vdot(tx, sz)       # shank in thigh
+                    xa[f][A_KNEE_FLEXION_L + side] = vdot(tz, sz)
+                    if s_toe < 0 or not on[ANKLE_DORSI_L + side]:
+                        continue
+                    vcross(sy, sz, sx)
+                    heel_or_ajc = ajc
+                    if s_hee >= 0:
+                        heel_or_ajc = mk[LHEE + si]
+                    vsub(toe, heel_or_ajc, fx)
+                    vnorm(fx)
+                    vcross(fx, sy, fz)                # sy: the shank's Y axis
+                    vnorm(fz)
+                    ya[f][A_ANKLE_DORSI_L + side] = vdot(sx, fz)        # foot in shank
+                    xa[f][A_ANKLE_DORSI_L + side] = vdot(sz, fz)
 
-            if on[TRUNK_LEAN]:
-                if thorax_ok:
-                    vmid(mk[C7], mk[CLAV], top)
-                    vmid(mk[T10], mk[STRN], bottom)
-                    out[i, TRUNK_LEAN] = sagittal(top[0] - bottom[0], top[2] - bottom[2])
-                elif c7_ok and pelvis_ok:
-                    out[i, TRUNK_LEAN] = sagittal(mk[C7][0] - centre[0], mk[C7][2] - centre[2])
-
-            for side in range(2):
-                si = 6 * side
-                sign = 1.0 if side == 0 else -1.0
-                s_thi = ix[LTHI + si]
-                s_kne = ix[LKNE + si]
-                s_tib = ix[LTIB + si]
-                s_ank = ix[LANK + si]
-                s_hee = ix[LHEE + si]
-                s_toe = ix[LTOE + si]
-                thi = mk[LTHI + si]
-                kne = mk[LKNE + si]
-                tib = mk[LTIB + si]
-                ank = mk[LANK + si]
-                toe = mk[LTOE + si]
-                if on[SHANK_L + side]:
-                    out[i, SHANK_L + side] = sagittal(ank[0] - kne[0], -(ank[2] - kne[2]))
-                if on[THIGH_L + side]:
-                    out[i, THIGH_L + side] = sagittal(kne[0] - thi[0], -(kne[2] - thi[2]))
-                if on[HEEL_LEAD_L + side]:
-                    out[i, HEEL_LEAD_L + side] = mk[LHEE + si][0] - centre[0]
-                if not (pelvis_ok and s_thi >= 0 and s_kne >= 0):
-                    continue
-                if not (on[HIP_FLEXION_L + side] or on[HIP_ADDUCTION_L + side]
-                        or on[KNEE_FLEXION_L + side] or on[ANKLE_DORSI_L + side]):
-                    continue
-                chord(par[6 + side], kne, hjc[side], thi, kjc)
-                vsub(hjc[side], kjc, tz)
-                vnorm(tz)
-                vsub(kne, kjc, v)
-                for j in range(3):
-                    v[j] = sign * v[j]
-                orthonormal_part(v, tz, ty)
-                vcross(ty, tz, tx)
-                # thigh in pelvis, R = P^T T: R[0,2] = px.tz, R[2,2] = pz.tz, R[1,2] = py.tz
-                if on[HIP_FLEXION_L + side]:
-                    out[i, HIP_FLEXION_L + side] = -atan2_r(vdot(px, tz), vdot(pz, tz)) * RAD2DEG
-                if on[HIP_ADDUCTION_L + side]:
-                    out[i, HIP_ADDUCTION_L + side] = -sign * cardan_b(vdot(py, tz)) * RAD2DEG
-                if s_tib < 0 or s_ank < 0:
-                    continue
-                chord(par[8 + side], ank, kjc, tib, ajc)
-                vsub(kjc, ajc, sz)
-                vnorm(sz)
-                vsub(ank, ajc, v)
-                for j in range(3):
-                    v[j] = sign * v[j]
-                orthonormal_part(v, sz, sy)
-                if on[KNEE_FLEXION_L + side]:
-                    out[i, KNEE_FLEXION_L + side] = atan2_r(vdot(tx, sz), vdot(tz, sz)) * RAD2DEG
-                if s_toe < 0 or not on[ANKLE_DORSI_L + side]:
-                    continue
-                vcross(sy, sz, sx)
-                heel_or_ajc = ajc
-                if s_hee >= 0:
-                    heel_or_ajc = mk[LHEE + si]
-                vsub(toe, heel_or_ajc, fx)
-                vnorm(fx)
-                vcross(fx, sy, fz)
-                vnorm(fz)
-                out[i, ANKLE_DORSI_L + side] = -atan2_r(vdot(sx, fz), vdot(sz, fz)) * RAD2DEG
+            for f in range(nb):
+                for j in range(N_ATAN):
+                    if on[atan_col[j]]:
+                        out[i0 + f, atan_col[j]] = atan_fac[j] * atan2_r(ya[f][j], xa[f][j])
+                for j in range(N_ASIN):
+                    if on[asin_col[j]]:
+                        out[i0 + f, asin_col[j]] = asin_fac[j] * cardan_b(sa[f][j])
