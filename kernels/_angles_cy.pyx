@@ -35,7 +35,7 @@ cdef enum:
     S_PELVIS_OBLIQUITY, S_HIP_ADDUCTION_L, S_HIP_ADDUCTION_R
     N_ASIN
 cdef enum:
-    BLOCK = 64                            # frames per block
+    BLOCK = 16                            # frames per block (its tables stay in L1)
 
 cdef double RAD2DEG = 180.0 / M_PI
 
@@ -161,15 +161,17 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
                     double[:, ::1] out):
     """Fill ``out`` (m, N_COLUMNS) float64 for the enabled columns; others are left untouched.
 
-    ``pos`` (m, k, 3) float32 or float64 mm (read as is, each frame's model markers widened to
-    double); ``index`` (N_MARKERS,) int64 column of each model marker or -1; ``params`` as
+    ``pos`` (m, k, 3) float32 or float64 mm (read as is, the model markers widened to double);
+    ``index`` (N_MARKERS,) int64 column of each model marker or -1; ``params`` as
     _angles_ref.PARAMS; ``enabled`` (N_COLUMNS,) uint8.
 
-    Frames go in blocks of BLOCK: the geometry of each frame leaves the arguments of its atan2
-    and asin calls in a small table, and one loop per block then evaluates them all. The
-    geometry loop is then free of calls, and the independent atan2 evaluations overlap.
+    Frames go in blocks of BLOCK, and each step of the model (pelvis, knee centre, thigh, ankle
+    centre, shank, foot) runs over the whole block before the next: one frame's steps form a
+    chain of square roots and divisions, and a loop over independent frames lets the processor
+    overlap them. The steps leave the arguments of the atan2 and asin calls in a table that one
+    loop per block then evaluates.
     """
-    cdef Py_ssize_t m = pos.shape[0], k = pos.shape[1], i, i0, ib
+    cdef Py_ssize_t m = pos.shape[0], k = pos.shape[1], i0, ib
     if m == 0 or k == 0:
         return
     cdef const floating* base = &pos[0, 0, 0]
@@ -179,7 +181,7 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
     cdef int n_slots = 0
     cdef unsigned char on[N_COLUMNS]
     cdef double par[10]
-    cdef double mk[N_MARKERS][3]          # this frame's model markers, by slot
+    cdef double mk[BLOCK][N_MARKERS][3]   # the block's model markers, by frame and slot
     cdef double ya[BLOCK][N_ATAN]         # atan2(ya, xa) of each frame of the block
     cdef double xa[BLOCK][N_ATAN]
     cdef double sa[BLOCK][N_ASIN]         # cardan_b(sa)
@@ -189,34 +191,28 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
     cdef double asin_fac[N_ASIN]
     cdef int j, side, si, f, nb
     cdef double sign
-    cdef bint pelvis_ok, thorax_ok, c7_ok, psis
+    cdef bint pelvis_ok, thorax_ok, c7_ok, psis, hip_ok, knee_ok, ankle_ok
     cdef double post[3]
     cdef double origin[3]
-    cdef double centre[3]
     cdef double v[3]
     cdef double top[3]
     cdef double bottom[3]
-    cdef double hjc[2][3]
-    cdef double kjc[3]
-    cdef double ajc[3]
-    cdef double px[3]                     # pelvis axes in the lab
-    cdef double py[3]
-    cdef double pz[3]
-    cdef double tx[3]                     # thigh axes
     cdef double ty[3]
-    cdef double tz[3]
-    cdef double sx[3]                     # shank axes
-    cdef double sy[3]
-    cdef double sz[3]
     cdef double fx[3]                     # foot X and Z axes (Y is not needed for its angle)
     cdef double fz[3]
-    cdef const double* thi
-    cdef const double* kne
-    cdef const double* tib
-    cdef const double* ank
-    cdef const double* toe
+    cdef double px[BLOCK][3]              # pelvis axes in the lab, per frame of the block
+    cdef double py[BLOCK][3]
+    cdef double pz[BLOCK][3]
+    cdef double centre[BLOCK][3]          # pelvis centre
+    cdef double hjc[BLOCK][2][3]
+    cdef double kjc[BLOCK][3]             # this side's joint centres and axes
+    cdef double ajc[BLOCK][3]
+    cdef double tx[BLOCK][3]              # thigh X and Z
+    cdef double tz[BLOCK][3]
+    cdef double sx[BLOCK][3]              # shank axes
+    cdef double sy[BLOCK][3]
+    cdef double sz[BLOCK][3]
     cdef const double* heel_or_ajc
-    cdef int s_thi, s_kne, s_tib, s_ank, s_hee, s_toe
 
     for j in range(N_MARKERS):
         ix[j] = index[j]
@@ -231,7 +227,7 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
     pelvis_ok = ix[LASI] >= 0 and ix[RASI] >= 0 and (psis or ix[SACR] >= 0)
     thorax_ok = ix[C7] >= 0 and ix[T10] >= 0 and ix[CLAV] >= 0 and ix[STRN] >= 0
     c7_ok = ix[C7] >= 0
-    # column and factor of each deferred angle (the signs of _angles_ref)
+    # column and factor of each tabled angle (the signs of _angles_ref)
     for side in range(2):
         sign = 1.0 if side == 0 else -1.0
         atan_col[A_HIP_FLEXION_L + side] = HIP_FLEXION_L + side
@@ -260,118 +256,119 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
             i0 = ib * BLOCK
             nb = <int>min(<Py_ssize_t>BLOCK, m - i0)
             for f in range(nb):
-                i = i0 + f
                 for j in range(n_slots):
-                    src = base + (i * k + ix[slot[j]]) * 3
-                    mk[slot[j]][0] = src[0]
-                    mk[slot[j]][1] = src[1]
-                    mk[slot[j]][2] = src[2]
+                    src = base + ((i0 + f) * k + ix[slot[j]]) * 3
+                    mk[f][slot[j]][0] = src[0]
+                    mk[f][slot[j]][1] = src[1]
+                    mk[f][slot[j]][2] = src[2]
                 # an angle a frame does not reach stays NaN
                 for j in range(N_ATAN):
                     ya[f][j] = NAN
                     xa[f][j] = NAN
                 for j in range(N_ASIN):
                     sa[f][j] = NAN
-                if pelvis_ok:
+
+            if pelvis_ok:
+                for f in range(nb):
                     if psis:
-                        vmid(mk[LPSI], mk[RPSI], post)
+                        vmid(mk[f][LPSI], mk[f][RPSI], post)
                     else:
-                        post[0] = mk[SACR][0]
-                        post[1] = mk[SACR][1]
-                        post[2] = mk[SACR][2]
-                    vmid(mk[LASI], mk[RASI], origin)
-                    vsub(mk[LASI], mk[RASI], py)
-                    vnorm(py)
+                        post[0] = mk[f][SACR][0]
+                        post[1] = mk[f][SACR][1]
+                        post[2] = mk[f][SACR][2]
+                    vmid(mk[f][LASI], mk[f][RASI], origin)
+                    vsub(mk[f][LASI], mk[f][RASI], py[f])
+                    vnorm(py[f])
                     vsub(origin, post, v)
-                    orthonormal_part(v, py, px)
-                    vcross(px, py, pz)
-                    vmid(origin, post, centre)
+                    orthonormal_part(v, py[f], px[f])
+                    vcross(px[f], py[f], pz[f])
+                    vmid(origin, post, centre[f])
                     # the pelvis R (axes as columns) in the lab: R[0,2] = pz[0], R[2,2] = pz[2],
                     # R[1,2] = pz[1], R[1,0] = px[1], R[1,1] = py[1]
-                    ya[f][A_PELVIS_TILT] = pz[0]
-                    xa[f][A_PELVIS_TILT] = pz[2]
-                    sa[f][S_PELVIS_OBLIQUITY] = pz[1]
-                    ya[f][A_PELVIS_ROTATION] = px[1]
-                    xa[f][A_PELVIS_ROTATION] = py[1]
+                    ya[f][A_PELVIS_TILT] = pz[f][0]
+                    xa[f][A_PELVIS_TILT] = pz[f][2]
+                    sa[f][S_PELVIS_OBLIQUITY] = pz[f][1]
+                    ya[f][A_PELVIS_ROTATION] = px[f][1]
+                    xa[f][A_PELVIS_ROTATION] = py[f][1]
                     for side in range(2):
                         for j in range(3):
-                            hjc[side][j] = origin[j] + (px[j] * par[3 * side]
-                                                        + py[j] * par[3 * side + 1]
-                                                        + pz[j] * par[3 * side + 2])
+                            hjc[f][side][j] = origin[j] + (px[f][j] * par[3 * side]
+                                                           + py[f][j] * par[3 * side + 1]
+                                                           + pz[f][j] * par[3 * side + 2])
 
-                # sagittal angles: atan2(dx, dz) of a segment from the vertical
+            # sagittal angles, atan2(dx, dz) of a segment from the vertical, and heel lead
+            for f in range(nb):
                 if on[TRUNK_LEAN]:
                     if thorax_ok:
-                        vmid(mk[C7], mk[CLAV], top)
-                        vmid(mk[T10], mk[STRN], bottom)
+                        vmid(mk[f][C7], mk[f][CLAV], top)
+                        vmid(mk[f][T10], mk[f][STRN], bottom)
                         ya[f][A_TRUNK_LEAN] = top[0] - bottom[0]
                         xa[f][A_TRUNK_LEAN] = top[2] - bottom[2]
                     elif c7_ok and pelvis_ok:
-                        ya[f][A_TRUNK_LEAN] = mk[C7][0] - centre[0]
-                        xa[f][A_TRUNK_LEAN] = mk[C7][2] - centre[2]
-
+                        ya[f][A_TRUNK_LEAN] = mk[f][C7][0] - centre[f][0]
+                        xa[f][A_TRUNK_LEAN] = mk[f][C7][2] - centre[f][2]
                 for side in range(2):
                     si = 6 * side
-                    sign = 1.0 if side == 0 else -1.0
-                    s_thi = ix[LTHI + si]
-                    s_kne = ix[LKNE + si]
-                    s_tib = ix[LTIB + si]
-                    s_ank = ix[LANK + si]
-                    s_hee = ix[LHEE + si]
-                    s_toe = ix[LTOE + si]
-                    thi = mk[LTHI + si]
-                    kne = mk[LKNE + si]
-                    tib = mk[LTIB + si]
-                    ank = mk[LANK + si]
-                    toe = mk[LTOE + si]
                     if on[SHANK_L + side]:
-                        ya[f][A_SHANK_L + side] = ank[0] - kne[0]
-                        xa[f][A_SHANK_L + side] = -(ank[2] - kne[2])
+                        ya[f][A_SHANK_L + side] = mk[f][LANK + si][0] - mk[f][LKNE + si][0]
+                        xa[f][A_SHANK_L + side] = -(mk[f][LANK + si][2] - mk[f][LKNE + si][2])
                     if on[THIGH_L + side]:
-                        ya[f][A_THIGH_L + side] = kne[0] - thi[0]
-                        xa[f][A_THIGH_L + side] = -(kne[2] - thi[2])
-                    if on[HEEL_LEAD_L + side]:
-                        out[i, HEEL_LEAD_L + side] = mk[LHEE + si][0] - centre[0]
-                    if not (pelvis_ok and s_thi >= 0 and s_kne >= 0):
-                        continue
-                    if not (on[HIP_FLEXION_L + side] or on[HIP_ADDUCTION_L + side]
-                            or on[KNEE_FLEXION_L + side] or on[ANKLE_DORSI_L + side]):
-                        continue
-                    chord(par[6 + side], kne, hjc[side], thi, kjc)
-                    vsub(hjc[side], kjc, tz)
-                    vnorm(tz)
-                    vsub(kne, kjc, v)
+                        ya[f][A_THIGH_L + side] = mk[f][LKNE + si][0] - mk[f][LTHI + si][0]
+                        xa[f][A_THIGH_L + side] = -(mk[f][LKNE + si][2] - mk[f][LTHI + si][2])
+                    if on[HEEL_LEAD_L + side] and pelvis_ok:
+                        out[i0 + f, HEEL_LEAD_L + side] = mk[f][LHEE + si][0] - centre[f][0]
+
+            for side in range(2):
+                si = 6 * side
+                sign = 1.0 if side == 0 else -1.0
+                hip_ok = (pelvis_ok and ix[LTHI + si] >= 0 and ix[LKNE + si] >= 0
+                          and (on[HIP_FLEXION_L + side] or on[HIP_ADDUCTION_L + side]
+                               or on[KNEE_FLEXION_L + side] or on[ANKLE_DORSI_L + side]))
+                if not hip_ok:
+                    continue
+                for f in range(nb):
+                    chord(par[6 + side], mk[f][LKNE + si], hjc[f][side], mk[f][LTHI + si],
+                          kjc[f])
+                for f in range(nb):
+                    vsub(hjc[f][side], kjc[f], tz[f])
+                    vnorm(tz[f])
+                    vsub(mk[f][LKNE + si], kjc[f], v)
                     for j in range(3):
                         v[j] = sign * v[j]
-                    orthonormal_part(v, tz, ty)
-                    vcross(ty, tz, tx)
+                    orthonormal_part(v, tz[f], ty)
+                    vcross(ty, tz[f], tx[f])
                     # thigh in pelvis, R = P^T T: R[0,2] = px.tz, R[2,2] = pz.tz, R[1,2] = py.tz
-                    ya[f][A_HIP_FLEXION_L + side] = vdot(px, tz)
-                    xa[f][A_HIP_FLEXION_L + side] = vdot(pz, tz)
-                    sa[f][S_HIP_ADDUCTION_L + side] = vdot(py, tz)
-                    if s_tib < 0 or s_ank < 0:
-                        continue
-                    chord(par[8 + side], ank, kjc, tib, ajc)
-                    vsub(kjc, ajc, sz)
-                    vnorm(sz)
-                    vsub(ank, ajc, v)
+                    ya[f][A_HIP_FLEXION_L + side] = vdot(px[f], tz[f])
+                    xa[f][A_HIP_FLEXION_L + side] = vdot(pz[f], tz[f])
+                    sa[f][S_HIP_ADDUCTION_L + side] = vdot(py[f], tz[f])
+                knee_ok = ix[LTIB + si] >= 0 and ix[LANK + si] >= 0
+                if not knee_ok:
+                    continue
+                for f in range(nb):
+                    chord(par[8 + side], mk[f][LANK + si], kjc[f], mk[f][LTIB + si], ajc[f])
+                ankle_ok = ix[LTOE + si] >= 0 and on[ANKLE_DORSI_L + side]
+                for f in range(nb):
+                    vsub(kjc[f], ajc[f], sz[f])
+                    vnorm(sz[f])
+                    vsub(mk[f][LANK + si], ajc[f], v)
                     for j in range(3):
                         v[j] = sign * v[j]
-                    orthonormal_part(v, sz, sy)
-                    ya[f][A_KNEE_FLEXION_L + side] = vdot(tx, sz)       # shank in thigh
-                    xa[f][A_KNEE_FLEXION_L + side] = vdot(tz, sz)
-                    if s_toe < 0 or not on[ANKLE_DORSI_L + side]:
-                        continue
-                    vcross(sy, sz, sx)
-                    heel_or_ajc = ajc
-                    if s_hee >= 0:
-                        heel_or_ajc = mk[LHEE + si]
-                    vsub(toe, heel_or_ajc, fx)
+                    orthonormal_part(v, sz[f], sy[f])
+                    ya[f][A_KNEE_FLEXION_L + side] = vdot(tx[f], sz[f])    # shank in thigh
+                    xa[f][A_KNEE_FLEXION_L + side] = vdot(tz[f], sz[f])
+                if not ankle_ok:
+                    continue
+                for f in range(nb):
+                    vcross(sy[f], sz[f], sx[f])
+                    heel_or_ajc = ajc[f]
+                    if ix[LHEE + si] >= 0:
+                        heel_or_ajc = mk[f][LHEE + si]
+                    vsub(mk[f][LTOE + si], heel_or_ajc, fx)
                     vnorm(fx)
-                    vcross(fx, sy, fz)                # sy: the shank's Y axis
+                    vcross(fx, sy[f], fz)             # sy: the shank's Y axis
                     vnorm(fz)
-                    ya[f][A_ANKLE_DORSI_L + side] = vdot(sx, fz)        # foot in shank
-                    xa[f][A_ANKLE_DORSI_L + side] = vdot(sz, fz)
+                    ya[f][A_ANKLE_DORSI_L + side] = vdot(sx[f], fz)     # foot in shank
+                    xa[f][A_ANKLE_DORSI_L + side] = vdot(sz[f], fz)
 
             for f in range(nb):
                 for j in range(N_ATAN):
