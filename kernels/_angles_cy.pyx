@@ -132,28 +132,34 @@ cdef inline double cardan_b(double r5) noexcept nogil:
 
 cdef inline void chord(double radius, const double* joint, const double* top,
                        const double* stick, double* o) noexcept nogil:
-    """CGM chord function (pyCGM2 VCMJointCentre, offset angle 0)."""
+    """CGM chord function (pyCGM2 VCMJointCentre, offset angle 0).
+
+    With x = top - joint and e = x cross (x cross (stick - joint)), the centre is
+    joint + x r^2/|x|^2 + unit(e) r sqrt(1 - r^2/|x|^2) (joint + unit(e) r when |x| <= r); both
+    terms are formed from one reciprocal, 1 / (|x|^2 |e|^2), and one square root.
+    """
     cdef double x[3]
     cdef double t[3]
     cdef double p[3]
     cdef double e[3]
-    cdef double x2, l, m, s
+    cdef double x2, q, a, m, c
     cdef int i
     vsub(top, joint, x)
     vsub(stick, joint, t)
     vcross(x, t, p)
     vcross(x, p, e)
-    vnorm(e)
     x2 = vdot(x, x)
-    l = radius / x2
-    m = 1.0 - radius * l
+    q = 1.0 / (x2 * vdot(e, e))
+    a = radius * radius * vdot(e, e) * q          # r^2 / |x|^2
+    m = 1.0 - a
     if m > 0:
-        s = sqrt(m) * radius
+        c = radius * sqrt(m * x2 * q)             # r sqrt(m) / |e|
         for i in range(3):
-            o[i] = joint[i] + x[i] * (l * radius) + e[i] * s
+            o[i] = joint[i] + x[i] * a + e[i] * c
     else:
+        c = radius * sqrt(x2 * q)                 # r / |e|
         for i in range(3):
-            o[i] = joint[i] + e[i] * radius
+            o[i] = joint[i] + e[i] * c
 
 
 def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
@@ -198,7 +204,7 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
     cdef double top[3]
     cdef double bottom[3]
     cdef double ty[3]
-    cdef double fx[3]                     # foot X and Z axes (Y is not needed for its angle)
+    cdef double fx[3]                     # foot X and Z axes, not unit (Y is not needed)
     cdef double fz[3]
     cdef double px[BLOCK][3]              # pelvis axes in the lab, per frame of the block
     cdef double py[BLOCK][3]
@@ -363,12 +369,13 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
                     heel_or_ajc = ajc[f]
                     if ix[LHEE + si] >= 0:
                         heel_or_ajc = mk[f][LHEE + si]
+                    # foot in shank: the foot's X and Z axes are left at their length, which
+                    # scales both atan2 arguments alike; a zero length is NaN, as unit() gives
                     vsub(mk[f][LTOE + si], heel_or_ajc, fx)
-                    vnorm(fx)
                     vcross(fx, sy[f], fz)             # sy: the shank's Y axis
-                    vnorm(fz)
-                    ya[f][A_ANKLE_DORSI_L + side] = vdot(sx[f], fz)     # foot in shank
-                    xa[f][A_ANKLE_DORSI_L + side] = vdot(sz[f], fz)
+                    if vdot(fz, fz) > 0:
+                        ya[f][A_ANKLE_DORSI_L + side] = vdot(sx[f], fz)
+                        xa[f][A_ANKLE_DORSI_L + side] = vdot(sz[f], fz)
 
             for f in range(nb):
                 for j in range(N_ATAN):
