@@ -422,9 +422,9 @@ def marker_task(markers, subject: dict, settings: DeriveSettings, *,
     attrs["marker_longest_gap_filled_s"] = longest / rate if rate > 0 else 0.0
     return {
         "angles": {"time": np.asarray(markers.time, np.float64),
-                   "values": np.stack([columns[n] for n in stored], axis=1).astype(
-                       np.float32, copy=False)  # float32 already: no second copy
-                   if stored else np.zeros((len(markers.time), 0), np.float32),
+                   # one gather of the stored columns of the float32 values, C-contiguous
+                   "values": np.take(values, np.array([names.index(n) for n in stored],
+                                                      dtype=np.intp), axis=1),
                    "names": stored, "reasons": {n: reasons[n] for n in stored if n in reasons}},
         "all_names": names, "all_values": values,
         "time": np.asarray(markers.time, np.float64), "rate_hz": rate,
