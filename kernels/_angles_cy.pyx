@@ -276,6 +276,9 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
 
             if pelvis_ok:
                 for f in range(nb):
+                    vsub(mk[f][LASI], mk[f][RASI], py[f])
+                    vnorm(py[f])
+                for f in range(nb):
                     if psis:
                         vmid(mk[f][LPSI], mk[f][RPSI], post)
                     else:
@@ -283,8 +286,6 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
                         post[1] = mk[f][SACR][1]
                         post[2] = mk[f][SACR][2]
                     vmid(mk[f][LASI], mk[f][RASI], origin)
-                    vsub(mk[f][LASI], mk[f][RASI], py[f])
-                    vnorm(py[f])
                     vsub(origin, post, v)
                     orthonormal_part(v, py[f], px[f])
                     vcross(px[f], py[f], pz[f])
@@ -338,6 +339,7 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
                 for f in range(nb):
                     vsub(hjc[f][side], kjc[f], tz[f])
                     vnorm(tz[f])
+                for f in range(nb):
                     vsub(mk[f][LKNE + si], kjc[f], v)
                     for j in range(3):
                         v[j] = sign * v[j]
@@ -356,6 +358,7 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
                 for f in range(nb):
                     vsub(kjc[f], ajc[f], sz[f])
                     vnorm(sz[f])
+                for f in range(nb):
                     vsub(mk[f][LANK + si], ajc[f], v)
                     for j in range(3):
                         v[j] = sign * v[j]
