@@ -33,7 +33,8 @@ def joint_angles(positions, labels, subject=None):
     positions : ndarray, shape (m, k, 3), float32 or float64
         Marker positions in mm in the progression-aligned lab frame (X = direction of travel,
         Y = left, Z = up); NaN where a marker is occluded (fill gaps first:
-        :func:`treadlab.kernels.gaps.fill_gaps`).
+        :func:`treadlab.kernels.gaps.fill_gaps`). float32 and float64 are read as they are (no
+        float64 copy); other floating types are converted to float64.
     labels : sequence of str, length k
         Marker names; CGM names (``LASI RASI LPSI RPSI SACR LTHI LKNE LTIB LANK LHEE LTOE``,
         ``R…``, ``C7 T10 CLAV STRN``) are used, others ignored.
