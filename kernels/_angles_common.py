@@ -160,7 +160,7 @@ def resolve_model(positions: np.ndarray, labels, subject: dict | None):
         pa, pb = col(a), col(b)
         if pa is None or pb is None or len(positions) == 0:
             return None
-        d = np.linalg.norm(pa.astype(np.float64) - pb, axis=-1)   # float64 for float32 input
+        d = np.linalg.norm(np.asarray(pa, np.float64) - pb, axis=-1)   # float64 for float32 input
         d = d[np.isfinite(d)]
         return float(np.percentile(d, q)) if d.size else None
 
