@@ -13,6 +13,7 @@ Prints what it measures; the last line is one JSON object of the figures:
   an excerpt (goal ≥ 50);
 - ``angles_vs_numpy``: compiled ``treadlab.kernels.angles.joint_angles`` over its reference
   ``treadlab.kernels._angles_ref.joint_angles`` on the hour of markers (goal ≥ 5);
+  ``angles_ns_per_frame`` the compiled time per marker frame (float32 markers, read as they are);
 - ``filters_vs_scipy_force``: ``scipy.signal.sosfiltfilt`` (its best layout: one contiguous
   row per channel, ``axis=1``) over ``treadlab.kernels.filters.sosfiltfilt`` on the four force
   columns as the pipeline holds them, (n, 4), 4th-order 50 Hz; ``filters_vs_scipy_markers``
@@ -268,7 +269,7 @@ def main(argv=None):
               f"({len(c_ex)} contacts)")
 
     # joint angles
-    angles_ratio = None
+    angles_ratio = angles_ns = None
     try:
         from treadlab.kernels import _angles_ref, angles
     except ImportError as exc:
@@ -279,8 +280,9 @@ def main(argv=None):
                          max(1, args.repeats // 2))
         t_a_ref, _ = best_of(lambda: _angles_ref.joint_angles(markers, runner.labels, subject), 1)
         angles_ratio = t_a_ref / t_a
-        print(f"joint angles, {markers.shape[0]} frames: compiled {t_a * 1e3:.0f} ms, "
-              f"NumPy reference {t_a_ref * 1e3:.0f} ms")
+        angles_ns = t_a / markers.shape[0] * 1e9
+        print(f"joint angles, {markers.shape[0]} frames: compiled {t_a * 1e3:.0f} ms "
+              f"({angles_ns:.0f} ns per frame), NumPy reference {t_a_ref * 1e3:.0f} ms")
 
     # zero-phase low-pass and flight re-zeroing
     filt = bench_filters(cols, markers, rate, runner.marker_rate_hz, args.repeats)
@@ -318,6 +320,7 @@ def main(argv=None):
         "contacts_vs_ktk": None if ktk_ratio is None else round(ktk_ratio, 1),
         "ktk_excerpt_s": args.ktk_seconds,
         "angles_vs_numpy": None if angles_ratio is None else round(angles_ratio, 1),
+        "angles_ns_per_frame": None if angles_ns is None else round(angles_ns, 1),
         **filt,
         "rezero_ms": round(t_z * 1e3, 2),
         "rezero_vs_numpy": round(t_z_ref / t_z, 1),

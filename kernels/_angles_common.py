@@ -91,8 +91,9 @@ def resolve_model(positions: np.ndarray, labels, subject: dict | None):
 
     Parameters
     ----------
-    positions : ndarray, shape (m, k, 3), float64
-        Marker positions, mm, lab frame (X = travel, Y = left, Z = up).
+    positions : ndarray, shape (m, k, 3), float32 or float64
+        Marker positions, mm, lab frame (X = travel, Y = left, Z = up); the marker distances
+        behind the estimates are computed in float64 either way.
     labels : sequence of str, length k
         CGM marker names (unknown names are ignored).
     subject : dict or None
@@ -159,7 +160,7 @@ def resolve_model(positions: np.ndarray, labels, subject: dict | None):
         pa, pb = col(a), col(b)
         if pa is None or pb is None or len(positions) == 0:
             return None
-        d = np.linalg.norm(pa - pb, axis=-1)
+        d = np.linalg.norm(np.asarray(pa, np.float64) - pb, axis=-1)   # float64 for float32 input
         d = d[np.isfinite(d)]
         return float(np.percentile(d, q)) if d.size else None
 

@@ -33,7 +33,8 @@ def joint_angles(positions, labels, subject=None):
     positions : ndarray, shape (m, k, 3), float32 or float64
         Marker positions in mm in the progression-aligned lab frame (X = direction of travel,
         Y = left, Z = up); NaN where a marker is occluded (fill gaps first:
-        :func:`treadlab.kernels.gaps.fill_gaps`).
+        :func:`treadlab.kernels.gaps.fill_gaps`). float32 and float64 are read as they are (no
+        float64 copy); other floating types are converted to float64.
     labels : sequence of str, length k
         Marker names; CGM names (``LASI RASI LPSI RPSI SACR LTHI LKNE LTIB LANK LHEE LTOE``,
         ``R…``, ``C7 T10 CLAV STRN``) are used, others ignored.
@@ -69,7 +70,9 @@ def joint_angles(positions, labels, subject=None):
     if subject is not None and not isinstance(subject, Mapping):
         raise TypeError(f"subject must be a mapping or None, got {type(subject).__name__}")
     cy = compiled("_angles_cy")
-    pos = np.ascontiguousarray(pos, dtype=np.float64)
+    # the kernel reads float32 and float64 as they are: no widened copy of the recording
+    pos = np.ascontiguousarray(pos, dtype=pos.dtype if pos.dtype in (np.float32, np.float64)
+                               else np.float64)
     index, params, attrs, reasons = resolve_model(pos, labels, subject)
     enabled = np.array([name not in reasons for name in NAMES], dtype=np.uint8)
     out = np.full((pos.shape[0], len(NAMES)), np.nan)

@@ -31,7 +31,7 @@ from treadlab.config.constants import G
 from treadlab.config.errors import InputError
 from treadlab.config.schema import ContactsConfig, FiltersConfig, LabTable
 from treadlab.kernels import contacts as kc
-from treadlab.kernels.angles import MARKERS as model_markers, joint_angles
+from treadlab.kernels.angles import MARKERS as model_markers, joint_angles, resolve_model
 from treadlab.kernels.forces import estimate_body_weight, force_metrics
 from treadlab.kernels.gaps import fill_gaps
 from treadlab.kernels.filters import butter_sos, sosfiltfilt
@@ -415,9 +415,9 @@ def marker_task(markers, subject: dict, settings: DeriveSettings, *,
     attrs["marker_longest_gap_filled_s"] = longest / rate if rate > 0 else 0.0
     return {
         "angles": {"time": np.asarray(markers.time, np.float64),
-                   "values": np.stack([columns[n] for n in stored], axis=1).astype(
-                       np.float32, copy=False)  # float32 already: no second copy
-                   if stored else np.zeros((len(markers.time), 0), np.float32),
+                   # one gather of the stored columns of the float32 values, C-contiguous
+                   "values": np.take(values, np.array([names.index(n) for n in stored],
+                                                      dtype=np.intp), axis=1),
                    "names": stored, "reasons": {n: reasons[n] for n in stored if n in reasons}},
         "all_names": names, "all_values": values,
         "time": np.asarray(markers.time, np.float64), "rate_hz": rate,
@@ -439,8 +439,9 @@ def _angles_in_blocks(joint_angles, pos, labels, subject, rate_hz, block_s=60.0)
     if m <= step:
         ang = joint_angles(pos, labels, subject)
         return ang, np.asarray(ang.values, np.float32)
-    # estimate the model on a decimated copy of the whole recording, then freeze it
-    model = dict(joint_angles(pos[::10], labels, subject).attrs)
+    # estimate the model on a decimated copy of the whole recording, then freeze it (the
+    # model set-up alone: the angles of that copy are not needed)
+    model = dict(resolve_model(pos[::10], labels, subject)[2])
     first = None
     values = None
     for a in range(0, m, step):

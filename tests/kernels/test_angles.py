@@ -359,3 +359,52 @@ def test_compiled_matches_reference_on_real_markers_with_gaps():
     assert longest == ref_longest
     np.testing.assert_array_equal(np.isnan(filled), np.isnan(ref))
     np.testing.assert_allclose(filled, ref, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_sagittal_angles_in_every_direction(impl):
+    """The 2-D angles are atan2 of marker differences: every quadrant, the range-reduction
+    boundaries of the kernel's inlined atan2 and exact zeros (signed, as libm gives them)."""
+    theta = np.concatenate([np.linspace(-np.pi, np.pi, 4001),
+                            np.arctan([0.66, 1 / 0.66, 0.4375, 1 / 0.4375, 1.0]),
+                            -np.arctan([0.66, 1 / 0.66, 0.4375])])
+    pos = _pose(_truth(1))[[0] * theta.size]
+    kne, ank = CGM.index("LKNE"), CGM.index("LANK")
+    pos[:, ank] = pos[:, kne] + 400.0 * np.stack([np.sin(theta), np.zeros_like(theta),
+                                                  -np.cos(theta)], axis=1)
+    special = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, -400.0], [0.0, 0.0, 400.0],
+                        [400.0, 0.0, 0.0], [-400.0, 0.0, 0.0], [np.nan, 0.0, 0.0]])
+    extra = pos[:len(special)].copy()
+    extra[:, ank] = extra[:, kne] + special
+    pos = np.concatenate([pos, extra])
+    result = impl(pos, CGM, SUBJECT)
+    d = pos[:, ank] - pos[:, kne]
+    expected = np.degrees(np.arctan2(d[:, 0], -d[:, 2]))
+    np.testing.assert_array_equal(np.isnan(result["shank_angle_left"]), np.isnan(expected))
+    np.testing.assert_allclose(result["shank_angle_left"], expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("m", [1, 15, 16, 17, 33, 47])
+def test_compiled_matches_reference_across_block_edges(m):
+    """The kernel works through the frames in blocks: counts around a block's size, with
+    NaN frames at the edges, agree with the reference."""
+    rng = np.random.default_rng(m)
+    pos = _pose(_truth(m, m)) + rng.normal(scale=2.0, size=(m, len(CGM), 3))
+    for i in (0, 15, 16, m - 1):
+        if i < m:
+            pos[i, rng.integers(len(CGM))] = np.nan
+    a = angles.joint_angles(pos, CGM, SUBJECT)
+    b = _angles_ref.joint_angles(pos, CGM, SUBJECT)
+    np.testing.assert_array_equal(np.isnan(a.values), np.isnan(b.values))
+    np.testing.assert_allclose(a.values, b.values, rtol=0, atol=1e-9)
+
+
+def test_float32_is_read_as_is():
+    """float32 positions are read without a float64 copy and give what their float64 copy
+    gives, model estimates included."""
+    pos = (_pose(_truth(40)) + np.random.default_rng(3).normal(size=(40, len(CGM), 3))
+           ).astype(np.float32)
+    a = angles.joint_angles(pos, CGM, {})
+    b = angles.joint_angles(pos.astype(np.float64), CGM, {})
+    assert a.attrs == b.attrs
+    np.testing.assert_array_equal(a.values, b.values)
