@@ -7,18 +7,14 @@ conditions); the specification is ``_filters_ref.py``. Each channel is filtered 
 at both ends, ``sosfilt_zi`` scaled by the first sample of each pass, a forward then a backward
 pass), with the same arithmetic in the same order, so the results agree to rounding.
 
-Channels are filtered up to 8 at a time, side by side: the recursions of the channels are
-independent, so the inner loop over channels keeps several of them in flight at once (with 8
-channels about 9× SciPy's speed, against 2.5× with one). The sections of the cascade run one
-after the other over chunks of 256 rows, which gives every sample the same arithmetic as
-running them sample by sample, keeps each section's state in registers, and each chunk in
-cache while the sections pass over it.
-
-The extended signal of a block of channels is three segments: the left extension, the signal
-and the right extension, each rows of up to 8 channels with a row stride. With a float64 output
-that is not the input, the signal segment is ``out`` itself (adjacent channels, row stride =
-``out``'s) and only the extensions need scratch; otherwise everything is in a float64 scratch
-``work`` of ``n + 2 padlen`` rows.
+The data are time-major (channels adjacent within a row), so the filter runs row by row over a
+run of up to b adjacent channels: each row goes through every section of the cascade, and
+each section's loop over the channels is independent from channel to channel, so the
+compiler vectorises it; the states (``2 × sections × b`` values) stay in L1 from row to row.
+The forward pass filters in place in a float64 signal: ``out`` itself for a float64 output
+that is not the input (scratch only for the two extensions), else a ``(n + 2 padlen) × b``
+scratch ``work`` that also holds the extensions; the backward pass writes each row to ``out``
+as soon as it is final.
 """
 from libc.math cimport isfinite, NAN
 from libc.stdlib cimport malloc, free
@@ -30,11 +26,6 @@ ctypedef fused src_t:
 ctypedef fused dst_t:
     float
     double
-
-cdef enum:
-    MAX_LANES = 8  # the most channels filtered side by side
-    CHUNK = 256    # rows run through every section while in cache
-
 
 cdef void _bridge(double* v, Py_ssize_t st, Py_ssize_t n) noexcept nogil:
     """Replace the non-finite samples of ``v[0], v[st], ..., v[(n-1) st]`` by linear
@@ -65,220 +56,125 @@ cdef void _bridge(double* v, Py_ssize_t st, Py_ssize_t n) noexcept nogil:
         i = b
 
 
-# One section over a tile of W lanes (row stride W), in place, forward or backward, carrying
-# the state z0, z1 (W values each). W is a constant in each copy (1, 2, 4, 8), so the compiler
-# unrolls the lanes and keeps the states in registers; the copies differ only in W.
+cdef inline void _row(double* row, Py_ssize_t w, const double[:, ::1] sos, double* z,
+                      Py_ssize_t zst) noexcept nogil:
+    """The whole cascade over one row of ``w`` adjacent channels, in place: section ``s``
+    carries its states in ``z[2 s zst + j]`` and ``z[(2 s + 1) zst + j]``. The channels are
+    independent, so the loop over them vectorises; the states stay in L1 from row to row."""
+    cdef Py_ssize_t s, j
+    cdef double b0, b1, b2, a1, a2, xc, xn
+    cdef double* z0
+    cdef double* z1
+    for s in range(sos.shape[0]):
+        b0 = sos[s, 0]
+        b1 = sos[s, 1]
+        b2 = sos[s, 2]
+        a1 = sos[s, 4]
+        a2 = sos[s, 5]
+        z0 = z + 2 * s * zst
+        z1 = z0 + zst
+        for j in range(w):
+            xc = row[j]
+            xn = b0 * xc + z0[j]
+            z0[j] = b1 * xc - a1 * xn + z1[j]
+            z1[j] = b2 * xc - a2 * xn
+            row[j] = xn
 
-cdef void _tile_section1(double* tile, Py_ssize_t m, const double* c, double* z0,
-                          double* z1, bint backward) noexcept nogil:
-    """:func:`_tile_section` for a tile 1 lanes wide."""
-    cdef Py_ssize_t t, jj
-    cdef double b0 = c[0], b1 = c[1], b2 = c[2], a1 = c[4], a2 = c[5]
-    cdef double s0[1]
-    cdef double s1[1]
-    cdef double xc, xn
+
+cdef void _start(const double[:, ::1] zi, double* z, Py_ssize_t zst, const double* v,
+                 Py_ssize_t nb) noexcept nogil:
+    """States at the start of a pass: ``zi`` scaled by the pass's first row ``v``."""
+    cdef Py_ssize_t s, j
+    for s in range(zi.shape[0]):
+        for j in range(nb):
+            z[2 * s * zst + j] = zi[s, 0] * v[j]
+            z[(2 * s + 1) * zst + j] = zi[s, 1] * v[j]
+
+
+cdef void _filtfilt(const double[:, ::1] sos, const double[:, ::1] zi, const src_t[:, ::1] x,
+                    dst_t[:, ::1] out, Py_ssize_t j0, Py_ssize_t nb, double* left, double* mid,
+                    Py_ssize_t mid_st, double* right, Py_ssize_t pad_st, Py_ssize_t p,
+                    double* z, bint in_out, bint gaps) noexcept nogil:
+    """Odd-extend and filter forward then backward the ``nb`` adjacent channels ``j0, ...`` of
+    ``x``: the signal is ``n`` rows at ``mid`` (stride ``mid_st``, bridged already), the
+    extensions ``p`` rows at ``left`` and ``right`` (stride ``pad_st``); ``z``: the states
+    (``2 n_sections nb``). The backward pass writes each row to ``out`` as soon as it is final
+    (with ``in_out``, ``mid`` is inside ``out`` already); with ``gaps``, samples not finite in
+    ``x`` are NaN."""
+    cdef Py_ssize_t n = x.shape[0], i, j, k, t
+    cdef double x0, xe, v
     cdef double* row
-    for jj in range(1):
-        s0[jj] = z0[jj]
-        s1[jj] = z1[jj]
-    for t in range(m):
-        row = tile + 1 * ((m - 1 - t) if backward else t)
-        for jj in range(1):
-            xc = row[jj]
-            xn = b0 * xc + s0[jj]
-            s0[jj] = b1 * xc - a1 * xn + s1[jj]
-            s1[jj] = b2 * xc - a2 * xn
-            row[jj] = xn
-    for jj in range(1):
-        z0[jj] = s0[jj]
-        z1[jj] = s1[jj]
-
-
-cdef void _tile_section2(double* tile, Py_ssize_t m, const double* c, double* z0,
-                          double* z1, bint backward) noexcept nogil:
-    """:func:`_tile_section` for a tile 2 lanes wide."""
-    cdef Py_ssize_t t, jj
-    cdef double b0 = c[0], b1 = c[1], b2 = c[2], a1 = c[4], a2 = c[5]
-    cdef double s0[2]
-    cdef double s1[2]
-    cdef double xc, xn
-    cdef double* row
-    for jj in range(2):
-        s0[jj] = z0[jj]
-        s1[jj] = z1[jj]
-    for t in range(m):
-        row = tile + 2 * ((m - 1 - t) if backward else t)
-        for jj in range(2):
-            xc = row[jj]
-            xn = b0 * xc + s0[jj]
-            s0[jj] = b1 * xc - a1 * xn + s1[jj]
-            s1[jj] = b2 * xc - a2 * xn
-            row[jj] = xn
-    for jj in range(2):
-        z0[jj] = s0[jj]
-        z1[jj] = s1[jj]
-
-
-cdef void _tile_section4(double* tile, Py_ssize_t m, const double* c, double* z0,
-                          double* z1, bint backward) noexcept nogil:
-    """:func:`_tile_section` for a tile 4 lanes wide."""
-    cdef Py_ssize_t t, jj
-    cdef double b0 = c[0], b1 = c[1], b2 = c[2], a1 = c[4], a2 = c[5]
-    cdef double s0[4]
-    cdef double s1[4]
-    cdef double xc, xn
-    cdef double* row
-    for jj in range(4):
-        s0[jj] = z0[jj]
-        s1[jj] = z1[jj]
-    for t in range(m):
-        row = tile + 4 * ((m - 1 - t) if backward else t)
-        for jj in range(4):
-            xc = row[jj]
-            xn = b0 * xc + s0[jj]
-            s0[jj] = b1 * xc - a1 * xn + s1[jj]
-            s1[jj] = b2 * xc - a2 * xn
-            row[jj] = xn
-    for jj in range(4):
-        z0[jj] = s0[jj]
-        z1[jj] = s1[jj]
-
-
-cdef void _tile_section8(double* tile, Py_ssize_t m, const double* c, double* z0,
-                          double* z1, bint backward) noexcept nogil:
-    """:func:`_tile_section` for a tile 8 lanes wide."""
-    cdef Py_ssize_t t, jj
-    cdef double b0 = c[0], b1 = c[1], b2 = c[2], a1 = c[4], a2 = c[5]
-    cdef double s0[8]
-    cdef double s1[8]
-    cdef double xc, xn
-    cdef double* row
-    for jj in range(8):
-        s0[jj] = z0[jj]
-        s1[jj] = z1[jj]
-    for t in range(m):
-        row = tile + 8 * ((m - 1 - t) if backward else t)
-        for jj in range(8):
-            xc = row[jj]
-            xn = b0 * xc + s0[jj]
-            s0[jj] = b1 * xc - a1 * xn + s1[jj]
-            s1[jj] = b2 * xc - a2 * xn
-            row[jj] = xn
-    for jj in range(8):
-        z0[jj] = s0[jj]
-        z1[jj] = s1[jj]
-
-
-cdef inline void _tile_section(Py_ssize_t w, double* tile, Py_ssize_t m, const double* c,
-                               double* z0, double* z1, bint backward) noexcept nogil:
-    if w == 1:
-        _tile_section1(tile, m, c, z0, z1, backward)
-    elif w == 2:
-        _tile_section2(tile, m, c, z0, z1, backward)
-    elif w == 4:
-        _tile_section4(tile, m, c, z0, z1, backward)
-    else:
-        _tile_section8(tile, m, c, z0, z1, backward)
-
-
-cdef void _chunked(const double[:, ::1] sos, double* base, Py_ssize_t st, Py_ssize_t length,
-                   Py_ssize_t nb, double* z, double* tile, bint backward) noexcept nogil:
-    """The whole cascade over ``length`` rows of ``nb`` channels at ``base`` (row stride
-    ``st``), ``CHUNK`` rows at a time (in time order, or reversed when ``backward``): a chunk
-    is copied into ``tile`` (``CHUNK × w`` for the narrowest width ``w`` in 1, 2, 4, 8 that
-    holds the ``nb`` channels; unused lanes zero), every section runs over it while it is in
-    cache, carrying its state ``z[2 s MAX_LANES + jj]``, ``z[(2 s + 1) MAX_LANES + jj]`` from
-    chunk to chunk, and the chunk is copied back."""
-    cdef Py_ssize_t s, a, m, t, jj, ns = sos.shape[0], done = 0
-    cdef Py_ssize_t w = 1 if nb == 1 else (2 if nb == 2 else (4 if nb <= 4 else 8))
-    while done < length:
-        m = min(<Py_ssize_t>CHUNK, length - done)
-        a = (length - done - m) if backward else done
-        for t in range(m):
-            for jj in range(nb):
-                tile[t * w + jj] = base[(a + t) * st + jj]
-            for jj in range(nb, w):
-                tile[t * w + jj] = 0.0
-        for s in range(ns):
-            _tile_section(w, tile, m, &sos[s, 0], z + 2 * s * MAX_LANES,
-                          z + (2 * s + 1) * MAX_LANES, backward)
-        for t in range(m):
-            for jj in range(nb):
-                base[(a + t) * st + jj] = tile[t * w + jj]
-        done += m
-
-
-cdef void _filtfilt(const double[:, ::1] sos, const double[:, ::1] zi, Py_ssize_t nb,
-                    double* left, double* mid, Py_ssize_t mid_st, double* right,
-                    Py_ssize_t pad_st, Py_ssize_t p, Py_ssize_t n, double* z,
-                    double* tile) noexcept nogil:
-    """Odd-extend and filter forward then backward ``nb`` channels: the signal is ``n`` rows at
-    ``mid`` (stride ``mid_st``, bridged already), the extensions ``p`` rows at ``left`` and
-    ``right`` (stride ``pad_st``). Scratch: ``z`` for the states (``2 n_sections MAX_LANES``),
-    ``tile`` (``CHUNK MAX_LANES``)."""
-    cdef Py_ssize_t jj, k, s, ns = sos.shape[0]
-    cdef double x0, xe
-    cdef double v0[MAX_LANES]
-    for jj in range(nb):  # 2 x[0] - x[k] before, 2 x[n-1] - x[n-1-k] after, k = 1..p
-        x0 = mid[jj]
-        xe = mid[(n - 1) * mid_st + jj]
+    cdef const src_t* xr
+    cdef dst_t* orow
+    for j in range(nb):  # 2 x[0] - x[k] before, 2 x[n-1] - x[n-1-k] after, k = 1..p
+        x0 = mid[j]
+        xe = mid[(n - 1) * mid_st + j]
         for k in range(1, p + 1):
-            left[(p - k) * pad_st + jj] = 2 * x0 - mid[k * mid_st + jj]
-            right[(k - 1) * pad_st + jj] = 2 * xe - mid[(n - 1 - k) * mid_st + jj]
-    # forward, from zi scaled by the first sample of the extended signal (unused lanes: 0)
-    for jj in range(MAX_LANES):
-        v0[jj] = 0.0
-    for jj in range(nb):
-        v0[jj] = left[jj] if p > 0 else mid[jj]
-    for s in range(ns):
-        for jj in range(MAX_LANES):
-            z[2 * s * MAX_LANES + jj] = zi[s, 0] * v0[jj]
-            z[(2 * s + 1) * MAX_LANES + jj] = zi[s, 1] * v0[jj]
-    _chunked(sos, left, pad_st, p, nb, z, tile, False)
-    _chunked(sos, mid, mid_st, n, nb, z, tile, False)
-    _chunked(sos, right, pad_st, p, nb, z, tile, False)
+            left[(p - k) * pad_st + j] = 2 * x0 - mid[k * mid_st + j]
+            right[(k - 1) * pad_st + j] = 2 * xe - mid[(n - 1 - k) * mid_st + j]
+    # forward, from zi scaled by the first sample of the extended signal
+    _start(zi, z, nb, left if p > 0 else mid, nb)
+    for t in range(p):
+        _row(left + t * pad_st, nb, sos, z, nb)
+    for t in range(n):
+        _row(mid + t * mid_st, nb, sos, z, nb)
+    for t in range(p):
+        _row(right + t * pad_st, nb, sos, z, nb)
     # backward, from zi scaled by the last sample of the forward pass
-    for jj in range(nb):
-        v0[jj] = right[(p - 1) * pad_st + jj] if p > 0 else mid[(n - 1) * mid_st + jj]
-    for s in range(ns):
-        for jj in range(MAX_LANES):
-            z[2 * s * MAX_LANES + jj] = zi[s, 0] * v0[jj]
-            z[(2 * s + 1) * MAX_LANES + jj] = zi[s, 1] * v0[jj]
-    _chunked(sos, right, pad_st, p, nb, z, tile, True)
-    _chunked(sos, mid, mid_st, n, nb, z, tile, True)
-    _chunked(sos, left, pad_st, p, nb, z, tile, True)
+    _start(zi, z, nb, right + (p - 1) * pad_st if p > 0 else mid + (n - 1) * mid_st, nb)
+    for t in range(p - 1, -1, -1):
+        _row(right + t * pad_st, nb, sos, z, nb)
+    for i in range(n - 1, -1, -1):
+        row = mid + i * mid_st
+        _row(row, nb, sos, z, nb)
+        xr = &x[i, j0]
+        orow = &out[i, j0]
+        if gaps:
+            for j in range(nb):
+                v = xr[j]  # read before writing: out may be x (not in_out)
+                if not isfinite(v):
+                    orow[j] = <dst_t>NAN
+                elif not in_out:
+                    orow[j] = <dst_t>row[j]
+        elif not in_out:
+            for j in range(nb):
+                orow[j] = <dst_t>row[j]
+    for t in range(p - 1, -1, -1):
+        _row(left + t * pad_st, nb, sos, z, nb)
 
 
-def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi, const src_t[:, :] x,
-                    dst_t[:, :] out, Py_ssize_t padlen, Py_ssize_t min_finite,
-                    double[:, ::1] work, bint in_out):
+def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
+                    const src_t[:, ::1] x, dst_t[:, ::1] out, Py_ssize_t padlen,
+                    Py_ssize_t min_finite, double[:, ::1] work, bint in_out):
     """Zero-phase filter every column of ``x`` (n, c) into ``out`` (n, c).
 
     ``sos`` (s, 6) with ``sos[:, 3] == 1``; ``zi`` (s, 2): ``sosfilt_zi(sos)``; ``padlen``:
     samples of odd extension at each end (``n > padlen``); ``min_finite``: a column with at
     most this many finite samples is copied unfiltered. Non-finite samples of ``x`` are bridged
-    by linear interpolation for the filter only and are NaN in ``out``.
+    by linear interpolation for the filter only and are NaN in ``out``. Filtered columns go
+    through in runs of up to b adjacent columns.
 
-    ``in_out`` False: ``work`` is (n + 2 padlen, b) float64 scratch, 1 <= b <= 8 columns
-    filtered at a time; ``out`` may be ``x`` itself. ``in_out`` True (only with a float64,
-    C-contiguous ``out`` that does not overlap ``x``): the signal is filtered inside ``out``,
-    runs of up to b adjacent columns at a time, and ``work`` is (2 padlen, b) scratch for the
+    ``in_out`` False: ``work`` is (n + 2 padlen, b) float64 scratch, b >= 1; ``out`` may be
+    ``x`` itself. ``in_out`` True (only with a float64 ``out`` that does not overlap ``x``):
+    the signal is filtered inside ``out`` and ``work`` is (2 padlen, b) scratch for the
     extensions. Returns the number of columns filtered.
     """
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], B = work.shape[1], p = padlen
-    cdef Py_ssize_t i, j, jj, k, nb, c0 = 0, nf = 0, nu = 0
+    cdef Py_ssize_t i, j, jj, nb, j0, c0 = 0, nf = 0, nu = 0
     cdef double v
+    cdef bint gaps
     cdef double* mid
     cdef double* left
     cdef double* right
+    cdef double* mr
+    cdef const src_t* xr
     cdef Py_ssize_t mid_st
     cdef Py_ssize_t* cnt = <Py_ssize_t*>malloc(max(c, 1) * sizeof(Py_ssize_t))
     cdef Py_ssize_t* filt = <Py_ssize_t*>malloc(max(c, 1) * sizeof(Py_ssize_t))
     cdef Py_ssize_t* unf = <Py_ssize_t*>malloc(max(c, 1) * sizeof(Py_ssize_t))
-    cdef double* z = <double*>malloc(2 * sos.shape[0] * MAX_LANES * sizeof(double))
-    cdef double* tile = <double*>malloc(CHUNK * MAX_LANES * sizeof(double))
-    if cnt == NULL or filt == NULL or unf == NULL or z == NULL or tile == NULL:
-        free(cnt); free(filt); free(unf); free(z); free(tile)
+    cdef double* z = <double*>malloc(2 * sos.shape[0] * B * sizeof(double))
+    if cnt == NULL or filt == NULL or unf == NULL or z == NULL:
+        free(cnt); free(filt); free(unf); free(z)
         raise MemoryError()
     if dst_t is float:
         in_out = False
@@ -287,9 +183,9 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi, const src
             for j in range(c):
                 cnt[j] = 0
             for i in range(n):
+                xr = &x[i, 0]
                 for j in range(c):
-                    if isfinite(x[i, j]):
-                        cnt[j] += 1
+                    cnt[j] += isfinite(xr[j])
             for j in range(c):
                 if cnt[j] > min_finite:
                     filt[nf] = j
@@ -300,21 +196,19 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi, const src
             # columns too short to filter: copied, non-finite samples set to NaN
             if nu:
                 for i in range(n):
-                    for k in range(nu):
-                        j = unf[k]
+                    for jj in range(nu):
+                        j = unf[jj]
                         v = x[i, j]
                         out[i, j] = <dst_t>v if isfinite(v) else <dst_t>NAN
             while c0 < nf:
-                nb = 1
-                if in_out:  # a run of adjacent columns of out
-                    while nb < B and c0 + nb < nf and filt[c0 + nb] == filt[c0 + nb - 1] + 1:
-                        nb += 1
-                else:
-                    nb = min(B, nf - c0)
+                nb = 1  # a run of adjacent columns
+                while nb < B and c0 + nb < nf and filt[c0 + nb] == filt[c0 + nb - 1] + 1:
+                    nb += 1
+                j0 = filt[c0]
                 if in_out:
                     if dst_t is double:
-                        mid = &out[0, filt[c0]]
-                        mid_st = out.strides[0] // sizeof(double)
+                        mid = &out[0, j0]
+                        mid_st = c
                         left = &work[0, 0]
                         right = &work[p, 0] if p > 0 else &work[0, 0]
                 else:
@@ -323,21 +217,18 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi, const src
                     left = &work[0, 0]
                     right = &work[p + n, 0] if p > 0 else &work[0, 0]
                 for i in range(n):
+                    xr = &x[i, j0]
+                    mr = mid + i * mid_st
                     for jj in range(nb):
-                        mid[i * mid_st + jj] = x[i, filt[c0 + jj]]
+                        mr[jj] = xr[jj]
+                gaps = False
                 for jj in range(nb):
-                    if cnt[filt[c0 + jj]] < n:
+                    if cnt[j0 + jj] < n:
                         _bridge(mid + jj, mid_st, n)
-                _filtfilt(sos, zi, nb, left, mid, mid_st, right, B, p, n, z, tile)
-                for i in range(n):
-                    for jj in range(nb):
-                        j = filt[c0 + jj]
-                        v = x[i, j]  # read before writing: out may be x (not in_out)
-                        if not isfinite(v):
-                            out[i, j] = <dst_t>NAN
-                        elif not in_out:
-                            out[i, j] = <dst_t>mid[i * mid_st + jj]
+                        gaps = True
+                _filtfilt(sos, zi, x, out, j0, nb, left, mid, mid_st, right, B, p, z, in_out,
+                          gaps)
                 c0 += nb
     finally:
-        free(cnt); free(filt); free(unf); free(z); free(tile)
+        free(cnt); free(filt); free(unf); free(z)
     return nf
