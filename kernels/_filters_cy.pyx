@@ -18,6 +18,7 @@ as soon as it is final.
 """
 from libc.math cimport isfinite, NAN
 from libc.stdlib cimport malloc, free
+from libc.string cimport memset
 
 ctypedef fused src_t:
     float
@@ -27,10 +28,15 @@ ctypedef fused dst_t:
     float
     double
 
-cdef void _bridge(double* v, Py_ssize_t st, Py_ssize_t n) noexcept nogil:
+cdef enum:
+    MAX_RUN = 32  # the most adjacent channels filtered side by side
+    CHUNK = 64    # rows of the backward pass written out while in cache
+
+cdef void _bridge(double* v, Py_ssize_t st, Py_ssize_t n, unsigned char* bad) noexcept nogil:
     """Replace the non-finite samples of ``v[0], v[st], ..., v[(n-1) st]`` by linear
     interpolation between the finite ones (``np.interp`` over the sample index: constant
-    before the first and after the last finite sample, same formula). Needs one finite."""
+    before the first and after the last finite sample, same formula). Needs one finite.
+    Sets ``bad[i]`` for every sample ``i`` replaced."""
     cdef Py_ssize_t i = 0, a = -1, b, k
     cdef double slope, ya, yb
     while i < n:
@@ -41,6 +47,8 @@ cdef void _bridge(double* v, Py_ssize_t st, Py_ssize_t n) noexcept nogil:
         b = i + 1  # the next finite sample after a run of non-finite ones
         while b < n and not isfinite(v[b * st]):
             b += 1
+        for k in range(i, b):
+            bad[k] = 1
         if a < 0:  # before the first finite sample: its value
             for k in range(i, b):
                 v[k * st] = v[b * st]
@@ -81,6 +89,58 @@ cdef inline void _row(double* row, Py_ssize_t w, const double[:, ::1] sos, doubl
             row[j] = xn
 
 
+cdef void _pass2(double* base, Py_ssize_t st, Py_ssize_t m, bint backward,
+                 const double[:, ::1] sos, double* z, Py_ssize_t w) noexcept nogil:
+    """:func:`_pass` for a cascade of two sections (orders 3 and 4), fused: each sample goes
+    through both in one loop over the channels, whose states are local arrays (the compiler
+    knows they do not alias the rows), with the coefficients in registers."""
+    cdef Py_ssize_t t, j
+    cdef double b00 = sos[0, 0], b01 = sos[0, 1], b02 = sos[0, 2], a01 = sos[0, 4]
+    cdef double a02 = sos[0, 5], b10 = sos[1, 0], b11 = sos[1, 1], b12 = sos[1, 2]
+    cdef double a11 = sos[1, 4], a12 = sos[1, 5]
+    cdef double xc, xn
+    cdef double* row
+    cdef double p0[MAX_RUN]
+    cdef double p1[MAX_RUN]
+    cdef double q0[MAX_RUN]
+    cdef double q1[MAX_RUN]
+    for j in range(w):
+        p0[j] = z[j]
+        p1[j] = z[w + j]
+        q0[j] = z[2 * w + j]
+        q1[j] = z[3 * w + j]
+    for t in range(m):
+        row = base + st * ((m - 1 - t) if backward else t)
+        for j in range(w):
+            xc = row[j]
+            xn = b00 * xc + p0[j]
+            p0[j] = b01 * xc - a01 * xn + p1[j]
+            p1[j] = b02 * xc - a02 * xn
+            xc = xn
+            xn = b10 * xc + q0[j]
+            q0[j] = b11 * xc - a11 * xn + q1[j]
+            q1[j] = b12 * xc - a12 * xn
+            row[j] = xn
+    for j in range(w):
+        z[j] = p0[j]
+        z[w + j] = p1[j]
+        z[2 * w + j] = q0[j]
+        z[3 * w + j] = q1[j]
+
+
+cdef void _pass(double* base, Py_ssize_t st, Py_ssize_t m, bint backward,
+                const double[:, ::1] sos, double* z, Py_ssize_t w) noexcept nogil:
+    """The cascade over ``m`` rows of ``w <= MAX_RUN`` adjacent channels at ``base`` (row
+    stride ``st``), in place, in time order or reversed when ``backward``, carrying the states
+    ``z`` (as :func:`_row`)."""
+    cdef Py_ssize_t t
+    if sos.shape[0] == 2:
+        _pass2(base, st, m, backward, sos, z, w)
+        return
+    for t in range(m):
+        _row(base + st * ((m - 1 - t) if backward else t), w, sos, z, w)
+
+
 cdef void _start(const double[:, ::1] zi, double* z, Py_ssize_t zst, const double* v,
                  Py_ssize_t nb) noexcept nogil:
     """States at the start of a pass: ``zi`` scaled by the pass's first row ``v``."""
@@ -94,14 +154,14 @@ cdef void _start(const double[:, ::1] zi, double* z, Py_ssize_t zst, const doubl
 cdef void _filtfilt(const double[:, ::1] sos, const double[:, ::1] zi, const src_t[:, ::1] x,
                     dst_t[:, ::1] out, Py_ssize_t j0, Py_ssize_t nb, double* left, double* mid,
                     Py_ssize_t mid_st, double* right, Py_ssize_t pad_st, Py_ssize_t p,
-                    double* z, bint in_out, bint gaps) noexcept nogil:
+                    double* z, bint in_out, const unsigned char* bad) noexcept nogil:
     """Odd-extend and filter forward then backward the ``nb`` adjacent channels ``j0, ...`` of
     ``x``: the signal is ``n`` rows at ``mid`` (stride ``mid_st``, bridged already), the
     extensions ``p`` rows at ``left`` and ``right`` (stride ``pad_st``); ``z``: the states
     (``2 n_sections nb``). The backward pass writes each row to ``out`` as soon as it is final
-    (with ``in_out``, ``mid`` is inside ``out`` already); with ``gaps``, samples not finite in
-    ``x`` are NaN."""
-    cdef Py_ssize_t n = x.shape[0], i, j, k, t
+    (with ``in_out``, ``mid`` is inside ``out`` already), and NaN where ``x`` is not finite:
+    only in the rows ``i`` with ``bad[i]`` (``bad`` NULL: no sample is missing)."""
+    cdef Py_ssize_t n = x.shape[0], i, j, k, a, e
     cdef double x0, xe, v
     cdef double* row
     cdef const src_t* xr
@@ -114,33 +174,32 @@ cdef void _filtfilt(const double[:, ::1] sos, const double[:, ::1] zi, const src
             right[(k - 1) * pad_st + j] = 2 * xe - mid[(n - 1 - k) * mid_st + j]
     # forward, from zi scaled by the first sample of the extended signal
     _start(zi, z, nb, left if p > 0 else mid, nb)
-    for t in range(p):
-        _row(left + t * pad_st, nb, sos, z, nb)
-    for t in range(n):
-        _row(mid + t * mid_st, nb, sos, z, nb)
-    for t in range(p):
-        _row(right + t * pad_st, nb, sos, z, nb)
+    _pass(left, pad_st, p, False, sos, z, nb)
+    _pass(mid, mid_st, n, False, sos, z, nb)
+    _pass(right, pad_st, p, False, sos, z, nb)
     # backward, from zi scaled by the last sample of the forward pass
     _start(zi, z, nb, right + (p - 1) * pad_st if p > 0 else mid + (n - 1) * mid_st, nb)
-    for t in range(p - 1, -1, -1):
-        _row(right + t * pad_st, nb, sos, z, nb)
-    for i in range(n - 1, -1, -1):
-        row = mid + i * mid_st
-        _row(row, nb, sos, z, nb)
-        xr = &x[i, j0]
-        orow = &out[i, j0]
-        if gaps:
-            for j in range(nb):
-                v = xr[j]  # read before writing: out may be x (not in_out)
-                if not isfinite(v):
-                    orow[j] = <dst_t>NAN
-                elif not in_out:
+    _pass(right, pad_st, p, True, sos, z, nb)
+    e = n  # rows e.. are final and written; CHUNK rows at a time while they are in cache
+    while e > 0:
+        a = max(e - <Py_ssize_t>CHUNK, 0)
+        _pass(mid + a * mid_st, mid_st, e - a, True, sos, z, nb)
+        for i in range(a, e):
+            row = mid + i * mid_st
+            xr = &x[i, j0]
+            orow = &out[i, j0]
+            if bad != NULL and bad[i]:
+                for j in range(nb):
+                    v = xr[j]  # read before writing: out may be x (not in_out)
+                    if not isfinite(v):
+                        orow[j] = <dst_t>NAN
+                    elif not in_out:
+                        orow[j] = <dst_t>row[j]
+            elif not in_out:
+                for j in range(nb):
                     orow[j] = <dst_t>row[j]
-        elif not in_out:
-            for j in range(nb):
-                orow[j] = <dst_t>row[j]
-    for t in range(p - 1, -1, -1):
-        _row(left + t * pad_st, nb, sos, z, nb)
+        e = a
+    _pass(left, pad_st, p, True, sos, z, nb)
 
 
 def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
@@ -159,10 +218,11 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
     the signal is filtered inside ``out`` and ``work`` is (2 padlen, b) scratch for the
     extensions. Returns the number of columns filtered.
     """
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], B = work.shape[1], p = padlen
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], p = padlen
+    cdef Py_ssize_t B = min(work.shape[1], <Py_ssize_t>MAX_RUN), W = work.shape[1]
     cdef Py_ssize_t i, j, jj, nb, j0, c0 = 0, nf = 0, nu = 0
     cdef double v
-    cdef bint gaps
+    cdef unsigned char* gaps
     cdef double* mid
     cdef double* left
     cdef double* right
@@ -173,19 +233,28 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
     cdef Py_ssize_t* filt = <Py_ssize_t*>malloc(max(c, 1) * sizeof(Py_ssize_t))
     cdef Py_ssize_t* unf = <Py_ssize_t*>malloc(max(c, 1) * sizeof(Py_ssize_t))
     cdef double* z = <double*>malloc(2 * sos.shape[0] * B * sizeof(double))
-    if cnt == NULL or filt == NULL or unf == NULL or z == NULL:
-        free(cnt); free(filt); free(unf); free(z)
+    cdef double* acc = <double*>malloc(max(c, 1) * sizeof(double))
+    cdef unsigned char* bad = <unsigned char*>malloc(max(n, 1))
+    if cnt == NULL or filt == NULL or unf == NULL or z == NULL or acc == NULL or bad == NULL:
+        free(cnt); free(filt); free(unf); free(z); free(acc); free(bad)
         raise MemoryError()
     if dst_t is float:
         in_out = False
     try:
         with nogil:
+            # x - x is 0 where x is finite, NaN elsewhere: a column whose sum of it is 0 is
+            # complete (a loop the compiler vectorises); the others are counted
             for j in range(c):
-                cnt[j] = 0
+                acc[j] = 0
             for i in range(n):
                 xr = &x[i, 0]
                 for j in range(c):
-                    cnt[j] += isfinite(xr[j])
+                    acc[j] += xr[j] - xr[j]
+            for j in range(c):
+                cnt[j] = n
+                if acc[j] != 0:
+                    for i in range(n):
+                        cnt[j] -= not isfinite(x[i, j])
             for j in range(c):
                 if cnt[j] > min_finite:
                     filt[nf] = j
@@ -213,7 +282,7 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
                         right = &work[p, 0] if p > 0 else &work[0, 0]
                 else:
                     mid = &work[p, 0]
-                    mid_st = B
+                    mid_st = W
                     left = &work[0, 0]
                     right = &work[p + n, 0] if p > 0 else &work[0, 0]
                 for i in range(n):
@@ -221,14 +290,16 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
                     mr = mid + i * mid_st
                     for jj in range(nb):
                         mr[jj] = xr[jj]
-                gaps = False
+                gaps = NULL  # rows with a missing sample, when there are any
                 for jj in range(nb):
                     if cnt[j0 + jj] < n:
-                        _bridge(mid + jj, mid_st, n)
-                        gaps = True
-                _filtfilt(sos, zi, x, out, j0, nb, left, mid, mid_st, right, B, p, z, in_out,
+                        if gaps == NULL:
+                            gaps = bad
+                            memset(bad, 0, n)
+                        _bridge(mid + jj, mid_st, n, bad)
+                _filtfilt(sos, zi, x, out, j0, nb, left, mid, mid_st, right, W, p, z, in_out,
                           gaps)
                 c0 += nb
     finally:
-        free(cnt); free(filt); free(unf); free(z)
+        free(cnt); free(filt); free(unf); free(z); free(acc); free(bad)
     return nf
