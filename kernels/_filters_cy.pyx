@@ -151,7 +151,7 @@ cdef void _start(const double[:, ::1] zi, double* z, Py_ssize_t zst, const doubl
             z[(2 * s + 1) * zst + j] = zi[s, 1] * v[j]
 
 
-cdef void _filtfilt(const double[:, ::1] sos, const double[:, ::1] zi, const src_t[:, ::1] x,
+cdef void _filtfilt(const double[:, ::1] sos, const double[:, ::1] zi, const src_t[:, :] x,
                     dst_t[:, ::1] out, Py_ssize_t j0, Py_ssize_t nb, double* left, double* mid,
                     Py_ssize_t mid_st, double* right, Py_ssize_t pad_st, Py_ssize_t p,
                     double* z, bint in_out, const unsigned char* bad) noexcept nogil:
@@ -164,7 +164,6 @@ cdef void _filtfilt(const double[:, ::1] sos, const double[:, ::1] zi, const src
     cdef Py_ssize_t n = x.shape[0], i, j, k, a, e
     cdef double x0, xe, v
     cdef double* row
-    cdef const src_t* xr
     cdef dst_t* orow
     for j in range(nb):  # 2 x[0] - x[k] before, 2 x[n-1] - x[n-1-k] after, k = 1..p
         x0 = mid[j]
@@ -186,11 +185,10 @@ cdef void _filtfilt(const double[:, ::1] sos, const double[:, ::1] zi, const src
         _pass(mid + a * mid_st, mid_st, e - a, True, sos, z, nb)
         for i in range(a, e):
             row = mid + i * mid_st
-            xr = &x[i, j0]
             orow = &out[i, j0]
             if bad != NULL and bad[i]:
                 for j in range(nb):
-                    v = xr[j]  # read before writing: out may be x (not in_out)
+                    v = x[i, j0 + j]  # read before writing: out may be x (not in_out)
                     if not isfinite(v):
                         orow[j] = <dst_t>NAN
                     elif not in_out:
@@ -203,7 +201,7 @@ cdef void _filtfilt(const double[:, ::1] sos, const double[:, ::1] zi, const src
 
 
 def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
-                    const src_t[:, ::1] x, dst_t[:, ::1] out, Py_ssize_t padlen,
+                    const src_t[:, :] x, dst_t[:, ::1] out, Py_ssize_t padlen,
                     Py_ssize_t min_finite, double[:, ::1] work, bint in_out):
     """Zero-phase filter every column of ``x`` (n, c) into ``out`` (n, c).
 
@@ -216,7 +214,8 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
     ``in_out`` False: ``work`` is (n + 2 padlen, b) float64 scratch, b >= 1; ``out`` may be
     ``x`` itself. ``in_out`` True (only with a float64 ``out`` that does not overlap ``x``):
     the signal is filtered inside ``out`` and ``work`` is (2 padlen, b) scratch for the
-    extensions. Returns the number of columns filtered.
+    extensions. ``x`` may have any strides (rows read through pointers: the compiler versions
+    the loops for a unit column stride). Returns the number of columns filtered.
     """
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], p = padlen
     cdef Py_ssize_t B = min(work.shape[1], <Py_ssize_t>MAX_RUN), W = work.shape[1]
@@ -228,6 +227,9 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
     cdef double* right
     cdef double* mr
     cdef const src_t* xr
+    cdef const src_t* x0 = &x[0, 0] if n > 0 and c > 0 else NULL
+    cdef Py_ssize_t xs0 = x.strides[0] // <Py_ssize_t>sizeof(src_t)
+    cdef Py_ssize_t xs1 = x.strides[1] // <Py_ssize_t>sizeof(src_t)
     cdef Py_ssize_t mid_st
     cdef Py_ssize_t* cnt = <Py_ssize_t*>malloc(max(c, 1) * sizeof(Py_ssize_t))
     cdef Py_ssize_t* filt = <Py_ssize_t*>malloc(max(c, 1) * sizeof(Py_ssize_t))
@@ -247,9 +249,9 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
             for j in range(c):
                 acc[j] = 0
             for i in range(n):
-                xr = &x[i, 0]
+                xr = x0 + i * xs0
                 for j in range(c):
-                    acc[j] += xr[j] - xr[j]
+                    acc[j] += xr[j * xs1] - xr[j * xs1]
             for j in range(c):
                 cnt[j] = n
                 if acc[j] != 0:
@@ -286,10 +288,10 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
                     left = &work[0, 0]
                     right = &work[p + n, 0] if p > 0 else &work[0, 0]
                 for i in range(n):
-                    xr = &x[i, j0]
+                    xr = x0 + i * xs0 + j0 * xs1
                     mr = mid + i * mid_st
                     for jj in range(nb):
-                        mr[jj] = xr[jj]
+                        mr[jj] = xr[jj * xs1]
                 gaps = NULL  # rows with a missing sample, when there are any
                 for jj in range(nb):
                     if cnt[j0 + jj] < n:

@@ -122,8 +122,7 @@ def sosfiltfilt(sos, x, *, dtype=np.float64, out: np.ndarray | None = None) -> n
     sos : (s, 6) float array, normalised second-order sections (``sos[:, 3] == 1``), e.g.
         from :func:`butter_sos`.
     x : (n,) or (n, ...) float array, any unit (N, mm, ...). float32 input is filtered in
-        float64. Non-finite samples are missing (see the module docstring). Any strides
-        (copied to C order first when not C-contiguous).
+        float64. Non-finite samples are missing (see the module docstring). Any strides.
     dtype : float64 (default) or float32: the output dtype.
     out : ndarray, optional. C-contiguous array of ``x``'s shape and ``dtype`` to write into;
         may be ``x`` itself (in place).
@@ -153,8 +152,7 @@ def sosfiltfilt(sos, x, *, dtype=np.float64, out: np.ndarray | None = None) -> n
     n = x.shape[0]
     if x.size == 0:
         return out
-    # the kernel reads rows: a view when x is C-contiguous (in place: the same memory as out)
-    x2 = np.ascontiguousarray(x.reshape(n, -1))
+    x2 = x.reshape(n, -1)  # a view when x is contiguous (in place: the same memory as out)
     o2 = out.reshape(n, -1)  # a view: out is C-contiguous
     p = padlen(sos)
     lanes = min(_MAX_BLOCK, x2.shape[1])
