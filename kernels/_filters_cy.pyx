@@ -89,6 +89,45 @@ cdef inline void _row(double* row, Py_ssize_t w, const double[:, ::1] sos, doubl
             row[j] = xn
 
 
+cdef void _pass2_two(double* base, Py_ssize_t st, Py_ssize_t m, bint backward, double b00,
+                     double b01, double b02, double a01, double a02, double b10, double b11,
+                     double b12, double a11, double a12, double* z) noexcept nogil:
+    """:func:`_pass2` for two channels, the states in registers."""
+    cdef Py_ssize_t t
+    cdef double xc, xn, yc, yn
+    cdef double* row
+    cdef double p0a = z[0], p0b = z[1], p1a = z[2], p1b = z[3]
+    cdef double q0a = z[4], q0b = z[5], q1a = z[6], q1b = z[7]
+    for t in range(m):
+        row = base + st * ((m - 1 - t) if backward else t)
+        xc = row[0]
+        yc = row[1]
+        xn = b00 * xc + p0a
+        yn = b00 * yc + p0b
+        p0a = b01 * xc - a01 * xn + p1a
+        p0b = b01 * yc - a01 * yn + p1b
+        p1a = b02 * xc - a02 * xn
+        p1b = b02 * yc - a02 * yn
+        xc = xn
+        yc = yn
+        xn = b10 * xc + q0a
+        yn = b10 * yc + q0b
+        q0a = b11 * xc - a11 * xn + q1a
+        q0b = b11 * yc - a11 * yn + q1b
+        q1a = b12 * xc - a12 * xn
+        q1b = b12 * yc - a12 * yn
+        row[0] = xn
+        row[1] = yn
+    z[0] = p0a
+    z[1] = p0b
+    z[2] = p1a
+    z[3] = p1b
+    z[4] = q0a
+    z[5] = q0b
+    z[6] = q1a
+    z[7] = q1b
+
+
 cdef void _pass2(double* base, Py_ssize_t st, Py_ssize_t m, bint backward,
                  const double[:, ::1] sos, double* z, Py_ssize_t w) noexcept nogil:
     """:func:`_pass` for a cascade of two sections (orders 3 and 4), fused: each sample goes
@@ -104,6 +143,9 @@ cdef void _pass2(double* base, Py_ssize_t st, Py_ssize_t m, bint backward,
     cdef double p1[MAX_RUN]
     cdef double q0[MAX_RUN]
     cdef double q1[MAX_RUN]
+    if w == 2:
+        _pass2_two(base, st, m, backward, b00, b01, b02, a01, a02, b10, b11, b12, a11, a12, z)
+        return
     for j in range(w):
         p0[j] = z[j]
         p1[j] = z[w + j]
