@@ -31,6 +31,7 @@ ctypedef fused dst_t:
 cdef enum:
     MAX_RUN = 32  # the most adjacent channels filtered side by side
     CHUNK = 64    # rows of the backward pass written out while in cache
+    FLAT = 16     # narrow contiguous x: at least this many samples per step of the count
 
 cdef void _bridge(double* v, Py_ssize_t st, Py_ssize_t n, unsigned char* bad) noexcept nogil:
     """Replace the non-finite samples of ``v[0], v[st], ..., v[(n-1) st]`` by linear
@@ -225,7 +226,7 @@ cdef void _filtfilt(const double[:, ::1] sos, const double[:, ::1] zi, const src
     while e > 0:
         a = max(e - <Py_ssize_t>CHUNK, 0)
         _pass(mid + a * mid_st, mid_st, e - a, True, sos, z, nb)
-        for i in range(a, e):
+        for i in range(a, e if bad != NULL or not in_out else a):  # in_out, no gaps: done
             row = mid + i * mid_st
             orow = &out[i, j0]
             if bad != NULL and bad[i]:
@@ -261,7 +262,8 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
     """
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], p = padlen
     cdef Py_ssize_t B = min(work.shape[1], <Py_ssize_t>MAX_RUN), W = work.shape[1]
-    cdef Py_ssize_t i, j, jj, nb, j0, c0 = 0, nf = 0, nu = 0
+    cdef Py_ssize_t i, j, jj, nb, j0, q, r, L, c0 = 0, nf = 0, nu = 0
+    cdef double run[FLAT]
     cdef double v
     cdef unsigned char* gaps
     cdef double* mid
@@ -290,10 +292,26 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
             # complete (a loop the compiler vectorises); the others are counted
             for j in range(c):
                 acc[j] = 0
-            for i in range(n):
-                xr = x0 + i * xs0
-                for j in range(c):
-                    acc[j] += xr[j * xs1] - xr[j * xs1]
+            if xs1 == 1 and xs0 == c and c <= FLAT:
+                # few contiguous columns: x as one flat run, FLAT // c rows per step, so that
+                # the loop is long enough to vectorise; element q of a step is column q % c
+                L = c * (FLAT // c)
+                for q in range(L):
+                    run[q] = 0
+                r = 0
+                while r + L <= n * c:
+                    for q in range(L):
+                        run[q] += x0[r + q] - x0[r + q]
+                    r += L
+                for q in range(L):
+                    acc[q % c] += run[q]
+                for q in range(r, n * c):
+                    acc[q % c] += x0[q] - x0[q]
+            else:
+                for i in range(n):
+                    xr = x0 + i * xs0
+                    for j in range(c):
+                        acc[j] += xr[j * xs1] - xr[j * xs1]
             for j in range(c):
                 cnt[j] = n
                 if acc[j] != 0:
@@ -329,11 +347,15 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
                     mid_st = W
                     left = &work[0, 0]
                     right = &work[p + n, 0] if p > 0 else &work[0, 0]
-                for i in range(n):
-                    xr = x0 + i * xs0 + j0 * xs1
-                    mr = mid + i * mid_st
-                    for jj in range(nb):
-                        mr[jj] = xr[jj * xs1]
+                if xs1 == 1 and xs0 == nb and mid_st == nb:  # all columns, both contiguous
+                    for q in range(n * nb):
+                        mid[q] = x0[q]
+                else:
+                    for i in range(n):
+                        xr = x0 + i * xs0 + j0 * xs1
+                        mr = mid + i * mid_st
+                        for jj in range(nb):
+                            mr[jj] = xr[jj * xs1]
                 gaps = NULL  # rows with a missing sample, when there are any
                 for jj in range(nb):
                     if cnt[j0 + jj] < n:

@@ -180,6 +180,27 @@ def test_nan_gaps_bridged_as_the_pipeline_did(impl):
     assert_close(got[:, 7], sosfiltfilt(sos, x[:, 7]))  # untouched column: plain sosfiltfilt
 
 
+@pytest.mark.parametrize("c", [1, 2, 3, 5, 7, 16, 17, 40])
+def test_a_single_missing_sample_is_found_anywhere(c):
+    """The kernel tells complete columns from the others in one pass (few contiguous columns:
+    x taken as one flat run in steps of whole rows, then the rows left over): one NaN in the
+    first row, in the last row (after the last whole step for most widths) or in the middle of
+    any column is found, bridged and NaN in the result, float32 and float64, in place too."""
+    rng = np.random.default_rng(c)
+    sos = butter(4, 0.1, output="sos")
+    n = 1001
+    for row in (0, n // 2, n - 1):
+        for j in sorted({0, c // 2, c - 1}):
+            x = markers_like(n, c, rng)
+            x[row, j] = np.nan
+            want = scipy_per_channel_nan_bridge(sos, x)
+            assert_close(filters.sosfiltfilt(sos, x), want)
+            y = x.astype(np.float32)
+            want32 = scipy_per_channel_nan_bridge(sos, y).astype(np.float32)
+            np.testing.assert_array_equal(filters.sosfiltfilt(sos, y, dtype=np.float32, out=y),
+                                          want32)
+
+
 def test_channels_with_too_few_samples_are_returned_unfiltered(impl):
     sos = butter(4, 0.2, output="sos")
     limit = filters.min_finite(sos)
