@@ -129,3 +129,24 @@ def test_out_in_place_and_into_another_array(fill):
                 np.empty((3, 4, 300), np.float32).T):
         with pytest.raises(ValueError):
             fill(pos, 6, out=bad)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_compiled_matches_reference_on_sparse_gaps(seed):
+    """Mostly complete frames (the kernel skips a frame when every marker is seen in it and in
+    the frame before) with short gaps, gaps at the edges, and gaps back to back."""
+    rng = np.random.default_rng(100 + seed)
+    pos = (_smooth(m=2000, k=7) + rng.normal(scale=1.0, size=(2000, 7, 3))).astype(np.float64)
+    for _ in range(40):
+        a, j = int(rng.integers(0, 1990)), int(rng.integers(0, 7))
+        pos[a:a + int(rng.integers(1, 9)), j, int(rng.integers(0, 3))] = np.nan
+    pos[:3, 1] = np.nan
+    pos[-2:, 2] = np.inf
+    pos[700:703, 3] = np.nan
+    pos[704:706, 3] = np.nan                      # one seen frame between two gaps
+    for max_gap in (0, 1, 4, 8):
+        a, la = gaps.fill_gaps(pos, max_gap)
+        b, lb = _gaps_ref.fill_gaps(pos, max_gap)
+        assert la == lb
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
