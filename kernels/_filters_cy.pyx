@@ -13,8 +13,9 @@ each section's loop over the channels is independent from channel to channel, so
 compiler vectorises it; the states (``2 × sections × b`` values) stay in L1 from row to row.
 The forward pass filters in place in a float64 signal: ``out`` itself for a float64 output
 that is not the input (scratch only for the two extensions), else a ``(n + 2 padlen) × b``
-scratch ``work`` that also holds the extensions; the backward pass writes each row to ``out``
-as soon as it is final.
+scratch ``work`` that also holds the extensions; complete channels through two sections are
+read from ``x`` by the forward pass itself, others are copied first and their gaps bridged.
+The backward pass writes each row to ``out`` as soon as it is final.
 """
 from libc.math cimport isfinite, NAN
 from libc.stdlib cimport malloc, free
@@ -171,6 +172,67 @@ cdef void _pass2(double* base, Py_ssize_t st, Py_ssize_t m, bint backward,
         z[3 * w + j] = q1[j]
 
 
+cdef void _pass2_in(const src_t* xin, Py_ssize_t xs0, Py_ssize_t xs1, double* base,
+                    Py_ssize_t st, Py_ssize_t m, const double[:, ::1] sos, double* z,
+                    Py_ssize_t w) noexcept nogil:
+    """:func:`_pass2` forward, reading the rows from ``xin`` (element strides ``xs0``, ``xs1``;
+    complete, so nothing to bridge) and writing the results to the rows at ``base``: the signal
+    is not copied into ``base`` first."""
+    cdef Py_ssize_t t, j
+    cdef double b00 = sos[0, 0], b01 = sos[0, 1], b02 = sos[0, 2], a01 = sos[0, 4]
+    cdef double a02 = sos[0, 5], b10 = sos[1, 0], b11 = sos[1, 1], b12 = sos[1, 2]
+    cdef double a11 = sos[1, 4], a12 = sos[1, 5]
+    cdef double xc, xn
+    cdef double* row
+    cdef const src_t* xr
+    cdef double p0[MAX_RUN]
+    cdef double p1[MAX_RUN]
+    cdef double q0[MAX_RUN]
+    cdef double q1[MAX_RUN]
+    for j in range(w):
+        p0[j] = z[j]
+        p1[j] = z[w + j]
+        q0[j] = z[2 * w + j]
+        q1[j] = z[3 * w + j]
+    for t in range(m):
+        row = base + st * t
+        xr = xin + xs0 * t
+        for j in range(w):
+            xc = xr[j * xs1]
+            xn = b00 * xc + p0[j]
+            p0[j] = b01 * xc - a01 * xn + p1[j]
+            p1[j] = b02 * xc - a02 * xn
+            xc = xn
+            xn = b10 * xc + q0[j]
+            q0[j] = b11 * xc - a11 * xn + q1[j]
+            q1[j] = b12 * xc - a12 * xn
+            row[j] = xn
+    for j in range(w):
+        z[j] = p0[j]
+        z[w + j] = p1[j]
+        z[2 * w + j] = q0[j]
+        z[3 * w + j] = q1[j]
+
+
+cdef void _gather(const src_t* xin, Py_ssize_t xs0, Py_ssize_t xs1, double* mid,
+                  Py_ssize_t mid_st, Py_ssize_t nb, Py_ssize_t a, Py_ssize_t e) noexcept nogil:
+    """Rows ``a`` to ``e - 1`` of ``nb`` channels from ``xin`` (element strides ``xs0``, ``xs1``)
+    into the float64 rows at ``mid`` (stride ``mid_st``); one flat copy when both are
+    contiguous."""
+    cdef Py_ssize_t i, jj, q
+    cdef const src_t* xr
+    cdef double* mr
+    if xs1 == 1 and xs0 == nb and mid_st == nb:
+        for q in range(a * nb, e * nb):
+            mid[q] = xin[q]
+        return
+    for i in range(a, e):
+        xr = xin + i * xs0
+        mr = mid + i * mid_st
+        for jj in range(nb):
+            mr[jj] = xr[jj * xs1]
+
+
 cdef void _pass(double* base, Py_ssize_t st, Py_ssize_t m, bint backward,
                 const double[:, ::1] sos, double* z, Py_ssize_t w) noexcept nogil:
     """The cascade over ``m`` rows of ``w <= MAX_RUN`` adjacent channels at ``base`` (row
@@ -197,13 +259,15 @@ cdef void _start(const double[:, ::1] zi, double* z, Py_ssize_t zst, const doubl
 cdef void _filtfilt(const double[:, ::1] sos, const double[:, ::1] zi, const src_t[:, :] x,
                     dst_t[:, ::1] out, Py_ssize_t j0, Py_ssize_t nb, double* left, double* mid,
                     Py_ssize_t mid_st, double* right, Py_ssize_t pad_st, Py_ssize_t p,
-                    double* z, bint in_out, const unsigned char* bad) noexcept nogil:
+                    double* z, bint in_out, const unsigned char* bad, bint direct) noexcept nogil:
     """Odd-extend and filter forward then backward the ``nb`` adjacent channels ``j0, ...`` of
     ``x``: the signal is ``n`` rows at ``mid`` (stride ``mid_st``, bridged already), the
     extensions ``p`` rows at ``left`` and ``right`` (stride ``pad_st``); ``z``: the states
     (``2 n_sections nb``). The backward pass writes each row to ``out`` as soon as it is final
     (with ``in_out``, ``mid`` is inside ``out`` already), and NaN where ``x`` is not finite:
-    only in the rows ``i`` with ``bad[i]`` (``bad`` NULL: no sample is missing)."""
+    only in the rows ``i`` with ``bad[i]`` (``bad`` NULL: no sample is missing). With ``direct``
+    (two sections, complete channels) only the first and last ``p + 1`` rows are at ``mid``
+    before the forward pass, which reads the signal from ``x``."""
     cdef Py_ssize_t n = x.shape[0], i, j, k, a, e
     cdef double x0, xe, v
     cdef double* row
@@ -217,7 +281,11 @@ cdef void _filtfilt(const double[:, ::1] sos, const double[:, ::1] zi, const src
     # forward, from zi scaled by the first sample of the extended signal
     _start(zi, z, nb, left if p > 0 else mid, nb)
     _pass(left, pad_st, p, False, sos, z, nb)
-    _pass(mid, mid_st, n, False, sos, z, nb)
+    if direct:
+        _pass2_in(&x[0, j0], x.strides[0] // <Py_ssize_t>sizeof(src_t),
+                  x.strides[1] // <Py_ssize_t>sizeof(src_t), mid, mid_st, n, sos, z, nb)
+    else:
+        _pass(mid, mid_st, n, False, sos, z, nb)
     _pass(right, pad_st, p, False, sos, z, nb)
     # backward, from zi scaled by the last sample of the forward pass
     _start(zi, z, nb, right + (p - 1) * pad_st if p > 0 else mid + (n - 1) * mid_st, nb)
@@ -266,6 +334,7 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
     cdef double run[FLAT]
     cdef double v
     cdef unsigned char* gaps
+    cdef bint direct
     cdef double* mid
     cdef double* left
     cdef double* right
@@ -347,24 +416,27 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
                     mid_st = W
                     left = &work[0, 0]
                     right = &work[p + n, 0] if p > 0 else &work[0, 0]
-                if xs1 == 1 and xs0 == nb and mid_st == nb:  # all columns, both contiguous
-                    for q in range(n * nb):
-                        mid[q] = x0[q]
-                else:
-                    for i in range(n):
-                        xr = x0 + i * xs0 + j0 * xs1
-                        mr = mid + i * mid_st
-                        for jj in range(nb):
-                            mr[jj] = xr[jj * xs1]
-                gaps = NULL  # rows with a missing sample, when there are any
+                # complete channels through two sections are filtered straight from x (the
+                # extensions need its first and last p + 1 rows); else the signal is copied,
+                # its gaps bridged (rows with a missing sample marked in bad)
+                direct = sos.shape[0] == 2 and nb > 2
                 for jj in range(nb):
                     if cnt[j0 + jj] < n:
-                        if gaps == NULL:
-                            gaps = bad
-                            memset(bad, 0, n)
-                        _bridge(mid + jj, mid_st, n, bad)
+                        direct = False
+                gaps = NULL
+                if direct:
+                    _gather(x0 + j0 * xs1, xs0, xs1, mid, mid_st, nb, 0, p + 1)
+                    _gather(x0 + j0 * xs1, xs0, xs1, mid, mid_st, nb, n - 1 - p, n)
+                else:
+                    _gather(x0 + j0 * xs1, xs0, xs1, mid, mid_st, nb, 0, n)
+                    for jj in range(nb):
+                        if cnt[j0 + jj] < n:
+                            if gaps == NULL:
+                                gaps = bad
+                                memset(bad, 0, n)
+                            _bridge(mid + jj, mid_st, n, bad)
                 _filtfilt(sos, zi, x, out, j0, nb, left, mid, mid_st, right, W, p, z, in_out,
-                          gaps)
+                          gaps, direct)
                 c0 += nb
     finally:
         free(cnt); free(filt); free(unf); free(z); free(acc); free(bad)

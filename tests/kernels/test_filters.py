@@ -250,6 +250,27 @@ def test_in_place_and_any_shape():
     np.testing.assert_array_equal(filters.sosfiltfilt(sos, w[:, 2]), sosfiltfilt(sos, w[:, 2]))
 
 
+@pytest.mark.parametrize("order", [3, 4])
+def test_complete_channels_are_filtered_straight_from_x(order):
+    """Two sections over complete channels read the signal straight from ``x`` (no copy first):
+    float32 in place, float64 into a new array, strided and reversed input, and a block with a
+    gap next to complete ones, all as SciPy."""
+    rng = np.random.default_rng(order)
+    sos = butter(order, 0.06, output="sos")
+    x = markers_like(1500, 80, rng)
+    want = scipy_per_channel_nan_bridge(sos, x)
+    np.testing.assert_array_equal(filters.sosfiltfilt(sos, x), want)
+    y = x.astype(np.float32)
+    want32 = scipy_per_channel_nan_bridge(sos, y).astype(np.float32)
+    assert filters.sosfiltfilt(sos, y, dtype=np.float32, out=y) is y
+    np.testing.assert_array_equal(y, want32)
+    np.testing.assert_array_equal(filters.sosfiltfilt(sos, x[:, ::2]), want[:, ::2])
+    np.testing.assert_array_equal(filters.sosfiltfilt(sos, x[::-1]),
+                                  scipy_per_channel_nan_bridge(sos, x[::-1]))
+    x[100:130, 5] = np.nan  # the first block has a gap, the others are complete
+    assert_close(filters.sosfiltfilt(sos, x), scipy_per_channel_nan_bridge(sos, x))
+
+
 def test_lowpass_designs_a_butterworth():
     rate = 200.0
     t = np.arange(2000) / rate
