@@ -218,13 +218,20 @@ cdef void _gather(const src_t* xin, Py_ssize_t xs0, Py_ssize_t xs1, double* mid,
                   Py_ssize_t mid_st, Py_ssize_t nb, Py_ssize_t a, Py_ssize_t e) noexcept nogil:
     """Rows ``a`` to ``e - 1`` of ``nb`` channels from ``xin`` (element strides ``xs0``, ``xs1``)
     into the float64 rows at ``mid`` (stride ``mid_st``); one flat copy when both are
-    contiguous."""
+    contiguous, column by column when the columns of ``xin`` are."""
     cdef Py_ssize_t i, jj, q
     cdef const src_t* xr
     cdef double* mr
     if xs1 == 1 and xs0 == nb and mid_st == nb:
         for q in range(a * nb, e * nb):
             mid[q] = xin[q]
+        return
+    if xs0 == 1:  # columns contiguous: column by column
+        for jj in range(nb):
+            xr = xin + jj * xs1
+            mr = mid + jj
+            for i in range(a, e):
+                mr[i * mid_st] = xr[i]
         return
     for i in range(a, e):
         xr = xin + i * xs0
@@ -376,6 +383,20 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
                     acc[q % c] += run[q]
                 for q in range(r, n * c):
                     acc[q % c] += x0[q] - x0[q]
+            elif xs0 == 1:  # columns contiguous (Fortran order): each one as a flat run
+                for j in range(c):
+                    xr = x0 + j * xs1
+                    for q in range(FLAT):
+                        run[q] = 0
+                    r = 0
+                    while r + FLAT <= n:
+                        for q in range(FLAT):
+                            run[q] += xr[r + q] - xr[r + q]
+                        r += FLAT
+                    for q in range(FLAT):
+                        acc[j] += run[q]
+                    for q in range(r, n):
+                        acc[j] += xr[q] - xr[q]
             else:
                 for i in range(n):
                     xr = x0 + i * xs0

@@ -271,6 +271,24 @@ def test_complete_channels_are_filtered_straight_from_x(order):
     assert_close(filters.sosfiltfilt(sos, x), scipy_per_channel_nan_bridge(sos, x))
 
 
+@pytest.mark.parametrize("c", [1, 2, 5])
+def test_fortran_order_input(c):
+    """Columns contiguous, as ``w[:, j, [0, 2]]`` gives them: counted and copied column by
+    column; a missing sample at either end or after the last whole step of the count is found."""
+    rng = np.random.default_rng(20 + c)
+    sos = butter(4, 0.08, output="sos")
+    n = 1003  # not a multiple of the count's step
+    for row in (None, 0, n // 2, n - 1):
+        x = np.asfortranarray(force_like(n, c, rng))
+        if row is not None:
+            x[row, c - 1] = np.nan
+        assert x.flags.f_contiguous
+        want = scipy_per_channel_nan_bridge(sos, x)
+        np.testing.assert_array_equal(filters.sosfiltfilt(sos, x), want)
+        np.testing.assert_array_equal(filters.sosfiltfilt(sos, x.astype(np.float32, order="F")),
+                                      scipy_per_channel_nan_bridge(sos, x.astype(np.float32)))
+
+
 def test_lowpass_designs_a_butterworth():
     rate = 200.0
     t = np.arange(2000) / rate
