@@ -332,8 +332,9 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
     ``in_out`` False: ``work`` is (n + 2 padlen, b) float64 scratch, b >= 1; ``out`` may be
     ``x`` itself. ``in_out`` True (only with a float64 ``out`` that does not overlap ``x``):
     the signal is filtered inside ``out`` and ``work`` is (2 padlen, b) scratch for the
-    extensions. ``x`` may have any strides (rows read through pointers: the compiler versions
-    the loops for a unit column stride). Returns the number of columns filtered.
+    extensions. ``x`` may have any strides (read through its element strides; a few
+    C-ordered columns, or Fortran-ordered ones, are counted and copied as flat runs).
+    Returns the number of columns filtered.
     """
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], p = padlen
     cdef Py_ssize_t B = min(work.shape[1], <Py_ssize_t>MAX_RUN), W = work.shape[1]
