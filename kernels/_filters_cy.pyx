@@ -10,8 +10,9 @@ pass), with the same arithmetic in the same order, so the results agree to round
 The data are time-major (channels adjacent within a row), so the filter runs row by row over a
 run of up to b adjacent channels: each row goes through every section of the cascade, and
 each section's loop over the channels is independent from channel to channel, so the
-compiler vectorises it; the states (``2 × sections × b`` values) stay in L1 from row to row.
-The forward pass filters in place in a float64 signal: ``out`` itself for a float64 output
+compiler vectorises it; the states (``2 × sections × b`` values) stay in L1 from row to row
+(two channels through two sections, a split belt's Fx and Fz, keep them in registers: there the
+recursion's latency bounds the time). The forward pass filters in place in a float64 signal: ``out`` itself for a float64 output
 that is not the input (scratch only for the two extensions), else a ``(n + 2 padlen) × b``
 scratch ``work`` that also holds the extensions; complete channels through two sections are
 read from ``x`` by the forward pass itself, others are copied first and their gaps bridged.
@@ -33,6 +34,7 @@ cdef enum:
     MAX_RUN = 32  # the most adjacent channels filtered side by side
     CHUNK = 64    # rows of the backward pass written out while in cache
     FLAT = 16     # narrow contiguous x: at least this many samples per step of the count
+
 
 cdef void _bridge(double* v, Py_ssize_t st, Py_ssize_t n, unsigned char* bad) noexcept nogil:
     """Replace the non-finite samples of ``v[0], v[st], ..., v[(n-1) st]`` by linear
