@@ -220,7 +220,8 @@ cdef void _gather(const src_t* xin, Py_ssize_t xs0, Py_ssize_t xs1, double* mid,
                   Py_ssize_t mid_st, Py_ssize_t nb, Py_ssize_t a, Py_ssize_t e) noexcept nogil:
     """Rows ``a`` to ``e - 1`` of ``nb`` channels from ``xin`` (element strides ``xs0``, ``xs1``)
     into the float64 rows at ``mid`` (stride ``mid_st``); one flat copy when both are
-    contiguous, column by column when the columns of ``xin`` are."""
+    contiguous, column by column when the columns of ``xin`` are, a loop the compiler
+    vectorises when its rows are."""
     cdef Py_ssize_t i, jj, q
     cdef const src_t* xr
     cdef double* mr
@@ -234,6 +235,13 @@ cdef void _gather(const src_t* xin, Py_ssize_t xs0, Py_ssize_t xs1, double* mid,
             mr = mid + jj
             for i in range(a, e):
                 mr[i * mid_st] = xr[i]
+        return
+    if xs1 == 1:  # rows contiguous: a loop the compiler vectorises
+        for i in range(a, e):
+            xr = xin + i * xs0
+            mr = mid + i * mid_st
+            for jj in range(nb):
+                mr[jj] = xr[jj]
         return
     for i in range(a, e):
         xr = xin + i * xs0
@@ -335,7 +343,8 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
     ``x`` itself. ``in_out`` True (only with a float64 ``out`` that does not overlap ``x``):
     the signal is filtered inside ``out`` and ``work`` is (2 padlen, b) scratch for the
     extensions. ``x`` may have any strides (read through its element strides; a few
-    C-ordered columns, or Fortran-ordered ones, are counted and copied as flat runs).
+    C-ordered columns, or Fortran-ordered ones, are counted and copied as flat runs, contiguous
+    rows with loops the compiler vectorises).
     Returns the number of columns filtered.
     """
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], p = padlen
@@ -400,6 +409,11 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
                         acc[j] += run[q]
                     for q in range(r, n):
                         acc[j] += xr[q] - xr[q]
+            elif xs1 == 1:  # rows contiguous: a loop the compiler vectorises
+                for i in range(n):
+                    xr = x0 + i * xs0
+                    for j in range(c):
+                        acc[j] += xr[j] - xr[j]
             else:
                 for i in range(n):
                     xr = x0 + i * xs0
