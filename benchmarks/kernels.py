@@ -21,6 +21,10 @@ Prints what it measures; the last line is one JSON object of the figures:
   (NaN), 4th-order 12 Hz, against what the pipeline did before the kernel (gaps bridged with
   ``np.interp``, SciPy on float64 copies of 6 columns at a time); both results are checked
   equal first;
+- ``session_filters_vs_scipy``: the same two low-passes as ``derive`` calls them for one
+  2-minute session (two belts' Fx, Fz as (n, 2) float32 into float64, the markers float32 in
+  place) against SciPy as above; ``fill_vs_numpy``: ``gaps.fill_gaps`` in place on that
+  session's markers (with added occlusions) over its NumPy reference ``_gaps_ref.fill_gaps``;
 - ``rezero_vs_numpy``: compiled ``contacts.rezero_flight`` over its reference
   ``_contacts_ref.rezero_flight`` (a Python loop over the flights) on one belt-hour of Fx, Fz;
   ``rezero_mean_ms`` the pipeline's call (in place, mean offsets only);
@@ -104,30 +108,9 @@ def bench_filters(cols, markers, rate, marker_rate, repeats) -> dict:
     del y_k, y_s
 
     sos_m = filters.butter_sos(marker_rate, 12.0, 4)
-    m = markers.shape[0]
-    flat = markers.reshape(m, -1)
 
     def scipy_blocks():
-        """The pipeline before the kernel (``derive.lowpass`` at commit 11272a8): 6 columns
-        at a time as contiguous float64 rows, gaps bridged with ``np.interp``, SciPy, NaN
-        put back, written into a float32 result."""
-        out = np.empty(markers.shape, np.float32)
-        target = out.reshape(m, -1)
-        idx = np.arange(m)
-        limit = 3 * (2 * sos_m.shape[0] + 1)
-        for c0 in range(0, flat.shape[1], 6):
-            rows = np.ascontiguousarray(flat[:, c0:c0 + 6].T, dtype=np.float64)
-            finite = np.isfinite(rows)
-            n_ok = finite.sum(axis=1)
-            ok = n_ok > limit
-            for j in np.flatnonzero(ok & (n_ok < m)):
-                good = finite[j]
-                rows[j, ~good] = np.interp(idx[~good], idx[good], rows[j, good])
-            if ok.any():
-                rows[ok] = sosfiltfilt(sos_m, rows[ok], axis=1)
-            rows[~finite] = np.nan
-            target[:, c0:c0 + 6] = rows.T
-        return out
+        return scipy_marker_blocks(sos_m, markers)
 
     t_mk, z_k = best_of(lambda: filters.sosfiltfilt(sos_m, markers, dtype=np.float32), repeats)
     t_ms, z_s = best_of(scipy_blocks, max(1, repeats // 2))
@@ -186,6 +169,86 @@ def bench_steps(runner, markers, fz, rate, found, repeats) -> dict:
                kinematic_contacts_ms=round(t_k * 1e3, 2),
                kinematic_contacts_vs_numpy=round(t_k_ref / t_k, 1))
     return out
+
+
+
+def scipy_marker_blocks(sos, markers):
+    """The pipeline's marker low-pass before the kernel (``derive.lowpass`` at commit 11272a8):
+    6 columns at a time as contiguous float64 rows, gaps bridged with ``np.interp``, SciPy, NaN
+    put back, written into a float32 result."""
+    from scipy.signal import sosfiltfilt
+
+    m = markers.shape[0]
+    flat = markers.reshape(m, -1)
+    out = np.empty(markers.shape, np.float32)
+    target = out.reshape(m, -1)
+    idx = np.arange(m)
+    limit = 3 * (2 * sos.shape[0] + 1)
+    for c0 in range(0, flat.shape[1], 6):
+        rows = np.ascontiguousarray(flat[:, c0:c0 + 6].T, dtype=np.float64)
+        finite = np.isfinite(rows)
+        n_ok = finite.sum(axis=1)
+        ok = n_ok > limit
+        for j in np.flatnonzero(ok & (n_ok < m)):
+            good = finite[j]
+            rows[j, ~good] = np.interp(idx[~good], idx[good], rows[j, good])
+        if ok.any():
+            rows[ok] = sosfiltfilt(sos, rows[ok], axis=1)
+        rows[~finite] = np.nan
+        target[:, c0:c0 + 6] = rows.T
+    return out
+
+
+def bench_session(cols, markers, rate, marker_rate, repeats) -> dict:
+    """The low-pass and gap filling as ``derive`` calls them for one 2-minute session (the
+    first 2 minutes of the data): Fx, Fz of each belt, (n, 2) float32 into float64, one call per
+    belt; the markers (m, k, 3) float32 filled then filtered in place. Baselines in the same
+    run: SciPy as in :func:`bench_filters`, and ``_gaps_ref.fill_gaps`` for the gaps."""
+    from scipy.signal import sosfiltfilt
+
+    from treadlab.kernels import _gaps_ref, filters, gaps
+
+    n, m = min(cols.shape[1], int(120 * rate)), min(markers.shape[0], int(120 * marker_rate))
+    plates = [np.ascontiguousarray(cols[2 * b:2 * b + 2, :n].T, dtype=np.float32)
+              for b in range(2)]
+    sos_f = filters.butter_sos(rate, 50.0, 4)
+    sos_m = filters.butter_sos(marker_rate, 12.0, 4)
+    raw = np.ascontiguousarray(markers[:m])
+    rng = np.random.default_rng(0)  # occlusions of 1-30 frames, about 1 % of the frames
+    for _ in range(max(1, m // 400)):
+        a, k = int(rng.integers(0, m - 30)), int(rng.integers(0, raw.shape[1]))
+        raw[a:a + int(rng.integers(1, 31)), k] = np.nan
+    max_gap = int(round(0.1 * marker_rate))
+    filled, _ = gaps.fill_gaps(raw, max_gap)
+    work = np.empty_like(raw)
+
+    def kernel_filters():
+        out = [filters.sosfiltfilt(sos_f, x) for x in plates]
+        np.copyto(work, filled)
+        return out, filters.sosfiltfilt(sos_m, work, dtype=np.float32, out=work)
+
+    def scipy_filters():
+        return ([sosfiltfilt(sos_f, x.T.astype(np.float64), axis=1).T for x in plates],
+                scipy_marker_blocks(sos_m, filled))
+
+    def kernel_fill():
+        np.copyto(work, raw)
+        return gaps.fill_gaps(work, max_gap, out=work)
+
+    t_k, (f_k, m_k) = best_of(kernel_filters, repeats)
+    t_s, (f_s, m_s) = best_of(scipy_filters, repeats)
+    assert all(np.array_equal(a, b) for a, b in zip(f_k, f_s))
+    assert np.array_equal(m_k, m_s, equal_nan=True)
+    t_g, (g_k, l_k) = best_of(kernel_fill, repeats)
+    t_g_ref, (g_r, l_r) = best_of(lambda: _gaps_ref.fill_gaps(raw, max_gap), max(1, repeats // 2))
+    assert l_k == l_r and np.allclose(g_k, g_r, rtol=0, atol=1e-3, equal_nan=True)
+    print(f"one 2-minute session: low-pass of 2 belts × (Fx, Fz) and {raw.shape[1]} markers: "
+          f"kernel {t_k * 1e3:.1f} ms, scipy.signal.sosfiltfilt {t_s * 1e3:.1f} ms; "
+          f"fill_gaps in place {t_g * 1e3:.2f} ms, NumPy reference {t_g_ref * 1e3:.0f} ms")
+    return {"session_filters_ms": round(t_k * 1e3, 2),
+            "session_filters_vs_scipy": round(t_s / t_k, 1),
+            "session_fill_ms": round(t_g * 1e3, 2),
+            "fill_vs_numpy": round(t_g_ref / t_g, 1)}
 
 
 def main(argv=None):
@@ -286,6 +349,7 @@ def main(argv=None):
 
     # zero-phase low-pass and flight re-zeroing
     filt = bench_filters(cols, markers, rate, runner.marker_rate_hz, args.repeats)
+    filt.update(bench_session(cols, markers, rate, runner.marker_rate_hz, args.repeats))
     c_l = detect_contacts(fz_l, rate, p)[0]
     wl = np.ascontiguousarray(np.stack([fx_l, fz_l], axis=1))
     from treadlab.kernels import contacts as kc

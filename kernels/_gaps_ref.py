@@ -15,10 +15,11 @@ import numpy as np
 __all__ = ["fill_gaps"]
 
 
-def fill_gaps(positions, max_gap_frames):
+def fill_gaps(positions, max_gap_frames, *, out=None):
     """Reference of :func:`treadlab.kernels.gaps.fill_gaps` (same signature, errors and result).
 
-    positions : (m, k, 3) float array, mm. max_gap_frames : int >= 0.
+    positions : (m, k, 3) float array, mm. max_gap_frames : int >= 0. out : array to write the
+    result into (may be ``positions``).
     Returns (filled (m, k, 3) in the input's float dtype, longest gap filled in frames).
     """
     pos = np.asarray(positions)
@@ -32,11 +33,11 @@ def fill_gaps(positions, max_gap_frames):
         raise ValueError(f"max_gap_frames must be a non-negative integer, got {max_gap_frames!r}")
     max_gap = int(max_gap_frames)
     dtype = pos.dtype if pos.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    out = np.array(pos, dtype=np.float64, copy=True)
-    m = out.shape[0]
+    work = np.array(pos, dtype=np.float64, copy=True)
+    m = work.shape[0]
     longest = 0
-    for j in range(out.shape[1]):
-        p = out[:, j, :]
+    for j in range(work.shape[1]):
+        p = work[:, j, :]
         seen = np.isfinite(p).all(axis=1)
         p[~seen] = np.nan
         idx = np.flatnonzero(seen)
@@ -53,4 +54,9 @@ def fill_gaps(positions, max_gap_frames):
             p[a + 1:b] = ((2 * s3 - 3 * s2 + 1) * p[a] + (s3 - 2 * s2 + s) * h * ma
                           + (-2 * s3 + 3 * s2) * p[b] + (s3 - s2) * h * mb)
             longest = max(longest, int(n))
-    return out.astype(dtype, copy=False), longest
+    if out is None:
+        return work.astype(dtype, copy=False), longest
+    if out.shape != pos.shape or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous with shape {pos.shape} and dtype {dtype}")
+    out[...] = work
+    return out, longest

@@ -35,19 +35,23 @@ def _check(positions, max_gap_frames):
     return pos, int(max_gap_frames), out_dtype
 
 
-def fill_gaps(positions, max_gap_frames):
+def fill_gaps(positions, max_gap_frames, *, out=None):
     """Fill short marker gaps by cubic Hermite interpolation.
 
     Parameters
     ----------
     positions : ndarray, shape (m, k, 3), float32 (or float64)
-        Marker positions in mm, lab frame, NaN where a marker is occluded. Not modified.
+        Marker positions in mm, lab frame, NaN where a marker is occluded. Not modified
+        (unless it is ``out``).
     max_gap_frames : int
         Longest run of missing frames that is filled (>= 0; 0 fills nothing).
+    out : ndarray, optional
+        C-contiguous array of ``positions``' shape and the result's dtype to fill; may be
+        ``positions`` itself (filled in place, no copy).
 
     Returns
     -------
-    filled : ndarray, shape (m, k, 3), same float dtype as ``positions``
+    filled : ndarray, shape (m, k, 3), same float dtype as ``positions`` (``out`` if given)
         Positions with gaps of up to ``max_gap_frames`` frames filled; longer gaps and the
         unseen frames before a marker's first / after its last seen frame are NaN in all three
         coordinates.
@@ -55,9 +59,13 @@ def fill_gaps(positions, max_gap_frames):
         Length in frames of the longest gap filled (0 when none).
     """
     pos, max_gap, out_dtype = _check(positions, max_gap_frames)
-    if np.isfinite(pos).all():  # nothing missing (most markers of a good recording)
-        return np.array(pos, dtype=out_dtype, order="C", copy=True), 0
-    cy = compiled("_gaps_cy")
-    work = np.array(pos, dtype=np.float64, order="C", copy=True)
-    longest = cy.fill_gaps_cy(work, max_gap)
-    return work.astype(out_dtype, copy=False), int(longest)
+    # filled in place in the output dtype (the kernel computes in float64, rounds once)
+    if out is None:
+        out = np.array(pos, dtype=out_dtype, order="C", copy=True)
+    elif out.shape != pos.shape or out.dtype != out_dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous with shape {pos.shape} and dtype "
+                         f"{out_dtype}, got {out.shape} {out.dtype}")
+    elif out is not pos:
+        np.copyto(out, pos)
+    longest = compiled("_gaps_cy").fill_gaps_cy(out, max_gap)
+    return out, int(longest)

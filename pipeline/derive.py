@@ -383,17 +383,12 @@ def marker_task(markers, subject: dict, settings: DeriveSettings, *,
         own = True
     used = [labels[i] for i in keep]
     max_gap = int(round(s.max_gap_s * rate))
-    # markers are filled independently: a few at a time bounds the kernel's temporaries
+    # the kernel fills float32 positions in place, with no temporaries
     if (own or overwrite) and pos.dtype == np.float32 and pos.flags.c_contiguous:
-        filled = pos  # each group of markers is read before it is overwritten
+        filled, longest = fill_gaps(pos, max_gap, out=pos)
     else:
-        filled = np.empty(pos.shape, dtype=np.float32)
-    longest = 0
-    for k0 in range(0, pos.shape[1], 4):
-        part, n_long = fill_gaps(pos[:, k0:k0 + 4], max_gap)
-        filled[:, k0:k0 + 4] = part
-        longest = max(longest, int(n_long))
-        del part
+        filled, longest = fill_gaps(pos, max_gap)
+        filled = filled.astype(np.float32, copy=False)
     del pos
     smooth = lowpass(filled, rate, s.marker_lowpass_hz, s.marker_order, dtype=np.float32,
                      out=filled)  # in place: the filled copy is not needed afterwards

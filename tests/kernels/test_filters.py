@@ -180,6 +180,27 @@ def test_nan_gaps_bridged_as_the_pipeline_did(impl):
     assert_close(got[:, 7], sosfiltfilt(sos, x[:, 7]))  # untouched column: plain sosfiltfilt
 
 
+@pytest.mark.parametrize("c", [1, 2, 3, 5, 7, 16, 17, 40])
+def test_a_single_missing_sample_is_found_anywhere(c):
+    """The kernel tells complete columns from the others in one pass (few contiguous columns:
+    x taken as one flat run in steps of whole rows, then the rows left over): one NaN in the
+    first row, in the last row (after the last whole step for most widths) or in the middle of
+    any column is found, bridged and NaN in the result, float32 and float64, in place too."""
+    rng = np.random.default_rng(c)
+    sos = butter(4, 0.1, output="sos")
+    n = 1001
+    for row in (0, n // 2, n - 1):
+        for j in sorted({0, c // 2, c - 1}):
+            x = markers_like(n, c, rng)
+            x[row, j] = np.nan
+            want = scipy_per_channel_nan_bridge(sos, x)
+            assert_close(filters.sosfiltfilt(sos, x), want)
+            y = x.astype(np.float32)
+            want32 = scipy_per_channel_nan_bridge(sos, y).astype(np.float32)
+            np.testing.assert_array_equal(filters.sosfiltfilt(sos, y, dtype=np.float32, out=y),
+                                          want32)
+
+
 def test_channels_with_too_few_samples_are_returned_unfiltered(impl):
     sos = butter(4, 0.2, output="sos")
     limit = filters.min_finite(sos)
@@ -227,6 +248,45 @@ def test_in_place_and_any_shape():
     np.testing.assert_array_equal(filters.sosfiltfilt(sos, w[:, [0, 2]]),
                                   sosfiltfilt(sos, w[:, [0, 2]], axis=0))
     np.testing.assert_array_equal(filters.sosfiltfilt(sos, w[:, 2]), sosfiltfilt(sos, w[:, 2]))
+
+
+@pytest.mark.parametrize("order", [3, 4])
+def test_complete_channels_are_filtered_straight_from_x(order):
+    """Two sections over complete channels read the signal straight from ``x`` (no copy first):
+    float32 in place, float64 into a new array, strided and reversed input, and a block with a
+    gap next to complete ones, all as SciPy."""
+    rng = np.random.default_rng(order)
+    sos = butter(order, 0.06, output="sos")
+    x = markers_like(1500, 80, rng)
+    want = scipy_per_channel_nan_bridge(sos, x)
+    np.testing.assert_array_equal(filters.sosfiltfilt(sos, x), want)
+    y = x.astype(np.float32)
+    want32 = scipy_per_channel_nan_bridge(sos, y).astype(np.float32)
+    assert filters.sosfiltfilt(sos, y, dtype=np.float32, out=y) is y
+    np.testing.assert_array_equal(y, want32)
+    np.testing.assert_array_equal(filters.sosfiltfilt(sos, x[:, ::2]), want[:, ::2])
+    np.testing.assert_array_equal(filters.sosfiltfilt(sos, x[::-1]),
+                                  scipy_per_channel_nan_bridge(sos, x[::-1]))
+    x[100:130, 5] = np.nan  # the first block has a gap, the others are complete
+    assert_close(filters.sosfiltfilt(sos, x), scipy_per_channel_nan_bridge(sos, x))
+
+
+@pytest.mark.parametrize("c", [1, 2, 5])
+def test_fortran_order_input(c):
+    """Columns contiguous, as ``w[:, j, [0, 2]]`` gives them: counted and copied column by
+    column; a missing sample at either end or after the last whole step of the count is found."""
+    rng = np.random.default_rng(20 + c)
+    sos = butter(4, 0.08, output="sos")
+    n = 1003  # not a multiple of the count's step
+    for row in (None, 0, n // 2, n - 1):
+        x = np.asfortranarray(force_like(n, c, rng))
+        if row is not None:
+            x[row, c - 1] = np.nan
+        assert x.flags.f_contiguous
+        want = scipy_per_channel_nan_bridge(sos, x)
+        np.testing.assert_array_equal(filters.sosfiltfilt(sos, x), want)
+        np.testing.assert_array_equal(filters.sosfiltfilt(sos, x.astype(np.float32, order="F")),
+                                      scipy_per_channel_nan_bridge(sos, x.astype(np.float32)))
 
 
 def test_lowpass_designs_a_butterworth():

@@ -95,3 +95,58 @@ def test_compiled_matches_reference_on_random_dropouts(seed):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
     a64, _ = gaps.fill_gaps(pos.astype(np.float64), 5)
     assert a64.dtype == np.float64
+
+
+def test_float32_is_the_float64_fill_rounded_once():
+    """The kernel fills float32 in place but computes in float64: the same bits as filling a
+    float64 copy and rounding the result (the former path)."""
+    rng = np.random.default_rng(5)
+    pos = _smooth(m=500, k=6) + rng.normal(scale=2.0, size=(500, 6, 3)).astype(np.float32)
+    pos[rng.random((500, 6)) < 0.2] = np.nan
+    pos[rng.random((500, 6, 3)) < 0.01] = np.inf
+    a, la = gaps.fill_gaps(pos, 8)
+    b, lb = gaps.fill_gaps(pos.astype(np.float64), 8)
+    assert la == lb and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b.astype(np.float32))
+
+
+@pytest.mark.parametrize("fill", IMPLS)
+def test_out_in_place_and_into_another_array(fill):
+    rng = np.random.default_rng(9)
+    pos = _smooth(m=300, k=4)
+    pos[rng.random((300, 4)) < 0.15] = np.nan
+    want, n = fill(pos, 6)
+    other = np.empty_like(pos)
+    got, m = fill(pos, 6, out=other)
+    assert got is other and m == n
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(pos).any(), "positions must not be modified when out is another array"
+    same = pos.copy()
+    got, m = fill(same, 6, out=same)
+    assert got is same and m == n
+    np.testing.assert_array_equal(same, want)
+    for bad in (np.empty(pos.shape, np.float64), np.empty((300, 3, 3), np.float32),
+                np.empty((3, 4, 300), np.float32).T):
+        with pytest.raises(ValueError):
+            fill(pos, 6, out=bad)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_compiled_matches_reference_on_sparse_gaps(seed):
+    """Mostly complete frames (the kernel skips a frame when every marker is seen in it and in
+    the frame before) with short gaps, gaps at the edges, and gaps back to back."""
+    rng = np.random.default_rng(100 + seed)
+    pos = (_smooth(m=2000, k=7) + rng.normal(scale=1.0, size=(2000, 7, 3))).astype(np.float64)
+    for _ in range(40):
+        a, j = int(rng.integers(0, 1990)), int(rng.integers(0, 7))
+        pos[a:a + int(rng.integers(1, 9)), j, int(rng.integers(0, 3))] = np.nan
+    pos[:3, 1] = np.nan
+    pos[-2:, 2] = np.inf
+    pos[700:703, 3] = np.nan
+    pos[704:706, 3] = np.nan                      # one seen frame between two gaps
+    for max_gap in (0, 1, 4, 8):
+        a, la = gaps.fill_gaps(pos, max_gap)
+        b, lb = _gaps_ref.fill_gaps(pos, max_gap)
+        assert la == lb
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
