@@ -105,33 +105,60 @@ def read_all(ds: h5py.Dataset) -> np.ndarray:
     # chunks spanning whole rows (a stream chunked along time only): each one is a single
     # contiguous run of ``out``, copied there in one step
     rows = tuple(chunks[1:]) == tuple(shape[1:])
-    row_items = math.prod(shape[1:])
-    flat = out.reshape(-1)
-    fd = ds.file.id.get_vfd_handle()
-    for info in infos:
-        packed = os.pread(fd, info.size, info.byte_offset)
-        if len(packed) != info.size:
-            raise OSError(f"chunk at {tuple(info.chunk_offset)}: {len(packed)} of {info.size} "
-                          f"bytes at byte offset {info.byte_offset} (truncated file?)")
-        raw = deflate.zlib_decompress(packed, nbytes)  # checks the Adler-32 too
-        if len(raw) != nbytes:
-            raise ValueError(f"chunk at {tuple(info.chunk_offset)} inflates to {len(raw)} bytes,"
-                             f" not {nbytes} (damaged file?)")
-        if rows:
-            start = info.chunk_offset[0] * row_items
-            n = min(chunks[0], shape[0] - info.chunk_offset[0]) * row_items
-            dst = flat[start:start + n].view(np.uint8)
-            if shuffle and itemsize > 1:  # byte plane k holds byte k of every element
-                planes = np.frombuffer(raw, np.uint8).reshape(itemsize, -1)
-                np.copyto(dst.reshape(n, itemsize), planes[:, :n].T)
-            else:
-                dst[:] = np.frombuffer(raw, np.uint8, count=n * itemsize)
-            continue
-        block = (_unshuffle(raw, itemsize) if shuffle else np.frombuffer(raw, np.uint8)) \
-            .view(dtype).reshape(chunks)
-        dst = tuple(slice(o, min(o + c, s)) for o, c, s in zip(info.chunk_offset, chunks, shape))
-        out[dst] = block[tuple(slice(0, d.stop - d.start) for d in dst)]
+    row_bytes = math.prod(shape[1:]) * itemsize
+    whole = memoryview(out.reshape(-1).view(np.uint8))
+    for base, buf, run in _runs(ds.file.id.get_vfd_handle(), infos):
+        for info in run:
+            raw = deflate.zlib_decompress(buf[info.byte_offset - base:
+                                              info.byte_offset - base + info.size], nbytes)
+            if len(raw) != nbytes:  # (the Adler-32 is checked by libdeflate)
+                raise ValueError(f"chunk at {tuple(info.chunk_offset)} inflates to {len(raw)} "
+                                 f"bytes, not {nbytes} (damaged file?)")
+            if rows:
+                start = info.chunk_offset[0] * row_bytes
+                n = min(len(raw), whole.nbytes - start)
+                if shuffle and itemsize > 1:  # byte plane k holds byte k of every element
+                    planes = np.frombuffer(raw, np.uint8).reshape(itemsize, -1)
+                    np.copyto(np.frombuffer(whole[start:start + n], np.uint8).reshape(-1, itemsize),
+                              planes[:, :n // itemsize].T)
+                else:
+                    whole[start:start + n] = memoryview(raw)[:n]
+                continue
+            block = (_unshuffle(raw, itemsize) if shuffle else np.frombuffer(raw, np.uint8)) \
+                .view(dtype).reshape(chunks)
+            dst = tuple(slice(o, min(o + c, s))
+                        for o, c, s in zip(info.chunk_offset, chunks, shape))
+            out[dst] = block[tuple(slice(0, d.stop - d.start) for d in dst)]
     return out
+
+
+#: Most bytes one ``pread`` of :func:`_runs` reads (chunks adjacent in the file are read together).
+RUN_BYTES = 4 << 20
+
+
+def _runs(fd: int, infos: list):
+    """``(file offset, bytes, chunks)`` for runs of chunks lying one after the other in the
+    file, each run read with one ``pread`` of at most :data:`RUN_BYTES` (or one chunk): a
+    stream written in order is a few reads instead of one per chunk.
+
+    Raises OSError naming the first chunk that lies beyond the end of the file."""
+    infos = sorted(infos, key=lambda i: i.byte_offset)
+    k = 0
+    while k < len(infos):
+        base = end = infos[k].byte_offset
+        j = k
+        while j < len(infos) and infos[j].byte_offset == end \
+                and (j == k or end + infos[j].size - base <= RUN_BYTES):
+            end += infos[j].size
+            j += 1
+        buf = memoryview(os.pread(fd, end - base, base))
+        if len(buf) != end - base:
+            short = next(i for i in infos[k:j] if i.byte_offset + i.size > base + len(buf))
+            got = max(0, base + len(buf) - short.byte_offset)
+            raise OSError(f"chunk at {tuple(short.chunk_offset)}: {got} of {short.size} bytes "
+                          f"at byte offset {short.byte_offset} (truncated file?)")
+        yield base, buf, infos[k:j]
+        k = j
 
 
 #: ISA-L's compression level for :func:`write_chunks` (0-3; 2: about zlib's level-1 size or
