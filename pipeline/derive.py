@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -194,7 +195,9 @@ def _baseline(kc, fz: np.ndarray, rate_hz: float, tolerance_n: float) -> np.ndar
         with np.errstate(invalid="ignore"):
             low = windows.min(axis=1)
             if np.isnan(low).any():  # NaN samples: the NaN-ignoring minimum of the windows
-                low = np.nanmin(windows, axis=1)
+                with warnings.catch_warnings():  # a window of NaN only stays NaN, dropped below
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    low = np.nanmin(windows, axis=1)
         low = low[np.isfinite(low)]
         if low.size and np.max(np.abs(low)) < tolerance_n:
             return None
