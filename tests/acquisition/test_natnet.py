@@ -56,25 +56,12 @@ def test_natnet_source_conforms(nn_lab):
 def test_natnet_markers_are_the_runner_in_the_lab_frame(nn_lab):
     """Motive streams metres in its Y-up frame; the source gives mm in the lab frame, equal to
     the runner the emulator plays; the stray reflections are counted as unlabelled."""
-    from treadlab.acquisition.sim.emulator_base import runner_params
-    from treadlab.acquisition.sim.simulated import RunnerSignal
-    from treadlab.acquisition.sources.forceplate_serial import PlateCalibration
-
     cfg, lab = nn_lab
     src = SOURCES["natnet"].from_config(cfg, lab=lab)
-    src.open()
-    try:
-        on = lab.device_stats()["on_marker_frame"]
-        blocks = collect_blocks(src, on + 150, timeout=20)
-    finally:
-        src.close()
-    seq = np.concatenate([b.seq for b in blocks])
-    pos = np.concatenate([b.data for b in blocks])
+    blocks, seq, pos, on = stream_after_on(src, lab)
     k = seq >= on
     assert k.sum() > 50
-    plates = [PlateCalibration.from_table(p) for p in cfg.plates]
-    sig = RunnerSignal(runner_params(cfg, None), plates, cfg.markers.labels)
-    want = sig.markers((seq[k] - on) / src.info.rate_hz)
+    want = runner_markers(cfg, seq[k] - on, src.info.rate_hz)
     np.testing.assert_allclose(pos[k], want, atol=0.01)       # float32 metres → mm
     assert np.nanmax(pos[k][:, :, 2]) > 800                    # Z up (pelvis height)
     np.testing.assert_allclose(np.concatenate([b.device_time for b in blocks]),
@@ -231,8 +218,7 @@ import numpy as np
 for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "link", "set", "lo", "multicast", "on"],
             ["ip", "route", "add", "239.0.0.0/8", "dev", "lo"]):
     subprocess.run(cmd, check=True, timeout=10)
-from tests.acquisition.test_natnet import nn_cfg, runner_markers
-from tests.conftest import collect_blocks
+from tests.acquisition.test_natnet import nn_cfg, runner_markers, stream_after_on
 from treadlab.acquisition.sim.natnet_emulator import natnet_table, start_natnet_lab
 from treadlab.acquisition.sources.base import SOURCES
 version = sys.argv[1]
@@ -241,20 +227,26 @@ cfg = nn_cfg()
 with start_natnet_lab(cfg, natnet_version=version, multicast=group) as lab:
     cfg.natnet = natnet_table(lab.natnet_address, multicast=group)
     src = SOURCES["natnet"].from_config(cfg, lab=lab)
-    src.open()
-    try:
-        on = lab.device_stats()["on_marker_frame"]
-        blocks = collect_blocks(src, on + 150, timeout=20)
-    finally:
-        src.close()
-seq = np.concatenate([b.seq for b in blocks])
-pos = np.concatenate([b.data for b in blocks])
+    blocks, seq, pos, on = stream_after_on(src, lab)
 k = seq >= on
 err = np.nanmax(np.abs(pos[k] - runner_markers(cfg, seq[k] - on, src.info.rate_hz)))
 print(json.dumps({"frames": int(len(seq)), "after_on": int(k.sum()), "max_err_mm": float(err),
                   "drops": int(src.counters["drops"]),
                   "events": [d for _, _, kind, d in src.drain_events() if kind == "natnet"]}))
 """
+
+
+def stream_after_on(src, lab, frames: int = 150):
+    """Open ``src``, collect its blocks until ``frames`` marker frames after the emulator's
+    "runner on" frame, close it: ``(blocks, seq, positions mm, on frame)``."""
+    src.open()
+    try:
+        on = lab.device_stats()["on_marker_frame"]
+        blocks = collect_blocks(src, on + frames, timeout=20)
+    finally:
+        src.close()
+    return (blocks, np.concatenate([b.seq for b in blocks]),
+            np.concatenate([b.data for b in blocks]), on)
 
 
 def runner_markers(cfg, frames, rate_hz):
