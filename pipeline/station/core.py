@@ -42,6 +42,7 @@ Everything that reaches the pages goes through :meth:`Station.subscribe`: callba
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -387,14 +388,10 @@ class Station:
                     events += src.drain_events()
             for ev in events:
                 self._log_event(ev[0], ev[1], ev[2], ev[3])
-            trial = self._trial
-            if trial is not None:
-                with self._lock:         # a stop from the API may be closing it meanwhile
-                    if self._trial is not trial:
-                        trial = None
-                    else:
-                        for ev in events:
-                            trial.rec.event(*ev)
+            with self._trial_locked() as trial:
+                if trial is not None:
+                    for ev in events:
+                        trial.rec.event(*ev)
             if trial is not None:
                 if trial.rec.error is not None:
                     log.error("recorder failed: %s", trial.rec.error)
@@ -430,11 +427,8 @@ class Station:
             vis = np.isfinite(b.data[:, :, 0]).mean(axis=1)
             for v in vis[::self._plot_step_m]:
                 self._plot_new.append(("visibility", float(v)))
-        trial = self._trial
-        if trial is None:
-            return
-        with self._lock:
-            if self._trial is not trial:
+        with self._trial_locked() as trial:
+            if trial is None:
                 return
             trial.clock.add(b.stream, b.device_time, b.host_time)
             t = trial.clock.to_session(b.stream, b.device_time)
@@ -448,14 +442,23 @@ class Station:
                 elif b.stream == "markers":
                     trial.live.put_markers(t, b.data)
 
+    @contextlib.contextmanager
+    def _trial_locked(self):
+        """The recording trial, held under the station lock for the ``with`` block, or None
+        when no trial records or a stop from the API closed it meanwhile (the lock is not
+        taken at all between trials)."""
+        trial = self._trial
+        if trial is None:
+            yield None
+            return
+        with self._lock:
+            yield trial if self._trial is trial else None
+
     def _take_belt(self, b) -> None:
         """Belt speeds (m/s) → the trial's ``/raw/belt`` on its clock (receipt time − t0,
         provisional: the recorder fits a constant-rate packet clock at close), as capture."""
-        trial = self._trial
-        if trial is None:
-            return
-        with self._lock:
-            if self._trial is not trial:
+        with self._trial_locked() as trial:
+            if trial is None:
                 return
             trial.rec.put(b, b.host_time - trial.t0)
             trial.belt_speeds.append(np.asarray(b.data, np.float64))
