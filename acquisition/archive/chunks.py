@@ -21,7 +21,8 @@ fastest of the two libraries measured for it (docs/performance.md, "Deflate").
 The result of :func:`read_all` is exactly ``ds[()]``, same dtype and values. Any dataset it
 does not cover is read by h5py as before: no chunks, other filters (Fletcher-32, szip, LZF, plugins), a chunk
 stored with a filter skipped, strings or compound types, a file not on the default POSIX
-driver (in-memory images), a user block, or a file opened in SWMR mode.
+driver (in-memory images), a user block, a file opened in SWMR mode, or an h5py built against
+an HDF5 older than 1.12.3 (no ``H5Dchunk_iter``).
 """
 from __future__ import annotations
 
@@ -43,13 +44,20 @@ def _filters(ds) -> tuple:
     return tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
 
 
+def _decodable(ds) -> tuple | None:
+    """``ds``'s filter pipeline when :func:`read_all` decodes ``ds`` itself, else None."""
+    if ds.chunks is None or ds.size == 0 or ds.dtype.kind not in "biuf":
+        return None
+    f = ds.file
+    if f.driver != "sec2" or f.userblock_size or f.swmr_mode or not hasattr(ds.id, "chunk_iter"):
+        return None  # (no chunk_iter: h5py built against an HDF5 before 1.12.3)
+    filters = _filters(ds)
+    return filters if filters in (_DEFLATE, _SHUFFLE_DEFLATE) else None
+
+
 def fast_path(ds) -> bool:
     """Whether :func:`read_all` decodes ``ds`` itself (see the module docstring)."""
-    f = ds.file
-    return (ds.chunks is not None and ds.size > 0 and ds.dtype.kind in "biuf"
-            and _filters(ds) in (_DEFLATE, _SHUFFLE_DEFLATE)
-            and f.driver == "sec2" and f.userblock_size == 0 and not f.swmr_mode
-            and hasattr(ds.id, "chunk_iter"))
+    return _decodable(ds) is not None
 
 
 def _unshuffle(raw: bytes, itemsize: int) -> np.ndarray:
@@ -84,15 +92,13 @@ def read_all(ds: h5py.Dataset) -> np.ndarray:
         A chunk is not a deflate stream, or fails its checksum (damaged data). Callers that name the file catch
         ``Exception`` (:mod:`treadlab.acquisition.archive.read`).
     """
-    if not fast_path(ds):
+    filters = _decodable(ds)
+    if filters is None:
         return ds[()]
     shape, chunks, dtype = ds.shape, tuple(ds.chunks), ds.dtype
-    shuffle = _filters(ds) == _SHUFFLE_DEFLATE
+    shuffle = filters == _SHUFFLE_DEFLATE
     infos: list = []
-    try:
-        ds.id.chunk_iter(infos.append)
-    except NotImplementedError:  # h5py built against an HDF5 without H5Dchunk_iter
-        return ds[()]
+    ds.id.chunk_iter(infos.append)
     if any(info.filter_mask for info in infos):  # a chunk stored with a filter skipped
         return ds[()]
     n_grid = math.prod(-(-s // c) for s, c in zip(shape, chunks))
