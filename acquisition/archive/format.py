@@ -505,9 +505,10 @@ def make_scale(group, name, values, units=""):
     return h5py.Dataset(make_scale_id(group, name, values, units))
 
 
-def make_scale_id(group, name, values, units=""):
-    """:func:`make_scale`, returning the low-level ``DatasetID``."""
-    dsid = write_array_id(group, name, np.asarray(values), units)
+def make_scale_id(group, name, values, units="", **attrs):
+    """:func:`make_scale` (with ``attrs`` as :func:`write_array`'s), returning the low-level
+    ``DatasetID``."""
+    dsid = write_array_id(group, name, np.asarray(values), units, **attrs)
     h5py.h5ds.set_scale(dsid, name.encode("utf-8"))
     return dsid
 

@@ -348,9 +348,7 @@ def _write_rows(parent, name, columns: dict, dim: str, *, units: dict | None = N
     n = lengths.pop() if lengths else 0
     units = {**DERIVED_UNITS, **(units or {})}
     if index_name and index_name in columns:
-        sc = write_array_id(g, index_name, np.asarray(columns[index_name]),
-                            units.get(index_name, ""))
-        h5py.h5ds.set_scale(sc, index_name.encode("utf-8"))
+        sc = make_scale_id(g, index_name, columns[index_name], units.get(index_name, ""))
     else:
         sc = make_scale_id(g, dim, np.arange(n, dtype=np.int32), "1")
     along = []
@@ -434,8 +432,7 @@ def _write_angles(parent, angles: dict) -> None:
     put_attr(g, "names", names)
     # one reason per angle, "" when computed, so MATLAB/R readers get a plain string array
     put_attr(g, "reasons", [str(reasons.get(n, "")) for n in names])
-    t = write_array_id(g, "time", time, "s", clock="session")
-    h5py.h5ds.set_scale(t, b"time")
+    t = make_scale_id(g, "time", time, "s", clock="session")
     sc = make_scale_id(g, "angle", np.array(names, dtype=object))
     v = write_array_id(g, "values", bitround(values, ANGLE_SIGNIFICANT_BITS), "deg",
                        level=DERIVED_ANGLES_GZIP_LEVEL,
