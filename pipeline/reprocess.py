@@ -268,7 +268,7 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
     if not dry_run:
         for p in remove_stale_temps(archive_dir):
             log.warning("%s: removed, a temporary copy left by an interrupted run", p)
-    skipped, failed, todo, due, skip_reasons = [], [], [], [], {}
+    skipped, failed, due, skip_reasons = [], [], [], {}
     # a due session is submitted as soon as the scan finds it, so the workers start on the
     # first while the rest are checked; the cluster is started for the first one
     client = cluster = None
@@ -297,7 +297,6 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
             if why is None:
                 skipped.append(path)
                 continue
-            todo.append(path)
             due.append((path, why))
             if not dry_run:
                 if client is None:
@@ -305,7 +304,7 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
                     t_first = time.perf_counter()
                 futures[_submit(client, path, settings, force, started_unix)] = path
         log.info("%d sessions: %d to process, %d up to date, %d unreadable",
-                 len(sessions), len(todo), len(skipped), len(failed))
+                 len(sessions), len(due), len(skipped), len(failed))
         if dry_run:
             return BatchResult([], skipped, failed, time.perf_counter() - t0, due=due,
                                dry_run=True, root=Path(archive_dir), want=want,
