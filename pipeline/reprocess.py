@@ -66,20 +66,31 @@ def find_sessions(archive_dir) -> list[Path]:
 
 
 def _client(scheduler: str | None, workers: int | None):
-    """(client, cluster or None): an existing scheduler, or a LocalCluster of process workers
-    on 127.0.0.1 (the HDF5 library lock makes threads useless for reading, docs/design.md §13.4)."""
+    """(client, cluster or None, whether this run closes the client).
+
+    ``scheduler`` (else ``DASK_SCHEDULER_ADDRESS``) names an existing scheduler: the client this
+    process already has for it (distributed's current client, e.g. a notebook's) is used as it
+    is, else a new one connects. Without an address, a LocalCluster of process workers on
+    127.0.0.1 (the HDF5 library lock makes threads useless for reading, docs/design.md §13.4)."""
     from distributed import Client, LocalCluster  # lazy: ~1 s to import, only for a batch
 
     address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
     if address:
         try:
-            return Client(address, timeout="30s"), None
+            current = Client.current(allow_global=True)
+        except ValueError:  # none
+            current = None
+        if current is not None and current.status == "running" \
+                and current.scheduler.address == address:
+            return current, None, False
+        try:
+            return Client(address, timeout="30s"), None, True
         except OSError as exc:
             raise InputError(address, None, f"cannot reach dask scheduler ({exc})") from None
     n = workers or os.cpu_count() or 1
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                            host="127.0.0.1", dashboard_address=None)
-    return Client(cluster), cluster
+    return Client(cluster), cluster, True
 
 
 def _one_line(exc: BaseException) -> str:
@@ -269,10 +280,14 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
         for p in remove_stale_temps(archive_dir):
             log.warning("%s: removed, a temporary copy left by an interrupted run", p)
     skipped, failed, due, skip_reasons = [], [], [], {}
-    # a due session is submitted as soon as the scan finds it, so the workers start on the
-    # first while the rest are checked; the cluster is started for the first one
+    # due sessions go to the cluster while the scan goes on, so the workers start on the first
+    # while the rest are checked (the cluster is started for the first one); they go in
+    # groups that double (1, 1, 2, 4, ... up to SUBMIT_MAX): one message per group instead of
+    # one per session, and the workers never wait for the scan
     client = cluster = None
+    own = False
     futures: dict = {}
+    pending: list = []
     t_first = 0.0
     try:
         for path in sessions:
@@ -299,10 +314,18 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
                 continue
             due.append((path, why))
             if not dry_run:
-                if client is None:
-                    client, cluster = _client(scheduler, workers)
-                    t_first = time.perf_counter()
-                futures[_submit(client, path, settings, force, started_unix)] = path
+                pending.append(path)
+                if len(pending) >= min(max(1, len(futures)), SUBMIT_MAX):
+                    if client is None:
+                        client, cluster, own = _client(scheduler, workers)
+                        t_first = time.perf_counter()
+                    futures.update(_submit(client, pending, settings, force, started_unix))
+                    pending = []
+        if pending:
+            if client is None:
+                client, cluster, own = _client(scheduler, workers)
+                t_first = time.perf_counter()
+            futures.update(_submit(client, pending, settings, force, started_unix))
         log.info("%d sessions: %d to process, %d up to date, %d unreadable",
                  len(sessions), len(due), len(skipped), len(failed))
         if dry_run:
@@ -311,7 +334,7 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
                                skip_reasons=skip_reasons)
         done, lost = _collect(futures, progress, t_first, out=out, root=archive_dir)
     finally:
-        if client is not None:
+        if own:
             client.close()
             if cluster is not None:
                 cluster.close()
@@ -348,12 +371,24 @@ def format_progress(done: int, total: int, name: str, seconds: float | None,
             f"ETA {_clock(eta)}")
 
 
-def _submit(client, path, settings, force: bool, started_unix: float | None):
-    """One task on the cluster: :func:`treadlab.pipeline.graph.run_session` of ``path``.
-    Workers receive the path (and the few-kB settings) and open the archive themselves."""
-    return client.submit(run_session, str(path), settings=settings, force=force,
-                         run_started_unix_s=started_unix,
-                         key=f"treadlab-session-{Path(path).stem}-{uuid.uuid4().hex[:12]}")
+#: Most due sessions :func:`reprocess` sends to the cluster in one message.
+SUBMIT_MAX = 256
+
+
+def _submit(client, paths: list, settings, force: bool, started_unix: float | None) -> dict:
+    """One task per session of ``paths`` on the cluster, sent together:
+    :func:`treadlab.pipeline.graph.run_session` of each. Workers receive the path (and the
+    few-kB settings) and open the archive themselves. Returns {future: path}."""
+    keys = [f"treadlab-session-{Path(p).stem}-{uuid.uuid4().hex[:12]}" for p in paths]
+    futures = client.map(run_session, [str(p) for p in paths], key=keys, settings=settings,
+                         force=force, run_started_unix_s=started_unix, pure=False)
+    return dict(zip(futures, paths))
+
+
+#: Seconds between fetches of finished sessions' summaries in :func:`_collect` (each fetch is
+#: a request to the workers; a session finishing later than this after the last fetch is
+#: fetched and reported at once).
+FETCH_EVERY_S = 0.25
 
 
 def _collect(futures: dict, progress: bool, t0: float, *, out=None, root=None):
@@ -361,29 +396,44 @@ def _collect(futures: dict, progress: bool, t0: float, *, out=None, root=None):
     its ETA (measured from ``t0``, the first submission). Returns ``(done, failed)``: lists of
     ``(path, summary)`` (a summary holding ``"skipped"`` for a session another writer held or
     had done) and of ``(path, one-line reason)``.
+
+    The summaries of the sessions finished since the last fetch are fetched together, at most
+    every :data:`FETCH_EVERY_S` (one request per worker, not one per session).
     """
     if not futures:
         return [], []
     from distributed import as_completed  # distributed takes ~1 s to import: only for a batch
 
-    done, failed = [], []
-    for k, fut in enumerate(as_completed(list(futures)), start=1):
-        path = futures[fut]
-        took = None
-        if fut.status == "finished":
-            summary = fut.result()
-            done.append((path, summary))
-            took = "skipped" if "skipped" in summary else summary["timing"]["total_s"]
-        else:
+    done, failed, waiting = [], [], []
+    k, last = 0, time.perf_counter()
+    finished = as_completed(list(futures))
+    for batch in finished.batches():
+        waiting.extend(batch)
+        if finished.count() and time.perf_counter() - last < FETCH_EVERY_S:
+            continue
+        last = time.perf_counter()
+        ok = [fut for fut in waiting if fut.status == "finished"]
+        try:
+            results = dict(zip(ok, ok[0].client.gather(ok))) if ok else {}
+        except Exception:  # a worker lost since: each one on its own, below
+            results = {}
+        for fut in waiting:
+            k += 1
+            path = futures[fut]
+            took = None
             try:
-                exc = fut.exception()
-            except Exception as err:  # cancelled, lost worker
-                exc = err
-            failed.append((path, _one_line(exc) if exc else fut.status))
-        if progress:
-            print(format_progress(k, len(futures), _name(path, root), took,
-                                  time.perf_counter() - t0), file=out or sys.stderr, flush=True)
-        fut.release()
+                summary = results[fut] if fut in results else fut.result()
+            except Exception as err:  # failed, cancelled, lost worker
+                failed.append((path, _one_line(err)))
+            else:
+                done.append((path, summary))
+                took = "skipped" if "skipped" in summary else summary["timing"]["total_s"]
+            if progress:
+                print(format_progress(k, len(futures), _name(path, root), took,
+                                      time.perf_counter() - t0), file=out or sys.stderr,
+                      flush=True)
+            fut.release()
+        waiting = []
     return done, failed
 
 

@@ -132,6 +132,28 @@ def test_existing_scheduler_and_worker_via_cli(archive, scheduler, monkeypatch, 
     assert "processed             4" in result.table()
 
 
+@pytest.mark.timeout(240)
+def test_a_client_this_process_has_for_the_scheduler_is_used_and_left_open(archive, scheduler,
+                                                                            capsys):
+    """A notebook with a client of the lab's scheduler: reprocess works through that client
+    (no second connection) and leaves it connected; progress reports every session."""
+    from distributed import Client
+
+    def connected():  # clients the scheduler has logged as connecting, so far
+        return sum(1 for _, ev in client.get_events("all")
+                   if isinstance(ev, dict) and ev.get("action") == "add-client")
+
+    with Client(scheduler, timeout="60s") as client:
+        before = connected()
+        result = reprocess(archive, scheduler=scheduler, force=True, progress=True)
+        assert result.ok and len(result.processed) == 4
+        assert connected() == before  # no second client
+        assert client.status == "running"
+        assert client.submit(sum, [1, 2]).result(timeout=30) == 3
+    progress = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("[")]
+    assert [ln.split("]")[0] for ln in progress] == [f"[{k}/4" for k in range(1, 5)]
+
+
 @pytest.mark.timeout(300)
 def test_kill_9_leaves_every_archive_valid(archive, scheduler):
     before = {p: p.read_bytes() for p in find_sessions(archive)}
