@@ -355,6 +355,22 @@ def tune_malloc() -> bool:
     return bool(_MALLOC_TUNED)
 
 
+def _not_due(have: dict | None, settings: RunSettings, force: bool,
+             run_started_unix_s: float | None) -> str | None:
+    """Why :func:`run_session` skips a session whose derived fingerprint is ``have`` (another
+    run has done it), or None to process it."""
+    if have is None:
+        return None
+    done_at = have.get("processed_unix_s")
+    want = settings.fingerprint()
+    if not force and {k: have.get(k) for k in want} == want:
+        return "up to date (processed by another run)"
+    if force and run_started_unix_s is not None and done_at is not None \
+            and float(done_at) >= run_started_unix_s:
+        return "processed by another run since this one started"
+    return None
+
+
 def run_session(path, settings: RunSettings, *, force: bool = False,
                 run_started_unix_s: float | None = None, what: str = "reprocess") -> dict:
     """The whole session graph as one call in the calling process: one task per session for
@@ -393,27 +409,23 @@ def run_session(path, settings: RunSettings, *, force: bool = False,
     except SessionLocked as exc:
         return {"session": path, "skipped": f"locked by {describe_owner(exc.owner)}"}
     try:
-        have = derived_fingerprint(path, with_time=True)
-        if have is not None:
-            done_at = have.pop("processed_unix_s", None)
-            want = settings.fingerprint()
-            if not force and {k: have.get(k) for k in want} == want:
-                return {"session": path, "skipped": "up to date (processed by another run)"}
-            if force and run_started_unix_s is not None and done_at is not None \
-                    and float(done_at) >= run_started_unix_s:
-                return {"session": path, "skipped": "processed by another run since this one "
-                                                    "started"}
-        if not force and scores_only(have, settings):
+        with reading(path) as f:  # one open: the up-to-date check under the lock, then /raw
+            have = fingerprint_of(f, path, with_time=True)
+            why = _not_due(have, settings, force, run_started_unix_s)
+            if why is not None:
+                return {"session": path, "skipped": why}
+            rescoring = not force and scores_only(have, settings)
+            if not rescoring:
+                meta = _read_meta(f)
+                markers = _read_markers(f, path, settings.marker_names)
+                force_data = read_force(f, path)
+        if rescoring:
             t1 = time.perf_counter()
             summary = rescore(path, settings)
             t3 = time.perf_counter()
             summary["timing"] = {"read_s": 0.0, "compute_s": round(t3 - t1, 3), "write_s": 0.0,
                                  "total_s": round(t3 - t0, 3)}
             return summary
-        with reading(path) as f:
-            meta = _read_meta(f)
-            markers = _read_markers(f, path, settings.marker_names)
-            force_data = read_force(f, path)
         t1 = time.perf_counter()
         fo = force_task(path, force_data, meta, settings)
         del force_data
@@ -519,16 +531,21 @@ def derived_fingerprint(path, with_time: bool = False) -> dict | None:
     processed). Reads attributes only (of the derived file, through the session's link).
     ``with_time`` adds ``processed_unix_s`` (s since 1970, None when absent)."""
     with reading(path) as f:
-        link = f.get("derived", getlink=True)
-        if isinstance(link, h5py.ExternalLink) and link.filename != derived_path(path).name:
-            return None  # renamed or copied: its derived file is another name's (relinked on write)
-        g = derived_group(f)
-        if g is None:
-            return None
-        keys = ("pipeline_version", "config_hash", "reference_id", "reference_sha256")
-        out = {k: attr(g, k) for k in keys}
-        if with_time:  # and what decides a scores-only run (scores_only)
-            out["processed_unix_s"] = attr(g, "processed_unix_s")
-            out["derive_hash"] = attr(g, "derive_hash")
-            out["metric_reasons"] = attr(g, "metric_reasons")
-        return out
+        return fingerprint_of(f, path, with_time)
+
+
+def fingerprint_of(f, path, with_time: bool = False) -> dict | None:
+    """:func:`derived_fingerprint` of the session ``path`` open as ``f``."""
+    link = f.get("derived", getlink=True)
+    if isinstance(link, h5py.ExternalLink) and link.filename != derived_path(path).name:
+        return None  # renamed or copied: its derived file is another name's (relinked on write)
+    g = derived_group(f)
+    if g is None:
+        return None
+    keys = ("pipeline_version", "config_hash", "reference_id", "reference_sha256")
+    out = {k: attr(g, k) for k in keys}
+    if with_time:  # and what decides a scores-only run (scores_only)
+        out["processed_unix_s"] = attr(g, "processed_unix_s")
+        out["derive_hash"] = attr(g, "derive_hash")
+        out["metric_reasons"] = attr(g, "metric_reasons")
+    return out

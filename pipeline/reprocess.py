@@ -38,12 +38,11 @@ from pathlib import Path
 
 from treadlab.acquisition.archive import (SessionLocked, acquire, describe_owner,
                                           is_derived_file, lock_owner, migrate_session,
-                                          migration_needed)
+                                          migration_needed, reading)
 from treadlab.acquisition.archive.atomic import remove_stale_temps
-from treadlab.acquisition.capture.recorder import require_finished
+from treadlab.acquisition.capture.recorder import check_finished
 from treadlab.config.errors import InputError, TreadlabError
-from treadlab.pipeline.graph import (derived_fingerprint, load_settings, run_session,
-                                     scores_only)
+from treadlab.pipeline.graph import fingerprint_of, load_settings, run_session, scores_only
 
 log = logging.getLogger(__name__)
 
@@ -297,8 +296,9 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
                 skip_reasons[path] = f"locked by {describe_owner(owner)}"
                 continue
             try:
-                require_finished(path)
-                have = derived_fingerprint(path, with_time=True)
+                with reading(path) as f:  # the lock was checked above
+                    check_finished(f, path)
+                    have = fingerprint_of(f, path, with_time=True)
                 why = due_reason(have, want, force)
                 if why is not None and not force and scores_only(have, settings):
                     why += " (scores only: the stored steps are rescored, no raw data is read)"

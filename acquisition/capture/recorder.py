@@ -52,7 +52,7 @@ from treadlab.kernels.forces import estimate_body_weight
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Recorder", "recover", "require_finished", "clear_status_flags", "lock_path"]
+__all__ = ["Recorder", "recover", "require_finished", "check_finished", "clear_status_flags", "lock_path"]
 
 #: Disk kept in reserve beside a recording, bytes: released when a write fails so the file can
 #: still be closed cleanly (see :class:`Recorder`).
@@ -104,10 +104,16 @@ def require_finished(path) -> None:
         except Exception:
             return
     with f:
-        try:
-            status = archive.from_attr(f.attrs.get("status", ""))
-        except Exception:
-            return
+        check_finished(f, path)
+
+
+def check_finished(f, path) -> None:
+    """The status half of :func:`require_finished`, on the session ``path`` open as ``f``
+    (for a caller that has checked the lock itself and reads on)."""
+    try:
+        status = archive.from_attr(f.attrs.get("status", ""))
+    except Exception:
+        return
     if status == "recording":
         raise InputError(path, "/@status", "'recording': the capture did not finish; run "
                                            "`treadlab recover` on it first")
