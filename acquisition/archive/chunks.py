@@ -39,20 +39,34 @@ _DEFLATE = (h5py.h5z.FILTER_DEFLATE,)
 _SHUFFLE_DEFLATE = (h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_DEFLATE)
 
 
-def _filters(ds) -> tuple:
-    plist = ds.id.get_create_plist()
+#: HDF5's open flags of a file in SWMR mode (reading or writing).
+_SWMR = h5py.h5f.ACC_SWMR_READ | h5py.h5f.ACC_SWMR_WRITE
+
+
+def _filters(ds, plist=None) -> tuple:
+    """The filter pipeline of ``ds`` (of its creation property list ``plist`` when given)."""
+    if plist is None:
+        plist = ds.id.get_create_plist()
     return tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
 
 
 def _decodable(ds) -> tuple | None:
-    """``ds``'s filter pipeline when :func:`read_all` decodes ``ds`` itself, else None."""
-    if ds.chunks is None or ds.size == 0 or ds.dtype.kind not in "biuf":
+    """``(filters, chunk shape, file descriptor)`` when :func:`read_all` decodes ``ds``
+    itself, else None. Asked of HDF5's low-level calls, each once: h5py's ``Dataset`` and
+    ``File`` properties make several calls each, and every HDF5 call costs 10-50 µs of CPU
+    here (its metadata is out of the CPU caches after inflating the previous dataset)."""
+    plist = ds.id.get_create_plist()
+    if plist.get_layout() != h5py.h5d.CHUNKED or 0 in ds.shape or ds.dtype.kind not in "biuf":
         return None
-    f = ds.file
-    if f.driver != "sec2" or f.userblock_size or f.swmr_mode or not hasattr(ds.id, "chunk_iter"):
+    fid = h5py.h5i.get_file_id(ds.id)
+    if fid.get_access_plist().get_driver() != h5py.h5fd.SEC2 \
+            or fid.get_create_plist().get_userblock() or fid.get_intent() & _SWMR \
+            or not hasattr(ds.id, "chunk_iter"):
         return None  # (no chunk_iter: h5py built against an HDF5 before 1.12.3)
-    filters = _filters(ds)
-    return filters if filters in (_DEFLATE, _SHUFFLE_DEFLATE) else None
+    filters = _filters(ds, plist)
+    if filters not in (_DEFLATE, _SHUFFLE_DEFLATE):
+        return None
+    return filters, plist.get_chunk(), fid.get_vfd_handle()
 
 
 def fast_path(ds) -> bool:
@@ -92,10 +106,11 @@ def read_all(ds: h5py.Dataset) -> np.ndarray:
         A chunk is not a deflate stream, or fails its checksum (damaged data). Callers that name the file catch
         ``Exception`` (:mod:`treadlab.acquisition.archive.read`).
     """
-    filters = _decodable(ds)
-    if filters is None:
+    decodable = _decodable(ds)
+    if decodable is None:
         return ds[()]
-    shape, chunks, dtype = ds.shape, tuple(ds.chunks), ds.dtype
+    filters, chunks, fd = decodable
+    shape, dtype = ds.shape, ds.dtype
     shuffle = filters == _SHUFFLE_DEFLATE
     infos: list = []
     ds.id.chunk_iter(infos.append)
@@ -113,7 +128,7 @@ def read_all(ds: h5py.Dataset) -> np.ndarray:
     rows = tuple(chunks[1:]) == tuple(shape[1:])
     row_bytes = math.prod(shape[1:]) * itemsize
     whole = memoryview(out.reshape(-1).view(np.uint8))
-    for base, buf, run in _runs(ds.file.id.get_vfd_handle(), infos):
+    for base, buf, run in _runs(fd, infos):
         for info in run:
             raw = deflate.zlib_decompress(buf[info.byte_offset - base:
                                               info.byte_offset - base + info.size], nbytes)
