@@ -62,13 +62,17 @@ def time_problems(name: str, t: np.ndarray) -> list[tuple[str, str]]:
     t = np.asarray(t)
     if t.dtype.kind not in "fiu":
         return [(name, f"dtype {t.dtype}, expected float seconds")]
-    d = np.diff(t)
-    if t.size and np.isfinite(t[0]) and np.isfinite(t[-1]) and (not d.size or d.min() > 0):
-        return []  # the common case in one pass: increasing between finite ends, all finite
+    if t.size and np.isfinite(t[0]) and np.isfinite(t[-1]):
+        # the common case in one pass: increasing between finite ends, so all finite
+        with np.errstate(invalid="ignore"):  # (inf - inf: the search below describes it)
+            d = np.diff(t)
+        if not d.size or d.min() > 0:
+            return []
     bad = ~np.isfinite(t)
     if bad.any():
         return [(name, f"{int(bad.sum())} non-finite time(s), first at sample "
                        f"{int(np.argmax(bad))}")]
+    d = np.diff(t)
     if d.size and (d <= 0).any():
         i = int(np.argmax(d <= 0)) + 1
         return [(name, f"not increasing at sample {i} (t = {float(t[i]):.6f} s)")]
