@@ -147,16 +147,19 @@ def derived_group(f):
     return g
 
 
-def _dataset(f, path, name) -> np.ndarray:
-    """All of dataset ``name``; InputError naming it when missing or unreadable (a corrupt
+def _dataset(parent, path, name, field=None) -> np.ndarray:
+    """All of dataset ``name`` of ``parent``: the file, or a group (a name in a group is found
+    faster than its whole path from the root); InputError naming ``field`` (default
+    ``"/" + name``) when missing, ``parent`` not being a group, or unreadable (a corrupt
     compressed chunk)."""
-    if name not in f:
-        raise InputError(path, "/" + name, "missing")
+    field = field or "/" + name
+    if not isinstance(parent, h5py.Group) or name not in parent:
+        raise InputError(path, field, "missing")
     try:
-        return read_all(f[name])
+        return read_all(parent[name])
     except Exception as exc:  # OSError/RuntimeError/ValueError/DeflateError on damaged chunks
-        raise InputError(path, "/" + name, f"unreadable data, damaged file? "
-                                           f"({one_line(exc)})") from None
+        raise InputError(path, field, f"unreadable data, damaged file? "
+                                      f"({one_line(exc)})") from None
 
 
 def read_force(f, path) -> ForceData:
@@ -168,9 +171,9 @@ def read_force(f, path) -> ForceData:
     Returns :class:`ForceData` (time (n,) float64 s, wrench (n, p, 6) float32 N and N·m).
     Raises :class:`InputError` naming the dataset or attribute that is missing or malformed.
     """
-    t = np.asarray(_dataset(f, path, "raw/force/time"), dtype=np.float64)
-    w = np.asarray(_dataset(f, path, "raw/force/wrench"), dtype=np.float32)
-    g = f["raw/force"]
+    g = f.get("raw/force")
+    t = np.asarray(_dataset(g, path, "time", "/raw/force/time"), dtype=np.float64)
+    w = np.asarray(_dataset(g, path, "wrench", "/raw/force/wrench"), dtype=np.float32)
     if w.ndim == 2 and w.shape[1] == 6:  # a single plate written as (n, 6)
         w = w[:, None, :]
     if w.ndim != 3 or w.shape[2] != 6 or w.shape[0] != t.shape[0]:
@@ -203,11 +206,11 @@ def read_markers(f, path) -> MarkerData:
     Returns :class:`MarkerData` (time (m,) float64 s, positions (m, k, 3) float32 mm).
     Raises :class:`InputError` naming the dataset that is missing or malformed.
     """
-    if "raw/markers" not in f:
+    g = f.get("raw/markers")
+    if g is None:
         raise InputError(path, "/raw/markers", "missing")
-    t = np.asarray(_dataset(f, path, "raw/markers/time"), dtype=np.float64)
-    pos = np.asarray(_dataset(f, path, "raw/markers/positions"), dtype=np.float32)
-    g = f["raw/markers"]
+    t = np.asarray(_dataset(g, path, "time", "/raw/markers/time"), dtype=np.float64)
+    pos = np.asarray(_dataset(g, path, "positions", "/raw/markers/positions"), dtype=np.float32)
     labels = attr(g, "labels")
     labels = [] if labels is None else [labels] if isinstance(labels, str) else list(labels)
     _raise_first(path, label_problems("/raw/markers@labels", labels))
