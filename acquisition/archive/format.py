@@ -231,9 +231,18 @@ def put_attr(obj, key: str, value) -> None:
 #: HDF5 types of the attributes and datasets :func:`set_attr` and :func:`new_dataset` write
 #: through HDF5's own API, by NumPy dtype: ``(file type, memory type)`` as h5py makes them.
 _TYPES: dict = {}
-#: The dataspace of a scalar attribute (``create_simple(())``, as h5py makes it), made once.
-_SCALAR_SPACE = h5py.h5s.create_simple(())
+#: Simple dataspaces by shape (``()``: scalar), as h5py makes them, each made once: a new
+#: ``SpaceID`` costs about 2.4 us of h5py's bookkeeping, and a derived file has about 45 arrays
+#: of a handful of shapes. HDF5 only reads a dataspace given to ``H5Acreate`` or ``H5Dcreate``.
+_SPACES: dict = {}
 _STR_KEY = "vlen utf-8"
+
+
+def _space(shape: tuple):
+    space = _SPACES.get(shape)
+    if space is None:
+        space = _SPACES[shape] = h5py.h5s.create_simple(shape)
+    return space
 
 
 def _h5types(dtype: np.dtype) -> tuple:
@@ -276,11 +285,15 @@ def set_attr(obj, key: str, value) -> None:
         return
     oid = obj.id if isinstance(obj, h5py.HLObject) else obj
     name = key.encode("utf-8")
-    if h5py.h5a.exists(oid, name):
-        h5py.h5a.delete(oid, name)
     ftype, mtype = _h5types(arr.dtype)
-    space = _SCALAR_SPACE if not arr.shape else h5py.h5s.create_simple(arr.shape)
-    attr = h5py.h5a.create(oid, name, ftype, space)
+    space = _space(arr.shape)
+    try:
+        attr = h5py.h5a.create(oid, name, ftype, space)
+    except OSError:  # one of that name (asked only now: most attributes are new)
+        if not h5py.h5a.exists(oid, name):
+            raise
+        h5py.h5a.delete(oid, name)
+        attr = h5py.h5a.create(oid, name, ftype, space)
     try:
         attr.write(arr, mtype=mtype)
     except BaseException:
@@ -420,7 +433,7 @@ def _fixed_dataset(gid, name, shape, dtype, data, level, shuffle):
         level_ = GZIP_LEVEL if level is None else level
     shuffle = bool(chunks and shuffle and numeric and dtype.itemsize > 1)
     dsid = h5py.h5d.create(gid, name.encode("utf-8"), _h5types(dtype)[0],
-                           h5py.h5s.create_simple(shape), dcpl=_dcpl(chunks, level_, shuffle))
+                           _space(shape), dcpl=_dcpl(chunks, level_, shuffle))
     if not (level_ and numeric and arr.nbytes >= MIN_DIRECT_BYTES
             and write_chunks(h5py.Dataset(dsid), arr)):
         dsid.write(h5py.h5s.ALL, h5py.h5s.ALL, arr, mtype=_h5types(arr.dtype)[1])
