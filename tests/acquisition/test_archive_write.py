@@ -85,7 +85,8 @@ DATASETS = {
     "scalar_text": (np.array("x", dtype=object), {}),
     "level_0": (np.arange(1000.0), {"level": 0}),
     "not_shuffled": (np.arange(100.0), {"shuffle": False}),
-    "large": (np.random.default_rng(0).normal(size=(40_000, 3)), {}),  # write_chunks
+    "large": (np.random.default_rng(0).normal(size=(40_000, 3)), {}),  # write_chunks_id
+    "large_edge_chunk": (np.random.default_rng(1).normal(size=(100_001, 3)), {}),  # 2 chunks
     "empty": (np.zeros((0, 3)), {}),
 }
 
@@ -147,6 +148,10 @@ def test_new_dataset_resizable_and_fixed(two_files):
     np.testing.assert_array_equal(fixed[()], np.arange(4.0))
     shaped = new_dataset(fast, "broadcast", (3, 2), np.float64, "1", data=np.arange(2.0))
     np.testing.assert_array_equal(shaped[()], np.tile(np.arange(2.0), (3, 1)))
+    wide = np.random.default_rng(2).normal(size=(30_000, 3))  # float64 into float32 chunks
+    converted = new_dataset(fast, "converted", wide.shape, np.float32, "mm", data=wide)
+    assert converted.dtype == np.float32
+    np.testing.assert_array_equal(converted[()], wide.astype(np.float32))
 
 
 def test_fixed_chunks_are_equal_and_one_to_two_mib():
