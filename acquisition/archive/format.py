@@ -427,7 +427,7 @@ def _fixed_dataset(gid, name, shape, dtype, data, level, shuffle):
     if arr is None:
         return None
     chunks = level_ = None
-    numeric = h5py.check_string_dtype(dtype) is None
+    numeric = dtype.kind in "biuf"  # else UTF-8 text (_data_array)
     if shape:
         chunks = fixed_chunks(shape, dtype)
         level_ = GZIP_LEVEL if level is None else level
@@ -446,11 +446,10 @@ def _data_array(data, dtype):
     """``data`` as the C-contiguous array h5py's ``create_dataset(data=...)`` would write into
     a dataset of ``dtype``, or ``None`` when only h5py knows how (e.g. bytes into text).
     Numbers keep their own dtype: HDF5 converts them as it writes."""
-    info = h5py.check_string_dtype(dtype)
-    if info is None:
+    if dtype.kind in "biuf":
         arr = np.asarray(data, order="C")
-        return arr if arr.dtype.kind in "biuf" and dtype.kind in "biuf" else None
-    if info != _UTF8_VLEN:
+        return arr if arr.dtype.kind in "biuf" else None
+    if h5py.check_string_dtype(dtype) != _UTF8_VLEN:
         return None
     arr = np.asarray(data, dtype=object, order="C")
     if not all(type(v) is str for v in arr.flat):
