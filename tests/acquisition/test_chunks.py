@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import shared_file
 from treadlab.acquisition.archive import reading, read_force, read_markers
-from treadlab.acquisition.archive.chunks import MIN_DIRECT_BYTES, fast_path, read_all, write_chunks
+from treadlab.acquisition.archive.chunks import (MIN_DIRECT_BYTES, _shuffle, fast_path, read_all,
+                                                 write_chunks)
 from treadlab.acquisition.io.c3d_import import import_c3d
 from treadlab.acquisition.sim.synthetic import simulate_session_file
 from treadlab.config.errors import InputError
@@ -162,3 +163,10 @@ def test_a_long_sessions_derived_angles_are_read_by_netcdf_c(tmp_path):
     text = out.stdout.split("values =", 1)[1].split(";", 1)[0]
     got = np.array([float(v.rstrip("f")) for v in text.replace("\n", " ").split(",")])
     np.testing.assert_allclose(got.reshape(values.shape), values, rtol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", ["<u1", "<i2", ">f4", "<f4", "<f8", ">i8", "<f2"])
+def test_shuffle_is_hdf5s_byte_transpose(dtype):
+    block = np.random.default_rng(5).normal(0, 1e3, (97, 3)).astype(dtype)
+    want = np.ascontiguousarray(block.view(np.uint8).reshape(-1, block.dtype.itemsize).T)
+    np.testing.assert_array_equal(_shuffle(block), want)
