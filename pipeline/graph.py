@@ -42,7 +42,7 @@ from treadlab.acquisition.archive import (SessionLocked, acquire, attr, derived_
                                           derived_path, describe_owner, read_belt,
                                           read_derived_from, read_force, read_markers,
                                           read_meta, reading,
-                                          session_lock, write_derived)
+                                          session_lock, target_of, write_derived)
 from treadlab.acquisition.capture.recorder import require_finished
 from treadlab.config import load_lab, software_version
 from treadlab.config.errors import InputError
@@ -246,8 +246,9 @@ def score_task(contacts: dict, marker_out: dict, meta: dict, settings: RunSettin
 
 
 def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: dict,
-               settings: RunSettings) -> dict:
-    """The single write: ``/derived`` via the atomic ``write_derived``; returns the summary."""
+               settings: RunSettings, target: tuple | None = None) -> dict:
+    """The single write: ``/derived`` via the atomic ``write_derived``; returns the summary.
+    ``target``: the session's ``derived_target``, when the caller has read it under the lock."""
     ref = settings.reference
     attrs = dict(settings.fingerprint())
     now = time.time()
@@ -264,11 +265,11 @@ def write_task(path, force_out: dict, marker_out: dict, contacts: dict, scores: 
     # what a rescore needs besides the contacts (score_task's reasons for unmeasured metrics)
     attrs["metric_reasons"] = json.dumps(dict(marker_out.get("metric_reasons") or {}),
                                          sort_keys=True)
-    return _store(path, contacts, marker_out["angles"], scores, attrs, settings)
+    return _store(path, contacts, marker_out["angles"], scores, attrs, settings, target)
 
 
 def _store(path, contacts: dict, angles: dict, scores: dict, attrs: dict,
-           settings: RunSettings) -> dict:
+           settings: RunSettings, target: tuple | None = None) -> dict:
     """``write_derived`` of one session's derived data, and the run's summary of it."""
     scores = dict(scores)
     by_speed = scores.pop("by_speed", None)
@@ -276,7 +277,7 @@ def _store(path, contacts: dict, angles: dict, scores: dict, attrs: dict,
                "units": dict(derive.EXTRA_UNITS)}
     if by_speed is not None:
         derived["scores_by_speed"] = by_speed
-    written = write_derived(path, derived, attrs)
+    written = write_derived(path, derived, attrs, target=target)
     valid = np.asarray(contacts["valid"], bool)
     return {
         "session": str(path),
@@ -416,6 +417,7 @@ def run_session(path, settings: RunSettings, *, force: bool = False,
                 return {"session": path, "skipped": why}
             rescoring = not force and scores_only(have, settings)
             if not rescoring:
+                target = target_of(f, path)  # where write_task writes (read here, once)
                 meta = _read_meta(f)
                 markers = _read_markers(f, path, settings.marker_names)
                 force_data = read_force(f, path)
@@ -434,7 +436,7 @@ def run_session(path, settings: RunSettings, *, force: bool = False,
         steps = step_task(fo, mo, settings, meta)
         scores = score_task(steps, mo, meta, settings)
         t2 = time.perf_counter()
-        summary = write_task(path, fo, mo, steps, scores, settings)
+        summary = write_task(path, fo, mo, steps, scores, settings, target)
         t3 = time.perf_counter()
     finally:
         lock.release()

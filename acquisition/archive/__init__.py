@@ -69,7 +69,8 @@ __all__ = [
     "SessionLock", "SessionLocked", "acquire", "describe_owner", "lock_owner", "lock_path",
     "session_lock", "derived_group", "open_xarray", "link_derived", "write_derived_file",
     "write_plate_geometry", "ANGLE_SIGNIFICANT_BITS", "bitround", "migrate_session", "migration_needed", "derived_target",
+    "target_of",
 ]
 from treadlab.acquisition.archive.migrate import (derived_target, migrate_session,  # noqa: E402
-                                                  migration_needed)
+                                                  migration_needed, target_of)
 from treadlab.acquisition.archive.derived import write_derived  # noqa: E402

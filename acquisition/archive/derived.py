@@ -12,7 +12,7 @@ from treadlab.acquisition.archive.write import write_derived_file
 from treadlab.config.errors import InputError
 
 
-def write_derived(path, derived: dict, attrs: dict) -> Path:
+def write_derived(path, derived: dict, attrs: dict, *, target: tuple | None = None) -> Path:
     """Store ``derived`` as the ``/derived`` of the session at ``path``, atomically, writing
     only derived data.
 
@@ -35,6 +35,9 @@ def write_derived(path, derived: dict, attrs: dict) -> Path:
     attrs : dict
         ``/derived`` attributes: ``pipeline_version``, ``config_hash`` (``processed_utc`` is
         filled in when missing).
+    target : (pathlib.Path or None, str), optional
+        :func:`treadlab.acquisition.archive.migrate.derived_target` of the session, from a
+        caller that holds the session lock and has read it already (else it is read here).
 
     Returns
     -------
@@ -44,7 +47,7 @@ def write_derived(path, derived: dict, attrs: dict) -> Path:
     path = Path(path)
     if not path.exists():
         raise InputError(path, None, "no such file")
-    target, session_id = derived_target(path)
+    target, session_id = derived_target(path) if target is None else target
     if target is None:  # no link yet: write the new derived file, then link it (once)
         migrate_session(path, derived=(derived, attrs))
         return derived_path(path)

@@ -40,11 +40,17 @@ def derived_target(path) -> tuple[Path | None, str]:
     (format 1, or a raw file another program wrote)."""
     path = Path(path)
     with open_archive(path) as f:
-        link = f.get("derived", getlink=True)
-        sid = str(attr(f, "session_id", "") or "")
-        if _link_ok(link, path):
-            return path.parent / link.filename, sid
-        return None, sid
+        return target_of(f, path)
+
+
+def target_of(f, path) -> tuple[Path | None, str]:
+    """:func:`derived_target` of the session ``path`` open as ``f``."""
+    path = Path(path)
+    link = f.get("derived", getlink=True)
+    sid = str(attr(f, "session_id", "") or "")
+    if _link_ok(link, path):
+        return path.parent / link.filename, sid
+    return None, sid
 
 
 def _link_ok(link, path) -> bool:
