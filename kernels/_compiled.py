@@ -13,7 +13,7 @@ import importlib
 from types import ModuleType
 
 #: Kernels with an AVX2 build ``<name>_avx2`` (the same source, the same results).
-AVX2_BUILDS = frozenset({"_filters_cy"})
+AVX2_BUILDS = frozenset({"_filters_cy", "_angles_cy"})
 
 
 @functools.lru_cache(maxsize=1)

@@ -7,7 +7,8 @@ from treadlab.kernels import _compiled
 from treadlab.kernels._compiled import compiled
 
 HAS_AVX2 = "avx2" in _compiled.cpu_flags()
-AVX2_BUILT = importlib.util.find_spec("treadlab.kernels._filters_cy_avx2") is not None
+AVX2_BUILT = all(importlib.util.find_spec(f"treadlab.kernels.{name}_avx2") is not None
+                 for name in _compiled.AVX2_BUILDS)
 
 
 @pytest.mark.parametrize("name", ["_contacts_cy", "_forces_cy", "_angles_cy", "_gaps_cy",
@@ -29,6 +30,7 @@ def test_a_cpu_without_avx2_gets_the_baseline_build(monkeypatch):
 @pytest.mark.skipif(not (HAS_AVX2 and AVX2_BUILT), reason="no AVX2 CPU or no AVX2 build")
 def test_a_cpu_with_avx2_gets_the_avx2_build():
     assert compiled("_filters_cy").__name__ == "treadlab.kernels._filters_cy_avx2"
+    assert compiled("_angles_cy").__name__ == "treadlab.kernels._angles_cy_avx2"
     assert compiled("_gaps_cy").__name__ == "treadlab.kernels._gaps_cy"  # has no AVX2 build
     assert compiled("_filters_cy", avx2=False).__name__ == "treadlab.kernels._filters_cy"
 
