@@ -189,6 +189,23 @@ def test_avx2_build_gives_the_baseline_bits(monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("c, avx2", [(1, True), (2, False), (3, True), (60, True)])
+def test_two_channels_take_the_baseline_build(monkeypatch, c, avx2):
+    """Two channels (a plate's Fx and Fz) run latency-bound with their states in registers,
+    which the baseline build compiles better; wider rows may take the AVX2 build."""
+    asked = []
+
+    def spy(name, avx2=True):
+        asked.append(avx2)
+        return _compiled.compiled(name, avx2=avx2)
+
+    monkeypatch.setattr(filters, "compiled", spy)
+    x = force_like(500, c, np.random.default_rng(c))
+    sos = butter(4, 0.1, output="sos")
+    np.testing.assert_array_equal(filters.sosfiltfilt(sos, x), sosfiltfilt(sos, x, axis=0))
+    assert asked == [avx2]
+
+
 # ---------------------------------------------------------------------------------------------
 # missing samples, short and empty input
 
