@@ -8,7 +8,7 @@ step); a Cardan angle of a distal frame in a proximal one needs only the entries
 ``proximal^T distal`` it reads, so only those dot products are formed.
 """
 from cython cimport floating
-from libc.math cimport sqrt, atan2, asin, fabs, M_PI, INFINITY, NAN
+from libc.math cimport sqrt, atan2, asin, fabs, isnan, M_PI, INFINITY, NAN
 
 # marker slots, as _angles_ref.MARKERS
 cdef enum:
@@ -41,15 +41,31 @@ cdef enum:
 cdef double RAD2DEG = 180.0 / M_PI
 
 
+cdef inline double _atan_tail(double u, double hi, double lo, double x, double y) noexcept nogil:
+    """atan2(y, x) from the reduced argument ``u`` and the offset ``hi + lo`` of its range
+    (see :func:`atan2_r`): Cephes ``atan`` u + u^3 P(u^2) / Q(u^2), peak relative error 2.6e-18
+    for |u| <= 0.66, then the quadrant."""
+    cdef double z = u * u
+    cdef double r = (u * z * ((((-8.750608600031904122785e-1 * z - 1.615753718733365076637e1) * z
+                               - 7.500855792314704667340e1) * z - 1.228866684490136173410e2) * z
+                             - 6.485021904942025371773e1)
+                    / (((((z + 2.485846490142306297962e1) * z + 1.650270098316988542046e2) * z
+                         + 4.328810604912902668951e2) * z + 4.853903996359136964868e2) * z
+                       + 1.945506571482613964425e2))
+    r = hi + (u + (r + lo))
+    r = ((3.141592653589793 - r) + 1.2246467991473532e-16) if x < 0.0 else r
+    return -r if y < 0.0 else r
+
+
 cdef inline double atan2_r(double y, double x) noexcept nogil:
     """atan2(y, x) in radians, inlined: Cephes ``atan`` (range reduction to |u| <= 0.66, then
-    u + u^3 P(u^2) / Q(u^2), peak relative error 2.6e-18 on that range), with pi/4, pi/2 and pi
-    each added as the nearest double plus its remainder. At most 1 ulp from libm's atan2 on
-    2.3 million random and range-boundary arguments (libm's is a call per angle, and was half of
-    this kernel's time). Zeros, infinities and NaN go to libm, so signed zeros behave as there.
+    :func:`_atan_tail`), with pi/4, pi/2 and pi each added as the nearest double plus its
+    remainder. At most 1 ulp from libm's atan2 on 2.3 million random and range-boundary
+    arguments (libm's is a call per angle, and was half of this kernel's time). Zeros,
+    infinities and NaN go to libm, so signed zeros behave as there.
     """
     cdef double ay = fabs(y), ax = fabs(x)
-    cdef double u, z, hi, lo, r
+    cdef double u, hi, lo
     if not (ay > 0.0 and ax > 0.0 and ay < INFINITY and ax < INFINITY):
         return atan2(y, x)
     if ay <= 0.66 * ax:                   # atan(ay/ax), ay/ax <= 0.66
@@ -64,17 +80,37 @@ cdef inline double atan2_r(double y, double x) noexcept nogil:
         u = (ay - ax) / (ay + ax)
         hi = 0.7853981633974483
         lo = 3.061616997868383e-17
-    z = u * u
-    r = (u * z * ((((-8.750608600031904122785e-1 * z - 1.615753718733365076637e1) * z
-                    - 7.500855792314704667340e1) * z - 1.228866684490136173410e2) * z
-                  - 6.485021904942025371773e1)
-         / (((((z + 2.485846490142306297962e1) * z + 1.650270098316988542046e2) * z
-              + 4.328810604912902668951e2) * z + 4.853903996359136964868e2) * z
-            + 1.945506571482613964425e2))
-    r = hi + (u + (r + lo))
-    if x < 0.0:
-        r = (3.141592653589793 - r) + 1.2246467991473532e-16
-    return -r if y < 0.0 else r
+    return _atan_tail(u, hi, lo, x, y)
+
+
+cdef inline double atan2_sel(double y, double x) noexcept nogil:
+    """:func:`atan2_r` with every choice made between two computed values, so that a loop
+    over a table of arguments vectorises (the compiler turns the choices into selects when it
+    may compute both: the AVX2 build, with -fno-trapping-math); the same value for finite
+    non-zero ``y`` and ``x``, NaN for the others (zeros, infinities, NaN)."""
+    cdef double ay = fabs(y), ax = fabs(x)
+    cdef double small = 0.66 * ax         # ay <= small: atan(ay/ax)
+    cdef double steep = 0.66 * ay         # else ax <= steep: pi/2 - atan(ax/ay)
+    cdef double num, den, hi, lo, r       # else pi/4 + atan((ay-ax)/(ay+ax))
+    num = -ax if ax <= steep else ay - ax
+    num = ay if ay <= small else num
+    den = ay if ax <= steep else ay + ax
+    den = ax if ay <= small else den
+    hi = 1.5707963267948966 if ax <= steep else 0.7853981633974483
+    hi = 0.0 if ay <= small else hi
+    lo = 6.123233995736766e-17 if ax <= steep else 3.061616997868383e-17
+    lo = 0.0 if ay <= small else lo
+    r = _atan_tail(num / den, hi, lo, x, y)
+    r = r if ay > 0.0 else NAN
+    r = r if ax > 0.0 else NAN
+    r = r if ay < INFINITY else NAN
+    return r if ax < INFINITY else NAN
+
+
+#: Whether this build evaluates a block's atan2 in one loop over the table (:func:`atan2_sel`,
+#: vectorised: the AVX2 build ``_angles_cy_avx2``) or one by one with branches (:func:`atan2_r`:
+#: faster than selects without wide vectors).
+cdef bint VECTOR_ATAN = __name__.endswith("_avx2")
 
 
 cdef inline void vsub(const double* a, const double* b, double* o) noexcept nogil:
@@ -177,7 +213,8 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
     centre, shank, foot) runs over the whole block before the next: one frame's steps form a
     chain of square roots and divisions, and a loop over independent frames lets the processor
     overlap them. The steps leave the arguments of the atan2 and asin calls in a table that one
-    loop per block then evaluates.
+    loop per block then evaluates (the atan2 in a vectorised loop over the flat table in the
+    AVX2 build: ``VECTOR_ATAN``).
     """
     cdef Py_ssize_t m = pos.shape[0], k = pos.shape[1], i0, ib
     if m == 0 or k == 0:
@@ -193,6 +230,13 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
     cdef double ya[BLOCK][N_ATAN]         # atan2(ya, xa) of each frame of the block
     cdef double xa[BLOCK][N_ATAN]
     cdef double sa[BLOCK][N_ASIN]         # cardan_b(sa)
+    cdef double ra[BLOCK][N_ATAN]         # atan2_sel(ya, xa) (VECTOR_ATAN)
+    cdef double* yt
+    cdef double* xt
+    cdef double* rt
+    cdef double angle
+    cdef int q
+    cdef bint vector_atan = VECTOR_ATAN
     cdef int atan_col[N_ATAN]
     cdef double atan_fac[N_ATAN]
     cdef int asin_col[N_ASIN]
@@ -382,10 +426,22 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
                         ya[f][A_ANKLE_DORSI_L + side] = vdot(sx[f], fz)
                         xa[f][A_ANKLE_DORSI_L + side] = vdot(sz[f], fz)
 
+            if vector_atan:  # the block's tables as flat runs: a loop that vectorises
+                yt = &ya[0][0]
+                xt = &xa[0][0]
+                rt = &ra[0][0]
+                for q in range(nb * <int>N_ATAN):
+                    rt[q] = atan2_sel(yt[q], xt[q])
             for f in range(nb):
                 for j in range(N_ATAN):
                     if on[atan_col[j]]:
-                        out[i0 + f, atan_col[j]] = atan_fac[j] * atan2_r(ya[f][j], xa[f][j])
+                        if not vector_atan:
+                            angle = atan2_r(ya[f][j], xa[f][j])
+                        else:  # NaN: zeros, infinities or NaN, as libm gives them
+                            angle = ra[f][j]
+                            if isnan(angle):
+                                angle = atan2(ya[f][j], xa[f][j])
+                        out[i0 + f, atan_col[j]] = atan_fac[j] * angle
                 for j in range(N_ASIN):
                     if on[asin_col[j]]:
                         out[i0 + f, asin_col[j]] = asin_fac[j] * cardan_b(sa[f][j])

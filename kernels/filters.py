@@ -5,7 +5,8 @@ The filter is ``scipy.signal.sosfiltfilt`` with its defaults, channel by channel
 squared), after an odd extension of ``padlen`` samples at both ends, each pass starting from
 the steady state ``sosfilt_zi(sos)`` scaled by its first sample. SciPy designs the coefficients
 (:func:`butter_sos`) and computes the initial conditions (a small linear solve per section);
-the compiled kernel ``_filters_cy`` filters. ``_filters_ref.py`` is the specification.
+the compiled kernel ``_filters_cy`` filters (its AVX2 build ``_filters_cy_avx2`` on a CPU with
+AVX2, the same bits: ``treadlab.kernels._compiled``). ``_filters_ref.py`` is the specification.
 
 Samples that are not finite (NaN, ±inf) are *missing*: inside a channel they are bridged by
 linear interpolation over the sample index (held constant before the first and after the last
@@ -163,8 +164,11 @@ def sosfiltfilt(sos, x, *, dtype=np.float64, out: np.ndarray | None = None) -> n
     else:
         lanes = int(min(lanes, max(1, _WORK_BYTES // ((n + 2 * p) * 8))))
         work = np.empty((n + 2 * p, lanes), dtype=np.float64)
-    compiled("_filters_cy")._sosfiltfilt_cy(sos, sosfilt_zi(sos), x2, o2, p, min_finite(sos),
-                                            work, in_out)
+    # the AVX2 build where the CPU has it (rows of many channels, 4 per vector: 60 marker
+    # columns 3.2 -> 2.0 ms), except for two channels (a split belt plate's Fx and Fz), whose
+    # register-held states the baseline build compiles better (0.7 vs 1.2 ms, 120 000 samples)
+    kernel = compiled("_filters_cy", avx2=x2.shape[1] != 2)
+    kernel._sosfiltfilt_cy(sos, sosfilt_zi(sos), x2, o2, p, min_finite(sos), work, in_out)
     return out
 
 

@@ -468,11 +468,13 @@ def _foot_heights(pos, labels, side):
 
 
 def _lowest_foot_z(pos, labels, side) -> np.ndarray:
-    """(m,) float64 mm: height of the lowest of the HEE/TOE markers of one side (NaN if none)."""
+    """(m,) mm, the positions' dtype: height of the lowest of the HEE/TOE markers of one side (NaN
+    if none)."""
     idx = [labels.index(side + n) for n in ("HEE", "TOE") if side + n in labels]
     if not idx:
         return np.full(pos.shape[0], np.nan)
-    return np.fmin.reduce(pos[:, idx, 2], axis=1)  # NaN-ignoring, NaN only when all are
+    # NaN-ignoring, NaN only when both are; one marker: fmin with itself, a copy of its Z
+    return np.fmin(pos[:, idx[0], 2], pos[:, idx[-1], 2])
 
 
 # --- steps ---------------------------------------------------------------------------------------

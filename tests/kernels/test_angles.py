@@ -1,9 +1,12 @@
 """joint_angles: exact geometry, missing markers, compiled vs reference, Plug-in Gait validation."""
+import importlib
+import importlib.util
+
 import numpy as np
 import pytest
 
 from tests.conftest import shared_file
-from treadlab.kernels import _angles_common, _angles_ref, _gaps_ref, angles
+from treadlab.kernels import _angles_common, _angles_ref, _compiled, _gaps_ref, angles
 from treadlab.kernels.gaps import fill_gaps
 
 IMPLS = [pytest.param(angles.joint_angles, id="cython"),
@@ -397,6 +400,37 @@ def test_compiled_matches_reference_across_block_edges(m):
     b = _angles_ref.joint_angles(pos, CGM, SUBJECT)
     np.testing.assert_array_equal(np.isnan(a.values), np.isnan(b.values))
     np.testing.assert_allclose(a.values, b.values, rtol=0, atol=1e-9)
+
+
+@pytest.mark.skipif("avx2" not in _compiled.cpu_flags() or
+                    importlib.util.find_spec("treadlab.kernels._angles_cy_avx2") is None,
+                    reason="no AVX2 CPU or no AVX2 build")
+def test_avx2_build_gives_the_baseline_bits(monkeypatch):
+    """The AVX2 build evaluates a block's atan2 in a vectorised loop (selects, NaN for zeros,
+    infinities and NaN, then libm for those), the baseline one by one with branches: the same
+    bits, in every quadrant, at the range boundaries, at signed zeros and across block edges."""
+    theta = np.concatenate([np.linspace(-np.pi, np.pi, 2001),
+                            np.arctan([0.66, 1 / 0.66, 0.4375, 1 / 0.4375, 1.0]),
+                            -np.arctan([0.66, 1 / 0.66, 0.4375])])
+    pos = _pose(_truth(1))[[0] * theta.size]
+    kne, ank = CGM.index("LKNE"), CGM.index("LANK")
+    pos[:, ank] = pos[:, kne] + 400.0 * np.stack([np.sin(theta), np.zeros_like(theta),
+                                                  -np.cos(theta)], axis=1)
+    pos[:6, ank] = pos[:6, kne] + np.array([[0.0, 0.0, 0.0], [-0.0, 0.0, -400.0],
+                                            [0.0, 0.0, 400.0], [400.0, 0.0, 0.0],
+                                            [-400.0, 0.0, -0.0], [np.inf, 0.0, 0.0]])
+    rng = np.random.default_rng(5)
+    noisy = _pose(_truth(37, 37)) + rng.normal(scale=2.0, size=(37, len(CGM), 3))
+    noisy[[0, 15, 16, 36], rng.integers(len(CGM), size=4)] = np.nan
+    got = {}
+    for name in ("_angles_cy_avx2", "_angles_cy"):
+        monkeypatch.setattr(angles, "compiled", lambda _, m=name, **__: importlib.import_module(
+            f"treadlab.kernels.{m}"))
+        got[name] = [angles.joint_angles(p, CGM, SUBJECT).values for p in (pos, noisy)]
+        got[name].append(angles.joint_angles(noisy.astype(np.float32), CGM, {}).values)
+    for a, b in zip(*got.values()):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
 
 
 def test_float32_is_read_as_is():

@@ -3,12 +3,15 @@
 float32, validation, and real recordings."""
 from __future__ import annotations
 
+import importlib
+import importlib.util
+
 import numpy as np
 import pytest
 from scipy.signal import butter, sosfiltfilt
 
 from tests.conftest import shared_file
-from treadlab.kernels import _filters_ref, filters
+from treadlab.kernels import _compiled, _filters_ref, filters
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -154,6 +157,53 @@ def test_scratch_and_in_place_paths_agree(monkeypatch):
     np.testing.assert_array_equal(y, want)
     np.testing.assert_array_equal(filters.sosfiltfilt(sos, x, dtype=np.float32),
                                   want.astype(np.float32))
+
+
+@pytest.mark.skipif("avx2" not in _compiled.cpu_flags() or
+                    importlib.util.find_spec("treadlab.kernels._filters_cy_avx2") is None,
+                    reason="no AVX2 CPU or no AVX2 build")
+def test_avx2_build_gives_the_baseline_bits(monkeypatch):
+    """The AVX2 build (no fused multiply-add) rounds as the baseline build: the same bits on
+    every path (2 and many channels, blocks, gaps, float32 in place, strided, every order)."""
+    rng = np.random.default_rng(31)
+    x = markers_like(2500, 45, rng)
+    x[rng.random(x.shape) < 0.003] = np.nan
+    x[300:420, 7] = np.nan
+    x[:, 9] = np.nan
+    w = force_like(3000, 6, rng)
+    cases = [(x, {}), (x, {"dtype": np.float32}), (x[:, 20:], {}), (w[:, [0, 2]], {}),
+             (w, {}), (w.astype(np.float32), {"dtype": np.float32}), (np.zeros((0, 3)), {}),
+             (np.asfortranarray(w[:, :2]), {})]
+    builds = {}
+    for name in ("_filters_cy_avx2", "_filters_cy"):
+        monkeypatch.setattr(filters, "compiled", lambda _, m=name, **__: importlib.import_module(
+            f"treadlab.kernels.{m}"))
+        got = []
+        for order in (1, 2, 3, 4, 5, 8):
+            sos = butter(order, 0.06, output="sos")
+            got += [filters.sosfiltfilt(sos, a, **kw) for a, kw in cases]
+            y = x.astype(np.float32)
+            got.append(filters.sosfiltfilt(sos, y, dtype=np.float32, out=y))
+        builds[name] = got
+    for a, b in zip(*builds.values()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("c, avx2", [(1, True), (2, False), (3, True), (60, True)])
+def test_two_channels_take_the_baseline_build(monkeypatch, c, avx2):
+    """Two channels (a plate's Fx and Fz) run latency-bound with their states in registers,
+    which the baseline build compiles better; wider rows may take the AVX2 build."""
+    asked = []
+
+    def spy(name, avx2=True):
+        asked.append(avx2)
+        return _compiled.compiled(name, avx2=avx2)
+
+    monkeypatch.setattr(filters, "compiled", spy)
+    x = force_like(500, c, np.random.default_rng(c))
+    sos = butter(4, 0.1, output="sos")
+    np.testing.assert_array_equal(filters.sosfiltfilt(sos, x), sosfiltfilt(sos, x, axis=0))
+    assert asked == [avx2]
 
 
 # ---------------------------------------------------------------------------------------------
