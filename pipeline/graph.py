@@ -27,6 +27,7 @@ import ctypes.util
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -373,7 +374,8 @@ def _not_due(have: dict | None, settings: RunSettings, force: bool,
 
 
 def run_session(path, settings: RunSettings, *, force: bool = False,
-                run_started_unix_s: float | None = None, what: str = "reprocess") -> dict:
+                run_started_unix_s: float | None = None, what: str = "reprocess",
+                scanned: tuple | None = None) -> dict:
     """The whole session graph as one call in the calling process: one task per session for
     :mod:`treadlab.pipeline.reprocess`.
 
@@ -388,7 +390,9 @@ def run_session(path, settings: RunSettings, *, force: bool = False,
     session once: it is skipped when its derived data already carries this run's fingerprint
     (unless ``force``), or, with ``force``, when it was processed after
     ``run_started_unix_s`` (by another run). A session whose lock another live writer holds is
-    skipped, naming the owner.
+    skipped, naming the owner. ``scanned``: ``(fingerprint, stamp)`` as the caller's scan read
+    them (:func:`fingerprint_of` after :func:`derived_stamp`); when the derived file's stamp is
+    still the same under the lock, that fingerprint is used instead of reading it again.
 
     Returns
     -------
@@ -411,7 +415,10 @@ def run_session(path, settings: RunSettings, *, force: bool = False,
         return {"session": path, "skipped": f"locked by {describe_owner(exc.owner)}"}
     try:
         with reading(path) as f:  # one open: the up-to-date check under the lock, then /raw
-            have = fingerprint_of(f, path, with_time=True)
+            if scanned is not None and derived_stamp(path) == scanned[1]:
+                have = scanned[0]  # the derived file the scan read (or none), unchanged since
+            else:
+                have = fingerprint_of(f, path, with_time=True)
             why = _not_due(have, settings, force, run_started_unix_s)
             if why is not None:
                 return {"session": path, "skipped": why}
@@ -534,6 +541,24 @@ def derived_fingerprint(path, with_time: bool = False) -> dict | None:
     ``with_time`` adds ``processed_unix_s`` (s since 1970, None when absent)."""
     with reading(path) as f:
         return fingerprint_of(f, path, with_time)
+
+
+def derived_stamp(path) -> tuple | None:
+    """What identifies the derived file of session ``path`` as it is now: (inode, size,
+    modification and change times in ns), or None when there is none. The derived file is
+    only ever replaced by a rename (a new inode), so an unchanged stamp means the same file:
+    :func:`run_session` trusts a fingerprint the scan read under this stamp. The file is
+    opened to take it (on NFS an open revalidates cached attributes, a bare ``stat`` may not);
+    the device is left out (an NFS mount's differs from one machine to the next)."""
+    try:
+        fd = os.open(derived_path(path), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def fingerprint_of(f, path, with_time: bool = False) -> dict | None:

@@ -42,7 +42,8 @@ from treadlab.acquisition.archive import (SessionLocked, acquire, describe_owner
 from treadlab.acquisition.archive.atomic import remove_stale_temps
 from treadlab.acquisition.capture.recorder import check_finished
 from treadlab.config.errors import InputError, TreadlabError
-from treadlab.pipeline.graph import fingerprint_of, load_settings, run_session, scores_only
+from treadlab.pipeline.graph import (derived_stamp, fingerprint_of, load_settings, run_session,
+                                     scores_only)
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +297,7 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
                 skip_reasons[path] = f"locked by {describe_owner(owner)}"
                 continue
             try:
+                stamp = derived_stamp(path)  # before the read: a later change shows
                 with reading(path) as f:  # the lock was checked above
                     check_finished(f, path)
                     have = fingerprint_of(f, path, with_time=True)
@@ -314,7 +316,7 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
                 continue
             due.append((path, why))
             if not dry_run:
-                pending.append(path)
+                pending.append((path, (have, stamp)))
                 if len(pending) >= min(max(1, len(futures)), SUBMIT_MAX):
                     if client is None:
                         client, cluster, own = _client(scheduler, workers)
@@ -375,14 +377,24 @@ def format_progress(done: int, total: int, name: str, seconds: float | None,
 SUBMIT_MAX = 256
 
 
-def _submit(client, paths: list, settings, force: bool, started_unix: float | None) -> dict:
-    """One task per session of ``paths`` on the cluster, sent together:
-    :func:`treadlab.pipeline.graph.run_session` of each. Workers receive the path (and the
-    few-kB settings) and open the archive themselves. Returns {future: path}."""
+def _submit(client, due: list, settings, force: bool, started_unix: float | None) -> dict:
+    """One task per session of ``due`` (``(path, (fingerprint, stamp))`` as the scan read
+    them) on the cluster, sent together: :func:`_run_one` of each. Workers receive the path
+    (and the few-kB settings) and open the archive themselves. Returns {future: path}."""
+    paths = [p for p, _ in due]
     keys = [f"treadlab-session-{Path(p).stem}-{uuid.uuid4().hex[:12]}" for p in paths]
-    futures = client.map(run_session, [str(p) for p in paths], key=keys, settings=settings,
-                         force=force, run_started_unix_s=started_unix, pure=False)
+    futures = client.map(_run_one, [str(p) for p in paths], [seen for _, seen in due], key=keys,
+                         settings=settings, force=force, run_started_unix_s=started_unix,
+                         pure=False)
     return dict(zip(futures, paths))
+
+
+def _run_one(path: str, scanned: tuple, settings, force: bool,
+             run_started_unix_s: float | None) -> dict:
+    """:func:`treadlab.pipeline.graph.run_session` of one session with what the scan read of
+    it (``client.map`` varies positional arguments only)."""
+    return run_session(path, settings, force=force, run_started_unix_s=run_started_unix_s,
+                       scanned=scanned)
 
 
 #: Seconds between fetches of finished sessions' summaries in :func:`_collect` (each fetch is

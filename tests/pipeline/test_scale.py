@@ -22,7 +22,8 @@ from treadlab.acquisition.archive import (SessionLocked, acquire, derived_path, 
                                           lock_path, read_derived, read_session, session_lock,
                                           validate_session, write_session)
 from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
-from treadlab.pipeline.graph import load_settings, process_session, run_session
+from treadlab.pipeline.graph import (derived_stamp, load_settings, process_session,
+                                     run_session)
 from treadlab.pipeline.reprocess import find_sessions, reprocess
 
 PY = sys.executable
@@ -240,6 +241,28 @@ def test_two_concurrent_reprocess_runs_process_each_session_once(archive):
     assert sorted(done) == sorted(p.name for p in sessions)  # every session exactly once
     assert all(read_derived(p) is not None for p in sessions)
     assert "ETA" in outs[0][1] + outs[1][1]
+
+
+def test_a_derived_file_replaced_after_the_scan_is_read_again_under_the_lock(archive):
+    """reprocess hands each task the fingerprint its scan read with the derived file's stamp;
+    the task trusts it only while the stamp is unchanged. A derived file another run replaced
+    in between (a rename: a new inode) is read again, so the session is not done twice."""
+    path = archive / "run0.h5"
+    settings = load_settings()
+    assert derived_stamp(archive / "nothing.h5") is None  # no derived file: no stamp
+    run_session(path, settings, force=True)
+    seen = derived_stamp(path)
+    assert seen is not None and derived_stamp(path) == seen  # stable while untouched
+    run_session(path, settings, force=True)  # "another run" replaces the derived file
+    assert derived_stamp(path) != seen
+    # the scan saw it unprocessed under the old stamp: read again, found up to date, skipped
+    out = run_session(path, settings, scanned=(None, seen))
+    assert out.get("skipped") == "up to date (processed by another run)"
+    # under the current stamp the scan's fingerprint is taken as it is (here: "never
+    # processed", so the session is processed although the file says up to date)
+    before = _processed_at(path)
+    out = run_session(path, settings, scanned=(None, derived_stamp(path)))
+    assert "skipped" not in out and _processed_at(path) > before
 
 
 # --- a real recording ----------------------------------------------------------------------
