@@ -70,9 +70,11 @@ def reading(path) -> Iterator[h5py.File]:
 
 def attr(obj, name, default=None):
     """Attribute ``name`` of an HDF5 object as a plain Python value, ``default`` when absent."""
-    if name not in obj.attrs:
+    try:  # one HDF5 lookup (``in`` then ``[]`` would be two)
+        value = obj.attrs[name]
+    except KeyError:
         return default
-    return from_attr(obj.attrs[name])
+    return from_attr(value)
 
 
 def read_meta(f) -> dict:
