@@ -65,6 +65,13 @@ def find_sessions(archive_dir) -> list[Path]:
     return sorted(out)
 
 
+def largest_first(sessions: list) -> list:
+    """``sessions`` by size, largest first (equal sizes in their order): they are scanned and
+    sent to the cluster in this order, so the longest sessions start first and a batch of
+    mixed lengths ends with short ones instead of one long session running alone."""
+    return sorted(sessions, key=_size, reverse=True)
+
+
 def _client(scheduler: str | None, workers: int | None):
     """(client, cluster or None, whether this run closes the client).
 
@@ -275,7 +282,7 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
     started_unix = time.time()
     settings = load_settings(config_path)  # a config error stops here, before any session
     want = settings.fingerprint()
-    sessions = find_sessions(archive_dir)
+    sessions = largest_first(find_sessions(archive_dir))
     if not dry_run:
         for p in remove_stale_temps(archive_dir):
             log.warning("%s: removed, a temporary copy left by an interrupted run", p)
@@ -330,6 +337,8 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
             futures.update(_submit(client, pending, settings, force, started_unix))
         log.info("%d sessions: %d to process, %d up to date, %d unreadable",
                  len(sessions), len(due), len(skipped), len(failed))
+        due.sort()  # reported by name (scanned largest first)
+        failed.sort()
         if dry_run:
             return BatchResult([], skipped, failed, time.perf_counter() - t0, due=due,
                                dry_run=True, root=Path(archive_dir), want=want,

@@ -13,7 +13,8 @@ from treadlab.acquisition.archive import write_session
 from treadlab.acquisition.sim.synthetic import RunnerParams, simulate_session
 from treadlab.pipeline.cli import main
 from treadlab.pipeline.graph import derived_fingerprint, load_settings, run_session
-from treadlab.pipeline.reprocess import BatchResult, due_reason, format_progress, reprocess
+from treadlab.pipeline.reprocess import (BatchResult, due_reason, format_progress,
+                                         largest_first, reprocess)
 
 WANT = {"pipeline_version": "treadlab 0.2.0 pipeline 3", "config_hash": "abcdef0123456789",
         "reference_id": "healthy-2026", "reference_sha256": "0123456789abcdef"}
@@ -43,6 +44,16 @@ def test_progress_line_and_eta():
     assert format_progress(20, 20, "x.h5", 1.0, 65.0).endswith("elapsed 1:05  ETA 0:00")
     assert format_progress(1, 4, "bad.h5", None, 3700.0) == \
         "[1/4] bad.h5  FAILED  elapsed 1:01:40  ETA 3:05:00"
+
+
+def test_sessions_are_scanned_and_sent_largest_first(tmp_path):
+    """A batch of mixed lengths starts its longest sessions first (equal sizes keep their
+    order), so it does not end with one long session running alone."""
+    sizes = {"a.h5": 10, "b.h5": 300, "c.h5": 20, "d.h5": 300, "e.h5": 5}
+    for name, n in sizes.items():
+        (tmp_path / name).write_bytes(b"x" * n)
+    order = [p.name for p in largest_first(sorted(tmp_path.glob("*.h5")))]
+    assert order == ["b.h5", "d.h5", "c.h5", "a.h5", "e.h5"]
 
 
 def test_timing_table(tmp_path):
