@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from treadlab.acquisition.archive.chunks import MIN_DIRECT_BYTES, read_all, write_chunks_id
+from treadlab.acquisition.archive.chunks import read_all, write_chunks_id
 
 FORMAT = "treadlab.session"
 #: 2: ``/derived`` lives in its own file beside the session (``NAME.derived.h5``), reached
@@ -417,8 +417,9 @@ def _fixed_dataset(gid, name, shape, dtype, data, level, shuffle):
     """A fixed-size dataset ``name`` in group ``gid`` holding ``data`` (of that shape),
     created and written through HDF5's calls directly: what h5py's ``create_dataset`` makes
     (type, chunks, filters, no time stamps), without the ~30 us of Python h5py spends on each
-    (40 small columns: 2.7 ms through ``create_dataset``, 1.5 ms this way). Numeric arrays of
-    :data:`~.chunks.MIN_DIRECT_BYTES` or more are compressed by :func:`~.chunks.write_chunks_id`.
+    (40 small columns: 2.7 ms through ``create_dataset``, 1.5 ms this way). Numeric arrays are
+    compressed by :func:`~.chunks.write_chunks_id` (HDF5's zlib behind its chunk cache took
+    about 20 us more per small column).
     ``None`` (nothing created) for what this does not cover: an empty axis, a shape other than
     ``data``'s, data only h5py converts (e.g. bytes into text)."""
     if 0 in shape or np.shape(data) != shape:
@@ -434,7 +435,7 @@ def _fixed_dataset(gid, name, shape, dtype, data, level, shuffle):
     shuffle = bool(chunks and shuffle and numeric and dtype.itemsize > 1)
     dsid = h5py.h5d.create(gid, name.encode("utf-8"), _h5types(dtype)[0],
                            _space(shape), dcpl=_dcpl(chunks, level_, shuffle))
-    if level_ and numeric and arr.nbytes >= MIN_DIRECT_BYTES:
+    if level_ and numeric:
         # fill value: HDF5's default (0), as _dcpl sets none
         write_chunks_id(dsid, np.ascontiguousarray(arr, dtype=dtype), chunks, shuffle)
     else:
