@@ -251,8 +251,21 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
     params0 = kc.ContactParams(strike_n=s.strike_n, off_n=s.off_n, min_contact_s=s.min_contact_s,
                                min_peak_n=0.0, min_flight_s=s.min_flight_s)
     plates, found, offsets = [], [], []
+    # two plates: their four channels (n, 4) in one low-pass call, whose kernel runs the four
+    # recursions side by side (1.6 -> 0.8 ms per session); each plate's (Fx, Fz) rows are then
+    # copied out as one complex128 per sample (a plain byte copy, much faster than NumPy's
+    # copy of two-wide float64 rows)
+    both = None
+    if p == 2:
+        flat = w.reshape(w.shape[0], p * w.shape[2])[:, [w.shape[2] * j + k for j in range(p)
+                                                         for k in chans]]
+        both = np.ascontiguousarray(lowpass(flat, rate, s.force_lowpass_hz, s.force_order)
+                                    ).view(np.complex128)
+        del flat
     for j in range(p):
-        x = lowpass(w[:, j, chans], rate, s.force_lowpass_hz, s.force_order)
+        x = (np.ascontiguousarray(both[:, j]).view(np.float64).reshape(-1, 2)
+             if both is not None else lowpass(w[:, j, chans], rate, s.force_lowpass_hz,
+                                              s.force_order))
         # a contact-free first zero when drift hides the flights, then re-zero on this
         # plate's flight phases (treadmill plates drift, Sinitski 2015) and detect again
         base = _baseline(kc, x[:, kz], rate, 0.5 * s.off_n)
@@ -268,6 +281,7 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
         c, _ = kc.detect_contacts(plate["fz"], rate, params0, t0=t0)
         plates.append(plate)
         found.append(c)
+    del both
 
     # body weight
     if body_mass_kg:
