@@ -37,6 +37,7 @@ from treadlab.kernels.forces import estimate_body_weight, force_metrics
 from treadlab.kernels.gaps import fill_gaps
 from treadlab.kernels.filters import butter_sos, sosfiltfilt
 from treadlab.kernels.kinematic_contacts import kinematic_contacts
+from treadlab.kernels.stats import median
 from treadlab.kernels.steps import HIP_AFTER_OFF_S, step_metrics
 
 log = logging.getLogger(__name__)
@@ -710,9 +711,9 @@ def belt_columns(t_strike, t_off, side, belt: dict | None,
         cols[0] = names.index("left") if "left" in names else 0
         cols[1] = names.index("right") if "right" in names else 1
     strikes = np.sort(ts[np.isfinite(ts)])
-    stride = 2.0 * float(np.median(np.diff(strikes))) if strikes.size >= 3 else DEFAULT_STRIDE_S
+    stride = 2.0 * median(np.diff(strikes)) if strikes.size >= 3 else DEFAULT_STRIDE_S
     mid = 0.5 * (ts + to)
-    dt = float(np.median(np.diff(t))) if t.size >= 2 else 0.01
+    dt = median(np.diff(t)) if t.size >= 2 else 0.01
     k = int(min(401, max(21, math.ceil(stride / max(min(dt, 0.01), 1e-4)) + 1)))
     window = mid[:, None] + stride * np.linspace(-0.5, 0.5, k)[None, :]
     stance = ts[:, None] + (to - ts)[:, None] * np.linspace(0.0, 1.0, _STANCE_SAMPLES)[None, :]
@@ -867,7 +868,7 @@ def kinematic_fallback(c: dict, marker_out: dict) -> tuple[dict, dict]:
     good_strikes = np.sort(c["t_strike"][~bad])
     spans = [(c["t_strike"][i] - MATCH_S, c["t_off"][i] + MATCH_S) for i in np.flatnonzero(bad)]
     steps = np.diff(good_strikes)
-    gap = 2.0 * float(np.median(steps)) if steps.size else np.inf
+    gap = 2.0 * median(steps) if steps.size else np.inf
     if not good_strikes.size:  # no force contact at all: the whole recording
         spans.append((-np.inf, np.inf))
     wide = np.flatnonzero(steps > gap)  # force missing inside
