@@ -11,8 +11,8 @@ The data are time-major (channels adjacent within a row), so the filter runs row
 run of up to b adjacent channels: each row goes through every section of the cascade, and
 each section's loop over the channels is independent from channel to channel, so the
 compiler vectorises it; the states (``2 × sections × b`` values) stay in L1 from row to row
-(two channels through two sections, a split belt's Fx and Fz, keep them in registers: there the
-recursion's latency bounds the time). The forward pass filters in place in a float64 signal: ``out`` itself for a float64 output
+(two or four channels through two sections, one or both plates' Fx and Fz of a split belt,
+keep them in registers: there the recursion's latency bounds the time). The forward pass filters in place in a float64 signal: ``out`` itself for a float64 output
 that is not the input (scratch only for the two extensions), else a ``(n + 2 padlen) × b``
 scratch ``work`` that also holds the extensions; complete channels through two sections are
 read from ``x`` by the forward pass itself, others are copied first and their gaps bridged.
@@ -130,6 +130,75 @@ cdef void _pass2_two(double* base, Py_ssize_t st, Py_ssize_t m, bint backward, d
     z[5] = q0b
     z[6] = q1a
     z[7] = q1b
+
+
+cdef void _pass2_four(double* base, Py_ssize_t st, Py_ssize_t m, bint backward, double b00,
+                      double b01, double b02, double a01, double a02, double b10, double b11,
+                      double b12, double a11, double a12, double* z) noexcept nogil:
+    """:func:`_pass2` for four channels (a split belt's two plates, Fx and Fz each), the states
+    in registers (as :func:`_pass2_two`): the four recursions overlap, and with AVX2 they run as
+    one four-lane vector, in about the time of two channels."""
+    cdef Py_ssize_t t
+    cdef double* row
+    cdef double xa, xb, xc, xd, ya, yb, yc, yd
+    cdef double p0a = z[0], p0b = z[1], p0c = z[2], p0d = z[3]
+    cdef double p1a = z[4], p1b = z[5], p1c = z[6], p1d = z[7]
+    cdef double q0a = z[8], q0b = z[9], q0c = z[10], q0d = z[11]
+    cdef double q1a = z[12], q1b = z[13], q1c = z[14], q1d = z[15]
+    for t in range(m):
+        row = base + st * ((m - 1 - t) if backward else t)
+        xa = row[0]
+        xb = row[1]
+        xc = row[2]
+        xd = row[3]
+        ya = b00 * xa + p0a
+        yb = b00 * xb + p0b
+        yc = b00 * xc + p0c
+        yd = b00 * xd + p0d
+        p0a = b01 * xa - a01 * ya + p1a
+        p0b = b01 * xb - a01 * yb + p1b
+        p0c = b01 * xc - a01 * yc + p1c
+        p0d = b01 * xd - a01 * yd + p1d
+        p1a = b02 * xa - a02 * ya
+        p1b = b02 * xb - a02 * yb
+        p1c = b02 * xc - a02 * yc
+        p1d = b02 * xd - a02 * yd
+        xa = ya
+        xb = yb
+        xc = yc
+        xd = yd
+        ya = b10 * xa + q0a
+        yb = b10 * xb + q0b
+        yc = b10 * xc + q0c
+        yd = b10 * xd + q0d
+        q0a = b11 * xa - a11 * ya + q1a
+        q0b = b11 * xb - a11 * yb + q1b
+        q0c = b11 * xc - a11 * yc + q1c
+        q0d = b11 * xd - a11 * yd + q1d
+        q1a = b12 * xa - a12 * ya
+        q1b = b12 * xb - a12 * yb
+        q1c = b12 * xc - a12 * yc
+        q1d = b12 * xd - a12 * yd
+        row[0] = ya
+        row[1] = yb
+        row[2] = yc
+        row[3] = yd
+    z[0] = p0a
+    z[1] = p0b
+    z[2] = p0c
+    z[3] = p0d
+    z[4] = p1a
+    z[5] = p1b
+    z[6] = p1c
+    z[7] = p1d
+    z[8] = q0a
+    z[9] = q0b
+    z[10] = q0c
+    z[11] = q0d
+    z[12] = q1a
+    z[13] = q1b
+    z[14] = q1c
+    z[15] = q1d
 
 
 cdef void _pass2(double* base, Py_ssize_t st, Py_ssize_t m, bint backward,
@@ -256,6 +325,10 @@ cdef void _pass(double* base, Py_ssize_t st, Py_ssize_t m, bint backward,
     stride ``st``), in place, in time order or reversed when ``backward``, carrying the states
     ``z`` (as :func:`_row`)."""
     cdef Py_ssize_t t
+    if sos.shape[0] == 2 and w == 4:
+        _pass2_four(base, st, m, backward, sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5],
+                    sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5], z)
+        return
     if sos.shape[0] == 2:
         _pass2(base, st, m, backward, sos, z, w)
         return
@@ -455,9 +528,10 @@ def _sosfiltfilt_cy(const double[:, ::1] sos, const double[:, ::1] zi,
                     left = &work[0, 0]
                     right = &work[p + n, 0] if p > 0 else &work[0, 0]
                 # complete channels through two sections are filtered straight from x (the
-                # extensions need its first and last p + 1 rows); else the signal is copied,
+                # extensions need its first and last p + 1 rows); else (and for two or four
+                # channels, whose passes hold the states in registers) the signal is copied,
                 # its gaps bridged (rows with a missing sample marked in bad)
-                direct = sos.shape[0] == 2 and nb > 2
+                direct = sos.shape[0] == 2 and nb > 2 and nb != 4
                 for jj in range(nb):
                     if cnt[j0 + jj] < n:
                         direct = False

@@ -165,8 +165,9 @@ def sosfiltfilt(sos, x, *, dtype=np.float64, out: np.ndarray | None = None) -> n
         lanes = int(min(lanes, max(1, _WORK_BYTES // ((n + 2 * p) * 8))))
         work = np.empty((n + 2 * p, lanes), dtype=np.float64)
     # the AVX2 build where the CPU has it (rows of many channels, 4 per vector: 60 marker
-    # columns 3.2 -> 2.0 ms), except for two channels (a split belt plate's Fx and Fz), whose
-    # register-held states the baseline build compiles better (0.7 vs 1.2 ms, 120 000 samples)
+    # columns 3.2 -> 2.0 ms; four channels, a split belt's two plates' Fx and Fz, 0.75 ms for
+    # 120 000 samples), except for two channels (one plate's Fx and Fz), whose register-held
+    # states the baseline build compiles better (0.7 vs 1.2 ms)
     kernel = compiled("_filters_cy", avx2=x2.shape[1] != 2)
     kernel._sosfiltfilt_cy(sos, sosfilt_zi(sos), x2, o2, p, min_finite(sos), work, in_out)
     return out

@@ -37,6 +37,7 @@ from treadlab.kernels.forces import estimate_body_weight, force_metrics
 from treadlab.kernels.gaps import fill_gaps
 from treadlab.kernels.filters import butter_sos, sosfiltfilt
 from treadlab.kernels.kinematic_contacts import kinematic_contacts
+from treadlab.kernels.stats import median
 from treadlab.kernels.steps import HIP_AFTER_OFF_S, step_metrics
 
 log = logging.getLogger(__name__)
@@ -251,8 +252,21 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
     params0 = kc.ContactParams(strike_n=s.strike_n, off_n=s.off_n, min_contact_s=s.min_contact_s,
                                min_peak_n=0.0, min_flight_s=s.min_flight_s)
     plates, found, offsets = [], [], []
+    # two plates: their four channels (n, 4) in one low-pass call, whose kernel runs the four
+    # recursions side by side (1.6 -> 0.8 ms per session); each plate's (Fx, Fz) rows are then
+    # copied out as one complex128 per sample (a plain byte copy, much faster than NumPy's
+    # copy of two-wide float64 rows)
+    both = None
+    if p == 2:
+        flat = w.reshape(w.shape[0], p * w.shape[2])[:, [w.shape[2] * j + k for j in range(p)
+                                                         for k in chans]]
+        both = np.ascontiguousarray(lowpass(flat, rate, s.force_lowpass_hz, s.force_order)
+                                    ).view(np.complex128)
+        del flat
     for j in range(p):
-        x = lowpass(w[:, j, chans], rate, s.force_lowpass_hz, s.force_order)
+        x = (np.ascontiguousarray(both[:, j]).view(np.float64).reshape(-1, 2)
+             if both is not None else lowpass(w[:, j, chans], rate, s.force_lowpass_hz,
+                                              s.force_order))
         # a contact-free first zero when drift hides the flights, then re-zero on this
         # plate's flight phases (treadmill plates drift, Sinitski 2015) and detect again
         base = _baseline(kc, x[:, kz], rate, 0.5 * s.off_n)
@@ -268,6 +282,7 @@ def force_task(force, body_mass_kg: float | None, settings: DeriveSettings) -> d
         c, _ = kc.detect_contacts(plate["fz"], rate, params0, t0=t0)
         plates.append(plate)
         found.append(c)
+    del both
 
     # body weight
     if body_mass_kg:
@@ -696,9 +711,9 @@ def belt_columns(t_strike, t_off, side, belt: dict | None,
         cols[0] = names.index("left") if "left" in names else 0
         cols[1] = names.index("right") if "right" in names else 1
     strikes = np.sort(ts[np.isfinite(ts)])
-    stride = 2.0 * float(np.median(np.diff(strikes))) if strikes.size >= 3 else DEFAULT_STRIDE_S
+    stride = 2.0 * median(np.diff(strikes)) if strikes.size >= 3 else DEFAULT_STRIDE_S
     mid = 0.5 * (ts + to)
-    dt = float(np.median(np.diff(t))) if t.size >= 2 else 0.01
+    dt = median(np.diff(t)) if t.size >= 2 else 0.01
     k = int(min(401, max(21, math.ceil(stride / max(min(dt, 0.01), 1e-4)) + 1)))
     window = mid[:, None] + stride * np.linspace(-0.5, 0.5, k)[None, :]
     stance = ts[:, None] + (to - ts)[:, None] * np.linspace(0.0, 1.0, _STANCE_SAMPLES)[None, :]
@@ -853,7 +868,7 @@ def kinematic_fallback(c: dict, marker_out: dict) -> tuple[dict, dict]:
     good_strikes = np.sort(c["t_strike"][~bad])
     spans = [(c["t_strike"][i] - MATCH_S, c["t_off"][i] + MATCH_S) for i in np.flatnonzero(bad)]
     steps = np.diff(good_strikes)
-    gap = 2.0 * float(np.median(steps)) if steps.size else np.inf
+    gap = 2.0 * median(steps) if steps.size else np.inf
     if not good_strikes.size:  # no force contact at all: the whole recording
         spans.append((-np.inf, np.inf))
     wide = np.flatnonzero(steps > gap)  # force missing inside

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from treadlab.config.errors import ConfigError
+from treadlab.kernels.stats import median
 
 log = logging.getLogger(__name__)
 
@@ -276,9 +277,9 @@ def score_causes(contacts: dict, reference: ReferenceSet, min_steps_per_side: in
         x = np.asarray(contacts.get(metric, np.full(n, np.nan)), dtype=np.float64)
         use = valid & np.isfinite(x)
         left, right = x[use & (side == 0)], x[use & (side == 1)]
-        value = float(np.median(x[use])) if use.any() else math.nan
-        vl = float(np.median(left)) if left.size else math.nan
-        vr = float(np.median(right)) if right.size else math.nan
+        value = median(x[use]) if use.any() else math.nan
+        vl = median(left) if left.size else math.nan
+        vr = median(right) if right.size else math.nan
         kept, excluded = use, []
         if model is None:
             p = reference.params(cause, speed_m_s)
@@ -293,13 +294,13 @@ def score_causes(contacts: dict, reference: ReferenceSet, min_steps_per_side: in
             excluded = _speed_exclusions(int(unknown.sum()), int(unsteady.sum()), v[outside],
                                          lo, hi)
             if kept.any():
-                band_v = float(np.median(v[kept]))
+                band_v = median(v[kept])
             elif (use & known).any():
-                band_v = float(np.median(v[use & known]))
+                band_v = median(v[use & known])
             elif speed_m_s is not None and np.isfinite(speed_m_s):
                 band_v = float(speed_m_s)
             else:
-                band_v = float(np.median(v[known])) if known.any() else None
+                band_v = median(v[known]) if known.any() else None
             p = reference.params(cause, band_v)
             if kept.any():
                 p.pop("unscorable", None)
@@ -333,11 +334,11 @@ def score_causes(contacts: dict, reference: ReferenceSet, min_steps_per_side: in
             vk = v[kept]
             if model is None or np.all(vk == vk[0]):
                 # one speed: median(x) - mu(v), as the residual median equals it
-                centre = value if kept is use else float(np.median(x[kept]))
+                centre = value if kept is use else median(x[kept])
                 z = sign * (centre - p["mu"]) / p["sigma"]
             else:
                 mu_i = float(model["mu_intercept"]) + float(model["mu_slope_per_m_s"]) * vk
-                z = sign * float(np.median(x[kept] - mu_i)) / p["sigma"]
+                z = sign * median(x[kept] - mu_i) / p["sigma"]
             score = score_from_z(z)
             status = "scored" + (" (provisional reference)" if p.get("provisional") else
                                  " (literature reference)" if p.get("literature") else "")
@@ -349,7 +350,7 @@ def score_causes(contacts: dict, reference: ReferenceSet, min_steps_per_side: in
             tilt = np.asarray(contacts["pelvis_tilt_mean"], dtype=np.float64)[valid]
             tilt = tilt[np.isfinite(tilt)]
             if tilt.size:  # anterior tilt compensates for limited hip extension (Schache 2000)
-                status += f"; mean pelvis tilt over stance {float(np.median(tilt)):.1f} deg"
+                status += f"; mean pelvis tilt over stance {median(tilt):.1f} deg"
                 if static_tilt_deg is not None and np.isfinite(static_tilt_deg):
                     status += f" (standing {float(static_tilt_deg):.1f} deg)"
         n_used = int(kept.sum()) if kept.any() else int(use.sum())

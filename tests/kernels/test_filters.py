@@ -173,7 +173,7 @@ def test_avx2_build_gives_the_baseline_bits(monkeypatch):
     w = force_like(3000, 6, rng)
     cases = [(x, {}), (x, {"dtype": np.float32}), (x[:, 20:], {}), (w[:, [0, 2]], {}),
              (w, {}), (w.astype(np.float32), {"dtype": np.float32}), (np.zeros((0, 3)), {}),
-             (np.asfortranarray(w[:, :2]), {})]
+             (np.asfortranarray(w[:, :2]), {}), (np.asfortranarray(w[:, :4]), {})]
     builds = {}
     for name in ("_filters_cy_avx2", "_filters_cy"):
         monkeypatch.setattr(filters, "compiled", lambda _, m=name, **__: importlib.import_module(
@@ -204,6 +204,23 @@ def test_two_channels_take_the_baseline_build(monkeypatch, c, avx2):
     sos = butter(4, 0.1, output="sos")
     np.testing.assert_array_equal(filters.sosfiltfilt(sos, x), sosfiltfilt(sos, x, axis=0))
     assert asked == [avx2]
+
+
+def test_four_channels_give_the_bits_of_two_plates_filtered_apart():
+    """Two plates' Fx and Fz filtered as four channels side by side (states in registers), as
+    force_task does, give each channel the bits of its plate filtered alone, and SciPy's, with
+    and without a gap, float32 columns (as ``wrench[:, [0, 2, 6, 8]]`` gives them) included."""
+    rng = np.random.default_rng(44)
+    sos = butter(4, 0.1, output="sos")
+    x = force_like(4000, 4, rng)
+    for gap in (False, True):
+        if gap:
+            x[1500:1530, 3] = np.nan
+        for a in (x, np.asfortranarray(x.astype(np.float32))):
+            got = filters.sosfiltfilt(sos, a)
+            np.testing.assert_array_equal(got[:, :2], filters.sosfiltfilt(sos, a[:, :2]))
+            np.testing.assert_array_equal(got[:, 2:], filters.sosfiltfilt(sos, a[:, 2:]))
+            np.testing.assert_array_equal(got, scipy_per_channel_nan_bridge(sos, a))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,7 +338,7 @@ def test_complete_channels_are_filtered_straight_from_x(order):
     assert_close(filters.sosfiltfilt(sos, x), scipy_per_channel_nan_bridge(sos, x))
 
 
-@pytest.mark.parametrize("c", [1, 2, 5])
+@pytest.mark.parametrize("c", [1, 2, 4, 5])
 def test_fortran_order_input(c):
     """Columns contiguous, as ``w[:, j, [0, 2]]`` gives them: counted and copied column by
     column; a missing sample at either end or after the last whole step of the count is found."""
