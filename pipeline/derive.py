@@ -166,8 +166,8 @@ def lowpass(x: np.ndarray, rate_hz: float, cutoff_hz, order: int, dtype=np.float
     """
     x = np.asarray(x)
     sos = _sos(rate_hz, cutoff_hz, order)
-    if sos is None or x.shape[0] == 0:
-        return np.array(x, dtype=dtype)
+    if sos is None or x.shape[0] == 0:  # a C-contiguous copy, as the filter returns
+        return np.array(x, dtype=dtype, order="C")
     return sosfiltfilt(sos, x, dtype=dtype, out=out)
 
 

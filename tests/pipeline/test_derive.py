@@ -125,6 +125,18 @@ def test_single_belt_sides_from_centre_of_pressure_and_feet():
     assert fo["attrs"]["body_weight_n"] == pytest.approx(70.0 * G, rel=0.03)
 
 
+@pytest.mark.parametrize("belt", ["single", "split"])
+def test_force_unfiltered_when_the_lab_sets_no_force_low_pass(belt):
+    """``force_lowpass_hz = 0`` (no force filter): the same contacts as a light filter gives,
+    on one plate and on two (the unfiltered copy is laid out as the filter's output)."""
+    session = simulate_session(RunnerParams(duration_s=10.0, seed=8, belt=belt))
+    raw = force_task(session.force, 70.0, DeriveSettings(belt=belt, force_lowpass_hz=0))
+    low = force_task(session.force, 70.0, DeriveSettings(belt=belt))
+    assert raw["contacts"]["t_strike"].size == low["contacts"]["t_strike"].size > 10
+    np.testing.assert_allclose(raw["contacts"]["t_strike"], low["contacts"]["t_strike"],
+                               atol=0.005)
+
+
 def test_zero_drift_is_removed_on_flights():
     session = simulate_session(RunnerParams(duration_s=20.0, seed=8, drift_n_per_s=4.0))
     s = DeriveSettings()
