@@ -364,17 +364,25 @@ def test_compiled_matches_reference_on_real_markers_with_gaps():
     np.testing.assert_allclose(filled, ref, rtol=0, atol=1e-3)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_sagittal_angles_in_every_direction(impl):
-    """The 2-D angles are atan2 of marker differences: every quadrant, the range-reduction
-    boundaries of the kernel's inlined atan2 and exact zeros (signed, as libm gives them)."""
-    theta = np.concatenate([np.linspace(-np.pi, np.pi, 4001),
+def _shank_sweep(n: int):
+    """One standing pose per shank direction (mm): the ankle 400 mm from the knee at ``n``
+    angles over the circle plus the range-reduction boundaries of the kernel's inlined atan2.
+    Returns ``(positions, knee index, ankle index)``."""
+    theta = np.concatenate([np.linspace(-np.pi, np.pi, n),
                             np.arctan([0.66, 1 / 0.66, 0.4375, 1 / 0.4375, 1.0]),
                             -np.arctan([0.66, 1 / 0.66, 0.4375])])
     pos = _pose(_truth(1))[[0] * theta.size]
     kne, ank = CGM.index("LKNE"), CGM.index("LANK")
     pos[:, ank] = pos[:, kne] + 400.0 * np.stack([np.sin(theta), np.zeros_like(theta),
                                                   -np.cos(theta)], axis=1)
+    return pos, kne, ank
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_sagittal_angles_in_every_direction(impl):
+    """The 2-D angles are atan2 of marker differences: every quadrant, the range-reduction
+    boundaries of the kernel's inlined atan2 and exact zeros (signed, as libm gives them)."""
+    pos, kne, ank = _shank_sweep(4001)
     special = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, -400.0], [0.0, 0.0, 400.0],
                         [400.0, 0.0, 0.0], [-400.0, 0.0, 0.0], [np.nan, 0.0, 0.0]])
     extra = pos[:len(special)].copy()
@@ -409,13 +417,7 @@ def test_avx2_build_gives_the_baseline_bits(monkeypatch):
     """The AVX2 build evaluates a block's atan2 in a vectorised loop (selects, NaN for zeros,
     infinities and NaN, then libm for those), the baseline one by one with branches: the same
     bits, in every quadrant, at the range boundaries, at signed zeros and across block edges."""
-    theta = np.concatenate([np.linspace(-np.pi, np.pi, 2001),
-                            np.arctan([0.66, 1 / 0.66, 0.4375, 1 / 0.4375, 1.0]),
-                            -np.arctan([0.66, 1 / 0.66, 0.4375])])
-    pos = _pose(_truth(1))[[0] * theta.size]
-    kne, ank = CGM.index("LKNE"), CGM.index("LANK")
-    pos[:, ank] = pos[:, kne] + 400.0 * np.stack([np.sin(theta), np.zeros_like(theta),
-                                                  -np.cos(theta)], axis=1)
+    pos, kne, ank = _shank_sweep(2001)
     pos[:6, ank] = pos[:6, kne] + np.array([[0.0, 0.0, 0.0], [-0.0, 0.0, -400.0],
                                             [0.0, 0.0, 400.0], [400.0, 0.0, 0.0],
                                             [-400.0, 0.0, -0.0], [np.inf, 0.0, 0.0]])
