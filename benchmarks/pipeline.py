@@ -10,7 +10,7 @@ Measures
 2. ``read_ratio``: reprocessing 20 sessions on a LocalCluster (one worker process per core)
    against reading the same files raw (every dataset of ``/raw``) on the same cluster:
    ``read_ratio = t_read / t_reprocess``. Goal ≥ 0.8. The read/reprocess pair is repeated
-   (``--repeat``, default 3) and the median is the figure (``read_ratio_runs`` holds every
+   (``--repeat``, default 5) and the median is the figure (``read_ratio_runs`` holds every
    pair: the machine may be shared). ``write_ratio``: bytes a reprocess writes (the derived
    files, the only files it writes) ÷ the bytes of the session files (raw data). Goal ≤ 0.05.
    ``stages_ms``: where one batch session's time goes, the graph's task functions called one
@@ -20,7 +20,7 @@ Measures
 
 Usage::
 
-    python benchmarks/pipeline.py [--workdir DIR] [--batch-minutes 2] [--repeat 3] [--quick]
+    python benchmarks/pipeline.py [--workdir DIR] [--batch-minutes 2] [--repeat 5] [--quick]
 
 ``--quick`` shortens every session (3 / 6 minutes, 0.5-minute batch sessions) for a smoke run.
 The last line printed is one JSON object with the figures.
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", help="keep generated sessions here (default: a temp dir)")
     ap.add_argument("--batch-minutes", type=float, default=2.0, help="length of batch sessions")
     ap.add_argument("--sessions", type=int, default=20)
-    ap.add_argument("--repeat", type=int, default=3,
+    ap.add_argument("--repeat", type=int, default=5,
                     help="read/reprocess pairs on the cluster (median reported)")
     ap.add_argument("--quick", action="store_true", help="short sessions (smoke run)")
     args = ap.parse_args(argv)
