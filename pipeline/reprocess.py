@@ -296,6 +296,15 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
     futures: dict = {}
     pending: list = []
     t_first = 0.0
+
+    def send() -> None:  # the pending sessions to the cluster (started for the first)
+        nonlocal client, cluster, own, t_first, pending
+        if client is None:
+            client, cluster, own = _client(scheduler, workers)
+            t_first = time.perf_counter()
+        futures.update(_submit(client, pending, settings, force, started_unix))
+        pending = []
+
     try:
         for path in sessions:
             owner = lock_owner(path)
@@ -325,16 +334,9 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
             if not dry_run:
                 pending.append((path, (have, stamp)))
                 if len(pending) >= min(max(1, len(futures)), SUBMIT_MAX):
-                    if client is None:
-                        client, cluster, own = _client(scheduler, workers)
-                        t_first = time.perf_counter()
-                    futures.update(_submit(client, pending, settings, force, started_unix))
-                    pending = []
+                    send()
         if pending:
-            if client is None:
-                client, cluster, own = _client(scheduler, workers)
-                t_first = time.perf_counter()
-            futures.update(_submit(client, pending, settings, force, started_unix))
+            send()
         log.info("%d sessions: %d to process, %d up to date, %d unreadable",
                  len(sessions), len(due), len(skipped), len(failed))
         due.sort()  # reported by name (scanned largest first)

@@ -226,8 +226,7 @@ def write_chunks_id(dsid, data: np.ndarray, chunks: tuple, shuffle: bool, fillva
     ``fillvalue`` its fill value (the padding of an edge chunk)."""
     shuffle = shuffle and data.dtype.itemsize > 1
     if data.shape == chunks:  # one chunk (every small column): no chunk grid to walk
-        raw = _shuffle(data) if shuffle else data.view(np.uint8).reshape(-1)
-        dsid.write_direct_chunk((0,) * data.ndim, isal_zlib.compress(raw, ISAL_LEVEL))
+        _write_chunk(dsid, (0,) * data.ndim, data, shuffle)
         return
     for index in np.ndindex(*(-(-s // c) for s, c in zip(data.shape, chunks))):
         start = tuple(i * c for i, c in zip(index, chunks))
@@ -236,9 +235,14 @@ def write_chunks_id(dsid, data: np.ndarray, chunks: tuple, shuffle: bool, fillva
             full = np.full(chunks, fillvalue, dtype=data.dtype)
             full[tuple(slice(0, b) for b in block.shape)] = block
             block = full
-        block = np.ascontiguousarray(block)
-        raw = _shuffle(block) if shuffle else block.view(np.uint8).reshape(-1)
-        dsid.write_direct_chunk(start, isal_zlib.compress(raw, ISAL_LEVEL))
+        _write_chunk(dsid, start, np.ascontiguousarray(block), shuffle)
+
+
+def _write_chunk(dsid, start: tuple, block: np.ndarray, shuffle: bool) -> None:
+    """The C-contiguous ``block`` as the chunk at ``start``: shuffled (when ``shuffle``),
+    deflated by ISA-L, handed to HDF5 as it is."""
+    raw = _shuffle(block) if shuffle else block.view(np.uint8).reshape(-1)
+    dsid.write_direct_chunk(start, isal_zlib.compress(raw, ISAL_LEVEL))
 
 
 def _shuffle(block: np.ndarray) -> np.ndarray:

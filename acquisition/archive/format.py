@@ -186,7 +186,7 @@ def str_dtype():
 
 _STR_DTYPE = str_dtype()
 
-_UTF8_VLEN = h5py.check_string_dtype(h5py.string_dtype("utf-8"))
+_UTF8_VLEN = h5py.check_string_dtype(_STR_DTYPE)
 
 
 def to_attr(value):
@@ -370,13 +370,22 @@ def new_dataset(group, name, shape, dtype, units, *, rows_per_chunk=None, data=N
     :data:`GZIP_LEVEL`). ``shuffle``: the shuffle filter before gzip (numbers wider than a
     byte only).
     """
+    return h5py.Dataset(_new_dataset_id(group, name, shape, dtype, units,
+                                        rows_per_chunk=rows_per_chunk, data=data, level=level,
+                                        shuffle=shuffle, attrs=attrs))
+
+
+def _new_dataset_id(group, name, shape, dtype, units, *, rows_per_chunk, data, level, shuffle,
+                    attrs):
+    """:func:`new_dataset`, returning the low-level ``DatasetID``: a fixed dataset with its
+    data through :func:`_fixed_dataset` where that covers it, else through h5py."""
     dtype = _STR_DTYPE if dtype is str else np.dtype(dtype)
     shape = tuple(shape)
     if rows_per_chunk is None and data is not None:
         dsid = _fixed_dataset(group.id, name, shape, dtype, data, level, shuffle)
         if dsid is not None:
             _dataset_attrs(dsid, units, attrs)
-            return h5py.Dataset(dsid)
+            return dsid
     kwargs = {}
     if rows_per_chunk is not None:
         # a zero-width axis (no plates, no markers) cannot hold a chunk unless it may grow
@@ -399,7 +408,7 @@ def new_dataset(group, name, shape, dtype, units, *, rows_per_chunk=None, data=N
         if data is not None and ds.size:
             ds[...] = data
     _dataset_attrs(ds.id, units, attrs)
-    return ds
+    return ds.id
 
 
 def fixed_chunks(shape, dtype) -> tuple:
@@ -507,12 +516,8 @@ def write_array_id(group, name, data, units, *, level=None, shuffle=True, **attr
             attrs.setdefault("boolean", 1)
             arr = arr.astype(np.uint8)
         dtype = arr.dtype
-    dsid = _fixed_dataset(group.id, name, arr.shape, dtype, arr, level, shuffle)
-    if dsid is None:
-        return new_dataset(group, name, arr.shape, dtype, units, data=arr, level=level,
-                           shuffle=shuffle, **attrs).id
-    _dataset_attrs(dsid, units, attrs)
-    return dsid
+    return _new_dataset_id(group, name, arr.shape, dtype, units, rows_per_chunk=None, data=arr,
+                           level=level, shuffle=shuffle, attrs=attrs)
 
 
 def make_scale(group, name, values, units=""):

@@ -52,7 +52,8 @@ from treadlab.kernels.forces import estimate_body_weight
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Recorder", "recover", "require_finished", "check_finished", "clear_status_flags", "lock_path"]
+__all__ = ["Recorder", "recover", "require_finished", "check_finished", "clear_status_flags",
+           "lock_path"]
 
 #: Disk kept in reserve beside a recording, bytes: released when a write fails so the file can
 #: still be closed cleanly (see :class:`Recorder`).
