@@ -201,6 +201,18 @@ cdef void _pass2_four(double* base, Py_ssize_t st, Py_ssize_t m, bint backward, 
     z[15] = q1d
 
 
+cdef inline void _states(double* z, double* p0, double* p1, double* q0, double* q1,
+                         Py_ssize_t w, bint store) noexcept nogil:
+    """The two sections' states of ``w`` channels: ``z`` (``[p0, p1, q0, q1]``, ``w`` each)
+    into the local arrays, or back when ``store``."""
+    cdef Py_ssize_t j
+    for j in range(w):
+        if store:
+            z[j], z[w + j], z[2 * w + j], z[3 * w + j] = p0[j], p1[j], q0[j], q1[j]
+        else:
+            p0[j], p1[j], q0[j], q1[j] = z[j], z[w + j], z[2 * w + j], z[3 * w + j]
+
+
 cdef void _pass2(double* base, Py_ssize_t st, Py_ssize_t m, bint backward,
                  const double[:, ::1] sos, double* z, Py_ssize_t w) noexcept nogil:
     """:func:`_pass` for a cascade of two sections (orders 3 and 4), fused: each sample goes
@@ -219,11 +231,7 @@ cdef void _pass2(double* base, Py_ssize_t st, Py_ssize_t m, bint backward,
     if w == 2:
         _pass2_two(base, st, m, backward, b00, b01, b02, a01, a02, b10, b11, b12, a11, a12, z)
         return
-    for j in range(w):
-        p0[j] = z[j]
-        p1[j] = z[w + j]
-        q0[j] = z[2 * w + j]
-        q1[j] = z[3 * w + j]
+    _states(z, p0, p1, q0, q1, w, False)
     for t in range(m):
         row = base + st * ((m - 1 - t) if backward else t)
         for j in range(w):
@@ -236,11 +244,7 @@ cdef void _pass2(double* base, Py_ssize_t st, Py_ssize_t m, bint backward,
             q0[j] = b11 * xc - a11 * xn + q1[j]
             q1[j] = b12 * xc - a12 * xn
             row[j] = xn
-    for j in range(w):
-        z[j] = p0[j]
-        z[w + j] = p1[j]
-        z[2 * w + j] = q0[j]
-        z[3 * w + j] = q1[j]
+    _states(z, p0, p1, q0, q1, w, True)
 
 
 cdef void _pass2_in(const src_t* xin, Py_ssize_t xs0, Py_ssize_t xs1, double* base,
@@ -260,11 +264,7 @@ cdef void _pass2_in(const src_t* xin, Py_ssize_t xs0, Py_ssize_t xs1, double* ba
     cdef double p1[MAX_RUN]
     cdef double q0[MAX_RUN]
     cdef double q1[MAX_RUN]
-    for j in range(w):
-        p0[j] = z[j]
-        p1[j] = z[w + j]
-        q0[j] = z[2 * w + j]
-        q1[j] = z[3 * w + j]
+    _states(z, p0, p1, q0, q1, w, False)
     for t in range(m):
         row = base + st * t
         xr = xin + xs0 * t
@@ -278,11 +278,7 @@ cdef void _pass2_in(const src_t* xin, Py_ssize_t xs0, Py_ssize_t xs1, double* ba
             q0[j] = b11 * xc - a11 * xn + q1[j]
             q1[j] = b12 * xc - a12 * xn
             row[j] = xn
-    for j in range(w):
-        z[j] = p0[j]
-        z[w + j] = p1[j]
-        z[2 * w + j] = q0[j]
-        z[3 * w + j] = q1[j]
+    _states(z, p0, p1, q0, q1, w, True)
 
 
 cdef void _gather(const src_t* xin, Py_ssize_t xs0, Py_ssize_t xs1, double* mid,
