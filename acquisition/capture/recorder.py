@@ -647,17 +647,19 @@ def _refit_time(group: h5py.Group, t0_host: float) -> dict | None:
     ok = np.isfinite(dev) & np.isfinite(host)
     if ok.sum() == 0:
         return None
-    origin, a, b = fit_clock(dev[ok], host[ok])
-    t = dev + a + b * (dev - origin) - t0_host
+    # fitted on session time (host − t0): the line is then evaluated on small numbers, so
+    # its steps keep full precision however long the host has been up
+    origin, a, b = fit_clock(dev[ok], host[ok] - t0_host)
+    t = dev + a + b * (dev - origin)
     if np.any(np.diff(t) <= 0):
         # device clock restarted (reconnect) or duplicated: keep the recorded provisional times
         log.warning("%s: device clock not monotonic; keeping provisional times", group.name)
         return None
     group["time"][...] = t
     group.attrs["clock_origin_s"] = origin
-    group.attrs["clock_offset_s"] = a
+    group.attrs["clock_offset_s"] = a + t0_host
     group.attrs["clock_drift"] = b
-    return {"origin": origin, "offset": a, "drift_ppm": b * 1e6}
+    return {"origin": origin, "offset": a + t0_host, "drift_ppm": b * 1e6}
 
 
 def _refit_belt(group: h5py.Group, t0_host: float) -> dict | None:
@@ -673,7 +675,9 @@ def _refit_belt(group: h5py.Group, t0_host: float) -> dict | None:
     """
     if not all(k in group for k in ("time", "host_time", "seq")):
         return None
-    host = group["host_time"][()].astype(np.float64)
+    # session time (host − t0): the fitted line keeps full precision in its steps however
+    # long the host has been up (absolute monotonic times near 1e5 s lose ~1e-11 s per step)
+    host = group["host_time"][()].astype(np.float64) - t0_host
     seq = group["seq"][()].astype(np.float64)
     n = host.shape[0]
     rate = float(group.attrs.get("rate_hz", 100.0) or 100.0)
@@ -694,7 +698,7 @@ def _refit_belt(group: h5py.Group, t0_host: float) -> dict | None:
     if not fitted or np.any(np.diff(t) <= 0):
         log.warning("%s: belt packet clock not fitted; keeping receipt times", group.name)
         return None
-    group["time"][...] = t - t0_host
+    group["time"][...] = t
     group.attrs["clock"] = ("constant-rate packet clock fitted to the receipt times per "
                             "connection (lower-envelope Theil-Sen); host_time = receipt")
     group.attrs["clock_rate_hz"] = float(np.mean(rates))

@@ -161,6 +161,8 @@ def test_clean_close_refits_clock_and_sets_status(tmp_path):
         assert f.attrs["body_mass_kg"] == pytest.approx(700.0 / G)
         t = f["raw/force/time"][()]
         np.testing.assert_allclose(t, np.arange(5000) / FORCE_HZ + 1e-4, atol=0.5e-3)
+        # the fit's offset stays host − device in host time (fitted on session time)
+        assert f["raw/force"].attrs["clock_offset_s"] == pytest.approx(90.0 - 9e-4, abs=2e-3)
         np.testing.assert_array_equal(f["raw/force/calibration/zero"][()], zero)
         assert f["raw/log/time"][0] == pytest.approx(50.0)
         assert f["raw/force/time"].chunks[0] <= FORCE_HZ

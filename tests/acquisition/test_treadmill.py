@@ -146,17 +146,20 @@ def test_speed_protocol_without_a_treadmill_table_is_a_config_error(tmp_path):
         capture_session(load_lab(None), out_dir=tmp_path, speed_protocol="2.5:10")
 
 
-def test_belt_clock_recovers_the_send_times_of_a_constant_rate_controller(tmp_path):
+@pytest.mark.parametrize("t0", [1000.0, 2.0e6], ids=["host-up-minutes", "host-up-23-days"])
+def test_belt_clock_recovers_the_send_times_of_a_constant_rate_controller(tmp_path, t0):
     """/raw/belt/time after close: a constant-rate clock fitted to the receipt times, per
     connection. A controller sending at 100.3 Hz, receipts late by 0-4 ms (exponential) and
     bunched (3-packet reads share one receipt time), a reconnection 2 s long in the middle:
     the fitted times are the send times within 0.5 ms, while the receipt times are off by up
-    to several ms; host_time keeps the receipt times."""
+    to several ms; host_time keeps the receipt times. The fitted steps are constant to 1e-12
+    s within a connection however long the host has been up (``time.monotonic()`` near 2e6 s
+    has a resolution of 5e-10 s: the line is evaluated on session time, not host time)."""
     from treadlab.acquisition.capture.recorder import Recorder
     from treadlab.acquisition.sources.base import Block
 
     rng = np.random.default_rng(5)
-    rate, t0 = 100.3, 1000.0
+    rate = 100.3
     send = np.concatenate([t0 + 0.2 + np.arange(801) / rate,            # first connection
                            t0 + 10.2 + np.arange(600) / rate])          # after a reconnection
     recv = send + rng.exponential(0.0012, send.size).clip(0, 0.004)
@@ -178,6 +181,8 @@ def test_belt_clock_recovers_the_send_times_of_a_constant_rate_controller(tmp_pa
         fitted_rate = g.attrs["clock_rate_hz"]
         line = [d for d in f["/raw/log/detail"].asstr()[()] if "belt:" in d]
     np.testing.assert_array_equal(host, recv)                   # receipt times kept
+    for steps in (np.diff(t[:801]), np.diff(t[801:])):          # one line per connection
+        assert np.ptp(steps) < 1e-12, np.ptp(steps)
     err_fit = np.abs(t + t0 - send).max()
     err_receipt = np.abs(recv - send).max()
     print(f"belt clock: send times within {err_fit * 1e3:.3f} ms (receipt times: "
