@@ -24,6 +24,9 @@ class ConfigError(TreadlabError):
         where = ": ".join(str(p) for p in (path, key) if p not in (None, ""))
         super().__init__(f"{where}: {message}" if where else message)
 
+    def __reduce__(self):  # rebuilt from its parts where it is unpickled (a dask client)
+        return type(self), (self.path, self.key, self.message)
+
 
 class InputError(TreadlabError):
     """A file that cannot be read as what it claims to be (archive, C3D, TOML).
@@ -35,6 +38,9 @@ class InputError(TreadlabError):
         self.path, self.where, self.message = path, where, message
         head = f"{path}: {where}" if where else f"{path}"
         super().__init__(f"{head}: {message}")
+
+    def __reduce__(self):  # a session failing on a dask worker reads the same on the client
+        return type(self), (self.path, self.where, self.message)
 
 
 class DeviceError(TreadlabError, IOError):

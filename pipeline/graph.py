@@ -44,7 +44,7 @@ from treadlab.acquisition.archive import (SessionLocked, acquire, attr, derived_
                                           read_derived_from, read_force, read_markers,
                                           read_meta, reading,
                                           session_lock, target_of, write_derived)
-from treadlab.acquisition.capture.recorder import require_finished
+from treadlab.acquisition.capture.recorder import check_finished, require_finished
 from treadlab.config import load_lab, software_version
 from treadlab.config.errors import InputError
 from treadlab.config.markers import to_cgm
@@ -390,9 +390,11 @@ def run_session(path, settings: RunSettings, *, force: bool = False,
     session once: it is skipped when its derived data already carries this run's fingerprint
     (unless ``force``), or, with ``force``, when it was processed after
     ``run_started_unix_s`` (by another run). A session whose lock another live writer holds is
-    skipped, naming the owner. ``scanned``: ``(fingerprint, stamp)`` as the caller's scan read
-    them (:func:`fingerprint_of` after :func:`derived_stamp`); when the derived file's stamp is
-    still the same under the lock, that fingerprint is used instead of reading it again.
+    skipped, naming the owner; one whose ``status`` says a capture never finished it fails
+    (``treadlab recover`` first). ``scanned``: ``(fingerprint, stamp)`` as the caller's scan
+    read them (:func:`fingerprint_of` after :func:`derived_stamp`); when the derived file's
+    stamp is still the same under the lock, that fingerprint is used instead of reading it
+    again (None: no scan, read here).
 
     Returns
     -------
@@ -415,6 +417,7 @@ def run_session(path, settings: RunSettings, *, force: bool = False,
         return {"session": path, "skipped": f"locked by {describe_owner(exc.owner)}"}
     try:
         with reading(path) as f:  # one open: the up-to-date check under the lock, then /raw
+            check_finished(f, path)  # (no scan may have read it: reprocess --force)
             if scanned is not None and derived_stamp(path) == scanned[1]:
                 have = scanned[0]  # the derived file the scan read (or none), unchanged since
             else:

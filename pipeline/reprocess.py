@@ -95,8 +95,11 @@ def _client(scheduler: str | None, workers: int | None):
         except OSError as exc:
             raise InputError(address, None, f"cannot reach dask scheduler ({exc})") from None
     n = workers or os.cpu_count() or 1
+    # no dashboard; the scheduler's small HTTP server (health, metrics) on a free port of
+    # 127.0.0.1, not on 8787, where a lab's own dask dashboard may be
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address=None)
+                           host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                           scheduler_kwargs={"dashboard": False})
     return Client(cluster), cluster, True
 
 
@@ -290,7 +293,8 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
     # due sessions go to the cluster while the scan goes on, so the workers start on the first
     # while the rest are checked (the cluster is started for the first one); they go in
     # groups that double (1, 1, 2, 4, ... up to SUBMIT_MAX): one message per group instead of
-    # one per session, and the workers never wait for the scan
+    # one per session, and the workers never wait for the scan. With ``force`` nothing is
+    # scanned: every session is due, and the workers check each under its lock
     client = cluster = None
     own = False
     futures: dict = {}
@@ -305,8 +309,21 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
         futures.update(_submit(client, pending, settings, force, started_unix))
         pending = []
 
+    def queue(path, why: str, seen) -> None:  # due: sent with the next group
+        due.append((path, why))
+        if not dry_run:
+            pending.append((path, seen))
+            if len(pending) >= min(max(1, len(futures)), SUBMIT_MAX):
+                send()
+
     try:
         for path in sessions:
+            if force and not dry_run:
+                # nothing to decide before the cluster: every session is due, and the worker
+                # checks its lock, status and (for a concurrent run) derived data under the
+                # lock anyway; reading them here first would only delay the workers
+                queue(path, "forced", None)
+                continue
             owner = lock_owner(path)
             if owner is not None:  # a capture recording it, another run processing it
                 skipped.append(path)
@@ -330,11 +347,7 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
             if why is None:
                 skipped.append(path)
                 continue
-            due.append((path, why))
-            if not dry_run:
-                pending.append((path, (have, stamp)))
-                if len(pending) >= min(max(1, len(futures)), SUBMIT_MAX):
-                    send()
+            queue(path, why, (have, stamp))
         if pending:
             send()
         log.info("%d sessions: %d to process, %d up to date, %d unreadable",
@@ -351,7 +364,7 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
             client.close()
             if cluster is not None:
                 cluster.close()
-    failed.extend(lost)
+    failed = sorted(failed + lost)
     processed = []
     for path, summary in done:
         if "skipped" in summary:
@@ -359,6 +372,8 @@ def reprocess(archive_dir, scheduler=None, workers=None, force=False, config_pat
             skip_reasons[path] = summary["skipped"]
         else:
             processed.append((path, summary))
+    if force:  # sent unscanned: a session the worker found locked was never due
+        due = [(p, why) for p, why in due if p not in skip_reasons]
     return BatchResult(processed, skipped, failed, time.perf_counter() - t0, due=due,
                        skip_reasons=skip_reasons, root=Path(archive_dir), want=want)
 

@@ -51,6 +51,42 @@ def _processed(path: Path) -> bool:
 
 
 @pytest.mark.timeout(240)
+def test_forced_run_reports_bad_sessions_as_a_scanned_run_does(archive, scheduler):
+    """``--force`` sends every session unscanned; the worker's checks under the lock report a
+    corrupt file, a file missing its raw data and an unfinished capture in the same one line
+    as the scan of a run without ``--force`` (treadlab's own error crosses the process
+    boundary intact: no ``Exception:`` prefix), and the good sessions are processed."""
+    corrupt = archive / "subject_b" / "corrupt.h5"
+    corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + b"garbage" * 100)
+    broken = archive / "subject_a" / "no_force.h5"
+    with h5py.File(broken, "w") as f:
+        f.attrs["format"] = "treadlab.session"
+        f.create_group("raw/markers")
+    unfinished = archive / "subject_a" / "unfinished.h5"
+    shutil.copy(archive / "subject_a" / "run0.h5", unfinished)
+    with h5py.File(unfinished, "r+") as f:
+        f.attrs["status"] = "recording"  # a capture killed and never recovered
+    lines = {}
+    for force in (False, True):
+        result = reprocess(archive, scheduler=scheduler, force=force, progress=False)
+        lines[force] = result.failure_lines()
+        assert [Path(p).name for p, _ in result.failed] == \
+            ["no_force.h5", "unfinished.h5", "corrupt.h5"]
+        assert sorted(Path(p).name for p, _ in result.processed) == \
+            ["run0.h5", "run1.h5", "run2.h5", "run3.h5"]
+        assert not result.skipped
+        if force:
+            assert sorted(p.name for p, why in result.due) == \
+                ["corrupt.h5", "no_force.h5", "run0.h5", "run1.h5", "run2.h5", "run3.h5",
+                 "unfinished.h5"]
+    assert not any(ln.split(": ", 1)[-1].startswith("Exception") for ln in lines[True])
+    assert "unfinished.h5: /@status: 'recording'" in "\n".join(lines[True])
+    assert "no_force.h5: /raw/" in "\n".join(lines[True])
+    assert lines[True] == lines[False]  # the same text from the worker as from the scan
+    assert not unfinished.with_suffix(".derived.h5").exists()
+
+
+@pytest.mark.timeout(240)
 def test_local_cluster_reports_a_corrupt_file_and_processes_the_rest(archive, capsys):
     corrupt = archive / "subject_b" / "corrupt.h5"
     corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + b"garbage" * 100)
