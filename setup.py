@@ -57,9 +57,11 @@ def _compiler_accepts(flags) -> bool:
 
 BUILD_AVX2 = platform.machine().lower() in ("x86_64", "amd64") and _compiler_accepts(AVX2)
 #: Flags of single AVX2 builds. ``-fno-trapping-math`` lets GCC turn the branches of the angle
-#: kernel's atan2 into selects, so that its loop vectorises; it changes no value (only which
-#: floating-point exception flags may be raised).
-AVX2_FLAGS = {"_angles_cy_avx2": ["-fno-trapping-math"]}
+#: kernel's atan2 and chord into selects, and ``-fno-math-errno`` drops the branch to libm's
+#: ``sqrt`` (for ``errno`` on a negative argument), so that its loops over a block's frames
+#: vectorise; neither changes a value (only which floating-point exception flags may be raised,
+#: and ``errno``).
+AVX2_FLAGS = {"_angles_cy_avx2": ["-fno-trapping-math", "-fno-math-errno"]}
 
 extensions = [
     Extension(

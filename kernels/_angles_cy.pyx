@@ -113,49 +113,6 @@ cdef inline double atan2_sel(double y, double x) noexcept nogil:
 cdef bint VECTOR_ATAN = __name__.endswith("_avx2")
 
 
-cdef inline void vsub(const double* a, const double* b, double* o) noexcept nogil:
-    o[0] = a[0] - b[0]
-    o[1] = a[1] - b[1]
-    o[2] = a[2] - b[2]
-
-
-cdef inline void vmid(const double* a, const double* b, double* o) noexcept nogil:
-    o[0] = 0.5 * (a[0] + b[0])
-    o[1] = 0.5 * (a[1] + b[1])
-    o[2] = 0.5 * (a[2] + b[2])
-
-
-cdef inline double vdot(const double* a, const double* b) noexcept nogil:
-    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-
-
-cdef inline void vcross(const double* a, const double* b, double* o) noexcept nogil:
-    cdef double x = a[1] * b[2] - a[2] * b[1]
-    cdef double y = a[2] * b[0] - a[0] * b[2]
-    cdef double z = a[0] * b[1] - a[1] * b[0]
-    o[0] = x
-    o[1] = y
-    o[2] = z
-
-
-cdef inline void vnorm(double* v) noexcept nogil:
-    """v / |v|, as v times 1 / |v| (one division instead of three; it differs from v / |v| by
-    rounding only, and is NaN for a zero vector as that is)."""
-    cdef double r = 1.0 / sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
-    v[0] = v[0] * r
-    v[1] = v[1] * r
-    v[2] = v[2] * r
-
-
-cdef inline void orthonormal_part(const double* v, const double* z, double* o) noexcept nogil:
-    """unit(v - (v.z) z)"""
-    cdef double d = vdot(v, z)
-    o[0] = v[0] - d * z[0]
-    o[1] = v[1] - d * z[1]
-    o[2] = v[2] - d * z[2]
-    vnorm(o)
-
-
 cdef inline double cardan_b(double r5) noexcept nogil:
     """Second Y-X-Z Cardan angle from R[1, 2] (radians); the first is atan2(R[0, 2], R[2, 2]),
     the third atan2(R[1, 0], R[1, 1])."""
@@ -167,37 +124,111 @@ cdef inline double cardan_b(double r5) noexcept nogil:
     return asin(s)
 
 
-cdef inline void chord(double radius, const double* joint, const double* top,
-                       const double* stick, double* o) noexcept nogil:
-    """CGM chord function (pyCGM2 VCMJointCentre, offset angle 0).
+cdef inline double rnorm(double x, double y, double z) noexcept nogil:
+    """1 / |(x, y, z)|: a unit vector is v times this (one division instead of three; it
+    differs from v / |v| by rounding only, and is inf for a zero vector, whose unit is NaN
+    as v / |v| is)."""
+    return 1.0 / sqrt(x * x + y * y + z * z)
+
+
+# A block's per-frame vectors are held by component, frames innermost (``v[c][f]``): every
+# step of the model below is a loop over the block's frames whose body is plain arithmetic
+# on scalars, which the compiler runs several frames wide (four in the AVX2 build). Each
+# frame's operations and their order are those of the reference, so the builds agree bit for
+# bit. ``BV`` is the type of such a vector.
+ctypedef double BV[3][BLOCK]
+
+
+cdef inline void chord_block(int nb, double radius, const BV joint, const BV top,
+                             const BV stick, BV o) noexcept nogil:
+    """CGM chord function (pyCGM2 VCMJointCentre, offset angle 0) for the frames of a block.
 
     With x = top - joint and e = x cross (x cross (stick - joint)), the centre is
     joint + x r^2/|x|^2 + unit(e) r sqrt(1 - r^2/|x|^2) (joint + unit(e) r when |x| <= r); both
-    terms are formed from one reciprocal, 1 / (|x|^2 |e|^2), and one square root.
+    terms are formed from one reciprocal, 1 / (|x|^2 |e|^2), and one square root. Both
+    centres are computed and one is chosen, so the loop has no branch.
     """
-    cdef double x[3]
-    cdef double t[3]
-    cdef double p[3]
-    cdef double e[3]
-    cdef double x2, ee, q, a, m, c
-    cdef int i
-    vsub(top, joint, x)
-    vsub(stick, joint, t)
-    vcross(x, t, p)
-    vcross(x, p, e)
-    x2 = vdot(x, x)
-    ee = vdot(e, e)
-    q = 1.0 / (x2 * ee)
-    a = radius * radius * ee * q                  # r^2 / |x|^2
-    m = 1.0 - a
-    if m > 0:
-        c = radius * sqrt(m * x2 * q)             # r sqrt(m) / |e|
-        for i in range(3):
-            o[i] = joint[i] + x[i] * a + e[i] * c
-    else:
-        c = radius * sqrt(x2 * q)                 # r / |e|
-        for i in range(3):
-            o[i] = joint[i] + e[i] * c
+    cdef int f
+    cdef double x0, x1, x2, t0, t1, t2, p0, p1, p2, e0, e1, e2, xx, ee, q, a, m, s, c
+    cdef bint far
+    for f in range(nb):
+        x0 = top[0][f] - joint[0][f]
+        x1 = top[1][f] - joint[1][f]
+        x2 = top[2][f] - joint[2][f]
+        t0 = stick[0][f] - joint[0][f]
+        t1 = stick[1][f] - joint[1][f]
+        t2 = stick[2][f] - joint[2][f]
+        p0 = x1 * t2 - x2 * t1
+        p1 = x2 * t0 - x0 * t2
+        p2 = x0 * t1 - x1 * t0
+        e0 = x1 * p2 - x2 * p1
+        e1 = x2 * p0 - x0 * p2
+        e2 = x0 * p1 - x1 * p0
+        xx = x0 * x0 + x1 * x1 + x2 * x2
+        ee = e0 * e0 + e1 * e1 + e2 * e2
+        q = 1.0 / (xx * ee)
+        a = radius * radius * ee * q                  # r^2 / |x|^2
+        m = 1.0 - a
+        far = m > 0
+        s = m if far else 1.0
+        c = radius * sqrt(s * xx * q)                 # r sqrt(m) / |e|, or r / |e|
+        o[0][f] = (joint[0][f] + x0 * a + e0 * c) if far else (joint[0][f] + e0 * c)
+        o[1][f] = (joint[1][f] + x1 * a + e1 * c) if far else (joint[1][f] + e1 * c)
+        o[2][f] = (joint[2][f] + x2 * a + e2 * c) if far else (joint[2][f] + e2 * c)
+
+
+cdef inline void unit_block(int nb, const BV a, const BV b, BV o) noexcept nogil:
+    """o = unit(a - b) for the frames of a block."""
+    cdef int f
+    cdef double v0, v1, v2, r
+    for f in range(nb):
+        v0 = a[0][f] - b[0][f]
+        v1 = a[1][f] - b[1][f]
+        v2 = a[2][f] - b[2][f]
+        r = rnorm(v0, v1, v2)
+        o[0][f] = v0 * r
+        o[1][f] = v1 * r
+        o[2][f] = v2 * r
+
+
+cdef inline void lateral_block(int nb, double sign, const BV marker, const BV centre,
+                               const BV z, BV o) noexcept nogil:
+    """o = unit(v - (v.z) z) with v = sign (marker - centre): the segment's lateral axis,
+    orthogonal to its long axis z, for the frames of a block."""
+    cdef int f
+    cdef double v0, v1, v2, d, r
+    for f in range(nb):
+        v0 = sign * (marker[0][f] - centre[0][f])
+        v1 = sign * (marker[1][f] - centre[1][f])
+        v2 = sign * (marker[2][f] - centre[2][f])
+        d = v0 * z[0][f] + v1 * z[1][f] + v2 * z[2][f]
+        v0 = v0 - d * z[0][f]
+        v1 = v1 - d * z[1][f]
+        v2 = v2 - d * z[2][f]
+        r = rnorm(v0, v1, v2)
+        o[0][f] = v0 * r
+        o[1][f] = v1 * r
+        o[2][f] = v2 * r
+
+
+cdef inline void cross_block(int nb, const BV a, const BV b, BV o) noexcept nogil:
+    """o = a cross b for the frames of a block."""
+    cdef int f
+    cdef double x, y, z
+    for f in range(nb):
+        x = a[1][f] * b[2][f] - a[2][f] * b[1][f]
+        y = a[2][f] * b[0][f] - a[0][f] * b[2][f]
+        z = a[0][f] * b[1][f] - a[1][f] * b[0][f]
+        o[0][f] = x
+        o[1][f] = y
+        o[2][f] = z
+
+
+cdef inline void dot_block(int nb, const BV a, const BV b, double* o) noexcept nogil:
+    """o[f] = a . b for the frames of a block."""
+    cdef int f
+    for f in range(nb):
+        o[f] = a[0][f] * b[0][f] + a[1][f] * b[1][f] + a[2][f] * b[2][f]
 
 
 def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
@@ -209,12 +240,12 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
     ``index`` (N_MARKERS,) int64 column of each model marker or -1; ``params`` as
     _angles_ref.PARAMS; ``enabled`` (N_COLUMNS,) uint8.
 
-    Frames go in blocks of BLOCK, and each step of the model (pelvis, knee centre, thigh, ankle
-    centre, shank, foot) runs over the whole block before the next: one frame's steps form a
-    chain of square roots and divisions, and a loop over independent frames lets the processor
-    overlap them. The steps leave the arguments of the atan2 and asin calls in a table that one
-    loop per block then evaluates (the atan2 in a vectorised loop over the flat table in the
-    AVX2 build: ``VECTOR_ATAN``).
+    Frames go in blocks of BLOCK, held by component with the frames innermost, and each step
+    of the model (pelvis, knee centre, thigh, ankle centre, shank, foot) is one loop over the
+    block's frames before the next: a loop over independent frames the compiler runs several
+    frames wide, and whose square roots and divisions overlap. The steps leave the arguments
+    of the atan2 and asin calls in a table that one loop per block then evaluates (the atan2
+    in a vectorised loop over the flat table in the AVX2 build: ``VECTOR_ATAN``).
     """
     cdef Py_ssize_t m = pos.shape[0], k = pos.shape[1], i0, ib
     if m == 0 or k == 0:
@@ -226,11 +257,11 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
     cdef int n_slots = 0
     cdef unsigned char on[N_COLUMNS]
     cdef double par[10]
-    cdef double mk[BLOCK][N_MARKERS][3]   # the block's model markers, by frame and slot
-    cdef double ya[BLOCK][N_ATAN]         # atan2(ya, xa) of each frame of the block
-    cdef double xa[BLOCK][N_ATAN]
-    cdef double sa[BLOCK][N_ASIN]         # cardan_b(sa)
-    cdef double ra[BLOCK][N_ATAN]         # atan2_sel(ya, xa) (VECTOR_ATAN)
+    cdef double mk[N_MARKERS][3][BLOCK]   # the block's model markers: slot, axis, frame
+    cdef double ya[N_ATAN][BLOCK]         # atan2(ya, xa) of each frame of the block
+    cdef double xa[N_ATAN][BLOCK]
+    cdef double sa[N_ASIN][BLOCK]         # cardan_b(sa)
+    cdef double ra[N_ATAN][BLOCK]         # atan2_sel(ya, xa) (VECTOR_ATAN)
     cdef double* yt
     cdef double* xt
     cdef double* rt
@@ -241,30 +272,18 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
     cdef double atan_fac[N_ATAN]
     cdef int asin_col[N_ASIN]
     cdef double asin_fac[N_ASIN]
-    cdef int j, side, si, f, nb
-    cdef double sign
+    cdef int j, c, side, si, f, nb
+    cdef double sign, o0, o1, o2, w0, w1, w2, d, r, ff
     cdef bint pelvis_ok, thorax_ok, c7_ok, psis, hip_ok, knee_ok, ankle_ok
-    cdef double post[3]
-    cdef double origin[3]
-    cdef double v[3]
-    cdef double top[3]
-    cdef double bottom[3]
-    cdef double ty[3]
-    cdef double fx[3]                     # foot X and Z axes, not unit (Y is not needed)
-    cdef double fz[3]
-    cdef double px[BLOCK][3]              # pelvis axes in the lab, per frame of the block
-    cdef double py[BLOCK][3]
-    cdef double pz[BLOCK][3]
-    cdef double centre[BLOCK][3]          # pelvis centre
-    cdef double hjc[BLOCK][2][3]
-    cdef double kjc[BLOCK][3]             # this side's joint centres and axes
-    cdef double ajc[BLOCK][3]
-    cdef double tx[BLOCK][3]              # thigh X and Z
-    cdef double tz[BLOCK][3]
-    cdef double sx[BLOCK][3]              # shank axes
-    cdef double sy[BLOCK][3]
-    cdef double sz[BLOCK][3]
-    cdef const double* heel_or_ajc
+    cdef BV px, py, pz                    # pelvis axes in the lab
+    cdef BV post                          # posterior pelvis point (mid-PSIS or SACR)
+    cdef BV centre                        # pelvis centre
+    cdef double hjc[2][3][BLOCK]
+    cdef BV kjc, ajc                      # this side's joint centres
+    cdef BV tx, ty, tz                    # thigh axes
+    cdef BV sx, sy, sz                    # shank axes
+    cdef BV fx, fz                        # foot X and Z axes, not unit (Y is not needed)
+    cdef int heel
 
     for j in range(N_MARKERS):
         ix[j] = index[j]
@@ -310,66 +329,90 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
             for f in range(nb):
                 for j in range(n_slots):
                     src = base + ((i0 + f) * k + ix[slot[j]]) * 3
-                    mk[f][slot[j]][0] = src[0]
-                    mk[f][slot[j]][1] = src[1]
-                    mk[f][slot[j]][2] = src[2]
-                # an angle a frame does not reach stays NaN
-                for j in range(N_ATAN):
-                    ya[f][j] = NAN
-                    xa[f][j] = NAN
-                for j in range(N_ASIN):
-                    sa[f][j] = NAN
+                    mk[slot[j]][0][f] = src[0]
+                    mk[slot[j]][1][f] = src[1]
+                    mk[slot[j]][2][f] = src[2]
+            # an angle a frame does not reach stays NaN (the whole table: the vectorised
+            # atan2 loop reads all of it)
+            for j in range(N_ATAN):
+                for f in range(BLOCK):
+                    ya[j][f] = NAN
+                    xa[j][f] = NAN
+            for j in range(N_ASIN):
+                for f in range(BLOCK):
+                    sa[j][f] = NAN
 
             if pelvis_ok:
-                for f in range(nb):
-                    vsub(mk[f][LASI], mk[f][RASI], py[f])
-                    vnorm(py[f])
-                for f in range(nb):
+                unit_block(nb, mk[LASI], mk[RASI], py)
+                for c in range(3):
                     if psis:
-                        vmid(mk[f][LPSI], mk[f][RPSI], post)
+                        for f in range(nb):
+                            post[c][f] = 0.5 * (mk[LPSI][c][f] + mk[RPSI][c][f])
                     else:
-                        post[0] = mk[f][SACR][0]
-                        post[1] = mk[f][SACR][1]
-                        post[2] = mk[f][SACR][2]
-                    vmid(mk[f][LASI], mk[f][RASI], origin)
-                    vsub(origin, post, v)
-                    orthonormal_part(v, py[f], px[f])
-                    vcross(px[f], py[f], pz[f])
-                    vmid(origin, post, centre[f])
+                        for f in range(nb):
+                            post[c][f] = mk[SACR][c][f]
+                for f in range(nb):
+                    o0 = 0.5 * (mk[LASI][0][f] + mk[RASI][0][f])     # origin: mid-ASIS
+                    o1 = 0.5 * (mk[LASI][1][f] + mk[RASI][1][f])
+                    o2 = 0.5 * (mk[LASI][2][f] + mk[RASI][2][f])
+                    w0 = o0 - post[0][f]
+                    w1 = o1 - post[1][f]
+                    w2 = o2 - post[2][f]
+                    d = w0 * py[0][f] + w1 * py[1][f] + w2 * py[2][f]
+                    w0 = w0 - d * py[0][f]
+                    w1 = w1 - d * py[1][f]
+                    w2 = w2 - d * py[2][f]
+                    r = rnorm(w0, w1, w2)
+                    px[0][f] = w0 * r
+                    px[1][f] = w1 * r
+                    px[2][f] = w2 * r
+                    centre[0][f] = 0.5 * (o0 + post[0][f])
+                    centre[1][f] = 0.5 * (o1 + post[1][f])
+                    centre[2][f] = 0.5 * (o2 + post[2][f])
+                    post[0][f] = o0                                  # (kept: the origin)
+                    post[1][f] = o1
+                    post[2][f] = o2
+                cross_block(nb, px, py, pz)
+                for f in range(nb):
                     # the pelvis R (axes as columns) in the lab: R[0,2] = pz[0], R[2,2] = pz[2],
                     # R[1,2] = pz[1], R[1,0] = px[1], R[1,1] = py[1]
-                    ya[f][A_PELVIS_TILT] = pz[f][0]
-                    xa[f][A_PELVIS_TILT] = pz[f][2]
-                    sa[f][S_PELVIS_OBLIQUITY] = pz[f][1]
-                    ya[f][A_PELVIS_ROTATION] = px[f][1]
-                    xa[f][A_PELVIS_ROTATION] = py[f][1]
-                    for side in range(2):
-                        for j in range(3):
-                            hjc[f][side][j] = origin[j] + (px[f][j] * par[3 * side]
-                                                           + py[f][j] * par[3 * side + 1]
-                                                           + pz[f][j] * par[3 * side + 2])
+                    ya[A_PELVIS_TILT][f] = pz[0][f]
+                    xa[A_PELVIS_TILT][f] = pz[2][f]
+                    sa[S_PELVIS_OBLIQUITY][f] = pz[1][f]
+                    ya[A_PELVIS_ROTATION][f] = px[1][f]
+                    xa[A_PELVIS_ROTATION][f] = py[1][f]
+                for side in range(2):
+                    for c in range(3):
+                        for f in range(nb):
+                            hjc[side][c][f] = post[c][f] + (px[c][f] * par[3 * side]
+                                                            + py[c][f] * par[3 * side + 1]
+                                                            + pz[c][f] * par[3 * side + 2])
 
             # sagittal angles, atan2(dx, dz) of a segment from the vertical, and heel lead
-            for f in range(nb):
-                if on[TRUNK_LEAN]:
-                    if thorax_ok:
-                        vmid(mk[f][C7], mk[f][CLAV], top)
-                        vmid(mk[f][T10], mk[f][STRN], bottom)
-                        ya[f][A_TRUNK_LEAN] = top[0] - bottom[0]
-                        xa[f][A_TRUNK_LEAN] = top[2] - bottom[2]
-                    elif c7_ok and pelvis_ok:
-                        ya[f][A_TRUNK_LEAN] = mk[f][C7][0] - centre[f][0]
-                        xa[f][A_TRUNK_LEAN] = mk[f][C7][2] - centre[f][2]
-                for side in range(2):
-                    si = 6 * side
-                    if on[SHANK_L + side]:
-                        ya[f][A_SHANK_L + side] = mk[f][LANK + si][0] - mk[f][LKNE + si][0]
-                        xa[f][A_SHANK_L + side] = -(mk[f][LANK + si][2] - mk[f][LKNE + si][2])
-                    if on[THIGH_L + side]:
-                        ya[f][A_THIGH_L + side] = mk[f][LKNE + si][0] - mk[f][LTHI + si][0]
-                        xa[f][A_THIGH_L + side] = -(mk[f][LKNE + si][2] - mk[f][LTHI + si][2])
-                    if on[HEEL_LEAD_L + side] and pelvis_ok:
-                        out[i0 + f, HEEL_LEAD_L + side] = mk[f][LHEE + si][0] - centre[f][0]
+            if on[TRUNK_LEAN]:
+                if thorax_ok:
+                    for f in range(nb):
+                        ya[A_TRUNK_LEAN][f] = (0.5 * (mk[C7][0][f] + mk[CLAV][0][f])
+                                               - 0.5 * (mk[T10][0][f] + mk[STRN][0][f]))
+                        xa[A_TRUNK_LEAN][f] = (0.5 * (mk[C7][2][f] + mk[CLAV][2][f])
+                                               - 0.5 * (mk[T10][2][f] + mk[STRN][2][f]))
+                elif c7_ok and pelvis_ok:
+                    for f in range(nb):
+                        ya[A_TRUNK_LEAN][f] = mk[C7][0][f] - centre[0][f]
+                        xa[A_TRUNK_LEAN][f] = mk[C7][2][f] - centre[2][f]
+            for side in range(2):
+                si = 6 * side
+                if on[SHANK_L + side]:
+                    for f in range(nb):
+                        ya[A_SHANK_L + side][f] = mk[LANK + si][0][f] - mk[LKNE + si][0][f]
+                        xa[A_SHANK_L + side][f] = -(mk[LANK + si][2][f] - mk[LKNE + si][2][f])
+                if on[THIGH_L + side]:
+                    for f in range(nb):
+                        ya[A_THIGH_L + side][f] = mk[LKNE + si][0][f] - mk[LTHI + si][0][f]
+                        xa[A_THIGH_L + side][f] = -(mk[LKNE + si][2][f] - mk[LTHI + si][2][f])
+                if on[HEEL_LEAD_L + side] and pelvis_ok:
+                    for f in range(nb):
+                        out[i0 + f, HEEL_LEAD_L + side] = mk[LHEE + si][0][f] - centre[0][f]
 
             for side in range(2):
                 si = 6 * side
@@ -379,69 +422,60 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
                                or on[KNEE_FLEXION_L + side] or on[ANKLE_DORSI_L + side]))
                 if not hip_ok:
                     continue
-                for f in range(nb):
-                    chord(par[6 + side], mk[f][LKNE + si], hjc[f][side], mk[f][LTHI + si],
-                          kjc[f])
-                for f in range(nb):
-                    vsub(hjc[f][side], kjc[f], tz[f])
-                    vnorm(tz[f])
-                for f in range(nb):
-                    vsub(mk[f][LKNE + si], kjc[f], v)
-                    for j in range(3):
-                        v[j] = sign * v[j]
-                    orthonormal_part(v, tz[f], ty)
-                    vcross(ty, tz[f], tx[f])
-                    # thigh in pelvis, R = P^T T: R[0,2] = px.tz, R[2,2] = pz.tz, R[1,2] = py.tz
-                    ya[f][A_HIP_FLEXION_L + side] = vdot(px[f], tz[f])
-                    xa[f][A_HIP_FLEXION_L + side] = vdot(pz[f], tz[f])
-                    sa[f][S_HIP_ADDUCTION_L + side] = vdot(py[f], tz[f])
+                chord_block(nb, par[6 + side], mk[LKNE + si], hjc[side], mk[LTHI + si], kjc)
+                unit_block(nb, hjc[side], kjc, tz)
+                lateral_block(nb, sign, mk[LKNE + si], kjc, tz, ty)
+                cross_block(nb, ty, tz, tx)
+                # thigh in pelvis, R = P^T T: R[0,2] = px.tz, R[2,2] = pz.tz, R[1,2] = py.tz
+                dot_block(nb, px, tz, ya[A_HIP_FLEXION_L + side])
+                dot_block(nb, pz, tz, xa[A_HIP_FLEXION_L + side])
+                dot_block(nb, py, tz, sa[S_HIP_ADDUCTION_L + side])
                 knee_ok = ix[LTIB + si] >= 0 and ix[LANK + si] >= 0
                 if not knee_ok:
                     continue
-                for f in range(nb):
-                    chord(par[8 + side], mk[f][LANK + si], kjc[f], mk[f][LTIB + si], ajc[f])
+                chord_block(nb, par[8 + side], mk[LANK + si], kjc, mk[LTIB + si], ajc)
+                unit_block(nb, kjc, ajc, sz)
+                lateral_block(nb, sign, mk[LANK + si], ajc, sz, sy)
+                dot_block(nb, tx, sz, ya[A_KNEE_FLEXION_L + side])        # shank in thigh
+                dot_block(nb, tz, sz, xa[A_KNEE_FLEXION_L + side])
                 ankle_ok = ix[LTOE + si] >= 0 and on[ANKLE_DORSI_L + side]
-                for f in range(nb):
-                    vsub(kjc[f], ajc[f], sz[f])
-                    vnorm(sz[f])
-                for f in range(nb):
-                    vsub(mk[f][LANK + si], ajc[f], v)
-                    for j in range(3):
-                        v[j] = sign * v[j]
-                    orthonormal_part(v, sz[f], sy[f])
-                    ya[f][A_KNEE_FLEXION_L + side] = vdot(tx[f], sz[f])    # shank in thigh
-                    xa[f][A_KNEE_FLEXION_L + side] = vdot(tz[f], sz[f])
                 if not ankle_ok:
                     continue
+                cross_block(nb, sy, sz, sx)
+                # foot in shank: the foot's X and Z axes are left at their length, which
+                # scales both atan2 arguments alike; a zero length is NaN, as unit() gives
+                heel = LHEE + si if ix[LHEE + si] >= 0 else -1
+                for c in range(3):
+                    if heel >= 0:
+                        for f in range(nb):
+                            fx[c][f] = mk[LTOE + si][c][f] - mk[heel][c][f]
+                    else:
+                        for f in range(nb):
+                            fx[c][f] = mk[LTOE + si][c][f] - ajc[c][f]
+                cross_block(nb, fx, sy, fz)             # sy: the shank's Y axis
                 for f in range(nb):
-                    vcross(sy[f], sz[f], sx[f])
-                    heel_or_ajc = ajc[f]
-                    if ix[LHEE + si] >= 0:
-                        heel_or_ajc = mk[f][LHEE + si]
-                    # foot in shank: the foot's X and Z axes are left at their length, which
-                    # scales both atan2 arguments alike; a zero length is NaN, as unit() gives
-                    vsub(mk[f][LTOE + si], heel_or_ajc, fx)
-                    vcross(fx, sy[f], fz)             # sy: the shank's Y axis
-                    if vdot(fz, fz) > 0:
-                        ya[f][A_ANKLE_DORSI_L + side] = vdot(sx[f], fz)
-                        xa[f][A_ANKLE_DORSI_L + side] = vdot(sz[f], fz)
+                    ff = fz[0][f] * fz[0][f] + fz[1][f] * fz[1][f] + fz[2][f] * fz[2][f]
+                    o0 = sx[0][f] * fz[0][f] + sx[1][f] * fz[1][f] + sx[2][f] * fz[2][f]
+                    o1 = sz[0][f] * fz[0][f] + sz[1][f] * fz[1][f] + sz[2][f] * fz[2][f]
+                    ya[A_ANKLE_DORSI_L + side][f] = o0 if ff > 0 else NAN
+                    xa[A_ANKLE_DORSI_L + side][f] = o1 if ff > 0 else NAN
 
             if vector_atan:  # the block's tables as flat runs: a loop that vectorises
                 yt = &ya[0][0]
                 xt = &xa[0][0]
                 rt = &ra[0][0]
-                for q in range(nb * <int>N_ATAN):
+                for q in range(<int>N_ATAN * BLOCK):
                     rt[q] = atan2_sel(yt[q], xt[q])
             for f in range(nb):
                 for j in range(N_ATAN):
                     if on[atan_col[j]]:
                         if not vector_atan:
-                            angle = atan2_r(ya[f][j], xa[f][j])
+                            angle = atan2_r(ya[j][f], xa[j][f])
                         else:  # NaN: zeros, infinities or NaN, as libm gives them
-                            angle = ra[f][j]
+                            angle = ra[j][f]
                             if isnan(angle):
-                                angle = atan2(ya[f][j], xa[f][j])
+                                angle = atan2(ya[j][f], xa[j][f])
                         out[i0 + f, atan_col[j]] = atan_fac[j] * angle
                 for j in range(N_ASIN):
                     if on[asin_col[j]]:
-                        out[i0 + f, asin_col[j]] = asin_fac[j] * cardan_b(sa[f][j])
+                        out[i0 + f, asin_col[j]] = asin_fac[j] * cardan_b(sa[j][f])
