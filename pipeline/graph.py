@@ -44,7 +44,7 @@ from treadlab.acquisition.archive import (SessionLocked, acquire, attr, derived_
                                           read_derived_from, read_force, read_markers,
                                           read_meta, reading,
                                           session_lock, target_of, write_derived)
-from treadlab.acquisition.capture.recorder import check_finished, require_finished
+from treadlab.acquisition.capture.recorder import check_status, require_finished
 from treadlab.config import load_lab, software_version
 from treadlab.config.errors import InputError
 from treadlab.config.markers import to_cgm
@@ -417,7 +417,6 @@ def run_session(path, settings: RunSettings, *, force: bool = False,
         return {"session": path, "skipped": f"locked by {describe_owner(exc.owner)}"}
     try:
         with reading(path) as f:  # one open: the up-to-date check under the lock, then /raw
-            check_finished(f, path)  # (no scan may have read it: reprocess --force)
             if scanned is not None and derived_stamp(path) == scanned[1]:
                 have = scanned[0]  # the derived file the scan read (or none), unchanged since
             else:
@@ -429,6 +428,8 @@ def run_session(path, settings: RunSettings, *, force: bool = False,
             if not rescoring:
                 target = target_of(f, path)  # where write_task writes (read here, once)
                 meta = _read_meta(f)
+                # a capture never finished (no scan may have checked: reprocess --force)
+                check_status(meta["attrs"].get("status"), path)
                 markers = _read_markers(f, path, settings.marker_names)
                 force_data = read_force(f, path)
         if rescoring:

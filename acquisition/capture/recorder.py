@@ -115,6 +115,11 @@ def check_finished(f, path) -> None:
         status = archive.from_attr(f.attrs.get("status", ""))
     except Exception:
         return
+    check_status(status, path)
+
+
+def check_status(status, path) -> None:
+    """InputError when a session's root ``status`` (as read) says a capture never finished it."""
     if status == "recording":
         raise InputError(path, "/@status", "'recording': the capture did not finish; run "
                                            "`treadlab recover` on it first")
