@@ -193,8 +193,9 @@ cdef inline void unit_block(int nb, const BV a, const BV b, BV o) noexcept nogil
 
 cdef inline void lateral_block(int nb, double sign, const BV marker, const BV centre,
                                const BV z, BV o) noexcept nogil:
-    """o = unit(v - (v.z) z) with v = sign (marker - centre): the segment's lateral axis,
-    orthogonal to its long axis z, for the frames of a block."""
+    """o = unit(v - (v.z) z) with v = sign (marker - centre): the axis toward the marker
+    orthogonal to the unit axis z (a thigh's or shank's lateral axis, the pelvis's forward
+    axis), for the frames of a block."""
     cdef int f
     cdef double v0, v1, v2, d, r
     for f in range(nb):
@@ -273,10 +274,11 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
     cdef int asin_col[N_ASIN]
     cdef double asin_fac[N_ASIN]
     cdef int j, c, side, si, f, nb
-    cdef double sign, o0, o1, o2, w0, w1, w2, d, r, ff
+    cdef double sign, o0, o1, ff
     cdef bint pelvis_ok, thorax_ok, c7_ok, psis, hip_ok, knee_ok, ankle_ok
     cdef BV px, py, pz                    # pelvis axes in the lab
     cdef BV post                          # posterior pelvis point (mid-PSIS or SACR)
+    cdef BV origin                        # pelvis origin (mid-ASIS)
     cdef BV centre                        # pelvis centre
     cdef double hjc[2][3][BLOCK]
     cdef BV kjc, ajc                      # this side's joint centres
@@ -351,27 +353,10 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
                     else:
                         for f in range(nb):
                             post[c][f] = mk[SACR][c][f]
-                for f in range(nb):
-                    o0 = 0.5 * (mk[LASI][0][f] + mk[RASI][0][f])     # origin: mid-ASIS
-                    o1 = 0.5 * (mk[LASI][1][f] + mk[RASI][1][f])
-                    o2 = 0.5 * (mk[LASI][2][f] + mk[RASI][2][f])
-                    w0 = o0 - post[0][f]
-                    w1 = o1 - post[1][f]
-                    w2 = o2 - post[2][f]
-                    d = w0 * py[0][f] + w1 * py[1][f] + w2 * py[2][f]
-                    w0 = w0 - d * py[0][f]
-                    w1 = w1 - d * py[1][f]
-                    w2 = w2 - d * py[2][f]
-                    r = rnorm(w0, w1, w2)
-                    px[0][f] = w0 * r
-                    px[1][f] = w1 * r
-                    px[2][f] = w2 * r
-                    centre[0][f] = 0.5 * (o0 + post[0][f])
-                    centre[1][f] = 0.5 * (o1 + post[1][f])
-                    centre[2][f] = 0.5 * (o2 + post[2][f])
-                    post[0][f] = o0                                  # (kept: the origin)
-                    post[1][f] = o1
-                    post[2][f] = o2
+                    for f in range(nb):
+                        origin[c][f] = 0.5 * (mk[LASI][c][f] + mk[RASI][c][f])   # mid-ASIS
+                        centre[c][f] = 0.5 * (origin[c][f] + post[c][f])
+                lateral_block(nb, 1.0, origin, post, py, px)  # forward, orthogonal to py
                 cross_block(nb, px, py, pz)
                 for f in range(nb):
                     # the pelvis R (axes as columns) in the lab: R[0,2] = pz[0], R[2,2] = pz[2],
@@ -384,9 +369,9 @@ def joint_angles_cy(const floating[:, :, ::1] pos, const long long[::1] index,
                 for side in range(2):
                     for c in range(3):
                         for f in range(nb):
-                            hjc[side][c][f] = post[c][f] + (px[c][f] * par[3 * side]
-                                                            + py[c][f] * par[3 * side + 1]
-                                                            + pz[c][f] * par[3 * side + 2])
+                            hjc[side][c][f] = origin[c][f] + (px[c][f] * par[3 * side]
+                                                              + py[c][f] * par[3 * side + 1]
+                                                              + pz[c][f] * par[3 * side + 2])
 
             # sagittal angles, atan2(dx, dz) of a segment from the vertical, and heel lead
             if on[TRUNK_LEAN]:
