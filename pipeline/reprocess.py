@@ -405,7 +405,8 @@ SUBMIT_MAX = 256
 
 def _submit(client, due: list, settings, force: bool, started_unix: float | None) -> dict:
     """One task per session of ``due`` (``(path, (fingerprint, stamp))`` as the scan read
-    them) on the cluster, sent together: :func:`_run_one` of each. Workers receive the path
+    them, or ``(path, None)`` unscanned: ``force``) on the cluster, sent together:
+    :func:`_run_one` of each. Workers receive the path
     (and the few-kB settings) and open the archive themselves. Returns {future: path}."""
     paths = [p for p, _ in due]
     keys = [f"treadlab-session-{Path(p).stem}-{uuid.uuid4().hex[:12]}" for p in paths]
@@ -415,10 +416,10 @@ def _submit(client, due: list, settings, force: bool, started_unix: float | None
     return dict(zip(futures, paths))
 
 
-def _run_one(path: str, scanned: tuple, settings, force: bool,
+def _run_one(path: str, scanned: tuple | None, settings, force: bool,
              run_started_unix_s: float | None) -> dict:
     """:func:`treadlab.pipeline.graph.run_session` of one session with what the scan read of
-    it (``client.map`` varies positional arguments only)."""
+    it, None when it was not scanned (``client.map`` varies positional arguments only)."""
     return run_session(path, settings, force=force, run_started_unix_s=run_started_unix_s,
                        scanned=scanned)
 
